@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * crypto -- hashing, randomness and constant-time comparison for keys (libcrypto stays here).
+ * Admin keys are 32 random bytes, so a plain SHA-256 is a sound one-way hash for storing them:
+ * there is nothing to brute-force that a slow password hash would protect. Thread-safe.
+ */
+#ifndef GK_CRYPTO_H
+#define GK_CRYPTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "gk/util.h"
+
+#define GK_SHA256_HEX_BUF 65 /* 64 hex digits and NUL */
+#define GK_ADMIN_KEY_BUF 48  /* "gk_" + 43 base64url characters of 32 random bytes + NUL */
+
+/* SHA-256 of data in lower-case hex into out. */
+void gk_sha256_hex(const void *data, size_t len, char out[GK_SHA256_HEX_BUF]);
+/* Fills buf with n bytes from the system CSPRNG. GK_EINVAL if it fails (never partial). */
+GK_MUSTCHECK enum gk_err gk_random_bytes(void *buf, size_t n);
+/* A fresh admin key ("gk_" + base64url of 32 random bytes) into out. */
+GK_MUSTCHECK enum gk_err gk_admin_key_new(char out[GK_ADMIN_KEY_BUF]);
+/* Compares n bytes in time independent of their contents. */
+bool gk_ct_equal(const void *a, const void *b, size_t n);
+/* True when SHA-256(key) equals the stored hex hash, in constant time. An empty stored hash
+ * never matches. */
+bool gk_key_matches_hash(const char *key, size_t keylen, const char *stored_hex);
+
+#endif

@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * handlers -- one function per route, plus the dispatcher that http.c calls for every request.
+ *
+ * The dispatcher routes, answers CORS preflights, resolves the business named by the request's
+ * business_id header once (a reference held for the whole request), applies the business's CORS
+ * origins to the answer, and hands the handler a per-thread context: each pool thread has its
+ * own Redis and PostgreSQL handles, opened on first use and closed when the thread exits.
+ */
+#ifndef GK_HANDLERS_H
+#define GK_HANDLERS_H
+
+#include <stdbool.h>
+
+#include "gk/bizconf.h"
+#include "gk/config.h"
+#include "gk/confcache.h"
+#include "gk/crypto.h"
+#include "gk/http.h"
+
+/* Shared by all threads; read-only once the server runs. */
+struct gk_app {
+    const struct gk_config *cfg;
+    struct gk_confcache *cache;
+    char operator_key_hash[GK_SHA256_HEX_BUF]; /* SHA-256 of ADMIN_TOKEN */
+};
+
+/* What a handler gets. store and db belong to the calling thread: never keep them. */
+struct gk_ctx {
+    const struct gk_app *app;
+    struct gk_store *store;
+    struct gk_cfgstore *db;
+    const struct gk_business *biz; /* from the business_id header, or NULL; borrowed */
+    const char *biz_header;        /* the raw business_id header value, or NULL */
+};
+
+/* Prepares the per-thread handle key; call once before the server starts. */
+GK_MUSTCHECK enum gk_err gk_handlers_init(void);
+/* gk_http_handler for the whole API; arg is a struct gk_app. */
+void gk_handlers_dispatch(void *arg, const struct gk_req *req, struct gk_resp *resp);
+
+/* Sets resp to {"error": code, "message": message[, "field": field]} with status. */
+void gk_reply_error(struct gk_resp *resp, int status, const char *code, const char *message, const char *field);
+/* Sets resp to the JSON text of obj with status; takes ownership of obj. */
+void gk_reply_json(struct gk_resp *resp, int status, struct json_object *obj);
+
+void gk_h_health(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);
+void gk_h_business_create(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);
+void gk_h_config_get(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);
+void gk_h_config_post(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);
+
+#endif

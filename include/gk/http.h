@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * http -- the HTTP/1.1 server (libmicrohttpd stays in http.c).
+ * Turns each complete request into a struct gk_req, calls one handler on a pool thread, and turns
+ * the struct gk_resp it fills back into a response. Enforces the body and header limits, keeps
+ * connections alive, and writes one access-log line per request with its request id.
+ */
+#ifndef GK_HTTP_H
+#define GK_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gk/util.h"
+
+#define GK_HTTP_BODY_MAX (64 * 1024)   /* larger bodies get 413 */
+#define GK_HTTP_HEADERS_MAX (32 * 1024) /* request line + headers; larger is refused by the server */
+#define GK_HTTP_RESP_HEADERS 12
+#define GK_REQ_ID_BUF 40
+
+struct gk_http; /* opaque */
+
+/* A complete request. Every pointer is borrowed and valid only during the handler call. */
+struct gk_req {
+    const char *method;
+    const char *path; /* without the query string */
+    const char *body; /* NUL-terminated; "" when none */
+    size_t body_len;
+    char id[GK_REQ_ID_BUF]; /* X-Request-Id if the client sent a safe one, else generated */
+    char peer_ip[48];       /* socket peer as text */
+    uint8_t peer_addr[16];  /* socket peer, IPv4 mapped into IPv6 */
+    void *impl;             /* http.c's; do not touch */
+};
+
+/* What the handler answers. Start from gk_resp_init state (status 0 = 500 if left unset). */
+struct gk_resp {
+    int status;
+    const char *content_type; /* static string; default application/json */
+    char *body;               /* owned; freed by http.c (use gk_resp_body) */
+    size_t body_len;
+    size_t n_headers;
+    char *headers[GK_HTTP_RESP_HEADERS][2]; /* owned name/value copies */
+    const char *route;                      /* static route name for logs/metrics, or NULL */
+};
+
+/* Header value by case-insensitive name, or NULL. Borrowed for the handler call. */
+const char *gk_req_header(const struct gk_req *req, const char *name);
+/* Query-string argument by name, or NULL ("" for a bare "?name"). Borrowed for the handler call. */
+const char *gk_req_query(const struct gk_req *req, const char *name);
+/* Cookie by name, or NULL. Borrowed for the handler call. */
+const char *gk_req_cookie(const struct gk_req *req, const char *name);
+
+/* Sets status, content type (static) and body; takes ownership of body (malloc'd). */
+void gk_resp_body(struct gk_resp *resp, int status, const char *content_type, char *body, size_t len);
+/* Adds a response header (copied). Extra headers beyond GK_HTTP_RESP_HEADERS are dropped and
+ * logged: the table is sized for what the handlers set. */
+void gk_resp_header(struct gk_resp *resp, const char *name, const char *value);
+
+/* Called on a pool thread for each complete request; must fill resp. */
+typedef void (*gk_http_handler)(void *arg, const struct gk_req *req, struct gk_resp *resp);
+
+struct gk_http_opts {
+    const char *bind; /* IPv4 or IPv6 literal */
+    uint16_t port;    /* 0 = any free port (see gk_http_port) */
+    uint32_t threads;
+    uint32_t max_connections;
+    uint32_t connection_timeout; /* seconds */
+};
+
+/* Starts listening. NULL with the reason in err on failure. Caller owns the result and stops it
+ * with gk_http_stop(). */
+struct gk_http *gk_http_start(const struct gk_http_opts *opts, gk_http_handler fn, void *arg, char *err,
+                              size_t errlen);
+/* The port actually bound. */
+uint16_t gk_http_port(const struct gk_http *h);
+/* Stops accepting, closes connections and frees; NULL is accepted. Requests running in
+ * handlers are finished first. */
+void gk_http_stop(struct gk_http *h);
+
+#endif

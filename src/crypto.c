@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: MIT */
+/* crypto.c -- see gk/crypto.h for the contract. */
+#include "gk/crypto.h"
+
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+void
+gk_sha256_hex(const void *data, size_t len, char out[GK_SHA256_HEX_BUF])
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+
+    GK_ASSERT(EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) == 1 && mdlen == 32);
+    for (unsigned i = 0; i < 32; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 15];
+    }
+    out[64] = '\0';
+}
+
+enum gk_err
+gk_random_bytes(void *buf, size_t n)
+{
+    return RAND_bytes(buf, (int)n) == 1 ? GK_OK : GK_EINVAL;
+}
+
+enum gk_err
+gk_admin_key_new(char out[GK_ADMIN_KEY_BUF])
+{
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    unsigned char raw[33]; /* 32 random bytes, padded to a multiple of 3 */
+    size_t o = 3;
+
+    raw[32] = 0;
+    if (gk_random_bytes(raw, 32) != GK_OK)
+        return GK_EINVAL;
+    memcpy(out, "gk_", 3);
+    for (size_t i = 0; i < sizeof(raw); i += 3) {
+        unsigned v = (unsigned)raw[i] << 16 | (unsigned)raw[i + 1] << 8 | raw[i + 2];
+
+        out[o++] = b64[(v >> 18) & 63];
+        out[o++] = b64[(v >> 12) & 63];
+        out[o++] = b64[(v >> 6) & 63];
+        out[o++] = b64[v & 63];
+    }
+    /* 32 bytes are 43 base64 characters; the 44th only encodes the padding byte. */
+    out[3 + 43] = '\0';
+    OPENSSL_cleanse(raw, sizeof(raw));
+    return GK_OK;
+}
+
+bool
+gk_ct_equal(const void *a, const void *b, size_t n)
+{
+    return CRYPTO_memcmp(a, b, n) == 0;
+}
+
+bool
+gk_key_matches_hash(const char *key, size_t keylen, const char *stored_hex)
+{
+    char got[GK_SHA256_HEX_BUF];
+
+    if (strlen(stored_hex) != GK_SHA256_HEX_BUF - 1)
+        return false;
+    gk_sha256_hex(key, keylen, got);
+    return gk_ct_equal(got, stored_hex, GK_SHA256_HEX_BUF - 1);
+}

@@ -1,0 +1,171 @@
+/* SPDX-License-Identifier: MIT */
+/* handlers.c -- the dispatcher and the helpers every handler shares; see gk/handlers.h. */
+#include "gk/handlers.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "gk/cfgstore.h"
+#include "gk/log.h"
+#include "gk/router.h"
+#include "gk/store.h"
+
+#define CORS_ALLOW_HEADERS                                                                                   \
+    "business_id, user_id, jwt, business-id, user-id, authorization, content-type, x-gatekeeper-business, "   \
+    "x-request-id"
+
+/* The calling pool thread's own connections. */
+struct thread_handles {
+    struct gk_store *store;
+    struct gk_cfgstore *db;
+};
+
+static pthread_key_t handles_key;
+static pthread_once_t handles_once = PTHREAD_ONCE_INIT;
+static int handles_key_err;
+
+static void
+handles_free(void *p)
+{
+    struct thread_handles *th = p;
+
+    gk_store_close(th->store);
+    gk_cfgstore_close(th->db);
+    free(th);
+}
+
+static void
+handles_key_create(void)
+{
+    handles_key_err = pthread_key_create(&handles_key, handles_free);
+}
+
+enum gk_err
+gk_handlers_init(void)
+{
+    pthread_once(&handles_once, handles_key_create);
+    return handles_key_err == 0 ? GK_OK : GK_ENOMEM;
+}
+
+static struct thread_handles *
+thread_handles(const struct gk_app *app)
+{
+    struct thread_handles *th = pthread_getspecific(handles_key);
+
+    if (th == NULL) {
+        th = gk_xcalloc(1, sizeof(*th));
+        th->store = gk_store_open(&app->cfg->redis);
+        th->db = gk_cfgstore_open(app->cfg->database_url);
+        GK_ASSERT(pthread_setspecific(handles_key, th) == 0);
+    }
+    return th;
+}
+
+void
+gk_reply_json(struct gk_resp *resp, int status, struct json_object *obj)
+{
+    size_t len;
+    const char *s = json_object_to_json_string_length(obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
+                                                      &len);
+
+    gk_resp_body(resp, status, NULL, gk_xstrndup(s, len), len);
+    json_object_put(obj);
+}
+
+void
+gk_reply_error(struct gk_resp *resp, int status, const char *code, const char *message, const char *field)
+{
+    struct json_object *o = json_object_new_object();
+
+    json_object_object_add(o, "error", json_object_new_string(code));
+    json_object_object_add(o, "message", json_object_new_string(message));
+    if (field != NULL)
+        json_object_object_add(o, "field", json_object_new_string(field));
+    gk_reply_json(resp, status, o);
+}
+
+/* Both spellings, because many proxies drop headers with underscores. */
+static const char *
+business_header(const struct gk_req *req)
+{
+    const char *v = gk_req_header(req, "business_id");
+
+    return v != NULL ? v : gk_req_header(req, "business-id");
+}
+
+static void
+preflight(const struct gk_req *req, struct gk_resp *resp, const char *allow)
+{
+    const char *origin = gk_req_header(req, "Origin");
+
+    /* A preflight carries no business_id, so it cannot be checked against allowed_origins; the
+     * real request is, and a browser drops its answer unless the business allows the origin. */
+    gk_resp_header(resp, "Access-Control-Allow-Origin", origin != NULL ? origin : "*");
+    gk_resp_header(resp, "Vary", "Origin");
+    gk_resp_header(resp, "Access-Control-Allow-Methods", allow);
+    gk_resp_header(resp, "Access-Control-Allow-Headers", CORS_ALLOW_HEADERS);
+    gk_resp_header(resp, "Access-Control-Max-Age", "600");
+    gk_resp_body(resp, 204, NULL, gk_xstrdup(""), 0);
+}
+
+static void
+cors_headers(const struct gk_req *req, const struct gk_business *biz, struct gk_resp *resp)
+{
+    const char *origin = gk_req_header(req, "Origin");
+    const struct gk_bizconf *c = &biz->conf;
+
+    if (origin == NULL)
+        return;
+    for (uint32_t i = 0; i < c->n_origins; i++) {
+        if (strcmp(c->origins[i], "*") == 0) {
+            gk_resp_header(resp, "Access-Control-Allow-Origin", "*");
+            break;
+        }
+        if (strcmp(c->origins[i], origin) == 0) {
+            gk_resp_header(resp, "Access-Control-Allow-Origin", origin);
+            gk_resp_header(resp, "Vary", "Origin");
+            break;
+        }
+    }
+    gk_resp_header(resp, "Access-Control-Expose-Headers", "Retry-After, X-Request-Id");
+}
+
+void
+gk_handlers_dispatch(void *arg, const struct gk_req *req, struct gk_resp *resp)
+{
+    const struct gk_app *app = arg;
+    const struct gk_route *route;
+    struct thread_handles *th;
+    struct gk_ctx ctx = {.app = app};
+    char allow[96];
+    enum gk_route_result rr = gk_router_match(req->method, req->path, &route, allow, sizeof(allow));
+
+    if (rr == GK_ROUTE_NOT_FOUND) {
+        gk_reply_error(resp, 404, "not_found", "No such endpoint.", NULL);
+        return;
+    }
+    if (strcmp(req->method, "OPTIONS") == 0) {
+        resp->route = "preflight";
+        preflight(req, resp, allow);
+        return;
+    }
+    if (rr == GK_ROUTE_BAD_METHOD) {
+        gk_resp_header(resp, "Allow", allow);
+        gk_reply_error(resp, 405, "method_not_allowed", "This method is not allowed on this endpoint.", NULL);
+        return;
+    }
+    resp->route = route->name;
+    th = thread_handles(app);
+    ctx.store = th->store;
+    ctx.db = th->db;
+    ctx.biz_header = business_header(req);
+    if (ctx.biz_header != NULL && gk_id_valid(ctx.biz_header, strlen(ctx.biz_header)))
+        ctx.biz = gk_confcache_acquire(app->cache, ctx.biz_header);
+    route->fn(&ctx, req, resp);
+    if (ctx.biz != NULL)
+        cors_headers(req, ctx.biz, resp);
+    gk_confcache_release(ctx.biz);
+}

@@ -1,0 +1,352 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * http.c -- see gk/http.h for the contract.
+ *
+ * libmicrohttpd runs in internal poll mode with a thread pool. Not epoll: MHD 0.9.75's epoll loop
+ * stalls until the next connection timeout when exactly 128 connections are ready at once
+ * (shared/NOTES.md), and poll has no such cliff. The response is queued only once the request is
+ * complete, which is what keeps connections alive (an earlier queue makes MHD close them).
+ */
+#include "gk/http.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <microhttpd.h>
+
+#include "gk/config.h"
+#include "gk/crypto.h"
+#include "gk/log.h"
+
+struct gk_http {
+    struct MHD_Daemon *daemon;
+    gk_http_handler fn;
+    void *arg;
+    uint32_t id_prefix;
+    atomic_uint_fast64_t next_id;
+};
+
+/* Per-request state from the first access-handler call to the completed callback. */
+struct req_state {
+    struct gk_req req;
+    struct gk_resp resp;
+    char *body;
+    size_t body_len;
+    size_t discarded; /* bytes dropped after the body went over the limit */
+    bool too_large;
+    bool answered;
+    int64_t start_ms;
+    char method[16];
+    char *path;
+};
+
+#define DISCARD_MAX (1024 * 1024)
+
+static const char too_large_body[] =
+    "{\"error\":\"payload_too_large\",\"message\":\"The request body is larger than 65536 bytes.\"}";
+
+const char *
+gk_req_header(const struct gk_req *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->impl, MHD_HEADER_KIND, name);
+}
+
+const char *
+gk_req_query(const struct gk_req *req, const char *name)
+{
+    const char *v = MHD_lookup_connection_value(req->impl, MHD_GET_ARGUMENT_KIND, name);
+
+    /* MHD reports a bare "?name" as present with a NULL value. */
+    if (v == NULL && MHD_lookup_connection_value_n(req->impl, MHD_GET_ARGUMENT_KIND, name, strlen(name), NULL,
+                                                   NULL) == MHD_YES)
+        return "";
+    return v;
+}
+
+const char *
+gk_req_cookie(const struct gk_req *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->impl, MHD_COOKIE_KIND, name);
+}
+
+void
+gk_resp_body(struct gk_resp *resp, int status, const char *content_type, char *body, size_t len)
+{
+    free(resp->body);
+    resp->status = status;
+    resp->content_type = content_type;
+    resp->body = body;
+    resp->body_len = len;
+}
+
+void
+gk_resp_header(struct gk_resp *resp, const char *name, const char *value)
+{
+    if (resp->n_headers == GK_HTTP_RESP_HEADERS) {
+        GK_LOG(GK_LOG_ERROR, "http", "msg=\"response header dropped\" name=%s", name);
+        return;
+    }
+    resp->headers[resp->n_headers][0] = gk_xstrdup(name);
+    resp->headers[resp->n_headers][1] = gk_xstrdup(value);
+    resp->n_headers++;
+}
+
+static void
+resp_cleanup(struct gk_resp *resp)
+{
+    free(resp->body);
+    for (size_t i = 0; i < resp->n_headers; i++) {
+        free(resp->headers[i][0]);
+        free(resp->headers[i][1]);
+    }
+}
+
+static bool
+req_id_safe(const char *s)
+{
+    size_t n = 0;
+
+    for (; s[n] != '\0'; n++) {
+        unsigned char c = (unsigned char)s[n];
+        if (n >= 36 || !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+                         c == '_' || c == '.'))
+            return false;
+    }
+    return n > 0;
+}
+
+static void
+fill_peer(struct MHD_Connection *c, struct gk_req *req)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci != NULL ? ci->client_addr : NULL;
+
+    memset(req->peer_addr, 0, sizeof(req->peer_addr));
+    gk_strlcpy(req->peer_ip, "unknown", sizeof(req->peer_ip));
+    if (sa == NULL)
+        return;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+
+        inet_ntop(AF_INET, &in->sin_addr, req->peer_ip, sizeof(req->peer_ip));
+        req->peer_addr[10] = req->peer_addr[11] = 0xff;
+        memcpy(req->peer_addr + 12, &in->sin_addr, 4);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
+
+        inet_ntop(AF_INET6, &in6->sin6_addr, req->peer_ip, sizeof(req->peer_ip));
+        memcpy(req->peer_addr, &in6->sin6_addr, 16);
+    }
+}
+
+static struct req_state *
+state_new(struct gk_http *h, struct MHD_Connection *c, const char *url, const char *method)
+{
+    struct req_state *st = gk_xcalloc(1, sizeof(*st));
+    const char *rid = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Request-Id");
+
+    st->start_ms = gk_mono_ms();
+    gk_strlcpy(st->method, method, sizeof(st->method));
+    /* MHD hands over the path with the query already split off. */
+    st->path = gk_xstrndup(url, strnlen(url, 2048));
+    if (rid != NULL && req_id_safe(rid))
+        gk_strlcpy(st->req.id, rid, sizeof(st->req.id));
+    else
+        snprintf(st->req.id, sizeof(st->req.id), "%08x-%06llx", h->id_prefix,
+                 (unsigned long long)atomic_fetch_add(&h->next_id, 1));
+    st->req.impl = c;
+    fill_peer(c, &st->req);
+    return st;
+}
+
+static enum MHD_Result
+queue(struct MHD_Connection *c, struct req_state *st)
+{
+    struct gk_resp *r = &st->resp;
+    struct MHD_Response *mr;
+    enum MHD_Result ok;
+
+    if (r->status == 0) {
+        static const char internal[] = "{\"error\":\"internal\",\"message\":\"The server failed to answer.\"}";
+        gk_resp_body(r, 500, NULL, gk_xstrdup(internal), sizeof(internal) - 1);
+    }
+    /* MHD frees the body with free() once sent. */
+    mr = MHD_create_response_from_buffer(r->body_len, r->body, MHD_RESPMEM_MUST_FREE);
+    if (mr == NULL)
+        return MHD_NO;
+    r->body = NULL;
+    MHD_add_response_header(mr, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            r->content_type != NULL ? r->content_type : "application/json");
+    MHD_add_response_header(mr, "X-Request-Id", st->req.id);
+    MHD_add_response_header(mr, "Cache-Control", "no-store");
+    MHD_add_response_header(mr, "X-Content-Type-Options", "nosniff");
+    for (size_t i = 0; i < r->n_headers; i++)
+        MHD_add_response_header(mr, r->headers[i][0], r->headers[i][1]);
+    ok = MHD_queue_response(c, (unsigned)r->status, mr);
+    MHD_destroy_response(mr);
+    st->answered = true;
+    return ok;
+}
+
+static enum MHD_Result
+on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method, const char *version,
+           const char *upload, size_t *upload_size, void **con_cls)
+{
+    struct gk_http *h = cls;
+    struct req_state *st = *con_cls;
+
+    (void)version;
+    if (st == NULL) {
+        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        int64_t len;
+
+        st = state_new(h, c, url, method);
+        *con_cls = st;
+        /* Refuse a declared oversized body before reading any of it; MHD then closes. */
+        if (cl != NULL && gk_parse_i64(cl, 0, INT64_MAX, &len) == GK_OK && len > GK_HTTP_BODY_MAX) {
+            st->too_large = true;
+            gk_resp_body(&st->resp, 413, NULL, gk_xstrdup(too_large_body), sizeof(too_large_body) - 1);
+            return queue(c, st);
+        }
+        return MHD_YES;
+    }
+    if (st->answered) {
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (*upload_size > 0) {
+        if (st->too_large || st->body_len + *upload_size > GK_HTTP_BODY_MAX) {
+            /* A chunked body grew past the limit. MHD cannot answer mid-body, so drain a bounded
+             * amount to answer 413 at the end; past that, close without an answer. */
+            st->too_large = true;
+            st->discarded += *upload_size;
+            *upload_size = 0;
+            return st->discarded <= DISCARD_MAX ? MHD_YES : MHD_NO;
+        }
+        st->body = gk_xrealloc(st->body, st->body_len + *upload_size + 1);
+        memcpy(st->body + st->body_len, upload, *upload_size);
+        st->body_len += *upload_size;
+        st->body[st->body_len] = '\0';
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (st->too_large) {
+        gk_resp_body(&st->resp, 413, NULL, gk_xstrdup(too_large_body), sizeof(too_large_body) - 1);
+        return queue(c, st);
+    }
+    st->req.method = st->method;
+    st->req.path = st->path;
+    st->req.body = st->body != NULL ? st->body : "";
+    st->req.body_len = st->body_len;
+    h->fn(h->arg, &st->req, &st->resp);
+    return queue(c, st);
+}
+
+static void
+on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
+{
+    struct req_state *st = *con_cls;
+    char path[160];
+
+    (void)cls;
+    (void)c;
+    if (st == NULL)
+        return;
+    GK_RLOG(GK_LOG_INFO, "http", st->req.id,
+            "msg=request method=%s path=\"%s\" route=%s status=%d dur_ms=%lld ip=%s bytes_in=%zu%s",
+            st->method, gk_log_escape(st->path, path, sizeof(path)),
+            st->resp.route != NULL ? st->resp.route : "-", st->resp.status, (long long)(gk_mono_ms() - st->start_ms),
+            st->req.peer_ip, st->body_len, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=true");
+    resp_cleanup(&st->resp);
+    free(st->body);
+    free(st->path);
+    free(st);
+    *con_cls = NULL;
+}
+
+static void
+on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[256], esc[300];
+    size_t n;
+
+    (void)cls;
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    n = strlen(msg);
+    while (n > 0 && msg[n - 1] == '\n')
+        msg[--n] = '\0';
+    GK_LOG(GK_LOG_WARN, "mhd", "msg=\"%s\"", gk_log_escape(msg, esc, sizeof(esc)));
+}
+
+struct gk_http *
+gk_http_start(const struct gk_http_opts *opts, gk_http_handler fn, void *arg, char *err, size_t errlen)
+{
+    struct gk_http *h = gk_xcalloc(1, sizeof(*h));
+    struct sockaddr_storage ss = {0};
+    uint8_t addr[16];
+    unsigned flags = MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    bool v4;
+
+    if (gk_ip_parse(opts->bind, addr) != GK_OK) {
+        snprintf(err, errlen, "bad bind address %s", opts->bind);
+        goto fail;
+    }
+    v4 = strchr(opts->bind, ':') == NULL;
+    if (v4) {
+        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+
+        in->sin_family = AF_INET;
+        in->sin_port = htons(opts->port);
+        memcpy(&in->sin_addr, addr + 12, 4);
+    } else {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons(opts->port);
+        memcpy(&in6->sin6_addr, addr, 16);
+        flags |= MHD_USE_IPv6;
+    }
+    h->fn = fn;
+    h->arg = arg;
+    if (gk_random_bytes(&h->id_prefix, sizeof(h->id_prefix)) != GK_OK)
+        h->id_prefix = (uint32_t)gk_now_ms();
+    h->daemon = MHD_start_daemon(
+        flags, opts->port, NULL, NULL, on_request, h,
+        /* First, so that MHD's own complaints about later options reach our log too. */
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        /* A pool size of 1 is not a pool (one internal thread), so only pass real pools. */
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(opts->threads > 1 ? opts->threads : 0),
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)opts->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)opts->connection_timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)GK_HTTP_HEADERS_MAX,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_END);
+    if (h->daemon == NULL) {
+        snprintf(err, errlen, "cannot listen on %s:%u (address in use or not available)", opts->bind, opts->port);
+        goto fail;
+    }
+    return h;
+fail:
+    free(h);
+    return NULL;
+}
+
+uint16_t
+gk_http_port(const struct gk_http *h)
+{
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
+
+    return di != NULL ? di->port : 0;
+}
+
+void
+gk_http_stop(struct gk_http *h)
+{
+    if (h == NULL)
+        return;
+    MHD_stop_daemon(h->daemon);
+    free(h);
+}

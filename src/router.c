@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: MIT */
+/* router.c -- see gk/router.h for the contract. The table is the map of the API. */
+#include "gk/router.h"
+
+#include <stdbool.h>
+#include <string.h>
+
+#include "gk/handlers.h"
+#include "gk/util.h"
+
+static const struct gk_route routes[] = {
+    {"GET", "/health", "health", gk_h_health},
+    {"POST", "/businesses", "businesses", gk_h_business_create},
+    {"GET", "/config", "config_get", gk_h_config_get},
+    {"POST", "/config", "config_post", gk_h_config_post},
+};
+
+enum gk_route_result
+gk_router_match(const char *method, const char *path, const struct gk_route **out, char *allow, size_t allowlen)
+{
+    bool known = false;
+    size_t used = 0;
+
+    *out = NULL;
+    allow[0] = '\0';
+    for (size_t i = 0; i < GK_ARRAY_LEN(routes); i++) {
+        const struct gk_route *r = &routes[i];
+
+        if (strcmp(r->path, path) != 0)
+            continue;
+        known = true;
+        if (strcmp(r->method, method) == 0 || (strcmp(method, "HEAD") == 0 && strcmp(r->method, "GET") == 0))
+            *out = r;
+        used += gk_strlcpy(allow + used, r->method, allowlen - used);
+        used += gk_strlcpy(allow + used, ", ", allowlen - used);
+        GK_ASSERT(used < allowlen);
+    }
+    if (!known)
+        return GK_ROUTE_NOT_FOUND;
+    gk_strlcpy(allow + used, "OPTIONS", allowlen - used);
+    return *out != NULL ? GK_ROUTE_FOUND : GK_ROUTE_BAD_METHOD;
+}

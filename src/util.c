@@ -1,0 +1,189 @@
+/* SPDX-License-Identifier: MIT */
+/* util.c -- see gk/util.h for the contract. */
+#include "gk/util.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "gk/log.h"
+
+const char *
+gk_strerror(enum gk_err err)
+{
+    switch (err) {
+    case GK_OK:
+        return "ok";
+    case GK_EINVAL:
+        return "invalid input";
+    case GK_ENOMEM:
+        return "resource exhausted";
+    case GK_ENOTFOUND:
+        return "not found";
+    case GK_EEXIST:
+        return "already exists";
+    case GK_EFULL:
+        return "capacity reached";
+    case GK_EDENIED:
+        return "denied";
+    case GK_EREDIS:
+        return "redis unavailable";
+    case GK_EPG:
+        return "postgres unavailable";
+    case GK_ETIMEOUT:
+        return "timed out";
+    }
+    return "unknown error";
+}
+
+void
+gk_panic(const char *file, int line, const char *what)
+{
+    gk_log_write(GK_LOG_ERROR, "panic", NULL, "msg=\"assertion failed\" what=\"%s\" at=%s:%d", what, file, line);
+    abort();
+}
+
+static void *
+check_alloc(void *p, size_t n)
+{
+    if (p == NULL && n != 0) {
+        gk_log_write(GK_LOG_ERROR, "util", NULL, "msg=\"out of memory\" bytes=%zu", n);
+        abort();
+    }
+    return p;
+}
+
+void *
+gk_xmalloc(size_t n)
+{
+    return check_alloc(malloc(n), n);
+}
+
+void *
+gk_xcalloc(size_t n, size_t size)
+{
+    return check_alloc(calloc(n, size), n * size);
+}
+
+void *
+gk_xrealloc(void *p, size_t n)
+{
+    return check_alloc(realloc(p, n), n);
+}
+
+char *
+gk_xstrdup(const char *s)
+{
+    return gk_xstrndup(s, strlen(s));
+}
+
+char *
+gk_xstrndup(const char *s, size_t n)
+{
+    char *d = gk_xmalloc(n + 1);
+
+    memcpy(d, s, n);
+    d[n] = '\0';
+    return d;
+}
+
+size_t
+gk_strlcpy(char *dst, const char *src, size_t dstlen)
+{
+    size_t len = strlen(src);
+    size_t n = len < dstlen - 1 ? len : dstlen - 1;
+
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+    return len;
+}
+
+enum gk_err
+gk_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out)
+{
+    int64_t v = 0;
+    bool neg = false;
+
+    if (s == NULL)
+        return GK_EINVAL;
+    if (*s == '-') {
+        neg = true;
+        s++;
+    }
+    if (*s == '\0' || strlen(s) > 19)
+        return GK_EINVAL;
+    for (; *s != '\0'; s++) {
+        if (*s < '0' || *s > '9')
+            return GK_EINVAL;
+        if (v > (INT64_MAX - (*s - '0')) / 10)
+            return GK_EINVAL;
+        v = v * 10 + (*s - '0');
+    }
+    if (neg)
+        v = -v;
+    if (v < min || v > max)
+        return GK_EINVAL;
+    *out = v;
+    return GK_OK;
+}
+
+enum gk_err
+gk_parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out)
+{
+    int64_t v;
+
+    if (s == NULL || *s == '-' || gk_parse_i64(s, min, max, &v) != GK_OK)
+        return GK_EINVAL;
+    *out = (uint32_t)v;
+    return GK_OK;
+}
+
+bool
+gk_id_valid(const char *s, size_t len)
+{
+    if (s == NULL || len == 0 || len > GK_ID_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+                  c == '_' || c == ':' || c == '@' || c == '-';
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+static int64_t
+clock_ms(clockid_t id)
+{
+    struct timespec ts;
+
+    clock_gettime(id, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t
+gk_now_ms(void)
+{
+    return clock_ms(CLOCK_REALTIME);
+}
+
+int64_t
+gk_mono_ms(void)
+{
+    return clock_ms(CLOCK_MONOTONIC);
+}
+
+void
+gk_rfc3339(int64_t ms, char *out, size_t outlen)
+{
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+    char date[24];
+
+    gmtime_r(&secs, &tm);
+    strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out, outlen, "%s.%03dZ", date, (int)(ms % 1000));
+}

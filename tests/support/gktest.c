@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: MIT */
+/* gktest.c -- see gktest.h. */
+#include "support/gktest.h"
+
+#include <check.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static const char *const required_env[] = {"GK_TEST_REDIS_URL", "GK_TEST_DATABASE_URL", "GK_TEST_BUILD",
+                                           "GK_TEST_TMP",       "GK_TEST_PGCTL",        "GK_TEST_REDISCTL"};
+
+void
+gktest_require_env(void)
+{
+    for (size_t i = 0; i < sizeof(required_env) / sizeof(required_env[0]); i++) {
+        if (getenv(required_env[i]) == NULL) {
+            fprintf(stderr, "it-tests: %s is not set; run them through tests/integration/run.sh\n",
+                    required_env[i]);
+            exit(2);
+        }
+    }
+}
+
+const char *
+gktest_env(const char *name)
+{
+    const char *v = getenv(name);
+
+    ck_assert_msg(v != NULL, "%s not set", name);
+    return v;
+}
+
+static void
+run_ctl(const char *var, const char *verb)
+{
+    char cmd[1024];
+
+    snprintf(cmd, sizeof(cmd), "'%s' %s >>'%s/ctl.log' 2>&1", gktest_env(var), verb, gktest_env("GK_TEST_TMP"));
+    ck_assert_msg(system(cmd) == 0, "%s %s failed", var, verb);
+}
+
+void
+gktest_pgctl(const char *verb)
+{
+    run_ctl("GK_TEST_PGCTL", verb);
+}
+
+void
+gktest_redisctl(const char *verb)
+{
+    run_ctl("GK_TEST_REDISCTL", verb);
+}
+
+void
+gktest_unique_id(const char *prefix, char *out, size_t outlen)
+{
+    static atomic_uint counter;
+
+    snprintf(out, outlen, "%s-%d-%u", prefix, (int)getpid(), atomic_fetch_add(&counter, 1));
+}

@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * gktest -- shared helpers for the integration tests: the environment run.sh provides, a raw
+ * HTTP/1.1 client over a socket, and starting/stopping the built server binary.
+ */
+#ifndef GK_TEST_H
+#define GK_TEST_H
+
+#include <stddef.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Exits with a message unless run.sh's variables are all set. */
+void gktest_require_env(void);
+/* Value of a run.sh variable (GK_TEST_REDIS_URL, GK_TEST_DATABASE_URL, GK_TEST_BUILD,
+ * GK_TEST_TMP, GK_TEST_PGCTL, GK_TEST_REDISCTL). Borrowed from the environment. */
+const char *gktest_env(const char *name);
+/* Runs "$GK_TEST_PGCTL stop|start" (or REDISCTL); aborts the test if it fails. */
+void gktest_pgctl(const char *verb);
+void gktest_redisctl(const char *verb);
+/* A unique id with the given prefix ("biz" -> "biz-<pid>-<n>"), for tests that must not share
+ * state. Written into out (>= 64 bytes). */
+void gktest_unique_id(const char *prefix, char *out, size_t outlen);
+
+struct json_object;
+
+/* The operator key every test server starts with. */
+#define GKTEST_ADMIN_TOKEN "test-operator-key-0123456789abcdefghijklmnop"
+#define GKTEST_JWT_SECRET "test-jwt-secret-0123456789abcdefghijklmnopqrstuv"
+
+/* One parsed HTTP response. Caller frees with gktest_resp_free(). */
+struct gktest_resp {
+    int status;  /* 0 when the connection closed without a response */
+    char *head;  /* status line and headers */
+    char *body;  /* NUL-terminated */
+    size_t body_len;
+    struct json_object *json; /* parsed body when it is JSON, else NULL */
+};
+
+/* Connects to 127.0.0.1:port; -1 on failure. */
+int gktest_connect(uint16_t port);
+/* Sends raw bytes on fd and reads one response (10 s timeout). False when nothing came back. */
+bool gktest_exchange(int fd, const char *raw, size_t len, struct gktest_resp *out);
+/* One request on a fresh connection. headers: "Name: value\r\n" lines or NULL; body may be NULL. */
+void gktest_http(uint16_t port, const char *method, const char *path, const char *headers, const char *body,
+                 struct gktest_resp *out);
+/* Header value (case-insensitive name) copied into buf, or NULL. */
+const char *gktest_header(const struct gktest_resp *r, const char *name, char *buf, size_t len);
+/* Body JSON member as a string / integer (asserts that it exists and has that type). */
+const char *gktest_json_str(const struct gktest_resp *r, const char *key);
+long long gktest_json_int(const struct gktest_resp *r, const char *path); /* "a" or "a.b" */
+void gktest_resp_free(struct gktest_resp *r);
+
+/* A running build/gatekeeper. */
+struct gktest_server {
+    pid_t pid;
+    uint16_t port;
+    char log[512];
+};
+
+/* Starts the server on a free port with the harness's Redis and PostgreSQL, the test secrets and
+ * extra "KEY=VALUE" entries (NULL-terminated, may be NULL), and waits until it answers. */
+void gktest_server_start(struct gktest_server *s, const char *const *extra_env);
+/* SIGTERM, then waits; asserts a clean exit (0). */
+void gktest_server_stop(struct gktest_server *s);
+/* Runs a binary from the build dir with only the given environment (NULL-terminated "K=V").
+ * Returns its exit status; its stderr goes into err (NUL-terminated). */
+int gktest_run_binary(const char *name, const char *const *env, char *err, size_t errlen);
+/* Creates a business through POST /businesses; copies its admin key into key (>= 64 bytes). */
+void gktest_create_business(uint16_t port, const char *id, char *key, size_t keylen);
+/* Milliseconds on a monotonic clock. */
+long long gktest_ms(void);
+/* Sleeps ms milliseconds. */
+void gktest_sleep_ms(int ms);
+
+#endif

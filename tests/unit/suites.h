@@ -1,0 +1,19 @@
+/* SPDX-License-Identifier: MIT */
+/* suites.h -- every unit suite, one line each; main.c runs them all. */
+#ifndef GK_UNIT_SUITES_H
+#define GK_UNIT_SUITES_H
+
+#include <check.h>
+
+#define GK_UNIT_SUITES(X)                                                                                    \
+    X(util)                                                                                                  \
+    X(config)                                                                                                \
+    X(router)                                                                                                \
+    X(crypto)                                                                                                \
+    X(confcache)                                                                                             \
+    X(bizconf)
+
+#define GK_DECLARE_SUITE(name) Suite *name##_suite(void);
+GK_UNIT_SUITES(GK_DECLARE_SUITE)
+
+#endif

@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * main.c -- gatekeeper-worker. For now it reads the configuration, keeps the business config
+ * cache fresh and checks Redis once a second, logging outages and recoveries; admission ticks
+ * come with the worker issue (#4). Exits 0 on SIGINT/SIGTERM.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "gk/cfgstore.h"
+#include "gk/config.h"
+#include "gk/confcache.h"
+#include "gk/log.h"
+#include "gk/store.h"
+
+static volatile sig_atomic_t stop_signal;
+
+static void
+on_signal(int sig)
+{
+    stop_signal = sig;
+}
+
+static const char *
+env_lookup(void *arg, const char *key)
+{
+    (void)arg;
+    return getenv(key);
+}
+
+int
+main(void)
+{
+    static struct gk_config cfg;
+    struct sigaction sa = {.sa_handler = on_signal};
+    struct gk_confcache *cache = NULL;
+    struct gk_store *store = NULL;
+    bool redis_up = true;
+    char err[256];
+    int rc = EXIT_FAILURE;
+
+    if (gk_config_load(&cfg, GK_PROG_WORKER, env_lookup, NULL, err, sizeof(err)) != GK_OK) {
+        fprintf(stderr, "gatekeeper-worker: %s\n", err);
+        return 2;
+    }
+    if (gk_cfgstore_check_url(cfg.database_url, err, sizeof(err)) != GK_OK) {
+        fprintf(stderr, "gatekeeper-worker: DATABASE_URL %s\n", err);
+        return 2;
+    }
+    gk_log_set_level(cfg.log_level);
+    gk_config_log(&cfg, GK_PROG_WORKER);
+    signal(SIGPIPE, SIG_IGN);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    cache = gk_confcache_new();
+    if (gk_confcache_start(cache, cfg.database_url, NULL, 0) != GK_OK) {
+        GK_LOG(GK_LOG_ERROR, "worker", "msg=\"cannot start threads\"");
+        goto out;
+    }
+    store = gk_store_open(&cfg.redis);
+    GK_LOG(GK_LOG_INFO, "worker", "msg=started");
+    while (stop_signal == 0) {
+        struct timespec second = {1, 0};
+        bool up = gk_store_ping(store) == GK_OK;
+
+        if (up != redis_up)
+            GK_LOG(up ? GK_LOG_INFO : GK_LOG_WARN, "worker", "msg=\"redis %s\" err=\"%s\"", up ? "back" : "down",
+                   up ? "" : gk_store_errmsg(store));
+        redis_up = up;
+        nanosleep(&second, NULL);
+    }
+    GK_LOG(GK_LOG_INFO, "worker", "msg=\"shutting down\" signal=%d", (int)stop_signal);
+    rc = EXIT_SUCCESS;
+out:
+    gk_store_close(store);
+    gk_confcache_stop(cache);
+    gk_confcache_free(cache);
+    return rc;
+}
