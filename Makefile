@@ -24,7 +24,8 @@ CHECK_LIBS = $(shell pkg-config --libs check)
 SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
 LIB_SRC := $(filter-out src/main.c,$(wildcard src/*.c))
-LIB_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRC))
+LIB_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRC)) $(BUILD)/gen/scripts.o
+LUA := $(wildcard src/scripts/*.lua)
 WORKER_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard workers/*.c))
 UNIT_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/unit/*.c))
 IT_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/integration/*.c) \
@@ -47,6 +48,13 @@ $(BUILD)/it-tests: $(IT_OBJ) $(BUILD)/libgk.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LDLIBS)
 $(BUILD)/freeport: $(BUILD)/tests/support/freeport.o
 	$(CC) $(LDFLAGS) -o $@ $^
+
+# The Lua scripts, embedded as C strings (see scripts/embed-lua).
+$(BUILD)/gen/scripts.c: $(LUA) scripts/embed-lua
+	@mkdir -p $(@D)
+	scripts/embed-lua src/scripts > $@
+$(BUILD)/gen/scripts.o: $(BUILD)/gen/scripts.c
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 $(BUILD)/tests/%.o: tests/%.c
 	@mkdir -p $(@D)

@@ -8,19 +8,31 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
-void
-gk_sha256_hex(const void *data, size_t len, char out[GK_SHA256_HEX_BUF])
+static void
+digest_hex(const EVP_MD *type, unsigned want, const void *data, size_t len, char *out)
 {
     static const char hex[] = "0123456789abcdef";
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
 
-    GK_ASSERT(EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) == 1 && mdlen == 32);
-    for (unsigned i = 0; i < 32; i++) {
+    GK_ASSERT(EVP_Digest(data, len, md, &mdlen, type, NULL) == 1 && mdlen == want);
+    for (unsigned i = 0; i < want; i++) {
         out[2 * i] = hex[md[i] >> 4];
         out[2 * i + 1] = hex[md[i] & 15];
     }
-    out[64] = '\0';
+    out[2 * want] = '\0';
+}
+
+void
+gk_sha1_hex(const void *data, size_t len, char out[GK_SHA1_HEX_BUF])
+{
+    digest_hex(EVP_sha1(), 20, data, len, out);
+}
+
+void
+gk_sha256_hex(const void *data, size_t len, char out[GK_SHA256_HEX_BUF])
+{
+    digest_hex(EVP_sha256(), 32, data, len, out);
 }
 
 enum gk_err

@@ -49,42 +49,17 @@ reply_unauthorized(struct gk_resp *resp)
                    NULL);
 }
 
-static void
-reply_unavailable(struct gk_resp *resp, const char *what)
-{
-    char msg[96];
-
-    snprintf(msg, sizeof(msg), "%s is unreachable; try again shortly.", what);
-    gk_resp_header(resp, "Retry-After", "2");
-    gk_reply_error(resp, 503, "unavailable", msg, NULL);
-}
-
 /* Header, then key, then business: a caller without a valid key learns nothing about which
  * businesses exist. True when the handler may go on. */
 static bool
 config_preamble(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
 {
-    if (ctx->biz_header == NULL) {
-        gk_reply_error(resp, 400, "missing_header", "The business_id header is required.", "business_id");
-        return false;
-    }
-    if (!gk_id_valid(ctx->biz_header, strlen(ctx->biz_header))) {
-        gk_reply_error(resp, 400, "invalid_header",
-                       "The business_id header must be 1-128 characters of A-Z a-z 0-9 . _ : @ -.", "business_id");
-        return false;
-    }
-    if (authenticate(ctx, req) == AUTH_NONE) {
+    if (ctx->biz_header != NULL && gk_id_valid(ctx->biz_header, strlen(ctx->biz_header)) &&
+        authenticate(ctx, req) == AUTH_NONE) {
         reply_unauthorized(resp);
         return false;
     }
-    if (ctx->biz == NULL) {
-        if (!gk_confcache_loaded(ctx->app->cache))
-            reply_unavailable(resp, "PostgreSQL");
-        else
-            gk_reply_error(resp, 404, "unknown_business", "No business with this business_id.", NULL);
-        return false;
-    }
-    return true;
+    return gk_need_business(ctx, resp);
 }
 
 static void
@@ -137,7 +112,7 @@ gk_h_config_post(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *r
     default:
         GK_RLOG(GK_LOG_WARN, "admin", req->id, "msg=\"config update failed\" err=\"%s\"",
                 gk_cfgstore_errmsg(ctx->db));
-        reply_unavailable(resp, "PostgreSQL");
+        gk_reply_unavailable(resp, "PostgreSQL");
         return;
     }
     gk_confcache_put(ctx->app->cache, &b);
@@ -211,7 +186,7 @@ gk_h_business_create(struct gk_ctx *ctx, const struct gk_req *req, struct gk_res
     default:
         GK_RLOG(GK_LOG_WARN, "admin", req->id, "msg=\"create business failed\" err=\"%s\"",
                 gk_cfgstore_errmsg(ctx->db));
-        reply_unavailable(resp, "PostgreSQL");
+        gk_reply_unavailable(resp, "PostgreSQL");
         goto out;
     }
     gk_confcache_put(ctx->app->cache, &b);

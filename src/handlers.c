@@ -3,6 +3,7 @@
 #include "gk/handlers.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -87,13 +88,48 @@ gk_reply_error(struct gk_resp *resp, int status, const char *code, const char *m
     gk_reply_json(resp, status, o);
 }
 
-/* Both spellings, because many proxies drop headers with underscores. */
-static const char *
-business_header(const struct gk_req *req)
+/* Both spellings, because many proxies drop headers with underscores; reverse proxies calling
+ * /queue/gate name the business in a header of their own. */
+const char *
+gk_business_header(const struct gk_req *req)
 {
     const char *v = gk_req_header(req, "business_id");
 
-    return v != NULL ? v : gk_req_header(req, "business-id");
+    if (v == NULL)
+        v = gk_req_header(req, "business-id");
+    return v != NULL ? v : gk_req_header(req, "X-Gatekeeper-Business");
+}
+
+bool
+gk_need_business(const struct gk_ctx *ctx, struct gk_resp *resp)
+{
+    if (ctx->biz_header == NULL) {
+        gk_reply_error(resp, 400, "missing_header", "The business_id header is required.", "business_id");
+        return false;
+    }
+    if (!gk_id_valid(ctx->biz_header, strlen(ctx->biz_header))) {
+        gk_reply_error(resp, 400, "invalid_header",
+                       "The business_id header must be 1-128 characters of A-Z a-z 0-9 . _ : @ -.", "business_id");
+        return false;
+    }
+    if (ctx->biz == NULL) {
+        if (!gk_confcache_loaded(ctx->app->cache))
+            gk_reply_unavailable(resp, "PostgreSQL");
+        else
+            gk_reply_error(resp, 404, "unknown_business", "No business with this business_id.", NULL);
+        return false;
+    }
+    return true;
+}
+
+void
+gk_reply_unavailable(struct gk_resp *resp, const char *what)
+{
+    char msg[96];
+
+    snprintf(msg, sizeof(msg), "%s is unreachable; try again shortly.", what);
+    gk_resp_header(resp, "Retry-After", "2");
+    gk_reply_error(resp, 503, "unavailable", msg, NULL);
 }
 
 static void
@@ -161,7 +197,7 @@ gk_handlers_dispatch(void *arg, const struct gk_req *req, struct gk_resp *resp)
     th = thread_handles(app);
     ctx.store = th->store;
     ctx.db = th->db;
-    ctx.biz_header = business_header(req);
+    ctx.biz_header = gk_business_header(req);
     if (ctx.biz_header != NULL && gk_id_valid(ctx.biz_header, strlen(ctx.biz_header)))
         ctx.biz = gk_confcache_acquire(app->cache, ctx.biz_header);
     route->fn(&ctx, req, resp);

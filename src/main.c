@@ -15,6 +15,7 @@
 #include "gk/handlers.h"
 #include "gk/http.h"
 #include "gk/log.h"
+#include "gk/token.h"
 
 static volatile sig_atomic_t stop_signal;
 
@@ -59,6 +60,7 @@ main(void)
     sigaction(SIGTERM, &sa, NULL);
 
     app.cache = gk_confcache_new();
+    app.tokens = gk_token_keys_new(cfg.jwt_secret, cfg.jwt_secret_previous);
     if (gk_handlers_init() != GK_OK ||
         gk_confcache_start(app.cache, cfg.database_url, (const char(*)[GK_ID_BUF])cfg.business_ids,
                            cfg.n_business_ids) != GK_OK) {
@@ -92,5 +94,6 @@ out:
     gk_http_stop(http);
     gk_confcache_stop(app.cache);
     gk_confcache_free(app.cache);
+    gk_token_keys_free(app.tokens);
     return rc;
 }

@@ -9,6 +9,12 @@
 #include "gk/util.h"
 
 static const struct gk_route routes[] = {
+    {"POST", "/queue/enqueue", "enqueue", gk_h_enqueue},
+    {"GET", "/queue/status", "status", gk_h_status},
+    {"GET", "/queue/verify", "verify", gk_h_verify},
+    {"DELETE", "/queue/finish", "finish", gk_h_finish},
+    {"DELETE", "/queue/leave", "leave", gk_h_leave},
+    {"GET", "/queue/gate", "gate", gk_h_gate},
     {"GET", "/health", "health", gk_h_health},
     {"POST", "/businesses", "businesses", gk_h_business_create},
     {"GET", "/config", "config_get", gk_h_config_get},

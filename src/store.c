@@ -9,9 +9,23 @@
 
 #include <hiredis/hiredis.h>
 
+#include "gk/crypto.h"
+
+/* Defined in the generated scripts.c, from the Lua files in src/scripts. */
+extern const char gk_lua_enqueue[], gk_lua_status[], gk_lua_verify[], gk_lua_finish[], gk_lua_leave[];
+
+enum script { S_ENQUEUE, S_STATUS, S_VERIFY, S_FINISH, S_LEAVE, S_COUNT };
+
+static const char *const script_src[S_COUNT] = {gk_lua_enqueue, gk_lua_status, gk_lua_verify, gk_lua_finish,
+                                                gk_lua_leave};
+
+#define KEY_BUF (GK_ID_BUF + 80)
+#define ARGS_MAX 16
+
 struct gk_store {
     struct gk_redis_addr addr;
     redisContext *ctx;
+    char sha[S_COUNT][GK_SHA1_HEX_BUF];
     int64_t next_try_ms; /* no reconnect before this monotonic time */
     char errmsg[256];
 };
@@ -104,6 +118,8 @@ gk_store_open(const struct gk_redis_addr *addr)
     struct gk_store *st = gk_xcalloc(1, sizeof(*st));
 
     st->addr = *addr;
+    for (int i = 0; i < S_COUNT; i++)
+        gk_sha1_hex(script_src[i], strlen(script_src[i]), st->sha[i]);
     (void)connect_if_needed(st);
     return st;
 }
@@ -141,5 +157,235 @@ gk_store_ping(struct gk_store *st)
     else
         set_error(st, "ping", r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
     freeReplyObject(r);
+    return rc;
+}
+
+/* Runs script s with its keys and args; NULL (error text set) on any failure or error reply.
+ * EVALSHA first; a Redis that lost its script cache (restart, SCRIPT FLUSH) gets the body once
+ * through EVAL, which also caches it again. */
+static redisReply *
+run_script(struct gk_store *st, enum script s, int nkeys, const char *const *keys, int nargs,
+           const char *const *args)
+{
+    const char *argv[ARGS_MAX];
+    char numkeys[8];
+    int n = 0;
+    redisReply *r;
+
+    GK_ASSERT(3 + nkeys + nargs <= ARGS_MAX);
+    if (connect_if_needed(st) != GK_OK)
+        return NULL;
+    snprintf(numkeys, sizeof(numkeys), "%d", nkeys);
+    argv[n++] = "EVALSHA";
+    argv[n++] = st->sha[s];
+    argv[n++] = numkeys;
+    for (int i = 0; i < nkeys; i++)
+        argv[n++] = keys[i];
+    for (int i = 0; i < nargs; i++)
+        argv[n++] = args[i];
+    r = command(st, n, argv);
+    if (r != NULL && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
+        freeReplyObject(r);
+        argv[0] = "EVAL";
+        argv[1] = script_src[s];
+        r = command(st, n, argv);
+    }
+    if (r != NULL && r->type == REDIS_REPLY_ERROR) {
+        set_error(st, "script", r->str);
+        freeReplyObject(r);
+        return NULL;
+    }
+    return r;
+}
+
+static void
+key(char *out, const char *business, const char *suffix)
+{
+    snprintf(out, KEY_BUF, "gk:{%s}:%s", business, suffix);
+}
+
+/* Reads a script's {kind, n} reply. False (error text set) if it has another shape. */
+static bool
+tagged_reply(struct gk_store *st, const redisReply *r, const char **kind, long long *n)
+{
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 || r->element[0]->type != REDIS_REPLY_STRING ||
+        (r->elements > 1 && r->element[1]->type != REDIS_REPLY_INTEGER)) {
+        set_error(st, "script", "unexpected reply");
+        return false;
+    }
+    *kind = r->element[0]->str;
+    *n = r->elements > 1 ? r->element[1]->integer : 0;
+    return true;
+}
+
+static void
+u32(char *out, size_t len, uint64_t v)
+{
+    snprintf(out, len, "%llu", (unsigned long long)v);
+}
+
+enum gk_err
+gk_store_join(struct gk_store *st, const struct gk_join_args *a, struct gk_join_out *out)
+{
+    char k[6][KEY_BUF], limit[24], interval[24], max[24], ttl[24], rl[64];
+    const char *keys[6] = {k[0], k[1], k[2], k[3], k[4], k[5]};
+    const char *args[7] = {a->user, limit, interval, max, a->passthrough ? "1" : "0", ttl,
+                           a->heartbeat ? "1" : "0"};
+    enum gk_err rc = GK_EREDIS;
+    const char *kind;
+    long long n;
+    redisReply *r;
+
+    key(k[0], a->business, "seq");
+    key(k[1], a->business, "wait");
+    key(k[2], a->business, "ready");
+    key(k[3], a->business, "hb");
+    key(k[4], a->business, "stats");
+    snprintf(rl, sizeof(rl), "rl:e:%s", a->client_ip);
+    key(k[5], a->business, rl);
+    u32(limit, sizeof(limit), a->rate.limit);
+    u32(interval, sizeof(interval), (uint64_t)a->rate.interval_s * 1000);
+    u32(max, sizeof(max), a->max_queue_length);
+    u32(ttl, sizeof(ttl), (uint64_t)a->ready_ttl_s * 1000);
+    r = run_script(st, S_ENQUEUE, 6, keys, 7, args);
+    if (r == NULL || !tagged_reply(st, r, &kind, &n))
+        goto out;
+    memset(out, 0, sizeof(*out));
+    rc = GK_OK;
+    if (strcmp(kind, "new") == 0) {
+        out->result = GK_JOIN_NEW;
+        out->position = n;
+    } else if (strcmp(kind, "waiting") == 0) {
+        out->result = GK_JOIN_WAITING;
+        out->position = n;
+    } else if (strcmp(kind, "ready") == 0) {
+        out->result = GK_JOIN_READY;
+        out->ready_until_ms = n;
+    } else if (strcmp(kind, "admitted") == 0) {
+        out->result = GK_JOIN_ADMITTED;
+        out->ready_until_ms = n;
+    } else if (strcmp(kind, "full") == 0) {
+        out->result = GK_JOIN_FULL;
+    } else if (strcmp(kind, "limited") == 0) {
+        out->result = GK_JOIN_RATE_LIMITED;
+        out->retry_after_ms = n;
+    } else {
+        set_error(st, "enqueue", "unexpected reply");
+        rc = GK_EREDIS;
+    }
+out:
+    freeReplyObject(r);
+    return rc;
+}
+
+enum gk_err
+gk_store_status(struct gk_store *st, const char *business, const char *user, const char *client_ip,
+                struct gk_rate rate, bool heartbeat, struct gk_status_out *out)
+{
+    char k[4][KEY_BUF], limit[24], interval[24], rl[64];
+    const char *keys[4] = {k[0], k[1], k[2], k[3]};
+    const char *args[4] = {user, limit, interval, heartbeat ? "1" : "0"};
+    enum gk_err rc = GK_EREDIS;
+    const char *kind;
+    long long n;
+    redisReply *r;
+
+    key(k[0], business, "wait");
+    key(k[1], business, "ready");
+    key(k[2], business, "hb");
+    snprintf(rl, sizeof(rl), "rl:s:%s", client_ip);
+    key(k[3], business, rl);
+    u32(limit, sizeof(limit), rate.limit);
+    u32(interval, sizeof(interval), (uint64_t)rate.interval_s * 1000);
+    r = run_script(st, S_STATUS, 4, keys, 4, args);
+    if (r == NULL || !tagged_reply(st, r, &kind, &n))
+        goto out;
+    memset(out, 0, sizeof(*out));
+    rc = GK_OK;
+    if (strcmp(kind, "waiting") == 0) {
+        out->state = GK_USER_WAITING;
+        out->position = n;
+    } else if (strcmp(kind, "ready") == 0) {
+        out->state = GK_USER_READY;
+        out->ready_until_ms = n;
+    } else if (strcmp(kind, "expired") == 0) {
+        out->state = GK_USER_EXPIRED;
+    } else if (strcmp(kind, "limited") == 0) {
+        out->rate_limited = true;
+        out->retry_after_ms = n;
+    } else if (strcmp(kind, "none") != 0) {
+        set_error(st, "status", "unexpected reply");
+        rc = GK_EREDIS;
+    }
+out:
+    freeReplyObject(r);
+    return rc;
+}
+
+/* Runs a script whose reply is one integer. */
+static enum gk_err
+int_script(struct gk_store *st, enum script s, int nkeys, const char *const *keys, const char *user,
+           long long *result)
+{
+    redisReply *r = run_script(st, s, nkeys, keys, 1, &user);
+    enum gk_err rc = GK_EREDIS;
+
+    if (r == NULL)
+        return GK_EREDIS;
+    if (r->type == REDIS_REPLY_INTEGER) {
+        *result = r->integer;
+        rc = GK_OK;
+    } else {
+        set_error(st, "script", "unexpected reply");
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+enum gk_err
+gk_store_ready_until(struct gk_store *st, const char *business, const char *user, int64_t *ready_until_ms)
+{
+    char k[KEY_BUF];
+    const char *keys[1] = {k};
+    long long v;
+    enum gk_err rc;
+
+    key(k, business, "ready");
+    rc = int_script(st, S_VERIFY, 1, keys, user, &v);
+    if (rc == GK_OK)
+        *ready_until_ms = v;
+    return rc;
+}
+
+enum gk_err
+gk_store_finish(struct gk_store *st, const char *business, const char *user, bool *was_ready)
+{
+    char k[2][KEY_BUF];
+    const char *keys[2] = {k[0], k[1]};
+    long long v;
+    enum gk_err rc;
+
+    key(k[0], business, "ready");
+    key(k[1], business, "stats");
+    rc = int_script(st, S_FINISH, 2, keys, user, &v);
+    if (rc == GK_OK)
+        *was_ready = v == 1;
+    return rc;
+}
+
+enum gk_err
+gk_store_leave(struct gk_store *st, const char *business, const char *user, enum gk_user_state *state)
+{
+    char k[3][KEY_BUF];
+    const char *keys[3] = {k[0], k[1], k[2]};
+    long long v;
+    enum gk_err rc;
+
+    key(k[0], business, "wait");
+    key(k[1], business, "ready");
+    key(k[2], business, "hb");
+    rc = int_script(st, S_LEAVE, 3, keys, user, &v);
+    if (rc == GK_OK)
+        *state = v == 1 ? GK_USER_WAITING : v == 2 ? GK_USER_READY : GK_USER_NOT_FOUND;
     return rc;
 }

@@ -15,6 +15,11 @@
 #define GK_SHA256_HEX_BUF 65 /* 64 hex digits and NUL */
 #define GK_ADMIN_KEY_BUF 48  /* "gk_" + 43 base64url characters of 32 random bytes + NUL */
 
+#define GK_SHA1_HEX_BUF 41
+
+/* SHA-1 of data in lower-case hex into out: only for naming Redis scripts (EVALSHA), never for
+ * anything secret. */
+void gk_sha1_hex(const void *data, size_t len, char out[GK_SHA1_HEX_BUF]);
 /* SHA-256 of data in lower-case hex into out. */
 void gk_sha256_hex(const void *data, size_t len, char out[GK_SHA256_HEX_BUF]);
 /* Fills buf with n bytes from the system CSPRNG. GK_EINVAL if it fails (never partial). */

@@ -3,7 +3,7 @@
  * handlers -- one function per route, plus the dispatcher that http.c calls for every request.
  *
  * The dispatcher routes, answers CORS preflights, resolves the business named by the request's
- * business_id header once (a reference held for the whole request), applies the business's CORS
+ * business_id header (or business-id, or X-Gatekeeper-Business) once (a reference held for the whole request), applies the business's CORS
  * origins to the answer, and hands the handler a per-thread context: each pool thread has its
  * own Redis and PostgreSQL handles, opened on first use and closed when the thread exits.
  */
@@ -17,11 +17,13 @@
 #include "gk/confcache.h"
 #include "gk/crypto.h"
 #include "gk/http.h"
+#include "gk/token.h"
 
 /* Shared by all threads; read-only once the server runs. */
 struct gk_app {
     const struct gk_config *cfg;
     struct gk_confcache *cache;
+    struct gk_token_keys *tokens;
     char operator_key_hash[GK_SHA256_HEX_BUF]; /* SHA-256 of ADMIN_TOKEN */
 };
 
@@ -39,11 +41,25 @@ GK_MUSTCHECK enum gk_err gk_handlers_init(void);
 /* gk_http_handler for the whole API; arg is a struct gk_app. */
 void gk_handlers_dispatch(void *arg, const struct gk_req *req, struct gk_resp *resp);
 
+/* The business header in any accepted spelling, or NULL. Borrowed for the handler call. */
+const char *gk_business_header(const struct gk_req *req);
+/* 400 missing_header / invalid_header for the business header, 404 unknown_business (503 while
+ * the cache has never loaded). True when ctx->biz is set and the handler may go on. */
+bool gk_need_business(const struct gk_ctx *ctx, struct gk_resp *resp);
+/* 503 unavailable naming what is down, with Retry-After. */
+void gk_reply_unavailable(struct gk_resp *resp, const char *what);
+
 /* Sets resp to {"error": code, "message": message[, "field": field]} with status. */
 void gk_reply_error(struct gk_resp *resp, int status, const char *code, const char *message, const char *field);
 /* Sets resp to the JSON text of obj with status; takes ownership of obj. */
 void gk_reply_json(struct gk_resp *resp, int status, struct json_object *obj);
 
+void gk_h_enqueue(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);
+void gk_h_status(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);
+void gk_h_verify(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);
+void gk_h_finish(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);
+void gk_h_leave(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);
+void gk_h_gate(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);
 void gk_h_health(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);
 void gk_h_business_create(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);
 void gk_h_config_get(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);

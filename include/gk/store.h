@@ -8,6 +8,7 @@
 #ifndef GK_STORE_H
 #define GK_STORE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "gk/config.h"
@@ -28,5 +29,78 @@ const char *gk_store_errmsg(const struct gk_store *st);
 
 /* PING. GK_EREDIS when Redis cannot be reached or answers wrongly. */
 GK_MUSTCHECK enum gk_err gk_store_ping(struct gk_store *st);
+
+/*
+ * Queue operations. Each is one Lua script (EVALSHA; reloaded on NOSCRIPT), so each is atomic
+ * and costs one round trip. All keys of a business share the hash tag {<business>}. Times come
+ * from Redis (TIME), never from this host's clock. Every call returns GK_EREDIS when Redis cannot
+ * be reached; the out-struct is only meaningful on GK_OK. Ids must already be validated.
+ */
+
+/* A per-client-IP limit: `limit` requests per `interval_s`, bursts up to `limit`. */
+struct gk_rate {
+    uint32_t limit;
+    uint32_t interval_s;
+};
+
+enum gk_join_result {
+    GK_JOIN_NEW,          /* queued now at `position` */
+    GK_JOIN_WAITING,      /* was already queued, at `position` */
+    GK_JOIN_READY,        /* was already ready, until `ready_until_ms` */
+    GK_JOIN_ADMITTED,     /* passthrough: made ready at once, until `ready_until_ms` */
+    GK_JOIN_FULL,         /* the queue holds max_queue_length users */
+    GK_JOIN_RATE_LIMITED, /* this IP is over its limit; retry after `retry_after_ms` */
+};
+
+struct gk_join_args {
+    const char *business;
+    const char *user;
+    const char *client_ip;
+    struct gk_rate rate;
+    uint32_t max_queue_length; /* 0 = no limit */
+    bool passthrough;
+    uint32_t ready_ttl_s;
+    bool heartbeat; /* record the join time for abandonment */
+};
+
+struct gk_join_out {
+    enum gk_join_result result;
+    int64_t position;
+    int64_t ready_until_ms;
+    int64_t retry_after_ms;
+};
+
+/* Enqueues args->user unless already waiting or ready. */
+GK_MUSTCHECK enum gk_err gk_store_join(struct gk_store *st, const struct gk_join_args *args,
+                                       struct gk_join_out *out);
+
+enum gk_user_state {
+    GK_USER_NOT_FOUND = 0,
+    GK_USER_WAITING,
+    GK_USER_READY,
+    GK_USER_EXPIRED, /* was admitted, but the ready time ran out */
+};
+
+struct gk_status_out {
+    bool rate_limited;
+    int64_t retry_after_ms;
+    enum gk_user_state state;
+    int64_t position;       /* 1-based rank when waiting */
+    int64_t ready_until_ms; /* when ready */
+};
+
+/* Where user stands; a waiting user's poll is also a heartbeat when heartbeat is set. */
+GK_MUSTCHECK enum gk_err gk_store_status(struct gk_store *st, const char *business, const char *user,
+                                         const char *client_ip, struct gk_rate rate, bool heartbeat,
+                                         struct gk_status_out *out);
+/* *ready_until_ms is when user's ready time runs out, or 0 when user is not ready now. */
+GK_MUSTCHECK enum gk_err gk_store_ready_until(struct gk_store *st, const char *business, const char *user,
+                                              int64_t *ready_until_ms);
+/* Removes user from ready; *was_ready tells whether they were ready (not expired). */
+GK_MUSTCHECK enum gk_err gk_store_finish(struct gk_store *st, const char *business, const char *user,
+                                         bool *was_ready);
+/* Removes user from waiting or ready; *state says where they were (GK_USER_NOT_FOUND if nowhere). */
+GK_MUSTCHECK enum gk_err gk_store_leave(struct gk_store *st, const char *business, const char *user,
+                                        enum gk_user_state *state);
 
 #endif

@@ -8,7 +8,8 @@
 
 #define GK_IT_SUITES(X)                                                                                      \
     X(cfgstore)                                                                                              \
-    X(http)
+    X(http)                                                                                                  \
+    X(queue)
 
 #define GK_DECLARE_SUITE(name) Suite *name##_it_suite(void);
 GK_IT_SUITES(GK_DECLARE_SUITE)

@@ -11,7 +11,9 @@
     X(router)                                                                                                \
     X(crypto)                                                                                                \
     X(confcache)                                                                                             \
-    X(bizconf)
+    X(clientip)                                                                                              \
+    X(bizconf)                                                                                               \
+    X(token)
 
 #define GK_DECLARE_SUITE(name) Suite *name##_suite(void);
 GK_UNIT_SUITES(GK_DECLARE_SUITE)

@@ -1,0 +1,389 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * h_queue.c -- the queue endpoints: enqueue, status, verify, finish, leave and gate.
+ * Each does at most one Redis round trip (one Lua script) and no PostgreSQL work: the business
+ * comes from the in-memory cache, the token is checked in process.
+ */
+#include "gk/handlers.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include <json-c/json.h>
+
+#include "gk/clientip.h"
+#include "gk/log.h"
+#include "gk/store.h"
+
+#define POLL_MIN_MS 1000
+#define POLL_MAX_MS 15000
+
+/* The first of two header spellings that is present, or NULL. */
+static const char *
+header2(const struct gk_req *req, const char *a, const char *b)
+{
+    const char *v = gk_req_header(req, a);
+
+    return v != NULL ? v : gk_req_header(req, b);
+}
+
+/* user_id / user-id, validated; NULL after replying 400. */
+static const char *
+need_user(const struct gk_req *req, struct gk_resp *resp)
+{
+    const char *u = header2(req, "user_id", "user-id");
+
+    if (u == NULL) {
+        gk_reply_error(resp, 400, "missing_header", "The user_id header is required.", "user_id");
+        return NULL;
+    }
+    if (!gk_id_valid(u, strlen(u))) {
+        gk_reply_error(resp, 400, "invalid_header",
+                       "The user_id header must be 1-128 characters of A-Z a-z 0-9 . _ : @ -.", "user_id");
+        return NULL;
+    }
+    return u;
+}
+
+/* The token from the jwt header, Authorization: Bearer, or (gate only) the gk_token cookie. */
+static const char *
+find_token(const struct gk_req *req, bool cookie)
+{
+    const char *t = gk_req_header(req, "jwt");
+    const char *auth;
+
+    if (t != NULL)
+        return t;
+    auth = gk_req_header(req, "Authorization");
+    if (auth != NULL && strncasecmp(auth, "Bearer ", 7) == 0) {
+        for (t = auth + 7; *t == ' '; t++)
+            ;
+        return t;
+    }
+    return cookie ? gk_req_cookie(req, "gk_token") : NULL;
+}
+
+enum token_use { TOKEN_FRESH, TOKEN_MAY_BE_EXPIRED };
+
+/* Verifies the request's token for ctx->biz. False after replying 400/401. */
+static bool
+need_token(const struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp, enum token_use use,
+           bool cookie, struct gk_claims *claims)
+{
+    const char *t = find_token(req, cookie);
+    enum gk_token_status ts;
+
+    if (t == NULL) {
+        gk_reply_error(resp, 400, "missing_header", "The jwt header (or Authorization: Bearer) is required.", "jwt");
+        return false;
+    }
+    ts = gk_token_verify(ctx->app->tokens, t, gk_now_ms() / 1000, claims);
+    /* A token of another business is as good as forged here. */
+    if (ts == GK_TOKEN_INVALID || strcmp(claims->business, ctx->biz->id) != 0) {
+        gk_reply_error(resp, 401, "invalid_token", "The token is malformed, forged or for another business.", NULL);
+        return false;
+    }
+    if (ts == GK_TOKEN_EXPIRED && use == TOKEN_FRESH) {
+        gk_reply_error(resp, 401, "token_expired", "The token has expired; poll /queue/status for a fresh one.",
+                       NULL);
+        return false;
+    }
+    return true;
+}
+
+static bool
+issue_token(const struct gk_ctx *ctx, const char *user, char out[GK_TOKEN_BUF])
+{
+    struct gk_claims c = {0};
+
+    gk_strlcpy(c.business, ctx->biz->id, sizeof(c.business));
+    gk_strlcpy(c.user, user, sizeof(c.user));
+    c.iat = gk_now_ms() / 1000;
+    c.exp = c.iat + ctx->biz->conf.num[GK_BC_JWT_EXPIRY_SECONDS];
+    return gk_token_issue(ctx->app->tokens, &c, out, GK_TOKEN_BUF) == GK_OK;
+}
+
+static void
+client_ip(const struct gk_ctx *ctx, const struct gk_req *req, char out[GK_IP_BUF])
+{
+    const struct gk_config *cfg = ctx->app->cfg;
+
+    gk_client_ip(req->peer_addr, gk_req_header(req, "X-Forwarded-For"), cfg->trusted_proxies,
+                 cfg->n_trusted_proxies, out);
+}
+
+static void
+reply_rate_limited(struct gk_resp *resp, int64_t retry_after_ms)
+{
+    char secs[24];
+
+    snprintf(secs, sizeof(secs), "%lld", (long long)((retry_after_ms + 999) / 1000 > 0 ? (retry_after_ms + 999) / 1000 : 1));
+    gk_resp_header(resp, "Retry-After", secs);
+    gk_reply_error(resp, 429, "rate_limited", "Too many requests from this address; retry later.", NULL);
+}
+
+static void
+reply_redis_down(const struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
+{
+    GK_RLOG(GK_LOG_WARN, "queue", req->id, "msg=\"redis failed\" err=\"%s\"", gk_store_errmsg(ctx->store));
+    gk_reply_unavailable(resp, "Redis");
+}
+
+/* Seconds until a user at position is admitted at the configured rate (whole ticks). */
+static int64_t
+eta_seconds(const struct gk_bizconf *c, int64_t position)
+{
+    int64_t limit = c->num[GK_BC_ADMISSION_LIMIT], freq = c->num[GK_BC_ADMISSION_FREQUENCY];
+
+    return (position + limit - 1) / limit * freq;
+}
+
+/* Poll sooner near the front, later far back, and never faster than the status rate limit. */
+static int64_t
+poll_after_ms(const struct gk_bizconf *c, int64_t eta_s)
+{
+    int64_t ms = eta_s * 1000 / 5;
+    int64_t floor_ms = ((int64_t)c->num[GK_BC_IP_STATUS_POLLING_LIMIT_INTERVAL] * 1000 +
+                        c->num[GK_BC_IP_STATUS_POLLING_LIMIT] - 1) /
+                       c->num[GK_BC_IP_STATUS_POLLING_LIMIT];
+
+    ms = ms < POLL_MIN_MS ? POLL_MIN_MS : ms > POLL_MAX_MS ? POLL_MAX_MS : ms;
+    return ms > floor_ms ? ms : floor_ms;
+}
+
+static struct json_object *
+position_json(enum gk_qmethod m, int64_t position)
+{
+    /* Random admission has no meaningful place in line. */
+    return m == GK_QM_RANDOM ? NULL : json_object_new_int64(position);
+}
+
+void
+gk_h_enqueue(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
+{
+    const struct gk_bizconf *c;
+    struct gk_join_args a = {0};
+    struct gk_join_out out;
+    struct json_object *o;
+    char ip[GK_IP_BUF], token[GK_TOKEN_BUF] = "";
+    const char *user;
+
+    if (!gk_need_business(ctx, resp) || (user = need_user(req, resp)) == NULL)
+        return;
+    c = &ctx->biz->conf;
+    if (c->queueing_method == GK_QM_REJECT) {
+        gk_reply_error(resp, 503, "queue_closed", "This queue is closed.", NULL);
+        return;
+    }
+    client_ip(ctx, req, ip);
+    a.business = ctx->biz->id;
+    a.user = user;
+    a.client_ip = ip;
+    a.rate = (struct gk_rate){c->num[GK_BC_IP_ENQUEUE_LIMIT], c->num[GK_BC_IP_ENQUEUE_LIMIT_INTERVAL]};
+    a.max_queue_length = c->num[GK_BC_MAX_QUEUE_LENGTH];
+    a.passthrough = c->queueing_method == GK_QM_PASSTHROUGH;
+    a.ready_ttl_s = c->num[GK_BC_READY_TTL_SECONDS];
+    a.heartbeat = c->num[GK_BC_ABANDON_AFTER_SECONDS] > 0;
+    if (gk_store_join(ctx->store, &a, &out) != GK_OK) {
+        reply_redis_down(ctx, req, resp);
+        return;
+    }
+    switch (out.result) {
+    case GK_JOIN_RATE_LIMITED:
+        reply_rate_limited(resp, out.retry_after_ms);
+        return;
+    case GK_JOIN_FULL:
+        gk_reply_error(resp, 503, "queue_full", "The queue is full; try again later.", NULL);
+        return;
+    case GK_JOIN_NEW:
+    case GK_JOIN_ADMITTED:
+        /* Only the request that created the entry gets a token: one token per user_id. */
+        if (!issue_token(ctx, user, token)) {
+            gk_reply_error(resp, 500, "internal", "The token could not be issued.", NULL);
+            return;
+        }
+        break;
+    case GK_JOIN_WAITING:
+    case GK_JOIN_READY:
+        break;
+    }
+    o = json_object_new_object();
+    json_object_object_add(o, "jwt", json_object_new_string(token));
+    if (out.result == GK_JOIN_NEW || out.result == GK_JOIN_WAITING) {
+        int64_t eta = eta_seconds(c, out.position);
+
+        json_object_object_add(o, "position", position_json(c->queueing_method, out.position));
+        json_object_object_add(o, "ready", json_object_new_boolean(0));
+        json_object_object_add(o, "eta_seconds", json_object_new_int64(eta));
+        json_object_object_add(o, "poll_after_ms", json_object_new_int64(poll_after_ms(c, eta)));
+        json_object_object_add(o, "message", json_object_new_string(out.result == GK_JOIN_NEW
+                                                                        ? "User enqueued successfully."
+                                                                        : "User already in queue."));
+    } else {
+        json_object_object_add(o, "position", NULL);
+        json_object_object_add(o, "ready", json_object_new_boolean(1));
+        json_object_object_add(o, "eta_seconds", json_object_new_int64(0));
+        json_object_object_add(o, "message", json_object_new_string(out.result == GK_JOIN_ADMITTED
+                                                                        ? "User admitted."
+                                                                        : "User is already ready."));
+    }
+    gk_reply_json(resp, 200, o);
+}
+
+void
+gk_h_status(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
+{
+    const struct gk_bizconf *c;
+    struct gk_status_out st;
+    struct gk_claims claims;
+    struct json_object *o;
+    char ip[GK_IP_BUF], token[GK_TOKEN_BUF];
+    const char *warning = NULL, *state = "not_found";
+
+    if (!gk_need_business(ctx, resp) || !need_token(ctx, req, resp, TOKEN_MAY_BE_EXPIRED, false, &claims))
+        return;
+    c = &ctx->biz->conf;
+    client_ip(ctx, req, ip);
+    if (gk_store_status(ctx->store, ctx->biz->id, claims.user, ip,
+                        (struct gk_rate){c->num[GK_BC_IP_STATUS_POLLING_LIMIT],
+                                         c->num[GK_BC_IP_STATUS_POLLING_LIMIT_INTERVAL]},
+                        c->num[GK_BC_ABANDON_AFTER_SECONDS] > 0, &st) != GK_OK) {
+        reply_redis_down(ctx, req, resp);
+        return;
+    }
+    if (st.rate_limited) {
+        reply_rate_limited(resp, st.retry_after_ms);
+        return;
+    }
+    /* Clients always keep the returned token, so every answer carries a fresh one. */
+    if (!issue_token(ctx, claims.user, token)) {
+        gk_reply_error(resp, 500, "internal", "The token could not be issued.", NULL);
+        return;
+    }
+    o = json_object_new_object();
+    switch (st.state) {
+    case GK_USER_WAITING:
+        state = "waiting";
+        break;
+    case GK_USER_READY:
+        state = "ready";
+        break;
+    case GK_USER_EXPIRED:
+        warning = "User's ready time has expired";
+        break;
+    case GK_USER_NOT_FOUND:
+        warning = "User not found in queue";
+        break;
+    }
+    json_object_object_add(o, "warning_msg", warning != NULL ? json_object_new_string(warning) : NULL);
+    json_object_object_add(o, "jwt_token", json_object_new_string(token));
+    if (st.state == GK_USER_WAITING) {
+        int64_t eta = eta_seconds(c, st.position);
+
+        json_object_object_add(o, "position", position_json(c->queueing_method, st.position));
+        json_object_object_add(o, "ready", json_object_new_boolean(0));
+        json_object_object_add(o, "state", json_object_new_string(state));
+        json_object_object_add(o, "eta_seconds", json_object_new_int64(eta));
+        json_object_object_add(o, "poll_after_ms", json_object_new_int64(poll_after_ms(c, eta)));
+    } else {
+        json_object_object_add(o, "position", NULL);
+        json_object_object_add(o, "ready", json_object_new_boolean(st.state == GK_USER_READY));
+        json_object_object_add(o, "state", json_object_new_string(state));
+        json_object_object_add(o, "eta_seconds", st.state == GK_USER_READY ? json_object_new_int64(0) : NULL);
+        json_object_object_add(o, "poll_after_ms", json_object_new_int64(poll_after_ms(c, 0)));
+    }
+    gk_reply_json(resp, 200, o);
+}
+
+void
+gk_h_verify(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
+{
+    struct gk_claims claims;
+    struct json_object *o;
+    int64_t until = 0;
+
+    if (!gk_need_business(ctx, resp) || !need_token(ctx, req, resp, TOKEN_FRESH, false, &claims))
+        return;
+    if (gk_store_ready_until(ctx->store, ctx->biz->id, claims.user, &until) != GK_OK) {
+        reply_redis_down(ctx, req, resp);
+        return;
+    }
+    o = json_object_new_object();
+    json_object_object_add(o, "message", json_object_new_string(until > 0 ? "User is ready" : "User is not ready"));
+    json_object_object_add(o, "ready", json_object_new_boolean(until > 0));
+    gk_reply_json(resp, 200, o);
+}
+
+static void
+reply_status(struct gk_resp *resp, const char *status, const char *message)
+{
+    struct json_object *o = json_object_new_object();
+
+    json_object_object_add(o, "status", json_object_new_string(status));
+    json_object_object_add(o, "message", json_object_new_string(message));
+    gk_reply_json(resp, 200, o);
+}
+
+void
+gk_h_finish(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
+{
+    struct gk_claims claims;
+    bool was_ready = false;
+
+    /* Freeing a slot is always welcome, so an expired (but genuine) token may do it. */
+    if (!gk_need_business(ctx, resp) || !need_token(ctx, req, resp, TOKEN_MAY_BE_EXPIRED, false, &claims))
+        return;
+    if (gk_store_finish(ctx->store, ctx->biz->id, claims.user, &was_ready) != GK_OK) {
+        reply_redis_down(ctx, req, resp);
+        return;
+    }
+    if (was_ready)
+        reply_status(resp, "ready_cleared", "User removed from ready state");
+    else
+        reply_status(resp, "not_ready", "User is not in ready state");
+}
+
+void
+gk_h_leave(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
+{
+    struct gk_claims claims;
+    enum gk_user_state was = GK_USER_NOT_FOUND;
+
+    if (!gk_need_business(ctx, resp) || !need_token(ctx, req, resp, TOKEN_MAY_BE_EXPIRED, false, &claims))
+        return;
+    if (gk_store_leave(ctx->store, ctx->biz->id, claims.user, &was) != GK_OK) {
+        reply_redis_down(ctx, req, resp);
+        return;
+    }
+    if (was == GK_USER_WAITING)
+        reply_status(resp, "left", "User left the queue");
+    else if (was == GK_USER_READY)
+        reply_status(resp, "left", "User gave up their ready slot");
+    else
+        reply_status(resp, "not_found", "User not found in queue");
+}
+
+void
+gk_h_gate(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
+{
+    struct gk_claims claims;
+    int64_t until = 0;
+
+    if (!gk_need_business(ctx, resp))
+        return;
+    if (find_token(req, true) == NULL) {
+        gk_reply_error(resp, 401, "not_ready", "No queue token: join the waiting room first.", NULL);
+        return;
+    }
+    if (!need_token(ctx, req, resp, TOKEN_FRESH, true, &claims))
+        return;
+    if (gk_store_ready_until(ctx->store, ctx->biz->id, claims.user, &until) != GK_OK) {
+        reply_redis_down(ctx, req, resp);
+        return;
+    }
+    if (until > 0)
+        gk_resp_body(resp, 204, NULL, gk_xstrdup(""), 0);
+    else
+        gk_reply_error(resp, 401, "not_ready", "This visitor has not been admitted yet.", NULL);
+}

@@ -1,0 +1,23 @@
+-- Helpers prepended to every script at build time (scripts/embed-lua).
+--
+-- gk_rate_limit: a GCRA limiter:
+-- `limit` requests per interval_ms, bursts of up to `limit` allowed. Stores one number (the
+-- theoretical arrival time) with an expiry set in the same command, so a key never lives forever.
+-- Returns 0 when allowed, else the milliseconds to wait.
+local function gk_rate_limit(key, now, limit, interval_ms)
+  local emission = interval_ms / limit
+  local tat = tonumber(redis.call('GET', key)) or now
+  if tat < now then tat = now end
+  local new_tat = tat + emission
+  local allow_at = new_tat - interval_ms
+  if allow_at > now then
+    return math.ceil(allow_at - now)
+  end
+  redis.call('SET', key, string.format('%.3f', new_tat), 'PX', math.max(1, math.ceil(new_tat - now)))
+  return 0
+end
+
+local function gk_now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end

@@ -1,0 +1,32 @@
+-- enqueue: join the queue once. KEYS: seq, wait, ready, hb, stats, ratelimit.
+-- ARGV: user, rate limit, rate interval ms, max queue length (0 = none), passthrough (0/1),
+--       ready ttl ms, heartbeat (0/1).
+-- Returns {kind, a, b}: {'limited', retry_ms}, {'ready', until_ms}, {'waiting', rank},
+-- {'full'}, {'admitted', until_ms}, {'new', rank}.
+local user = ARGV[1]
+local now = gk_now_ms()
+local wait = gk_rate_limit(KEYS[6], now, tonumber(ARGV[2]), tonumber(ARGV[3]))
+if wait > 0 then return {'limited', wait} end
+
+local ready_until = tonumber(redis.call('ZSCORE', KEYS[3], user))
+if ready_until then
+  if ready_until > now then return {'ready', ready_until} end
+  redis.call('ZREM', KEYS[3], user) -- expired: joins again at the back
+end
+local rank = redis.call('ZRANK', KEYS[2], user)
+if rank then return {'waiting', rank + 1} end
+
+local max = tonumber(ARGV[4])
+if max > 0 and redis.call('ZCARD', KEYS[2]) >= max then return {'full'} end
+redis.call('HINCRBY', KEYS[5], 'enqueued_total', 1)
+if ARGV[5] == '1' then
+  local until_ms = now + tonumber(ARGV[6])
+  redis.call('ZADD', KEYS[3], until_ms, user)
+  redis.call('HINCRBY', KEYS[5], 'admitted_total', 1)
+  return {'admitted', until_ms}
+end
+-- The score is a ticket from one counter, never a clock: first come, first served.
+local ticket = redis.call('INCR', KEYS[1])
+redis.call('ZADD', KEYS[2], ticket, user)
+if ARGV[7] == '1' then redis.call('ZADD', KEYS[4], now, user) end
+return {'new', redis.call('ZRANK', KEYS[2], user) + 1}

@@ -1,0 +1,19 @@
+-- status: where is this user? Polling is a heartbeat. KEYS: wait, ready, hb, ratelimit.
+-- ARGV: user, rate limit, rate interval ms, heartbeat (0/1).
+-- Returns {'limited', retry_ms}, {'ready', until_ms}, {'waiting', rank}, {'expired'} or {'none'}.
+local user = ARGV[1]
+local now = gk_now_ms()
+local wait = gk_rate_limit(KEYS[4], now, tonumber(ARGV[2]), tonumber(ARGV[3]))
+if wait > 0 then return {'limited', wait} end
+
+local rank = redis.call('ZRANK', KEYS[1], user)
+if rank then
+  if ARGV[4] == '1' then redis.call('ZADD', KEYS[3], now, user) end
+  return {'waiting', rank + 1}
+end
+local ready_until = tonumber(redis.call('ZSCORE', KEYS[2], user))
+if ready_until then
+  if ready_until > now then return {'ready', ready_until} end
+  return {'expired'}
+end
+return {'none'}

@@ -1,0 +1,289 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * token.c -- see gk/token.h for the contract.
+ *
+ * Issuing goes through libjwt. Verifying does not, on purpose. libjwt 1.10.2's jwt_decode() does
+ * compare the HMAC in constant time (jwt_verify_sha_hmac re-encodes the MAC and calls jwt_strcmp,
+ * an XOR-accumulate loop over the longer string), so timing is not the reason. These are:
+ *  - it takes the algorithm from the token header, so an HS512 token signed with our secret
+ *    verifies; we would have to parse and check the header ourselves first anyway;
+ *  - its claim getters ignore types (jwt_get_grant_int returns 0, errno unset, for a string),
+ *    and it has no notion of exp, so claim checks would be ours regardless;
+ *  - trying the previous secret means a second full decode, with its Jansson tree, BIOs and
+ *    copies of the key.
+ * So gk_token_verify() splits the token, decodes it with a strict base64url decoder into stack
+ * buffers (canonical encodings only, so each token has exactly one spelling), checks that alg is
+ * exactly "HS256", compares HMAC-SHA256 over "header.payload" with CRYPTO_memcmp, and only then
+ * reads the claims with json-c. The only heap use is the two small json-c trees.
+ *
+ * Thread-safety: keys are immutable after gk_token_keys_new(); every libjwt and json-c object
+ * lives inside one call.
+ */
+#include "gk/token.h"
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+#include <jwt.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "gk/jsonutil.h"
+
+#define SIG_LEN 32                         /* HMAC-SHA256 output */
+#define SEG_BUF (GK_TOKEN_MAX / 4 * 3 + 1) /* decoded segment of a maximal token, plus NUL */
+_Static_assert(sizeof(long) >= sizeof(int64_t), "jwt_add_grant_int takes a long");
+
+struct gk_token_keys {
+    size_t cur_len;
+    size_t prev_len;         /* 0: no previous secret */
+    unsigned char secrets[]; /* current secret, then the previous one; no NUL */
+};
+
+struct gk_token_keys *
+gk_token_keys_new(const char *secret, const char *previous)
+{
+    size_t cur_len, prev_len = previous != NULL ? strlen(previous) : 0;
+    struct gk_token_keys *k;
+
+    /* config enforces >= 32 bytes; an empty HMAC key here would be a bug, not bad input */
+    GK_ASSERT(secret != NULL && secret[0] != '\0');
+    cur_len = strlen(secret);
+    GK_ASSERT(cur_len <= INT_MAX && prev_len <= INT_MAX); /* libjwt and HMAC() take int lengths */
+    k = gk_xmalloc(sizeof(*k) + cur_len + prev_len);
+    k->cur_len = cur_len;
+    k->prev_len = prev_len;
+    memcpy(k->secrets, secret, cur_len);
+    if (prev_len > 0)
+        memcpy(k->secrets + cur_len, previous, prev_len);
+    return k;
+}
+
+void
+gk_token_keys_free(struct gk_token_keys *k)
+{
+    if (k == NULL)
+        return;
+    OPENSSL_cleanse(k, sizeof(*k) + k->cur_len + k->prev_len);
+    free(k);
+}
+
+static bool
+claim_id_ok(const char id[GK_ID_BUF])
+{
+    return gk_id_valid(id, strnlen(id, GK_ID_BUF));
+}
+
+enum gk_err
+gk_token_issue(const struct gk_token_keys *k, const struct gk_claims *c, char *out, size_t outlen)
+{
+    jwt_t *jwt = NULL;
+    char *enc = NULL;
+    size_t n;
+    enum gk_err rc = GK_EINVAL;
+
+    if (!claim_id_ok(c->business) || !claim_id_ok(c->user))
+        return GK_EINVAL;
+    /* With the ids checked (ASCII, non-empty) and a non-empty key, libjwt can only fail on
+     * out-of-memory, which aborts in this project. */
+    GK_ASSERT(jwt_new(&jwt) == 0);
+    GK_ASSERT(jwt_set_alg(jwt, JWT_ALG_HS256, k->secrets, (int)k->cur_len) == 0);
+    GK_ASSERT(jwt_add_grant(jwt, "bid", c->business) == 0);
+    GK_ASSERT(jwt_add_grant(jwt, "sub", c->user) == 0);
+    GK_ASSERT(jwt_add_grant_int(jwt, "iat", (long)c->iat) == 0);
+    GK_ASSERT(jwt_add_grant_int(jwt, "exp", (long)c->exp) == 0);
+    enc = jwt_encode_str(jwt); /* caller frees with free() in libjwt 1.x */
+    GK_ASSERT(enc != NULL);
+    n = strlen(enc);
+    if (n > GK_TOKEN_MAX || n >= outlen)
+        goto out;
+    memcpy(out, enc, n + 1);
+    rc = GK_OK;
+out:
+    free(enc);
+    jwt_free(jwt); /* also scrubs its copy of the key */
+    return rc;
+}
+
+static int
+b64url_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '-')
+        return 62;
+    if (c == '_')
+        return 63;
+    return -1;
+}
+
+/* Decodes unpadded base64url in[0..len) into out (outcap bytes). Refuses non-alphabet bytes, a
+ * length of 1 mod 4, and non-zero leftover bits, so only the canonical spelling decodes. */
+static bool
+b64url_decode(const char *in, size_t len, unsigned char *out, size_t outcap, size_t *outlen)
+{
+    unsigned acc = 0, bits = 0;
+    size_t n = 0;
+
+    if (len % 4 == 1 || len / 4 * 3 + len % 4 * 3 / 4 > outcap)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        int v = b64url_value((unsigned char)in[i]);
+
+        if (v < 0)
+            return false;
+        acc = (acc << 6 | (unsigned)v) & 0xfff; /* at most 12 pending bits are ever needed */
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[n++] = (unsigned char)(acc >> bits);
+        }
+    }
+    if ((acc & ((1u << bits) - 1)) != 0)
+        return false;
+    *outlen = n;
+    return true;
+}
+
+/* Finds the two dots of "header.payload.signature" in token[0..len): three non-empty segments of
+ * base64url characters, nothing else. */
+static bool
+split_token(const char *token, size_t len, size_t *dot1, size_t *dot2)
+{
+    size_t dots[2];
+    unsigned ndots = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        if (token[i] == '.') {
+            if (ndots == 2)
+                return false;
+            dots[ndots++] = i;
+        } else if (b64url_value((unsigned char)token[i]) < 0) {
+            return false;
+        }
+    }
+    if (ndots != 2 || dots[0] == 0 || dots[1] == dots[0] + 1 || dots[1] == len - 1)
+        return false;
+    *dot1 = dots[0];
+    *dot2 = dots[1];
+    return true;
+}
+
+/* Decodes one segment and parses it as a JSON object. Caller owns *obj (json_object_put). */
+static bool
+parse_segment(const char *seg, size_t len, struct json_object **obj)
+{
+    char buf[SEG_BUF];
+    size_t n;
+
+    if (!b64url_decode(seg, len, (unsigned char *)buf, sizeof(buf), &n))
+        return false;
+    *obj = gk_json_parse_object(buf, n);
+    return *obj != NULL;
+}
+
+/* alg must be exactly the string "HS256". A "crit" header names extensions the recipient must
+ * understand (RFC 7515 4.1.11); we understand none, so its presence is refused. */
+static bool
+header_ok(struct json_object *hdr)
+{
+    struct json_object *alg;
+
+    if (json_object_object_get_ex(hdr, "crit", NULL))
+        return false;
+    return json_object_object_get_ex(hdr, "alg", &alg) && json_object_is_type(alg, json_type_string) &&
+           json_object_get_string_len(alg) == 5 && memcmp(json_object_get_string(alg), "HS256", 5) == 0;
+}
+
+static bool
+mac_matches(const unsigned char *key, size_t keylen, const char *msg, size_t msglen,
+            const unsigned char sig[SIG_LEN])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    bool ok;
+
+    GK_ASSERT(HMAC(EVP_sha256(), key, (int)keylen, (const unsigned char *)msg, msglen, md, &mdlen) != NULL &&
+              mdlen == SIG_LEN);
+    ok = CRYPTO_memcmp(md, sig, SIG_LEN) == 0;
+    OPENSSL_cleanse(md, sizeof(md)); /* a valid MAC for a message the caller chose */
+    return ok;
+}
+
+/* The signature is over token[0..dot2): "header.payload" exactly as sent. */
+static bool
+signature_ok(const struct gk_token_keys *k, const char *token, size_t dot2, size_t len)
+{
+    unsigned char sig[SIG_LEN];
+    size_t n;
+
+    if (!b64url_decode(token + dot2 + 1, len - dot2 - 1, sig, sizeof(sig), &n) || n != SIG_LEN)
+        return false;
+    if (mac_matches(k->secrets, k->cur_len, token, dot2, sig))
+        return true;
+    return k->prev_len > 0 && mac_matches(k->secrets + k->cur_len, k->prev_len, token, dot2, sig);
+}
+
+static bool
+read_id(struct json_object *body, const char *name, char out[GK_ID_BUF])
+{
+    struct json_object *v;
+    size_t len;
+
+    if (!json_object_object_get_ex(body, name, &v) || !json_object_is_type(v, json_type_string))
+        return false;
+    len = (size_t)json_object_get_string_len(v);
+    if (!gk_id_valid(json_object_get_string(v), len))
+        return false;
+    memcpy(out, json_object_get_string(v), len);
+    out[len] = '\0';
+    return true;
+}
+
+/* Integer seconds in [0, INT64_MAX): json-c saturates larger integers to INT64_MAX. */
+static bool
+read_time(struct json_object *body, const char *name, int64_t *out)
+{
+    struct json_object *v;
+
+    if (!json_object_object_get_ex(body, name, &v) || !json_object_is_type(v, json_type_int))
+        return false;
+    *out = json_object_get_int64(v);
+    return *out >= 0 && *out < INT64_MAX;
+}
+
+enum gk_token_status
+gk_token_verify(const struct gk_token_keys *k, const char *token, int64_t now_s, struct gk_claims *out)
+{
+    struct json_object *hdr = NULL, *body = NULL;
+    struct gk_claims tmp;
+    size_t len, dot1, dot2;
+    enum gk_token_status st = GK_TOKEN_INVALID;
+
+    if (token == NULL)
+        return GK_TOKEN_INVALID;
+    len = strnlen(token, GK_TOKEN_MAX + 1);
+    if (len > GK_TOKEN_MAX || !split_token(token, len, &dot1, &dot2))
+        return GK_TOKEN_INVALID;
+    /* Nothing in the token is trusted until the header names HS256 and the MAC matches. */
+    if (!parse_segment(token, dot1, &hdr) || !header_ok(hdr) || !signature_ok(k, token, dot2, len))
+        goto out;
+    if (!parse_segment(token + dot1 + 1, dot2 - dot1 - 1, &body) || !read_id(body, "bid", tmp.business) ||
+        !read_id(body, "sub", tmp.user) || !read_time(body, "iat", &tmp.iat) ||
+        !read_time(body, "exp", &tmp.exp) || tmp.exp <= tmp.iat)
+        goto out;
+    *out = tmp;
+    st = tmp.exp <= now_s ? GK_TOKEN_EXPIRED : GK_TOKEN_VALID;
+out:
+    json_object_put(body);
+    json_object_put(hdr);
+    return st;
+}

@@ -1,0 +1,703 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_queue_it.c -- the queue endpoints against the built server and real Redis: every answer
+ * of API.md's queue section, exact positions (also under 32 concurrent clients), tokens (expired,
+ * forged, truncated, alg none, other business, rotated secret), rate limits with Retry-After,
+ * X-Forwarded-For trust, and a Redis outage with recovery.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "gk/token.h"
+#include "integration/suites.h"
+#include "support/gktest.h"
+
+static struct gktest_server server;
+
+static void
+server_up(void)
+{
+    gktest_server_start(&server, NULL);
+}
+
+static void
+server_down(void)
+{
+    gktest_server_stop(&server);
+}
+
+/* A fresh business with the given config patch (JSON object text, may be "{}"). */
+static void
+business(char *id, size_t idlen, const char *patch)
+{
+    char key[64], h[256];
+    struct gktest_resp r;
+
+    gktest_unique_id("q", id, idlen);
+    gktest_create_business(server.port, id, key, sizeof(key));
+    snprintf(h, sizeof(h), "business_id: %s\r\nAuthorization: Bearer %s\r\n", id, key);
+    gktest_http(server.port, "POST", "/config", h, patch, &r);
+    ck_assert_msg(r.status == 200, "config %s: %d %s", patch, r.status, r.body);
+    gktest_resp_free(&r);
+}
+
+static void
+enqueue(uint16_t port, const char *biz, const char *user, const char *extra, struct gktest_resp *r)
+{
+    char h[512];
+
+    snprintf(h, sizeof(h), "business_id: %s\r\nuser_id: %s\r\n%s", biz, user, extra != NULL ? extra : "");
+    gktest_http(port, "POST", "/queue/enqueue", h, NULL, r);
+}
+
+/* Calls a token endpoint; token may be NULL (no header). */
+static void
+call(const char *method, const char *path, const char *biz, const char *token, struct gktest_resp *r)
+{
+    char h[2048];
+
+    snprintf(h, sizeof(h), "business_id: %s\r\n%s%s%s", biz, token != NULL ? "jwt: " : "",
+             token != NULL ? token : "", token != NULL ? "\r\n" : "");
+    gktest_http(server.port, method, path, h, NULL, r);
+}
+
+/* Enqueues a new user and returns their token (copied into tok, >= GK_TOKEN_BUF). */
+static void
+join(const char *biz, const char *user, char *tok)
+{
+    struct gktest_resp r;
+
+    enqueue(server.port, biz, user, NULL, &r);
+    ck_assert_msg(r.status == 200, "enqueue %s: %d %s", user, r.status, r.body);
+    snprintf(tok, GK_TOKEN_BUF, "%s", gktest_json_str(&r, "jwt"));
+    ck_assert(tok[0] != '\0');
+    gktest_resp_free(&r);
+}
+
+static long long
+position_of(const char *biz, const char *tok)
+{
+    struct gktest_resp r;
+    struct json_object *p;
+    long long v = -1;
+
+    call("GET", "/queue/status", biz, tok, &r);
+    ck_assert_msg(r.status == 200, "status: %d %s", r.status, r.body);
+    if (json_object_object_get_ex(r.json, "position", &p) && p != NULL)
+        v = json_object_get_int64(p);
+    gktest_resp_free(&r);
+    return v;
+}
+
+static bool
+json_is_null(const struct gktest_resp *r, const char *key)
+{
+    struct json_object *v = NULL;
+
+    ck_assert(json_object_object_get_ex(r->json, key, &v));
+    return v == NULL;
+}
+
+static bool
+flag(const struct gktest_resp *r, const char *key)
+{
+    struct json_object *v = NULL;
+
+    ck_assert(json_object_object_get_ex(r->json, key, &v) && json_object_is_type(v, json_type_boolean));
+    return json_object_get_boolean(v);
+}
+
+/* Runs redis-cli against the harness's Redis (for moving users the worker would move). */
+static void
+redis(const char *cmd)
+{
+    char line[1024];
+
+    snprintf(line, sizeof(line), "redis-cli -u '%s' %s >/dev/null", gktest_env("GK_TEST_REDIS_URL"), cmd);
+    ck_assert_msg(system(line) == 0, "%s", line);
+}
+
+/* Moves the first n waiting users to ready, as an admission tick would. */
+static void
+admit(const char *biz, int n)
+{
+    char cmd[512];
+
+    snprintf(cmd, sizeof(cmd),
+             "EVAL \"local u = redis.call('ZPOPMIN', KEYS[1], ARGV[1]) "
+             "for i = 1, #u, 2 do redis.call('ZADD', KEYS[2], 9999999999999, u[i]) end\" 2 "
+             "'gk:{%s}:wait' 'gk:{%s}:ready' %d",
+             biz, biz, n);
+    redis(cmd);
+}
+
+static void
+sign(const struct gk_claims *c, const char *secret, char *out)
+{
+    struct gk_token_keys *k = gk_token_keys_new(secret, NULL);
+
+    ck_assert_int_eq(gk_token_issue(k, c, out, GK_TOKEN_BUF), GK_OK);
+    gk_token_keys_free(k);
+}
+
+START_TEST(enqueue_then_duplicate)
+{
+    char biz[64], tok[GK_TOKEN_BUF];
+    struct gktest_resp r;
+
+    business(biz, sizeof(biz), "{}");
+    enqueue(server.port, biz, "alice", NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(gktest_json_str(&r, "message"), "User enqueued successfully.");
+    ck_assert_int_eq(gktest_json_int(&r, "position"), 1);
+    ck_assert(!flag(&r, "ready"));
+    ck_assert_int_eq(gktest_json_int(&r, "eta_seconds"), 5);
+    snprintf(tok, sizeof(tok), "%s", gktest_json_str(&r, "jwt"));
+    ck_assert_int_gt(strlen(tok), 20);
+    gktest_resp_free(&r);
+    enqueue(server.port, biz, "bob", NULL, &r);
+    ck_assert_int_eq(gktest_json_int(&r, "position"), 2);
+    gktest_resp_free(&r);
+    /* The same user again: same place, no second token. */
+    enqueue(server.port, biz, "alice", NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(gktest_json_str(&r, "jwt"), "");
+    ck_assert_int_eq(gktest_json_int(&r, "position"), 1);
+    ck_assert_str_eq(gktest_json_str(&r, "message"), "User already in queue.");
+    gktest_resp_free(&r);
+    /* Hyphenated headers work too. */
+    {
+        char h[256];
+
+        snprintf(h, sizeof(h), "business-id: %s\r\nuser-id: carol\r\n", biz);
+        gktest_http(server.port, "POST", "/queue/enqueue", h, NULL, &r);
+        ck_assert_int_eq(gktest_json_int(&r, "position"), 3);
+        gktest_resp_free(&r);
+    }
+}
+END_TEST
+
+START_TEST(header_errors)
+{
+    char biz[64], h[256];
+    struct gktest_resp r;
+
+    business(biz, sizeof(biz), "{}");
+    gktest_http(server.port, "POST", "/queue/enqueue", "user_id: u1\r\n", NULL, &r);
+    ck_assert_int_eq(r.status, 400);
+    ck_assert_str_eq(gktest_json_str(&r, "error"), "missing_header");
+    gktest_resp_free(&r);
+    snprintf(h, sizeof(h), "business_id: %s\r\n", biz);
+    gktest_http(server.port, "POST", "/queue/enqueue", h, NULL, &r);
+    ck_assert_int_eq(r.status, 400);
+    ck_assert_str_eq(gktest_json_str(&r, "field"), "user_id");
+    gktest_resp_free(&r);
+    snprintf(h, sizeof(h), "business_id: %s\r\nuser_id: bad user\r\n", biz);
+    gktest_http(server.port, "POST", "/queue/enqueue", h, NULL, &r);
+    ck_assert_int_eq(r.status, 400);
+    ck_assert_str_eq(gktest_json_str(&r, "error"), "invalid_header");
+    gktest_resp_free(&r);
+    enqueue(server.port, "no-such-biz", "u1", NULL, &r);
+    ck_assert_int_eq(r.status, 404);
+    ck_assert_str_eq(gktest_json_str(&r, "error"), "unknown_business");
+    gktest_resp_free(&r);
+    call("GET", "/queue/status", biz, NULL, &r);
+    ck_assert_int_eq(r.status, 400);
+    ck_assert_str_eq(gktest_json_str(&r, "field"), "jwt");
+    gktest_resp_free(&r);
+    gktest_http(server.port, "OPTIONS", "/queue/enqueue", "Origin: https://shop.example\r\n", NULL, &r);
+    ck_assert_int_eq(r.status, 204);
+    gktest_resp_free(&r);
+}
+END_TEST
+
+START_TEST(status_positions_are_exact_after_leaves_and_admissions)
+{
+    char biz[64], tok[6][GK_TOKEN_BUF], user[16];
+    struct gktest_resp r;
+
+    business(biz, sizeof(biz), "{}");
+    for (int i = 0; i < 6; i++) {
+        snprintf(user, sizeof(user), "u%d", i);
+        join(biz, user, tok[i]);
+    }
+    call("GET", "/queue/status", biz, tok[2], &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(gktest_json_str(&r, "state"), "waiting");
+    ck_assert_int_eq(gktest_json_int(&r, "position"), 3);
+    ck_assert(json_is_null(&r, "warning_msg"));
+    ck_assert_int_gt(strlen(gktest_json_str(&r, "jwt_token")), 20);
+    ck_assert_int_ge(gktest_json_int(&r, "poll_after_ms"), 1000);
+    gktest_resp_free(&r);
+    call("DELETE", "/queue/leave", biz, tok[1], &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(gktest_json_str(&r, "status"), "left");
+    gktest_resp_free(&r);
+    ck_assert_int_eq(position_of(biz, tok[2]), 2);
+    ck_assert_int_eq(position_of(biz, tok[5]), 5);
+    admit(biz, 2); /* u0 and u2 */
+    ck_assert_int_eq(position_of(biz, tok[3]), 1);
+    ck_assert_int_eq(position_of(biz, tok[5]), 3);
+    call("GET", "/queue/status", biz, tok[2], &r);
+    ck_assert_str_eq(gktest_json_str(&r, "state"), "ready");
+    ck_assert(flag(&r, "ready"));
+    ck_assert(json_is_null(&r, "position"));
+    gktest_resp_free(&r);
+    call("DELETE", "/queue/leave", biz, tok[1], &r);
+    ck_assert_str_eq(gktest_json_str(&r, "status"), "not_found");
+    gktest_resp_free(&r);
+    call("GET", "/queue/status", biz, tok[1], &r);
+    ck_assert_str_eq(gktest_json_str(&r, "state"), "not_found");
+    ck_assert_str_eq(gktest_json_str(&r, "warning_msg"), "User not found in queue");
+    gktest_resp_free(&r);
+    /* A ready user who leaves frees the slot. */
+    call("DELETE", "/queue/leave", biz, tok[0], &r);
+    ck_assert_str_eq(gktest_json_str(&r, "status"), "left");
+    gktest_resp_free(&r);
+    call("GET", "/queue/verify", biz, tok[0], &r);
+    ck_assert(!flag(&r, "ready"));
+    gktest_resp_free(&r);
+}
+END_TEST
+
+START_TEST(verify_finish_gate_and_no_replay)
+{
+    char biz[64], tok[GK_TOKEN_BUF], h[2048];
+    struct gktest_resp r;
+
+    business(biz, sizeof(biz), "{}");
+    join(biz, "dave", tok);
+    call("GET", "/queue/verify", biz, tok, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert(!flag(&r, "ready"));
+    ck_assert_str_eq(gktest_json_str(&r, "message"), "User is not ready");
+    gktest_resp_free(&r);
+    call("GET", "/queue/gate", biz, tok, &r);
+    ck_assert_int_eq(r.status, 401);
+    gktest_resp_free(&r);
+    call("DELETE", "/queue/finish", biz, tok, &r);
+    ck_assert_str_eq(gktest_json_str(&r, "status"), "not_ready");
+    gktest_resp_free(&r);
+    admit(biz, 1);
+    call("GET", "/queue/verify", biz, tok, &r);
+    ck_assert(flag(&r, "ready"));
+    ck_assert_str_eq(gktest_json_str(&r, "message"), "User is ready");
+    gktest_resp_free(&r);
+    /* Enqueue of a ready user says so. */
+    enqueue(server.port, biz, "dave", NULL, &r);
+    ck_assert(flag(&r, "ready"));
+    ck_assert(json_is_null(&r, "position"));
+    ck_assert_str_eq(gktest_json_str(&r, "jwt"), "");
+    ck_assert_str_eq(gktest_json_str(&r, "message"), "User is already ready.");
+    gktest_resp_free(&r);
+    /* Gate: token from header, from Authorization, from the cookie; business from its own header. */
+    call("GET", "/queue/gate", biz, tok, &r);
+    ck_assert_int_eq(r.status, 204);
+    gktest_resp_free(&r);
+    snprintf(h, sizeof(h), "X-Gatekeeper-Business: %s\r\nCookie: a=b; gk_token=%s\r\n", biz, tok);
+    gktest_http(server.port, "GET", "/queue/gate", h, NULL, &r);
+    ck_assert_int_eq(r.status, 204);
+    gktest_resp_free(&r);
+    snprintf(h, sizeof(h), "business_id: %s\r\nAuthorization: Bearer %s\r\n", biz, tok);
+    gktest_http(server.port, "GET", "/queue/verify", h, NULL, &r);
+    ck_assert(flag(&r, "ready"));
+    gktest_resp_free(&r);
+    call("DELETE", "/queue/finish", biz, tok, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(gktest_json_str(&r, "status"), "ready_cleared");
+    ck_assert_str_eq(gktest_json_str(&r, "message"), "User removed from ready state");
+    gktest_resp_free(&r);
+    /* No replay: the same token is not ready any more. */
+    call("GET", "/queue/verify", biz, tok, &r);
+    ck_assert(!flag(&r, "ready"));
+    gktest_resp_free(&r);
+    gktest_http(server.port, "GET", "/queue/gate", h, NULL, &r);
+    ck_assert_int_eq(r.status, 401);
+    gktest_resp_free(&r);
+    call("DELETE", "/queue/finish", biz, tok, &r);
+    ck_assert_str_eq(gktest_json_str(&r, "status"), "not_ready");
+    gktest_resp_free(&r);
+}
+END_TEST
+
+START_TEST(tokens_expired_forged_and_foreign)
+{
+    char biz[64], other[64], tok[GK_TOKEN_BUF], bad[GK_TOKEN_BUF + 8];
+    struct gk_claims c = {0};
+    struct gktest_resp r;
+
+    business(biz, sizeof(biz), "{}");
+    business(other, sizeof(other), "{}");
+    join(biz, "erin", tok);
+    /* Expired but genuine: status refreshes it, verify refuses it. */
+    snprintf(c.business, sizeof(c.business), "%s", biz);
+    snprintf(c.user, sizeof(c.user), "erin");
+    c.iat = gktest_ms() / 1000 - 1000;
+    c.exp = c.iat + 300;
+    {
+        struct gk_token_keys *k = gk_token_keys_new(GKTEST_JWT_SECRET, NULL);
+        ck_assert_int_eq(gk_token_issue(k, &c, bad, GK_TOKEN_BUF), GK_OK);
+        gk_token_keys_free(k);
+    }
+    call("GET", "/queue/status", biz, bad, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(gktest_json_str(&r, "state"), "waiting");
+    ck_assert_str_ne(gktest_json_str(&r, "jwt_token"), bad);
+    {
+        char fresh[GK_TOKEN_BUF];
+        struct gktest_resp v;
+
+        snprintf(fresh, sizeof(fresh), "%s", gktest_json_str(&r, "jwt_token"));
+        call("GET", "/queue/verify", biz, fresh, &v);
+        ck_assert_int_eq(v.status, 200);
+        gktest_resp_free(&v);
+    }
+    gktest_resp_free(&r);
+    call("GET", "/queue/verify", biz, bad, &r);
+    ck_assert_int_eq(r.status, 401);
+    ck_assert_str_eq(gktest_json_str(&r, "error"), "token_expired");
+    gktest_resp_free(&r);
+    /* Forged: one character of the signature changed. */
+    snprintf(bad, sizeof(bad), "%s", tok);
+    bad[strlen(bad) - 2] = bad[strlen(bad) - 2] == 'A' ? 'B' : 'A';
+    call("GET", "/queue/status", biz, bad, &r);
+    ck_assert_int_eq(r.status, 401);
+    ck_assert_str_eq(gktest_json_str(&r, "error"), "invalid_token");
+    gktest_resp_free(&r);
+    /* Truncated. */
+    snprintf(bad, sizeof(bad), "%.*s", (int)strlen(tok) - 10, tok);
+    call("GET", "/queue/verify", biz, bad, &r);
+    ck_assert_int_eq(r.status, 401);
+    gktest_resp_free(&r);
+    /* alg none: {"alg":"none","typ":"JWT"} . {"bid":biz,"sub":"erin",...} . (empty) */
+    {
+        char payload[512], b64[512];
+        FILE *p;
+
+        snprintf(payload, sizeof(payload),
+                 "printf '%%s' '{\"bid\":\"%s\",\"sub\":\"erin\",\"iat\":%lld,\"exp\":%lld}' | base64 -w0 | "
+                 "tr '+/' '-_' | tr -d '='",
+                 biz, gktest_ms() / 1000, gktest_ms() / 1000 + 300);
+        p = popen(payload, "r");
+        ck_assert_ptr_nonnull(fgets(b64, sizeof(b64), p));
+        pclose(p);
+        snprintf(bad, sizeof(bad), "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.%s.", b64);
+        call("GET", "/queue/status", biz, bad, &r);
+        ck_assert_int_eq(r.status, 401);
+        gktest_resp_free(&r);
+        call("GET", "/queue/gate", biz, bad, &r);
+        ck_assert_int_eq(r.status, 401);
+        gktest_resp_free(&r);
+    }
+    /* A token of another business. */
+    call("GET", "/queue/status", other, tok, &r);
+    ck_assert_int_eq(r.status, 401);
+    ck_assert_str_eq(gktest_json_str(&r, "error"), "invalid_token");
+    gktest_resp_free(&r);
+    /* Signed with a secret the server does not know. */
+    c.iat = gktest_ms() / 1000;
+    c.exp = c.iat + 300;
+    sign(&c, "some-other-secret-0123456789abcdefghijklmnop", bad);
+    call("GET", "/queue/status", biz, bad, &r);
+    ck_assert_int_eq(r.status, 401);
+    gktest_resp_free(&r);
+    /* Oversized. */
+    {
+        char *huge = malloc(5000);
+
+        memset(huge, 'a', 4999);
+        huge[4999] = '\0';
+        call("GET", "/queue/status", biz, huge, &r);
+        ck_assert_int_eq(r.status, 401);
+        gktest_resp_free(&r);
+        free(huge);
+    }
+}
+END_TEST
+
+START_TEST(rotated_secret_is_still_accepted)
+{
+    static const char old_secret[] = "previous-secret-0123456789abcdefghijklmnop";
+    const char *extra[] = {"JWT_SECRET_PREVIOUS=previous-secret-0123456789abcdefghijklmnop", NULL};
+    struct gktest_server rotated;
+    struct gk_claims c = {0};
+    char biz[64], tok[GK_TOKEN_BUF], h[2048];
+    struct gktest_resp r;
+
+    business(biz, sizeof(biz), "{}");
+    join(biz, "frank", tok);
+    snprintf(c.business, sizeof(c.business), "%s", biz);
+    snprintf(c.user, sizeof(c.user), "frank");
+    c.iat = gktest_ms() / 1000;
+    c.exp = c.iat + 300;
+    sign(&c, old_secret, tok);
+    call("GET", "/queue/status", biz, tok, &r); /* this server does not know the old secret */
+    ck_assert_int_eq(r.status, 401);
+    gktest_resp_free(&r);
+    gktest_server_start(&rotated, extra);
+    snprintf(h, sizeof(h), "business_id: %s\r\njwt: %s\r\n", biz, tok);
+    gktest_http(rotated.port, "GET", "/queue/status", h, NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(gktest_json_str(&r, "state"), "waiting");
+    gktest_resp_free(&r);
+    gktest_server_stop(&rotated);
+}
+END_TEST
+
+START_TEST(passthrough_reject_and_full)
+{
+    char biz[64], tok[GK_TOKEN_BUF];
+    struct gktest_resp r;
+
+    business(biz, sizeof(biz), "{\"queueing_method\": \"passthrough\"}");
+    enqueue(server.port, biz, "gina", NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert(flag(&r, "ready"));
+    ck_assert(json_is_null(&r, "position"));
+    snprintf(tok, sizeof(tok), "%s", gktest_json_str(&r, "jwt"));
+    gktest_resp_free(&r);
+    call("GET", "/queue/verify", biz, tok, &r);
+    ck_assert(flag(&r, "ready"));
+    gktest_resp_free(&r);
+    business(biz, sizeof(biz), "{\"queueing_method\": \"reject\"}");
+    enqueue(server.port, biz, "hank", NULL, &r);
+    ck_assert_int_eq(r.status, 503);
+    ck_assert_str_eq(gktest_json_str(&r, "error"), "queue_closed");
+    gktest_resp_free(&r);
+    business(biz, sizeof(biz), "{\"max_queue_length\": 2}");
+    join(biz, "i1", tok);
+    join(biz, "i2", tok);
+    enqueue(server.port, biz, "i3", NULL, &r);
+    ck_assert_int_eq(r.status, 503);
+    ck_assert_str_eq(gktest_json_str(&r, "error"), "queue_full");
+    gktest_resp_free(&r);
+    /* Someone already in line is still answered. */
+    enqueue(server.port, biz, "i2", NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_int_eq(gktest_json_int(&r, "position"), 2);
+    gktest_resp_free(&r);
+}
+END_TEST
+
+START_TEST(rate_limits_at_their_boundaries)
+{
+    char biz[64], tok[GK_TOKEN_BUF], user[16], retry[16];
+    struct gktest_resp r;
+
+    business(biz, sizeof(biz), "{\"ip_enqueue_limit\": 3, \"ip_enqueue_limit_interval\": 60, "
+                               "\"ip_status_polling_limit\": 2, \"ip_status_polling_limit_interval\": 30}");
+    for (int i = 0; i < 3; i++) {
+        snprintf(user, sizeof(user), "r%d", i);
+        join(biz, user, tok);
+    }
+    enqueue(server.port, biz, "r3", NULL, &r);
+    ck_assert_int_eq(r.status, 429);
+    ck_assert_str_eq(gktest_json_str(&r, "error"), "rate_limited");
+    /* One enqueue per 20 s is the steady rate, so the wait is at most that. */
+    ck_assert_ptr_nonnull(gktest_header(&r, "Retry-After", retry, sizeof(retry)));
+    ck_assert_int_ge(atoi(retry), 1);
+    ck_assert_int_le(atoi(retry), 20);
+    gktest_resp_free(&r);
+    /* An untrusted peer cannot dodge the limit with X-Forwarded-For. */
+    enqueue(server.port, biz, "r4", "X-Forwarded-For: 203.0.113.50\r\n", &r);
+    ck_assert_int_eq(r.status, 429);
+    gktest_resp_free(&r);
+    ck_assert_int_eq(position_of(biz, tok), 3);
+    ck_assert_int_eq(position_of(biz, tok), 3);
+    call("GET", "/queue/status", biz, tok, &r);
+    ck_assert_int_eq(r.status, 429);
+    ck_assert_ptr_nonnull(gktest_header(&r, "Retry-After", retry, sizeof(retry)));
+    ck_assert_int_le(atoi(retry), 15);
+    gktest_resp_free(&r);
+}
+END_TEST
+
+START_TEST(trusted_proxy_forwarded_for_is_honoured)
+{
+    const char *extra[] = {"TRUSTED_PROXIES=127.0.0.0/8", NULL};
+    struct gktest_server proxied;
+    char biz[64], user[16], xff[64];
+    struct gktest_resp r;
+
+    business(biz, sizeof(biz), "{\"ip_enqueue_limit\": 1, \"ip_enqueue_limit_interval\": 60}");
+    gktest_server_start(&proxied, extra);
+    for (int i = 0; i < 4; i++) {
+        snprintf(user, sizeof(user), "p%d", i);
+        snprintf(xff, sizeof(xff), "X-Forwarded-For: 198.51.100.%d\r\n", i + 1);
+        enqueue(proxied.port, biz, user, xff, &r);
+        ck_assert_msg(r.status == 200, "client %d: %d", i, r.status);
+        gktest_resp_free(&r);
+    }
+    /* The same forwarded client again is limited. */
+    enqueue(proxied.port, biz, "p9", "X-Forwarded-For: 6.6.6.6, 198.51.100.1\r\n", &r);
+    ck_assert_int_eq(r.status, 429);
+    gktest_resp_free(&r);
+    gktest_server_stop(&proxied);
+}
+END_TEST
+
+/* ---- 32 concurrent clients, 5,000 users ---- */
+
+#define CLIENTS 32
+#define USERS 5000
+
+struct worker_arg {
+    const char *biz;
+    int first, step;
+    long long *positions; /* by user index */
+    int errors;
+};
+
+static void *
+enqueue_worker(void *p)
+{
+    struct worker_arg *a = p;
+    int fd = gktest_connect(server.port);
+
+    for (int u = a->first; u < USERS; u += a->step) {
+        char req[512];
+        struct gktest_resp r;
+        int n = snprintf(req, sizeof(req),
+                         "POST /queue/enqueue HTTP/1.1\r\nHost: x\r\nbusiness_id: %s\r\nuser_id: user%d\r\n"
+                         "Content-Length: 0\r\n\r\n",
+                         a->biz, u);
+
+        if (fd < 0 || !gktest_exchange(fd, req, (size_t)n, &r)) {
+            a->errors++;
+            if (fd >= 0)
+                close(fd);
+            fd = gktest_connect(server.port);
+            continue;
+        }
+        if (r.status == 200 && r.json != NULL) {
+            struct json_object *v;
+            if (json_object_object_get_ex(r.json, "position", &v))
+                a->positions[u] = json_object_get_int64(v);
+        } else {
+            a->errors++;
+        }
+        gktest_resp_free(&r);
+    }
+    if (fd >= 0)
+        close(fd);
+    return NULL;
+}
+
+START_TEST(concurrent_enqueues_get_exact_distinct_positions)
+{
+    static long long positions[USERS];
+    static bool seen[USERS + 1];
+    struct worker_arg args[CLIENTS];
+    pthread_t t[CLIENTS];
+    char biz[64];
+    int errors = 0;
+
+    business(biz, sizeof(biz), "{\"ip_enqueue_limit\": 1000000, \"ip_enqueue_limit_interval\": 1}");
+    memset(positions, 0, sizeof(positions));
+    memset(seen, 0, sizeof(seen));
+    for (int i = 0; i < CLIENTS; i++) {
+        args[i] = (struct worker_arg){.biz = biz, .first = i, .step = CLIENTS, .positions = positions};
+        ck_assert_int_eq(pthread_create(&t[i], NULL, enqueue_worker, &args[i]), 0);
+    }
+    for (int i = 0; i < CLIENTS; i++) {
+        pthread_join(t[i], NULL);
+        errors += args[i].errors;
+    }
+    ck_assert_int_eq(errors, 0);
+    for (int u = 0; u < USERS; u++) {
+        ck_assert_msg(positions[u] >= 1 && positions[u] <= USERS, "user%d got position %lld", u, positions[u]);
+        ck_assert_msg(!seen[positions[u]], "position %lld given twice", positions[u]);
+        seen[positions[u]] = true;
+    }
+    /* A second round of the same users: every one is already in line, none gets a token. */
+    {
+        struct gktest_resp r;
+
+        enqueue(server.port, biz, "user4999", NULL, &r);
+        ck_assert_str_eq(gktest_json_str(&r, "jwt"), "");
+        ck_assert_int_eq(gktest_json_int(&r, "position"), positions[4999]);
+        gktest_resp_free(&r);
+    }
+}
+END_TEST
+
+/* ---- Redis outage ---- */
+
+static void
+redis_up(void)
+{
+    gktest_redisctl("start");
+}
+
+START_TEST(redis_down_is_503_fast_and_recovers_alone)
+{
+    char biz[64], tok[GK_TOKEN_BUF];
+    struct gktest_resp r;
+    long long t0;
+    int status = 0;
+
+    business(biz, sizeof(biz), "{}");
+    join(biz, "olga", tok);
+    gktest_redisctl("stop");
+    t0 = gktest_ms();
+    call("GET", "/queue/status", biz, tok, &r);
+    ck_assert_int_lt(gktest_ms() - t0, 3000);
+    ck_assert_int_eq(r.status, 503);
+    ck_assert_str_eq(gktest_json_str(&r, "error"), "unavailable");
+    gktest_resp_free(&r);
+    t0 = gktest_ms();
+    enqueue(server.port, biz, "pete", NULL, &r);
+    ck_assert_int_lt(gktest_ms() - t0, 3000);
+    ck_assert_int_eq(r.status, 503);
+    gktest_resp_free(&r);
+    gktest_redisctl("start");
+    for (t0 = gktest_ms(); gktest_ms() - t0 < 5000; gktest_sleep_ms(100)) {
+        call("GET", "/queue/status", biz, tok, &r);
+        status = r.status;
+        gktest_resp_free(&r);
+        if (status == 200)
+            break;
+    }
+    ck_assert_int_eq(status, 200);
+    ck_assert_int_eq(position_of(biz, tok), 1);
+}
+END_TEST
+
+Suite *
+queue_it_suite(void)
+{
+    Suite *s = suite_create("queue");
+    TCase *api = tcase_create("api");
+    TCase *load = tcase_create("concurrency");
+    TCase *outage = tcase_create("redis_outage");
+
+    tcase_add_unchecked_fixture(api, server_up, server_down);
+    tcase_set_timeout(api, 30);
+    tcase_add_test(api, enqueue_then_duplicate);
+    tcase_add_test(api, header_errors);
+    tcase_add_test(api, status_positions_are_exact_after_leaves_and_admissions);
+    tcase_add_test(api, verify_finish_gate_and_no_replay);
+    tcase_add_test(api, tokens_expired_forged_and_foreign);
+    tcase_add_test(api, rotated_secret_is_still_accepted);
+    tcase_add_test(api, passthrough_reject_and_full);
+    tcase_add_test(api, rate_limits_at_their_boundaries);
+    tcase_add_test(api, trusted_proxy_forwarded_for_is_honoured);
+    suite_add_tcase(s, api);
+
+    tcase_add_unchecked_fixture(load, server_up, server_down);
+    tcase_set_timeout(load, 120);
+    tcase_add_test(load, concurrent_enqueues_get_exact_distinct_positions);
+    suite_add_tcase(s, load);
+
+    tcase_add_unchecked_fixture(outage, server_up, server_down);
+    tcase_add_checked_fixture(outage, NULL, redis_up);
+    tcase_set_timeout(outage, 60);
+    tcase_add_test(outage, redis_down_is_503_fast_and_recovers_alone);
+    suite_add_tcase(s, outage);
+    return s;
+}
