@@ -34,8 +34,8 @@
 
 #include "gk/jsonutil.h"
 
-#define SIG_LEN 32                         /* HMAC-SHA256 output */
-#define SEG_BUF (GK_TOKEN_MAX / 4 * 3 + 1) /* decoded segment of a maximal token, plus NUL */
+#define SIG_LEN 32                     /* HMAC-SHA256 output */
+#define SEG_BUF (GK_TOKEN_MAX / 4 * 3) /* a decoded segment always fits */
 _Static_assert(sizeof(long) >= sizeof(int64_t), "jwt_add_grant_int takes a long");
 
 struct gk_token_keys {

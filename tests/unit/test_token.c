@@ -223,7 +223,7 @@ END_TEST
 
 START_TEST(structure_is_checked)
 {
-    char good[BIG], tok[BIG];
+    char good[BIG], tok[BIG + 8];
     const char *dot2;
     size_t len;
 
