@@ -14,10 +14,11 @@
 
 #include <json-c/json.h>
 
+#include "gk/jsonutil.h"
+
 #define NO_ALT UINT32_MAX
 /* A valid body nests two levels (object, origins array); one more lets a wrongly nested value be
  * reported as a wrong type rather than as malformed JSON. */
-#define BODY_MAX_DEPTH 4
 #define ORIGIN_MAX_LEN (GK_ORIGIN_BUF - 1)
 
 struct num_field {
@@ -289,7 +290,6 @@ enum gk_err
 gk_bizconf_parse_patch(const char *body, size_t len, struct gk_bizconf_patch *out, bool *json_error,
                        char *field, size_t fieldlen, char *msg, size_t msglen)
 {
-    struct json_tokener *tok = NULL;
     struct json_object *root = NULL;
     struct json_object_iterator it, end;
     enum gk_err rc = GK_EINVAL;
@@ -300,22 +300,10 @@ gk_bizconf_parse_patch(const char *body, size_t len, struct gk_bizconf_patch *ou
     field[0] = '\0';
     msg[0] = '\0';
 
-    tok = json_tokener_new_ex(BODY_MAX_DEPTH);
-    if (tok == NULL)
-        gk_panic(__FILE__, __LINE__, "json_tokener_new_ex: out of memory");
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-    if (len > 0 && len <= INT_MAX)
-        root = json_tokener_parse_ex(tok, body, (int)len);
-    /* An empty or truncated body leaves root NULL; bytes after the object (even a NUL) are
-     * rejected here rather than trusting the strict flag alone. */
-    if (root == NULL || json_tokener_get_parse_end(tok) != len) {
+    root = gk_json_parse_object(body, len);
+    if (root == NULL) {
         *json_error = true;
-        snprintf(msg, msglen, "request body is not valid JSON");
-        goto out;
-    }
-    if (!json_object_is_type(root, json_type_object)) {
-        *json_error = true;
-        snprintf(msg, msglen, "request body must be a JSON object");
+        snprintf(msg, msglen, "request body must be one JSON object");
         goto out;
     }
     it = json_object_iter_begin(root);
@@ -333,7 +321,6 @@ out:
         memset(out, 0, sizeof(*out));
     }
     json_object_put(root);
-    json_tokener_free(tok);
     return rc;
 }
 

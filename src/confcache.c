@@ -253,7 +253,8 @@ refresher(void *arg)
         if (!synced || gk_mono_ms() - last_full >= FULL_RELOAD_MS) {
             if (resync(cc, cs) != GK_OK) {
                 if (!warned)
-                    GK_LOG(GK_LOG_WARN, "confcache", "msg=\"cannot refresh config; serving cached\" err=\"%s\"",
+                    GK_LOG(GK_LOG_WARN, "confcache",
+                           "msg=\"cannot refresh config; serving cached\" err=\"%s\"",
                            gk_cfgstore_errmsg(cs));
                 warned = true;
                 synced = false;

@@ -79,7 +79,8 @@ parse_ids(const char *s, struct gk_config *c, char *why, size_t whylen)
 
         if (len > 0) {
             if (!gk_id_valid(p, len)) {
-                snprintf(why, whylen, "entry %zu is not 1-128 bytes of [A-Za-z0-9._:@-]", c->n_business_ids + 1);
+                snprintf(why, whylen, "entry %zu is not 1-128 bytes of [A-Za-z0-9._:@-]",
+                         c->n_business_ids + 1);
                 return GK_EINVAL;
             }
             if (c->n_business_ids == GK_BUSINESS_IDS_MAX) {
@@ -201,7 +202,8 @@ parse_key(const struct key *k, const char *v, struct gk_config *c, char *why, si
 }
 
 enum gk_err
-gk_config_load(struct gk_config *out, enum gk_program prog, gk_env_fn env, void *arg, char *err, size_t errlen)
+gk_config_load(struct gk_config *out, enum gk_program prog, gk_env_fn env, void *arg, char *err,
+               size_t errlen)
 {
     struct gk_config *c = gk_xcalloc(1, sizeof(*c));
     enum gk_err rc = GK_OK;
@@ -237,6 +239,19 @@ gk_config_load(struct gk_config *out, enum gk_program prog, gk_env_fn env, void 
 out:
     free(c);
     return rc;
+}
+
+static const char *
+process_env(void *arg, const char *key)
+{
+    (void)arg;
+    return getenv(key);
+}
+
+enum gk_err
+gk_config_load_env(struct gk_config *out, enum gk_program prog, char *err, size_t errlen)
+{
+    return gk_config_load(out, prog, process_env, NULL, err, errlen);
 }
 
 void

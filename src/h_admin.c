@@ -140,13 +140,14 @@ new_business_id(struct json_object *body, struct gk_resp *resp)
         }
     }
     if (!json_object_object_get_ex(body, "business_id", &v) || !json_object_is_type(v, json_type_string)) {
-        gk_reply_error(resp, 422, "invalid_field", "business_id is required and must be a string.", "business_id");
+        gk_reply_error(resp, 422, "invalid_field", "business_id is required and must be a string.",
+                       "business_id");
         return NULL;
     }
     id = json_object_get_string(v);
     if (!gk_id_valid(id, (size_t)json_object_get_string_len(v))) {
-        gk_reply_error(resp, 422, "invalid_field", "business_id must be 1-128 characters of A-Z a-z 0-9 . _ : @ -.",
-                       "business_id");
+        gk_reply_error(resp, 422, "invalid_field",
+                       "business_id must be 1-128 characters of A-Z a-z 0-9 . _ : @ -.", "business_id");
         return NULL;
     }
     return id;
@@ -181,7 +182,8 @@ gk_h_business_create(struct gk_ctx *ctx, const struct gk_req *req, struct gk_res
     case GK_OK:
         break;
     case GK_EEXIST:
-        gk_reply_error(resp, 409, "business_exists", "A business with this business_id already exists.", NULL);
+        gk_reply_error(resp, 409, "business_exists", "A business with this business_id already exists.",
+                       NULL);
         goto out;
     default:
         GK_RLOG(GK_LOG_WARN, "admin", req->id, "msg=\"create business failed\" err=\"%s\"",

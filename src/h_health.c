@@ -23,6 +23,7 @@ gk_h_health(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
     json_object_object_add(o, "status", json_object_new_string(redis_ok && pg_ok ? "healthy" : "unhealthy"));
     json_object_object_add(o, "redis", json_object_new_string(redis_ok ? "ok" : gk_store_errmsg(ctx->store)));
     json_object_object_add(o, "postgres", json_object_new_string(pg_ok ? "ok" : gk_cfgstore_errmsg(ctx->db)));
-    json_object_object_add(o, "businesses", json_object_new_int64((int64_t)gk_confcache_count(ctx->app->cache)));
+    json_object_object_add(o, "businesses",
+                           json_object_new_int64((int64_t)gk_confcache_count(ctx->app->cache)));
     gk_reply_json(resp, redis_ok && pg_ok ? 200 : 503, o);
 }

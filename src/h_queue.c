@@ -75,18 +75,20 @@ need_token(const struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *r
     enum gk_token_status ts;
 
     if (t == NULL) {
-        gk_reply_error(resp, 400, "missing_header", "The jwt header (or Authorization: Bearer) is required.", "jwt");
+        gk_reply_error(resp, 400, "missing_header", "The jwt header (or Authorization: Bearer) is required.",
+                       "jwt");
         return false;
     }
     ts = gk_token_verify(ctx->app->tokens, t, gk_now_ms() / 1000, claims);
     /* A token of another business is as good as forged here. */
     if (ts == GK_TOKEN_INVALID || strcmp(claims->business, ctx->biz->id) != 0) {
-        gk_reply_error(resp, 401, "invalid_token", "The token is malformed, forged or for another business.", NULL);
+        gk_reply_error(resp, 401, "invalid_token", "The token is malformed, forged or for another business.",
+                       NULL);
         return false;
     }
     if (ts == GK_TOKEN_EXPIRED && use == TOKEN_FRESH) {
-        gk_reply_error(resp, 401, "token_expired", "The token has expired; poll /queue/status for a fresh one.",
-                       NULL);
+        gk_reply_error(resp, 401, "token_expired",
+                       "The token has expired; poll /queue/status for a fresh one.", NULL);
         return false;
     }
     return true;
@@ -118,7 +120,8 @@ reply_rate_limited(struct gk_resp *resp, int64_t retry_after_ms)
 {
     char secs[24];
 
-    snprintf(secs, sizeof(secs), "%lld", (long long)((retry_after_ms + 999) / 1000 > 0 ? (retry_after_ms + 999) / 1000 : 1));
+    snprintf(secs, sizeof(secs), "%lld",
+             (long long)((retry_after_ms + 999) / 1000 > 0 ? (retry_after_ms + 999) / 1000 : 1));
     gk_resp_header(resp, "Retry-After", secs);
     gk_reply_error(resp, 429, "rate_limited", "Too many requests from this address; retry later.", NULL);
 }
@@ -217,16 +220,18 @@ gk_h_enqueue(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
         json_object_object_add(o, "ready", json_object_new_boolean(0));
         json_object_object_add(o, "eta_seconds", json_object_new_int64(eta));
         json_object_object_add(o, "poll_after_ms", json_object_new_int64(poll_after_ms(c, eta)));
-        json_object_object_add(o, "message", json_object_new_string(out.result == GK_JOIN_NEW
-                                                                        ? "User enqueued successfully."
-                                                                        : "User already in queue."));
+        json_object_object_add(o, "message",
+                               json_object_new_string(out.result == GK_JOIN_NEW
+                                                          ? "User enqueued successfully."
+                                                          : "User already in queue."));
     } else {
         json_object_object_add(o, "position", NULL);
         json_object_object_add(o, "ready", json_object_new_boolean(1));
         json_object_object_add(o, "eta_seconds", json_object_new_int64(0));
-        json_object_object_add(o, "message", json_object_new_string(out.result == GK_JOIN_ADMITTED
-                                                                        ? "User admitted."
-                                                                        : "User is already ready."));
+        json_object_object_add(o, "message",
+                               json_object_new_string(out.result == GK_JOIN_ADMITTED
+                                                          ? "User admitted."
+                                                          : "User is already ready."));
     }
     gk_reply_json(resp, 200, o);
 }
@@ -310,7 +315,8 @@ gk_h_verify(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
         return;
     }
     o = json_object_new_object();
-    json_object_object_add(o, "message", json_object_new_string(until > 0 ? "User is ready" : "User is not ready"));
+    json_object_object_add(o, "message",
+                           json_object_new_string(until > 0 ? "User is ready" : "User is not ready"));
     json_object_object_add(o, "ready", json_object_new_boolean(until > 0));
     gk_reply_json(resp, 200, o);
 }

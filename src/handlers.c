@@ -15,7 +15,7 @@
 #include "gk/store.h"
 
 #define CORS_ALLOW_HEADERS                                                                                   \
-    "business_id, user_id, jwt, business-id, user-id, authorization, content-type, x-gatekeeper-business, "   \
+    "business_id, user_id, jwt, business-id, user-id, authorization, content-type, x-gatekeeper-business, "  \
     "x-request-id"
 
 /* The calling pool thread's own connections. */
@@ -69,8 +69,8 @@ void
 gk_reply_json(struct gk_resp *resp, int status, struct json_object *obj)
 {
     size_t len;
-    const char *s = json_object_to_json_string_length(obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
-                                                      &len);
+    const char *s =
+        json_object_to_json_string_length(obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
 
     gk_resp_body(resp, status, NULL, gk_xstrndup(s, len), len);
     json_object_put(obj);
@@ -109,7 +109,8 @@ gk_need_business(const struct gk_ctx *ctx, struct gk_resp *resp)
     }
     if (!gk_id_valid(ctx->biz_header, strlen(ctx->biz_header))) {
         gk_reply_error(resp, 400, "invalid_header",
-                       "The business_id header must be 1-128 characters of A-Z a-z 0-9 . _ : @ -.", "business_id");
+                       "The business_id header must be 1-128 characters of A-Z a-z 0-9 . _ : @ -.",
+                       "business_id");
         return false;
     }
     if (ctx->biz == NULL) {

@@ -113,8 +113,8 @@ req_id_safe(const char *s)
 
     for (; s[n] != '\0'; n++) {
         unsigned char c = (unsigned char)s[n];
-        if (n >= 36 || !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-                         c == '_' || c == '.'))
+        if (n >= 36 || !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                         c == '-' || c == '_' || c == '.'))
             return false;
     }
     return n > 0;
@@ -172,7 +172,8 @@ queue(struct MHD_Connection *c, struct req_state *st)
     enum MHD_Result ok;
 
     if (r->status == 0) {
-        static const char internal[] = "{\"error\":\"internal\",\"message\":\"The server failed to answer.\"}";
+        static const char internal[] =
+            "{\"error\":\"internal\",\"message\":\"The server failed to answer.\"}";
         gk_resp_body(r, 500, NULL, gk_xstrdup(internal), sizeof(internal) - 1);
     }
     /* MHD frees the body with free() once sent. */
@@ -260,8 +261,9 @@ on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_Reque
     GK_RLOG(GK_LOG_INFO, "http", st->req.id,
             "msg=request method=%s path=\"%s\" route=%s status=%d dur_ms=%lld ip=%s bytes_in=%zu%s",
             st->method, gk_log_escape(st->path, path, sizeof(path)),
-            st->resp.route != NULL ? st->resp.route : "-", st->resp.status, (long long)(gk_mono_ms() - st->start_ms),
-            st->req.peer_ip, st->body_len, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=true");
+            st->resp.route != NULL ? st->resp.route : "-", st->resp.status,
+            (long long)(gk_mono_ms() - st->start_ms), st->req.peer_ip, st->body_len,
+            toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=true");
     resp_cleanup(&st->resp);
     free(st->body);
     free(st->path);
@@ -325,7 +327,8 @@ gk_http_start(const struct gk_http_opts *opts, gk_http_handler fn, void *arg, ch
         (unsigned)opts->connection_timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)GK_HTTP_HEADERS_MAX,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_END);
     if (h->daemon == NULL) {
-        snprintf(err, errlen, "cannot listen on %s:%u (address in use or not available)", opts->bind, opts->port);
+        snprintf(err, errlen, "cannot listen on %s:%u (address in use or not available)", opts->bind,
+                 opts->port);
         goto fail;
     }
     return h;

@@ -19,7 +19,7 @@ gk_json_parse_object(const char *body, size_t len)
     tok = json_tokener_new_ex(GK_JSON_DEPTH_MAX);
     if (tok == NULL)
         return NULL;
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
     obj = json_tokener_parse_ex(tok, body, (int)len);
     if (obj == NULL || json_tokener_get_error(tok) != json_tokener_success ||
         !json_object_is_type(obj, json_type_object))

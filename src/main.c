@@ -9,8 +9,8 @@
 #include <string.h>
 
 #include "gk/cfgstore.h"
-#include "gk/config.h"
 #include "gk/confcache.h"
+#include "gk/config.h"
 #include "gk/crypto.h"
 #include "gk/handlers.h"
 #include "gk/http.h"
@@ -25,13 +25,6 @@ on_signal(int sig)
     stop_signal = sig;
 }
 
-static const char *
-env_lookup(void *arg, const char *key)
-{
-    (void)arg;
-    return getenv(key);
-}
-
 int
 main(void)
 {
@@ -44,7 +37,7 @@ main(void)
     char err[256];
     int rc = EXIT_FAILURE;
 
-    if (gk_config_load(&cfg, GK_PROG_SERVER, env_lookup, NULL, err, sizeof(err)) != GK_OK) {
+    if (gk_config_load_env(&cfg, GK_PROG_SERVER, err, sizeof(err)) != GK_OK) {
         fprintf(stderr, "gatekeeper: %s\n", err);
         return 2;
     }

@@ -22,7 +22,8 @@ static const struct gk_route routes[] = {
 };
 
 enum gk_route_result
-gk_router_match(const char *method, const char *path, const struct gk_route **out, char *allow, size_t allowlen)
+gk_router_match(const char *method, const char *path, const struct gk_route **out, char *allow,
+                size_t allowlen)
 {
     bool known = false;
     size_t used = 0;

@@ -229,8 +229,8 @@ gk_store_join(struct gk_store *st, const struct gk_join_args *a, struct gk_join_
 {
     char k[6][KEY_BUF], limit[24], interval[24], max[24], ttl[24], rl[64];
     const char *keys[6] = {k[0], k[1], k[2], k[3], k[4], k[5]};
-    const char *args[7] = {a->user, limit, interval, max, a->passthrough ? "1" : "0", ttl,
-                           a->heartbeat ? "1" : "0"};
+    const char *args[7] = {
+        a->user, limit, interval, max, a->passthrough ? "1" : "0", ttl, a->heartbeat ? "1" : "0"};
     enum gk_err rc = GK_EREDIS;
     const char *kind;
     long long n;

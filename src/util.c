@@ -41,7 +41,8 @@ gk_strerror(enum gk_err err)
 void
 gk_panic(const char *file, int line, const char *what)
 {
-    gk_log_write(GK_LOG_ERROR, "panic", NULL, "msg=\"assertion failed\" what=\"%s\" at=%s:%d", what, file, line);
+    gk_log_write(GK_LOG_ERROR, "panic", NULL, "msg=\"assertion failed\" what=\"%s\" at=%s:%d", what, file,
+                 line);
     abort();
 }
 

@@ -10,8 +10,8 @@
 #include <time.h>
 
 #include "gk/cfgstore.h"
-#include "gk/config.h"
 #include "gk/confcache.h"
+#include "gk/config.h"
 #include "gk/log.h"
 #include "gk/store.h"
 
@@ -21,13 +21,6 @@ static void
 on_signal(int sig)
 {
     stop_signal = sig;
-}
-
-static const char *
-env_lookup(void *arg, const char *key)
-{
-    (void)arg;
-    return getenv(key);
 }
 
 int
@@ -41,7 +34,7 @@ main(void)
     char err[256];
     int rc = EXIT_FAILURE;
 
-    if (gk_config_load(&cfg, GK_PROG_WORKER, env_lookup, NULL, err, sizeof(err)) != GK_OK) {
+    if (gk_config_load_env(&cfg, GK_PROG_WORKER, err, sizeof(err)) != GK_OK) {
         fprintf(stderr, "gatekeeper-worker: %s\n", err);
         return 2;
     }
@@ -67,8 +60,8 @@ main(void)
         bool up = gk_store_ping(store) == GK_OK;
 
         if (up != redis_up)
-            GK_LOG(up ? GK_LOG_INFO : GK_LOG_WARN, "worker", "msg=\"redis %s\" err=\"%s\"", up ? "back" : "down",
-                   up ? "" : gk_store_errmsg(store));
+            GK_LOG(up ? GK_LOG_INFO : GK_LOG_WARN, "worker", "msg=\"redis %s\" err=\"%s\"",
+                   up ? "back" : "down", up ? "" : gk_store_errmsg(store));
         redis_up = up;
         nanosleep(&second, NULL);
     }

@@ -39,12 +39,14 @@ GK_MUSTCHECK enum gk_err gk_cfgstore_create_business(struct gk_cfgstore *cs, con
 /* Inserts the business with defaults and no admin key unless it exists. GK_OK either way. */
 GK_MUSTCHECK enum gk_err gk_cfgstore_ensure_business(struct gk_cfgstore *cs, const char *id);
 /* Reads one business. GK_ENOTFOUND when there is none. */
-GK_MUSTCHECK enum gk_err gk_cfgstore_get_business(struct gk_cfgstore *cs, const char *id, struct gk_business *out);
+GK_MUSTCHECK enum gk_err gk_cfgstore_get_business(struct gk_cfgstore *cs, const char *id,
+                                                  struct gk_business *out);
 /* Applies the set fields of patch in one UPDATE (unset fields keep their stored values, so
  * concurrent updates of other fields are never lost) and returns the row after it.
  * GK_ENOTFOUND when there is no such business; GK_EINVAL if the database refused a value. */
 GK_MUSTCHECK enum gk_err gk_cfgstore_update_config(struct gk_cfgstore *cs, const char *id,
-                                                   const struct gk_bizconf_patch *patch, struct gk_business *out);
+                                                   const struct gk_bizconf_patch *patch,
+                                                   struct gk_business *out);
 
 /* Calls fn once per business (b is borrowed for the call). Stops and returns fn's error if it
  * returns non-GK_OK. */

@@ -13,7 +13,7 @@
 
 #include "gk/config.h"
 
-#define GK_IP_BUF 48 /* the longest IPv6 text and NUL */
+#define GK_IP_BUF 48       /* the longest IPv6 text and NUL */
 #define GK_XFF_HOPS_MAX 32 /* entries read from the right; a longer chain is cut there */
 
 /* Writes the client address as canonical text (IPv4 dotted, IPv6 compressed) into out

@@ -13,10 +13,10 @@
 #include "gk/log.h"
 #include "gk/util.h"
 
-#define GK_SECRET_MIN 32       /* JWT_SECRET, ADMIN_TOKEN: at least this many bytes */
+#define GK_SECRET_MIN 32 /* JWT_SECRET, ADMIN_TOKEN: at least this many bytes */
 #define GK_SECRET_MAX 1024
 #define GK_URL_MAX 1024
-#define GK_PROXIES_MAX 64      /* CIDRs in TRUSTED_PROXIES */
+#define GK_PROXIES_MAX 64       /* CIDRs in TRUSTED_PROXIES */
 #define GK_BUSINESS_IDS_MAX 256 /* ids in BUSINESS_IDS */
 
 /* Which program reads the configuration: keys marked for the other one are ignored. */
@@ -63,6 +63,9 @@ typedef const char *(*gk_env_fn)(void *arg, const char *key);
 GK_MUSTCHECK enum gk_err gk_config_load(struct gk_config *out, enum gk_program prog, gk_env_fn env, void *arg,
                                         char *err, size_t errlen);
 
+/* gk_config_load() from the process environment (getenv). */
+GK_MUSTCHECK enum gk_err gk_config_load_env(struct gk_config *out, enum gk_program prog, char *err, size_t errlen);
+
 /* Logs the configuration at info level with the secrets masked. */
 void gk_config_log(const struct gk_config *c, enum gk_program prog);
 
@@ -78,6 +81,7 @@ GK_MUSTCHECK enum gk_err gk_ip_parse(const char *s, uint8_t addr[16]);
 bool gk_cidr_match(const struct gk_cidr *nets, size_t n, const uint8_t addr[16]);
 
 /* Parses redis://[[user]:password@]host[:port][/db]. GK_EINVAL with the reason in err. */
-GK_MUSTCHECK enum gk_err gk_redis_url_parse(const char *url, struct gk_redis_addr *out, char *err, size_t errlen);
+GK_MUSTCHECK enum gk_err gk_redis_url_parse(const char *url, struct gk_redis_addr *out, char *err,
+                                            size_t errlen);
 
 #endif

@@ -3,9 +3,10 @@
  * handlers -- one function per route, plus the dispatcher that http.c calls for every request.
  *
  * The dispatcher routes, answers CORS preflights, resolves the business named by the request's
- * business_id header (or business-id, or X-Gatekeeper-Business) once (a reference held for the whole request), applies the business's CORS
- * origins to the answer, and hands the handler a per-thread context: each pool thread has its
- * own Redis and PostgreSQL handles, opened on first use and closed when the thread exits.
+ * business_id header (or business-id, or X-Gatekeeper-Business) once (a reference held for the whole
+ * request), applies the business's CORS origins to the answer, and hands the handler a per-thread context:
+ * each pool thread has its own Redis and PostgreSQL handles, opened on first use and closed when the thread
+ * exits.
  */
 #ifndef GK_HANDLERS_H
 #define GK_HANDLERS_H
@@ -13,8 +14,8 @@
 #include <stdbool.h>
 
 #include "gk/bizconf.h"
-#include "gk/config.h"
 #include "gk/confcache.h"
+#include "gk/config.h"
 #include "gk/crypto.h"
 #include "gk/http.h"
 #include "gk/token.h"
@@ -50,7 +51,8 @@ bool gk_need_business(const struct gk_ctx *ctx, struct gk_resp *resp);
 void gk_reply_unavailable(struct gk_resp *resp, const char *what);
 
 /* Sets resp to {"error": code, "message": message[, "field": field]} with status. */
-void gk_reply_error(struct gk_resp *resp, int status, const char *code, const char *message, const char *field);
+void gk_reply_error(struct gk_resp *resp, int status, const char *code, const char *message,
+                    const char *field);
 /* Sets resp to the JSON text of obj with status; takes ownership of obj. */
 void gk_reply_json(struct gk_resp *resp, int status, struct json_object *obj);
 

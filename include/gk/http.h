@@ -13,7 +13,7 @@
 
 #include "gk/util.h"
 
-#define GK_HTTP_BODY_MAX (64 * 1024)   /* larger bodies get 413 */
+#define GK_HTTP_BODY_MAX (64 * 1024)    /* larger bodies get 413 */
 #define GK_HTTP_HEADERS_MAX (32 * 1024) /* request line + headers; larger is refused by the server */
 #define GK_HTTP_RESP_HEADERS 12
 #define GK_REQ_ID_BUF 40

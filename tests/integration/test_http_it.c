@@ -140,7 +140,8 @@ START_TEST(cors_preflight_is_answered)
     ck_assert_int_eq(r.status, 204);
     ck_assert_str_eq(gktest_header(&r, "Access-Control-Allow-Origin", v, sizeof(v)), "https://shop.example");
     ck_assert_str_eq(gktest_header(&r, "Access-Control-Allow-Methods", v, sizeof(v)), "GET, POST, OPTIONS");
-    ck_assert_ptr_nonnull(strstr(gktest_header(&r, "Access-Control-Allow-Headers", v, sizeof(v)), "business_id"));
+    ck_assert_ptr_nonnull(
+        strstr(gktest_header(&r, "Access-Control-Allow-Headers", v, sizeof(v)), "business_id"));
     ck_assert_ptr_nonnull(strstr(v, "business-id"));
     gktest_resp_free(&r);
     gktest_http(server.port, "OPTIONS", "/nope", "Origin: https://shop.example\r\n", NULL, &r);
@@ -263,8 +264,8 @@ START_TEST(create_business_requires_operator_key)
     snprintf(h, sizeof(h), "{\"business_id\":\"%s\"}", other);
     gktest_http(server.port, "POST", "/businesses", NULL, h, &r);
     expect_error(&r, 401, "unauthorized");
-    gktest_http(server.port, "POST", "/businesses", "Authorization: Bearer wrong-key-wrong-key-wrong-key-wrong\r\n", h,
-                &r);
+    gktest_http(server.port, "POST", "/businesses",
+                "Authorization: Bearer wrong-key-wrong-key-wrong-key-wrong\r\n", h, &r);
     expect_error(&r, 401, "unauthorized");
     {
         char auth[256];
@@ -407,7 +408,8 @@ START_TEST(config_update_partial_and_whole)
 
     new_business(id, sizeof(id), key, sizeof(key));
     admin_headers(h, sizeof(h), id, key);
-    gktest_http(server.port, "POST", "/config", h, "{\"admission_limit\": 7, \"queueing_method\": \"random\"}", &r);
+    gktest_http(server.port, "POST", "/config", h,
+                "{\"admission_limit\": 7, \"queueing_method\": \"random\"}", &r);
     ck_assert_int_eq(r.status, 200);
     ck_assert_str_eq(gktest_json_str(&r, "message"), "Configuration updated successfully");
     ck_assert_int_eq(gktest_json_int(&r, "updated_config.admission_limit"), 7);
@@ -446,10 +448,10 @@ START_TEST(config_update_errors_change_nothing)
         "{\"admission_limit\": 99999999999999999999}",
     };
     static const char *const fields[] = {
-        "admission_limit",       "admission_limit", "admission_limit",      "admission_limit",
-        "admission_limit",       "ready_ttl_seconds", "abandon_after_seconds", "jwt_expiry_seconds",
-        "queueing_method",       "allowed_origins", "allowed_origins",      "no_such_field",
-        "admission_limit",       "admission_limit",
+        "admission_limit", "admission_limit",   "admission_limit",       "admission_limit",
+        "admission_limit", "ready_ttl_seconds", "abandon_after_seconds", "jwt_expiry_seconds",
+        "queueing_method", "allowed_origins",   "allowed_origins",       "no_such_field",
+        "admission_limit", "admission_limit",
     };
     char id[64], key[64], h[512];
     struct gktest_resp r;

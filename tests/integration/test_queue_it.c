@@ -489,8 +489,9 @@ START_TEST(rate_limits_at_their_boundaries)
     char biz[64], tok[GK_TOKEN_BUF], user[16], retry[16];
     struct gktest_resp r;
 
-    business(biz, sizeof(biz), "{\"ip_enqueue_limit\": 3, \"ip_enqueue_limit_interval\": 60, "
-                               "\"ip_status_polling_limit\": 2, \"ip_status_polling_limit_interval\": 30}");
+    business(biz, sizeof(biz),
+             "{\"ip_enqueue_limit\": 3, \"ip_enqueue_limit_interval\": 60, "
+             "\"ip_status_polling_limit\": 2, \"ip_status_polling_limit_interval\": 30}");
     for (int i = 0; i < 3; i++) {
         snprintf(user, sizeof(user), "r%d", i);
         join(biz, user, tok);
@@ -610,7 +611,8 @@ START_TEST(concurrent_enqueues_get_exact_distinct_positions)
     }
     ck_assert_int_eq(errors, 0);
     for (int u = 0; u < USERS; u++) {
-        ck_assert_msg(positions[u] >= 1 && positions[u] <= USERS, "user%d got position %lld", u, positions[u]);
+        ck_assert_msg(positions[u] >= 1 && positions[u] <= USERS, "user%d got position %lld", u,
+                      positions[u]);
         ck_assert_msg(!seen[positions[u]], "position %lld given twice", positions[u]);
         seen[positions[u]] = true;
     }

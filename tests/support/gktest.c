@@ -37,7 +37,8 @@ run_ctl(const char *var, const char *verb)
 {
     char cmd[1024];
 
-    snprintf(cmd, sizeof(cmd), "'%s' %s >>'%s/ctl.log' 2>&1", gktest_env(var), verb, gktest_env("GK_TEST_TMP"));
+    snprintf(cmd, sizeof(cmd), "'%s' %s >>'%s/ctl.log' 2>&1", gktest_env(var), verb,
+             gktest_env("GK_TEST_TMP"));
     ck_assert_msg(system(cmd) == 0, "%s %s failed", var, verb);
 }
 

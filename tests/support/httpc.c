@@ -125,7 +125,8 @@ gktest_exchange(int fd, const char *raw, size_t len, struct gktest_resp *out)
         if (head_len == 0 && (end = strstr(buf, "\r\n\r\n")) != NULL) {
             head_len = (size_t)(end - buf) + 4;
             out->head = strndup(buf, head_len - 2);
-            want = gktest_header(out, "Content-Length", cl, sizeof(cl)) != NULL ? strtoull(cl, NULL, 10) : SIZE_MAX;
+            want = gktest_header(out, "Content-Length", cl, sizeof(cl)) != NULL ? strtoull(cl, NULL, 10)
+                                                                                : SIZE_MAX;
         }
     }
     buf[n] = '\0';
@@ -299,7 +300,8 @@ gktest_server_stop(struct gktest_server *s)
     kill(s->pid, SIGTERM);
     waitpid(s->pid, &status, 0);
     s->pid = 0;
-    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "server exit status %d; see %s", status, s->log);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "server exit status %d; see %s", status,
+                  s->log);
 }
 
 int

@@ -48,8 +48,9 @@ START_TEST(defaults_and_required)
     ck_assert_int_eq(c.log_level, GK_LOG_INFO);
     ck_assert_str_eq(c.jwt_secret_previous, "");
     /* The worker needs neither secret. */
-    ck_assert_int_eq(gk_config_load(&c, GK_PROG_WORKER, table_env, (void *)(uintptr_t)worker_env, err, sizeof(err)),
-                     GK_OK);
+    ck_assert_int_eq(
+        gk_config_load(&c, GK_PROG_WORKER, table_env, (void *)(uintptr_t)worker_env, err, sizeof(err)),
+        GK_OK);
 }
 END_TEST
 
@@ -76,7 +77,7 @@ START_TEST(each_error_names_its_variable)
     };
 
     for (size_t i = 0; i < GK_ARRAY_LEN(cases); i++) {
-        const char *env[] = {cases[i].set,          "REDIS_URL=redis://h", "DATABASE_URL=x=y",
+        const char *env[] = {cases[i].set,         "REDIS_URL=redis://h", "DATABASE_URL=x=y",
                              "JWT_SECRET=" SECRET, "ADMIN_TOKEN=" SECRET, NULL};
         char err[200] = "";
 

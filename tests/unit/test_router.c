@@ -19,7 +19,8 @@ START_TEST(lookup)
     ck_assert_int_eq(gk_router_match("GET", "/nope", &r, allow, sizeof(allow)), GK_ROUTE_NOT_FOUND);
     ck_assert_int_eq(gk_router_match("GET", "/config/", &r, allow, sizeof(allow)), GK_ROUTE_NOT_FOUND);
     ck_assert_int_eq(gk_router_match("GET", "/CONFIG", &r, allow, sizeof(allow)), GK_ROUTE_NOT_FOUND);
-    ck_assert_int_eq(gk_router_match("OPTIONS", "/businesses", &r, allow, sizeof(allow)), GK_ROUTE_BAD_METHOD);
+    ck_assert_int_eq(gk_router_match("OPTIONS", "/businesses", &r, allow, sizeof(allow)),
+                     GK_ROUTE_BAD_METHOD);
     ck_assert_str_eq(allow, "POST, OPTIONS");
 }
 END_TEST
