@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * crypto -- hashing, randomness and constant-time comparison for keys (libcrypto stays here).
+ * crypto -- hashing, randomness and constant-time comparison for keys and script names.
+ * (token.c also uses libcrypto, for the HMAC of queue tokens.)
  * Admin keys are 32 random bytes, so a plain SHA-256 is a sound one-way hash for storing them:
  * there is nothing to brute-force that a slow password hash would protect. Thread-safe.
  */
