@@ -133,13 +133,18 @@ reply_redis_down(const struct gk_ctx *ctx, const struct gk_req *req, struct gk_r
     gk_reply_unavailable(resp, "Redis");
 }
 
-/* Seconds until a user at position is admitted at the configured rate (whole ticks). */
+/* Seconds until a user at position is admitted: at the measured rate once there is one (it
+ * reflects finishes, caps and expiries), else at the configured rate in whole ticks. */
 static int64_t
-eta_seconds(const struct gk_bizconf *c, int64_t position)
+eta_seconds(const struct gk_bizconf *c, int64_t position, double admit_rate)
 {
     int64_t limit = c->num[GK_BC_ADMISSION_LIMIT], freq = c->num[GK_BC_ADMISSION_FREQUENCY];
+    double eta;
 
-    return (position + limit - 1) / limit * freq;
+    if (admit_rate <= 0)
+        return (position + limit - 1) / limit * freq;
+    eta = (double)position / admit_rate;
+    return eta < 1e9 ? (int64_t)(eta + 0.999) : 1000000000;
 }
 
 /* Poll sooner near the front, later far back, and never faster than the status rate limit. */
@@ -214,7 +219,7 @@ gk_h_enqueue(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
     o = json_object_new_object();
     json_object_object_add(o, "jwt", json_object_new_string(token));
     if (out.result == GK_JOIN_NEW || out.result == GK_JOIN_WAITING) {
-        int64_t eta = eta_seconds(c, out.position);
+        int64_t eta = eta_seconds(c, out.position, out.admit_rate);
 
         json_object_object_add(o, "position", position_json(c->queueing_method, out.position));
         json_object_object_add(o, "ready", json_object_new_boolean(0));
@@ -284,7 +289,7 @@ gk_h_status(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
     json_object_object_add(o, "warning_msg", warning != NULL ? json_object_new_string(warning) : NULL);
     json_object_object_add(o, "jwt_token", json_object_new_string(token));
     if (st.state == GK_USER_WAITING) {
-        int64_t eta = eta_seconds(c, st.position);
+        int64_t eta = eta_seconds(c, st.position, st.admit_rate);
 
         json_object_object_add(o, "position", position_json(c->queueing_method, st.position));
         json_object_object_add(o, "ready", json_object_new_boolean(0));

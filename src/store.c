@@ -218,6 +218,18 @@ tagged_reply(struct gk_store *st, const redisReply *r, const char **kind, long l
     return true;
 }
 
+/* The optional third element: a decimal rate, or "" / absent for none. */
+static double
+reply_rate(const redisReply *r)
+{
+    double v;
+
+    if (r->elements < 3 || r->element[2]->type != REDIS_REPLY_STRING || r->element[2]->len == 0)
+        return 0;
+    v = strtod(r->element[2]->str, NULL);
+    return v > 0 && v < 1e9 ? v : 0;
+}
+
 static void
 u32(char *out, size_t len, uint64_t v)
 {
@@ -255,9 +267,11 @@ gk_store_join(struct gk_store *st, const struct gk_join_args *a, struct gk_join_
     if (strcmp(kind, "new") == 0) {
         out->result = GK_JOIN_NEW;
         out->position = n;
+        out->admit_rate = reply_rate(r);
     } else if (strcmp(kind, "waiting") == 0) {
         out->result = GK_JOIN_WAITING;
         out->position = n;
+        out->admit_rate = reply_rate(r);
     } else if (strcmp(kind, "ready") == 0) {
         out->result = GK_JOIN_READY;
         out->ready_until_ms = n;
@@ -282,8 +296,8 @@ enum gk_err
 gk_store_status(struct gk_store *st, const char *business, const char *user, const char *client_ip,
                 struct gk_rate rate, bool heartbeat, struct gk_status_out *out)
 {
-    char k[4][KEY_BUF], limit[24], interval[24], rl[64];
-    const char *keys[4] = {k[0], k[1], k[2], k[3]};
+    char k[5][KEY_BUF], limit[24], interval[24], rl[64];
+    const char *keys[5] = {k[0], k[1], k[2], k[3], k[4]};
     const char *args[4] = {user, limit, interval, heartbeat ? "1" : "0"};
     enum gk_err rc = GK_EREDIS;
     const char *kind;
@@ -295,9 +309,10 @@ gk_store_status(struct gk_store *st, const char *business, const char *user, con
     key(k[2], business, "hb");
     snprintf(rl, sizeof(rl), "rl:s:%s", client_ip);
     key(k[3], business, rl);
+    key(k[4], business, "stats");
     u32(limit, sizeof(limit), rate.limit);
     u32(interval, sizeof(interval), (uint64_t)rate.interval_s * 1000);
-    r = run_script(st, S_STATUS, 4, keys, 4, args);
+    r = run_script(st, S_STATUS, 5, keys, 4, args);
     if (r == NULL || !tagged_reply(st, r, &kind, &n))
         goto out;
     memset(out, 0, sizeof(*out));
@@ -305,6 +320,7 @@ gk_store_status(struct gk_store *st, const char *business, const char *user, con
     if (strcmp(kind, "waiting") == 0) {
         out->state = GK_USER_WAITING;
         out->position = n;
+        out->admit_rate = reply_rate(r);
     } else if (strcmp(kind, "ready") == 0) {
         out->state = GK_USER_READY;
         out->ready_until_ms = n;

@@ -35,6 +35,8 @@ GK_MUSTCHECK enum gk_err gk_store_ping(struct gk_store *st);
  * and costs one round trip. All keys of a business share the hash tag {<business>}. Times come
  * from Redis (TIME), never from this host's clock. Every call returns GK_EREDIS when Redis cannot
  * be reached; the out-struct is only meaningful on GK_OK. Ids must already be validated.
+ * The measured admission rate is the `admit_rate` field of gk:{<business>}:stats, kept by
+ * whoever admits users (the worker).
  */
 
 /* A per-client-IP limit: `limit` requests per `interval_s`, bursts up to `limit`. */
@@ -68,6 +70,7 @@ struct gk_join_out {
     int64_t position;
     int64_t ready_until_ms;
     int64_t retry_after_ms;
+    double admit_rate; /* measured admissions per second for NEW/WAITING; 0 = not measured yet */
 };
 
 /* Enqueues args->user unless already waiting or ready. */
@@ -87,6 +90,7 @@ struct gk_status_out {
     enum gk_user_state state;
     int64_t position;       /* 1-based rank when waiting */
     int64_t ready_until_ms; /* when ready */
+    double admit_rate;      /* when waiting: measured admissions per second, 0 = not yet */
 };
 
 /* Where user stands; a waiting user's poll is also a heartbeat when heartbeat is set. */

@@ -2,7 +2,8 @@
 -- ARGV: user, rate limit, rate interval ms, max queue length (0 = none), passthrough (0/1),
 --       ready ttl ms, heartbeat (0/1).
 -- Returns {kind, a, b}: {'limited', retry_ms}, {'ready', until_ms}, {'waiting', rank},
--- {'full'}, {'admitted', until_ms}, {'new', rank}.
+-- {'full'}, {'admitted', until_ms}, {'new', rank}; 'waiting' and 'new' add the measured
+-- admissions per second ('' if none yet).
 local user = ARGV[1]
 local now = gk_now_ms()
 local wait = gk_rate_limit(KEYS[6], now, tonumber(ARGV[2]), tonumber(ARGV[3]))
@@ -14,7 +15,7 @@ if ready_until then
   redis.call('ZREM', KEYS[3], user) -- expired: joins again at the back
 end
 local rank = redis.call('ZRANK', KEYS[2], user)
-if rank then return {'waiting', rank + 1} end
+if rank then return {'waiting', rank + 1, redis.call('HGET', KEYS[5], 'admit_rate') or ''} end
 
 local max = tonumber(ARGV[4])
 if max > 0 and redis.call('ZCARD', KEYS[2]) >= max then return {'full'} end
@@ -29,4 +30,4 @@ end
 local ticket = redis.call('INCR', KEYS[1])
 redis.call('ZADD', KEYS[2], ticket, user)
 if ARGV[7] == '1' then redis.call('ZADD', KEYS[4], now, user) end
-return {'new', redis.call('ZRANK', KEYS[2], user) + 1}
+return {'new', redis.call('ZRANK', KEYS[2], user) + 1, redis.call('HGET', KEYS[5], 'admit_rate') or ''}

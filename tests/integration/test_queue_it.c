@@ -265,6 +265,31 @@ START_TEST(status_positions_are_exact_after_leaves_and_admissions)
 }
 END_TEST
 
+START_TEST(eta_uses_the_measured_rate_once_there_is_one)
+{
+    char biz[64], tok[GK_TOKEN_BUF], user[16], cmd[256];
+    struct gktest_resp r;
+
+    business(biz, sizeof(biz), "{\"admission_limit\": 2, \"admission_frequency\": 10}");
+    for (int i = 0; i < 5; i++) {
+        snprintf(user, sizeof(user), "e%d", i);
+        join(biz, user, tok);
+    }
+    call("GET", "/queue/status", biz, tok, &r); /* position 5: three ticks of 2 every 10 s */
+    ck_assert_int_eq(gktest_json_int(&r, "eta_seconds"), 30);
+    gktest_resp_free(&r);
+    /* What the worker records: 0.5 admissions per second measured. */
+    snprintf(cmd, sizeof(cmd), "HSET 'gk:{%s}:stats' admit_rate 0.5", biz);
+    redis(cmd);
+    call("GET", "/queue/status", biz, tok, &r);
+    ck_assert_int_eq(gktest_json_int(&r, "eta_seconds"), 10);
+    gktest_resp_free(&r);
+    enqueue(server.port, biz, "e5", NULL, &r);
+    ck_assert_int_eq(gktest_json_int(&r, "eta_seconds"), 12);
+    gktest_resp_free(&r);
+}
+END_TEST
+
 START_TEST(verify_finish_gate_and_no_replay)
 {
     char biz[64], tok[GK_TOKEN_BUF], h[2048];
@@ -683,6 +708,7 @@ queue_it_suite(void)
     tcase_add_test(api, enqueue_then_duplicate);
     tcase_add_test(api, header_errors);
     tcase_add_test(api, status_positions_are_exact_after_leaves_and_admissions);
+    tcase_add_test(api, eta_uses_the_measured_rate_once_there_is_one);
     tcase_add_test(api, verify_finish_gate_and_no_replay);
     tcase_add_test(api, tokens_expired_forged_and_foreign);
     tcase_add_test(api, rotated_secret_is_still_accepted);
