@@ -82,7 +82,7 @@ sanitize:
 	$(MAKE) BUILD=build-san CFLAGS="-O1 -g $(SAN)" LDFLAGS="$(SAN)" CK_TIMEOUT_MULTIPLIER=3 test
 
 format-check:
-	clang-format --dry-run --Werror src/*.c include/gk/*.h workers/*.c tests/*/*.c
+	clang-format --dry-run --Werror src/*.c include/gk/*.h workers/*.[ch] tests/*/*.[ch]
 
 clean:
 	rm -rf build build-san

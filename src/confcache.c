@@ -180,6 +180,22 @@ gk_confcache_loaded(const struct gk_confcache *cc)
     return atomic_load(&((struct gk_confcache *)(uintptr_t)cc)->loaded);
 }
 
+char (*gk_confcache_ids(struct gk_confcache *cc, size_t *n))[GK_ID_BUF]
+{
+    char(*ids)[GK_ID_BUF];
+    size_t k = 0;
+
+    pthread_rwlock_rdlock(&cc->lock);
+    ids = gk_xcalloc(cc->count > 0 ? cc->count : 1, sizeof(*ids));
+    for (size_t i = 0; i < cc->nbuckets; i++) {
+        for (struct entry *e = cc->buckets[i]; e != NULL; e = e->next)
+            gk_strlcpy(ids[k++], e->b.id, GK_ID_BUF);
+    }
+    pthread_rwlock_unlock(&cc->lock);
+    *n = k;
+    return ids;
+}
+
 size_t
 gk_confcache_count(struct gk_confcache *cc)
 {

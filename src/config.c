@@ -17,6 +17,7 @@ enum key_type {
     T_IDS,       /* colon-separated business ids */
     T_CIDRS,     /* comma-separated CIDRs */
     T_LEVEL,     /* log level name */
+    T_FLAG,      /* "0" or "1" */
 };
 
 #define REQUIRED 1u
@@ -50,6 +51,7 @@ static const struct key keys[] = {
     {"MAX_CONNECTIONS", T_U32, GK_PROG_SERVER, OPTIONAL, "10000", 1, 1000000, F(max_connections)},
     {"CONNECTION_TIMEOUT", T_U32, GK_PROG_SERVER, OPTIONAL, "30", 1, 3600, F(connection_timeout)},
     {"LOG_LEVEL", T_LEVEL, BOTH, OPTIONAL, "info", 0, 0, F(log_level)},
+    {"GK_TEST_CLOCK", T_FLAG, BOTH, OPTIONAL, "0", 0, 0, F(test_clock)},
 };
 
 static bool
@@ -196,9 +198,29 @@ parse_key(const struct key *k, const char *v, struct gk_config *c, char *why, si
             return GK_EINVAL;
         }
         return GK_OK;
+    case T_FLAG:
+        if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0) {
+            snprintf(why, whylen, "must be 0 or 1");
+            return GK_EINVAL;
+        }
+        *(bool *)(void *)dst = v[0] == '1';
+        return GK_OK;
     }
     gk_strlcpy(dst, v, k->size);
     return GK_OK;
+}
+
+static bool
+is_loopback(const char *host)
+{
+    uint8_t a[16];
+    static const uint8_t v6[16] = {[15] = 1};
+
+    if (strcmp(host, "localhost") == 0)
+        return true;
+    if (gk_ip_parse(host, a) != GK_OK)
+        return false;
+    return memcmp(a, v6, 16) == 0 || (a[10] == 0xff && a[11] == 0xff && a[12] == 127);
 }
 
 enum gk_err
@@ -229,6 +251,13 @@ gk_config_load(struct gk_config *out, enum gk_program prog, gk_env_fn env, void 
             rc = GK_EINVAL;
             goto out;
         }
+    }
+    /* A movable clock must never reach production: only a process confined to this machine may
+     * have one. */
+    if (c->test_clock && (!is_loopback(c->redis.host) || (prog == GK_PROG_SERVER && !is_loopback(c->bind)))) {
+        snprintf(err, errlen, "GK_TEST_CLOCK is for tests only: it needs BIND and REDIS_URL on loopback");
+        rc = GK_EINVAL;
+        goto out;
     }
     if (prog == GK_PROG_SERVER && strcmp(c->jwt_secret, c->jwt_secret_previous) == 0) {
         snprintf(err, errlen, "JWT_SECRET_PREVIOUS must differ from JWT_SECRET");
@@ -262,7 +291,7 @@ gk_config_log(const struct gk_config *c, enum gk_program prog)
 
     /* A URL may carry a password before '@': log only what follows it. */
     gk_log_escape(at != NULL ? at + 1 : c->database_url, db, sizeof(db));
-    if (prog == GK_PROG_SERVER)
+    if (prog == GK_PROG_SERVER) {
         GK_LOG(GK_LOG_INFO, "config",
                "msg=\"configuration\" bind=%s port=%u redis=%s:%u/%u database=\"%s\" jwt_secret=*** "
                "jwt_secret_previous=%s admin_token=*** business_ids=%zu trusted_proxies=%zu http_threads=%u "
@@ -270,9 +299,12 @@ gk_config_log(const struct gk_config *c, enum gk_program prog)
                c->bind, c->port, c->redis.host, c->redis.port, c->redis.db, db,
                c->jwt_secret_previous[0] != '\0' ? "***" : "unset", c->n_business_ids, c->n_trusted_proxies,
                c->http_threads, c->max_connections, c->connection_timeout);
-    else
+    } else {
         GK_LOG(GK_LOG_INFO, "config", "msg=\"configuration\" redis=%s:%u/%u database=\"%s\"", c->redis.host,
                c->redis.port, c->redis.db, db);
+    }
+    if (c->test_clock)
+        GK_LOG(GK_LOG_WARN, "config", "msg=\"GK_TEST_CLOCK is on: Redis time can be moved; tests only\"");
 }
 
 size_t

@@ -58,7 +58,7 @@ thread_handles(const struct gk_app *app)
 
     if (th == NULL) {
         th = gk_xcalloc(1, sizeof(*th));
-        th->store = gk_store_open(&app->cfg->redis);
+        th->store = gk_store_open(&app->cfg->redis, app->cfg->test_clock);
         th->db = gk_cfgstore_open(app->cfg->database_url);
         GK_ASSERT(pthread_setspecific(handles_key, th) == 0);
     }

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/time.h>
 
 #include <hiredis/hiredis.h>
@@ -12,20 +13,24 @@
 #include "gk/crypto.h"
 
 /* Defined in the generated scripts.c, from the Lua files in src/scripts. */
-extern const char gk_lua_enqueue[], gk_lua_status[], gk_lua_verify[], gk_lua_finish[], gk_lua_leave[];
+extern const char gk_lua_enqueue[], gk_lua_status[], gk_lua_verify[], gk_lua_finish[], gk_lua_leave[],
+    gk_lua_tick[];
 
-enum script { S_ENQUEUE, S_STATUS, S_VERIFY, S_FINISH, S_LEAVE, S_COUNT };
+enum script { S_ENQUEUE, S_STATUS, S_VERIFY, S_FINISH, S_LEAVE, S_TICK, S_COUNT };
 
-static const char *const script_src[S_COUNT] = {gk_lua_enqueue, gk_lua_status, gk_lua_verify, gk_lua_finish,
-                                                gk_lua_leave};
+static const char *const script_src[S_COUNT] = {gk_lua_enqueue, gk_lua_status, gk_lua_verify,
+                                                gk_lua_finish,  gk_lua_leave,  gk_lua_tick};
+/* Scripts that read the time take the business's clock key and the test-clock flag last. */
+static const bool script_reads_clock[S_COUNT] = {true, true, true, true, false, true};
 
 #define KEY_BUF (GK_ID_BUF + 80)
-#define ARGS_MAX 16
+#define ARGS_MAX 24
 
 struct gk_store {
     struct gk_redis_addr addr;
     redisContext *ctx;
     char sha[S_COUNT][GK_SHA1_HEX_BUF];
+    bool test_clock;
     int64_t next_try_ms; /* no reconnect before this monotonic time */
     char errmsg[256];
 };
@@ -65,8 +70,17 @@ connect_if_needed(struct gk_store *st)
     char db[16];
     redisReply *r;
 
-    if (st->ctx != NULL)
-        return GK_OK;
+    if (st->ctx != NULL) {
+        struct pollfd p = {.fd = st->ctx->fd, .events = POLLIN};
+
+        /* Redis never speaks first, so an idle connection that is readable was closed (a restart):
+         * reconnect now rather than fail this request. Retrying after sending instead could run a
+         * script twice and lose its answer. */
+        if (poll(&p, 1, 0) == 0)
+            return GK_OK;
+        drop(st);
+        st->next_try_ms = 0;
+    }
     if (gk_mono_ms() < st->next_try_ms)
         return GK_EREDIS;
     st->ctx = redisConnectWithTimeout(st->addr.host, st->addr.port, tv);
@@ -113,11 +127,12 @@ connect_if_needed(struct gk_store *st)
 }
 
 struct gk_store *
-gk_store_open(const struct gk_redis_addr *addr)
+gk_store_open(const struct gk_redis_addr *addr, bool test_clock)
 {
     struct gk_store *st = gk_xcalloc(1, sizeof(*st));
 
     st->addr = *addr;
+    st->test_clock = test_clock;
     for (int i = 0; i < S_COUNT; i++)
         gk_sha1_hex(script_src[i], strlen(script_src[i]), st->sha[i]);
     (void)connect_if_needed(st);
@@ -160,29 +175,41 @@ gk_store_ping(struct gk_store *st)
     return rc;
 }
 
-/* Runs script s with its keys and args; NULL (error text set) on any failure or error reply.
- * EVALSHA first; a Redis that lost its script cache (restart, SCRIPT FLUSH) gets the body once
- * through EVAL, which also caches it again. */
+static void
+key(char *out, const char *business, const char *suffix)
+{
+    snprintf(out, KEY_BUF, "gk:{%s}:%s", business, suffix);
+}
+
+/* Runs script s of business with its keys and args; NULL (error text set) on any failure or
+ * error reply. EVALSHA first; a Redis that lost its script cache (restart, SCRIPT FLUSH) gets the
+ * body once through EVAL, which also caches it again. */
 static redisReply *
-run_script(struct gk_store *st, enum script s, int nkeys, const char *const *keys, int nargs,
-           const char *const *args)
+run_script(struct gk_store *st, enum script s, const char *business, int nkeys, const char *const *keys,
+           int nargs, const char *const *args)
 {
     const char *argv[ARGS_MAX];
-    char numkeys[8];
+    char numkeys[8], clock[KEY_BUF];
+    bool clocked = script_reads_clock[s];
     int n = 0;
     redisReply *r;
 
-    GK_ASSERT(3 + nkeys + nargs <= ARGS_MAX);
+    GK_ASSERT(5 + nkeys + nargs <= ARGS_MAX);
     if (connect_if_needed(st) != GK_OK)
         return NULL;
-    snprintf(numkeys, sizeof(numkeys), "%d", nkeys);
+    snprintf(numkeys, sizeof(numkeys), "%d", nkeys + clocked);
+    key(clock, business, "clock");
     argv[n++] = "EVALSHA";
     argv[n++] = st->sha[s];
     argv[n++] = numkeys;
     for (int i = 0; i < nkeys; i++)
         argv[n++] = keys[i];
+    if (clocked)
+        argv[n++] = clock;
     for (int i = 0; i < nargs; i++)
         argv[n++] = args[i];
+    if (clocked)
+        argv[n++] = st->test_clock ? "1" : "0";
     r = command(st, n, argv);
     if (r != NULL && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
         freeReplyObject(r);
@@ -196,12 +223,6 @@ run_script(struct gk_store *st, enum script s, int nkeys, const char *const *key
         return NULL;
     }
     return r;
-}
-
-static void
-key(char *out, const char *business, const char *suffix)
-{
-    snprintf(out, KEY_BUF, "gk:{%s}:%s", business, suffix);
 }
 
 /* Reads a script's {kind, n} reply. False (error text set) if it has another shape. */
@@ -259,7 +280,7 @@ gk_store_join(struct gk_store *st, const struct gk_join_args *a, struct gk_join_
     u32(interval, sizeof(interval), (uint64_t)a->rate.interval_s * 1000);
     u32(max, sizeof(max), a->max_queue_length);
     u32(ttl, sizeof(ttl), (uint64_t)a->ready_ttl_s * 1000);
-    r = run_script(st, S_ENQUEUE, 6, keys, 7, args);
+    r = run_script(st, S_ENQUEUE, a->business, 6, keys, 7, args);
     if (r == NULL || !tagged_reply(st, r, &kind, &n))
         goto out;
     memset(out, 0, sizeof(*out));
@@ -312,7 +333,7 @@ gk_store_status(struct gk_store *st, const char *business, const char *user, con
     key(k[4], business, "stats");
     u32(limit, sizeof(limit), rate.limit);
     u32(interval, sizeof(interval), (uint64_t)rate.interval_s * 1000);
-    r = run_script(st, S_STATUS, 5, keys, 4, args);
+    r = run_script(st, S_STATUS, business, 5, keys, 4, args);
     if (r == NULL || !tagged_reply(st, r, &kind, &n))
         goto out;
     memset(out, 0, sizeof(*out));
@@ -340,10 +361,10 @@ out:
 
 /* Runs a script whose reply is one integer. */
 static enum gk_err
-int_script(struct gk_store *st, enum script s, int nkeys, const char *const *keys, const char *user,
-           long long *result)
+int_script(struct gk_store *st, enum script s, const char *business, int nkeys, const char *const *keys,
+           const char *user, long long *result)
 {
-    redisReply *r = run_script(st, s, nkeys, keys, 1, &user);
+    redisReply *r = run_script(st, s, business, nkeys, keys, 1, &user);
     enum gk_err rc = GK_EREDIS;
 
     if (r == NULL)
@@ -367,7 +388,7 @@ gk_store_ready_until(struct gk_store *st, const char *business, const char *user
     enum gk_err rc;
 
     key(k, business, "ready");
-    rc = int_script(st, S_VERIFY, 1, keys, user, &v);
+    rc = int_script(st, S_VERIFY, business, 1, keys, user, &v);
     if (rc == GK_OK)
         *ready_until_ms = v;
     return rc;
@@ -383,7 +404,7 @@ gk_store_finish(struct gk_store *st, const char *business, const char *user, boo
 
     key(k[0], business, "ready");
     key(k[1], business, "stats");
-    rc = int_script(st, S_FINISH, 2, keys, user, &v);
+    rc = int_script(st, S_FINISH, business, 2, keys, user, &v);
     if (rc == GK_OK)
         *was_ready = v == 1;
     return rc;
@@ -400,8 +421,54 @@ gk_store_leave(struct gk_store *st, const char *business, const char *user, enum
     key(k[0], business, "wait");
     key(k[1], business, "ready");
     key(k[2], business, "hb");
-    rc = int_script(st, S_LEAVE, 3, keys, user, &v);
+    rc = int_script(st, S_LEAVE, business, 3, keys, user, &v);
     if (rc == GK_OK)
         *state = v == 1 ? GK_USER_WAITING : v == 2 ? GK_USER_READY : GK_USER_NOT_FOUND;
+    return rc;
+}
+
+enum gk_err
+gk_store_tick(struct gk_store *st, const char *business, const struct gk_tick_args *a,
+              struct gk_tick_out *out)
+{
+    char k[5][KEY_BUF], limit[24], freq[24], ttl[24], max[24], abandon[24];
+    const char *keys[5] = {k[0], k[1], k[2], k[3], k[4]};
+    const char *args[6] = {limit, freq, ttl, max, abandon, a->random ? "1" : "0"};
+    enum gk_err rc = GK_EREDIS;
+    const char *kind;
+    long long n;
+    redisReply *r;
+
+    key(k[0], business, "wait");
+    key(k[1], business, "ready");
+    key(k[2], business, "hb");
+    key(k[3], business, "stats");
+    key(k[4], business, "tick");
+    u32(limit, sizeof(limit), a->admission_limit);
+    u32(freq, sizeof(freq), (uint64_t)a->frequency_s * 1000);
+    u32(ttl, sizeof(ttl), (uint64_t)a->ready_ttl_s * 1000);
+    u32(max, sizeof(max), a->max_active);
+    u32(abandon, sizeof(abandon), (uint64_t)a->abandon_after_s * 1000);
+    r = run_script(st, S_TICK, business, 5, keys, 6, args);
+    if (r == NULL || !tagged_reply(st, r, &kind, &n))
+        goto out;
+    memset(out, 0, sizeof(*out));
+    if (strcmp(kind, "wait") == 0) {
+        out->next_in_ms = n;
+        rc = GK_OK;
+    } else if (strcmp(kind, "ticked") == 0 && r->elements == 7) {
+        out->ran = true;
+        out->admitted = r->element[1]->integer;
+        out->expired = r->element[2]->integer;
+        out->evicted = r->element[3]->integer;
+        out->next_in_ms = r->element[4]->integer;
+        out->waiting = r->element[5]->integer;
+        out->ready = r->element[6]->integer;
+        rc = GK_OK;
+    } else {
+        set_error(st, "tick", "unexpected reply");
+    }
+out:
+    freeReplyObject(r);
     return rc;
 }

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * main.c -- gatekeeper-worker. For now it reads the configuration, keeps the business config
- * cache fresh and checks Redis once a second, logging outages and recoveries; admission ticks
- * come with the worker issue (#4). Exits 0 on SIGINT/SIGTERM.
+ * main.c -- gatekeeper-worker: keeps the business config cache fresh (new businesses and config
+ * changes are in force within a second) and runs admission passes (admit.c) until SIGINT or
+ * SIGTERM, which let the tick in hand finish and exit 0. Run as many workers as you like.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -14,6 +14,7 @@
 #include "gk/config.h"
 #include "gk/log.h"
 #include "gk/store.h"
+#include "worker.h"
 
 static volatile sig_atomic_t stop_signal;
 
@@ -53,17 +54,14 @@ main(void)
         GK_LOG(GK_LOG_ERROR, "worker", "msg=\"cannot start threads\"");
         goto out;
     }
-    store = gk_store_open(&cfg.redis);
+    store = gk_store_open(&cfg.redis, cfg.test_clock);
     GK_LOG(GK_LOG_INFO, "worker", "msg=started");
     while (stop_signal == 0) {
-        struct timespec second = {1, 0};
-        bool up = gk_store_ping(store) == GK_OK;
+        int64_t ms = gk_worker_pass(store, cache, &stop_signal, &redis_up);
+        struct timespec pause = {ms / 1000, (long)(ms % 1000) * 1000000L};
 
-        if (up != redis_up)
-            GK_LOG(up ? GK_LOG_INFO : GK_LOG_WARN, "worker", "msg=\"redis %s\" err=\"%s\"",
-                   up ? "back" : "down", up ? "" : gk_store_errmsg(store));
-        redis_up = up;
-        nanosleep(&second, NULL);
+        /* A signal cuts the pause short (EINTR), so shutdown is prompt. */
+        nanosleep(&pause, NULL);
     }
     GK_LOG(GK_LOG_INFO, "worker", "msg=\"shutting down\" signal=%d", (int)stop_signal);
     rc = EXIT_SUCCESS;

@@ -34,6 +34,8 @@ void gk_confcache_release(const struct gk_business *b);
 /* True once a full load from PostgreSQL has completed (before that, "unknown" means "not yet
  * known", and callers answer 503 rather than 404). */
 bool gk_confcache_loaded(const struct gk_confcache *cc);
+/* The ids of all businesses held, as a malloc'd array the caller frees; *n gets the count. */
+char (*gk_confcache_ids(struct gk_confcache *cc, size_t *n))[GK_ID_BUF];
 /* Number of businesses held. */
 size_t gk_confcache_count(struct gk_confcache *cc);
 

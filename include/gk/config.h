@@ -7,6 +7,7 @@
 #ifndef GK_CONFIG_H
 #define GK_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -52,6 +53,7 @@ struct gk_config {
     uint32_t max_connections;
     uint32_t connection_timeout; /* seconds an idle connection is kept */
     enum gk_log_level log_level;
+    bool test_clock; /* GK_TEST_CLOCK: tests may move Redis time (loopback only) */
 };
 
 /* getenv-like lookup, so tests can load from a table instead of the process environment.
@@ -64,7 +66,8 @@ GK_MUSTCHECK enum gk_err gk_config_load(struct gk_config *out, enum gk_program p
                                         char *err, size_t errlen);
 
 /* gk_config_load() from the process environment (getenv). */
-GK_MUSTCHECK enum gk_err gk_config_load_env(struct gk_config *out, enum gk_program prog, char *err, size_t errlen);
+GK_MUSTCHECK enum gk_err gk_config_load_env(struct gk_config *out, enum gk_program prog, char *err,
+                                            size_t errlen);
 
 /* Logs the configuration at info level with the secrets masked. */
 void gk_config_log(const struct gk_config *c, enum gk_program prog);

@@ -20,8 +20,10 @@
 struct gk_store; /* opaque */
 
 /* Creates a handle for addr (copied) and tries to connect. Never NULL: if Redis is down the
- * handle connects on a later call. Caller owns the result; release with gk_store_close(). */
-struct gk_store *gk_store_open(const struct gk_redis_addr *addr);
+ * handle connects on a later call. test_clock adds each business's gk:{<id>}:clock offset (ms)
+ * to Redis's time: for tests only (GK_TEST_CLOCK). Caller owns the result; release with
+ * gk_store_close(). */
+struct gk_store *gk_store_open(const struct gk_redis_addr *addr, bool test_clock);
 /* Closes and frees; NULL is accepted. */
 void gk_store_close(struct gk_store *st);
 /* Last error text. Borrowed: valid until the next call on st. */
@@ -106,5 +108,29 @@ GK_MUSTCHECK enum gk_err gk_store_finish(struct gk_store *st, const char *busine
 /* Removes user from waiting or ready; *state says where they were (GK_USER_NOT_FOUND if nowhere). */
 GK_MUSTCHECK enum gk_err gk_store_leave(struct gk_store *st, const char *business, const char *user,
                                         enum gk_user_state *state);
+
+struct gk_tick_args {
+    uint32_t admission_limit;
+    uint32_t frequency_s;
+    uint32_t ready_ttl_s;
+    uint32_t max_active;      /* 0 = no cap on ready users */
+    uint32_t abandon_after_s; /* 0 = never evict */
+    bool random;              /* admit uniformly random waiting users instead of the front */
+};
+
+struct gk_tick_out {
+    bool ran;           /* false: not due yet (another worker ran it, or too early) */
+    int64_t admitted;   /* moved from waiting to ready */
+    int64_t expired;    /* ready users whose time ran out, removed */
+    int64_t evicted;    /* waiting users who stopped polling, removed */
+    int64_t next_in_ms; /* until the next tick is due, by Redis's clock */
+    int64_t waiting;    /* after the tick */
+    int64_t ready;      /* after the tick */
+};
+
+/* Runs business's admission tick if it is due by Redis's clock: expire, evict, admit, count, all
+ * in one script. Any number of workers may call this concurrently; each tick happens once. */
+GK_MUSTCHECK enum gk_err gk_store_tick(struct gk_store *st, const char *business,
+                                       const struct gk_tick_args *a, struct gk_tick_out *out);
 
 #endif

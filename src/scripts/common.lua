@@ -17,7 +17,12 @@ local function gk_rate_limit(key, now, limit, interval_ms)
   return 0
 end
 
-local function gk_now_ms()
+-- gk_now_ms: Redis's own clock in ms, so every node and worker agrees on time. clock_key is
+-- nil except in test runs (GK_TEST_CLOCK): then the offset stored there is added, which lets
+-- tests move time forward instead of sleeping through TTLs.
+local function gk_now_ms(clock_key)
   local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  if clock_key then now = now + (tonumber(redis.call('GET', clock_key)) or 0) end
+  return now
 end

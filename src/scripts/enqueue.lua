@@ -1,11 +1,11 @@
--- enqueue: join the queue once. KEYS: seq, wait, ready, hb, stats, ratelimit.
+-- enqueue: join the queue once. KEYS: seq, wait, ready, hb, stats, ratelimit, clock.
 -- ARGV: user, rate limit, rate interval ms, max queue length (0 = none), passthrough (0/1),
---       ready ttl ms, heartbeat (0/1).
+--       ready ttl ms, heartbeat (0/1), test clock (0/1).
 -- Returns {kind, a, b}: {'limited', retry_ms}, {'ready', until_ms}, {'waiting', rank},
 -- {'full'}, {'admitted', until_ms}, {'new', rank}; 'waiting' and 'new' add the measured
 -- admissions per second ('' if none yet).
 local user = ARGV[1]
-local now = gk_now_ms()
+local now = gk_now_ms(ARGV[8] == '1' and KEYS[7] or nil)
 local wait = gk_rate_limit(KEYS[6], now, tonumber(ARGV[2]), tonumber(ARGV[3]))
 if wait > 0 then return {'limited', wait} end
 

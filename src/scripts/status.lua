@@ -1,9 +1,9 @@
--- status: where is this user? Polling is a heartbeat. KEYS: wait, ready, hb, ratelimit, stats.
--- ARGV: user, rate limit, rate interval ms, heartbeat (0/1).
+-- status: where is this user? Polling is a heartbeat. KEYS: wait, ready, hb, ratelimit, stats, clock.
+-- ARGV: user, rate limit, rate interval ms, heartbeat (0/1), test clock (0/1).
 -- Returns {'limited', retry_ms}, {'ready', until_ms}, {'waiting', rank, admit_rate},
 -- {'expired'} or {'none'}. admit_rate is the measured admissions per second ('' if none yet).
 local user = ARGV[1]
-local now = gk_now_ms()
+local now = gk_now_ms(ARGV[5] == '1' and KEYS[6] or nil)
 local wait = gk_rate_limit(KEYS[4], now, tonumber(ARGV[2]), tonumber(ARGV[3]))
 if wait > 0 then return {'limited', wait} end
 

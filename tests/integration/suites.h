@@ -9,7 +9,8 @@
 #define GK_IT_SUITES(X)                                                                                      \
     X(cfgstore)                                                                                              \
     X(http)                                                                                                  \
-    X(queue)
+    X(queue)                                                                                                 \
+    X(worker)
 
 #define GK_DECLARE_SUITE(name) Suite *name##_it_suite(void);
 GK_IT_SUITES(GK_DECLARE_SUITE)

@@ -35,15 +35,7 @@ server_down(void)
 static void
 business(char *id, size_t idlen, const char *patch)
 {
-    char key[64], h[256];
-    struct gktest_resp r;
-
-    gktest_unique_id("q", id, idlen);
-    gktest_create_business(server.port, id, key, sizeof(key));
-    snprintf(h, sizeof(h), "business_id: %s\r\nAuthorization: Bearer %s\r\n", id, key);
-    gktest_http(server.port, "POST", "/config", h, patch, &r);
-    ck_assert_msg(r.status == 200, "config %s: %d %s", patch, r.status, r.body);
-    gktest_resp_free(&r);
+    gktest_new_business(server.port, patch, id, idlen);
 }
 
 static void
@@ -112,28 +104,14 @@ flag(const struct gktest_resp *r, const char *key)
     return json_object_get_boolean(v);
 }
 
-/* Runs redis-cli against the harness's Redis (for moving users the worker would move). */
-static void
-redis(const char *cmd)
-{
-    char line[1024];
-
-    snprintf(line, sizeof(line), "redis-cli -u '%s' %s >/dev/null", gktest_env("GK_TEST_REDIS_URL"), cmd);
-    ck_assert_msg(system(line) == 0, "%s", line);
-}
-
 /* Moves the first n waiting users to ready, as an admission tick would. */
 static void
 admit(const char *biz, int n)
 {
-    char cmd[512];
-
-    snprintf(cmd, sizeof(cmd),
-             "EVAL \"local u = redis.call('ZPOPMIN', KEYS[1], ARGV[1]) "
-             "for i = 1, #u, 2 do redis.call('ZADD', KEYS[2], 9999999999999, u[i]) end\" 2 "
-             "'gk:{%s}:wait' 'gk:{%s}:ready' %d",
-             biz, biz, n);
-    redis(cmd);
+    gktest_redis("EVAL \"local u = redis.call('ZPOPMIN', KEYS[1], ARGV[1]) "
+                 "for i = 1, #u, 2 do redis.call('ZADD', KEYS[2], 9999999999999, u[i]) end\" 2 "
+                 "'gk:{%s}:wait' 'gk:{%s}:ready' %d",
+                 biz, biz, n);
 }
 
 static void
@@ -267,7 +245,7 @@ END_TEST
 
 START_TEST(eta_uses_the_measured_rate_once_there_is_one)
 {
-    char biz[64], tok[GK_TOKEN_BUF], user[16], cmd[256];
+    char biz[64], tok[GK_TOKEN_BUF], user[16];
     struct gktest_resp r;
 
     business(biz, sizeof(biz), "{\"admission_limit\": 2, \"admission_frequency\": 10}");
@@ -279,8 +257,7 @@ START_TEST(eta_uses_the_measured_rate_once_there_is_one)
     ck_assert_int_eq(gktest_json_int(&r, "eta_seconds"), 30);
     gktest_resp_free(&r);
     /* What the worker records: 0.5 admissions per second measured. */
-    snprintf(cmd, sizeof(cmd), "HSET 'gk:{%s}:stats' admit_rate 0.5", biz);
-    redis(cmd);
+    gktest_redis("HSET 'gk:{%s}:stats' admit_rate 0.5", biz);
     call("GET", "/queue/status", biz, tok, &r);
     ck_assert_int_eq(gktest_json_int(&r, "eta_seconds"), 10);
     gktest_resp_free(&r);

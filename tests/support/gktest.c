@@ -3,9 +3,11 @@
 #include "support/gktest.h"
 
 #include <check.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 static const char *const required_env[] = {"GK_TEST_REDIS_URL", "GK_TEST_DATABASE_URL", "GK_TEST_BUILD",
@@ -60,4 +62,55 @@ gktest_unique_id(const char *prefix, char *out, size_t outlen)
     static atomic_uint counter;
 
     snprintf(out, outlen, "%s-%d-%u", prefix, (int)getpid(), atomic_fetch_add(&counter, 1));
+}
+
+/* Runs redis-cli with the formatted arguments; returns its first output line (trimmed) in out. */
+static void
+redis_cli(char *out, size_t outlen, const char *fmt, va_list ap)
+{
+    char args[1024], cmd[1400];
+    FILE *p;
+
+    vsnprintf(args, sizeof(args), fmt, ap);
+    snprintf(cmd, sizeof(cmd), "redis-cli --no-raw -u '%s' %s 2>&1", gktest_env("GK_TEST_REDIS_URL"), args);
+    p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    if (fgets(out, (int)outlen, p) == NULL)
+        out[0] = '\0';
+    while (fgetc(p) != EOF)
+        ;
+    ck_assert_msg(pclose(p) == 0, "%s failed: %s", cmd, out);
+    out[strcspn(out, "\r\n")] = '\0';
+}
+
+void
+gktest_redis(const char *fmt, ...)
+{
+    char out[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    redis_cli(out, sizeof(out), fmt, ap);
+    va_end(ap);
+    ck_assert_msg(strncmp(out, "(error)", 7) != 0, "redis: %s", out);
+}
+
+long long
+gktest_redis_int(const char *fmt, ...)
+{
+    char out[512];
+    const char *p = out;
+    va_list ap;
+
+    va_start(ap, fmt);
+    redis_cli(out, sizeof(out), fmt, ap);
+    va_end(ap);
+    /* --no-raw prints "(integer) 5", "\"5\"" for a string, "(nil)" for nothing. */
+    if (strncmp(p, "(integer) ", 10) == 0)
+        p += 10;
+    else if (*p == '"')
+        p++;
+    else if (strcmp(p, "(nil)") == 0)
+        return 0;
+    return atoll(p);
 }

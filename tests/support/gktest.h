@@ -6,8 +6,8 @@
 #ifndef GK_TEST_H
 #define GK_TEST_H
 
-#include <stddef.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -19,6 +19,10 @@ const char *gktest_env(const char *name);
 /* Runs "$GK_TEST_PGCTL stop|start" (or REDISCTL); aborts the test if it fails. */
 void gktest_pgctl(const char *verb);
 void gktest_redisctl(const char *verb);
+/* Runs one command through redis-cli against the harness's Redis; asserts it is no error. */
+void gktest_redis(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The same, for a command whose answer is an integer (or a number string; nil = 0). */
+long long gktest_redis_int(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* A unique id with the given prefix ("biz" -> "biz-<pid>-<n>"), for tests that must not share
  * state. Written into out (>= 64 bytes). */
 void gktest_unique_id(const char *prefix, char *out, size_t outlen);
@@ -31,9 +35,9 @@ struct json_object;
 
 /* One parsed HTTP response. Caller frees with gktest_resp_free(). */
 struct gktest_resp {
-    int status;  /* 0 when the connection closed without a response */
-    char *head;  /* status line and headers */
-    char *body;  /* NUL-terminated */
+    int status; /* 0 when the connection closed without a response */
+    char *head; /* status line and headers */
+    char *body; /* NUL-terminated */
     size_t body_len;
     struct json_object *json; /* parsed body when it is JSON, else NULL */
 };
@@ -62,13 +66,21 @@ struct gktest_server {
 /* Starts the server on a free port with the harness's Redis and PostgreSQL, the test secrets and
  * extra "KEY=VALUE" entries (NULL-terminated, may be NULL), and waits until it answers. */
 void gktest_server_start(struct gktest_server *s, const char *const *extra_env);
-/* SIGTERM, then waits; asserts a clean exit (0). */
+/* Starts build/gatekeeper-worker with the same environment (no readiness check: a worker has
+ * no port). */
+void gktest_worker_start(struct gktest_server *w, const char *const *extra_env);
+/* SIGKILL, then reaps. */
+void gktest_kill(struct gktest_server *s);
+/* SIGTERM, then waits; asserts a clean exit (0). Works for workers too. */
 void gktest_server_stop(struct gktest_server *s);
 /* Runs a binary from the build dir with only the given environment (NULL-terminated "K=V").
  * Returns its exit status; its stderr goes into err (NUL-terminated). */
 int gktest_run_binary(const char *name, const char *const *env, char *err, size_t errlen);
 /* Creates a business through POST /businesses; copies its admin key into key (>= 64 bytes). */
 void gktest_create_business(uint16_t port, const char *id, char *key, size_t keylen);
+/* Creates a business with a unique id (into id, >= 64 bytes) and applies the config patch (a JSON
+ * object text, "{}" for defaults). */
+void gktest_new_business(uint16_t port, const char *patch, char *id, size_t idlen);
 /* Milliseconds on a monotonic clock. */
 long long gktest_ms(void);
 /* Sleeps ms milliseconds. */

@@ -244,29 +244,36 @@ server_env(uint16_t port, const char *const *extra)
     return env;
 }
 
-void
-gktest_server_start(struct gktest_server *s, const char *const *extra_env)
+/* Forks and execs build/<name> with the test environment, output appended to s->log. */
+static void
+spawn(struct gktest_server *s, const char *name, const char *const *extra_env)
 {
     char bin[512];
 
-    snprintf(bin, sizeof(bin), "%s/gatekeeper", gktest_env("GK_TEST_BUILD"));
+    snprintf(bin, sizeof(bin), "%s/%s", gktest_env("GK_TEST_BUILD"), name);
+    s->pid = fork();
+    ck_assert(s->pid >= 0);
+    if (s->pid == 0) {
+        char **env = server_env(s->port, extra_env);
+        int fd = open(s->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        char *argv[] = {bin, NULL};
+
+        dup2(fd, STDERR_FILENO);
+        dup2(fd, STDOUT_FILENO);
+        execve(bin, argv, env);
+        _exit(127);
+    }
+}
+
+void
+gktest_server_start(struct gktest_server *s, const char *const *extra_env)
+{
     for (int attempt = 0; attempt < 5; attempt++) {
         long long deadline;
 
         s->port = free_port();
         snprintf(s->log, sizeof(s->log), "%s/server-%u.log", gktest_env("GK_TEST_TMP"), s->port);
-        s->pid = fork();
-        ck_assert(s->pid >= 0);
-        if (s->pid == 0) {
-            char **env = server_env(s->port, extra_env);
-            int fd = open(s->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-            char *argv[] = {bin, NULL};
-
-            dup2(fd, STDERR_FILENO);
-            dup2(fd, STDOUT_FILENO);
-            execve(bin, argv, env);
-            _exit(127);
-        }
+        spawn(s, "gatekeeper", extra_env);
         for (deadline = gktest_ms() + 10000; gktest_ms() < deadline; gktest_sleep_ms(20)) {
             static const char probe[] = "GET /health?shallow HTTP/1.1\r\nHost: x\r\n\r\n";
             struct gktest_resp r;
@@ -288,6 +295,26 @@ gktest_server_start(struct gktest_server *s, const char *const *extra_env)
         waitpid(s->pid, NULL, 0);
     }
     ck_abort_msg("server did not start; see %s", s->log);
+}
+
+void
+gktest_worker_start(struct gktest_server *w, const char *const *extra_env)
+{
+    static int n;
+
+    w->port = 0;
+    snprintf(w->log, sizeof(w->log), "%s/worker-%d-%d.log", gktest_env("GK_TEST_TMP"), (int)getpid(), n++);
+    spawn(w, "gatekeeper-worker", extra_env);
+}
+
+void
+gktest_kill(struct gktest_server *s)
+{
+    if (s->pid > 0) {
+        kill(s->pid, SIGKILL);
+        waitpid(s->pid, NULL, 0);
+    }
+    s->pid = 0;
 }
 
 void
@@ -356,5 +383,19 @@ gktest_create_business(uint16_t port, const char *id, char *key, size_t keylen)
     gktest_http(port, "POST", "/businesses", "Authorization: Bearer " GKTEST_ADMIN_TOKEN "\r\n", body, &r);
     ck_assert_msg(r.status == 201, "create %s: %d %s", id, r.status, r.body);
     snprintf(key, keylen, "%s", gktest_json_str(&r, "admin_key"));
+    gktest_resp_free(&r);
+}
+
+void
+gktest_new_business(uint16_t port, const char *patch, char *id, size_t idlen)
+{
+    char key[64], h[256];
+    struct gktest_resp r;
+
+    gktest_unique_id("b", id, idlen);
+    gktest_create_business(port, id, key, sizeof(key));
+    snprintf(h, sizeof(h), "business_id: %s\r\nAuthorization: Bearer %s\r\n", id, key);
+    gktest_http(port, "POST", "/config", h, patch, &r);
+    ck_assert_msg(r.status == 200, "config %s: %d %s", patch, r.status, r.body);
     gktest_resp_free(&r);
 }

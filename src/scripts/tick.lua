@@ -1,0 +1,77 @@
+-- tick: one admission tick of one business. Any number of workers may call it at any time: the
+-- tick runs only when due by Redis's clock, and the schedule key makes each tick happen once.
+-- KEYS: wait, ready, hb, stats, tick (schedule), clock.
+-- ARGV: admission limit, frequency ms, ready ttl ms, max active (0 = no cap),
+--       abandon after ms (0 = never), random (0/1), test clock (0/1).
+-- Returns {'wait', ms until due} or
+--         {'ticked', admitted, expired, evicted, ms until next, waiting, ready}.
+local now = gk_now_ms(ARGV[7] == '1' and KEYS[6] or nil)
+local limit, freq, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local max_active, abandon = tonumber(ARGV[4]), tonumber(ARGV[5])
+
+local last = tonumber(redis.call('GET', KEYS[5]))
+if last and now < last + freq then return {'wait', last + freq - now} end
+-- Keep the cadence (tick n at start + n * freq); after an outage longer than a tick, start a new
+-- cadence now rather than admitting a burst of missed ticks at once.
+local at = now
+if last and last + freq > now - freq then at = last + freq end
+redis.call('SET', KEYS[5], at, 'PX', math.max(freq * 4, 60000))
+
+local expired = redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+
+local evicted = 0
+if abandon > 0 then
+  -- Bounded per tick; the rest goes next tick.
+  local gone = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now - abandon, 'LIMIT', 0, 100000)
+  for i = 1, #gone do
+    evicted = evicted + redis.call('ZREM', KEYS[1], gone[i])
+  end
+  for i = 1, #gone, 1000 do
+    redis.call('ZREM', KEYS[3], unpack(gone, i, math.min(i + 999, #gone)))
+  end
+end
+
+local waiting_before = redis.call('ZCARD', KEYS[1])
+local n = limit
+if max_active > 0 then n = math.min(n, max_active - redis.call('ZCARD', KEYS[2])) end
+local admitted = 0
+if n > 0 and waiting_before > 0 then
+  local users = {}
+  if ARGV[6] == '1' then
+    users = redis.call('ZRANDMEMBER', KEYS[1], n) -- distinct members, uniformly
+  else
+    local popped = redis.call('ZPOPMIN', KEYS[1], n)
+    for i = 1, #popped, 2 do users[#users + 1] = popped[i] end
+  end
+  local until_ms = now + ttl
+  for i = 1, #users, 500 do
+    local batch, args = {}, {}
+    for j = i, math.min(i + 499, #users) do
+      batch[#batch + 1] = users[j]
+      args[#args + 1] = until_ms
+      args[#args + 1] = users[j]
+    end
+    if ARGV[6] == '1' then redis.call('ZREM', KEYS[1], unpack(batch)) end
+    redis.call('ZADD', KEYS[2], unpack(args))
+    redis.call('ZREM', KEYS[3], unpack(batch))
+  end
+  admitted = #users
+end
+
+redis.call('HINCRBY', KEYS[4], 'ticks_total', 1)
+if admitted > 0 then
+  redis.call('HINCRBY', KEYS[4], 'admitted_total', admitted)
+  redis.call('HSET', KEYS[4], 'last_admission_at', now)
+end
+if expired > 0 then redis.call('HINCRBY', KEYS[4], 'expired_total', expired) end
+if evicted > 0 then redis.call('HINCRBY', KEYS[4], 'evicted_total', evicted) end
+-- The measured admission rate (per second) that ETAs use: a moving average over ticks in which
+-- someone was waiting, so an empty queue does not read as a stalled one.
+if waiting_before > 0 then
+  local sample = admitted * 1000 / freq
+  local old = tonumber(redis.call('HGET', KEYS[4], 'admit_rate'))
+  local rate = old and (old * 0.7 + sample * 0.3) or sample
+  redis.call('HSET', KEYS[4], 'admit_rate', string.format('%.6f', rate))
+end
+return {'ticked', admitted, expired, evicted, at + freq - now, redis.call('ZCARD', KEYS[1]),
+        redis.call('ZCARD', KEYS[2])}

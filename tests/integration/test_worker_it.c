@@ -1,0 +1,360 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_worker_it.c -- the admission worker binary against real Redis and PostgreSQL: exact
+ * admission counts with 1 and 4 workers, the max_active_users cap refilled by finish and leave,
+ * ready expiry, abandonment, random admission, SIGKILL during 100,000 admissions, and config
+ * changes picked up without restart. Time moves through the test clock (GK_TEST_CLOCK), so no
+ * test sleeps through a TTL.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "gk/token.h"
+#include "integration/suites.h"
+#include "support/gktest.h"
+
+#define MINUTE 60000
+
+static const char *const test_clock[] = {"GK_TEST_CLOCK=1", NULL};
+static struct gktest_server server;
+
+static void
+server_up(void)
+{
+    gktest_server_start(&server, test_clock);
+}
+
+static void
+server_down(void)
+{
+    gktest_server_stop(&server);
+}
+
+static long long
+stats_field(const char *biz, const char *field)
+{
+    return gktest_redis_int("HGET 'gk:{%s}:stats' %s", biz, field);
+}
+
+static long long
+card(const char *biz, const char *set)
+{
+    return gktest_redis_int("ZCARD 'gk:{%s}:%s'", biz, set);
+}
+
+/* n waiting users u0..u(n-1) in arrival order, written straight into Redis (the enqueue path
+ * has its own tests; here we need many users fast). */
+static void
+fill(const char *biz, int n)
+{
+    gktest_redis("EVAL \"local n = tonumber(ARGV[1]) for i = 0, n - 1, 1000 do local a = {} "
+                 "for j = i, math.min(i + 999, n - 1) do a[#a + 1] = j + 1 a[#a + 1] = 'u' .. j end "
+                 "redis.call('ZADD', KEYS[1], unpack(a)) end redis.call('SET', KEYS[2], n) return n\" "
+                 "2 'gk:{%s}:wait' 'gk:{%s}:seq' %d",
+                 biz, biz, n);
+}
+
+static void
+advance(const char *biz, long long ms)
+{
+    gktest_redis("INCRBY 'gk:{%s}:clock' %lld", biz, ms);
+}
+
+/* Waits (up to 10 s) until the business has had at least n ticks. */
+static void
+wait_ticks(const char *biz, long long n)
+{
+    long long t0 = gktest_ms();
+
+    while (stats_field(biz, "ticks_total") < n) {
+        ck_assert_msg(gktest_ms() - t0 < 10000, "%s: %lld ticks, want %lld", biz, stats_field(biz, "ticks_total"),
+                      n);
+        gktest_sleep_ms(20);
+    }
+}
+
+static void
+enqueue(const char *biz, const char *user, char *tok)
+{
+    struct gktest_resp r;
+    char h[256];
+
+    snprintf(h, sizeof(h), "business_id: %s\r\nuser_id: %s\r\n", biz, user);
+    gktest_http(server.port, "POST", "/queue/enqueue", h, NULL, &r);
+    ck_assert_msg(r.status == 200, "enqueue %s: %d %s", user, r.status, r.body);
+    snprintf(tok, GK_TOKEN_BUF, "%s", gktest_json_str(&r, "jwt"));
+    gktest_resp_free(&r);
+}
+
+static int
+call(const char *method, const char *path, const char *biz, const char *tok)
+{
+    struct gktest_resp r;
+    char h[2048];
+    int status;
+
+    snprintf(h, sizeof(h), "business_id: %s\r\njwt: %s\r\n", biz, tok);
+    gktest_http(server.port, method, path, h, NULL, &r);
+    status = r.status;
+    gktest_resp_free(&r);
+    return status;
+}
+
+static void
+exact_counts_with(int workers)
+{
+    struct gktest_server w[4];
+    char biz[64];
+
+    gktest_new_business(server.port,
+                        "{\"admission_limit\": 7, \"admission_frequency\": 60, \"ready_ttl_seconds\": 3600}",
+                        biz, sizeof(biz));
+    fill(biz, 200);
+    for (int i = 0; i < workers; i++)
+        gktest_worker_start(&w[i], test_clock);
+    wait_ticks(biz, 1);
+    for (int k = 1; k <= 5; k++) {
+        advance(biz, MINUTE);
+        wait_ticks(biz, k + 1);
+    }
+    gktest_sleep_ms(400); /* room for any tick that should not happen */
+    ck_assert_int_eq(stats_field(biz, "ticks_total"), 6);
+    ck_assert_int_eq(stats_field(biz, "admitted_total"), 42);
+    ck_assert_int_eq(card(biz, "ready"), 42);
+    ck_assert_int_eq(card(biz, "wait"), 158);
+    /* First come, first served: u0..u41 are in, u42 is next. */
+    ck_assert_int_gt(gktest_redis_int("ZSCORE 'gk:{%s}:ready' u41", biz), 0);
+    ck_assert_int_eq(gktest_redis_int("ZRANK 'gk:{%s}:wait' u42", biz), 0);
+    for (int i = 0; i < workers; i++)
+        gktest_server_stop(&w[i]);
+}
+
+START_TEST(exact_admissions_one_worker)
+{
+    exact_counts_with(1);
+}
+END_TEST
+
+START_TEST(exact_admissions_four_workers)
+{
+    exact_counts_with(4);
+}
+END_TEST
+
+START_TEST(cap_is_refilled_by_finish_and_leave)
+{
+    struct gktest_server w;
+    char biz[64], tok[6][GK_TOKEN_BUF], user[8];
+
+    gktest_new_business(server.port,
+                        "{\"admission_limit\": 10, \"admission_frequency\": 60, \"max_active_users\": 3, "
+                        "\"ready_ttl_seconds\": 3600}",
+                        biz, sizeof(biz));
+    for (int i = 0; i < 6; i++) {
+        snprintf(user, sizeof(user), "c%d", i);
+        enqueue(biz, user, tok[i]);
+    }
+    gktest_worker_start(&w, test_clock);
+    wait_ticks(biz, 1);
+    ck_assert_int_eq(card(biz, "ready"), 3);
+    advance(biz, MINUTE);
+    wait_ticks(biz, 2);
+    ck_assert_int_eq(card(biz, "ready"), 3); /* full: nobody more */
+    ck_assert_int_eq(stats_field(biz, "admitted_total"), 3);
+    ck_assert_int_eq(call("DELETE", "/queue/finish", biz, tok[0]), 200);
+    ck_assert_int_eq(call("DELETE", "/queue/leave", biz, tok[1]), 200);
+    ck_assert_int_eq(card(biz, "ready"), 1);
+    advance(biz, MINUTE);
+    wait_ticks(biz, 3);
+    ck_assert_int_eq(card(biz, "ready"), 3);
+    ck_assert_int_eq(stats_field(biz, "admitted_total"), 5);
+    ck_assert_int_gt(gktest_redis_int("ZSCORE 'gk:{%s}:ready' c4", biz), 0);
+    ck_assert_int_eq(card(biz, "wait"), 1);
+    gktest_server_stop(&w);
+}
+END_TEST
+
+START_TEST(ready_time_runs_out)
+{
+    struct gktest_server w;
+    char biz[64], tok[GK_TOKEN_BUF];
+    struct gktest_resp r;
+    char h[2048];
+
+    gktest_new_business(server.port,
+                        "{\"admission_limit\": 2, \"admission_frequency\": 3600, \"ready_ttl_seconds\": 60}",
+                        biz, sizeof(biz));
+    enqueue(biz, "x0", tok);
+    gktest_worker_start(&w, test_clock);
+    wait_ticks(biz, 1);
+    snprintf(h, sizeof(h), "business_id: %s\r\njwt: %s\r\n", biz, tok);
+    gktest_http(server.port, "GET", "/queue/verify", h, NULL, &r);
+    ck_assert_ptr_nonnull(strstr(r.body, "\"ready\":true"));
+    gktest_resp_free(&r);
+    advance(biz, 61000);
+    /* Not ready the moment the time is up, before any tick cleans up. */
+    gktest_http(server.port, "GET", "/queue/verify", h, NULL, &r);
+    ck_assert_ptr_nonnull(strstr(r.body, "\"ready\":false"));
+    gktest_resp_free(&r);
+    advance(biz, 3600000);
+    wait_ticks(biz, 2);
+    ck_assert_int_eq(stats_field(biz, "expired_total"), 1);
+    ck_assert_int_eq(card(biz, "ready"), 0);
+    gktest_server_stop(&w);
+}
+END_TEST
+
+START_TEST(abandoned_users_are_evicted_before_admission)
+{
+    struct gktest_server w;
+    char biz[64], tok[4][GK_TOKEN_BUF];
+    const char *users[] = {"front", "polls", "gone1", "gone2"};
+
+    gktest_new_business(server.port,
+                        "{\"admission_limit\": 1, \"admission_frequency\": 60, \"max_active_users\": 1, "
+                        "\"abandon_after_seconds\": 30, \"ready_ttl_seconds\": 3600}",
+                        biz, sizeof(biz));
+    for (int i = 0; i < 4; i++)
+        enqueue(biz, users[i], tok[i]);
+    gktest_worker_start(&w, test_clock);
+    wait_ticks(biz, 1); /* "front" takes the only slot */
+    advance(biz, 50000);
+    ck_assert_int_eq(call("GET", "/queue/status", biz, tok[1]), 200); /* a heartbeat */
+    advance(biz, 15000);
+    wait_ticks(biz, 2);
+    ck_assert_int_eq(stats_field(biz, "evicted_total"), 2);
+    ck_assert_int_eq(card(biz, "wait"), 1);
+    ck_assert_int_eq(gktest_redis_int("ZRANK 'gk:{%s}:wait' polls", biz), 0);
+    gktest_server_stop(&w);
+}
+END_TEST
+
+START_TEST(random_admits_waiting_users_once_across_the_queue)
+{
+    struct gktest_server w;
+    char biz[64];
+    long long q[4];
+
+    gktest_new_business(
+        server.port,
+        "{\"admission_limit\": 100, \"admission_frequency\": 60, \"queueing_method\": \"random\", "
+        "\"ready_ttl_seconds\": 3600}",
+        biz, sizeof(biz));
+    fill(biz, 1000);
+    gktest_worker_start(&w, test_clock);
+    wait_ticks(biz, 1);
+    for (int k = 1; k <= 4; k++) {
+        advance(biz, MINUTE);
+        wait_ticks(biz, k + 1);
+    }
+    ck_assert_int_eq(card(biz, "ready"), 500);
+    ck_assert_int_eq(card(biz, "wait"), 500);
+    ck_assert_int_eq(stats_field(biz, "admitted_total"), 500);
+    ck_assert_int_eq(gktest_redis_int("ZINTERCARD 2 'gk:{%s}:wait' 'gk:{%s}:ready'", biz, biz), 0);
+    /* Spread: each quarter of the line got about a quarter of the admissions (125 expected). */
+    for (int i = 0; i < 4; i++) {
+        q[i] =
+            gktest_redis_int("EVAL \"local n = 0 for _, u in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do "
+                             "local k = tonumber(string.sub(u, 2)) if k >= tonumber(ARGV[1]) and "
+                             "k < tonumber(ARGV[1]) + 250 then n = n + 1 end end return n\" 1 "
+                             "'gk:{%s}:ready' %d",
+                             biz, i * 250);
+        ck_assert_msg(q[i] >= 75 && q[i] <= 175, "quarter %d got %lld of 500", i, q[i]);
+    }
+    ck_assert_int_eq(q[0] + q[1] + q[2] + q[3], 500);
+    gktest_server_stop(&w);
+}
+END_TEST
+
+START_TEST(sigkill_during_100k_admissions_loses_and_duplicates_nothing)
+{
+    struct gktest_server steady, victim;
+    char biz[64];
+    int kills = 0;
+
+    gktest_new_business(
+        server.port, "{\"admission_limit\": 10000, \"admission_frequency\": 60, \"ready_ttl_seconds\": 3600}",
+        biz, sizeof(biz));
+    fill(biz, 100000);
+    gktest_worker_start(&steady, test_clock);
+    gktest_worker_start(&victim, test_clock);
+    wait_ticks(biz, 1);
+    for (int k = 1; k <= 9; k++) {
+        advance(biz, MINUTE);
+        /* Kill and restart one worker over and over while the tick is taken. */
+        while (stats_field(biz, "ticks_total") < k + 1) {
+            gktest_sleep_ms(5 + kills % 20);
+            gktest_kill(&victim);
+            gktest_worker_start(&victim, test_clock);
+            kills++;
+        }
+    }
+    gktest_sleep_ms(300);
+    ck_assert_int_eq(stats_field(biz, "ticks_total"), 10);
+    ck_assert_int_eq(stats_field(biz, "admitted_total"), 100000);
+    ck_assert_int_eq(card(biz, "ready"), 100000);
+    ck_assert_int_eq(card(biz, "wait"), 0);
+    ck_assert_int_ge(kills, 9);
+    gktest_kill(&victim);
+    gktest_server_stop(&steady);
+}
+END_TEST
+
+START_TEST(admission_limit_change_is_picked_up_without_restart)
+{
+    struct gktest_server w;
+    char biz[64], h[256];
+    struct gktest_resp r;
+
+    gktest_new_business(server.port,
+                        "{\"admission_limit\": 5, \"admission_frequency\": 60, \"ready_ttl_seconds\": 3600}",
+                        biz, sizeof(biz));
+    fill(biz, 100);
+    gktest_worker_start(&w, test_clock);
+    wait_ticks(biz, 1);
+    ck_assert_int_eq(card(biz, "ready"), 5);
+    snprintf(h, sizeof(h), "business_id: %s\r\nAuthorization: Bearer " GKTEST_ADMIN_TOKEN "\r\n", biz);
+    gktest_http(server.port, "POST", "/config", h, "{\"admission_limit\": 20}", &r);
+    ck_assert_int_eq(r.status, 200);
+    gktest_resp_free(&r);
+    gktest_sleep_ms(1500); /* inside the 2 s promise */
+    advance(biz, MINUTE);
+    wait_ticks(biz, 2);
+    ck_assert_int_eq(card(biz, "ready"), 25);
+    gktest_server_stop(&w);
+}
+END_TEST
+
+START_TEST(sigterm_exits_cleanly)
+{
+    struct gktest_server w;
+
+    gktest_worker_start(&w, test_clock);
+    gktest_sleep_ms(300);
+    gktest_server_stop(&w); /* asserts exit status 0 */
+}
+END_TEST
+
+Suite *
+worker_it_suite(void)
+{
+    Suite *s = suite_create("worker");
+    TCase *tc = tcase_create("admission");
+
+    tcase_add_unchecked_fixture(tc, server_up, server_down);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, exact_admissions_one_worker);
+    tcase_add_test(tc, exact_admissions_four_workers);
+    tcase_add_test(tc, cap_is_refilled_by_finish_and_leave);
+    tcase_add_test(tc, ready_time_runs_out);
+    tcase_add_test(tc, abandoned_users_are_evicted_before_admission);
+    tcase_add_test(tc, random_admits_waiting_users_once_across_the_queue);
+    tcase_add_test(tc, sigkill_during_100k_admissions_loses_and_duplicates_nothing);
+    tcase_add_test(tc, admission_limit_change_is_picked_up_without_restart);
+    tcase_add_test(tc, sigterm_exits_cleanly);
+    suite_add_tcase(s, tc);
+    return s;
+}

@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: MIT */
+/* worker.h -- the admission worker's parts (workers/), shared by its main.c and admit.c. */
+#ifndef GK_WORKER_H
+#define GK_WORKER_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "gk/confcache.h"
+#include "gk/store.h"
+
+#define GK_WORKER_MAX_SLEEP_MS 200 /* picks up new businesses, config and test-clock moves quickly */
+
+/* Offers one admission tick to every business the cache holds; the script decides whether it is
+ * due. Stops early when *stop becomes non-zero (the tick in hand is finished). Returns how long
+ * to sleep before the next pass (at most GK_WORKER_MAX_SLEEP_MS). *redis_up tracks outages so
+ * that each is logged once. */
+int64_t gk_worker_pass(struct gk_store *st, struct gk_confcache *cache, const volatile sig_atomic_t *stop,
+                       bool *redis_up);
+
+#endif
