@@ -2,10 +2,10 @@
 /* store.c -- see gk/store.h for the contract. */
 #include "gk/store.h"
 
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <poll.h>
 #include <sys/time.h>
 
 #include <hiredis/hiredis.h>

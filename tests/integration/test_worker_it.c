@@ -70,8 +70,8 @@ wait_ticks(const char *biz, long long n)
     long long t0 = gktest_ms();
 
     while (stats_field(biz, "ticks_total") < n) {
-        ck_assert_msg(gktest_ms() - t0 < 10000, "%s: %lld ticks, want %lld", biz, stats_field(biz, "ticks_total"),
-                      n);
+        ck_assert_msg(gktest_ms() - t0 < 10000, "%s: %lld ticks, want %lld", biz,
+                      stats_field(biz, "ticks_total"), n);
         gktest_sleep_ms(20);
     }
 }
