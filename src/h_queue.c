@@ -118,10 +118,10 @@ client_ip(const struct gk_ctx *ctx, const struct gk_req *req, char out[GK_IP_BUF
 static void
 reply_rate_limited(struct gk_resp *resp, int64_t retry_after_ms)
 {
+    int64_t whole = (retry_after_ms + 999) / 1000; /* whole seconds, rounded up, at least 1 */
     char secs[24];
 
-    snprintf(secs, sizeof(secs), "%lld",
-             (long long)((retry_after_ms + 999) / 1000 > 0 ? (retry_after_ms + 999) / 1000 : 1));
+    snprintf(secs, sizeof(secs), "%lld", (long long)(whole > 0 ? whole : 1));
     gk_resp_header(resp, "Retry-After", secs);
     gk_reply_error(resp, 429, "rate_limited", "Too many requests from this address; retry later.", NULL);
 }
@@ -165,6 +165,14 @@ position_json(enum gk_qmethod m, int64_t position)
 {
     /* Random admission has no meaningful place in line. */
     return m == GK_QM_RANDOM ? NULL : json_object_new_int64(position);
+}
+
+/* The place an ETA is computed for: the user's own, or under random admission, where every
+ * waiting user is equally likely to go next, the average place in line. */
+static int64_t
+eta_place(enum gk_qmethod m, int64_t position, int64_t waiting)
+{
+    return m == GK_QM_RANDOM && waiting > 0 ? (waiting + 1) / 2 : position;
 }
 
 void
@@ -219,7 +227,8 @@ gk_h_enqueue(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
     o = json_object_new_object();
     json_object_object_add(o, "jwt", json_object_new_string(token));
     if (out.result == GK_JOIN_NEW || out.result == GK_JOIN_WAITING) {
-        int64_t eta = eta_seconds(c, out.position, out.admit_rate);
+        int64_t eta =
+            eta_seconds(c, eta_place(c->queueing_method, out.position, out.waiting), out.admit_rate);
 
         json_object_object_add(o, "position", position_json(c->queueing_method, out.position));
         json_object_object_add(o, "ready", json_object_new_boolean(0));
@@ -289,7 +298,7 @@ gk_h_status(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
     json_object_object_add(o, "warning_msg", warning != NULL ? json_object_new_string(warning) : NULL);
     json_object_object_add(o, "jwt_token", json_object_new_string(token));
     if (st.state == GK_USER_WAITING) {
-        int64_t eta = eta_seconds(c, st.position, st.admit_rate);
+        int64_t eta = eta_seconds(c, eta_place(c->queueing_method, st.position, st.waiting), st.admit_rate);
 
         json_object_object_add(o, "position", position_json(c->queueing_method, st.position));
         json_object_object_add(o, "ready", json_object_new_boolean(0));

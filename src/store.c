@@ -239,6 +239,13 @@ tagged_reply(struct gk_store *st, const redisReply *r, const char **kind, long l
     return true;
 }
 
+/* The optional fourth element: an integer, else 0. */
+static int64_t
+reply_int4(const redisReply *r)
+{
+    return r->elements >= 4 && r->element[3]->type == REDIS_REPLY_INTEGER ? r->element[3]->integer : 0;
+}
+
 /* The optional third element: a decimal rate, or "" / absent for none. */
 static double
 reply_rate(const redisReply *r)
@@ -289,10 +296,12 @@ gk_store_join(struct gk_store *st, const struct gk_join_args *a, struct gk_join_
         out->result = GK_JOIN_NEW;
         out->position = n;
         out->admit_rate = reply_rate(r);
+        out->waiting = reply_int4(r);
     } else if (strcmp(kind, "waiting") == 0) {
         out->result = GK_JOIN_WAITING;
         out->position = n;
         out->admit_rate = reply_rate(r);
+        out->waiting = reply_int4(r);
     } else if (strcmp(kind, "ready") == 0) {
         out->result = GK_JOIN_READY;
         out->ready_until_ms = n;
@@ -342,6 +351,7 @@ gk_store_status(struct gk_store *st, const char *business, const char *user, con
         out->state = GK_USER_WAITING;
         out->position = n;
         out->admit_rate = reply_rate(r);
+        out->waiting = reply_int4(r);
     } else if (strcmp(kind, "ready") == 0) {
         out->state = GK_USER_READY;
         out->ready_until_ms = n;

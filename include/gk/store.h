@@ -73,6 +73,7 @@ struct gk_join_out {
     int64_t ready_until_ms;
     int64_t retry_after_ms;
     double admit_rate; /* measured admissions per second for NEW/WAITING; 0 = not measured yet */
+    int64_t waiting;   /* for NEW/WAITING: how many users wait in all */
 };
 
 /* Enqueues args->user unless already waiting or ready. */
@@ -93,6 +94,7 @@ struct gk_status_out {
     int64_t position;       /* 1-based rank when waiting */
     int64_t ready_until_ms; /* when ready */
     double admit_rate;      /* when waiting: measured admissions per second, 0 = not yet */
+    int64_t waiting;        /* when waiting: how many users wait in all */
 };
 
 /* Where user stands; a waiting user's poll is also a heartbeat when heartbeat is set. */

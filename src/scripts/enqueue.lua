@@ -3,7 +3,7 @@
 --       ready ttl ms, heartbeat (0/1), test clock (0/1).
 -- Returns {kind, a, b}: {'limited', retry_ms}, {'ready', until_ms}, {'waiting', rank},
 -- {'full'}, {'admitted', until_ms}, {'new', rank}; 'waiting' and 'new' add the measured
--- admissions per second ('' if none yet).
+-- admissions per second ('' if none yet) and how many users wait in all.
 local user = ARGV[1]
 local now = gk_now_ms(ARGV[8] == '1' and KEYS[7] or nil)
 local wait = gk_rate_limit(KEYS[6], now, tonumber(ARGV[2]), tonumber(ARGV[3]))
@@ -15,7 +15,10 @@ if ready_until then
   redis.call('ZREM', KEYS[3], user) -- expired: joins again at the back
 end
 local rank = redis.call('ZRANK', KEYS[2], user)
-if rank then return {'waiting', rank + 1, redis.call('HGET', KEYS[5], 'admit_rate') or ''} end
+local function answer(kind, r)
+  return {kind, r + 1, redis.call('HGET', KEYS[5], 'admit_rate') or '', redis.call('ZCARD', KEYS[2])}
+end
+if rank then return answer('waiting', rank) end
 
 local max = tonumber(ARGV[4])
 if max > 0 and redis.call('ZCARD', KEYS[2]) >= max then return {'full'} end
@@ -30,4 +33,4 @@ end
 local ticket = redis.call('INCR', KEYS[1])
 redis.call('ZADD', KEYS[2], ticket, user)
 if ARGV[7] == '1' then redis.call('ZADD', KEYS[4], now, user) end
-return {'new', redis.call('ZRANK', KEYS[2], user) + 1, redis.call('HGET', KEYS[5], 'admit_rate') or ''}
+return answer('new', redis.call('ZRANK', KEYS[2], user))

@@ -268,6 +268,26 @@ START_TEST(eta_uses_the_measured_rate_once_there_is_one)
 }
 END_TEST
 
+START_TEST(random_shows_no_position_and_an_expected_eta)
+{
+    char biz[64], tok[GK_TOKEN_BUF], user[16];
+    struct gktest_resp r;
+
+    business(biz, sizeof(biz),
+             "{\"queueing_method\": \"random\", \"admission_limit\": 2, \"admission_frequency\": 10}");
+    for (int i = 0; i < 5; i++) {
+        snprintf(user, sizeof(user), "z%d", i);
+        join(biz, user, tok);
+    }
+    call("GET", "/queue/status", biz, tok, &r);
+    ck_assert_str_eq(gktest_json_str(&r, "state"), "waiting");
+    ck_assert(json_is_null(&r, "position"));
+    /* The average place of 5 is 3: two ticks of 2 every 10 s. */
+    ck_assert_int_eq(gktest_json_int(&r, "eta_seconds"), 20);
+    gktest_resp_free(&r);
+}
+END_TEST
+
 START_TEST(verify_finish_gate_and_no_replay)
 {
     char biz[64], tok[GK_TOKEN_BUF], h[2048];
@@ -690,6 +710,7 @@ queue_it_suite(void)
     tcase_add_test(api, header_errors);
     tcase_add_test(api, status_positions_are_exact_after_leaves_and_admissions);
     tcase_add_test(api, eta_uses_the_measured_rate_once_there_is_one);
+    tcase_add_test(api, random_shows_no_position_and_an_expected_eta);
     tcase_add_test(api, verify_finish_gate_and_no_replay);
     tcase_add_test(api, tokens_expired_forged_and_foreign);
     tcase_add_test(api, rotated_secret_is_still_accepted);
