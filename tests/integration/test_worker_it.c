@@ -147,7 +147,7 @@ END_TEST
 START_TEST(cap_is_refilled_by_finish_and_leave)
 {
     struct gktest_server w;
-    char biz[64], tok[6][GK_TOKEN_BUF], user[8];
+    char biz[64], tok[6][GK_TOKEN_BUF], user[16];
 
     gktest_new_business(server.port,
                         "{\"admission_limit\": 10, \"admission_frequency\": 60, \"max_active_users\": 3, "
