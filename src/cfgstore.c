@@ -7,9 +7,16 @@
  * dead server nor a frozen one holds a caller for more than a few seconds. A connection that is
  * found broken, or that timed out, is dropped and made again by the next call. Rows are read by
  * column name, with the names from bizconf's field table, and every value is range-checked.
+ *
+ * Config changes and business creation write their activity_log row in the same statement as the
+ * change (a data-modifying CTE), so the log holds a row exactly when the change happened. Event
+ * batches from the worker are written in one explicit transaction; while it is open a lost
+ * connection is an error, never silently replaced, so no statement of a batch can end up
+ * committed on its own.
  */
 #include "gk/cfgstore.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
@@ -20,6 +27,7 @@
 
 #include <libpq-fe.h>
 
+#include "gk/jsonutil.h"
 #include "gk/log.h"
 
 /* statement_timeout (5 s, below) is the server's limit; this one also covers a server that has
@@ -29,11 +37,25 @@
 /* {"o1","o2",...}: every byte of an origin may need a backslash, plus quotes and commas. */
 #define ORIGINS_LITERAL_BUF (GK_ORIGINS_MAX * (2 * GK_ORIGIN_BUF + 3) + 3)
 #define U32_BUF 11
+#define I64_BUF 21
+/* Parameters per activity row, and rows per INSERT: 7000 parameters, far below PostgreSQL's
+ * limit of 65535 per statement, and a whole batch of the worker in one statement. A full-size
+ * INSERT is prepared once per connection: parsing and planning 1000 rows costs as much as
+ * inserting them. A backlog is drained in full batches, so the smaller ones, sent as they are,
+ * only come when there is time to spare. */
+#define EVENT_PARAMS 7
+#define EVENTS_PER_STMT 1000
+#define EVENTS_STMT_NAME "gk_insert_events"
+/* Longest row of VALUES: the fixed text plus 7 placeholders of up to 4 digits, and a comma. */
+#define EVENT_ROW_SQL_MAX 96
+#define TS_MS_MAX INT64_C(253402300799999) /* 9999-12-31T23:59:59.999Z */
 
 struct gk_cfgstore {
-    PGconn *conn;   /* NULL while disconnected */
-    char *url;      /* owned */
-    bool listening; /* LISTEN was issued on the current connection */
+    PGconn *conn;         /* NULL while disconnected */
+    char *url;            /* owned */
+    bool listening;       /* LISTEN was issued on the current connection */
+    bool in_tx;           /* inside BEGIN ... COMMIT: a lost connection must not be replaced */
+    bool events_prepared; /* the full-size event INSERT is prepared on this connection */
     char errmsg[256];
 };
 
@@ -53,9 +75,11 @@ struct row_cols {
     "ip_status_polling_limit_interval, max_active_users, abandon_after_seconds, max_queue_length, "          \
     "queueing_method, allowed_origins"
 
-/* Parameter $2+f is field f (enum gk_bc_field order); NULL keeps the stored value. */
+/* Parameter $2+f is field f (enum gk_bc_field order); NULL keeps the stored value. $15 is the
+ * client IP. The activity row's details are the fields that were set (jsonb_strip_nulls drops
+ * the others), with their new values. */
 static const char sql_update[] =
-    "UPDATE businesses SET "
+    "WITH u AS (UPDATE businesses SET "
     "admission_limit = COALESCE($2::integer, admission_limit), "
     "admission_frequency = COALESCE($3::integer, admission_frequency), "
     "jwt_expiry_seconds = COALESCE($4::integer, jwt_expiry_seconds), "
@@ -69,16 +93,45 @@ static const char sql_update[] =
     "max_queue_length = COALESCE($12::integer, max_queue_length), "
     "queueing_method = COALESCE($13::text, queueing_method), "
     "allowed_origins = COALESCE($14::text[], allowed_origins) "
-    "WHERE id = $1 RETURNING " BUSINESS_COLS;
+    "WHERE id = $1 RETURNING " BUSINESS_COLS "), "
+    "a AS (INSERT INTO activity_log (event_id, business_id, event, client_ip, details) "
+    "SELECT 'pg/' || gen_random_uuid(), u.id, '" GK_EV_CONFIG_CHANGE "', $15::inet, "
+    "jsonb_strip_nulls(jsonb_build_object("
+    "'admission_limit', $2::integer, 'admission_frequency', $3::integer, "
+    "'jwt_expiry_seconds', $4::integer, 'ready_ttl_seconds', $5::integer, "
+    "'ip_enqueue_limit', $6::integer, 'ip_enqueue_limit_interval', $7::integer, "
+    "'ip_status_polling_limit', $8::integer, 'ip_status_polling_limit_interval', $9::integer, "
+    "'max_active_users', $10::integer, 'abandon_after_seconds', $11::integer, "
+    "'max_queue_length', $12::integer, 'queueing_method', $13::text, 'allowed_origins', $14::text[])) "
+    "FROM u) "
+    "SELECT * FROM u";
 _Static_assert(GK_BC_MAX_QUEUE_LENGTH == 10 && GK_BC_QUEUEING_METHOD == 11 && GK_BC_ALLOWED_ORIGINS == 12 &&
                    GK_BC_NFIELDS == 13,
                "sql_update numbers its parameters by enum gk_bc_field");
 
 static const char sql_get[] = "SELECT " BUSINESS_COLS " FROM businesses WHERE id = $1";
 static const char sql_each[] = "SELECT " BUSINESS_COLS " FROM businesses ORDER BY id";
-static const char sql_create[] = "INSERT INTO businesses (id, admin_key_hash) VALUES ($1, $2) "
-                                 "ON CONFLICT (id) DO NOTHING RETURNING " BUSINESS_COLS;
-static const char sql_ensure[] = "INSERT INTO businesses (id) VALUES ($1) ON CONFLICT (id) DO NOTHING";
+/* $3 is the client IP. */
+static const char sql_create[] =
+    "WITH b AS (INSERT INTO businesses (id, admin_key_hash) VALUES ($1, $2) "
+    "ON CONFLICT (id) DO NOTHING RETURNING " BUSINESS_COLS "), "
+    "a AS (INSERT INTO activity_log (event_id, business_id, event, client_ip) "
+    "SELECT 'pg/' || gen_random_uuid(), b.id, '" GK_EV_BUSINESS_CREATED "', $3::inet FROM b) "
+    "SELECT * FROM b";
+static const char sql_ensure[] =
+    "WITH b AS (INSERT INTO businesses (id) VALUES ($1) "
+    "ON CONFLICT (id) DO NOTHING RETURNING id) "
+    "INSERT INTO activity_log (event_id, business_id, event) "
+    "SELECT 'pg/' || gen_random_uuid(), b.id, '" GK_EV_BUSINESS_CREATED "' FROM b";
+static const char sql_events_head[] = "INSERT INTO activity_log (event_id, business_id, user_id, event, "
+                                      "created_at, client_ip, details) VALUES ";
+static const char sql_events_tail[] = " ON CONFLICT (event_id) DO NOTHING";
+/* before_id = INT64_MAX for the first page, so one statement (and one index range) serves all. */
+static const char sql_activity[] =
+    "SELECT id, event_id, business_id, user_id, event, "
+    "floor(extract(epoch FROM created_at) * 1000)::bigint AS ts_ms, host(client_ip) AS ip, "
+    "details::text AS details FROM activity_log "
+    "WHERE business_id = $1 AND id < $2::bigint ORDER BY id DESC LIMIT $3::bigint";
 
 static void set_error(struct gk_cfgstore *cs, const char *fmt, ...) GK_PRINTF(2, 3);
 
@@ -119,6 +172,7 @@ disconnect(struct gk_cfgstore *cs)
     PQfinish(cs->conn);
     cs->conn = NULL;
     cs->listening = false;
+    cs->events_prepared = false;
 }
 
 static enum gk_err
@@ -183,6 +237,12 @@ ensure_conn(struct gk_cfgstore *cs)
 {
     if (cs->conn != NULL && conn_alive(cs->conn))
         return GK_OK;
+    /* The transaction died with its connection; a new one would run the rest in autocommit. */
+    if (cs->in_tx) {
+        set_error(cs, "postgres: connection lost inside a transaction");
+        disconnect(cs);
+        return GK_EPG;
+    }
     return reconnect(cs);
 }
 
@@ -221,10 +281,10 @@ map_sqlstate(const char *state)
     return GK_EPG;
 }
 
-/* Runs one parameterized statement (text parameters; NULL entries are SQL NULL). On GK_OK *out
- * holds its result, which the caller releases with PQclear. */
+/* Waits for the result of the statement just sent (sent is the PQsend* return value). On GK_OK
+ * *out holds its result, which the caller releases with PQclear. */
 static enum gk_err
-run(struct gk_cfgstore *cs, const char *sql, int nparams, const char *const *params, PGresult **out)
+collect(struct gk_cfgstore *cs, int sent, PGresult **out)
 {
     PGresult *res = NULL;
     PGresult *extra = NULL;
@@ -234,10 +294,7 @@ run(struct gk_cfgstore *cs, const char *sql, int nparams, const char *const *par
     enum gk_err rc;
 
     *out = NULL;
-    rc = ensure_conn(cs);
-    if (rc != GK_OK)
-        goto out;
-    if (PQsendQueryParams(cs->conn, sql, nparams, NULL, params, NULL, NULL, 0) == 0) {
+    if (sent == 0) {
         set_error(cs, "postgres: %s", PQerrorMessage(cs->conn));
         disconnect(cs);
         rc = GK_EPG;
@@ -274,6 +331,44 @@ run(struct gk_cfgstore *cs, const char *sql, int nparams, const char *const *par
     if (state != NULL && (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0))
         disconnect(cs);
 out:
+    PQclear(res);
+    return rc;
+}
+
+/* Runs one parameterized statement (text parameters; NULL entries are SQL NULL). On GK_OK *out
+ * holds its result, which the caller releases with PQclear. */
+static enum gk_err
+run(struct gk_cfgstore *cs, const char *sql, int nparams, const char *const *params, PGresult **out)
+{
+    enum gk_err rc = ensure_conn(cs);
+
+    *out = NULL;
+    if (rc != GK_OK)
+        return rc;
+    return collect(cs, PQsendQueryParams(cs->conn, sql, nparams, NULL, params, NULL, NULL, 0), out);
+}
+
+/* The same for the statement prepared on this connection as name. */
+static enum gk_err
+run_prepared(struct gk_cfgstore *cs, const char *name, int nparams, const char *const *params, PGresult **out)
+{
+    enum gk_err rc = ensure_conn(cs);
+
+    *out = NULL;
+    if (rc != GK_OK)
+        return rc;
+    return collect(cs, PQsendQueryPrepared(cs->conn, name, nparams, params, NULL, NULL, 0), out);
+}
+
+/* Prepares sql as name on the current connection (its parameter types inferred). */
+static enum gk_err
+prepare(struct gk_cfgstore *cs, const char *name, const char *sql, int nparams)
+{
+    PGresult *res = NULL;
+    enum gk_err rc = ensure_conn(cs);
+
+    if (rc == GK_OK)
+        rc = collect(cs, PQsendPrepare(cs->conn, name, sql, nparams, NULL), &res);
     PQclear(res);
     return rc;
 }
@@ -454,6 +549,107 @@ origins_valid(const struct gk_bizconf *c)
     return true;
 }
 
+/* The IP as a parameter for an inet column: NULL for NULL, "" or anything not an address, which
+ * the cast would refuse along with the whole statement. */
+static const char *
+ip_param(const char *ip)
+{
+    unsigned char addr[16];
+
+    if (ip != NULL && (inet_pton(AF_INET, ip, addr) == 1 || inet_pton(AF_INET6, ip, addr) == 1))
+        return ip;
+    return NULL;
+}
+
+/* The details as a parameter for a jsonb column: the text when it is one JSON object that jsonb
+ * takes, else "{}". json-c checks the syntax and UTF-8; jsonb also refuses the escapes \u0000
+ * and lone surrogates, so every surrogate escape is refused here (our scripts never write one:
+ * they send UTF-8 as it is). */
+static const char *
+details_param(const char *d)
+{
+    size_t len = strnlen(d, GK_EVENT_DETAILS_BUF);
+
+    if (len == GK_EVENT_DETAILS_BUF)
+        return "{}";
+    for (size_t i = 0; i + 1 < len; i++) {
+        if (d[i] != '\\')
+            continue;
+        i++;
+        if (d[i] == 'u' && (strncmp(d + i + 1, "0000", 4) == 0 || d[i + 1] == 'd' || d[i + 1] == 'D'))
+            return "{}";
+    }
+    return gk_json_valid_object(d, len) ? d : "{}";
+}
+
+/* Copies JSON text without the whitespace outside strings (jsonb writes a space after every ':'
+ * and ','). False when it does not fit in outlen. */
+static bool
+compact_json(const char *s, char *out, size_t outlen)
+{
+    bool in_str = false, esc = false;
+    size_t n = 0;
+
+    for (; *s != '\0'; s++) {
+        char c = *s;
+
+        if (in_str) {
+            if (esc)
+                esc = false;
+            else if (c == '\\')
+                esc = true;
+            else if (c == '"')
+                in_str = false;
+        } else if (c == '"') {
+            in_str = true;
+        } else if (c == ' ' || c == '\n' || c == '\t' || c == '\r') {
+            continue;
+        }
+        if (n + 1 >= outlen)
+            return false;
+        out[n++] = c;
+    }
+    out[n] = '\0';
+    return true;
+}
+
+/* Runs a statement whose result is only its status. */
+static enum gk_err
+exec_plain(struct gk_cfgstore *cs, const char *sql)
+{
+    PGresult *res = NULL;
+    enum gk_err rc = run(cs, sql, 0, NULL, &res);
+
+    PQclear(res);
+    return rc;
+}
+
+/* Ends the transaction the caller began. The error text of the failure that made it roll back is
+ * kept. A connection whose ROLLBACK failed is dropped, so it never carries a transaction on. */
+static enum gk_err
+end_tx(struct gk_cfgstore *cs, enum gk_err rc)
+{
+    PGresult *res = NULL;
+    char saved[sizeof(cs->errmsg)];
+
+    if (rc == GK_OK) {
+        rc = run(cs, "COMMIT", 0, NULL, &res);
+        /* COMMIT of a transaction that failed answers ROLLBACK. */
+        if (rc == GK_OK && strcmp(PQcmdStatus(res), "COMMIT") != 0) {
+            set_error(cs, "postgres: COMMIT answered %s", PQcmdStatus(res));
+            rc = GK_EPG;
+        }
+        PQclear(res);
+    } else if (cs->conn != NULL) {
+        memcpy(saved, cs->errmsg, sizeof(saved));
+        if (exec_plain(cs, "ROLLBACK") != GK_OK)
+            disconnect(cs);
+        memcpy(cs->errmsg, saved, sizeof(saved));
+    }
+    cs->in_tx = false;
+    return rc;
+}
+
 enum gk_err
 gk_cfgstore_check_url(const char *url, char *err, size_t errlen)
 {
@@ -535,13 +731,13 @@ gk_cfgstore_ping(struct gk_cfgstore *cs)
 
 enum gk_err
 gk_cfgstore_create_business(struct gk_cfgstore *cs, const char *id, const char *admin_key_hash,
-                            struct gk_business *out)
+                            const char *client_ip, struct gk_business *out)
 {
-    const char *params[2] = {id, admin_key_hash};
+    const char *params[3] = {id, admin_key_hash, ip_param(client_ip)};
     PGresult *res = NULL;
     enum gk_err rc;
 
-    rc = run(cs, sql_create, 2, params, &res);
+    rc = run(cs, sql_create, (int)GK_ARRAY_LEN(params), params, &res);
     if (rc != GK_OK)
         goto out;
     /* ON CONFLICT DO NOTHING returns no row when the id is taken. */
@@ -583,9 +779,9 @@ out:
 
 enum gk_err
 gk_cfgstore_update_config(struct gk_cfgstore *cs, const char *id, const struct gk_bizconf_patch *patch,
-                          struct gk_business *out)
+                          const char *client_ip, struct gk_business *out)
 {
-    const char *params[1 + GK_BC_NFIELDS] = {id};
+    const char *params[1 + GK_BC_NFIELDS + 1] = {id};
     char nums[GK_BC_NUMERIC][U32_BUF];
     char origins[ORIGINS_LITERAL_BUF];
     PGresult *res = NULL;
@@ -615,6 +811,7 @@ gk_cfgstore_update_config(struct gk_cfgstore *cs, const char *id, const struct g
         origins_literal(&patch->v, origins, sizeof(origins));
         params[1 + GK_BC_ALLOWED_ORIGINS] = origins;
     }
+    params[1 + GK_BC_NFIELDS] = ip_param(client_ip);
 
     rc = run(cs, sql_update, (int)GK_ARRAY_LEN(params), params, &res);
     if (rc != GK_OK)
@@ -714,4 +911,153 @@ gk_cfgstore_wait_changes(struct gk_cfgstore *cs, int timeout_ms, gk_changed_fn f
             return GK_EPG;
         }
     }
+}
+
+/* "($1,$2,...),(...) ON CONFLICT ..." for k rows into sql (room for k * EVENT_ROW_SQL_MAX bytes
+ * and the tail). */
+static void
+events_values_sql(char *sql, size_t k)
+{
+    size_t n = 0;
+
+    for (size_t r = 0; r < k; r++) {
+        int p = (int)(r * EVENT_PARAMS);
+        int w = snprintf(sql + n, EVENT_ROW_SQL_MAX,
+                         "%s($%d,$%d,$%d,$%d,to_timestamp($%d::bigint/1000.0),$%d::inet,$%d::jsonb)",
+                         r > 0 ? "," : "", p + 1, p + 2, p + 3, p + 4, p + 5, p + 6, p + 7);
+
+        GK_ASSERT(w > 0 && w < EVENT_ROW_SQL_MAX);
+        n += (size_t)w;
+    }
+    memcpy(sql + n, sql_events_tail, sizeof(sql_events_tail));
+}
+
+/* Sends one INSERT of k rows whose parameters are filled in; sql starts with sql_events_head and
+ * has room for the rest. The full size runs as the prepared statement, prepared on first use. */
+static enum gk_err
+insert_rows(struct gk_cfgstore *cs, char *sql, size_t k, const char *const *params)
+{
+    int nparams = (int)(k * EVENT_PARAMS);
+    PGresult *res = NULL;
+    enum gk_err rc = GK_OK;
+
+    if (k < EVENTS_PER_STMT || !cs->events_prepared)
+        events_values_sql(sql + sizeof(sql_events_head) - 1, k);
+    if (k < EVENTS_PER_STMT) {
+        rc = run(cs, sql, nparams, params, &res);
+    } else {
+        if (!cs->events_prepared) {
+            rc = prepare(cs, EVENTS_STMT_NAME, sql, nparams);
+            cs->events_prepared = rc == GK_OK;
+        }
+        if (rc == GK_OK)
+            rc = run_prepared(cs, EVENTS_STMT_NAME, nparams, params, &res);
+    }
+    PQclear(res);
+    return rc;
+}
+
+enum gk_err
+gk_cfgstore_insert_events(struct gk_cfgstore *cs, const struct gk_event *events, size_t n)
+{
+    size_t cap = n < EVENTS_PER_STMT ? n : EVENTS_PER_STMT;
+    const char **params = NULL;
+    char *ts = NULL; /* cap texts of I64_BUF bytes */
+    char *sql = NULL;
+    int64_t now = gk_now_ms();
+    enum gk_err rc;
+
+    if (n == 0)
+        return GK_OK;
+    params = gk_xmalloc(cap * EVENT_PARAMS * sizeof(*params));
+    ts = gk_xmalloc(cap * I64_BUF);
+    sql = gk_xmalloc(sizeof(sql_events_head) + cap * EVENT_ROW_SQL_MAX + sizeof(sql_events_tail));
+    memcpy(sql, sql_events_head, sizeof(sql_events_head) - 1);
+
+    rc = exec_plain(cs, "BEGIN");
+    if (rc != GK_OK)
+        goto out;
+    cs->in_tx = true;
+    for (size_t done = 0, k; rc == GK_OK && done < n; done += k) {
+        k = n - done < cap ? n - done : cap;
+        for (size_t r = 0; r < k; r++) {
+            const struct gk_event *e = &events[done + r];
+            const char **p = &params[r * EVENT_PARAMS];
+            char *t = ts + r * I64_BUF;
+
+            snprintf(t, I64_BUF, "%" PRId64, e->ts_ms >= 0 && e->ts_ms <= TS_MS_MAX ? e->ts_ms : now);
+            p[0] = e->id;
+            p[1] = e->business;
+            p[2] = e->user[0] != '\0' ? e->user : NULL;
+            p[3] = e->type;
+            p[4] = t;
+            p[5] = ip_param(e->ip);
+            p[6] = details_param(e->details);
+        }
+        rc = insert_rows(cs, sql, k, params);
+    }
+    rc = end_tx(cs, rc);
+out:
+    free(sql);
+    free(ts);
+    free(params);
+    /* Bad values (class 22) are no excuse here: the batch as a whole failed. */
+    return rc == GK_OK ? GK_OK : GK_EPG;
+}
+
+/* Copies a column into dst, "" for NULL; longer values are cut. */
+static void
+copy_col(const PGresult *res, int row, int col, char *dst, size_t dstlen)
+{
+    gk_strlcpy(dst, PQgetisnull(res, row, col) ? "" : PQgetvalue(res, row, col), dstlen);
+}
+
+/* Reads row i of sql_activity's result into *out; false when its id or time is malformed. */
+static bool
+read_activity_row(const PGresult *res, int i, struct gk_activity_row *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (gk_parse_i64(PQgetvalue(res, i, 0), 1, INT64_MAX, &out->id) != GK_OK ||
+        gk_parse_i64(PQgetvalue(res, i, 5), 0, INT64_MAX, &out->ev.ts_ms) != GK_OK)
+        return false;
+    copy_col(res, i, 1, out->ev.id, sizeof(out->ev.id));
+    copy_col(res, i, 2, out->ev.business, sizeof(out->ev.business));
+    copy_col(res, i, 3, out->ev.user, sizeof(out->ev.user));
+    copy_col(res, i, 4, out->ev.type, sizeof(out->ev.type));
+    copy_col(res, i, 6, out->ev.ip, sizeof(out->ev.ip));
+    if (!compact_json(PQgetvalue(res, i, 7), out->ev.details, sizeof(out->ev.details)))
+        gk_strlcpy(out->ev.details, "{}", sizeof(out->ev.details));
+    return true;
+}
+
+enum gk_err
+gk_cfgstore_activity(struct gk_cfgstore *cs, const char *business, int64_t before_id, uint32_t limit,
+                     gk_activity_fn fn, void *arg)
+{
+    char before[I64_BUF], lim[U32_BUF];
+    const char *params[3] = {business, before, lim};
+    struct gk_activity_row row;
+    PGresult *res = NULL;
+    enum gk_err rc;
+
+    snprintf(before, sizeof(before), "%" PRId64, before_id > 0 ? before_id : INT64_MAX);
+    snprintf(lim, sizeof(lim), "%" PRIu32, limit);
+    rc = run(cs, sql_activity, (int)GK_ARRAY_LEN(params), params, &res);
+    if (rc != GK_OK)
+        goto out;
+    /* Every row is checked before fn sees any, so an error never leaves half a page behind. */
+    for (int i = 0; i < PQntuples(res); i++) {
+        if (PQnfields(res) != 8 || !read_activity_row(res, i, &row)) {
+            set_error(cs, "postgres: malformed row in activity_log");
+            rc = GK_EPG;
+            goto out;
+        }
+    }
+    for (int i = 0; i < PQntuples(res); i++) {
+        read_activity_row(res, i, &row); /* checked above */
+        fn(arg, &row);
+    }
+out:
+    PQclear(res);
+    return rc;
 }

@@ -1,14 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * h_admin.c -- POST /businesses, GET /config, POST /config.
+ * h_admin.c -- POST /businesses, GET /config, POST /config, GET /stats, GET /activity.
  * Auth is "Authorization: Bearer <key>": the operator key (ADMIN_TOKEN) or the business's own
  * admin key. Keys are compared as SHA-256 hashes in constant time; only hashes are stored.
  * Reads come from the in-memory cache; writes go to PostgreSQL in one statement and then into
- * this node's cache (other nodes hear of it through NOTIFY).
+ * this node's cache (other nodes hear of it through NOTIFY). The same statement records the
+ * change in the activity log, with the socket peer as client IP. /stats reads Redis in one round
+ * trip; /activity pages through PostgreSQL's activity_log.
  */
 #include "gk/handlers.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -17,6 +20,10 @@
 #include "gk/cfgstore.h"
 #include "gk/jsonutil.h"
 #include "gk/log.h"
+#include "gk/store.h"
+
+#define ACTIVITY_LIMIT_DEFAULT 100
+#define ACTIVITY_LIMIT_MAX 1000
 
 enum auth { AUTH_NONE, AUTH_OPERATOR, AUTH_BUSINESS };
 
@@ -50,7 +57,7 @@ reply_unauthorized(struct gk_resp *resp)
 }
 
 /* Header, then key, then business: a caller without a valid key learns nothing about which
- * businesses exist. True when the handler may go on. */
+ * businesses exist. True when the handler may go on. Every per-business admin route starts here. */
 static bool
 config_preamble(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
 {
@@ -99,7 +106,7 @@ gk_h_config_post(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *r
             gk_reply_error(resp, 422, "invalid_config", msg, field);
         return;
     }
-    rc = gk_cfgstore_update_config(ctx->db, ctx->biz->id, &patch, &b);
+    rc = gk_cfgstore_update_config(ctx->db, ctx->biz->id, &patch, req->peer_ip, &b);
     switch (rc) {
     case GK_OK:
         break;
@@ -178,7 +185,7 @@ gk_h_business_create(struct gk_ctx *ctx, const struct gk_req *req, struct gk_res
         goto out;
     }
     gk_sha256_hex(key, strlen(key), hash);
-    switch (gk_cfgstore_create_business(ctx->db, id, hash, &b)) {
+    switch (gk_cfgstore_create_business(ctx->db, id, hash, req->peer_ip, &b)) {
     case GK_OK:
         break;
     case GK_EEXIST:
@@ -203,4 +210,131 @@ gk_h_business_create(struct gk_ctx *ctx, const struct gk_req *req, struct gk_res
 out:
     explicit_bzero(key, sizeof(key));
     json_object_put(body);
+}
+
+/* JSON string of an RFC 3339 time, or JSON null for 0 (never). */
+static struct json_object *
+time_or_null(int64_t ms)
+{
+    char buf[32];
+
+    if (ms <= 0)
+        return NULL;
+    gk_rfc3339(ms, buf, sizeof(buf));
+    return json_object_new_string(buf);
+}
+
+/* A rate as a JSON number with at most two decimals ("12.5", "0"), not json-c's 17 digits.
+ * Anything not a plausible rate (negative, NaN, infinite, absurdly large) is 0. */
+static struct json_object *
+rate_json(double v)
+{
+    char buf[32];
+    size_t n;
+
+    if (!(v > 0 && v < 1e15))
+        v = 0;
+    snprintf(buf, sizeof(buf), "%.2f", v);
+    n = strlen(buf);
+    while (buf[n - 1] == '0')
+        buf[--n] = '\0';
+    if (buf[n - 1] == '.')
+        buf[--n] = '\0';
+    return json_object_new_double_s(strtod(buf, NULL), buf);
+}
+
+void
+gk_h_stats(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
+{
+    struct gk_stats_out st;
+    struct json_object *o;
+
+    if (!config_preamble(ctx, req, resp))
+        return;
+    if (gk_store_stats(ctx->store, ctx->biz->id, &st) != GK_OK) {
+        GK_RLOG(GK_LOG_WARN, "admin", req->id, "msg=\"stats failed\" err=\"%s\"",
+                gk_store_errmsg(ctx->store));
+        gk_reply_unavailable(resp, "Redis");
+        return;
+    }
+    o = json_object_new_object();
+    json_object_object_add(o, "waiting", json_object_new_int64(st.waiting));
+    json_object_object_add(o, "ready", json_object_new_int64(st.ready));
+    json_object_object_add(o, "admitted_total", json_object_new_int64(st.admitted_total));
+    json_object_object_add(o, "enqueued_total", json_object_new_int64(st.enqueued_total));
+    json_object_object_add(o, "last_admission_at", time_or_null(st.last_admission_ms));
+    json_object_object_add(o, "admission_rate_per_min", rate_json(st.admit_rate * 60));
+    json_object_object_add(o, "events_backlog", json_object_new_int64(st.events_backlog));
+    json_object_object_add(o, "events_dropped", json_object_new_int64(st.events_dropped));
+    gk_reply_json(resp, 200, o);
+}
+
+struct activity_page {
+    struct json_object *rows; /* array, owned */
+    int64_t last_id;
+    uint32_t n;
+};
+
+static struct json_object *
+string_or_null(const char *s)
+{
+    return s[0] != '\0' ? json_object_new_string(s) : NULL;
+}
+
+static void
+add_activity_row(void *arg, const struct gk_activity_row *row)
+{
+    struct activity_page *page = arg;
+    struct json_object *o = json_object_new_object();
+    struct json_object *details = gk_json_parse_object(row->ev.details, strlen(row->ev.details));
+    char created[32];
+
+    gk_rfc3339(row->ev.ts_ms, created, sizeof(created));
+    json_object_object_add(o, "id", json_object_new_int64(row->id));
+    json_object_object_add(o, "event_id", json_object_new_string(row->ev.id));
+    json_object_object_add(o, "event", json_object_new_string(row->ev.type));
+    json_object_object_add(o, "user_id", string_or_null(row->ev.user));
+    json_object_object_add(o, "client_ip", string_or_null(row->ev.ip));
+    json_object_object_add(o, "created_at", json_object_new_string(created));
+    /* Details too deep or too long for the reader show as {}, as they are stored. */
+    json_object_object_add(o, "details", details != NULL ? details : json_object_new_object());
+    json_object_array_add(page->rows, o);
+    page->last_id = row->id;
+    page->n++;
+}
+
+void
+gk_h_activity(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
+{
+    struct activity_page page = {0};
+    const char *v;
+    uint32_t limit = ACTIVITY_LIMIT_DEFAULT;
+    int64_t before_id = 0;
+    struct json_object *o;
+
+    if (!config_preamble(ctx, req, resp))
+        return;
+    v = gk_req_query(req, "limit");
+    if (v != NULL && gk_parse_u32(v, 1, ACTIVITY_LIMIT_MAX, &limit) != GK_OK) {
+        gk_reply_error(resp, 400, "invalid_query", "limit must be an integer from 1 to 1000.", "limit");
+        return;
+    }
+    v = gk_req_query(req, "before_id");
+    if (v != NULL && gk_parse_i64(v, 1, INT64_MAX, &before_id) != GK_OK) {
+        gk_reply_error(resp, 400, "invalid_query", "before_id must be a positive integer.", "before_id");
+        return;
+    }
+    page.rows = json_object_new_array();
+    if (gk_cfgstore_activity(ctx->db, ctx->biz->id, before_id, limit, add_activity_row, &page) != GK_OK) {
+        GK_RLOG(GK_LOG_WARN, "admin", req->id, "msg=\"activity read failed\" err=\"%s\"",
+                gk_cfgstore_errmsg(ctx->db));
+        json_object_put(page.rows);
+        gk_reply_unavailable(resp, "PostgreSQL");
+        return;
+    }
+    o = json_object_new_object();
+    json_object_object_add(o, "business_id", json_object_new_string(ctx->biz->id));
+    json_object_object_add(o, "activity", page.rows);
+    json_object_object_add(o, "next_before_id", page.n == limit ? json_object_new_int64(page.last_id) : NULL);
+    gk_reply_json(resp, 200, o);
 }

@@ -320,11 +320,13 @@ gk_h_verify(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
 {
     struct gk_claims claims;
     struct json_object *o;
+    char ip[GK_IP_BUF];
     int64_t until = 0;
 
     if (!gk_need_business(ctx, resp) || !need_token(ctx, req, resp, TOKEN_FRESH, false, &claims))
         return;
-    if (gk_store_ready_until(ctx->store, ctx->biz->id, claims.user, &until) != GK_OK) {
+    client_ip(ctx, req, ip);
+    if (gk_store_ready_until(ctx->store, ctx->biz->id, claims.user, ip, false, &until) != GK_OK) {
         reply_redis_down(ctx, req, resp);
         return;
     }
@@ -350,11 +352,13 @@ gk_h_finish(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
 {
     struct gk_claims claims;
     bool was_ready = false;
+    char ip[GK_IP_BUF];
 
     /* Freeing a slot is always welcome, so an expired (but genuine) token may do it. */
     if (!gk_need_business(ctx, resp) || !need_token(ctx, req, resp, TOKEN_MAY_BE_EXPIRED, false, &claims))
         return;
-    if (gk_store_finish(ctx->store, ctx->biz->id, claims.user, &was_ready) != GK_OK) {
+    client_ip(ctx, req, ip);
+    if (gk_store_finish(ctx->store, ctx->biz->id, claims.user, ip, &was_ready) != GK_OK) {
         reply_redis_down(ctx, req, resp);
         return;
     }
@@ -369,10 +373,12 @@ gk_h_leave(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
 {
     struct gk_claims claims;
     enum gk_user_state was = GK_USER_NOT_FOUND;
+    char ip[GK_IP_BUF];
 
     if (!gk_need_business(ctx, resp) || !need_token(ctx, req, resp, TOKEN_MAY_BE_EXPIRED, false, &claims))
         return;
-    if (gk_store_leave(ctx->store, ctx->biz->id, claims.user, &was) != GK_OK) {
+    client_ip(ctx, req, ip);
+    if (gk_store_leave(ctx->store, ctx->biz->id, claims.user, ip, &was) != GK_OK) {
         reply_redis_down(ctx, req, resp);
         return;
     }
@@ -388,6 +394,7 @@ void
 gk_h_gate(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
 {
     struct gk_claims claims;
+    char ip[GK_IP_BUF];
     int64_t until = 0;
 
     if (!gk_need_business(ctx, resp))
@@ -398,7 +405,8 @@ gk_h_gate(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
     }
     if (!need_token(ctx, req, resp, TOKEN_FRESH, true, &claims))
         return;
-    if (gk_store_ready_until(ctx->store, ctx->biz->id, claims.user, &until) != GK_OK) {
+    client_ip(ctx, req, ip);
+    if (gk_store_ready_until(ctx->store, ctx->biz->id, claims.user, ip, true, &until) != GK_OK) {
         reply_redis_down(ctx, req, resp);
         return;
     }

@@ -35,3 +35,12 @@ fail:
     json_tokener_free(tok);
     return NULL;
 }
+
+bool
+gk_json_valid_object(const char *text, size_t len)
+{
+    struct json_object *o = gk_json_parse_object(text, len);
+
+    json_object_put(o);
+    return o != NULL;
+}

@@ -19,6 +19,8 @@ static const struct gk_route routes[] = {
     {"POST", "/businesses", "businesses", gk_h_business_create},
     {"GET", "/config", "config_get", gk_h_config_get},
     {"POST", "/config", "config_post", gk_h_config_post},
+    {"GET", "/stats", "stats", gk_h_stats},
+    {"GET", "/activity", "activity", gk_h_activity},
 };
 
 enum gk_route_result

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * main.c -- gatekeeper-worker: keeps the business config cache fresh (new businesses and config
- * changes are in force within a second) and runs admission passes (admit.c) until SIGINT or
- * SIGTERM, which let the tick in hand finish and exit 0. Run as many workers as you like.
+ * changes are in force within a second), runs admission passes (admit.c) and, on a thread of its
+ * own, the activity-log consumer (activity.c), until SIGINT or SIGTERM, which let the tick in hand
+ * finish and exit 0. Run as many workers as you like.
  */
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,7 +33,10 @@ main(void)
     struct sigaction sa = {.sa_handler = on_signal};
     struct gk_confcache *cache = NULL;
     struct gk_store *store = NULL;
-    bool redis_up = true;
+    bool redis_up = true, activity_started = false;
+    atomic_bool activity_stop = false;
+    struct gk_activity activity = {.cfg = &cfg, .stop = &activity_stop};
+    pthread_t activity_thread;
     char err[256];
     int rc = EXIT_FAILURE;
 
@@ -50,10 +55,16 @@ main(void)
     sigaction(SIGTERM, &sa, NULL);
 
     cache = gk_confcache_new();
+    activity.cache = cache;
     if (gk_confcache_start(cache, cfg.database_url, NULL, 0) != GK_OK) {
         GK_LOG(GK_LOG_ERROR, "worker", "msg=\"cannot start threads\"");
         goto out;
     }
+    if (pthread_create(&activity_thread, NULL, gk_activity_run, &activity) != 0) {
+        GK_LOG(GK_LOG_ERROR, "worker", "msg=\"cannot start threads\"");
+        goto out;
+    }
+    activity_started = true;
     store = gk_store_open(&cfg.redis, cfg.test_clock);
     GK_LOG(GK_LOG_INFO, "worker", "msg=started");
     while (stop_signal == 0) {
@@ -66,6 +77,9 @@ main(void)
     GK_LOG(GK_LOG_INFO, "worker", "msg=\"shutting down\" signal=%d", (int)stop_signal);
     rc = EXIT_SUCCESS;
 out:
+    atomic_store(&activity_stop, true);
+    if (activity_started)
+        pthread_join(activity_thread, NULL);
     gk_store_close(store);
     gk_confcache_stop(cache);
     gk_confcache_free(cache);

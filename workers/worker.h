@@ -4,10 +4,12 @@
 #define GK_WORKER_H
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "gk/confcache.h"
+#include "gk/config.h"
 #include "gk/store.h"
 
 #define GK_WORKER_MAX_SLEEP_MS 200 /* picks up new businesses, config and test-clock moves quickly */
@@ -18,5 +20,16 @@
  * that each is logged once. */
 int64_t gk_worker_pass(struct gk_store *st, struct gk_confcache *cache, const volatile sig_atomic_t *stop,
                        bool *redis_up);
+
+/* What the activity consumer thread needs; everything is borrowed for the thread's life. */
+struct gk_activity {
+    const struct gk_config *cfg;
+    struct gk_confcache *cache;
+    const atomic_bool *stop;
+};
+
+/* The activity-log consumer (activity.c): a pthread start routine taking a struct gk_activity.
+ * Returns once *stop is set, within about half a second. */
+void *gk_activity_run(void *arg);
 
 #endif

@@ -66,5 +66,7 @@ void gk_h_health(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *r
 void gk_h_business_create(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);
 void gk_h_config_get(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);
 void gk_h_config_post(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);
+void gk_h_stats(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);
+void gk_h_activity(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);
 
 #endif

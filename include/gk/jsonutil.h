@@ -3,6 +3,7 @@
 #ifndef GK_JSONUTIL_H
 #define GK_JSONUTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct json_object;
@@ -13,5 +14,7 @@ struct json_object;
  * around it allowed, nothing else, no NUL byte), nested at most GK_JSON_DEPTH_MAX deep. NULL when it is not.
  * Caller owns the result and drops it with json_object_put(). */
 struct json_object *gk_json_parse_object(const char *body, size_t len);
+/* True when gk_json_parse_object would accept text[0..len); for modules that only check. */
+bool gk_json_valid_object(const char *text, size_t len);
 
 #endif

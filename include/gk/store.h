@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "gk/config.h"
+#include "gk/event.h"
 #include "gk/util.h"
 
 #define GK_STORE_TIMEOUT_MS 2000
@@ -38,7 +39,8 @@ GK_MUSTCHECK enum gk_err gk_store_ping(struct gk_store *st);
  * from Redis (TIME), never from this host's clock. Every call returns GK_EREDIS when Redis cannot
  * be reached; the out-struct is only meaningful on GK_OK. Ids must already be validated.
  * The measured admission rate is the `admit_rate` field of gk:{<business>}:stats, kept by
- * whoever admits users (the worker).
+ * whoever admits users (the worker). Every change is also appended, in the same script, to the
+ * business's activity stream (see gk/event.h).
  */
 
 /* A per-client-IP limit: `limit` requests per `interval_s`, bursts up to `limit`. */
@@ -101,15 +103,30 @@ struct gk_status_out {
 GK_MUSTCHECK enum gk_err gk_store_status(struct gk_store *st, const char *business, const char *user,
                                          const char *client_ip, struct gk_rate rate, bool heartbeat,
                                          struct gk_status_out *out);
-/* *ready_until_ms is when user's ready time runs out, or 0 when user is not ready now. */
+/* *ready_until_ms is when user's ready time runs out, or 0 when user is not ready now. Recorded
+ * as a verify event (gate tells whether a proxy asked). */
 GK_MUSTCHECK enum gk_err gk_store_ready_until(struct gk_store *st, const char *business, const char *user,
-                                              int64_t *ready_until_ms);
+                                              const char *client_ip, bool gate, int64_t *ready_until_ms);
 /* Removes user from ready; *was_ready tells whether they were ready (not expired). */
 GK_MUSTCHECK enum gk_err gk_store_finish(struct gk_store *st, const char *business, const char *user,
-                                         bool *was_ready);
+                                         const char *client_ip, bool *was_ready);
 /* Removes user from waiting or ready; *state says where they were (GK_USER_NOT_FOUND if nowhere). */
 GK_MUSTCHECK enum gk_err gk_store_leave(struct gk_store *st, const char *business, const char *user,
-                                        enum gk_user_state *state);
+                                        const char *client_ip, enum gk_user_state *state);
+
+struct gk_stats_out {
+    int64_t waiting;
+    int64_t ready; /* ready users whose time has not run out */
+    int64_t admitted_total;
+    int64_t enqueued_total;
+    int64_t last_admission_ms; /* 0 = never */
+    double admit_rate;         /* measured admissions per second, 0 = not yet */
+    int64_t events_backlog;    /* activity events not yet written to PostgreSQL */
+    int64_t events_dropped;    /* events lost to the stream bound while PostgreSQL was away */
+};
+
+/* Counters and sizes of business's queue, in one round trip. */
+GK_MUSTCHECK enum gk_err gk_store_stats(struct gk_store *st, const char *business, struct gk_stats_out *out);
 
 struct gk_tick_args {
     uint32_t admission_limit;
@@ -134,5 +151,31 @@ struct gk_tick_out {
  * in one script. Any number of workers may call this concurrently; each tick happens once. */
 GK_MUSTCHECK enum gk_err gk_store_tick(struct gk_store *st, const char *business,
                                        const struct gk_tick_args *a, struct gk_tick_out *out);
+
+/*
+ * The activity stream gk:{<business>}:events (see gk/event.h), read through one consumer group so
+ * that an event is acknowledged, and trimmed, only after PostgreSQL committed it. Events that
+ * cannot be read come back with an empty type: acknowledge them, do not store them.
+ */
+#define GK_EVENTS_GROUP "gk-activity"
+
+/* Creates the stream and the consumer group unless they exist. */
+GK_MUSTCHECK enum gk_err gk_store_events_group(struct gk_store *st, const char *business);
+/* Reads events of the n businesses' streams for consumer into out[0..*got) (at most max): with
+ * pending, the consumer's own delivered but unacknowledged entries (no waiting); else new ones,
+ * waiting up to block_ms (0 = do not wait; keep it under GK_STORE_TIMEOUT_MS). Each stream's
+ * events come in stream order. */
+GK_MUSTCHECK enum gk_err gk_store_events_read(struct gk_store *st, const char (*businesses)[GK_ID_BUF],
+                                              size_t n, const char *consumer, bool pending, int block_ms,
+                                              struct gk_event *out, size_t max, size_t *got);
+/* Takes over entries of business that other consumers were given but left unacknowledged for
+ * min_idle_ms (they died), up to max, into out[0..*got). */
+GK_MUSTCHECK enum gk_err gk_store_events_claim(struct gk_store *st, const char *business,
+                                               const char *consumer, int64_t min_idle_ms,
+                                               struct gk_event *out, size_t max, size_t *got);
+/* Acknowledges events of business (their ids as read) and trims the stream below the oldest
+ * entry not yet committed. */
+GK_MUSTCHECK enum gk_err gk_store_events_ack(struct gk_store *st, const char *business,
+                                             const struct gk_event *events, size_t n);
 
 #endif

@@ -26,3 +26,15 @@ local function gk_now_ms(clock_key)
   if clock_key then now = now + (tonumber(redis.call('GET', clock_key)) or 0) end
   return now
 end
+
+-- gk_event: appends one activity event to the business's stream (KEYS 'events'), in the same
+-- script as the change it records. The stream is bounded: while PostgreSQL is away it grows, and
+-- past `max` entries new events are counted in stats.events_dropped instead of exhausting Redis.
+local function gk_event(stream, stats, max, now, kind, user, ip, details)
+  if redis.call('XLEN', stream) >= max then
+    redis.call('HINCRBY', stats, 'events_dropped', 1)
+    return
+  end
+  redis.call('XADD', stream, '*', 'type', kind, 'user', user, 'ts', now, 'ip', ip,
+             'details', cjson.encode(details))
+end

@@ -1,23 +1,28 @@
--- enqueue: join the queue once. KEYS: seq, wait, ready, hb, stats, ratelimit, clock.
+-- enqueue: join the queue once. KEYS: seq, wait, ready, hb, stats, ratelimit, events, clock.
 -- ARGV: user, rate limit, rate interval ms, max queue length (0 = none), passthrough (0/1),
---       ready ttl ms, heartbeat (0/1), test clock (0/1).
+--       ready ttl ms, heartbeat (0/1), client ip, events max, test clock (0/1).
 -- Returns {kind, a, b}: {'limited', retry_ms}, {'ready', until_ms}, {'waiting', rank},
 -- {'full'}, {'admitted', until_ms}, {'new', rank}; 'waiting' and 'new' add the measured
 -- admissions per second ('' if none yet) and how many users wait in all.
-local user = ARGV[1]
-local now = gk_now_ms(ARGV[8] == '1' and KEYS[7] or nil)
+local user, ip, evmax = ARGV[1], ARGV[8], tonumber(ARGV[9])
+local now = gk_now_ms(ARGV[10] == '1' and KEYS[8] or nil)
 local wait = gk_rate_limit(KEYS[6], now, tonumber(ARGV[2]), tonumber(ARGV[3]))
-if wait > 0 then return {'limited', wait} end
+if wait > 0 then
+  gk_event(KEYS[7], KEYS[5], evmax, now, 'rate_limited', user, ip, {endpoint = 'enqueue', retry_after_ms = wait})
+  return {'limited', wait}
+end
 
 local ready_until = tonumber(redis.call('ZSCORE', KEYS[3], user))
 if ready_until then
   if ready_until > now then return {'ready', ready_until} end
   redis.call('ZREM', KEYS[3], user) -- expired: joins again at the back
+  redis.call('HINCRBY', KEYS[5], 'expired_total', 1)
+  gk_event(KEYS[7], KEYS[5], evmax, now, 'expire', user, '', {ready_until = ready_until})
 end
-local rank = redis.call('ZRANK', KEYS[2], user)
 local function answer(kind, r)
   return {kind, r + 1, redis.call('HGET', KEYS[5], 'admit_rate') or '', redis.call('ZCARD', KEYS[2])}
 end
+local rank = redis.call('ZRANK', KEYS[2], user)
 if rank then return answer('waiting', rank) end
 
 local max = tonumber(ARGV[4])
@@ -27,10 +32,14 @@ if ARGV[5] == '1' then
   local until_ms = now + tonumber(ARGV[6])
   redis.call('ZADD', KEYS[3], until_ms, user)
   redis.call('HINCRBY', KEYS[5], 'admitted_total', 1)
+  gk_event(KEYS[7], KEYS[5], evmax, now, 'enqueue', user, ip, {passthrough = true})
+  gk_event(KEYS[7], KEYS[5], evmax, now, 'admit', user, ip, {method = 'passthrough', ready_until = until_ms})
   return {'admitted', until_ms}
 end
 -- The score is a ticket from one counter, never a clock: first come, first served.
 local ticket = redis.call('INCR', KEYS[1])
 redis.call('ZADD', KEYS[2], ticket, user)
 if ARGV[7] == '1' then redis.call('ZADD', KEYS[4], now, user) end
-return answer('new', redis.call('ZRANK', KEYS[2], user))
+rank = redis.call('ZRANK', KEYS[2], user)
+gk_event(KEYS[7], KEYS[5], evmax, now, 'enqueue', user, ip, {position = rank + 1, ticket = ticket})
+return answer('new', rank)

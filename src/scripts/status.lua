@@ -1,12 +1,17 @@
--- status: where is this user? Polling is a heartbeat. KEYS: wait, ready, hb, ratelimit, stats, clock.
--- ARGV: user, rate limit, rate interval ms, heartbeat (0/1), test clock (0/1).
+-- status: where is this user? Polling is a heartbeat.
+-- KEYS: wait, ready, hb, ratelimit, stats, events, clock.
+-- ARGV: user, rate limit, rate interval ms, heartbeat (0/1), client ip, events max, test clock (0/1).
 -- Returns {'limited', retry_ms}, {'ready', until_ms}, {'waiting', rank, admit_rate, waiting},
 -- {'expired'} or {'none'}. admit_rate is the measured admissions per second ('' if none yet);
 -- waiting is how many users wait in all.
 local user = ARGV[1]
-local now = gk_now_ms(ARGV[5] == '1' and KEYS[6] or nil)
+local now = gk_now_ms(ARGV[7] == '1' and KEYS[7] or nil)
 local wait = gk_rate_limit(KEYS[4], now, tonumber(ARGV[2]), tonumber(ARGV[3]))
-if wait > 0 then return {'limited', wait} end
+if wait > 0 then
+  gk_event(KEYS[6], KEYS[5], tonumber(ARGV[6]), now, 'rate_limited', user, ARGV[5],
+           {endpoint = 'status', retry_after_ms = wait})
+  return {'limited', wait}
+end
 
 local rank = redis.call('ZRANK', KEYS[1], user)
 if rank then

@@ -1,11 +1,13 @@
 -- tick: one admission tick of one business. Any number of workers may call it at any time: the
 -- tick runs only when due by Redis's clock, and the schedule key makes each tick happen once.
--- KEYS: wait, ready, hb, stats, tick (schedule), clock.
+-- KEYS: wait, ready, hb, stats, tick (schedule), events, clock.
 -- ARGV: admission limit, frequency ms, ready ttl ms, max active (0 = no cap),
---       abandon after ms (0 = never), random (0/1), test clock (0/1).
+--       abandon after ms (0 = never), random (0/1), events max, test clock (0/1).
+-- Every admission, expiry and eviction is also an activity event.
 -- Returns {'wait', ms until due} or
 --         {'ticked', admitted, expired, evicted, ms until next, waiting, ready}.
-local now = gk_now_ms(ARGV[7] == '1' and KEYS[6] or nil)
+local now = gk_now_ms(ARGV[8] == '1' and KEYS[7] or nil)
+local evmax = tonumber(ARGV[7])
 local limit, freq, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local max_active, abandon = tonumber(ARGV[4]), tonumber(ARGV[5])
 
@@ -17,15 +19,31 @@ local at = now
 if last and last + freq > now - freq then at = last + freq end
 redis.call('SET', KEYS[5], at, 'PX', math.max(freq * 4, 60000))
 
-local expired = redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+-- Bounded per tick, like eviction; the rest goes next tick.
+local gone_ready = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'WITHSCORES', 'LIMIT', 0, 100000)
+local expired = #gone_ready / 2
+for i = 1, #gone_ready, 2 do
+  gk_event(KEYS[6], KEYS[4], evmax, now, 'expire', gone_ready[i], '', {ready_until = tonumber(gone_ready[i + 1])})
+end
+for i = 1, #gone_ready, 1000 do
+  local batch = {}
+  for j = i, math.min(i + 999, #gone_ready), 2 do batch[#batch + 1] = gone_ready[j] end
+  redis.call('ZREM', KEYS[2], unpack(batch))
+end
 
 local evicted = 0
 if abandon > 0 then
   -- Bounded per tick; the rest goes next tick.
-  local gone = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now - abandon, 'LIMIT', 0, 100000)
-  for i = 1, #gone do
-    evicted = evicted + redis.call('ZREM', KEYS[1], gone[i])
+  local gone = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now - abandon, 'WITHSCORES', 'LIMIT', 0, 100000)
+  local users = {}
+  for i = 1, #gone, 2 do
+    users[#users + 1] = gone[i]
+    if redis.call('ZREM', KEYS[1], gone[i]) == 1 then
+      evicted = evicted + 1
+      gk_event(KEYS[6], KEYS[4], evmax, now, 'evict', gone[i], '', {idle_ms = now - tonumber(gone[i + 1])})
+    end
   end
+  gone = users
   for i = 1, #gone, 1000 do
     redis.call('ZREM', KEYS[3], unpack(gone, i, math.min(i + 999, #gone)))
   end
@@ -56,6 +74,10 @@ if n > 0 and waiting_before > 0 then
     redis.call('ZREM', KEYS[3], unpack(batch))
   end
   admitted = #users
+  local method = ARGV[6] == '1' and 'random' or 'fifo'
+  for i = 1, #users do
+    gk_event(KEYS[6], KEYS[4], evmax, now, 'admit', users[i], '', {method = method, ready_until = until_ms})
+  end
 end
 
 redis.call('HINCRBY', KEYS[4], 'ticks_total', 1)

@@ -10,7 +10,9 @@
     X(cfgstore)                                                                                              \
     X(http)                                                                                                  \
     X(queue)                                                                                                 \
-    X(worker)
+    X(worker)                                                                                                \
+    X(events)                                                                                                \
+    X(activity)
 
 #define GK_DECLARE_SUITE(name) Suite *name##_it_suite(void);
 GK_IT_SUITES(GK_DECLARE_SUITE)

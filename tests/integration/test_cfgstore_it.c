@@ -84,12 +84,13 @@ START_TEST(create_get_exists)
     gktest_unique_id("create", id2, sizeof(id2));
     ck_assert_int_eq(gk_cfgstore_get_business(cs, id, &g), GK_ENOTFOUND);
 
-    ck_assert_msg(gk_cfgstore_create_business(cs, id, NULL, &b) == GK_OK, "%s", gk_cfgstore_errmsg(cs));
+    ck_assert_msg(gk_cfgstore_create_business(cs, id, NULL, "127.0.0.1", &b) == GK_OK, "%s",
+                  gk_cfgstore_errmsg(cs));
     ck_assert_str_eq(b.id, id);
     ck_assert_str_eq(b.admin_key_hash, "");
     ck_assert_int_eq(b.version, 1);
     assert_defaults(&b.conf);
-    ck_assert_int_eq(gk_cfgstore_create_business(cs, id, HASH_A, &g), GK_EEXIST);
+    ck_assert_int_eq(gk_cfgstore_create_business(cs, id, HASH_A, "127.0.0.1", &g), GK_EEXIST);
 
     ck_assert_int_eq(gk_cfgstore_get_business(cs, id, &g), GK_OK);
     ck_assert_str_eq(g.id, id);
@@ -97,15 +98,15 @@ START_TEST(create_get_exists)
     ck_assert_int_eq(g.version, 1);
     assert_conf_eq(&g.conf, &b.conf);
 
-    ck_assert_int_eq(gk_cfgstore_create_business(cs, id2, HASH_A, &b), GK_OK);
+    ck_assert_int_eq(gk_cfgstore_create_business(cs, id2, HASH_A, "127.0.0.1", &b), GK_OK);
     ck_assert_str_eq(b.admin_key_hash, HASH_A);
     ck_assert_int_eq(gk_cfgstore_get_business(cs, id2, &g), GK_OK);
     ck_assert_str_eq(g.admin_key_hash, HASH_A);
 
     /* The table's CHECKs refuse what the API would never send. */
-    ck_assert_int_eq(gk_cfgstore_create_business(cs, "bad id", NULL, &b), GK_EINVAL);
+    ck_assert_int_eq(gk_cfgstore_create_business(cs, "bad id", NULL, "127.0.0.1", &b), GK_EINVAL);
     gktest_unique_id("create", id2, sizeof(id2));
-    ck_assert_int_eq(gk_cfgstore_create_business(cs, id2, "ABC", &b), GK_EINVAL);
+    ck_assert_int_eq(gk_cfgstore_create_business(cs, id2, "ABC", "127.0.0.1", &b), GK_EINVAL);
     ck_assert_int_eq(gk_cfgstore_get_business(cs, id2, &g), GK_ENOTFOUND);
     gk_cfgstore_close(cs);
 }
@@ -129,12 +130,12 @@ START_TEST(ensure_is_idempotent)
     /* An existing business keeps its config. */
     p.set = 1u << GK_BC_ADMISSION_LIMIT;
     p.v.num[GK_BC_ADMISSION_LIMIT] = 3;
-    ck_assert_int_eq(gk_cfgstore_update_config(cs, id, &p, &b), GK_OK);
+    ck_assert_int_eq(gk_cfgstore_update_config(cs, id, &p, "127.0.0.1", &b), GK_OK);
     ck_assert_int_eq(gk_cfgstore_ensure_business(cs, id), GK_OK);
     ck_assert_int_eq(gk_cfgstore_get_business(cs, id, &b), GK_OK);
     ck_assert_uint_eq(b.conf.num[GK_BC_ADMISSION_LIMIT], 3);
     ck_assert_int_eq(b.version, 2);
-    ck_assert_int_eq(gk_cfgstore_create_business(cs, id, NULL, &b), GK_EEXIST);
+    ck_assert_int_eq(gk_cfgstore_create_business(cs, id, NULL, "127.0.0.1", &b), GK_EEXIST);
     gk_cfgstore_close(cs);
 }
 END_TEST
@@ -148,7 +149,7 @@ START_TEST(update_partial_keeps_other_fields)
     char id[64];
 
     gktest_unique_id("update", id, sizeof(id));
-    ck_assert_int_eq(gk_cfgstore_create_business(cs, id, HASH_A, &b), GK_OK);
+    ck_assert_int_eq(gk_cfgstore_create_business(cs, id, HASH_A, "127.0.0.1", &b), GK_OK);
     gk_bizconf_defaults(&want);
 
     p.set = (1u << GK_BC_ADMISSION_LIMIT) | (1u << GK_BC_QUEUEING_METHOD) | (1u << GK_BC_ALLOWED_ORIGINS);
@@ -158,7 +159,8 @@ START_TEST(update_partial_keeps_other_fields)
     p.v.n_origins = 2;
     strcpy(p.v.origins[0], "https://a.example");
     strcpy(p.v.origins[1], "http://[::1]:3000");
-    ck_assert_msg(gk_cfgstore_update_config(cs, id, &p, &b) == GK_OK, "%s", gk_cfgstore_errmsg(cs));
+    ck_assert_msg(gk_cfgstore_update_config(cs, id, &p, "127.0.0.1", &b) == GK_OK, "%s",
+                  gk_cfgstore_errmsg(cs));
     gk_bizconf_apply(&want, &p);
     assert_conf_eq(&b.conf, &want);
     ck_assert_int_eq(b.version, 2);
@@ -168,7 +170,7 @@ START_TEST(update_partial_keeps_other_fields)
     p.set = (1u << GK_BC_MAX_QUEUE_LENGTH) | (1u << GK_BC_ABANDON_AFTER_SECONDS);
     p.v.num[GK_BC_MAX_QUEUE_LENGTH] = 50;
     p.v.num[GK_BC_ABANDON_AFTER_SECONDS] = 30;
-    ck_assert_int_eq(gk_cfgstore_update_config(cs, id, &p, &b), GK_OK);
+    ck_assert_int_eq(gk_cfgstore_update_config(cs, id, &p, "127.0.0.1", &b), GK_OK);
     gk_bizconf_apply(&want, &p);
     assert_conf_eq(&b.conf, &want);
     ck_assert_int_eq(b.version, 3);
@@ -176,14 +178,14 @@ START_TEST(update_partial_keeps_other_fields)
     /* An empty origin list is stored as such, not as the default. */
     memset(&p, 0, sizeof(p));
     p.set = 1u << GK_BC_ALLOWED_ORIGINS;
-    ck_assert_int_eq(gk_cfgstore_update_config(cs, id, &p, &b), GK_OK);
+    ck_assert_int_eq(gk_cfgstore_update_config(cs, id, &p, "127.0.0.1", &b), GK_OK);
     gk_bizconf_apply(&want, &p);
     ck_assert_uint_eq(b.conf.n_origins, 0);
     ck_assert_int_eq(b.version, 4);
 
     /* An empty patch changes nothing, not even the version. */
     memset(&p, 0, sizeof(p));
-    ck_assert_int_eq(gk_cfgstore_update_config(cs, id, &p, &b), GK_OK);
+    ck_assert_int_eq(gk_cfgstore_update_config(cs, id, &p, "127.0.0.1", &b), GK_OK);
     ck_assert_int_eq(b.version, 4);
 
     ck_assert_int_eq(gk_cfgstore_get_business(cs, id, &g), GK_OK);
@@ -202,7 +204,7 @@ START_TEST(update_each_field_hits_its_column)
     char id[64];
 
     gktest_unique_id("fields", id, sizeof(id));
-    ck_assert_int_eq(gk_cfgstore_create_business(cs, id, NULL, &b), GK_OK);
+    ck_assert_int_eq(gk_cfgstore_create_business(cs, id, NULL, "127.0.0.1", &b), GK_OK);
     gk_bizconf_defaults(&want);
     for (int f = 0; f < GK_BC_NUMERIC; f++) {
         struct gk_bizconf_patch p = {0};
@@ -211,7 +213,7 @@ START_TEST(update_each_field_hits_its_column)
         gk_bizconf_field_range((enum gk_bc_field)f, &min, &max, &alt);
         p.set = 1u << f;
         p.v.num[f] = max - (uint32_t)f; /* distinct per field, always in range */
-        ck_assert_msg(gk_cfgstore_update_config(cs, id, &p, &b) == GK_OK, "%s: %s",
+        ck_assert_msg(gk_cfgstore_update_config(cs, id, &p, "127.0.0.1", &b) == GK_OK, "%s: %s",
                       gk_bizconf_field_name((enum gk_bc_field)f), gk_cfgstore_errmsg(cs));
         gk_bizconf_apply(&want, &p);
         assert_conf_eq(&b.conf, &want);
@@ -231,9 +233,9 @@ START_TEST(update_unknown_business)
     gktest_unique_id("nobody", id, sizeof(id));
     p.set = 1u << GK_BC_ADMISSION_LIMIT;
     p.v.num[GK_BC_ADMISSION_LIMIT] = 5;
-    ck_assert_int_eq(gk_cfgstore_update_config(cs, id, &p, &b), GK_ENOTFOUND);
+    ck_assert_int_eq(gk_cfgstore_update_config(cs, id, &p, "127.0.0.1", &b), GK_ENOTFOUND);
     memset(&p, 0, sizeof(p));
-    ck_assert_int_eq(gk_cfgstore_update_config(cs, id, &p, &b), GK_ENOTFOUND);
+    ck_assert_int_eq(gk_cfgstore_update_config(cs, id, &p, "127.0.0.1", &b), GK_ENOTFOUND);
     gk_cfgstore_close(cs);
 }
 END_TEST
@@ -259,7 +261,7 @@ START_TEST(update_refused_by_check)
     char id[64];
 
     gktest_unique_id("check", id, sizeof(id));
-    ck_assert_int_eq(gk_cfgstore_create_business(cs, id, NULL, &b), GK_OK);
+    ck_assert_int_eq(gk_cfgstore_create_business(cs, id, NULL, "127.0.0.1", &b), GK_OK);
     for (size_t i = 0; i < GK_ARRAY_LEN(bad); i++) {
         struct gk_bizconf_patch p = {0};
 
@@ -267,21 +269,21 @@ START_TEST(update_refused_by_check)
         p.set = (1u << bad[i].f) | (1u << GK_BC_ADMISSION_FREQUENCY);
         p.v.num[bad[i].f] = bad[i].v;
         p.v.num[GK_BC_ADMISSION_FREQUENCY] = 9;
-        ck_assert_msg(gk_cfgstore_update_config(cs, id, &p, &g) == GK_EINVAL, "%s=%u accepted",
+        ck_assert_msg(gk_cfgstore_update_config(cs, id, &p, "127.0.0.1", &g) == GK_EINVAL, "%s=%u accepted",
                       gk_bizconf_field_name(bad[i].f), bad[i].v);
         ck_assert(gk_cfgstore_errmsg(cs)[0] != '\0');
     }
     /* Fields the table cannot check are checked before anything is sent. */
     q.set = 1u << GK_BC_QUEUEING_METHOD;
     q.v.queueing_method = (enum gk_qmethod)42;
-    ck_assert_int_eq(gk_cfgstore_update_config(cs, id, &q, &g), GK_EINVAL);
+    ck_assert_int_eq(gk_cfgstore_update_config(cs, id, &q, "127.0.0.1", &g), GK_EINVAL);
     q.set = 1u << GK_BC_ALLOWED_ORIGINS;
     q.v.n_origins = GK_ORIGINS_MAX + 1;
-    ck_assert_int_eq(gk_cfgstore_update_config(cs, id, &q, &g), GK_EINVAL);
+    ck_assert_int_eq(gk_cfgstore_update_config(cs, id, &q, "127.0.0.1", &g), GK_EINVAL);
     q.v.n_origins = 2;
     strcpy(q.v.origins[0], "https://ok.example");
     strcpy(q.v.origins[1], "\"},{\\");
-    ck_assert_int_eq(gk_cfgstore_update_config(cs, id, &q, &g), GK_EINVAL);
+    ck_assert_int_eq(gk_cfgstore_update_config(cs, id, &q, "127.0.0.1", &g), GK_EINVAL);
     /* The handle is still usable and the row is untouched. */
     ck_assert_int_eq(gk_cfgstore_get_business(cs, id, &g), GK_OK);
     ck_assert_int_eq(g.version, 1);
@@ -322,10 +324,10 @@ START_TEST(each_business_sees_all)
         struct gk_bizconf_patch p = {0};
 
         gktest_unique_id("each", ctx.ids[i], sizeof(ctx.ids[i]));
-        ck_assert_int_eq(gk_cfgstore_create_business(cs, ctx.ids[i], NULL, &b), GK_OK);
+        ck_assert_int_eq(gk_cfgstore_create_business(cs, ctx.ids[i], NULL, "127.0.0.1", &b), GK_OK);
         p.set = 1u << GK_BC_ADMISSION_LIMIT;
         p.v.num[GK_BC_ADMISSION_LIMIT] = (uint32_t)(10 + i);
-        ck_assert_int_eq(gk_cfgstore_update_config(cs, ctx.ids[i], &p, &b), GK_OK);
+        ck_assert_int_eq(gk_cfgstore_update_config(cs, ctx.ids[i], &p, "127.0.0.1", &b), GK_OK);
     }
     ck_assert_msg(gk_cfgstore_each_business(cs, each_cb, &ctx) == GK_OK, "%s", gk_cfgstore_errmsg(cs));
     for (int i = 0; i < 3; i++)
@@ -389,17 +391,17 @@ START_TEST(listen_sees_other_handles_changes)
     ck_assert_int_eq(gk_cfgstore_wait_changes(lis, 10, on_change, &s), GK_EPG);
     ck_assert_int_eq(gk_cfgstore_listen(lis), GK_OK);
 
-    ck_assert_int_eq(gk_cfgstore_create_business(cs, id, NULL, &b), GK_OK);
+    ck_assert_int_eq(gk_cfgstore_create_business(cs, id, NULL, "127.0.0.1", &b), GK_OK);
     wait_for(lis, &s, 5000);
 
     p.set = 1u << GK_BC_ADMISSION_LIMIT;
     p.v.num[GK_BC_ADMISSION_LIMIT] = 42;
-    ck_assert_int_eq(gk_cfgstore_update_config(cs, id, &p, &b), GK_OK);
+    ck_assert_int_eq(gk_cfgstore_update_config(cs, id, &p, "127.0.0.1", &b), GK_OK);
     wait_for(lis, &s, 5000);
 
     /* A notification that arrives while the listening handle runs a query is kept for later. */
     ck_assert_int_eq(gk_cfgstore_ensure_business(lis, id), GK_OK);
-    ck_assert_int_eq(gk_cfgstore_update_config(cs, id, &p, &b), GK_OK);
+    ck_assert_int_eq(gk_cfgstore_update_config(cs, id, &p, "127.0.0.1", &b), GK_OK);
     ck_assert_int_eq(gk_cfgstore_get_business(lis, id, &b), GK_OK);
     wait_for(lis, &s, 5000);
 
@@ -475,7 +477,7 @@ START_TEST(outage_fails_fast_and_recovers)
     /* The listener needs LISTEN on its new connection. */
     ck_assert_int_eq(gk_cfgstore_wait_changes(lis, 10, on_change, &s), GK_EPG);
     ck_assert_msg(gk_cfgstore_listen(lis) == GK_OK, "%s", gk_cfgstore_errmsg(lis));
-    ck_assert_int_eq(gk_cfgstore_create_business(cs, id, NULL, &b), GK_OK);
+    ck_assert_int_eq(gk_cfgstore_create_business(cs, id, NULL, "127.0.0.1", &b), GK_OK);
     wait_for(lis, &s, 5000);
     gk_cfgstore_close(idle);
     gk_cfgstore_close(lis);
