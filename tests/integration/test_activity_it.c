@@ -17,20 +17,6 @@
 
 #define OPERATOR "Authorization: Bearer " GKTEST_ADMIN_TOKEN "\r\n"
 
-static struct gktest_server server; /* one per TCase, started in the unchecked fixture */
-
-static void
-server_up(void)
-{
-    gktest_server_start(&server, NULL);
-}
-
-static void
-server_down(void)
-{
-    gktest_server_stop(&server);
-}
-
 static struct gk_cfgstore *
 open_store(void)
 {
@@ -45,7 +31,7 @@ static void
 new_business(char *id, char *key, char *h, size_t hlen)
 {
     gktest_unique_id("act", id, 64);
-    gktest_create_business(server.port, id, key, 64);
+    gktest_create_business(gktest_srv.port, id, key, 64);
     snprintf(h, hlen, "business_id: %s\r\nAuthorization: Bearer %s\r\n", id, key);
 }
 
@@ -118,7 +104,7 @@ get_activity(const char *h, const char *q, struct gktest_resp *r)
     char path[128];
 
     snprintf(path, sizeof(path), "/activity%s", q);
-    gktest_http(server.port, "GET", path, h, NULL, r);
+    gktest_http(gktest_srv.port, "GET", path, h, NULL, r);
 }
 
 static void
@@ -169,7 +155,7 @@ START_TEST(stats_of_a_fresh_business_are_zero)
     struct json_object *v;
 
     new_business(id, key, h, sizeof(h));
-    gktest_http(server.port, "GET", "/stats", h, NULL, &r);
+    gktest_http(gktest_srv.port, "GET", "/stats", h, NULL, &r);
     ck_assert_msg(r.status == 200, "%d %s", r.status, r.body);
     ck_assert_int_eq(gktest_json_int(&r, "waiting"), 0);
     ck_assert_int_eq(gktest_json_int(&r, "ready"), 0);
@@ -194,16 +180,16 @@ START_TEST(stats_count_enqueues_and_show_admissions)
     new_business(id, key, h, sizeof(h));
     for (int i = 0; i < 3; i++) {
         snprintf(eh, sizeof(eh), "business_id: %s\r\nuser_id: u%d\r\n", id, i);
-        gktest_http(server.port, "POST", "/queue/enqueue", eh, NULL, &r);
+        gktest_http(gktest_srv.port, "POST", "/queue/enqueue", eh, NULL, &r);
         ck_assert_msg(r.status == 200, "%d %s", r.status, r.body);
         gktest_resp_free(&r);
     }
     /* The same user again is no new enqueue. */
-    gktest_http(server.port, "POST", "/queue/enqueue", eh, NULL, &r);
+    gktest_http(gktest_srv.port, "POST", "/queue/enqueue", eh, NULL, &r);
     gktest_resp_free(&r);
     /* Admissions are the worker's; write its counters as a tick would. */
     gktest_redis("HSET 'gk:{%s}:stats' admitted_total 5 last_admission_at %lld admit_rate 0.5", id, at);
-    gktest_http(server.port, "GET", "/stats", h, NULL, &r);
+    gktest_http(gktest_srv.port, "GET", "/stats", h, NULL, &r);
     ck_assert_msg(r.status == 200, "%d %s", r.status, r.body);
     ck_assert_int_eq(gktest_json_int(&r, "waiting"), 3);
     ck_assert_int_eq(gktest_json_int(&r, "enqueued_total"), 3);
@@ -227,32 +213,32 @@ check_admin_auth(const char *path)
 
     new_business(a, akey, ah, sizeof(ah));
     new_business(b, bkey, bh, sizeof(bh));
-    gktest_http(server.port, "GET", path, OPERATOR, NULL, &r);
+    gktest_http(gktest_srv.port, "GET", path, OPERATOR, NULL, &r);
     expect_error(&r, 400, "missing_header", "business_id");
     snprintf(h, sizeof(h), "business_id: %s\r\n", a);
-    gktest_http(server.port, "GET", path, h, NULL, &r);
+    gktest_http(gktest_srv.port, "GET", path, h, NULL, &r);
     expect_error(&r, 401, "unauthorized", NULL);
     snprintf(h, sizeof(h), "business_id: %s\r\nAuthorization: Bearer %s\r\n", a, bkey);
-    gktest_http(server.port, "GET", path, h, NULL, &r);
+    gktest_http(gktest_srv.port, "GET", path, h, NULL, &r);
     expect_error(&r, 401, "unauthorized", NULL);
     snprintf(h, sizeof(h), "business_id: %s\r\nAuthorization: Bearer wrong\r\n", a);
-    gktest_http(server.port, "GET", path, h, NULL, &r);
+    gktest_http(gktest_srv.port, "GET", path, h, NULL, &r);
     expect_error(&r, 401, "unauthorized", NULL);
     snprintf(h, sizeof(h), "business_id: no-such-business-%s\r\n" OPERATOR, a);
-    gktest_http(server.port, "GET", path, h, NULL, &r);
+    gktest_http(gktest_srv.port, "GET", path, h, NULL, &r);
     expect_error(&r, 404, "unknown_business", NULL);
     /* Another business's key does not reveal whether a business exists. */
     snprintf(h, sizeof(h), "business_id: no-such-business-%s\r\nAuthorization: Bearer %s\r\n", a, bkey);
-    gktest_http(server.port, "GET", path, h, NULL, &r);
+    gktest_http(gktest_srv.port, "GET", path, h, NULL, &r);
     expect_error(&r, 401, "unauthorized", NULL);
-    gktest_http(server.port, "GET", path, ah, NULL, &r);
+    gktest_http(gktest_srv.port, "GET", path, ah, NULL, &r);
     ck_assert_msg(r.status == 200, "%s own key: %d %s", path, r.status, r.body);
     gktest_resp_free(&r);
     snprintf(h, sizeof(h), "business_id: %s\r\n" OPERATOR, a);
-    gktest_http(server.port, "GET", path, h, NULL, &r);
+    gktest_http(gktest_srv.port, "GET", path, h, NULL, &r);
     ck_assert_msg(r.status == 200, "%s operator key: %d %s", path, r.status, r.body);
     gktest_resp_free(&r);
-    gktest_http(server.port, "POST", path, ah, "{}", &r);
+    gktest_http(gktest_srv.port, "POST", path, ah, "{}", &r);
     expect_error(&r, 405, "method_not_allowed", NULL);
 }
 
@@ -320,20 +306,20 @@ START_TEST(config_change_is_logged_with_its_fields)
     struct json_object *a, *row;
 
     new_business(id, key, h, sizeof(h));
-    gktest_http(server.port, "POST", "/config", h,
+    gktest_http(gktest_srv.port, "POST", "/config", h,
                 "{\"admission_limit\": 7, \"queueing_method\": \"random\", "
                 "\"allowed_origins\": [\"https://a.example\"]}",
                 &r);
     ck_assert_msg(r.status == 200, "%d %s", r.status, r.body);
     gktest_resp_free(&r);
     /* Neither an empty patch nor a refused one is a change. */
-    gktest_http(server.port, "POST", "/config", h, "{}", &r);
+    gktest_http(gktest_srv.port, "POST", "/config", h, "{}", &r);
     ck_assert_int_eq(r.status, 200);
     gktest_resp_free(&r);
-    gktest_http(server.port, "POST", "/config", h, "{\"admission_limit\": 0}", &r);
+    gktest_http(gktest_srv.port, "POST", "/config", h, "{\"admission_limit\": 0}", &r);
     ck_assert_int_eq(r.status, 422);
     gktest_resp_free(&r);
-    gktest_http(server.port, "POST", "/config", h, "{\"max_active_users\": 0}", &r);
+    gktest_http(gktest_srv.port, "POST", "/config", h, "{\"max_active_users\": 0}", &r);
     ck_assert_int_eq(r.status, 200);
     gktest_resp_free(&r);
 
@@ -368,7 +354,7 @@ START_TEST(config_change_too_long_to_show_has_empty_details)
     host[sizeof(host) - 1] = '\0';
     snprintf(body, sizeof(body), "{\"allowed_origins\": [\"https://1%s\", \"https://2%s\", \"https://3%s\"]}",
              host, host, host);
-    gktest_http(server.port, "POST", "/config", h, body, &r);
+    gktest_http(gktest_srv.port, "POST", "/config", h, body, &r);
     ck_assert_msg(r.status == 200, "%d %s", r.status, r.body);
     gktest_resp_free(&r);
     get_activity(h, "?limit=1", &r);
@@ -617,7 +603,7 @@ services_up_unchecked(void)
         if (system(cmd) != 0)
             fprintf(stderr, "activity_it: could not restart a service with %s\n", ctl[i]);
     }
-    server_down();
+    gktest_srv_down();
 }
 
 START_TEST(activity_is_503_while_postgres_is_down)
@@ -635,7 +621,7 @@ START_TEST(activity_is_503_while_postgres_is_down)
     elapsed = gktest_ms() - t0;
     status = r.status;
     gktest_resp_free(&r);
-    gktest_http(server.port, "GET", "/stats", h, NULL, &r);
+    gktest_http(gktest_srv.port, "GET", "/stats", h, NULL, &r);
     status_stats = r.status;
     gktest_resp_free(&r);
     gktest_pgctl("start");
@@ -665,7 +651,7 @@ START_TEST(stats_is_503_while_redis_is_down)
     new_business(id, key, h, sizeof(h));
     gktest_redisctl("stop");
     t0 = gktest_ms();
-    gktest_http(server.port, "GET", "/stats", h, NULL, &r);
+    gktest_http(gktest_srv.port, "GET", "/stats", h, NULL, &r);
     elapsed = gktest_ms() - t0;
     status = r.status;
     if (r.json != NULL && json_object_object_get_ex(r.json, "error", &err))
@@ -680,7 +666,7 @@ START_TEST(stats_is_503_while_redis_is_down)
     ck_assert_msg(elapsed < 3000, "took %lld ms", elapsed);
     ck_assert_int_eq(status_act, 200); /* /activity needs only PostgreSQL */
     for (t0 = gktest_ms(); gktest_ms() - t0 < 5000; gktest_sleep_ms(100)) {
-        gktest_http(server.port, "GET", "/stats", h, NULL, &r);
+        gktest_http(gktest_srv.port, "GET", "/stats", h, NULL, &r);
         status = r.status;
         gktest_resp_free(&r);
         if (status == 200)
@@ -698,7 +684,7 @@ activity_it_suite(void)
     TCase *store = tcase_create("cfgstore");
     TCase *outage = tcase_create("outages");
 
-    tcase_add_unchecked_fixture(api, server_up, server_down);
+    tcase_add_unchecked_fixture(api, gktest_srv_up, gktest_srv_down);
     tcase_set_timeout(api, 30);
     tcase_add_test(api, stats_of_a_fresh_business_are_zero);
     tcase_add_test(api, stats_count_enqueues_and_show_admissions);
@@ -717,7 +703,7 @@ activity_it_suite(void)
     tcase_add_test(store, insert_events_is_fast);
     suite_add_tcase(s, store);
 
-    tcase_add_unchecked_fixture(outage, server_up, services_up_unchecked);
+    tcase_add_unchecked_fixture(outage, gktest_srv_up, services_up_unchecked);
     tcase_add_checked_fixture(outage, services_up, services_up);
     tcase_set_timeout(outage, 60);
     tcase_add_test(outage, activity_is_503_while_postgres_is_down);

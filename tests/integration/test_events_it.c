@@ -16,20 +16,6 @@
 #define MINUTE 60000
 
 static const char *const test_clock[] = {"GK_TEST_CLOCK=1", NULL};
-static struct gktest_server server;
-
-static void
-server_up(void)
-{
-    gktest_server_start(&server, test_clock);
-}
-
-static void
-server_down(void)
-{
-    gktest_server_stop(&server);
-}
-
 static void
 services_up(void)
 {
@@ -83,22 +69,11 @@ request(const char *method, const char *path, const char *biz, const char *extra
     char h[2048];
 
     snprintf(h, sizeof(h), "business_id: %s\r\n%s", biz, extra);
-    gktest_http(server.port, method, path, h, NULL, &r);
+    gktest_http(gktest_srv.port, method, path, h, NULL, &r);
     ck_assert_msg(r.status == 200, "%s %s: %d %s", method, path, r.status, r.body);
     if (tok_out != NULL)
         snprintf(tok_out, GK_TOKEN_BUF, "%s", gktest_json_str(&r, "jwt"));
     gktest_resp_free(&r);
-}
-
-static void
-wait_ticks(const char *biz, long long n)
-{
-    long long t0 = gktest_ms();
-
-    while (gktest_redis_int("HGET 'gk:{%s}:stats' ticks_total", biz) < n) {
-        ck_assert_msg(gktest_ms() - t0 < 10000, "no tick %lld", n);
-        gktest_sleep_ms(20);
-    }
 }
 
 /* Moves the business to its tick k and SIGKILLs + restarts the victim worker every few ms while
@@ -113,7 +88,7 @@ advance_and_kill(const char *biz, int k, struct gktest_server *victim, int *kill
         gktest_worker_start(victim, test_clock);
         (*kills)++;
     }
-    wait_ticks(biz, k + 1);
+    gktest_wait_ticks(biz, k + 1);
 }
 
 START_TEST(scripted_session_is_logged_exactly_in_order)
@@ -121,7 +96,7 @@ START_TEST(scripted_session_is_logged_exactly_in_order)
     struct gktest_server w;
     char biz[64], t1[GK_TOKEN_BUF], t2[GK_TOKEN_BUF], h[2100], sql[512], rows[4096];
 
-    gktest_new_business(server.port,
+    gktest_new_business(gktest_srv.port,
                         "{\"admission_limit\": 1, \"admission_frequency\": 60, \"ready_ttl_seconds\": 3600}",
                         biz, sizeof(biz));
     request("POST", "/queue/enqueue", biz, "user_id: ann\r\n", t1);
@@ -129,7 +104,7 @@ START_TEST(scripted_session_is_logged_exactly_in_order)
     snprintf(h, sizeof(h), "jwt: %s\r\n", t1);
     request("GET", "/queue/verify", biz, h, NULL);
     gktest_worker_start(&w, test_clock);
-    wait_ticks(biz, 1); /* admits ann */
+    gktest_wait_ticks(biz, 1); /* admits ann */
     request("GET", "/queue/verify", biz, h, NULL);
     request("DELETE", "/queue/finish", biz, h, NULL);
     snprintf(h, sizeof(h), "jwt: %s\r\n", t2);
@@ -160,14 +135,15 @@ START_TEST(sigkill_during_a_50k_burst_loses_and_duplicates_nothing)
     int kills = 0;
 
     gktest_new_business(
-        server.port, "{\"admission_limit\": 10000, \"admission_frequency\": 60, \"ready_ttl_seconds\": 3600}",
-        biz, sizeof(biz));
+        gktest_srv.port,
+        "{\"admission_limit\": 10000, \"admission_frequency\": 60, \"ready_ttl_seconds\": 3600}", biz,
+        sizeof(biz));
     gktest_redis("EVAL \"for i = 0, 49999, 1000 do local a = {} for j = i, i + 999 do a[#a + 1] = j + 1 "
                  "a[#a + 1] = 'u' .. j end redis.call('ZADD', KEYS[1], unpack(a)) end\" 1 'gk:{%s}:wait'",
                  biz);
     gktest_worker_start(&steady, test_clock);
     gktest_worker_start(&victim, test_clock);
-    wait_ticks(biz, 1);
+    gktest_wait_ticks(biz, 1);
     for (int k = 1; k <= 4; k++)
         advance_and_kill(biz, k, &victim, &kills);
     snprintf(sql, sizeof(sql),
@@ -189,7 +165,7 @@ START_TEST(postgres_outage_loses_nothing)
     struct gktest_server w;
     char biz[64], sql[512], user[32], h[128];
 
-    gktest_new_business(server.port, "{\"ip_enqueue_limit\": 100000}", biz, sizeof(biz));
+    gktest_new_business(gktest_srv.port, "{\"ip_enqueue_limit\": 100000}", biz, sizeof(biz));
     gktest_worker_start(&w, test_clock);
     gktest_pgctl("stop");
     /* The queue keeps working while PostgreSQL is away; its events wait in Redis. */
@@ -202,7 +178,7 @@ START_TEST(postgres_outage_loses_nothing)
     {
         struct gktest_resp r;
 
-        gktest_http(server.port, "GET", "/health", NULL, NULL, &r);
+        gktest_http(gktest_srv.port, "GET", "/health", NULL, NULL, &r);
         ck_assert_int_eq(r.status, 503); /* PostgreSQL is down */
         ck_assert_int_ge(gktest_json_int(&r, "activity_backlog"), 300);
         gktest_resp_free(&r);
@@ -233,7 +209,7 @@ events_it_suite(void)
     Suite *s = suite_create("events");
     TCase *tc = tcase_create("activity_stream");
 
-    tcase_add_unchecked_fixture(tc, server_up, server_down);
+    tcase_add_unchecked_fixture(tc, gktest_srv_up_test_clock, gktest_srv_down);
     tcase_add_checked_fixture(tc, NULL, services_up);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, scripted_session_is_logged_exactly_in_order);

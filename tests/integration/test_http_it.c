@@ -16,20 +16,6 @@
 
 #define OPERATOR "Authorization: Bearer " GKTEST_ADMIN_TOKEN "\r\n"
 
-static struct gktest_server server; /* one per TCase, started in the unchecked fixture */
-
-static void
-server_up(void)
-{
-    gktest_server_start(&server, NULL);
-}
-
-static void
-server_down(void)
-{
-    gktest_server_stop(&server);
-}
-
 /* Asserts status and error code of r, then frees it. */
 static void
 expect_error(struct gktest_resp *r, int status, const char *code)
@@ -44,7 +30,7 @@ static void
 new_business(char *id, size_t idlen, char *key, size_t keylen)
 {
     gktest_unique_id("biz", id, idlen);
-    gktest_create_business(server.port, id, key, keylen);
+    gktest_create_business(gktest_srv.port, id, key, keylen);
 }
 
 /* "business_id: <id>\r\nAuthorization: Bearer <key>\r\n" */
@@ -59,7 +45,7 @@ START_TEST(health_checks_both_stores)
     struct gktest_resp r;
     char ct[64], rid[64];
 
-    gktest_http(server.port, "GET", "/health", NULL, NULL, &r);
+    gktest_http(gktest_srv.port, "GET", "/health", NULL, NULL, &r);
     ck_assert_int_eq(r.status, 200);
     ck_assert_str_eq(gktest_json_str(&r, "status"), "healthy");
     ck_assert_str_eq(gktest_json_str(&r, "redis"), "ok");
@@ -75,10 +61,10 @@ START_TEST(request_id_is_echoed_only_when_safe)
     struct gktest_resp r;
     char rid[64];
 
-    gktest_http(server.port, "GET", "/health?shallow", "X-Request-Id: abc-123_x.y\r\n", NULL, &r);
+    gktest_http(gktest_srv.port, "GET", "/health?shallow", "X-Request-Id: abc-123_x.y\r\n", NULL, &r);
     ck_assert_str_eq(gktest_header(&r, "X-Request-Id", rid, sizeof(rid)), "abc-123_x.y");
     gktest_resp_free(&r);
-    gktest_http(server.port, "GET", "/health?shallow", "X-Request-Id: a\"b<script>\r\n", NULL, &r);
+    gktest_http(gktest_srv.port, "GET", "/health?shallow", "X-Request-Id: a\"b<script>\r\n", NULL, &r);
     ck_assert_str_ne(gktest_header(&r, "X-Request-Id", rid, sizeof(rid)), "a\"b<script>");
     gktest_resp_free(&r);
 }
@@ -87,7 +73,7 @@ END_TEST
 START_TEST(keep_alive_serves_several_requests_on_one_connection)
 {
     static const char req[] = "GET /health?shallow HTTP/1.1\r\nHost: x\r\n\r\n";
-    int fd = gktest_connect(server.port);
+    int fd = gktest_connect(gktest_srv.port);
     char conn[32];
 
     ck_assert_int_ge(fd, 0);
@@ -107,9 +93,9 @@ START_TEST(unknown_path_is_404_not_found)
 {
     struct gktest_resp r;
 
-    gktest_http(server.port, "GET", "/nope", NULL, NULL, &r);
+    gktest_http(gktest_srv.port, "GET", "/nope", NULL, NULL, &r);
     expect_error(&r, 404, "not_found");
-    gktest_http(server.port, "GET", "/config/extra", NULL, NULL, &r);
+    gktest_http(gktest_srv.port, "GET", "/config/extra", NULL, NULL, &r);
     expect_error(&r, 404, "not_found");
 }
 END_TEST
@@ -119,10 +105,10 @@ START_TEST(wrong_method_is_405_with_allow)
     struct gktest_resp r;
     char allow[64];
 
-    gktest_http(server.port, "DELETE", "/config", NULL, NULL, &r);
+    gktest_http(gktest_srv.port, "DELETE", "/config", NULL, NULL, &r);
     ck_assert_str_eq(gktest_header(&r, "Allow", allow, sizeof(allow)), "GET, POST, OPTIONS");
     expect_error(&r, 405, "method_not_allowed");
-    gktest_http(server.port, "GET", "/businesses", NULL, NULL, &r);
+    gktest_http(gktest_srv.port, "GET", "/businesses", NULL, NULL, &r);
     ck_assert_str_eq(gktest_header(&r, "Allow", allow, sizeof(allow)), "POST, OPTIONS");
     expect_error(&r, 405, "method_not_allowed");
 }
@@ -133,7 +119,7 @@ START_TEST(cors_preflight_is_answered)
     struct gktest_resp r;
     char v[256];
 
-    gktest_http(server.port, "OPTIONS", "/config",
+    gktest_http(gktest_srv.port, "OPTIONS", "/config",
                 "Origin: https://shop.example\r\nAccess-Control-Request-Method: POST\r\n"
                 "Access-Control-Request-Headers: business_id, authorization\r\n",
                 NULL, &r);
@@ -144,7 +130,7 @@ START_TEST(cors_preflight_is_answered)
         strstr(gktest_header(&r, "Access-Control-Allow-Headers", v, sizeof(v)), "business_id"));
     ck_assert_ptr_nonnull(strstr(v, "business-id"));
     gktest_resp_free(&r);
-    gktest_http(server.port, "OPTIONS", "/nope", "Origin: https://shop.example\r\n", NULL, &r);
+    gktest_http(gktest_srv.port, "OPTIONS", "/nope", "Origin: https://shop.example\r\n", NULL, &r);
     expect_error(&r, 404, "not_found");
 }
 END_TEST
@@ -157,16 +143,17 @@ START_TEST(cors_answer_follows_allowed_origins)
 
     new_business(id, sizeof(id), key, sizeof(key));
     admin_headers(h, sizeof(h), id, key);
-    gktest_http(server.port, "POST", "/config", h, "{\"allowed_origins\":[\"https://shop.example\"]}", &r);
+    gktest_http(gktest_srv.port, "POST", "/config", h, "{\"allowed_origins\":[\"https://shop.example\"]}",
+                &r);
     ck_assert_int_eq(r.status, 200);
     gktest_resp_free(&r);
     strcat(h, "Origin: https://shop.example\r\n");
-    gktest_http(server.port, "GET", "/config", h, NULL, &r);
+    gktest_http(gktest_srv.port, "GET", "/config", h, NULL, &r);
     ck_assert_str_eq(gktest_header(&r, "Access-Control-Allow-Origin", v, sizeof(v)), "https://shop.example");
     gktest_resp_free(&r);
     admin_headers(h, sizeof(h), id, key);
     strcat(h, "Origin: https://evil.example\r\n");
-    gktest_http(server.port, "GET", "/config", h, NULL, &r);
+    gktest_http(gktest_srv.port, "GET", "/config", h, NULL, &r);
     ck_assert_int_eq(r.status, 200);
     ck_assert_ptr_null(gktest_header(&r, "Access-Control-Allow-Origin", v, sizeof(v)));
     gktest_resp_free(&r);
@@ -186,11 +173,11 @@ START_TEST(oversized_body_is_413)
     body[0] = '{';
     body[big - 1] = '}';
     body[big] = '\0';
-    gktest_http(server.port, "POST", "/config", h, body, &r);
+    gktest_http(gktest_srv.port, "POST", "/config", h, body, &r);
     expect_error(&r, 413, "payload_too_large");
     free(body);
     /* The server is still fine afterwards. */
-    gktest_http(server.port, "GET", "/health?shallow", NULL, NULL, &r);
+    gktest_http(gktest_srv.port, "GET", "/health?shallow", NULL, NULL, &r);
     ck_assert_int_eq(r.status, 200);
     gktest_resp_free(&r);
 }
@@ -202,7 +189,7 @@ START_TEST(oversized_chunked_body_is_refused)
                                "Authorization: Bearer " GKTEST_ADMIN_TOKEN "\r\n\r\n";
     size_t chunk = 8192, total = sizeof(head) - 1 + 10 * (chunk + 16) + 8;
     char *raw = malloc(total), *p = raw;
-    int fd = gktest_connect(server.port);
+    int fd = gktest_connect(gktest_srv.port);
     struct gktest_resp r;
 
     p += sprintf(p, "%s", head);
@@ -219,7 +206,7 @@ START_TEST(oversized_chunked_body_is_refused)
     gktest_resp_free(&r);
     close(fd);
     free(raw);
-    gktest_http(server.port, "GET", "/health?shallow", NULL, NULL, &r);
+    gktest_http(gktest_srv.port, "GET", "/health?shallow", NULL, NULL, &r);
     ck_assert_int_eq(r.status, 200);
     gktest_resp_free(&r);
 }
@@ -231,7 +218,7 @@ START_TEST(garbage_and_huge_headers_do_not_hurt)
     size_t big = 40 * 1024;
     char *raw = malloc(big + 128);
     struct gktest_resp r;
-    int fd = gktest_connect(server.port), n;
+    int fd = gktest_connect(gktest_srv.port), n;
 
     if (gktest_exchange(fd, garbage, sizeof(garbage) - 1, &r))
         ck_assert_int_ge(r.status, 400);
@@ -241,13 +228,13 @@ START_TEST(garbage_and_huge_headers_do_not_hurt)
     memset(raw + n, 'a', big);
     n += (int)big;
     n += sprintf(raw + n, "\r\n\r\n");
-    fd = gktest_connect(server.port);
+    fd = gktest_connect(gktest_srv.port);
     if (gktest_exchange(fd, raw, (size_t)n, &r))
         ck_assert_int_ge(r.status, 400);
     gktest_resp_free(&r);
     close(fd);
     free(raw);
-    gktest_http(server.port, "GET", "/health?shallow", NULL, NULL, &r);
+    gktest_http(gktest_srv.port, "GET", "/health?shallow", NULL, NULL, &r);
     ck_assert_int_eq(r.status, 200);
     gktest_resp_free(&r);
 }
@@ -262,9 +249,9 @@ START_TEST(create_business_requires_operator_key)
     ck_assert_int_eq(strncmp(key, "gk_", 3), 0);
     gktest_unique_id("biz", other, sizeof(other));
     snprintf(h, sizeof(h), "{\"business_id\":\"%s\"}", other);
-    gktest_http(server.port, "POST", "/businesses", NULL, h, &r);
+    gktest_http(gktest_srv.port, "POST", "/businesses", NULL, h, &r);
     expect_error(&r, 401, "unauthorized");
-    gktest_http(server.port, "POST", "/businesses",
+    gktest_http(gktest_srv.port, "POST", "/businesses",
                 "Authorization: Bearer wrong-key-wrong-key-wrong-key-wrong\r\n", h, &r);
     expect_error(&r, 401, "unauthorized");
     {
@@ -272,11 +259,11 @@ START_TEST(create_business_requires_operator_key)
 
         /* A business's own key does not create businesses. */
         snprintf(auth, sizeof(auth), "business_id: %s\r\nAuthorization: Bearer %s\r\n", id, key);
-        gktest_http(server.port, "POST", "/businesses", auth, h, &r);
+        gktest_http(gktest_srv.port, "POST", "/businesses", auth, h, &r);
         expect_error(&r, 401, "unauthorized");
     }
     snprintf(h, sizeof(h), "{\"business_id\":\"%s\"}", id);
-    gktest_http(server.port, "POST", "/businesses", OPERATOR, h, &r);
+    gktest_http(gktest_srv.port, "POST", "/businesses", OPERATOR, h, &r);
     expect_error(&r, 409, "business_exists");
 }
 END_TEST
@@ -285,22 +272,22 @@ START_TEST(create_business_validates_body)
 {
     struct gktest_resp r;
 
-    gktest_http(server.port, "POST", "/businesses", OPERATOR, "{\"business_id\":", &r);
+    gktest_http(gktest_srv.port, "POST", "/businesses", OPERATOR, "{\"business_id\":", &r);
     expect_error(&r, 400, "invalid_json");
-    gktest_http(server.port, "POST", "/businesses", OPERATOR, NULL, &r);
+    gktest_http(gktest_srv.port, "POST", "/businesses", OPERATOR, NULL, &r);
     expect_error(&r, 400, "invalid_json");
-    gktest_http(server.port, "POST", "/businesses", OPERATOR, "[1,2]", &r);
+    gktest_http(gktest_srv.port, "POST", "/businesses", OPERATOR, "[1,2]", &r);
     expect_error(&r, 400, "invalid_json");
-    gktest_http(server.port, "POST", "/businesses", OPERATOR, "{\"business_id\":\"ok\"} trailing", &r);
+    gktest_http(gktest_srv.port, "POST", "/businesses", OPERATOR, "{\"business_id\":\"ok\"} trailing", &r);
     expect_error(&r, 400, "invalid_json");
-    gktest_http(server.port, "POST", "/businesses", OPERATOR, "{}", &r);
+    gktest_http(gktest_srv.port, "POST", "/businesses", OPERATOR, "{}", &r);
     ck_assert_str_eq(gktest_json_str(&r, "field"), "business_id");
     expect_error(&r, 422, "invalid_field");
-    gktest_http(server.port, "POST", "/businesses", OPERATOR, "{\"business_id\":\"bad id!\"}", &r);
+    gktest_http(gktest_srv.port, "POST", "/businesses", OPERATOR, "{\"business_id\":\"bad id!\"}", &r);
     expect_error(&r, 422, "invalid_field");
-    gktest_http(server.port, "POST", "/businesses", OPERATOR, "{\"business_id\":42}", &r);
+    gktest_http(gktest_srv.port, "POST", "/businesses", OPERATOR, "{\"business_id\":42}", &r);
     expect_error(&r, 422, "invalid_field");
-    gktest_http(server.port, "POST", "/businesses", OPERATOR, "{\"business_id\":\"x1\",\"extra\":1}", &r);
+    gktest_http(gktest_srv.port, "POST", "/businesses", OPERATOR, "{\"business_id\":\"x1\",\"extra\":1}", &r);
     ck_assert_str_eq(gktest_json_str(&r, "field"), "extra");
     expect_error(&r, 422, "invalid_field");
 }
@@ -313,7 +300,7 @@ START_TEST(create_business_returns_defaults)
 
     gktest_unique_id("biz", id, sizeof(id));
     snprintf(body, sizeof(body), "{\"business_id\":\"%s\"}", id);
-    gktest_http(server.port, "POST", "/businesses", OPERATOR, body, &r);
+    gktest_http(gktest_srv.port, "POST", "/businesses", OPERATOR, body, &r);
     ck_assert_int_eq(r.status, 201);
     ck_assert_str_eq(gktest_json_str(&r, "business_id"), id);
     ck_assert_int_eq(strlen(gktest_json_str(&r, "admin_key")), 46);
@@ -328,10 +315,10 @@ START_TEST(config_header_errors)
 {
     struct gktest_resp r;
 
-    gktest_http(server.port, "GET", "/config", OPERATOR, NULL, &r);
+    gktest_http(gktest_srv.port, "GET", "/config", OPERATOR, NULL, &r);
     ck_assert_ptr_nonnull(strstr(gktest_json_str(&r, "message"), "business_id"));
     expect_error(&r, 400, "missing_header");
-    gktest_http(server.port, "GET", "/config", "business_id: bad id!\r\n" OPERATOR, NULL, &r);
+    gktest_http(gktest_srv.port, "GET", "/config", "business_id: bad id!\r\n" OPERATOR, NULL, &r);
     expect_error(&r, 400, "invalid_header");
     {
         char h[300];
@@ -340,10 +327,10 @@ START_TEST(config_header_errors)
         strcpy(h, "business_id: ");
         memset(h + strlen(h), 'a', 129);
         strcat(h, "\r\n" OPERATOR);
-        gktest_http(server.port, "GET", "/config", h, NULL, &r);
+        gktest_http(gktest_srv.port, "GET", "/config", h, NULL, &r);
         expect_error(&r, 400, "invalid_header");
     }
-    gktest_http(server.port, "GET", "/config", "business_id: no-such-business\r\n" OPERATOR, NULL, &r);
+    gktest_http(gktest_srv.port, "GET", "/config", "business_id: no-such-business\r\n" OPERATOR, NULL, &r);
     expect_error(&r, 404, "unknown_business");
 }
 END_TEST
@@ -356,31 +343,31 @@ START_TEST(config_auth)
     new_business(id, sizeof(id), key, sizeof(key));
     new_business(id2, sizeof(id2), key2, sizeof(key2));
     snprintf(h, sizeof(h), "business_id: %s\r\n", id);
-    gktest_http(server.port, "GET", "/config", h, NULL, &r);
+    gktest_http(gktest_srv.port, "GET", "/config", h, NULL, &r);
     expect_error(&r, 401, "unauthorized");
     admin_headers(h, sizeof(h), id, "gk_wrongwrongwrongwrongwrongwrongwrongwrongwro");
-    gktest_http(server.port, "GET", "/config", h, NULL, &r);
+    gktest_http(gktest_srv.port, "GET", "/config", h, NULL, &r);
     expect_error(&r, 401, "unauthorized");
     admin_headers(h, sizeof(h), id, key2); /* another business's key */
-    gktest_http(server.port, "GET", "/config", h, NULL, &r);
+    gktest_http(gktest_srv.port, "GET", "/config", h, NULL, &r);
     expect_error(&r, 401, "unauthorized");
     snprintf(h, sizeof(h), "business_id: %s\r\nAuthorization: Basic %s\r\n", id, key);
-    gktest_http(server.port, "GET", "/config", h, NULL, &r);
+    gktest_http(gktest_srv.port, "GET", "/config", h, NULL, &r);
     expect_error(&r, 401, "unauthorized");
     admin_headers(h, sizeof(h), id, key);
-    gktest_http(server.port, "GET", "/config", h, NULL, &r);
+    gktest_http(gktest_srv.port, "GET", "/config", h, NULL, &r);
     ck_assert_int_eq(r.status, 200);
     ck_assert_str_eq(gktest_json_str(&r, "message"), "Configuration retrieved successfully");
     ck_assert_int_eq(gktest_json_int(&r, "updated_config.admission_limit"), 100);
     gktest_resp_free(&r);
     /* Hyphenated header and the operator key work too. */
     snprintf(h, sizeof(h), "business-id: %s\r\n" OPERATOR, id);
-    gktest_http(server.port, "GET", "/config", h, NULL, &r);
+    gktest_http(gktest_srv.port, "GET", "/config", h, NULL, &r);
     ck_assert_int_eq(r.status, 200);
     gktest_resp_free(&r);
     /* A wrong key for an unknown business says 401, not whether the business exists. */
     admin_headers(h, sizeof(h), "no-such-business", key);
-    gktest_http(server.port, "GET", "/config", h, NULL, &r);
+    gktest_http(gktest_srv.port, "GET", "/config", h, NULL, &r);
     expect_error(&r, 401, "unauthorized");
 }
 END_TEST
@@ -392,7 +379,7 @@ config_fingerprint(const char *h)
     struct gktest_resp r;
     long long v;
 
-    gktest_http(server.port, "GET", "/config", h, NULL, &r);
+    gktest_http(gktest_srv.port, "GET", "/config", h, NULL, &r);
     ck_assert_int_eq(r.status, 200);
     v = gktest_json_int(&r, "updated_config.admission_limit") * 100000 +
         gktest_json_int(&r, "updated_config.ready_ttl_seconds");
@@ -408,7 +395,7 @@ START_TEST(config_update_partial_and_whole)
 
     new_business(id, sizeof(id), key, sizeof(key));
     admin_headers(h, sizeof(h), id, key);
-    gktest_http(server.port, "POST", "/config", h,
+    gktest_http(gktest_srv.port, "POST", "/config", h,
                 "{\"admission_limit\": 7, \"queueing_method\": \"random\"}", &r);
     ck_assert_int_eq(r.status, 200);
     ck_assert_str_eq(gktest_json_str(&r, "message"), "Configuration updated successfully");
@@ -418,12 +405,12 @@ START_TEST(config_update_partial_and_whole)
     ck_assert(json_object_object_get_ex(v, "queueing_method", &v));
     ck_assert_str_eq(json_object_get_string(v), "random");
     gktest_resp_free(&r);
-    gktest_http(server.port, "POST", "/config", h, "{\"ready_ttl_seconds\": 120}", &r);
+    gktest_http(gktest_srv.port, "POST", "/config", h, "{\"ready_ttl_seconds\": 120}", &r);
     ck_assert_int_eq(gktest_json_int(&r, "updated_config.admission_limit"), 7);
     ck_assert_int_eq(gktest_json_int(&r, "updated_config.ready_ttl_seconds"), 120);
     gktest_resp_free(&r);
     ck_assert_int_eq(config_fingerprint(h), 7 * 100000 + 120);
-    gktest_http(server.port, "POST", "/config", h, "{}", &r);
+    gktest_http(gktest_srv.port, "POST", "/config", h, "{}", &r);
     ck_assert_int_eq(r.status, 200);
     gktest_resp_free(&r);
 }
@@ -461,16 +448,16 @@ START_TEST(config_update_errors_change_nothing)
     admin_headers(h, sizeof(h), id, key);
     before = config_fingerprint(h);
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        gktest_http(server.port, "POST", "/config", h, bad[i], &r);
+        gktest_http(gktest_srv.port, "POST", "/config", h, bad[i], &r);
         ck_assert_msg(r.status == 422, "%s -> %d %s", bad[i], r.status, r.body);
         ck_assert_str_eq(gktest_json_str(&r, "field"), fields[i]);
         expect_error(&r, 422, "invalid_config");
     }
-    gktest_http(server.port, "POST", "/config", h, "{\"admission_limit\": 5", &r);
+    gktest_http(gktest_srv.port, "POST", "/config", h, "{\"admission_limit\": 5", &r);
     expect_error(&r, 400, "invalid_json");
-    gktest_http(server.port, "POST", "/config", h, "not json", &r);
+    gktest_http(gktest_srv.port, "POST", "/config", h, "not json", &r);
     expect_error(&r, 400, "invalid_json");
-    gktest_http(server.port, "POST", "/config", h, NULL, &r);
+    gktest_http(gktest_srv.port, "POST", "/config", h, NULL, &r);
     expect_error(&r, 400, "invalid_json");
     ck_assert_int_eq(config_fingerprint(h), before);
 }
@@ -497,7 +484,7 @@ START_TEST(config_change_reaches_other_node_within_2s)
             break;
     }
     ck_assert_int_eq(seen, 200);
-    gktest_http(server.port, "POST", "/config", h, "{\"admission_limit\": 4242}", &r);
+    gktest_http(gktest_srv.port, "POST", "/config", h, "{\"admission_limit\": 4242}", &r);
     ck_assert_int_eq(r.status, 200);
     gktest_resp_free(&r);
     for (t0 = gktest_ms(); gktest_ms() - t0 < 2000; gktest_sleep_ms(20)) {
@@ -533,25 +520,25 @@ START_TEST(postgres_down_reads_from_cache_writes_503_then_recovers)
     admin_headers(h, sizeof(h), id, key);
     gktest_pgctl("stop");
     t0 = gktest_ms();
-    gktest_http(server.port, "GET", "/health", NULL, NULL, &r);
+    gktest_http(gktest_srv.port, "GET", "/health", NULL, NULL, &r);
     ck_assert_int_lt(gktest_ms() - t0, 5000);
     ck_assert_int_eq(r.status, 503);
     ck_assert_str_eq(gktest_json_str(&r, "status"), "unhealthy");
     ck_assert_str_eq(gktest_json_str(&r, "redis"), "ok");
     ck_assert_str_ne(gktest_json_str(&r, "postgres"), "ok");
     gktest_resp_free(&r);
-    gktest_http(server.port, "GET", "/config", h, NULL, &r);
+    gktest_http(gktest_srv.port, "GET", "/config", h, NULL, &r);
     ck_assert_int_eq(r.status, 200);
     gktest_resp_free(&r);
     t0 = gktest_ms();
-    gktest_http(server.port, "POST", "/config", h, "{\"admission_limit\": 9}", &r);
+    gktest_http(gktest_srv.port, "POST", "/config", h, "{\"admission_limit\": 9}", &r);
     ck_assert_int_lt(gktest_ms() - t0, 5000);
     expect_error(&r, 503, "unavailable");
-    gktest_http(server.port, "POST", "/businesses", OPERATOR, "{\"business_id\":\"while-down\"}", &r);
+    gktest_http(gktest_srv.port, "POST", "/businesses", OPERATOR, "{\"business_id\":\"while-down\"}", &r);
     expect_error(&r, 503, "unavailable");
     gktest_pgctl("start");
     for (t0 = gktest_ms(); gktest_ms() - t0 < 10000; gktest_sleep_ms(100)) {
-        gktest_http(server.port, "POST", "/config", h, "{\"admission_limit\": 9}", &r);
+        gktest_http(gktest_srv.port, "POST", "/config", h, "{\"admission_limit\": 9}", &r);
         status = r.status;
         gktest_resp_free(&r);
         if (status == 200)
@@ -559,7 +546,7 @@ START_TEST(postgres_down_reads_from_cache_writes_503_then_recovers)
     }
     ck_assert_int_eq(status, 200);
     ck_assert_int_eq(config_fingerprint(h) / 100000, 9);
-    gktest_http(server.port, "GET", "/health", NULL, NULL, &r);
+    gktest_http(gktest_srv.port, "GET", "/health", NULL, NULL, &r);
     ck_assert_int_eq(r.status, 200);
     gktest_resp_free(&r);
 }
@@ -573,7 +560,7 @@ START_TEST(redis_down_makes_health_503_then_recovers)
 
     gktest_redisctl("stop");
     t0 = gktest_ms();
-    gktest_http(server.port, "GET", "/health", NULL, NULL, &r);
+    gktest_http(gktest_srv.port, "GET", "/health", NULL, NULL, &r);
     ck_assert_int_lt(gktest_ms() - t0, 3000);
     ck_assert_int_eq(r.status, 503);
     ck_assert_str_ne(gktest_json_str(&r, "redis"), "ok");
@@ -581,7 +568,7 @@ START_TEST(redis_down_makes_health_503_then_recovers)
     gktest_resp_free(&r);
     gktest_redisctl("start");
     for (t0 = gktest_ms(); gktest_ms() - t0 < 5000; gktest_sleep_ms(100)) {
-        gktest_http(server.port, "GET", "/health", NULL, NULL, &r);
+        gktest_http(gktest_srv.port, "GET", "/health", NULL, NULL, &r);
         status = r.status;
         gktest_resp_free(&r);
         if (status == 200)
@@ -648,9 +635,9 @@ START_TEST(secrets_never_reach_the_log)
 
     new_business(id, sizeof(id), key, sizeof(key));
     admin_headers(h, sizeof(h), id, key);
-    gktest_http(server.port, "GET", "/config", h, NULL, &r);
+    gktest_http(gktest_srv.port, "GET", "/config", h, NULL, &r);
     gktest_resp_free(&r);
-    f = fopen(server.log, "r");
+    f = fopen(gktest_srv.log, "r");
     ck_assert_ptr_nonnull(f);
     n = fread(buf, 1, sizeof(buf) - 1, f);
     buf[n] = '\0';
@@ -698,7 +685,7 @@ http_it_suite(void)
     TCase *outage = tcase_create("outages");
     TCase *start = tcase_create("startup");
 
-    tcase_add_unchecked_fixture(conv, server_up, server_down);
+    tcase_add_unchecked_fixture(conv, gktest_srv_up, gktest_srv_down);
     tcase_set_timeout(conv, 30);
     tcase_add_test(conv, health_checks_both_stores);
     tcase_add_test(conv, request_id_is_echoed_only_when_safe);
@@ -713,7 +700,7 @@ http_it_suite(void)
     tcase_add_test(conv, secrets_never_reach_the_log);
     suite_add_tcase(s, conv);
 
-    tcase_add_unchecked_fixture(admin, server_up, server_down);
+    tcase_add_unchecked_fixture(admin, gktest_srv_up, gktest_srv_down);
     tcase_set_timeout(admin, 30);
     tcase_add_test(admin, create_business_requires_operator_key);
     tcase_add_test(admin, create_business_validates_body);
@@ -724,12 +711,12 @@ http_it_suite(void)
     tcase_add_test(admin, config_update_errors_change_nothing);
     suite_add_tcase(s, admin);
 
-    tcase_add_unchecked_fixture(nodes, server_up, server_down);
+    tcase_add_unchecked_fixture(nodes, gktest_srv_up, gktest_srv_down);
     tcase_set_timeout(nodes, 30);
     tcase_add_test(nodes, config_change_reaches_other_node_within_2s);
     suite_add_tcase(s, nodes);
 
-    tcase_add_unchecked_fixture(outage, server_up, server_down);
+    tcase_add_unchecked_fixture(outage, gktest_srv_up, gktest_srv_down);
     tcase_add_checked_fixture(outage, NULL, services_up);
     tcase_set_timeout(outage, 60);
     tcase_add_test(outage, postgres_down_reads_from_cache_writes_503_then_recovers);

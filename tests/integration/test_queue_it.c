@@ -18,25 +18,11 @@
 #include "integration/suites.h"
 #include "support/gktest.h"
 
-static struct gktest_server server;
-
-static void
-server_up(void)
-{
-    gktest_server_start(&server, NULL);
-}
-
-static void
-server_down(void)
-{
-    gktest_server_stop(&server);
-}
-
 /* A fresh business with the given config patch (JSON object text, may be "{}"). */
 static void
 business(char *id, size_t idlen, const char *patch)
 {
-    gktest_new_business(server.port, patch, id, idlen);
+    gktest_new_business(gktest_srv.port, patch, id, idlen);
 }
 
 static void
@@ -56,7 +42,7 @@ call(const char *method, const char *path, const char *biz, const char *token, s
 
     snprintf(h, sizeof(h), "business_id: %s\r\n%s%s%s", biz, token != NULL ? "jwt: " : "",
              token != NULL ? token : "", token != NULL ? "\r\n" : "");
-    gktest_http(server.port, method, path, h, NULL, r);
+    gktest_http(gktest_srv.port, method, path, h, NULL, r);
 }
 
 /* Enqueues a new user and returns their token (copied into tok, >= GK_TOKEN_BUF). */
@@ -65,7 +51,7 @@ join(const char *biz, const char *user, char *tok)
 {
     struct gktest_resp r;
 
-    enqueue(server.port, biz, user, NULL, &r);
+    enqueue(gktest_srv.port, biz, user, NULL, &r);
     ck_assert_msg(r.status == 200, "enqueue %s: %d %s", user, r.status, r.body);
     snprintf(tok, GK_TOKEN_BUF, "%s", gktest_json_str(&r, "jwt"));
     ck_assert(tok[0] != '\0');
@@ -130,7 +116,7 @@ START_TEST(enqueue_then_duplicate)
     struct gktest_resp r;
 
     business(biz, sizeof(biz), "{}");
-    enqueue(server.port, biz, "alice", NULL, &r);
+    enqueue(gktest_srv.port, biz, "alice", NULL, &r);
     ck_assert_int_eq(r.status, 200);
     ck_assert_str_eq(gktest_json_str(&r, "message"), "User enqueued successfully.");
     ck_assert_int_eq(gktest_json_int(&r, "position"), 1);
@@ -139,11 +125,11 @@ START_TEST(enqueue_then_duplicate)
     snprintf(tok, sizeof(tok), "%s", gktest_json_str(&r, "jwt"));
     ck_assert_int_gt(strlen(tok), 20);
     gktest_resp_free(&r);
-    enqueue(server.port, biz, "bob", NULL, &r);
+    enqueue(gktest_srv.port, biz, "bob", NULL, &r);
     ck_assert_int_eq(gktest_json_int(&r, "position"), 2);
     gktest_resp_free(&r);
     /* The same user again: same place, no second token. */
-    enqueue(server.port, biz, "alice", NULL, &r);
+    enqueue(gktest_srv.port, biz, "alice", NULL, &r);
     ck_assert_int_eq(r.status, 200);
     ck_assert_str_eq(gktest_json_str(&r, "jwt"), "");
     ck_assert_int_eq(gktest_json_int(&r, "position"), 1);
@@ -154,7 +140,7 @@ START_TEST(enqueue_then_duplicate)
         char h[256];
 
         snprintf(h, sizeof(h), "business-id: %s\r\nuser-id: carol\r\n", biz);
-        gktest_http(server.port, "POST", "/queue/enqueue", h, NULL, &r);
+        gktest_http(gktest_srv.port, "POST", "/queue/enqueue", h, NULL, &r);
         ck_assert_int_eq(gktest_json_int(&r, "position"), 3);
         gktest_resp_free(&r);
     }
@@ -167,21 +153,21 @@ START_TEST(header_errors)
     struct gktest_resp r;
 
     business(biz, sizeof(biz), "{}");
-    gktest_http(server.port, "POST", "/queue/enqueue", "user_id: u1\r\n", NULL, &r);
+    gktest_http(gktest_srv.port, "POST", "/queue/enqueue", "user_id: u1\r\n", NULL, &r);
     ck_assert_int_eq(r.status, 400);
     ck_assert_str_eq(gktest_json_str(&r, "error"), "missing_header");
     gktest_resp_free(&r);
     snprintf(h, sizeof(h), "business_id: %s\r\n", biz);
-    gktest_http(server.port, "POST", "/queue/enqueue", h, NULL, &r);
+    gktest_http(gktest_srv.port, "POST", "/queue/enqueue", h, NULL, &r);
     ck_assert_int_eq(r.status, 400);
     ck_assert_str_eq(gktest_json_str(&r, "field"), "user_id");
     gktest_resp_free(&r);
     snprintf(h, sizeof(h), "business_id: %s\r\nuser_id: bad user\r\n", biz);
-    gktest_http(server.port, "POST", "/queue/enqueue", h, NULL, &r);
+    gktest_http(gktest_srv.port, "POST", "/queue/enqueue", h, NULL, &r);
     ck_assert_int_eq(r.status, 400);
     ck_assert_str_eq(gktest_json_str(&r, "error"), "invalid_header");
     gktest_resp_free(&r);
-    enqueue(server.port, "no-such-biz", "u1", NULL, &r);
+    enqueue(gktest_srv.port, "no-such-biz", "u1", NULL, &r);
     ck_assert_int_eq(r.status, 404);
     ck_assert_str_eq(gktest_json_str(&r, "error"), "unknown_business");
     gktest_resp_free(&r);
@@ -189,7 +175,7 @@ START_TEST(header_errors)
     ck_assert_int_eq(r.status, 400);
     ck_assert_str_eq(gktest_json_str(&r, "field"), "jwt");
     gktest_resp_free(&r);
-    gktest_http(server.port, "OPTIONS", "/queue/enqueue", "Origin: https://shop.example\r\n", NULL, &r);
+    gktest_http(gktest_srv.port, "OPTIONS", "/queue/enqueue", "Origin: https://shop.example\r\n", NULL, &r);
     ck_assert_int_eq(r.status, 204);
     gktest_resp_free(&r);
 }
@@ -262,7 +248,7 @@ START_TEST(eta_uses_the_measured_rate_once_there_is_one)
     call("GET", "/queue/status", biz, tok, &r);
     ck_assert_int_eq(gktest_json_int(&r, "eta_seconds"), 10);
     gktest_resp_free(&r);
-    enqueue(server.port, biz, "e5", NULL, &r);
+    enqueue(gktest_srv.port, biz, "e5", NULL, &r);
     ck_assert_int_eq(gktest_json_int(&r, "eta_seconds"), 12);
     gktest_resp_free(&r);
 }
@@ -312,7 +298,7 @@ START_TEST(verify_finish_gate_and_no_replay)
     ck_assert_str_eq(gktest_json_str(&r, "message"), "User is ready");
     gktest_resp_free(&r);
     /* Enqueue of a ready user says so. */
-    enqueue(server.port, biz, "dave", NULL, &r);
+    enqueue(gktest_srv.port, biz, "dave", NULL, &r);
     ck_assert(flag(&r, "ready"));
     ck_assert(json_is_null(&r, "position"));
     ck_assert_str_eq(gktest_json_str(&r, "jwt"), "");
@@ -323,11 +309,11 @@ START_TEST(verify_finish_gate_and_no_replay)
     ck_assert_int_eq(r.status, 204);
     gktest_resp_free(&r);
     snprintf(h, sizeof(h), "X-Gatekeeper-Business: %s\r\nCookie: a=b; gk_token=%s\r\n", biz, tok);
-    gktest_http(server.port, "GET", "/queue/gate", h, NULL, &r);
+    gktest_http(gktest_srv.port, "GET", "/queue/gate", h, NULL, &r);
     ck_assert_int_eq(r.status, 204);
     gktest_resp_free(&r);
     snprintf(h, sizeof(h), "business_id: %s\r\nAuthorization: Bearer %s\r\n", biz, tok);
-    gktest_http(server.port, "GET", "/queue/verify", h, NULL, &r);
+    gktest_http(gktest_srv.port, "GET", "/queue/verify", h, NULL, &r);
     ck_assert(flag(&r, "ready"));
     gktest_resp_free(&r);
     call("DELETE", "/queue/finish", biz, tok, &r);
@@ -339,7 +325,7 @@ START_TEST(verify_finish_gate_and_no_replay)
     call("GET", "/queue/verify", biz, tok, &r);
     ck_assert(!flag(&r, "ready"));
     gktest_resp_free(&r);
-    gktest_http(server.port, "GET", "/queue/gate", h, NULL, &r);
+    gktest_http(gktest_srv.port, "GET", "/queue/gate", h, NULL, &r);
     ck_assert_int_eq(r.status, 401);
     gktest_resp_free(&r);
     call("DELETE", "/queue/finish", biz, tok, &r);
@@ -478,7 +464,7 @@ START_TEST(passthrough_reject_and_full)
     struct gktest_resp r;
 
     business(biz, sizeof(biz), "{\"queueing_method\": \"passthrough\"}");
-    enqueue(server.port, biz, "gina", NULL, &r);
+    enqueue(gktest_srv.port, biz, "gina", NULL, &r);
     ck_assert_int_eq(r.status, 200);
     ck_assert(flag(&r, "ready"));
     ck_assert(json_is_null(&r, "position"));
@@ -488,19 +474,19 @@ START_TEST(passthrough_reject_and_full)
     ck_assert(flag(&r, "ready"));
     gktest_resp_free(&r);
     business(biz, sizeof(biz), "{\"queueing_method\": \"reject\"}");
-    enqueue(server.port, biz, "hank", NULL, &r);
+    enqueue(gktest_srv.port, biz, "hank", NULL, &r);
     ck_assert_int_eq(r.status, 503);
     ck_assert_str_eq(gktest_json_str(&r, "error"), "queue_closed");
     gktest_resp_free(&r);
     business(biz, sizeof(biz), "{\"max_queue_length\": 2}");
     join(biz, "i1", tok);
     join(biz, "i2", tok);
-    enqueue(server.port, biz, "i3", NULL, &r);
+    enqueue(gktest_srv.port, biz, "i3", NULL, &r);
     ck_assert_int_eq(r.status, 503);
     ck_assert_str_eq(gktest_json_str(&r, "error"), "queue_full");
     gktest_resp_free(&r);
     /* Someone already in line is still answered. */
-    enqueue(server.port, biz, "i2", NULL, &r);
+    enqueue(gktest_srv.port, biz, "i2", NULL, &r);
     ck_assert_int_eq(r.status, 200);
     ck_assert_int_eq(gktest_json_int(&r, "position"), 2);
     gktest_resp_free(&r);
@@ -519,7 +505,7 @@ START_TEST(rate_limits_at_their_boundaries)
         snprintf(user, sizeof(user), "r%d", i);
         join(biz, user, tok);
     }
-    enqueue(server.port, biz, "r3", NULL, &r);
+    enqueue(gktest_srv.port, biz, "r3", NULL, &r);
     ck_assert_int_eq(r.status, 429);
     ck_assert_str_eq(gktest_json_str(&r, "error"), "rate_limited");
     /* One enqueue per 20 s is the steady rate, so the wait is at most that. */
@@ -528,7 +514,7 @@ START_TEST(rate_limits_at_their_boundaries)
     ck_assert_int_le(atoi(retry), 20);
     gktest_resp_free(&r);
     /* An untrusted peer cannot dodge the limit with X-Forwarded-For. */
-    enqueue(server.port, biz, "r4", "X-Forwarded-For: 203.0.113.50\r\n", &r);
+    enqueue(gktest_srv.port, biz, "r4", "X-Forwarded-For: 203.0.113.50\r\n", &r);
     ck_assert_int_eq(r.status, 429);
     gktest_resp_free(&r);
     ck_assert_int_eq(position_of(biz, tok), 3);
@@ -581,7 +567,7 @@ static void *
 enqueue_worker(void *p)
 {
     struct worker_arg *a = p;
-    int fd = gktest_connect(server.port);
+    int fd = gktest_connect(gktest_srv.port);
 
     for (int u = a->first; u < USERS; u += a->step) {
         char req[512];
@@ -595,7 +581,7 @@ enqueue_worker(void *p)
             a->errors++;
             if (fd >= 0)
                 close(fd);
-            fd = gktest_connect(server.port);
+            fd = gktest_connect(gktest_srv.port);
             continue;
         }
         if (r.status == 200 && r.json != NULL) {
@@ -643,7 +629,7 @@ START_TEST(concurrent_enqueues_get_exact_distinct_positions)
     {
         struct gktest_resp r;
 
-        enqueue(server.port, biz, "user4999", NULL, &r);
+        enqueue(gktest_srv.port, biz, "user4999", NULL, &r);
         ck_assert_str_eq(gktest_json_str(&r, "jwt"), "");
         ck_assert_int_eq(gktest_json_int(&r, "position"), positions[4999]);
         gktest_resp_free(&r);
@@ -676,7 +662,7 @@ START_TEST(redis_down_is_503_fast_and_recovers_alone)
     ck_assert_str_eq(gktest_json_str(&r, "error"), "unavailable");
     gktest_resp_free(&r);
     t0 = gktest_ms();
-    enqueue(server.port, biz, "pete", NULL, &r);
+    enqueue(gktest_srv.port, biz, "pete", NULL, &r);
     ck_assert_int_lt(gktest_ms() - t0, 3000);
     ck_assert_int_eq(r.status, 503);
     gktest_resp_free(&r);
@@ -704,7 +690,7 @@ queue_it_suite(void)
     TCase *load = tcase_create("concurrency");
     TCase *outage = tcase_create("redis_outage");
 
-    tcase_add_unchecked_fixture(api, server_up, server_down);
+    tcase_add_unchecked_fixture(api, gktest_srv_up, gktest_srv_down);
     tcase_set_timeout(api, 30);
     tcase_add_test(api, enqueue_then_duplicate);
     tcase_add_test(api, header_errors);
@@ -719,12 +705,12 @@ queue_it_suite(void)
     tcase_add_test(api, trusted_proxy_forwarded_for_is_honoured);
     suite_add_tcase(s, api);
 
-    tcase_add_unchecked_fixture(load, server_up, server_down);
+    tcase_add_unchecked_fixture(load, gktest_srv_up, gktest_srv_down);
     tcase_set_timeout(load, 120);
     tcase_add_test(load, concurrent_enqueues_get_exact_distinct_positions);
     suite_add_tcase(s, load);
 
-    tcase_add_unchecked_fixture(outage, server_up, server_down);
+    tcase_add_unchecked_fixture(outage, gktest_srv_up, gktest_srv_down);
     tcase_add_checked_fixture(outage, NULL, redis_up);
     tcase_set_timeout(outage, 60);
     tcase_add_test(outage, redis_down_is_503_fast_and_recovers_alone);

@@ -19,20 +19,6 @@
 #define MINUTE 60000
 
 static const char *const test_clock[] = {"GK_TEST_CLOCK=1", NULL};
-static struct gktest_server server;
-
-static void
-server_up(void)
-{
-    gktest_server_start(&server, test_clock);
-}
-
-static void
-server_down(void)
-{
-    gktest_server_stop(&server);
-}
-
 static long long
 stats_field(const char *biz, const char *field)
 {
@@ -63,19 +49,6 @@ advance(const char *biz, long long ms)
     gktest_redis("INCRBY 'gk:{%s}:clock' %lld", biz, ms);
 }
 
-/* Waits (up to 10 s) until the business has had at least n ticks. */
-static void
-wait_ticks(const char *biz, long long n)
-{
-    long long t0 = gktest_ms();
-
-    while (stats_field(biz, "ticks_total") < n) {
-        ck_assert_msg(gktest_ms() - t0 < 10000, "%s: %lld ticks, want %lld", biz,
-                      stats_field(biz, "ticks_total"), n);
-        gktest_sleep_ms(20);
-    }
-}
-
 static void
 enqueue(const char *biz, const char *user, char *tok)
 {
@@ -83,7 +56,7 @@ enqueue(const char *biz, const char *user, char *tok)
     char h[256];
 
     snprintf(h, sizeof(h), "business_id: %s\r\nuser_id: %s\r\n", biz, user);
-    gktest_http(server.port, "POST", "/queue/enqueue", h, NULL, &r);
+    gktest_http(gktest_srv.port, "POST", "/queue/enqueue", h, NULL, &r);
     ck_assert_msg(r.status == 200, "enqueue %s: %d %s", user, r.status, r.body);
     snprintf(tok, GK_TOKEN_BUF, "%s", gktest_json_str(&r, "jwt"));
     gktest_resp_free(&r);
@@ -97,7 +70,7 @@ call(const char *method, const char *path, const char *biz, const char *tok)
     int status;
 
     snprintf(h, sizeof(h), "business_id: %s\r\njwt: %s\r\n", biz, tok);
-    gktest_http(server.port, method, path, h, NULL, &r);
+    gktest_http(gktest_srv.port, method, path, h, NULL, &r);
     status = r.status;
     gktest_resp_free(&r);
     return status;
@@ -109,16 +82,16 @@ exact_counts_with(int workers)
     struct gktest_server w[4];
     char biz[64];
 
-    gktest_new_business(server.port,
+    gktest_new_business(gktest_srv.port,
                         "{\"admission_limit\": 7, \"admission_frequency\": 60, \"ready_ttl_seconds\": 3600}",
                         biz, sizeof(biz));
     fill(biz, 200);
     for (int i = 0; i < workers; i++)
         gktest_worker_start(&w[i], test_clock);
-    wait_ticks(biz, 1);
+    gktest_wait_ticks(biz, 1);
     for (int k = 1; k <= 5; k++) {
         advance(biz, MINUTE);
-        wait_ticks(biz, k + 1);
+        gktest_wait_ticks(biz, k + 1);
     }
     gktest_sleep_ms(400); /* room for any tick that should not happen */
     ck_assert_int_eq(stats_field(biz, "ticks_total"), 6);
@@ -149,7 +122,7 @@ START_TEST(cap_is_refilled_by_finish_and_leave)
     struct gktest_server w;
     char biz[64], tok[6][GK_TOKEN_BUF], user[16];
 
-    gktest_new_business(server.port,
+    gktest_new_business(gktest_srv.port,
                         "{\"admission_limit\": 10, \"admission_frequency\": 60, \"max_active_users\": 3, "
                         "\"ready_ttl_seconds\": 3600}",
                         biz, sizeof(biz));
@@ -158,17 +131,17 @@ START_TEST(cap_is_refilled_by_finish_and_leave)
         enqueue(biz, user, tok[i]);
     }
     gktest_worker_start(&w, test_clock);
-    wait_ticks(biz, 1);
+    gktest_wait_ticks(biz, 1);
     ck_assert_int_eq(card(biz, "ready"), 3);
     advance(biz, MINUTE);
-    wait_ticks(biz, 2);
+    gktest_wait_ticks(biz, 2);
     ck_assert_int_eq(card(biz, "ready"), 3); /* full: nobody more */
     ck_assert_int_eq(stats_field(biz, "admitted_total"), 3);
     ck_assert_int_eq(call("DELETE", "/queue/finish", biz, tok[0]), 200);
     ck_assert_int_eq(call("DELETE", "/queue/leave", biz, tok[1]), 200);
     ck_assert_int_eq(card(biz, "ready"), 1);
     advance(biz, MINUTE);
-    wait_ticks(biz, 3);
+    gktest_wait_ticks(biz, 3);
     ck_assert_int_eq(card(biz, "ready"), 3);
     ck_assert_int_eq(stats_field(biz, "admitted_total"), 5);
     ck_assert_int_gt(gktest_redis_int("ZSCORE 'gk:{%s}:ready' c4", biz), 0);
@@ -184,23 +157,23 @@ START_TEST(ready_time_runs_out)
     struct gktest_resp r;
     char h[2048];
 
-    gktest_new_business(server.port,
+    gktest_new_business(gktest_srv.port,
                         "{\"admission_limit\": 2, \"admission_frequency\": 3600, \"ready_ttl_seconds\": 60}",
                         biz, sizeof(biz));
     enqueue(biz, "x0", tok);
     gktest_worker_start(&w, test_clock);
-    wait_ticks(biz, 1);
+    gktest_wait_ticks(biz, 1);
     snprintf(h, sizeof(h), "business_id: %s\r\njwt: %s\r\n", biz, tok);
-    gktest_http(server.port, "GET", "/queue/verify", h, NULL, &r);
+    gktest_http(gktest_srv.port, "GET", "/queue/verify", h, NULL, &r);
     ck_assert_ptr_nonnull(strstr(r.body, "\"ready\":true"));
     gktest_resp_free(&r);
     advance(biz, 61000);
     /* Not ready the moment the time is up, before any tick cleans up. */
-    gktest_http(server.port, "GET", "/queue/verify", h, NULL, &r);
+    gktest_http(gktest_srv.port, "GET", "/queue/verify", h, NULL, &r);
     ck_assert_ptr_nonnull(strstr(r.body, "\"ready\":false"));
     gktest_resp_free(&r);
     advance(biz, 3600000);
-    wait_ticks(biz, 2);
+    gktest_wait_ticks(biz, 2);
     ck_assert_int_eq(stats_field(biz, "expired_total"), 1);
     ck_assert_int_eq(card(biz, "ready"), 0);
     gktest_server_stop(&w);
@@ -213,18 +186,18 @@ START_TEST(abandoned_users_are_evicted_before_admission)
     char biz[64], tok[4][GK_TOKEN_BUF];
     const char *users[] = {"front", "polls", "gone1", "gone2"};
 
-    gktest_new_business(server.port,
+    gktest_new_business(gktest_srv.port,
                         "{\"admission_limit\": 1, \"admission_frequency\": 60, \"max_active_users\": 1, "
                         "\"abandon_after_seconds\": 30, \"ready_ttl_seconds\": 3600}",
                         biz, sizeof(biz));
     for (int i = 0; i < 4; i++)
         enqueue(biz, users[i], tok[i]);
     gktest_worker_start(&w, test_clock);
-    wait_ticks(biz, 1); /* "front" takes the only slot */
+    gktest_wait_ticks(biz, 1); /* "front" takes the only slot */
     advance(biz, 50000);
     ck_assert_int_eq(call("GET", "/queue/status", biz, tok[1]), 200); /* a heartbeat */
     advance(biz, 15000);
-    wait_ticks(biz, 2);
+    gktest_wait_ticks(biz, 2);
     ck_assert_int_eq(stats_field(biz, "evicted_total"), 2);
     ck_assert_int_eq(card(biz, "wait"), 1);
     ck_assert_int_eq(gktest_redis_int("ZRANK 'gk:{%s}:wait' polls", biz), 0);
@@ -239,16 +212,16 @@ START_TEST(random_admits_waiting_users_once_across_the_queue)
     long long q[4];
 
     gktest_new_business(
-        server.port,
+        gktest_srv.port,
         "{\"admission_limit\": 100, \"admission_frequency\": 60, \"queueing_method\": \"random\", "
         "\"ready_ttl_seconds\": 3600}",
         biz, sizeof(biz));
     fill(biz, 1000);
     gktest_worker_start(&w, test_clock);
-    wait_ticks(biz, 1);
+    gktest_wait_ticks(biz, 1);
     for (int k = 1; k <= 4; k++) {
         advance(biz, MINUTE);
-        wait_ticks(biz, k + 1);
+        gktest_wait_ticks(biz, k + 1);
     }
     ck_assert_int_eq(card(biz, "ready"), 500);
     ck_assert_int_eq(card(biz, "wait"), 500);
@@ -276,12 +249,13 @@ START_TEST(sigkill_during_100k_admissions_loses_and_duplicates_nothing)
     int kills = 0;
 
     gktest_new_business(
-        server.port, "{\"admission_limit\": 10000, \"admission_frequency\": 60, \"ready_ttl_seconds\": 3600}",
-        biz, sizeof(biz));
+        gktest_srv.port,
+        "{\"admission_limit\": 10000, \"admission_frequency\": 60, \"ready_ttl_seconds\": 3600}", biz,
+        sizeof(biz));
     fill(biz, 100000);
     gktest_worker_start(&steady, test_clock);
     gktest_worker_start(&victim, test_clock);
-    wait_ticks(biz, 1);
+    gktest_wait_ticks(biz, 1);
     for (int k = 1; k <= 9; k++) {
         advance(biz, MINUTE);
         /* Kill and restart one worker over and over while the tick is taken. */
@@ -309,20 +283,20 @@ START_TEST(admission_limit_change_is_picked_up_without_restart)
     char biz[64], h[256];
     struct gktest_resp r;
 
-    gktest_new_business(server.port,
+    gktest_new_business(gktest_srv.port,
                         "{\"admission_limit\": 5, \"admission_frequency\": 60, \"ready_ttl_seconds\": 3600}",
                         biz, sizeof(biz));
     fill(biz, 100);
     gktest_worker_start(&w, test_clock);
-    wait_ticks(biz, 1);
+    gktest_wait_ticks(biz, 1);
     ck_assert_int_eq(card(biz, "ready"), 5);
     snprintf(h, sizeof(h), "business_id: %s\r\nAuthorization: Bearer " GKTEST_ADMIN_TOKEN "\r\n", biz);
-    gktest_http(server.port, "POST", "/config", h, "{\"admission_limit\": 20}", &r);
+    gktest_http(gktest_srv.port, "POST", "/config", h, "{\"admission_limit\": 20}", &r);
     ck_assert_int_eq(r.status, 200);
     gktest_resp_free(&r);
     gktest_sleep_ms(1500); /* inside the 2 s promise */
     advance(biz, MINUTE);
-    wait_ticks(biz, 2);
+    gktest_wait_ticks(biz, 2);
     ck_assert_int_eq(card(biz, "ready"), 25);
     gktest_server_stop(&w);
 }
@@ -344,7 +318,7 @@ worker_it_suite(void)
     Suite *s = suite_create("worker");
     TCase *tc = tcase_create("admission");
 
-    tcase_add_unchecked_fixture(tc, server_up, server_down);
+    tcase_add_unchecked_fixture(tc, gktest_srv_up_test_clock, gktest_srv_down);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, exact_admissions_one_worker);
     tcase_add_test(tc, exact_admissions_four_workers);

@@ -114,3 +114,14 @@ gktest_redis_int(const char *fmt, ...)
         return 0;
     return atoll(p);
 }
+
+void
+gktest_wait_ticks(const char *business, long long n)
+{
+    long long t0 = gktest_ms();
+
+    while (gktest_redis_int("HGET 'gk:{%s}:stats' ticks_total", business) < n) {
+        ck_assert_msg(gktest_ms() - t0 < 10000, "%s: no tick %lld within 10 s", business, n);
+        gktest_sleep_ms(20);
+    }
+}

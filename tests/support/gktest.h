@@ -23,6 +23,8 @@ void gktest_redisctl(const char *verb);
 void gktest_redis(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The same, for a command whose answer is an integer (or a number string; nil = 0). */
 long long gktest_redis_int(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Waits (up to 10 s) until the business has had at least n admission ticks. */
+void gktest_wait_ticks(const char *business, long long n);
 /* A unique id with the given prefix ("biz" -> "biz-<pid>-<n>"), for tests that must not share
  * state. Written into out (>= 64 bytes). */
 void gktest_unique_id(const char *prefix, char *out, size_t outlen);
@@ -66,6 +68,12 @@ struct gktest_server {
 /* Starts the server on a free port with the harness's Redis and PostgreSQL, the test secrets and
  * extra "KEY=VALUE" entries (NULL-terminated, may be NULL), and waits until it answers. */
 void gktest_server_start(struct gktest_server *s, const char *const *extra_env);
+/* The server of a TCase: unchecked fixtures start it before the TCase's tests (plain, or with
+ * GK_TEST_CLOCK=1) and stop it after them. */
+extern struct gktest_server gktest_srv;
+void gktest_srv_up(void);
+void gktest_srv_up_test_clock(void);
+void gktest_srv_down(void);
 /* Starts build/gatekeeper-worker with the same environment (no readiness check: a worker has
  * no port). */
 void gktest_worker_start(struct gktest_server *w, const char *const *extra_env);

@@ -399,3 +399,25 @@ gktest_new_business(uint16_t port, const char *patch, char *id, size_t idlen)
     ck_assert_msg(r.status == 200, "config %s: %d %s", patch, r.status, r.body);
     gktest_resp_free(&r);
 }
+
+struct gktest_server gktest_srv;
+
+void
+gktest_srv_up(void)
+{
+    gktest_server_start(&gktest_srv, NULL);
+}
+
+void
+gktest_srv_up_test_clock(void)
+{
+    static const char *const env[] = {"GK_TEST_CLOCK=1", NULL};
+
+    gktest_server_start(&gktest_srv, env);
+}
+
+void
+gktest_srv_down(void)
+{
+    gktest_server_stop(&gktest_srv);
+}
