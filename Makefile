@@ -24,7 +24,10 @@ CHECK_LIBS = $(shell pkg-config --libs check)
 SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
 LIB_SRC := $(filter-out src/main.c,$(wildcard src/*.c))
-LIB_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRC)) $(BUILD)/gen/scripts.o
+# Files the server sends as they are, embedded as C strings (see scripts/embed-file).
+EMBED := docs/openapi.json docs/api-docs.html web/gatekeeper.js web/wait.html web/error.html
+LIB_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRC)) $(BUILD)/gen/scripts.o \
+           $(patsubst %,$(BUILD)/gen/embed/%.o,$(EMBED))
 LUA := $(wildcard src/scripts/*.lua)
 WORKER_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard workers/*.c))
 UNIT_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/unit/*.c))
@@ -32,7 +35,7 @@ IT_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/integration/*.c) \
             $(filter-out tests/support/freeport.c,$(wildcard tests/support/*.c)))
 ALL_OBJ := $(LIB_OBJ) $(BUILD)/src/main.o $(WORKER_OBJ) $(UNIT_OBJ) $(IT_OBJ) $(BUILD)/tests/support/freeport.o
 
-.PHONY: all run test test-unit test-integration sanitize clean deps format-check help
+.PHONY: all run test test-unit test-integration sanitize clean deps format-check help bench
 
 all: $(BUILD)/gatekeeper $(BUILD)/gatekeeper-worker
 
@@ -48,12 +51,19 @@ $(BUILD)/it-tests: $(IT_OBJ) $(BUILD)/libgk.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LDLIBS)
 $(BUILD)/freeport: $(BUILD)/tests/support/freeport.o
 	$(CC) $(LDFLAGS) -o $@ $^
+$(BUILD)/gk-bench-tokens: $(BUILD)/bench/tokens.o $(BUILD)/libgk.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # The Lua scripts, embedded as C strings (see scripts/embed-lua).
 $(BUILD)/gen/scripts.c: $(LUA) scripts/embed-lua
 	@mkdir -p $(@D)
 	scripts/embed-lua src/scripts > $@
 $(BUILD)/gen/scripts.o: $(BUILD)/gen/scripts.c
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+$(BUILD)/gen/embed/%.c: % scripts/embed-file
+	@mkdir -p $(@D)
+	scripts/embed-file $< > $@.tmp && mv $@.tmp $@
+$(BUILD)/gen/embed/%.o: $(BUILD)/gen/embed/%.c
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 $(BUILD)/tests/%.o: tests/%.c
@@ -69,7 +79,9 @@ deps:
 run: all
 	scripts/run $(BUILD)
 
-test: test-unit test-integration
+# The browser tests come last: they take longest and need the most (Chromium, nginx, npm).
+test: test-unit test-compose test-integration
+	$(MAKE) --no-print-directory test-e2e
 
 test-unit: $(BUILD)/unit-tests
 	$(BUILD)/unit-tests
@@ -77,17 +89,71 @@ test-unit: $(BUILD)/unit-tests
 test-integration: all $(BUILD)/it-tests $(BUILD)/freeport
 	tests/integration/run.sh $(BUILD)
 
+# docker-compose.yml, Dockerfile and .dockerignore, checked by reading them (no Docker engine here).
+.PHONY: test-compose
+test-compose:
+	tests/compose/check.py
+
+# Waiting room, nginx and example backend in headless Chromium (tests/e2e/run.sh).
+.PHONY: test-e2e
+test-e2e: all $(BUILD)/freeport
+	tests/e2e/run.sh $(BUILD)
+
+# Throughput and latency against the ceilings, measured in one run (not part of `make test`).
+bench: all $(BUILD)/gk-bench-tokens
+	bench/run.sh $(BUILD)
+
 # Own build directory, so sanitized and plain objects never mix.
 sanitize:
 	$(MAKE) BUILD=build-san CFLAGS="-O1 -g $(SAN)" LDFLAGS="$(SAN)" CK_TIMEOUT_MULTIPLIER=3 test
+
+# The integration tests with the server and worker binaries under valgrind memcheck (own build
+# directory, plain -O1 objects; the test programs themselves run natively). Any error or definite
+# leak fails the run twice over: the binary exits 99, which the tests check on a clean stop, and
+# every process writes its own log (-q: empty when clean), which must all be empty afterwards,
+# so a process the tests kill with SIGKILL is checked for errors too.
+VALGRIND_LOGS := $(CURDIR)/build-vg/valgrind
+VALGRIND := valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+            --show-leak-kinds=definite --num-callers=30 --suppressions=$(CURDIR)/tests/valgrind.supp \
+            --log-file=$(VALGRIND_LOGS)/%p.log
+.PHONY: valgrind
+valgrind:
+	$(MAKE) BUILD=build-vg CFLAGS="-O1 -g" all build-vg/it-tests build-vg/freeport
+	rm -rf $(VALGRIND_LOGS) && mkdir -p $(VALGRIND_LOGS)
+	GK_TEST_WRAPPER="$(VALGRIND)" CK_TIMEOUT_MULTIPLIER=10 tests/integration/run.sh build-vg
+	@bad=$$(find $(VALGRIND_LOGS) -name '*.log' -size +0c); \
+	if [ -n "$$bad" ]; then cat $$bad; echo "valgrind: errors in $$bad" >&2; exit 1; fi; \
+	echo "valgrind: no errors, no definite leaks ($$(ls $(VALGRIND_LOGS) | wc -l) processes)"
+
+# libFuzzer targets, one per parser of outside input (tests/fuzz/fuzz_*.c). The library is built
+# with clang and the same sanitizers in its own directory; each target runs FUZZ_SECONDS on its
+# seed corpus (tests/fuzz/corpus/<target>/, read only) plus what it finds (build-fuzz/corpus/).
+FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/fuzz/*.c))
+FUZZ_SECONDS ?= 60
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+.PHONY: fuzz fuzz-smoke fuzz-build
+$(BUILD)/fuzz/%: $(BUILD)/tests/fuzz/%.o $(BUILD)/libgk.a
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+fuzz-build: $(addprefix $(BUILD)/fuzz/,$(FUZZ_TARGETS))
+fuzz:
+	scripts/install-deps --fuzz
+	$(MAKE) BUILD=build-fuzz CC=clang CFLAGS="-O1 -g -fsanitize=fuzzer-no-link $(FUZZ_SAN)" \
+	        LDFLAGS="$(FUZZ_SAN)" fuzz-build
+	tests/fuzz/run.sh build-fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+# CI's short pass: every target for 10 s.
+fuzz-smoke:
+	$(MAKE) fuzz FUZZ_SECONDS=10
 
 format-check:
 	clang-format --dry-run --Werror src/*.c include/gk/*.h workers/*.[ch] tests/*/*.[ch]
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz build-vg
 
 help:
-	@echo "make [all|run|test|test-unit|test-integration|sanitize|format-check|clean]"
+	@echo "make [all|run|test|test-unit|test-integration|test-e2e|sanitize|format-check|clean]"
 
 -include $(ALL_OBJ:.o=.d)
+-include $(FUZZ_OBJ:.o=.d)

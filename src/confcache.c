@@ -167,6 +167,13 @@ gk_confcache_acquire(struct gk_confcache *cc, const char *id)
     return e != NULL ? &e->b : NULL;
 }
 
+const struct gk_business *
+gk_confcache_retain(const struct gk_business *b)
+{
+    atomic_fetch_add(&entry_of(b)->refs, 1);
+    return b;
+}
+
 void
 gk_confcache_release(const struct gk_business *b)
 {

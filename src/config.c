@@ -50,7 +50,9 @@ static const struct key keys[] = {
     {"HTTP_THREADS", T_U32, GK_PROG_SERVER, OPTIONAL, "2", 1, 64, F(http_threads)},
     {"MAX_CONNECTIONS", T_U32, GK_PROG_SERVER, OPTIONAL, "10000", 1, 1000000, F(max_connections)},
     {"CONNECTION_TIMEOUT", T_U32, GK_PROG_SERVER, OPTIONAL, "30", 1, 3600, F(connection_timeout)},
+    {"SHUTDOWN_TIMEOUT", T_U32, GK_PROG_SERVER, OPTIONAL, "10", 1, 3600, F(shutdown_timeout)},
     {"LOG_LEVEL", T_LEVEL, BOTH, OPTIONAL, "info", 0, 0, F(log_level)},
+    {"HEARTBEAT_FILE", T_STR, GK_PROG_WORKER, OPTIONAL, NULL, 0, 0, F(heartbeat_file)},
     {"GK_TEST_CLOCK", T_FLAG, BOTH, OPTIONAL, "0", 0, 0, F(test_clock)},
 };
 
@@ -171,6 +173,8 @@ parse_key(const struct key *k, const char *v, struct gk_config *c, char *why, si
             return GK_EINVAL;
         break;
     case T_STR:
+        if (*v == '\0' && !k->required)
+            break;
         if (*v == '\0' || strlen(v) >= k->size) {
             snprintf(why, whylen, "must be 1-%zu bytes", k->size - 1);
             return GK_EINVAL;
@@ -286,7 +290,7 @@ gk_config_load_env(struct gk_config *out, enum gk_program prog, char *err, size_
 void
 gk_config_log(const struct gk_config *c, enum gk_program prog)
 {
-    char db[GK_URL_MAX];
+    char db[GK_URL_MAX], hb[2 * sizeof(c->heartbeat_file)];
     const char *at = strrchr(c->database_url, '@');
 
     /* A URL may carry a password before '@': log only what follows it. */
@@ -295,13 +299,14 @@ gk_config_log(const struct gk_config *c, enum gk_program prog)
         GK_LOG(GK_LOG_INFO, "config",
                "msg=\"configuration\" bind=%s port=%u redis=%s:%u/%u database=\"%s\" jwt_secret=*** "
                "jwt_secret_previous=%s admin_token=*** business_ids=%zu trusted_proxies=%zu http_threads=%u "
-               "max_connections=%u connection_timeout=%u",
+               "max_connections=%u connection_timeout=%u shutdown_timeout=%u",
                c->bind, c->port, c->redis.host, c->redis.port, c->redis.db, db,
                c->jwt_secret_previous[0] != '\0' ? "***" : "unset", c->n_business_ids, c->n_trusted_proxies,
-               c->http_threads, c->max_connections, c->connection_timeout);
+               c->http_threads, c->max_connections, c->connection_timeout, c->shutdown_timeout);
     } else {
-        GK_LOG(GK_LOG_INFO, "config", "msg=\"configuration\" redis=%s:%u/%u database=\"%s\"", c->redis.host,
-               c->redis.port, c->redis.db, db);
+        GK_LOG(GK_LOG_INFO, "config",
+               "msg=\"configuration\" redis=%s:%u/%u database=\"%s\" heartbeat_file=\"%s\"", c->redis.host,
+               c->redis.port, c->redis.db, db, gk_log_escape(c->heartbeat_file, hb, sizeof(hb)));
     }
     if (c->test_clock)
         GK_LOG(GK_LOG_WARN, "config", "msg=\"GK_TEST_CLOCK is on: Redis time can be moved; tests only\"");

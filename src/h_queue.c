@@ -1,12 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * h_queue.c -- the queue endpoints: enqueue, status, verify, finish, leave and gate.
- * Each does at most one Redis round trip (one Lua script) and no PostgreSQL work: the business
- * comes from the in-memory cache, the token is checked in process.
+ * Each does one Redis operation (one Lua script) and no PostgreSQL work: the business comes from
+ * the in-memory cache, the token is checked in process. A handler validates, hands its operation
+ * to the pipeline and suspends the request, freeing the thread; the operation's reply resumes it
+ * and the handler's continuation (the *_reply functions) answers.
  */
 #include "gk/handlers.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -126,11 +129,67 @@ reply_rate_limited(struct gk_resp *resp, int64_t retry_after_ms)
     gk_reply_error(resp, 429, "rate_limited", "Too many requests from this address; retry later.", NULL);
 }
 
+/* A queue request waiting for its Redis reply; freed by its continuation. */
+struct pending {
+    struct gk_op op;
+    struct gk_ctx ctx; /* app and a retained business; no per-thread handles */
+    const struct gk_req *req;
+    enum gk_err rc;
+    char user[GK_ID_BUF];
+    char token[GK_TOKEN_BUF]; /* status: the token the client sent, returned as is while young */
+    int64_t token_exp;
+    union {
+        struct gk_join_out join;
+        struct gk_status_out status;
+        int64_t ready_until;
+        bool was_ready;
+        enum gk_user_state left;
+    } out;
+};
+
 static void
-reply_redis_down(const struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
+op_done(void *arg)
 {
-    GK_RLOG(GK_LOG_WARN, "queue", req->id, "msg=\"redis failed\" err=\"%s\"", gk_store_errmsg(ctx->store));
-    gk_reply_unavailable(resp, "Redis");
+    struct pending *pd = arg;
+
+    gk_req_resume(pd->req);
+}
+
+/* Suspends req with a new pending operation for user; the caller submits pd->op next. */
+static struct pending *
+wait_for_redis(const struct gk_ctx *ctx, const struct gk_req *req, const char *user, gk_req_cont cont)
+{
+    struct pending *pd = gk_xmalloc(sizeof(*pd));
+
+    pd->ctx = (struct gk_ctx){.app = ctx->app, .biz = gk_confcache_retain(ctx->biz)};
+    pd->req = req;
+    pd->rc = GK_EREDIS;
+    pd->token[0] = '\0';
+    gk_strlcpy(pd->user, user, sizeof(pd->user));
+    gk_req_suspend(req, cont, pd);
+    return pd;
+}
+
+/* The common start of every continuation: false when there is nothing more to answer (the
+ * client left, or Redis failed and resp has the 503). pd is freed by pending_end. */
+static bool
+pending_ok(struct pending *pd, struct gk_resp *resp)
+{
+    if (resp == NULL)
+        return false;
+    if (pd->rc != GK_OK) {
+        GK_RLOG(GK_LOG_WARN, "queue", pd->req->id, "msg=\"redis failed\" business=%s", pd->ctx.biz->id);
+        gk_reply_unavailable(resp, "Redis");
+        return false;
+    }
+    return true;
+}
+
+static void
+pending_end(struct pending *pd)
+{
+    gk_confcache_release(pd->ctx.biz);
+    free(pd);
 }
 
 /* Seconds until a user at position is admitted: at the measured rate once there is one (it
@@ -175,14 +234,72 @@ eta_place(enum gk_qmethod m, int64_t position, int64_t waiting)
     return m == GK_QM_RANDOM && waiting > 0 ? (waiting + 1) / 2 : position;
 }
 
+static void
+enqueue_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
+{
+    struct pending *pd = arg;
+    const struct gk_bizconf *c = &pd->ctx.biz->conf;
+    const struct gk_join_out *out = &pd->out.join;
+    char token[GK_TOKEN_BUF] = "";
+    struct json_object *o;
+
+    (void)req;
+    if (!pending_ok(pd, resp))
+        goto out;
+    switch (out->result) {
+    case GK_JOIN_RATE_LIMITED:
+        reply_rate_limited(resp, out->retry_after_ms);
+        goto out;
+    case GK_JOIN_FULL:
+        gk_reply_error(resp, 503, "queue_full", "The queue is full; try again later.", NULL);
+        goto out;
+    case GK_JOIN_NEW:
+    case GK_JOIN_ADMITTED:
+        /* Only the request that created the entry gets a token: one token per user_id. */
+        if (!issue_token(&pd->ctx, pd->user, token)) {
+            gk_reply_error(resp, 500, "internal", "The token could not be issued.", NULL);
+            goto out;
+        }
+        break;
+    case GK_JOIN_WAITING:
+    case GK_JOIN_READY:
+        break;
+    }
+    o = json_object_new_object();
+    json_object_object_add(o, "jwt", json_object_new_string(token));
+    if (out->result == GK_JOIN_NEW || out->result == GK_JOIN_WAITING) {
+        int64_t eta =
+            eta_seconds(c, eta_place(c->queueing_method, out->position, out->waiting), out->admit_rate);
+
+        json_object_object_add(o, "position", position_json(c->queueing_method, out->position));
+        json_object_object_add(o, "ready", json_object_new_boolean(0));
+        json_object_object_add(o, "eta_seconds", json_object_new_int64(eta));
+        json_object_object_add(o, "poll_after_ms", json_object_new_int64(poll_after_ms(c, eta)));
+        json_object_object_add(o, "message",
+                               json_object_new_string(out->result == GK_JOIN_NEW
+                                                          ? "User enqueued successfully."
+                                                          : "User already in queue."));
+    } else {
+        json_object_object_add(o, "position", NULL);
+        json_object_object_add(o, "ready", json_object_new_boolean(1));
+        json_object_object_add(o, "eta_seconds", json_object_new_int64(0));
+        json_object_object_add(o, "message",
+                               json_object_new_string(out->result == GK_JOIN_ADMITTED
+                                                          ? "User admitted."
+                                                          : "User is already ready."));
+    }
+    gk_reply_json(resp, 200, o);
+out:
+    pending_end(pd);
+}
+
 void
 gk_h_enqueue(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
 {
     const struct gk_bizconf *c;
     struct gk_join_args a = {0};
-    struct gk_join_out out;
-    struct json_object *o;
-    char ip[GK_IP_BUF], token[GK_TOKEN_BUF] = "";
+    struct pending *pd;
+    char ip[GK_IP_BUF];
     const char *user;
 
     if (!gk_need_business(ctx, resp) || (user = need_user(req, resp)) == NULL)
@@ -201,87 +318,38 @@ gk_h_enqueue(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
     a.passthrough = c->queueing_method == GK_QM_PASSTHROUGH;
     a.ready_ttl_s = c->num[GK_BC_READY_TTL_SECONDS];
     a.heartbeat = c->num[GK_BC_ABANDON_AFTER_SECONDS] > 0;
-    if (gk_store_join(ctx->store, &a, &out) != GK_OK) {
-        reply_redis_down(ctx, req, resp);
-        return;
-    }
-    switch (out.result) {
-    case GK_JOIN_RATE_LIMITED:
-        reply_rate_limited(resp, out.retry_after_ms);
-        return;
-    case GK_JOIN_FULL:
-        gk_reply_error(resp, 503, "queue_full", "The queue is full; try again later.", NULL);
-        return;
-    case GK_JOIN_NEW:
-    case GK_JOIN_ADMITTED:
-        /* Only the request that created the entry gets a token: one token per user_id. */
-        if (!issue_token(ctx, user, token)) {
-            gk_reply_error(resp, 500, "internal", "The token could not be issued.", NULL);
-            return;
-        }
-        break;
-    case GK_JOIN_WAITING:
-    case GK_JOIN_READY:
-        break;
-    }
-    o = json_object_new_object();
-    json_object_object_add(o, "jwt", json_object_new_string(token));
-    if (out.result == GK_JOIN_NEW || out.result == GK_JOIN_WAITING) {
-        int64_t eta =
-            eta_seconds(c, eta_place(c->queueing_method, out.position, out.waiting), out.admit_rate);
-
-        json_object_object_add(o, "position", position_json(c->queueing_method, out.position));
-        json_object_object_add(o, "ready", json_object_new_boolean(0));
-        json_object_object_add(o, "eta_seconds", json_object_new_int64(eta));
-        json_object_object_add(o, "poll_after_ms", json_object_new_int64(poll_after_ms(c, eta)));
-        json_object_object_add(o, "message",
-                               json_object_new_string(out.result == GK_JOIN_NEW
-                                                          ? "User enqueued successfully."
-                                                          : "User already in queue."));
-    } else {
-        json_object_object_add(o, "position", NULL);
-        json_object_object_add(o, "ready", json_object_new_boolean(1));
-        json_object_object_add(o, "eta_seconds", json_object_new_int64(0));
-        json_object_object_add(o, "message",
-                               json_object_new_string(out.result == GK_JOIN_ADMITTED
-                                                          ? "User admitted."
-                                                          : "User is already ready."));
-    }
-    gk_reply_json(resp, 200, o);
+    pd = wait_for_redis(ctx, req, user, enqueue_reply);
+    gk_pipeline_join(ctx->app->pipe, &pd->op, &a, &pd->out.join, &pd->rc, op_done, pd);
 }
 
-void
-gk_h_status(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
+static void
+status_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
 {
-    const struct gk_bizconf *c;
-    struct gk_status_out st;
-    struct gk_claims claims;
-    struct json_object *o;
-    char ip[GK_IP_BUF], token[GK_TOKEN_BUF];
+    struct pending *pd = arg;
+    const struct gk_bizconf *c = &pd->ctx.biz->conf;
+    const struct gk_status_out *st = &pd->out.status;
+    char token[GK_TOKEN_BUF];
     const char *warning = NULL, *state = "not_found";
+    struct json_object *o;
 
-    if (!gk_need_business(ctx, resp) || !need_token(ctx, req, resp, TOKEN_MAY_BE_EXPIRED, false, &claims))
-        return;
-    c = &ctx->biz->conf;
-    client_ip(ctx, req, ip);
-    if (gk_store_status(ctx->store, ctx->biz->id, claims.user, ip,
-                        (struct gk_rate){c->num[GK_BC_IP_STATUS_POLLING_LIMIT],
-                                         c->num[GK_BC_IP_STATUS_POLLING_LIMIT_INTERVAL]},
-                        c->num[GK_BC_ABANDON_AFTER_SECONDS] > 0, &st) != GK_OK) {
-        reply_redis_down(ctx, req, resp);
-        return;
+    (void)req;
+    if (!pending_ok(pd, resp))
+        goto out;
+    if (st->rate_limited) {
+        reply_rate_limited(resp, st->retry_after_ms);
+        goto out;
     }
-    if (st.rate_limited) {
-        reply_rate_limited(resp, st.retry_after_ms);
-        return;
-    }
-    /* Clients always keep the returned token, so every answer carries a fresh one. */
-    if (!issue_token(ctx, claims.user, token)) {
+    /* Clients always keep the returned token. A token with more than half its life left is
+     * returned as it came (signing is the costliest part of a poll); an older one is renewed, so
+     * a client polling as told never holds an expired token. */
+    if (pd->token[0] != '\0' &&
+        pd->token_exp - gk_now_ms() / 1000 > (int64_t)c->num[GK_BC_JWT_EXPIRY_SECONDS] / 2)
+        gk_strlcpy(token, pd->token, sizeof(token));
+    else if (!issue_token(&pd->ctx, pd->user, token)) {
         gk_reply_error(resp, 500, "internal", "The token could not be issued.", NULL);
-        return;
+        goto out;
     }
-    o = json_object_new_object();
-    switch (st.state) {
+    switch (st->state) {
     case GK_USER_WAITING:
         state = "waiting";
         break;
@@ -295,46 +363,83 @@ gk_h_status(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
         warning = "User not found in queue";
         break;
     }
+    o = json_object_new_object();
     json_object_object_add(o, "warning_msg", warning != NULL ? json_object_new_string(warning) : NULL);
     json_object_object_add(o, "jwt_token", json_object_new_string(token));
-    if (st.state == GK_USER_WAITING) {
-        int64_t eta = eta_seconds(c, eta_place(c->queueing_method, st.position, st.waiting), st.admit_rate);
+    if (st->state == GK_USER_WAITING) {
+        int64_t eta =
+            eta_seconds(c, eta_place(c->queueing_method, st->position, st->waiting), st->admit_rate);
 
-        json_object_object_add(o, "position", position_json(c->queueing_method, st.position));
+        json_object_object_add(o, "position", position_json(c->queueing_method, st->position));
         json_object_object_add(o, "ready", json_object_new_boolean(0));
         json_object_object_add(o, "state", json_object_new_string(state));
         json_object_object_add(o, "eta_seconds", json_object_new_int64(eta));
         json_object_object_add(o, "poll_after_ms", json_object_new_int64(poll_after_ms(c, eta)));
     } else {
         json_object_object_add(o, "position", NULL);
-        json_object_object_add(o, "ready", json_object_new_boolean(st.state == GK_USER_READY));
+        json_object_object_add(o, "ready", json_object_new_boolean(st->state == GK_USER_READY));
         json_object_object_add(o, "state", json_object_new_string(state));
-        json_object_object_add(o, "eta_seconds", st.state == GK_USER_READY ? json_object_new_int64(0) : NULL);
+        json_object_object_add(o, "eta_seconds",
+                               st->state == GK_USER_READY ? json_object_new_int64(0) : NULL);
         json_object_object_add(o, "poll_after_ms", json_object_new_int64(poll_after_ms(c, 0)));
     }
     gk_reply_json(resp, 200, o);
+out:
+    pending_end(pd);
+}
+
+void
+gk_h_status(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
+{
+    const struct gk_bizconf *c;
+    struct gk_claims claims;
+    struct pending *pd;
+    char ip[GK_IP_BUF];
+
+    if (!gk_need_business(ctx, resp) || !need_token(ctx, req, resp, TOKEN_MAY_BE_EXPIRED, false, &claims))
+        return;
+    c = &ctx->biz->conf;
+    client_ip(ctx, req, ip);
+    pd = wait_for_redis(ctx, req, claims.user, status_reply);
+    gk_strlcpy(pd->token, find_token(req, false), sizeof(pd->token));
+    pd->token_exp = claims.exp;
+    gk_pipeline_status(ctx->app->pipe, &pd->op, ctx->biz->id, claims.user, ip,
+                       (struct gk_rate){c->num[GK_BC_IP_STATUS_POLLING_LIMIT],
+                                        c->num[GK_BC_IP_STATUS_POLLING_LIMIT_INTERVAL]},
+                       c->num[GK_BC_ABANDON_AFTER_SECONDS] > 0, &pd->out.status, &pd->rc, op_done, pd);
+}
+
+static void
+verify_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
+{
+    struct pending *pd = arg;
+    bool ready = pd->out.ready_until > 0;
+    struct json_object *o;
+
+    (void)req;
+    if (pending_ok(pd, resp)) {
+        o = json_object_new_object();
+        json_object_object_add(o, "message",
+                               json_object_new_string(ready ? "User is ready" : "User is not ready"));
+        json_object_object_add(o, "ready", json_object_new_boolean(ready));
+        gk_reply_json(resp, 200, o);
+    }
+    pending_end(pd);
 }
 
 void
 gk_h_verify(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
 {
     struct gk_claims claims;
-    struct json_object *o;
+    struct pending *pd;
     char ip[GK_IP_BUF];
-    int64_t until = 0;
 
     if (!gk_need_business(ctx, resp) || !need_token(ctx, req, resp, TOKEN_FRESH, false, &claims))
         return;
     client_ip(ctx, req, ip);
-    if (gk_store_ready_until(ctx->store, ctx->biz->id, claims.user, ip, false, &until) != GK_OK) {
-        reply_redis_down(ctx, req, resp);
-        return;
-    }
-    o = json_object_new_object();
-    json_object_object_add(o, "message",
-                           json_object_new_string(until > 0 ? "User is ready" : "User is not ready"));
-    json_object_object_add(o, "ready", json_object_new_boolean(until > 0));
-    gk_reply_json(resp, 200, o);
+    pd = wait_for_redis(ctx, req, claims.user, verify_reply);
+    gk_pipeline_ready_until(ctx->app->pipe, &pd->op, ctx->biz->id, claims.user, ip, false,
+                            &pd->out.ready_until, &pd->rc, op_done, pd);
 }
 
 static void
@@ -347,55 +452,90 @@ reply_status(struct gk_resp *resp, const char *status, const char *message)
     gk_reply_json(resp, 200, o);
 }
 
+static void
+finish_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
+{
+    struct pending *pd = arg;
+
+    (void)req;
+    if (pending_ok(pd, resp)) {
+        if (pd->out.was_ready)
+            reply_status(resp, "ready_cleared", "User removed from ready state");
+        else
+            reply_status(resp, "not_ready", "User is not in ready state");
+    }
+    pending_end(pd);
+}
+
 void
 gk_h_finish(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
 {
     struct gk_claims claims;
-    bool was_ready = false;
+    struct pending *pd;
     char ip[GK_IP_BUF];
 
     /* Freeing a slot is always welcome, so an expired (but genuine) token may do it. */
     if (!gk_need_business(ctx, resp) || !need_token(ctx, req, resp, TOKEN_MAY_BE_EXPIRED, false, &claims))
         return;
     client_ip(ctx, req, ip);
-    if (gk_store_finish(ctx->store, ctx->biz->id, claims.user, ip, &was_ready) != GK_OK) {
-        reply_redis_down(ctx, req, resp);
-        return;
+    pd = wait_for_redis(ctx, req, claims.user, finish_reply);
+    gk_pipeline_finish(ctx->app->pipe, &pd->op, ctx->biz->id, claims.user, ip, &pd->out.was_ready, &pd->rc,
+                       op_done, pd);
+}
+
+static void
+leave_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
+{
+    struct pending *pd = arg;
+
+    (void)req;
+    if (pending_ok(pd, resp)) {
+        if (pd->out.left == GK_USER_WAITING)
+            reply_status(resp, "left", "User left the queue");
+        else if (pd->out.left == GK_USER_READY)
+            reply_status(resp, "left", "User gave up their ready slot");
+        else
+            reply_status(resp, "not_found", "User not found in queue");
     }
-    if (was_ready)
-        reply_status(resp, "ready_cleared", "User removed from ready state");
-    else
-        reply_status(resp, "not_ready", "User is not in ready state");
+    pending_end(pd);
 }
 
 void
 gk_h_leave(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
 {
     struct gk_claims claims;
-    enum gk_user_state was = GK_USER_NOT_FOUND;
+    struct pending *pd;
     char ip[GK_IP_BUF];
 
     if (!gk_need_business(ctx, resp) || !need_token(ctx, req, resp, TOKEN_MAY_BE_EXPIRED, false, &claims))
         return;
     client_ip(ctx, req, ip);
-    if (gk_store_leave(ctx->store, ctx->biz->id, claims.user, ip, &was) != GK_OK) {
-        reply_redis_down(ctx, req, resp);
-        return;
+    pd = wait_for_redis(ctx, req, claims.user, leave_reply);
+    gk_pipeline_leave(ctx->app->pipe, &pd->op, ctx->biz->id, claims.user, ip, &pd->out.left, &pd->rc, op_done,
+                      pd);
+}
+
+static void
+gate_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
+{
+    struct pending *pd = arg;
+
+    (void)req;
+    if (pending_ok(pd, resp)) {
+        if (pd->out.ready_until > 0)
+            gk_resp_body(resp, 204, NULL, gk_xstrdup(""), 0);
+        else
+            gk_reply_error(resp, 401, "not_ready", "This visitor has not been admitted yet.", NULL);
     }
-    if (was == GK_USER_WAITING)
-        reply_status(resp, "left", "User left the queue");
-    else if (was == GK_USER_READY)
-        reply_status(resp, "left", "User gave up their ready slot");
-    else
-        reply_status(resp, "not_found", "User not found in queue");
+    pending_end(pd);
 }
 
 void
 gk_h_gate(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
 {
     struct gk_claims claims;
+    struct pending *pd;
     char ip[GK_IP_BUF];
-    int64_t until = 0;
 
     if (!gk_need_business(ctx, resp))
         return;
@@ -406,12 +546,7 @@ gk_h_gate(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
     if (!need_token(ctx, req, resp, TOKEN_FRESH, true, &claims))
         return;
     client_ip(ctx, req, ip);
-    if (gk_store_ready_until(ctx->store, ctx->biz->id, claims.user, ip, true, &until) != GK_OK) {
-        reply_redis_down(ctx, req, resp);
-        return;
-    }
-    if (until > 0)
-        gk_resp_body(resp, 204, NULL, gk_xstrdup(""), 0);
-    else
-        gk_reply_error(resp, 401, "not_ready", "This visitor has not been admitted yet.", NULL);
+    pd = wait_for_redis(ctx, req, claims.user, gate_reply);
+    gk_pipeline_ready_until(ctx->app->pipe, &pd->op, ctx->biz->id, claims.user, ip, true,
+                            &pd->out.ready_until, &pd->rc, op_done, pd);
 }

@@ -88,16 +88,17 @@ gk_reply_error(struct gk_resp *resp, int status, const char *code, const char *m
     gk_reply_json(resp, status, o);
 }
 
-/* Both spellings, because many proxies drop headers with underscores; reverse proxies calling
- * /queue/gate name the business in a header of their own. */
+/* Both spellings, because many proxies drop headers with underscores. Reverse proxies calling
+ * /queue/gate name the business in a header of their own, which comes first: they pass on the
+ * visitor's headers too, and a visitor's business-id must not choose the business. */
 const char *
 gk_business_header(const struct gk_req *req)
 {
-    const char *v = gk_req_header(req, "business_id");
+    const char *v = gk_req_header(req, "X-Gatekeeper-Business");
 
     if (v == NULL)
-        v = gk_req_header(req, "business-id");
-    return v != NULL ? v : gk_req_header(req, "X-Gatekeeper-Business");
+        v = gk_req_header(req, "business_id");
+    return v != NULL ? v : gk_req_header(req, "business-id");
 }
 
 bool
@@ -181,6 +182,7 @@ gk_handlers_dispatch(void *arg, const struct gk_req *req, struct gk_resp *resp)
     enum gk_route_result rr = gk_router_match(req->method, req->path, &route, allow, sizeof(allow));
 
     if (rr == GK_ROUTE_NOT_FOUND) {
+        resp->route = "not_found";
         gk_reply_error(resp, 404, "not_found", "No such endpoint.", NULL);
         return;
     }

@@ -12,16 +12,20 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <microhttpd.h>
 
 #include "gk/config.h"
 #include "gk/crypto.h"
 #include "gk/log.h"
+#include "gk/metrics.h"
 
 struct gk_http {
     struct MHD_Daemon *daemon;
@@ -29,10 +33,13 @@ struct gk_http {
     void *arg;
     uint32_t id_prefix;
     atomic_uint_fast64_t next_id;
+    atomic_int in_flight; /* requests between their headers and their completion */
+    atomic_bool draining; /* quiesced: answers close their connections */
 };
 
 /* Per-request state from the first access-handler call to the completed callback. */
 struct req_state {
+    struct gk_http *http;
     struct gk_req req;
     struct gk_resp resp;
     char *body;
@@ -40,12 +47,44 @@ struct req_state {
     size_t discarded; /* bytes dropped after the body went over the limit */
     bool too_large;
     bool answered;
-    int64_t start_ms;
+    gk_req_cont cont; /* set while the request waits for something (gk_req_suspend) */
+    void *cont_arg;
+    atomic_int phase; /* enum phase: who resumes the connection */
+    int64_t start_us;
     char method[16];
     char *path;
 };
 
 #define DISCARD_MAX (1024 * 1024)
+
+/* A suspended request: the handler asked to wait (WAITING); http.c then suspends the connection
+ * (SUSPENDED) unless the wait already ended (DONE), in which case no suspension is needed. */
+enum phase { PHASE_NONE, PHASE_WAITING, PHASE_DONE, PHASE_SUSPENDED };
+
+static struct req_state *
+state_of(const struct gk_req *req)
+{
+    return (struct req_state *)(void *)((char *)(uintptr_t)req - offsetof(struct req_state, req));
+}
+
+void
+gk_req_suspend(const struct gk_req *req, gk_req_cont cont, void *arg)
+{
+    struct req_state *st = state_of(req);
+
+    st->cont = cont;
+    st->cont_arg = arg;
+    atomic_store(&st->phase, PHASE_WAITING);
+}
+
+void
+gk_req_resume(const struct gk_req *req)
+{
+    struct req_state *st = state_of(req);
+
+    if (atomic_exchange(&st->phase, PHASE_DONE) == PHASE_SUSPENDED)
+        MHD_resume_connection(req->impl);
+}
 
 static const char too_large_body[] =
     "{\"error\":\"payload_too_large\",\"message\":\"The request body is larger than 65536 bytes.\"}";
@@ -150,7 +189,9 @@ state_new(struct gk_http *h, struct MHD_Connection *c, const char *url, const ch
     struct req_state *st = gk_xcalloc(1, sizeof(*st));
     const char *rid = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Request-Id");
 
-    st->start_ms = gk_mono_ms();
+    st->http = h;
+    st->start_us = gk_mono_us();
+    atomic_fetch_add(&h->in_flight, 1);
     gk_strlcpy(st->method, method, sizeof(st->method));
     /* MHD hands over the path with the query already split off. */
     st->path = gk_xstrndup(url, strnlen(url, 2048));
@@ -184,10 +225,15 @@ queue(struct MHD_Connection *c, struct req_state *st)
     MHD_add_response_header(mr, MHD_HTTP_HEADER_CONTENT_TYPE,
                             r->content_type != NULL ? r->content_type : "application/json");
     MHD_add_response_header(mr, "X-Request-Id", st->req.id);
-    MHD_add_response_header(mr, "Cache-Control", "no-store");
     MHD_add_response_header(mr, "X-Content-Type-Options", "nosniff");
+    /* While shutting down, a keep-alive client must not send its next request here. */
+    if (atomic_load(&st->http->draining))
+        MHD_add_response_header(mr, MHD_HTTP_HEADER_CONNECTION, "close");
     for (size_t i = 0; i < r->n_headers; i++)
         MHD_add_response_header(mr, r->headers[i][0], r->headers[i][1]);
+    /* Nothing is cached unless its handler says how (GET /gatekeeper.js). */
+    if (MHD_get_response_header(mr, "Cache-Control") == NULL)
+        MHD_add_response_header(mr, "Cache-Control", "no-store");
     ok = MHD_queue_response(c, (unsigned)r->status, mr);
     MHD_destroy_response(mr);
     st->answered = true;
@@ -240,36 +286,63 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
         gk_resp_body(&st->resp, 413, NULL, gk_xstrdup(too_large_body), sizeof(too_large_body) - 1);
         return queue(c, st);
     }
+    if (st->cont != NULL) {
+        /* Resumed: the wait is over, the handler's continuation answers. */
+        gk_req_cont cont = st->cont;
+
+        st->cont = NULL;
+        cont(st->cont_arg, &st->req, &st->resp);
+        return queue(c, st);
+    }
     st->req.method = st->method;
     st->req.path = st->path;
     st->req.body = st->body != NULL ? st->body : "";
     st->req.body_len = st->body_len;
     h->fn(h->arg, &st->req, &st->resp);
+    if (st->cont != NULL) {
+        /* The handler waits for something: free this thread until gk_req_resume. Whoever comes
+         * second of "suspended" and "done" resumes the connection. */
+        MHD_suspend_connection(c);
+        if (atomic_exchange(&st->phase, PHASE_SUSPENDED) == PHASE_DONE) {
+            atomic_store(&st->phase, PHASE_DONE);
+            MHD_resume_connection(c);
+        }
+        return MHD_YES;
+    }
     return queue(c, st);
 }
 
 static void
 on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
 {
+    struct gk_http *h = cls;
     struct req_state *st = *con_cls;
     char path[160];
+    int64_t dur_us;
 
-    (void)cls;
     (void)c;
     if (st == NULL)
         return;
+    /* The client left before a waiting request could answer: the continuation only cleans up. */
+    if (st->cont != NULL)
+        st->cont(st->cont_arg, &st->req, NULL);
+    dur_us = gk_mono_us() - st->start_us;
+    gk_metrics_request(st->resp.route, st->answered ? st->resp.status : 0, dur_us);
     GK_RLOG(GK_LOG_INFO, "http", st->req.id,
             "msg=request method=%s path=\"%s\" route=%s status=%d dur_ms=%lld ip=%s bytes_in=%zu%s",
             st->method, gk_log_escape(st->path, path, sizeof(path)),
-            st->resp.route != NULL ? st->resp.route : "-", st->resp.status,
-            (long long)(gk_mono_ms() - st->start_ms), st->req.peer_ip, st->body_len,
-            toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=true");
+            st->resp.route != NULL ? st->resp.route : "-", st->resp.status, (long long)(dur_us / 1000),
+            st->req.peer_ip, st->body_len, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=true");
     resp_cleanup(&st->resp);
     free(st->body);
     free(st->path);
     free(st);
     *con_cls = NULL;
+    atomic_fetch_sub(&h->in_flight, 1);
 }
+
+/* fmt comes from libmicrohttpd; the attribute tells clang that passing it on is intended. */
+static void on_mhd_log(void *cls, const char *fmt, va_list ap) GK_PRINTF(2, 0);
 
 static void
 on_mhd_log(void *cls, const char *fmt, va_list ap)
@@ -291,7 +364,7 @@ gk_http_start(const struct gk_http_opts *opts, gk_http_handler fn, void *arg, ch
     struct gk_http *h = gk_xcalloc(1, sizeof(*h));
     struct sockaddr_storage ss = {0};
     uint8_t addr[16];
-    unsigned flags = MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_POLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     bool v4;
 
     if (gk_ip_parse(opts->bind, addr) != GK_OK) {
@@ -343,6 +416,39 @@ gk_http_port(const struct gk_http *h)
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
 
     return di != NULL ? di->port : 0;
+}
+
+void
+gk_http_quiesce(struct gk_http *h)
+{
+    MHD_socket fd;
+
+    atomic_store(&h->draining, true);
+    /* MHD stops polling the listening socket and hands it over; closing it makes new connections
+     * fail at once instead of queueing in the backlog until the daemon stops. */
+    fd = MHD_quiesce_daemon(h->daemon);
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+}
+
+bool
+gk_http_drain(struct gk_http *h, int64_t timeout_ms)
+{
+    int64_t deadline = gk_mono_ms() + timeout_ms;
+    struct timespec pause = {0, 10 * 1000000L};
+
+    while (atomic_load(&h->in_flight) > 0) {
+        if (gk_mono_ms() >= deadline)
+            return false;
+        nanosleep(&pause, NULL);
+    }
+    return true;
+}
+
+int
+gk_http_in_flight(const struct gk_http *h)
+{
+    return atomic_load(&h->in_flight);
 }
 
 void

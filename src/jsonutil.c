@@ -6,6 +6,50 @@
 
 #include <json-c/json.h>
 
+/* True when an object key in text[0..len), already parsed as valid JSON, holds the escape \u0000.
+ * json-c keeps keys as C strings and cuts such a key at the NUL, so {"admission_limit\u0000x": 1}
+ * would read as admission_limit: the text does not mean what json-c would make of it. */
+static bool
+key_holds_nul(const char *text, size_t len)
+{
+    char open[GK_JSON_DEPTH_MAX + 1]; /* '{' or '[' per nesting level */
+    size_t depth = 0;
+    bool key_next = false;
+
+    for (size_t i = 0; i < len; i++) {
+        switch (text[i]) {
+        case '{':
+        case '[':
+            if (depth == sizeof(open))
+                return true; /* deeper than the parser allows: cannot happen */
+            open[depth++] = text[i];
+            key_next = text[i] == '{';
+            break;
+        case '}':
+        case ']':
+            depth -= depth > 0;
+            key_next = false;
+            break;
+        case ',':
+            key_next = depth > 0 && open[depth - 1] == '{';
+            break;
+        case '"':
+            for (i++; i < len && text[i] != '"'; i++) {
+                if (text[i] != '\\')
+                    continue;
+                if (key_next && i + 5 < len && memcmp(text + i + 1, "u0000", 5) == 0)
+                    return true;
+                i++; /* the escaped character, which may be a quote */
+            }
+            key_next = false;
+            break;
+        default:
+            break;
+        }
+    }
+    return false;
+}
+
 struct json_object *
 gk_json_parse_object(const char *body, size_t len)
 {
@@ -28,6 +72,8 @@ gk_json_parse_object(const char *body, size_t len)
         if (strchr(" \t\r\n", body[end]) == NULL)
             goto fail;
     }
+    if (key_holds_nul(body, len))
+        goto fail;
     json_tokener_free(tok);
     return obj;
 fail:

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * main.c -- the API server: reads the environment, starts the config cache and the HTTP server,
- * and stops them in reverse order on SIGINT/SIGTERM. The only place with process-wide state.
+ * and stops them in reverse order on SIGINT/SIGTERM: new connections are refused at once,
+ * requests in flight get SHUTDOWN_TIMEOUT seconds, then the process exits 0. The only place with
+ * process-wide state.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -15,6 +17,7 @@
 #include "gk/handlers.h"
 #include "gk/http.h"
 #include "gk/log.h"
+#include "gk/store.h"
 #include "gk/token.h"
 
 static volatile sig_atomic_t stop_signal;
@@ -54,7 +57,8 @@ main(void)
 
     app.cache = gk_confcache_new();
     app.tokens = gk_token_keys_new(cfg.jwt_secret, cfg.jwt_secret_previous);
-    if (gk_handlers_init() != GK_OK ||
+    app.pipe = gk_pipeline_start(&cfg.redis, cfg.test_clock);
+    if (app.pipe == NULL || gk_handlers_init() != GK_OK ||
         gk_confcache_start(app.cache, cfg.database_url, (const char(*)[GK_ID_BUF])cfg.business_ids,
                            cfg.n_business_ids) != GK_OK) {
         GK_LOG(GK_LOG_ERROR, "main", "msg=\"cannot start threads\"");
@@ -81,9 +85,20 @@ main(void)
     while (stop_signal == 0)
         sigsuspend(&old);
     sigprocmask(SIG_SETMASK, &old, NULL);
-    GK_LOG(GK_LOG_INFO, "main", "msg=\"shutting down\" signal=%d", (int)stop_signal);
+    GK_LOG(GK_LOG_INFO, "main", "msg=\"shutting down\" signal=%d in_flight=%d", (int)stop_signal,
+           gk_http_in_flight(http));
+    /* Refuse new connections now, so a load balancer moves on, and give the requests already
+     * here a bounded time: an orchestrator's kill follows a grace period anyway. */
+    gk_http_quiesce(http);
+    if (!gk_http_drain(http, (int64_t)cfg.shutdown_timeout * 1000))
+        GK_LOG(GK_LOG_WARN, "main",
+               "msg=\"shutdown timeout; closing the requests still in flight\" in_flight=%d",
+               gk_http_in_flight(http));
     rc = EXIT_SUCCESS;
 out:
+    /* The pipeline answers whatever still waits for Redis, so no connection stays suspended when
+     * the HTTP server stops. */
+    gk_pipeline_stop(app.pipe);
     gk_http_stop(http);
     gk_confcache_stop(app.cache);
     gk_confcache_free(app.cache);

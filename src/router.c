@@ -21,7 +21,36 @@ static const struct gk_route routes[] = {
     {"POST", "/config", "config_post", gk_h_config_post},
     {"GET", "/stats", "stats", gk_h_stats},
     {"GET", "/activity", "activity", gk_h_activity},
+    {"GET", "/metrics", "metrics", gk_h_metrics},
+    {"GET", "/openapi.json", "openapi", gk_h_openapi},
+    {"GET", "/docs", "docs", gk_h_docs},
+    {"GET", "/wait/*", "wait", gk_h_wait},
+    {"GET", "/gatekeeper.js", "client_js", gk_h_client_js},
 };
+
+size_t
+gk_router_count(void)
+{
+    return GK_ARRAY_LEN(routes);
+}
+
+const struct gk_route *
+gk_router_at(size_t i)
+{
+    GK_ASSERT(i < GK_ARRAY_LEN(routes));
+    return &routes[i];
+}
+
+/* Exact, or by prefix when the route's path ends in '*'. */
+static bool
+path_matches(const char *route_path, const char *path)
+{
+    size_t n = strlen(route_path);
+
+    if (n > 0 && route_path[n - 1] == '*')
+        return strncmp(route_path, path, n - 1) == 0;
+    return strcmp(route_path, path) == 0;
+}
 
 enum gk_route_result
 gk_router_match(const char *method, const char *path, const struct gk_route **out, char *allow,
@@ -35,7 +64,7 @@ gk_router_match(const char *method, const char *path, const struct gk_route **ou
     for (size_t i = 0; i < GK_ARRAY_LEN(routes); i++) {
         const struct gk_route *r = &routes[i];
 
-        if (strcmp(r->path, path) != 0)
+        if (!path_matches(r->path, path))
             continue;
         known = true;
         if (strcmp(r->method, method) == 0 || (strcmp(method, "HEAD") == 0 && strcmp(r->method, "GET") == 0))

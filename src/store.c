@@ -3,11 +3,16 @@
 #include "gk/store.h"
 
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/time.h>
+#include <unistd.h>
 
+#include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
 #include "gk/crypto.h"
@@ -15,15 +20,29 @@
 
 /* Defined in the generated scripts.c, from the Lua files in src/scripts. */
 extern const char gk_lua_enqueue[], gk_lua_status[], gk_lua_verify[], gk_lua_finish[], gk_lua_leave[],
-    gk_lua_tick[], gk_lua_stats[], gk_lua_events_ack[];
+    gk_lua_tick[], gk_lua_stats[], gk_lua_events_ack[], gk_lua_tick_observe[];
 
-enum script { S_ENQUEUE, S_STATUS, S_VERIFY, S_FINISH, S_LEAVE, S_TICK, S_STATS, S_EVENTS_ACK, S_COUNT };
+enum script {
+    S_ENQUEUE,
+    S_STATUS,
+    S_VERIFY,
+    S_FINISH,
+    S_LEAVE,
+    S_TICK,
+    S_STATS,
+    S_EVENTS_ACK,
+    S_TICK_OBSERVE,
+    S_COUNT
+};
 
-static const char *const script_src[S_COUNT] = {gk_lua_enqueue, gk_lua_status,    gk_lua_verify,
-                                                gk_lua_finish,  gk_lua_leave,     gk_lua_tick,
-                                                gk_lua_stats,   gk_lua_events_ack};
+static const char *const script_src[S_COUNT] = {gk_lua_enqueue, gk_lua_status,     gk_lua_verify,
+                                                gk_lua_finish,  gk_lua_leave,      gk_lua_tick,
+                                                gk_lua_stats,   gk_lua_events_ack, gk_lua_tick_observe};
 /* Scripts that read the time take the business's clock key and the test-clock flag last. */
-static const bool script_reads_clock[S_COUNT] = {true, true, true, true, true, true, true, false};
+static const bool script_reads_clock[S_COUNT] = {true, true, true, true, true, true, true, false, false};
+
+/* The worker tick histogram, shared by every worker and business. */
+#define WORKER_METRICS_KEY "gk:metrics:worker"
 
 #define KEY_BUF (GK_ID_BUF + 80)
 #define ARGS_MAX 24
@@ -183,7 +202,8 @@ key(char *out, const char *business, const char *suffix)
     snprintf(out, KEY_BUF, "gk:{%s}:%s", business, suffix);
 }
 
-/* Runs script s of business with its keys and args; NULL (error text set) on any failure or
+/* Runs script s of business (NULL for a script that reads no clock) with its keys and args; NULL
+ * (error text set) on any failure or
  * error reply. EVALSHA first; a Redis that lost its script cache (restart, SCRIPT FLUSH) gets the
  * body once through EVAL, which also caches it again. */
 static redisReply *
@@ -202,7 +222,8 @@ run_script(struct gk_store *st, enum script s, const char *business, int nkeys, 
     if (5 + nkeys + nargs > ARGS_MAX)
         argv = gk_xcalloc((size_t)(5 + nkeys + nargs), sizeof(*argv));
     snprintf(numkeys, sizeof(numkeys), "%d", nkeys + clocked);
-    key(clock, business, "clock");
+    if (clocked)
+        key(clock, business, "clock");
     argv[n++] = "EVALSHA";
     argv[n++] = st->sha[s];
     argv[n++] = numkeys;
@@ -231,15 +252,13 @@ run_script(struct gk_store *st, enum script s, const char *business, int nkeys, 
     return r;
 }
 
-/* Reads a script's {kind, n} reply. False (error text set) if it has another shape. */
+/* Reads a script's {kind, n, ...} reply. False if it has another shape. */
 static bool
-tagged_reply(struct gk_store *st, const redisReply *r, const char **kind, long long *n)
+tagged_reply(const redisReply *r, const char **kind, long long *n)
 {
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 || r->element[0]->type != REDIS_REPLY_STRING ||
-        (r->elements > 1 && r->element[1]->type != REDIS_REPLY_INTEGER)) {
-        set_error(st, "script", "unexpected reply");
+        (r->elements > 1 && r->element[1]->type != REDIS_REPLY_INTEGER))
         return false;
-    }
     *kind = r->element[0]->str;
     *n = r->elements > 1 ? r->element[1]->integer : 0;
     return true;
@@ -270,52 +289,181 @@ u32(char *out, size_t len, uint64_t v)
     snprintf(out, len, "%llu", (unsigned long long)v);
 }
 
-enum gk_err
-gk_store_join(struct gk_store *st, const struct gk_join_args *a, struct gk_join_out *out)
+/* ---- queue operations, through the pipeline ---- */
+
+static void submit(struct gk_pipeline *p, struct gk_op *op);
+
+enum op_kind { OP_JOIN, OP_STATUS, OP_READY_UNTIL, OP_FINISH, OP_LEAVE };
+
+/* Appends one argument (copied into op->_buf). */
+static void
+op_arg(struct gk_op *op, const char *s)
 {
-    char k[7][KEY_BUF], limit[24], interval[24], max[24], ttl[24], rl[64], evmax[24];
-    const char *keys[7] = {k[0], k[1], k[2], k[3], k[4], k[5], k[6]};
-    const char *args[9] = {
-        a->user,      limit, interval, max, a->passthrough ? "1" : "0", ttl, a->heartbeat ? "1" : "0",
-        a->client_ip, evmax};
-    enum gk_err rc = GK_EREDIS;
+    size_t len = strlen(s);
+
+    GK_ASSERT(op->_argc < GK_OP_ARGS && op->_used + len + 1 <= sizeof(op->_buf));
+    memcpy(op->_buf + op->_used, s, len + 1);
+    op->_argv[op->_argc] = op->_buf + op->_used;
+    op->_argvlen[op->_argc] = len;
+    op->_argc++;
+    op->_used += len + 1;
+}
+
+static void
+op_key(struct gk_op *op, const char *business, const char *suffix)
+{
+    char k[KEY_BUF];
+
+    key(k, business, suffix);
+    op_arg(op, k);
+}
+
+static void
+op_num(struct gk_op *op, uint64_t v)
+{
+    char n[24];
+
+    u32(n, sizeof(n), v);
+    op_arg(op, n);
+}
+
+/* Starts op as EVALSHA of script s for business with nkeys keys to follow; op_end finishes it. */
+static void
+op_begin(struct gk_op *op, int kind, enum script s, int nkeys, void *out, enum gk_err *rc, gk_op_done done,
+         void *arg)
+{
+    op->_kind = kind;
+    op->_script = s;
+    op->_argc = 0;
+    op->_used = 0;
+    op->_retried = false;
+    op->_out = out;
+    op->_rc = rc;
+    op->_done = done;
+    op->_arg = arg;
+    op_arg(op, "EVALSHA");
+    op_arg(op, ""); /* the script's SHA, filled in by the pipeline */
+    op_num(op, (uint64_t)nkeys + (script_reads_clock[s] ? 1 : 0));
+}
+
+void
+gk_pipeline_join(struct gk_pipeline *p, struct gk_op *op, const struct gk_join_args *a,
+                 struct gk_join_out *out, enum gk_err *rc, gk_op_done done, void *arg)
+{
+    char rl[64];
+
+    op_begin(op, OP_JOIN, S_ENQUEUE, 7, out, rc, done, arg);
+    op_key(op, a->business, "seq");
+    op_key(op, a->business, "wait");
+    op_key(op, a->business, "ready");
+    op_key(op, a->business, "hb");
+    op_key(op, a->business, "stats");
+    snprintf(rl, sizeof(rl), "rl:e:%s", a->client_ip);
+    op_key(op, a->business, rl);
+    op_key(op, a->business, "events");
+    op_key(op, a->business, "clock");
+    op_arg(op, a->user);
+    op_num(op, a->rate.limit);
+    op_num(op, (uint64_t)a->rate.interval_s * 1000);
+    op_num(op, a->max_queue_length);
+    op_arg(op, a->passthrough ? "1" : "0");
+    op_num(op, (uint64_t)a->ready_ttl_s * 1000);
+    op_arg(op, a->heartbeat ? "1" : "0");
+    op_arg(op, a->client_ip);
+    op_num(op, GK_EVENTS_STREAM_MAX);
+    submit(p, op);
+}
+
+void
+gk_pipeline_status(struct gk_pipeline *p, struct gk_op *op, const char *business, const char *user,
+                   const char *client_ip, struct gk_rate rate, bool heartbeat, struct gk_status_out *out,
+                   enum gk_err *rc, gk_op_done done, void *arg)
+{
+    char rl[64];
+
+    op_begin(op, OP_STATUS, S_STATUS, 6, out, rc, done, arg);
+    op_key(op, business, "wait");
+    op_key(op, business, "ready");
+    op_key(op, business, "hb");
+    snprintf(rl, sizeof(rl), "rl:s:%s", client_ip);
+    op_key(op, business, rl);
+    op_key(op, business, "stats");
+    op_key(op, business, "events");
+    op_key(op, business, "clock");
+    op_arg(op, user);
+    op_num(op, rate.limit);
+    op_num(op, (uint64_t)rate.interval_s * 1000);
+    op_arg(op, heartbeat ? "1" : "0");
+    op_arg(op, client_ip);
+    op_num(op, GK_EVENTS_STREAM_MAX);
+    submit(p, op);
+}
+
+/* The per-user scripts: keys named by suffixes, then user, client IP, events bound, extra. */
+static void
+user_op(struct gk_pipeline *p, struct gk_op *op, int kind, enum script s, const char *business,
+        const char *const *suffixes, int nkeys, const char *user, const char *client_ip, const char *extra,
+        void *out, enum gk_err *rc, gk_op_done done, void *arg)
+{
+    op_begin(op, kind, s, nkeys, out, rc, done, arg);
+    for (int i = 0; i < nkeys; i++)
+        op_key(op, business, suffixes[i]);
+    op_key(op, business, "clock");
+    op_arg(op, user);
+    op_arg(op, client_ip);
+    op_num(op, GK_EVENTS_STREAM_MAX);
+    if (extra != NULL)
+        op_arg(op, extra);
+    submit(p, op);
+}
+
+void
+gk_pipeline_ready_until(struct gk_pipeline *p, struct gk_op *op, const char *business, const char *user,
+                        const char *client_ip, bool gate, int64_t *ready_until_ms, enum gk_err *rc,
+                        gk_op_done done, void *arg)
+{
+    static const char *const suffixes[] = {"ready", "stats", "events"};
+
+    user_op(p, op, OP_READY_UNTIL, S_VERIFY, business, suffixes, 3, user, client_ip, gate ? "gate" : "verify",
+            ready_until_ms, rc, done, arg);
+}
+
+void
+gk_pipeline_finish(struct gk_pipeline *p, struct gk_op *op, const char *business, const char *user,
+                   const char *client_ip, bool *was_ready, enum gk_err *rc, gk_op_done done, void *arg)
+{
+    static const char *const suffixes[] = {"ready", "stats", "events"};
+
+    user_op(p, op, OP_FINISH, S_FINISH, business, suffixes, 3, user, client_ip, NULL, was_ready, rc, done,
+            arg);
+}
+
+void
+gk_pipeline_leave(struct gk_pipeline *p, struct gk_op *op, const char *business, const char *user,
+                  const char *client_ip, enum gk_user_state *state, enum gk_err *rc, gk_op_done done,
+                  void *arg)
+{
+    static const char *const suffixes[] = {"wait", "ready", "hb", "stats", "events"};
+
+    user_op(p, op, OP_LEAVE, S_LEAVE, business, suffixes, 5, user, client_ip, NULL, state, rc, done, arg);
+}
+
+static bool
+parse_join(const redisReply *r, struct gk_join_out *out)
+{
     const char *kind;
     long long n;
-    redisReply *r;
 
-    key(k[0], a->business, "seq");
-    key(k[1], a->business, "wait");
-    key(k[2], a->business, "ready");
-    key(k[3], a->business, "hb");
-    key(k[4], a->business, "stats");
-    snprintf(rl, sizeof(rl), "rl:e:%s", a->client_ip);
-    key(k[5], a->business, rl);
-    key(k[6], a->business, "events");
-    u32(evmax, sizeof(evmax), GK_EVENTS_STREAM_MAX);
-    u32(limit, sizeof(limit), a->rate.limit);
-    u32(interval, sizeof(interval), (uint64_t)a->rate.interval_s * 1000);
-    u32(max, sizeof(max), a->max_queue_length);
-    u32(ttl, sizeof(ttl), (uint64_t)a->ready_ttl_s * 1000);
-    r = run_script(st, S_ENQUEUE, a->business, 7, keys, 9, args);
-    if (r == NULL || !tagged_reply(st, r, &kind, &n))
-        goto out;
+    if (!tagged_reply(r, &kind, &n))
+        return false;
     memset(out, 0, sizeof(*out));
-    rc = GK_OK;
-    if (strcmp(kind, "new") == 0) {
-        out->result = GK_JOIN_NEW;
+    if (strcmp(kind, "new") == 0 || strcmp(kind, "waiting") == 0) {
+        out->result = kind[0] == 'n' ? GK_JOIN_NEW : GK_JOIN_WAITING;
         out->position = n;
         out->admit_rate = reply_rate(r);
         out->waiting = reply_int4(r);
-    } else if (strcmp(kind, "waiting") == 0) {
-        out->result = GK_JOIN_WAITING;
-        out->position = n;
-        out->admit_rate = reply_rate(r);
-        out->waiting = reply_int4(r);
-    } else if (strcmp(kind, "ready") == 0) {
-        out->result = GK_JOIN_READY;
-        out->ready_until_ms = n;
-    } else if (strcmp(kind, "admitted") == 0) {
-        out->result = GK_JOIN_ADMITTED;
+    } else if (strcmp(kind, "ready") == 0 || strcmp(kind, "admitted") == 0) {
+        out->result = kind[0] == 'r' ? GK_JOIN_READY : GK_JOIN_ADMITTED;
         out->ready_until_ms = n;
     } else if (strcmp(kind, "full") == 0) {
         out->result = GK_JOIN_FULL;
@@ -323,41 +471,20 @@ gk_store_join(struct gk_store *st, const struct gk_join_args *a, struct gk_join_
         out->result = GK_JOIN_RATE_LIMITED;
         out->retry_after_ms = n;
     } else {
-        set_error(st, "enqueue", "unexpected reply");
-        rc = GK_EREDIS;
+        return false;
     }
-out:
-    freeReplyObject(r);
-    return rc;
+    return true;
 }
 
-enum gk_err
-gk_store_status(struct gk_store *st, const char *business, const char *user, const char *client_ip,
-                struct gk_rate rate, bool heartbeat, struct gk_status_out *out)
+static bool
+parse_status(const redisReply *r, struct gk_status_out *out)
 {
-    char k[6][KEY_BUF], limit[24], interval[24], rl[64], evmax[24];
-    const char *keys[6] = {k[0], k[1], k[2], k[3], k[4], k[5]};
-    const char *args[6] = {user, limit, interval, heartbeat ? "1" : "0", client_ip, evmax};
-    enum gk_err rc = GK_EREDIS;
     const char *kind;
     long long n;
-    redisReply *r;
 
-    key(k[0], business, "wait");
-    key(k[1], business, "ready");
-    key(k[2], business, "hb");
-    snprintf(rl, sizeof(rl), "rl:s:%s", client_ip);
-    key(k[3], business, rl);
-    key(k[4], business, "stats");
-    key(k[5], business, "events");
-    u32(evmax, sizeof(evmax), GK_EVENTS_STREAM_MAX);
-    u32(limit, sizeof(limit), rate.limit);
-    u32(interval, sizeof(interval), (uint64_t)rate.interval_s * 1000);
-    r = run_script(st, S_STATUS, business, 6, keys, 6, args);
-    if (r == NULL || !tagged_reply(st, r, &kind, &n))
-        goto out;
+    if (!tagged_reply(r, &kind, &n))
+        return false;
     memset(out, 0, sizeof(*out));
-    rc = GK_OK;
     if (strcmp(kind, "waiting") == 0) {
         out->state = GK_USER_WAITING;
         out->position = n;
@@ -372,82 +499,30 @@ gk_store_status(struct gk_store *st, const char *business, const char *user, con
         out->rate_limited = true;
         out->retry_after_ms = n;
     } else if (strcmp(kind, "none") != 0) {
-        set_error(st, "status", "unexpected reply");
-        rc = GK_EREDIS;
+        return false;
     }
-out:
-    freeReplyObject(r);
-    return rc;
+    return true;
 }
 
-/* Runs a per-user script of business whose keys are named by suffixes and whose reply is one
- * integer. Its args are the user, the client IP, the events bound and then extra (may be NULL). */
-static enum gk_err
-user_script(struct gk_store *st, enum script s, const char *business, const char *const *suffixes, int nkeys,
-            const char *user, const char *client_ip, const char *extra, long long *result)
+/* Fills op's out from its reply; false when the reply has the wrong shape. */
+static bool
+parse_op(const struct gk_op *op, const redisReply *r)
 {
-    char k[6][KEY_BUF], evmax[24];
-    const char *keys[6], *args[4] = {user, client_ip, evmax, extra};
-    enum gk_err rc = GK_EREDIS;
-    redisReply *r;
-
-    GK_ASSERT(nkeys <= 6);
-    for (int i = 0; i < nkeys; i++) {
-        key(k[i], business, suffixes[i]);
-        keys[i] = k[i];
-    }
-    u32(evmax, sizeof(evmax), GK_EVENTS_STREAM_MAX);
-    r = run_script(st, s, business, nkeys, keys, extra != NULL ? 4 : 3, args);
-    if (r == NULL)
-        return GK_EREDIS;
-    if (r->type == REDIS_REPLY_INTEGER) {
-        *result = r->integer;
-        rc = GK_OK;
-    } else {
-        set_error(st, "script", "unexpected reply");
-    }
-    freeReplyObject(r);
-    return rc;
-}
-
-enum gk_err
-gk_store_ready_until(struct gk_store *st, const char *business, const char *user, const char *client_ip,
-                     bool gate, int64_t *ready_until_ms)
-{
-    static const char *const suffixes[] = {"ready", "stats", "events"};
-    long long v;
-    enum gk_err rc =
-        user_script(st, S_VERIFY, business, suffixes, 3, user, client_ip, gate ? "gate" : "verify", &v);
-
-    if (rc == GK_OK)
-        *ready_until_ms = v;
-    return rc;
-}
-
-enum gk_err
-gk_store_finish(struct gk_store *st, const char *business, const char *user, const char *client_ip,
-                bool *was_ready)
-{
-    static const char *const suffixes[] = {"ready", "stats", "events"};
-    long long v;
-    enum gk_err rc = user_script(st, S_FINISH, business, suffixes, 3, user, client_ip, NULL, &v);
-
-    if (rc == GK_OK)
-        *was_ready = v == 1;
-    return rc;
-}
-
-enum gk_err
-gk_store_leave(struct gk_store *st, const char *business, const char *user, const char *client_ip,
-               enum gk_user_state *state)
-{
-    static const char *const suffixes[] = {"wait", "ready", "hb", "stats", "events"};
-    long long v;
-    enum gk_err rc = user_script(st, S_LEAVE, business, suffixes, 5, user, client_ip, NULL, &v);
-
-    if (rc == GK_OK)
-        *state = v == 1 ? GK_USER_WAITING : v == 2 ? GK_USER_READY : GK_USER_NOT_FOUND;
-    return rc;
+    if (op->_kind == OP_JOIN)
+        return parse_join(r, op->_out);
+    if (op->_kind == OP_STATUS)
+        return parse_status(r, op->_out);
+    if (r->type != REDIS_REPLY_INTEGER)
+        return false;
+    if (op->_kind == OP_READY_UNTIL)
+        *(int64_t *)op->_out = r->integer;
+    else if (op->_kind == OP_FINISH)
+        *(bool *)op->_out = r->integer == 1;
+    else
+        *(enum gk_user_state *)op->_out = r->integer == 1   ? GK_USER_WAITING
+                                          : r->integer == 2 ? GK_USER_READY
+                                                            : GK_USER_NOT_FOUND;
+    return true;
 }
 
 enum gk_err
@@ -475,8 +550,12 @@ gk_store_tick(struct gk_store *st, const char *business, const struct gk_tick_ar
     u32(max, sizeof(max), a->max_active);
     u32(abandon, sizeof(abandon), (uint64_t)a->abandon_after_s * 1000);
     r = run_script(st, S_TICK, business, 6, keys, 7, args);
-    if (r == NULL || !tagged_reply(st, r, &kind, &n))
+    if (r == NULL)
         goto out;
+    if (!tagged_reply(r, &kind, &n)) {
+        set_error(st, "tick", "unexpected reply");
+        goto out;
+    }
     memset(out, 0, sizeof(*out));
     if (strcmp(kind, "wait") == 0) {
         out->next_in_ms = n;
@@ -513,11 +592,11 @@ gk_store_stats(struct gk_store *st, const char *business, struct gk_stats_out *o
     r = run_script(st, S_STATS, business, 4, keys, 0, NULL);
     if (r == NULL)
         return GK_EREDIS;
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 8 || r->element[5]->type != REDIS_REPLY_STRING) {
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 12 || r->element[5]->type != REDIS_REPLY_STRING) {
         set_error(st, "stats", "unexpected reply");
         goto out;
     }
-    for (size_t i = 0; i < 8; i++) {
+    for (size_t i = 0; i < 12; i++) {
         if (i != 5 && r->element[i]->type != REDIS_REPLY_INTEGER) {
             set_error(st, "stats", "unexpected reply");
             goto out;
@@ -531,6 +610,77 @@ gk_store_stats(struct gk_store *st, const char *business, struct gk_stats_out *o
     out->admit_rate = r->element[5]->len > 0 ? strtod(r->element[5]->str, NULL) : 0;
     out->events_backlog = r->element[6]->integer;
     out->events_dropped = r->element[7]->integer;
+    out->expired_total = r->element[8]->integer;
+    out->evicted_total = r->element[9]->integer;
+    out->ticks_total = r->element[10]->integer;
+    out->finished_total = r->element[11]->integer;
+    rc = GK_OK;
+out:
+    freeReplyObject(r);
+    return rc;
+}
+
+/* A bucket's field in the worker histogram: its bound in microseconds, "inf" past the last. */
+static void
+bucket_field(size_t i, char *out, size_t outlen)
+{
+    if (i < GK_METRICS_BUCKETS)
+        snprintf(out, outlen, "%lld", (long long)gk_metrics_bound_us(i));
+    else
+        gk_strlcpy(out, "inf", outlen);
+}
+
+enum gk_err
+gk_store_tick_observe(struct gk_store *st, int64_t dur_us)
+{
+    const char *keys[1] = {WORKER_METRICS_KEY};
+    char field[24], us[24];
+    const char *args[2] = {field, us};
+    redisReply *r;
+
+    bucket_field(gk_metrics_bucket(dur_us), field, sizeof(field));
+    snprintf(us, sizeof(us), "%lld", (long long)(dur_us > 0 ? dur_us : 0));
+    r = run_script(st, S_TICK_OBSERVE, NULL, 1, keys, 2, args);
+    if (r == NULL)
+        return GK_EREDIS;
+    freeReplyObject(r);
+    return GK_OK;
+}
+
+enum gk_err
+gk_store_worker_ticks(struct gk_store *st, struct gk_metrics_hist *out)
+{
+    char fields[GK_METRICS_BUCKETS + 1][24];
+    const char *argv[2 + GK_METRICS_BUCKETS + 2] = {"HMGET", WORKER_METRICS_KEY};
+    const int argc = (int)GK_ARRAY_LEN(argv);
+    struct gk_metrics_hist h = {0};
+    enum gk_err rc = GK_EREDIS;
+    redisReply *r;
+
+    for (size_t i = 0; i <= GK_METRICS_BUCKETS; i++) {
+        bucket_field(i, fields[i], sizeof(fields[i]));
+        argv[2 + i] = fields[i];
+    }
+    argv[argc - 1] = "sum_us";
+    if (connect_if_needed(st) != GK_OK)
+        return GK_EREDIS;
+    r = command(st, argc, argv);
+    if (r == NULL)
+        return GK_EREDIS;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)argc - 2) {
+        set_error(st, "worker metrics", r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        goto out;
+    }
+    for (size_t i = 0; i < r->elements; i++) {
+        const redisReply *v = r->element[i];
+        uint64_t n = v->type == REDIS_REPLY_STRING ? strtoull(v->str, NULL, 10) : 0;
+
+        if (i <= GK_METRICS_BUCKETS)
+            h.bucket[i] = n;
+        else
+            h.sum_us = n;
+    }
+    *out = h;
     rc = GK_OK;
 out:
     freeReplyObject(r);
@@ -772,4 +922,342 @@ gk_store_events_ack(struct gk_store *st, const char *business, const struct gk_e
 out:
     free(args);
     return rc;
+}
+
+/*
+ * ---- the pipeline ----
+ *
+ * One thread, one non-blocking Redis connection. Request threads hand operations over through a
+ * mutex-guarded queue and an eventfd; the thread writes everything queued since its last wake-up
+ * in one go, so under load many requests share each write and each read: the per-round-trip cost
+ * that dominates a small script is paid once per batch, not once per request. Replies come back
+ * in order, so the operations in flight form a FIFO whose head carries the oldest deadline.
+ */
+struct gk_pipeline {
+    struct gk_redis_addr addr;
+    bool test_clock;
+    char sha[S_COUNT][GK_SHA1_HEX_BUF];
+    pthread_t thread;
+    atomic_bool stopping;
+    int wake_fd;
+    pthread_mutex_t lock; /* guards queued_head/queued_tail */
+    struct gk_op *queued_head, *queued_tail;
+    /* Pipeline thread only from here on. */
+    redisAsyncContext *ac;
+    bool want_read, want_write, down_logged;
+    struct gk_op *flight_head, *flight_tail;
+    int64_t next_connect_ms;
+};
+
+static void
+finish_op(struct gk_op *op, enum gk_err rc)
+{
+    *op->_rc = rc;
+    op->_done(op->_arg);
+}
+
+static void
+flight_push(struct gk_pipeline *p, struct gk_op *op)
+{
+    op->_next = NULL;
+    if (p->flight_tail != NULL)
+        p->flight_tail->_next = op;
+    else
+        p->flight_head = op;
+    p->flight_tail = op;
+}
+
+static struct gk_op *
+flight_pop(struct gk_pipeline *p)
+{
+    struct gk_op *op = p->flight_head;
+
+    if (op != NULL) {
+        p->flight_head = op->_next;
+        if (p->flight_head == NULL)
+            p->flight_tail = NULL;
+    }
+    return op;
+}
+
+static void issue(struct gk_pipeline *p, struct gk_op *op);
+
+static void
+on_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    struct gk_pipeline *p = ac->data;
+    struct gk_op *op = privdata;
+    const redisReply *r = reply;
+
+    GK_ASSERT(flight_pop(p) == op); /* Redis answers in order */
+    if (r == NULL) {
+        finish_op(op, GK_EREDIS); /* the connection went away */
+        return;
+    }
+    if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0 && !op->_retried) {
+        /* Redis lost its script cache (restart, SCRIPT FLUSH): send the body once; EVAL also
+         * caches it again for everyone else. */
+        op->_retried = true;
+        issue(p, op);
+        return;
+    }
+    if (r->type == REDIS_REPLY_ERROR || !parse_op(op, r)) {
+        GK_LOG(GK_LOG_WARN, "store", "msg=\"unexpected script reply\" err=\"%s\"",
+               r->type == REDIS_REPLY_ERROR ? r->str : "shape");
+        finish_op(op, GK_EREDIS);
+        return;
+    }
+    finish_op(op, GK_OK);
+}
+
+static void
+issue(struct gk_pipeline *p, struct gk_op *op)
+{
+    op->_argv[0] = op->_retried ? "EVAL" : "EVALSHA";
+    op->_argvlen[0] = strlen(op->_argv[0]);
+    op->_argv[1] = op->_retried ? script_src[op->_script] : p->sha[op->_script];
+    op->_argvlen[1] = strlen(op->_argv[1]);
+    if (redisAsyncCommandArgv(p->ac, on_reply, op, op->_argc, op->_argv, op->_argvlen) != REDIS_OK) {
+        finish_op(op, GK_EREDIS);
+        return;
+    }
+    flight_push(p, op);
+}
+
+/* hiredis's event hooks: it says what it wants to wait for; the thread's poll() does the waiting. */
+static void
+ev_add_read(void *d)
+{
+    ((struct gk_pipeline *)d)->want_read = true;
+}
+
+static void
+ev_del_read(void *d)
+{
+    ((struct gk_pipeline *)d)->want_read = false;
+}
+
+static void
+ev_add_write(void *d)
+{
+    ((struct gk_pipeline *)d)->want_write = true;
+}
+
+static void
+ev_del_write(void *d)
+{
+    ((struct gk_pipeline *)d)->want_write = false;
+}
+
+static void
+ev_cleanup(void *d)
+{
+    struct gk_pipeline *p = d;
+
+    p->want_read = p->want_write = false;
+}
+
+static void
+lost(struct gk_pipeline *p, const char *why)
+{
+    if (!p->down_logged)
+        GK_LOG(GK_LOG_WARN, "store", "msg=\"redis pipeline down; queue requests answer 503\" err=\"%s\"",
+               why);
+    p->down_logged = true;
+    p->ac = NULL; /* hiredis frees the context once this callback returns */
+    p->next_connect_ms = gk_mono_ms() + GK_STORE_RETRY_MS;
+}
+
+static void
+on_connect(const redisAsyncContext *ac, int status)
+{
+    struct gk_pipeline *p = ac->data;
+
+    if (status != REDIS_OK) {
+        lost(p, ac->errstr);
+        return;
+    }
+    if (p->down_logged)
+        GK_LOG(GK_LOG_INFO, "store", "msg=\"redis pipeline back\"");
+    p->down_logged = false;
+}
+
+static void
+on_disconnect(const redisAsyncContext *ac, int status)
+{
+    (void)status;
+    lost(ac->data, ac->errstr[0] != '\0' ? ac->errstr : "disconnected");
+}
+
+static void
+pipe_connect(struct gk_pipeline *p)
+{
+    redisAsyncContext *ac = redisAsyncConnect(p->addr.host, p->addr.port);
+
+    if (ac == NULL || ac->err) {
+        lost(p, ac != NULL ? ac->errstr : "out of memory");
+        if (ac != NULL)
+            redisAsyncFree(ac);
+        return;
+    }
+    ac->data = p;
+    ac->ev.data = p;
+    ac->ev.addRead = ev_add_read;
+    ac->ev.delRead = ev_del_read;
+    ac->ev.addWrite = ev_add_write;
+    ac->ev.delWrite = ev_del_write;
+    ac->ev.cleanup = ev_cleanup;
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    p->ac = ac;
+    /* Sent ahead of everything else on this connection; their replies need no callback: a
+     * refused AUTH shows up as errors on the operations that follow. */
+    if (p->addr.password[0] != '\0') {
+        const char *argv[] = {"AUTH", p->addr.password};
+        redisAsyncCommandArgv(ac, NULL, NULL, 2, argv, NULL);
+    }
+    if (p->addr.db != 0) {
+        char db[16];
+        const char *argv[] = {"SELECT", db};
+
+        snprintf(db, sizeof(db), "%u", p->addr.db);
+        redisAsyncCommandArgv(ac, NULL, NULL, 2, argv, NULL);
+    }
+}
+
+/* Fails everything in flight at once (hiredis calls each callback with no reply). */
+static void
+drop_connection(struct gk_pipeline *p, const char *why)
+{
+    redisAsyncContext *ac = p->ac;
+
+    lost(p, why);
+    if (ac != NULL)
+        redisAsyncFree(ac);
+}
+
+static void *
+pipe_main(void *arg)
+{
+    struct gk_pipeline *p = arg;
+
+    while (!atomic_load(&p->stopping)) {
+        struct gk_op *op;
+        struct pollfd fds[2] = {{.fd = p->wake_fd, .events = POLLIN}, {.fd = -1}};
+        int64_t now = gk_mono_ms();
+        int timeout = 100;
+        uint64_t n;
+
+        if (p->ac == NULL && now >= p->next_connect_ms)
+            pipe_connect(p);
+        pthread_mutex_lock(&p->lock);
+        op = p->queued_head;
+        p->queued_head = p->queued_tail = NULL;
+        pthread_mutex_unlock(&p->lock);
+        while (op != NULL) {
+            struct gk_op *next = op->_next;
+
+            op->_deadline_ms = now + GK_STORE_TIMEOUT_MS;
+            if (p->ac != NULL)
+                issue(p, op);
+            else
+                finish_op(op, GK_EREDIS); /* down: answer at once, never queue up */
+            op = next;
+        }
+        if (p->ac != NULL && p->want_write)
+            redisAsyncHandleWrite(p->ac); /* send the batch now rather than after a poll */
+        if (p->ac != NULL) {
+            fds[1].fd = p->ac->c.fd;
+            fds[1].events = (short)((p->want_read ? POLLIN : 0) | (p->want_write ? POLLOUT : 0));
+        }
+        if (p->flight_head != NULL) {
+            int64_t left = p->flight_head->_deadline_ms - now;
+            timeout = left <= 0 ? 0 : left < timeout ? (int)left : timeout;
+        }
+        if (poll(fds, 2, timeout) < 0)
+            continue;
+        if (fds[0].revents & POLLIN)
+            (void)!read(p->wake_fd, &n, sizeof(n));
+        if (p->ac != NULL && (fds[1].revents & (POLLIN | POLLERR | POLLHUP)))
+            redisAsyncHandleRead(p->ac);
+        if (p->ac != NULL && (fds[1].revents & POLLOUT))
+            redisAsyncHandleWrite(p->ac);
+        if (p->flight_head != NULL && gk_mono_ms() >= p->flight_head->_deadline_ms)
+            drop_connection(p, "timed out");
+    }
+    /* Stopping: everything still waiting gets its answer (an error). */
+    pthread_mutex_lock(&p->lock);
+    for (struct gk_op *op = p->queued_head, *next; op != NULL; op = next) {
+        next = op->_next;
+        finish_op(op, GK_EREDIS);
+    }
+    p->queued_head = p->queued_tail = NULL;
+    pthread_mutex_unlock(&p->lock);
+    if (p->ac != NULL)
+        drop_connection(p, "stopping");
+    return NULL;
+}
+
+static void
+submit(struct gk_pipeline *p, struct gk_op *op)
+{
+    bool wake;
+    uint64_t one = 1;
+
+    op_arg(op, p->test_clock ? "1" : "0"); /* the test-clock flag is every queue script's last ARGV */
+    op->_next = NULL;
+    pthread_mutex_lock(&p->lock);
+    if (atomic_load(&p->stopping)) {
+        pthread_mutex_unlock(&p->lock);
+        finish_op(op, GK_EREDIS);
+        return;
+    }
+    wake = p->queued_head == NULL;
+    if (p->queued_tail != NULL)
+        p->queued_tail->_next = op;
+    else
+        p->queued_head = op;
+    p->queued_tail = op;
+    pthread_mutex_unlock(&p->lock);
+    /* One wake-up per batch: later submitters see a non-empty queue and ride along. */
+    if (wake)
+        (void)!write(p->wake_fd, &one, sizeof(one));
+}
+
+struct gk_pipeline *
+gk_pipeline_start(const struct gk_redis_addr *addr, bool test_clock)
+{
+    struct gk_pipeline *p = gk_xcalloc(1, sizeof(*p));
+
+    p->addr = *addr;
+    p->test_clock = test_clock;
+    for (int i = 0; i < S_COUNT; i++)
+        gk_sha1_hex(script_src[i], strlen(script_src[i]), p->sha[i]);
+    GK_ASSERT(pthread_mutex_init(&p->lock, NULL) == 0);
+    p->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (p->wake_fd < 0 || pthread_create(&p->thread, NULL, pipe_main, p) != 0) {
+        if (p->wake_fd >= 0)
+            close(p->wake_fd);
+        pthread_mutex_destroy(&p->lock);
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+void
+gk_pipeline_stop(struct gk_pipeline *p)
+{
+    uint64_t one = 1;
+
+    if (p == NULL)
+        return;
+    pthread_mutex_lock(&p->lock);
+    atomic_store(&p->stopping, true);
+    pthread_mutex_unlock(&p->lock);
+    (void)!write(p->wake_fd, &one, sizeof(one));
+    pthread_join(p->thread, NULL);
+    close(p->wake_fd);
+    pthread_mutex_destroy(&p->lock);
+    free(p);
 }

@@ -177,6 +177,15 @@ gk_mono_ms(void)
     return clock_ms(CLOCK_MONOTONIC);
 }
 
+int64_t
+gk_mono_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 void
 gk_rfc3339(int64_t ms, char *out, size_t outlen)
 {

@@ -29,7 +29,10 @@ void gk_confcache_free(struct gk_confcache *cc);
 void gk_confcache_put(struct gk_confcache *cc, const struct gk_business *b);
 /* A reference to business id, or NULL if unknown. Release with gk_confcache_release(). */
 const struct gk_business *gk_confcache_acquire(struct gk_confcache *cc, const char *id);
-/* Drops a reference from gk_confcache_acquire; NULL is accepted. */
+/* Takes one more reference to b (from gk_confcache_acquire), for a request that outlives the
+ * caller's; release it with gk_confcache_release(). Returns b. */
+const struct gk_business *gk_confcache_retain(const struct gk_business *b);
+/* Drops a reference from gk_confcache_acquire or gk_confcache_retain; NULL is accepted. */
 void gk_confcache_release(const struct gk_business *b);
 /* True once a full load from PostgreSQL has completed (before that, "unknown" means "not yet
  * known", and callers answer 503 rather than 404). */

@@ -52,8 +52,10 @@ struct gk_config {
     uint32_t http_threads;
     uint32_t max_connections;
     uint32_t connection_timeout; /* seconds an idle connection is kept */
+    uint32_t shutdown_timeout;   /* seconds in-flight requests get after SIGTERM */
     enum gk_log_level log_level;
-    bool test_clock; /* GK_TEST_CLOCK: tests may move Redis time (loopback only) */
+    char heartbeat_file[256]; /* worker: touched after every pass; "" = none */
+    bool test_clock;          /* GK_TEST_CLOCK: tests may move Redis time (loopback only) */
 };
 
 /* getenv-like lookup, so tests can load from a table instead of the process environment.

@@ -3,7 +3,7 @@
  * handlers -- one function per route, plus the dispatcher that http.c calls for every request.
  *
  * The dispatcher routes, answers CORS preflights, resolves the business named by the request's
- * business_id header (or business-id, or X-Gatekeeper-Business) once (a reference held for the whole
+ * X-Gatekeeper-Business header (else business_id, else business-id) once (a reference held for the whole
  * request), applies the business's CORS origins to the answer, and hands the handler a per-thread context:
  * each pool thread has its own Redis and PostgreSQL handles, opened on first use and closed when the thread
  * exits.
@@ -25,6 +25,7 @@ struct gk_app {
     const struct gk_config *cfg;
     struct gk_confcache *cache;
     struct gk_token_keys *tokens;
+    struct gk_pipeline *pipe;                  /* queue operations go to Redis through this */
     char operator_key_hash[GK_SHA256_HEX_BUF]; /* SHA-256 of ADMIN_TOKEN */
 };
 
@@ -68,5 +69,10 @@ void gk_h_config_get(struct gk_ctx *ctx, const struct gk_req *req, struct gk_res
 void gk_h_config_post(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);
 void gk_h_stats(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);
 void gk_h_activity(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);
+void gk_h_metrics(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);
+void gk_h_openapi(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);
+void gk_h_docs(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);
+void gk_h_wait(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);
+void gk_h_client_js(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);
 
 #endif

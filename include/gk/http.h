@@ -8,13 +8,16 @@
 #ifndef GK_HTTP_H
 #define GK_HTTP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "gk/util.h"
 
-#define GK_HTTP_BODY_MAX (64 * 1024)    /* larger bodies get 413 */
-#define GK_HTTP_HEADERS_MAX (32 * 1024) /* request line + headers; larger is refused by the server */
+#define GK_HTTP_BODY_MAX (64 * 1024) /* larger bodies get 413 */
+/* Request line + headers; larger is refused (431). libmicrohttpd zeroes its per-connection pool
+ * of this size for every request, so it is no larger than useful. */
+#define GK_HTTP_HEADERS_MAX (16 * 1024)
 #define GK_HTTP_RESP_HEADERS 12
 #define GK_REQ_ID_BUF 40
 
@@ -56,7 +59,17 @@ void gk_resp_body(struct gk_resp *resp, int status, const char *content_type, ch
  * logged: the table is sized for what the handlers set. */
 void gk_resp_header(struct gk_resp *resp, const char *name, const char *value);
 
-/* Called on a pool thread for each complete request; must fill resp. */
+/* The rest of a handler that waited: runs on a pool thread once gk_req_resume() was called, and
+ * fills resp. If the client went away first, it runs with resp == NULL, only to clean up. */
+typedef void (*gk_req_cont)(void *arg, const struct gk_req *req, struct gk_resp *resp);
+/* Called by a handler, instead of filling resp, to wait for something (a Redis reply) without
+ * holding its thread; cont(arg, ...) answers later. Exactly one gk_req_resume() must follow. */
+void gk_req_suspend(const struct gk_req *req, gk_req_cont cont, void *arg);
+/* Ends the wait of a suspended request. From any thread, exactly once; may come before the
+ * handler that suspended has even returned. */
+void gk_req_resume(const struct gk_req *req);
+
+/* Called on a pool thread for each complete request; fills resp, or calls gk_req_suspend(). */
 typedef void (*gk_http_handler)(void *arg, const struct gk_req *req, struct gk_resp *resp);
 
 struct gk_http_opts {
@@ -73,6 +86,15 @@ struct gk_http *gk_http_start(const struct gk_http_opts *opts, gk_http_handler f
                               size_t errlen);
 /* The port actually bound. */
 uint16_t gk_http_port(const struct gk_http *h);
+/* Graceful shutdown, step one: closes the listening socket at once, so new connections are
+ * refused, while connections already open are still served; every answer from now on carries
+ * Connection: close, so keep-alive clients go elsewhere. Call from one thread, once. */
+void gk_http_quiesce(struct gk_http *h);
+/* Step two: waits until no request is in flight (its headers received, its answer not yet sent)
+ * or timeout_ms passed. True when none is left. Idle keep-alive connections do not count. */
+bool gk_http_drain(struct gk_http *h, int64_t timeout_ms);
+/* Requests in flight now (see gk_http_drain). */
+int gk_http_in_flight(const struct gk_http *h);
 /* Stops accepting, closes connections and frees; NULL is accepted. Requests running in
  * handlers are finished first. */
 void gk_http_stop(struct gk_http *h);

@@ -11,7 +11,8 @@ struct json_object;
 #define GK_JSON_DEPTH_MAX 4 /* every body the API takes nests at most 2 deep */
 
 /* Parses body[0..len) as exactly one JSON object in strict JSON and valid UTF-8 (whitespace
- * around it allowed, nothing else, no NUL byte), nested at most GK_JSON_DEPTH_MAX deep. NULL when it is not.
+ * around it allowed, nothing else, no NUL byte, no object key holding \u0000, which json-c would
+ * cut short), nested at most GK_JSON_DEPTH_MAX deep. NULL when it is not.
  * Caller owns the result and drops it with json_object_put(). */
 struct json_object *gk_json_parse_object(const char *body, size_t len);
 /* True when gk_json_parse_object would accept text[0..len); for modules that only check. */

@@ -16,7 +16,7 @@ typedef void (*gk_handler_fn)(struct gk_ctx *ctx, const struct gk_req *req, stru
 
 struct gk_route {
     const char *method;
-    const char *path;
+    const char *path; /* exact, or a prefix when it ends in '*' (the waiting room: "/wait/shop1") */
     const char *name; /* for logs and metrics */
     gk_handler_fn fn;
 };
@@ -28,5 +28,9 @@ enum gk_route_result { GK_ROUTE_FOUND, GK_ROUTE_BAD_METHOD, GK_ROUTE_NOT_FOUND }
  * path's methods ("GET, POST, OPTIONS"). */
 enum gk_route_result gk_router_match(const char *method, const char *path, const struct gk_route **out,
                                      char *allow, size_t allowlen);
+/* The table, for tests and docs: gk_router_at(i) for i < gk_router_count(), in table order
+ * (static storage). */
+size_t gk_router_count(void);
+const struct gk_route *gk_router_at(size_t i);
 
 #endif

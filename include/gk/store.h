@@ -13,6 +13,7 @@
 
 #include "gk/config.h"
 #include "gk/event.h"
+#include "gk/metrics.h"
 #include "gk/util.h"
 
 #define GK_STORE_TIMEOUT_MS 2000
@@ -34,13 +35,13 @@ const char *gk_store_errmsg(const struct gk_store *st);
 GK_MUSTCHECK enum gk_err gk_store_ping(struct gk_store *st);
 
 /*
- * Queue operations. Each is one Lua script (EVALSHA; reloaded on NOSCRIPT), so each is atomic
- * and costs one round trip. All keys of a business share the hash tag {<business>}. Times come
- * from Redis (TIME), never from this host's clock. Every call returns GK_EREDIS when Redis cannot
- * be reached; the out-struct is only meaningful on GK_OK. Ids must already be validated.
- * The measured admission rate is the `admit_rate` field of gk:{<business>}:stats, kept by
- * whoever admits users (the worker). Every change is also appended, in the same script, to the
- * business's activity stream (see gk/event.h).
+ * Queue operations (through the pipeline below). Each is one Lua script (EVALSHA; reloaded on
+ * NOSCRIPT), so each is atomic and costs one round trip, shared with concurrent requests. All keys of a
+ * business share the hash tag {<business>}. Times come from Redis (TIME), never from this host's clock. Every
+ * call returns GK_EREDIS when Redis cannot be reached; the out-struct is only meaningful on GK_OK. Ids must
+ * already be validated. The measured admission rate is the `admit_rate` field of gk:{<business>}:stats, kept
+ * by whoever admits users (the worker). Every change is also appended, in the same script, to the business's
+ * activity stream (see gk/event.h).
  */
 
 /* A per-client-IP limit: `limit` requests per `interval_s`, bursts up to `limit`. */
@@ -78,10 +79,6 @@ struct gk_join_out {
     int64_t waiting;   /* for NEW/WAITING: how many users wait in all */
 };
 
-/* Enqueues args->user unless already waiting or ready. */
-GK_MUSTCHECK enum gk_err gk_store_join(struct gk_store *st, const struct gk_join_args *args,
-                                       struct gk_join_out *out);
-
 enum gk_user_state {
     GK_USER_NOT_FOUND = 0,
     GK_USER_WAITING,
@@ -99,20 +96,64 @@ struct gk_status_out {
     int64_t waiting;        /* when waiting: how many users wait in all */
 };
 
+/*
+ * The pipeline: queue operations without blocking the calling thread. One background thread
+ * owns one Redis connection and sends everything submitted since its last write in one batch,
+ * so concurrent requests share round trips. Each submit function copies its arguments into op
+ * (caller-owned, must stay valid until done runs), and done(arg) is called exactly once, from
+ * the pipeline's thread (or from the caller's, when the pipeline is stopping), after *rc and the
+ * out-parameter are set: GK_OK, or GK_EREDIS when Redis is down or did not answer within
+ * GK_STORE_TIMEOUT_MS (down is answered at once, never queued). Thread-safe.
+ */
+struct gk_pipeline; /* opaque */
+
+typedef void (*gk_op_done)(void *arg);
+
+#define GK_OP_ARGS 24
+#define GK_OP_BUF 2048
+
+/* One operation in flight. Callers allocate it; every field belongs to the pipeline. */
+struct gk_op {
+    int _kind, _script, _argc;
+    const char *_argv[GK_OP_ARGS];
+    size_t _argvlen[GK_OP_ARGS];
+    char _buf[GK_OP_BUF];
+    size_t _used;
+    bool _retried;
+    int64_t _deadline_ms;
+    void *_out;
+    enum gk_err *_rc;
+    gk_op_done _done;
+    void *_arg;
+    struct gk_op *_next;
+};
+
+/* Starts the pipeline's thread (it connects, and reconnects every GK_STORE_RETRY_MS while Redis
+ * is down). NULL if the thread cannot start. Caller owns it; stop with gk_pipeline_stop(). */
+struct gk_pipeline *gk_pipeline_start(const struct gk_redis_addr *addr, bool test_clock);
+/* Answers every operation still waiting (GK_EREDIS), stops the thread and frees; NULL is
+ * accepted. Submitting after this starts is answered GK_EREDIS at once. */
+void gk_pipeline_stop(struct gk_pipeline *p);
+
+/* Enqueues a->user unless already waiting or ready. */
+void gk_pipeline_join(struct gk_pipeline *p, struct gk_op *op, const struct gk_join_args *a,
+                      struct gk_join_out *out, enum gk_err *rc, gk_op_done done, void *arg);
 /* Where user stands; a waiting user's poll is also a heartbeat when heartbeat is set. */
-GK_MUSTCHECK enum gk_err gk_store_status(struct gk_store *st, const char *business, const char *user,
-                                         const char *client_ip, struct gk_rate rate, bool heartbeat,
-                                         struct gk_status_out *out);
-/* *ready_until_ms is when user's ready time runs out, or 0 when user is not ready now. Recorded
- * as a verify event (gate tells whether a proxy asked). */
-GK_MUSTCHECK enum gk_err gk_store_ready_until(struct gk_store *st, const char *business, const char *user,
-                                              const char *client_ip, bool gate, int64_t *ready_until_ms);
+void gk_pipeline_status(struct gk_pipeline *p, struct gk_op *op, const char *business, const char *user,
+                        const char *client_ip, struct gk_rate rate, bool heartbeat, struct gk_status_out *out,
+                        enum gk_err *rc, gk_op_done done, void *arg);
+/* *ready_until_ms: when user's ready time runs out, or 0 when not ready now. Recorded as a
+ * verify event (gate says whether a proxy asked). */
+void gk_pipeline_ready_until(struct gk_pipeline *p, struct gk_op *op, const char *business, const char *user,
+                             const char *client_ip, bool gate, int64_t *ready_until_ms, enum gk_err *rc,
+                             gk_op_done done, void *arg);
 /* Removes user from ready; *was_ready tells whether they were ready (not expired). */
-GK_MUSTCHECK enum gk_err gk_store_finish(struct gk_store *st, const char *business, const char *user,
-                                         const char *client_ip, bool *was_ready);
+void gk_pipeline_finish(struct gk_pipeline *p, struct gk_op *op, const char *business, const char *user,
+                        const char *client_ip, bool *was_ready, enum gk_err *rc, gk_op_done done, void *arg);
 /* Removes user from waiting or ready; *state says where they were (GK_USER_NOT_FOUND if nowhere). */
-GK_MUSTCHECK enum gk_err gk_store_leave(struct gk_store *st, const char *business, const char *user,
-                                        const char *client_ip, enum gk_user_state *state);
+void gk_pipeline_leave(struct gk_pipeline *p, struct gk_op *op, const char *business, const char *user,
+                       const char *client_ip, enum gk_user_state *state, enum gk_err *rc, gk_op_done done,
+                       void *arg);
 
 struct gk_stats_out {
     int64_t waiting;
@@ -123,6 +164,10 @@ struct gk_stats_out {
     double admit_rate;         /* measured admissions per second, 0 = not yet */
     int64_t events_backlog;    /* activity events not yet written to PostgreSQL */
     int64_t events_dropped;    /* events lost to the stream bound while PostgreSQL was away */
+    int64_t expired_total;     /* ready users whose time ran out */
+    int64_t evicted_total;     /* waiting users removed for not polling */
+    int64_t ticks_total;       /* admission ticks run */
+    int64_t finished_total;    /* ready users the business released with finish */
 };
 
 /* Counters and sizes of business's queue, in one round trip. */
@@ -151,6 +196,12 @@ struct gk_tick_out {
  * in one script. Any number of workers may call this concurrently; each tick happens once. */
 GK_MUSTCHECK enum gk_err gk_store_tick(struct gk_store *st, const char *business,
                                        const struct gk_tick_args *a, struct gk_tick_out *out);
+
+/* Adds one tick's duration (as the worker measured it, round trip included) to the histogram all
+ * workers share, the hash gk:metrics:worker: one field per bucket, HINCRBY, one round trip. */
+GK_MUSTCHECK enum gk_err gk_store_tick_observe(struct gk_store *st, int64_t dur_us);
+/* Reads that histogram into *out (zeros before the first tick); *out is set only on GK_OK. */
+GK_MUSTCHECK enum gk_err gk_store_worker_ticks(struct gk_store *st, struct gk_metrics_hist *out);
 
 /*
  * The activity stream gk:{<business>}:events (see gk/event.h), read through one consumer group so

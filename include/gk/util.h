@@ -65,6 +65,8 @@ bool gk_id_valid(const char *s, size_t len);
 int64_t gk_now_ms(void);
 /* Monotonic milliseconds, for durations and timeouts. */
 int64_t gk_mono_ms(void);
+/* Monotonic microseconds, for measuring short durations. */
+int64_t gk_mono_us(void);
 /* Formats a wall-clock time as RFC 3339 UTC with milliseconds into out (>= 25 bytes). */
 void gk_rfc3339(int64_t ms, char *out, size_t outlen);
 

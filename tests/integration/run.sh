@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # run.sh -- integration test harness: `make test-integration` runs tests/integration/run.sh BUILD_DIR.
+# Usage: run.sh BUILD_DIR [COMMAND [ARGS...]]   (default command: BUILD_DIR/it-tests; the browser
+# tests, tests/e2e/run.sh, run theirs in the same setting)
 #
 # Starts a throwaway redis-server and PostgreSQL on free 127.0.0.1 ports in a temporary
-# directory, applies sql/, runs BUILD_DIR/it-tests with these variables and tears it all down:
+# directory, applies sql/, runs the command with these variables and tears it all down:
 #   GK_TEST_BUILD         absolute build directory (gatekeeper, gatekeeper-worker live there)
 #   GK_TEST_REDIS_URL     redis://127.0.0.1:P/0            (also GK_TEST_REDIS_PORT=P)
 #   GK_TEST_DATABASE_URL  postgresql://gatekeeper@127.0.0.1:Q/gatekeeper  (also GK_TEST_PG_CONNINFO)
@@ -11,19 +13,21 @@
 #   GK_TEST_REDISCTL      executable: `stop` / `start` that Redis (same port; data kept via dump.rdb)
 # The ctl helpers exit 0 once the service is down / answering (also when it already was),
 # 1 on failure, 2 on bad usage.
-# Never skips: a server that cannot start fails the run. Exit status is it-tests' status
+# Never skips: a server that cannot start fails the run. Exit status is the command's status
 # (1 if setup failed). On failure the temporary directory is kept and its logs' tails printed.
 # shellcheck source-path=SCRIPTDIR/../..
 # Functions below run from traps, which shellcheck cannot see.
 # shellcheck disable=SC2317
 set -eu
 
-if [ $# -ne 1 ]; then
-    echo "usage: $0 BUILD_DIR" >&2
+if [ $# -lt 1 ]; then
+    echo "usage: $0 BUILD_DIR [COMMAND [ARGS...]]" >&2
     exit 2
 fi
 ROOT=$(cd "$(dirname "$0")/../.." && pwd -P)
 BUILD=$(cd "$1" && pwd -P)
+shift
+if [ $# -eq 0 ]; then set -- "$BUILD/it-tests"; fi
 # shellcheck source=scripts/services.sh
 . "$ROOT/scripts/services.sh"
 
@@ -33,8 +37,8 @@ say() {
 
 # The same script `make run` uses: a missing redis-server or initdb is installed, not skipped.
 "$ROOT/scripts/install-deps"
-if [ ! -x "$BUILD/it-tests" ]; then
-    say "$BUILD/it-tests not found; build it with: make $BUILD/it-tests"
+if [ "$1" = "$BUILD/it-tests" ] && [ ! -x "$1" ]; then
+    say "$1 not found; build it with: make $1"
     exit 1
 fi
 PGBIN=$(gk_pg_bindir)
@@ -185,5 +189,5 @@ export GK_TEST_REDISCTL="$TMP/redisctl"
 say "redis 127.0.0.1:$REDIS_PORT, postgres 127.0.0.1:$PG_PORT, logs in $TMP"
 cd "$ROOT"
 rc=0
-"$BUILD/it-tests" || rc=$?
+"$@" || rc=$?
 exit "$rc"

@@ -12,7 +12,9 @@
     X(queue)                                                                                                 \
     X(worker)                                                                                                \
     X(events)                                                                                                \
-    X(activity)
+    X(activity)                                                                                              \
+    X(ops)                                                                                                   \
+    X(shutdown)
 
 #define GK_DECLARE_SUITE(name) Suite *name##_it_suite(void);
 GK_IT_SUITES(GK_DECLARE_SUITE)

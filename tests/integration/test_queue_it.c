@@ -6,6 +6,7 @@
  * X-Forwarded-For trust, and a Redis outage with recovery.
  */
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -682,6 +683,55 @@ START_TEST(redis_down_is_503_fast_and_recovers_alone)
 }
 END_TEST
 
+/* SIGSTOP/SIGCONT the harness's redis-server: a Redis that hangs rather than refuses. */
+static void
+freeze_redis(int sig)
+{
+    char path[512], pid[32] = "";
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/redis/redis.pid", gktest_env("GK_TEST_TMP"));
+    f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_ptr_nonnull(fgets(pid, sizeof(pid), f));
+    fclose(f);
+    ck_assert_int_eq(kill((pid_t)atoi(pid), sig), 0);
+}
+
+static void
+redis_thawed(void)
+{
+    freeze_redis(SIGCONT);
+}
+
+START_TEST(hung_redis_is_503_within_3s_and_recovers)
+{
+    char biz[64], tok[GK_TOKEN_BUF];
+    struct gktest_resp r;
+    long long t0;
+    int status = 0;
+
+    business(biz, sizeof(biz), "{}");
+    join(biz, "hung", tok);
+    freeze_redis(SIGSTOP);
+    t0 = gktest_ms();
+    call("GET", "/queue/status", biz, tok, &r);
+    ck_assert_int_lt(gktest_ms() - t0, 3000);
+    ck_assert_int_eq(r.status, 503);
+    gktest_resp_free(&r);
+    freeze_redis(SIGCONT);
+    for (t0 = gktest_ms(); gktest_ms() - t0 < 5000; gktest_sleep_ms(100)) {
+        call("GET", "/queue/status", biz, tok, &r);
+        status = r.status;
+        gktest_resp_free(&r);
+        if (status == 200)
+            break;
+    }
+    ck_assert_int_eq(status, 200);
+    ck_assert_int_eq(position_of(biz, tok), 1);
+}
+END_TEST
+
 Suite *
 queue_it_suite(void)
 {
@@ -711,9 +761,11 @@ queue_it_suite(void)
     suite_add_tcase(s, load);
 
     tcase_add_unchecked_fixture(outage, gktest_srv_up, gktest_srv_down);
+    tcase_add_checked_fixture(outage, NULL, redis_thawed);
     tcase_add_checked_fixture(outage, NULL, redis_up);
     tcase_set_timeout(outage, 60);
     tcase_add_test(outage, redis_down_is_503_fast_and_recovers_alone);
+    tcase_add_test(outage, hung_redis_is_503_within_3s_and_recovers);
     suite_add_tcase(s, outage);
     return s;
 }

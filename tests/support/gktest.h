@@ -89,6 +89,9 @@ void gktest_create_business(uint16_t port, const char *id, char *key, size_t key
 /* Creates a business with a unique id (into id, >= 64 bytes) and applies the config patch (a JSON
  * object text, "{}" for defaults). */
 void gktest_new_business(uint16_t port, const char *patch, char *id, size_t idlen);
+/* How many times slower than usual the binaries run (CK_TIMEOUT_MULTIPLIER, default 1: 3 under
+ * the sanitizers, more under valgrind); waits for the server scale with it. */
+int gktest_slowdown(void);
 /* Milliseconds on a monotonic clock. */
 long long gktest_ms(void);
 /* Sleeps ms milliseconds. */

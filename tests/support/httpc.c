@@ -92,7 +92,7 @@ gktest_header(const struct gktest_resp *r, const char *name, char *buf, size_t l
 bool
 gktest_exchange(int fd, const char *raw, size_t len, struct gktest_resp *out)
 {
-    long long deadline = gktest_ms() + IO_TIMEOUT_MS;
+    long long deadline = gktest_ms() + (long long)IO_TIMEOUT_MS * gktest_slowdown();
     size_t cap = 4096, n = 0, sent = 0, head_len = 0, want = SIZE_MAX;
     char *buf = malloc(cap), cl[32];
 
@@ -244,6 +244,47 @@ server_env(uint16_t port, const char *const *extra)
     return env;
 }
 
+int
+gktest_slowdown(void)
+{
+    const char *m = getenv("CK_TIMEOUT_MULTIPLIER");
+    int v = m != NULL ? atoi(m) : 1;
+
+    return v >= 1 ? v : 1;
+}
+
+/* argv for bin: GK_TEST_WRAPPER's words (split at spaces; `make valgrind` sets it to a valgrind
+ * command line), then bin. Static storage: call in the forked child only. */
+static char **
+wrapped_argv(char *bin)
+{
+    static char words[2048];
+    static char *argv[64];
+    const char *w = getenv("GK_TEST_WRAPPER");
+    size_t n = 0;
+    char *save = NULL;
+
+    if (w != NULL) {
+        snprintf(words, sizeof(words), "%s", w);
+        for (char *t = strtok_r(words, " ", &save); t != NULL && n < sizeof(argv) / sizeof(argv[0]) - 2;
+             t = strtok_r(NULL, " ", &save))
+            argv[n++] = t;
+    }
+    argv[n++] = bin;
+    argv[n] = NULL;
+    return argv;
+}
+
+/* execve, or through the wrapper: execvpe looks the wrapper up in the test's own PATH (the
+ * server environment has none). */
+static void
+exec_binary(char *bin, char **env)
+{
+    char **argv = wrapped_argv(bin);
+
+    execvpe(argv[0], argv, env);
+}
+
 /* Forks and execs build/<name> with the test environment, output appended to s->log. */
 static void
 spawn(struct gktest_server *s, const char *name, const char *const *extra_env)
@@ -256,11 +297,10 @@ spawn(struct gktest_server *s, const char *name, const char *const *extra_env)
     if (s->pid == 0) {
         char **env = server_env(s->port, extra_env);
         int fd = open(s->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        char *argv[] = {bin, NULL};
 
         dup2(fd, STDERR_FILENO);
         dup2(fd, STDOUT_FILENO);
-        execve(bin, argv, env);
+        exec_binary(bin, env);
         _exit(127);
     }
 }
@@ -274,7 +314,8 @@ gktest_server_start(struct gktest_server *s, const char *const *extra_env)
         s->port = free_port();
         snprintf(s->log, sizeof(s->log), "%s/server-%u.log", gktest_env("GK_TEST_TMP"), s->port);
         spawn(s, "gatekeeper", extra_env);
-        for (deadline = gktest_ms() + 10000; gktest_ms() < deadline; gktest_sleep_ms(20)) {
+        for (deadline = gktest_ms() + 10000LL * gktest_slowdown(); gktest_ms() < deadline;
+             gktest_sleep_ms(20)) {
             static const char probe[] = "GET /health?shallow HTTP/1.1\r\nHost: x\r\n\r\n";
             struct gktest_resp r;
             int status, fd;
@@ -344,16 +385,14 @@ gktest_run_binary(const char *name, const char *const *env, char *err, size_t er
     pid = fork();
     ck_assert(pid >= 0);
     if (pid == 0) {
-        char *argv[] = {bin, NULL};
-
         dup2(pipefd[1], STDERR_FILENO);
         close(pipefd[0]);
-        execve(bin, argv, (char **)(uintptr_t)env);
+        exec_binary(bin, (char **)(uintptr_t)env);
         _exit(127);
     }
     close(pipefd[1]);
     /* A binary that got through its configuration would run on: give up on it after 5 s. */
-    for (long long deadline = gktest_ms() + 5000;;) {
+    for (long long deadline = gktest_ms() + 5000LL * gktest_slowdown();;) {
         struct pollfd p = {.fd = pipefd[0], .events = POLLIN};
         long long left = deadline - gktest_ms();
         ssize_t r;

@@ -13,7 +13,9 @@
     X(confcache)                                                                                             \
     X(clientip)                                                                                              \
     X(bizconf)                                                                                               \
-    X(token)
+    X(token)                                                                                                 \
+    X(web)                                                                                                   \
+    X(metrics)
 
 #define GK_DECLARE_SUITE(name) Suite *name##_suite(void);
 GK_UNIT_SUITES(GK_DECLARE_SUITE)

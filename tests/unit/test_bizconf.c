@@ -310,6 +310,11 @@ START_TEST(malformed_bodies)
         "{\"allowed_origins\": [[[[\"*\"]]]]}",
         "{\"a\": {\"b\": {\"c\": {\"d\": 1}}}}",
     };
+    static const char *const nul_keys[] = {
+        "{\"admission_limit\\u0000x\": 5}",
+        "{\"admission_limit\": 5, \"\\u0000\": 1}",
+        "{\"allowed_origins\": [{\"a\\u0000\": 1}]}",
+    };
     char deep[2048];
     size_t n = 0;
 
@@ -320,6 +325,13 @@ START_TEST(malformed_bodies)
     assert_json_error("{}\0", 3);
     assert_json_error("{\"a\":\"x\0y\"}", 11);
     assert_json_error("\0{}", 3);
+
+    /* json-c cuts a key at an escaped NUL, so "admission_limit\u0000x" would pass for
+     * admission_limit: such a key makes the body unreadable, wherever it sits. An escaped
+     * backslash before "u0000" is no NUL: that key is just unknown. */
+    for (size_t i = 0; i < GK_ARRAY_LEN(nul_keys); i++)
+        assert_json_error(nul_keys[i], strlen(nul_keys[i]));
+    assert_field_error("{\"a\\\\u0000\": 5}", "a\\u0000");
 
     /* Deep nesting is cut short by the depth limit, not by the stack. */
     deep[n++] = '{';

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* test_router.c -- route lookup: found, 405 with Allow, 404, HEAD on GET routes. */
+/* test_router.c -- route lookup: found, 405 with Allow, 404, HEAD on GET routes, prefix routes. */
 #include "gk/router.h"
 #include "unit/suites.h"
 
@@ -25,6 +25,25 @@ START_TEST(lookup)
 }
 END_TEST
 
+START_TEST(prefix)
+{
+    const struct gk_route *r;
+    char allow[96];
+
+    ck_assert_int_eq(gk_router_match("GET", "/wait/shop1", &r, allow, sizeof(allow)), GK_ROUTE_FOUND);
+    ck_assert_str_eq(r->name, "wait");
+    ck_assert_int_eq(gk_router_match("GET", "/wait/", &r, allow, sizeof(allow)), GK_ROUTE_FOUND);
+    ck_assert_int_eq(gk_router_match("POST", "/wait/shop1", &r, allow, sizeof(allow)), GK_ROUTE_BAD_METHOD);
+    ck_assert_str_eq(allow, "GET, OPTIONS");
+    ck_assert_int_eq(gk_router_match("GET", "/wait", &r, allow, sizeof(allow)), GK_ROUTE_NOT_FOUND);
+    ck_assert_int_eq(gk_router_match("GET", "/waiting/shop1", &r, allow, sizeof(allow)), GK_ROUTE_NOT_FOUND);
+    ck_assert_int_eq(gk_router_match("GET", "/gatekeeper.js", &r, allow, sizeof(allow)), GK_ROUTE_FOUND);
+    ck_assert_str_eq(r->name, "client_js");
+    ck_assert_int_eq(gk_router_match("GET", "/gatekeeper.js/x", &r, allow, sizeof(allow)),
+                     GK_ROUTE_NOT_FOUND);
+}
+END_TEST
+
 Suite *
 router_suite(void)
 {
@@ -32,6 +51,7 @@ router_suite(void)
     TCase *tc = tcase_create("core");
 
     tcase_add_test(tc, lookup);
+    tcase_add_test(tc, prefix);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,0 +1,38 @@
+# syntax=docker/dockerfile:1
+# Dockerfile -- one image with both programs: `gatekeeper` (the API, the default command) and
+# `gatekeeper-worker`. Two stages: the first compiles with the -dev packages, the second holds
+# only the binaries and their runtime libraries, and runs them as an unprivileged user.
+# docker-compose.yml builds it; see README.md "Production deployment".
+
+ARG DEBIAN_RELEASE=bookworm
+
+FROM debian:${DEBIAN_RELEASE}-slim AS build
+# check and libsubunit-dev only because the Makefile verifies every library it knows at start.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends build-essential pkg-config ca-certificates \
+       libmicrohttpd-dev libhiredis-dev libpq-dev libjwt-dev libjson-c-dev libssl-dev check libsubunit-dev \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+# .dockerignore keeps build directories, .git and .env (secrets) out of the context.
+COPY . .
+RUN make BUILD=/out all
+
+FROM debian:${DEBIAN_RELEASE}-slim AS runtime
+# curl is for the health checks only.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates curl \
+       libmicrohttpd12 libhiredis0.14 libpq5 libjwt0 libjson-c5 libssl3 \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --system --gid 10001 gatekeeper \
+    && useradd --system --uid 10001 --gid gatekeeper --no-create-home --home-dir /nonexistent \
+       --shell /usr/sbin/nologin gatekeeper
+COPY --from=build /out/gatekeeper /out/gatekeeper-worker /usr/local/bin/
+USER gatekeeper:gatekeeper
+# In a container the API must listen beyond loopback; PORT stays the documented default.
+ENV BIND=0.0.0.0 PORT=8000
+EXPOSE 8000
+# SIGTERM: the API refuses new connections and finishes requests in flight (SHUTDOWN_TIMEOUT);
+# the worker finishes its tick. Give them more than SHUTDOWN_TIMEOUT before SIGKILL.
+# Health checks live in docker-compose.yml, where each program gets its own.
+STOPSIGNAL SIGTERM
+CMD ["gatekeeper"]

@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tokens.c -- for `make bench`: prints N queue tokens, one per line, for users u0..u(N-1) of a
+ * business, signed with JWT_SECRET from the environment, valid for an hour. The users themselves
+ * are put into Redis by bench/run.sh.
+ * Usage: gk-bench-tokens BUSINESS N
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "gk/token.h"
+
+int
+main(int argc, char **argv)
+{
+    const char *secret = getenv("JWT_SECRET");
+    struct gk_token_keys *keys;
+    char tok[GK_TOKEN_BUF];
+    long n;
+
+    if (argc != 3 || secret == NULL || (n = strtol(argv[2], NULL, 10)) <= 0) {
+        fprintf(stderr, "usage: JWT_SECRET=... gk-bench-tokens BUSINESS N\n");
+        return 2;
+    }
+    keys = gk_token_keys_new(secret, NULL);
+    for (long i = 0; i < n; i++) {
+        struct gk_claims c = {.iat = gk_now_ms() / 1000};
+
+        c.exp = c.iat + 3600;
+        snprintf(c.business, sizeof(c.business), "%s", argv[1]);
+        snprintf(c.user, sizeof(c.user), "u%ld", i);
+        if (gk_token_issue(keys, &c, tok, sizeof(tok)) != GK_OK) {
+            fprintf(stderr, "gk-bench-tokens: cannot issue a token for %s\n", c.user);
+            gk_token_keys_free(keys);
+            return 1;
+        }
+        puts(tok);
+    }
+    gk_token_keys_free(keys);
+    return 0;
+}
