@@ -118,9 +118,10 @@ VALGRIND := valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-
             --log-file=$(VALGRIND_LOGS)/%p.log
 .PHONY: valgrind
 valgrind:
+	scripts/install-deps --valgrind
 	$(MAKE) BUILD=build-vg CFLAGS="-O1 -g" all build-vg/it-tests build-vg/freeport
 	rm -rf $(VALGRIND_LOGS) && mkdir -p $(VALGRIND_LOGS)
-	GK_TEST_WRAPPER="$(VALGRIND)" CK_TIMEOUT_MULTIPLIER=10 tests/integration/run.sh build-vg
+	GK_TEST_WRAPPER="$(VALGRIND)" CK_TIMEOUT_MULTIPLIER=5 tests/integration/run.sh build-vg
 	@bad=$$(find $(VALGRIND_LOGS) -name '*.log' -size +0c); \
 	if [ -n "$$bad" ]; then cat $$bad; echo "valgrind: errors in $$bad" >&2; exit 1; fi; \
 	echo "valgrind: no errors, no definite leaks ($$(ls $(VALGRIND_LOGS) | wc -l) processes)"

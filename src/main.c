@@ -54,6 +54,14 @@ main(void)
     signal(SIGPIPE, SIG_IGN);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    /* Blocked before any thread starts, so every thread inherits the block and only sigsuspend
+     * below takes the signal: a handler run on another thread would leave main asleep for good
+     * (seen under valgrind, which delivers to any thread that does not block it). Blocking here
+     * also closes the check-then-wait race of the loop below. */
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGTERM);
+    sigprocmask(SIG_BLOCK, &mask, &old);
 
     app.cache = gk_confcache_new();
     app.tokens = gk_token_keys_new(cfg.jwt_secret, cfg.jwt_secret_previous);
@@ -77,11 +85,7 @@ main(void)
     GK_LOG(GK_LOG_INFO, "main", "msg=listening bind=%s port=%u threads=%u", cfg.bind, gk_http_port(http),
            cfg.http_threads);
 
-    /* Sleep until a signal; blocking it outside sigsuspend closes the check-then-wait race. */
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGINT);
-    sigaddset(&mask, SIGTERM);
-    sigprocmask(SIG_BLOCK, &mask, &old);
+    /* Sleep until a signal (blocked everywhere else, see above). */
     while (stop_signal == 0)
         sigsuspend(&old);
     sigprocmask(SIG_SETMASK, &old, NULL);

@@ -20,7 +20,8 @@
 
 /* Defined in the generated scripts.c, from the Lua files in src/scripts. */
 extern const char gk_lua_enqueue[], gk_lua_status[], gk_lua_verify[], gk_lua_finish[], gk_lua_leave[],
-    gk_lua_tick[], gk_lua_stats[], gk_lua_events_ack[], gk_lua_tick_observe[];
+    gk_lua_tick[], gk_lua_stats[], gk_lua_events_ack[], gk_lua_status_many[], gk_lua_tick_observe[],
+    gk_lua_status_many[];
 
 enum script {
     S_ENQUEUE,
@@ -32,14 +33,17 @@ enum script {
     S_STATS,
     S_EVENTS_ACK,
     S_TICK_OBSERVE,
+    S_STATUS_MANY,
     S_COUNT
 };
 
-static const char *const script_src[S_COUNT] = {gk_lua_enqueue, gk_lua_status,     gk_lua_verify,
-                                                gk_lua_finish,  gk_lua_leave,      gk_lua_tick,
-                                                gk_lua_stats,   gk_lua_events_ack, gk_lua_tick_observe};
+static const char *const script_src[S_COUNT] = {
+    gk_lua_enqueue, gk_lua_status, gk_lua_verify,     gk_lua_finish,       gk_lua_leave,
+    gk_lua_tick,    gk_lua_stats,  gk_lua_events_ack, gk_lua_tick_observe, gk_lua_status_many};
 /* Scripts that read the time take the business's clock key and the test-clock flag last. */
-static const bool script_reads_clock[S_COUNT] = {true, true, true, true, true, true, true, false, false};
+/* status_many carries its clock key itself (it is batched by the pipeline, not built by op_begin). */
+static const bool script_reads_clock[S_COUNT] = {true, true, true,  true,  true,
+                                                 true, true, false, false, false};
 
 /* The worker tick histogram, shared by every worker and business. */
 #define WORKER_METRICS_KEY "gk:metrics:worker"
@@ -293,7 +297,7 @@ u32(char *out, size_t len, uint64_t v)
 
 static void submit(struct gk_pipeline *p, struct gk_op *op);
 
-enum op_kind { OP_JOIN, OP_STATUS, OP_READY_UNTIL, OP_FINISH, OP_LEAVE };
+enum op_kind { OP_JOIN, OP_STATUS, OP_READY_UNTIL, OP_FINISH, OP_LEAVE, OP_BATCH };
 
 /* Appends one argument (copied into op->_buf). */
 static void
@@ -309,22 +313,32 @@ op_arg(struct gk_op *op, const char *s)
     op->_used += len + 1;
 }
 
+/* Appends "gk:{<business>}:<suffix>"; on the request path, so no printf. */
 static void
 op_key(struct gk_op *op, const char *business, const char *suffix)
 {
+    size_t b = strlen(business), x = strlen(suffix);
     char k[KEY_BUF];
 
-    key(k, business, suffix);
+    GK_ASSERT(b + x + 7 <= sizeof(k));
+    memcpy(k, "gk:{", 4);
+    memcpy(k + 4, business, b);
+    memcpy(k + 4 + b, "}:", 2);
+    memcpy(k + 6 + b, suffix, x + 1);
     op_arg(op, k);
 }
 
 static void
 op_num(struct gk_op *op, uint64_t v)
 {
-    char n[24];
+    char n[24], *p = n + sizeof(n) - 1;
 
-    u32(n, sizeof(n), v);
-    op_arg(op, n);
+    *p = '\0';
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    op_arg(op, p);
 }
 
 /* Starts op as EVALSHA of script s for business with nkeys keys to follow; op_end finishes it. */
@@ -981,6 +995,8 @@ flight_pop(struct gk_pipeline *p)
 }
 
 static void issue(struct gk_pipeline *p, struct gk_op *op);
+struct batch;
+static void batch_reply(struct gk_pipeline *p, struct batch *b, const redisReply *r);
 
 static void
 on_reply(redisAsyncContext *ac, void *reply, void *privdata)
@@ -990,6 +1006,10 @@ on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     const redisReply *r = reply;
 
     GK_ASSERT(flight_pop(p) == op); /* Redis answers in order */
+    if (op->_kind == OP_BATCH) {
+        batch_reply(p, (struct batch *)(void *)op, r);
+        return;
+    }
     if (r == NULL) {
         finish_op(op, GK_EREDIS); /* the connection went away */
         return;
@@ -1010,6 +1030,51 @@ on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     finish_op(op, GK_OK);
 }
 
+/* Appends "<c><n>\r\n" to out. */
+static size_t
+resp_len(char *out, char c, size_t n)
+{
+    char digits[24], *d = digits + sizeof(digits);
+    size_t k;
+
+    do {
+        *--d = (char)('0' + n % 10);
+        n /= 10;
+    } while (n > 0);
+    k = (size_t)(digits + sizeof(digits) - d);
+    out[0] = c;
+    memcpy(out + 1, d, k);
+    memcpy(out + 1 + k, "\r\n", 2);
+    return k + 3;
+}
+
+/* Sends argv as one command in Redis's wire format, written here rather than by hiredis's
+ * printf-style formatter (that was most of the pipeline's work per request). */
+static bool
+send_command(struct gk_pipeline *p, redisCallbackFn *fn, void *privdata, int argc, const char *const *argv,
+             const size_t *argvlen)
+{
+    size_t cap = 16, n = 0;
+    char small[8192], *buf;
+    int rc;
+
+    for (int i = 0; i < argc; i++)
+        cap += argvlen[i] + 32;
+    buf = cap <= sizeof(small) ? small : gk_xmalloc(cap);
+    n += resp_len(buf + n, '*', (size_t)argc);
+    for (int i = 0; i < argc; i++) {
+        n += resp_len(buf + n, '$', argvlen[i]);
+        memcpy(buf + n, argv[i], argvlen[i]);
+        n += argvlen[i];
+        memcpy(buf + n, "\r\n", 2);
+        n += 2;
+    }
+    rc = redisAsyncFormattedCommand(p->ac, fn, privdata, buf, n);
+    if (buf != small)
+        free(buf);
+    return rc == REDIS_OK;
+}
+
 static void
 issue(struct gk_pipeline *p, struct gk_op *op)
 {
@@ -1017,11 +1082,167 @@ issue(struct gk_pipeline *p, struct gk_op *op)
     op->_argvlen[0] = strlen(op->_argv[0]);
     op->_argv[1] = op->_retried ? script_src[op->_script] : p->sha[op->_script];
     op->_argvlen[1] = strlen(op->_argv[1]);
-    if (redisAsyncCommandArgv(p->ac, on_reply, op, op->_argc, op->_argv, op->_argvlen) != REDIS_OK) {
+    if (!send_command(p, on_reply, op, op->_argc, op->_argv, op->_argvlen)) {
         finish_op(op, GK_EREDIS);
         return;
     }
     flight_push(p, op);
+}
+
+/*
+ * Batching. Status polls are the bulk of the traffic and mostly for the same few businesses:
+ * polls of one business that reach the pipeline together go to Redis as one status_many call,
+ * so Redis pays its per-script cost (and the clock, rate and queue-length reads) once per batch.
+ * A status op's argv is EVALSHA sha nkeys wait ready hb rl stats events clock | user limit
+ * interval heartbeat ip evmax clockflag; these indexes name its parts.
+ */
+enum {
+    SA_WAIT = 3,
+    SA_READY,
+    SA_HB,
+    SA_RL,
+    SA_STATS,
+    SA_EVENTS,
+    SA_CLOCK,
+    SA_USER,
+    SA_LIMIT,
+    SA_INTERVAL,
+    SA_HEARTBEAT,
+    SA_IP,
+    SA_EVMAX,
+    SA_CLOCKFLAG
+};
+#define BATCH_MAX 64
+
+struct batch {
+    struct gk_op head; /* what the in-flight FIFO holds (kind OP_BATCH) */
+    int n;
+    struct gk_op *members[BATCH_MAX];
+};
+
+/* True when b can join a's batch: same business and the same per-business arguments. */
+static bool
+batchable(const struct gk_op *a, const struct gk_op *b)
+{
+    static const int same[] = {SA_WAIT, SA_LIMIT, SA_INTERVAL, SA_HEARTBEAT, SA_EVMAX, SA_CLOCKFLAG};
+
+    if (b->_kind != OP_STATUS || b->_retried)
+        return false;
+    for (size_t i = 0; i < GK_ARRAY_LEN(same); i++) {
+        if (a->_argvlen[same[i]] != b->_argvlen[same[i]] ||
+            memcmp(a->_argv[same[i]], b->_argv[same[i]], a->_argvlen[same[i]]) != 0)
+            return false;
+    }
+    return true;
+}
+
+static void
+issue_batch(struct gk_pipeline *p, struct batch *b)
+{
+    const struct gk_op *m0 = b->members[0];
+    /* EVALSHA sha nkeys + 6 keys + a rate-limit key per member + 5 args + user and ip per member */
+    const char *argv[14 + 3 * BATCH_MAX];
+    size_t argvlen[14 + 3 * BATCH_MAX];
+    char numkeys[16];
+    int argc = 0;
+
+#define ARG(s, len) (argv[argc] = (s), argvlen[argc++] = (len))
+    ARG(b->head._retried ? "EVAL" : "EVALSHA", b->head._retried ? 4 : 7);
+    ARG(b->head._retried ? script_src[S_STATUS_MANY] : p->sha[S_STATUS_MANY],
+        strlen(b->head._retried ? script_src[S_STATUS_MANY] : p->sha[S_STATUS_MANY]));
+    snprintf(numkeys, sizeof(numkeys), "%d", 6 + b->n);
+    ARG(numkeys, strlen(numkeys));
+    ARG(m0->_argv[SA_WAIT], m0->_argvlen[SA_WAIT]);
+    ARG(m0->_argv[SA_READY], m0->_argvlen[SA_READY]);
+    ARG(m0->_argv[SA_HB], m0->_argvlen[SA_HB]);
+    ARG(m0->_argv[SA_STATS], m0->_argvlen[SA_STATS]);
+    ARG(m0->_argv[SA_EVENTS], m0->_argvlen[SA_EVENTS]);
+    ARG(m0->_argv[SA_CLOCK], m0->_argvlen[SA_CLOCK]);
+    for (int i = 0; i < b->n; i++)
+        ARG(b->members[i]->_argv[SA_RL], b->members[i]->_argvlen[SA_RL]);
+    ARG(m0->_argv[SA_LIMIT], m0->_argvlen[SA_LIMIT]);
+    ARG(m0->_argv[SA_INTERVAL], m0->_argvlen[SA_INTERVAL]);
+    ARG(m0->_argv[SA_HEARTBEAT], m0->_argvlen[SA_HEARTBEAT]);
+    ARG(m0->_argv[SA_EVMAX], m0->_argvlen[SA_EVMAX]);
+    ARG(m0->_argv[SA_CLOCKFLAG], m0->_argvlen[SA_CLOCKFLAG]);
+    for (int i = 0; i < b->n; i++) {
+        ARG(b->members[i]->_argv[SA_USER], b->members[i]->_argvlen[SA_USER]);
+        ARG(b->members[i]->_argv[SA_IP], b->members[i]->_argvlen[SA_IP]);
+    }
+#undef ARG
+    GK_ASSERT(argc == 14 + 3 * b->n);
+    if (!send_command(p, on_reply, &b->head, argc, argv, argvlen)) {
+        for (int i = 0; i < b->n; i++)
+            finish_op(b->members[i], GK_EREDIS);
+        free(b);
+        return;
+    }
+    flight_push(p, &b->head);
+}
+
+/* A batch's answer: one status reply per member, in order. Frees the batch. */
+static void
+batch_reply(struct gk_pipeline *p, struct batch *b, const redisReply *r)
+{
+    if (r != NULL && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0 &&
+        !b->head._retried) {
+        b->head._retried = true;
+        issue_batch(p, b);
+        return;
+    }
+    for (int i = 0; i < b->n; i++) {
+        bool ok = r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == (size_t)b->n &&
+                  parse_status(r->element[i], b->members[i]->_out);
+
+        finish_op(b->members[i], ok ? GK_OK : GK_EREDIS);
+    }
+    free(b);
+}
+
+/* Issues the drained ops, status polls of one business batched together. */
+static void
+issue_all(struct gk_pipeline *p, struct gk_op *ops, int64_t now)
+{
+    while (ops != NULL) {
+        struct gk_op *op = ops, *prev = op, *cand;
+        struct batch *b;
+
+        ops = op->_next;
+        op->_deadline_ms = now + GK_STORE_TIMEOUT_MS;
+        if (p->ac == NULL) {
+            finish_op(op, GK_EREDIS); /* down: answer at once, never queue up */
+            continue;
+        }
+        if (op->_kind != OP_STATUS || ops == NULL) {
+            issue(p, op);
+            continue;
+        }
+        b = gk_xmalloc(sizeof(*b));
+        b->head = (struct gk_op){._kind = OP_BATCH, ._deadline_ms = op->_deadline_ms};
+        b->n = 0;
+        b->members[b->n++] = op;
+        /* Take the later polls that fit out of the list, keeping the others in order. */
+        for (cand = ops, prev = NULL; cand != NULL && b->n < BATCH_MAX;) {
+            struct gk_op *next = cand->_next;
+
+            if (batchable(op, cand)) {
+                b->members[b->n++] = cand;
+                if (prev != NULL)
+                    prev->_next = next;
+                else
+                    ops = next;
+            } else {
+                prev = cand;
+            }
+            cand = next;
+        }
+        if (b->n == 1) {
+            free(b);
+            issue(p, op);
+        } else {
+            issue_batch(p, b);
+        }
+    }
 }
 
 /* hiredis's event hooks: it says what it wants to wait for; the thread's poll() does the waiting. */
@@ -1154,16 +1375,7 @@ pipe_main(void *arg)
         op = p->queued_head;
         p->queued_head = p->queued_tail = NULL;
         pthread_mutex_unlock(&p->lock);
-        while (op != NULL) {
-            struct gk_op *next = op->_next;
-
-            op->_deadline_ms = now + GK_STORE_TIMEOUT_MS;
-            if (p->ac != NULL)
-                issue(p, op);
-            else
-                finish_op(op, GK_EREDIS); /* down: answer at once, never queue up */
-            op = next;
-        }
+        issue_all(p, op, now);
         if (p->ac != NULL && p->want_write)
             redisAsyncHandleWrite(p->ac); /* send the batch now rather than after a poll */
         if (p->ac != NULL) {

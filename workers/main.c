@@ -52,6 +52,7 @@ main(void)
 {
     static struct gk_config cfg;
     struct sigaction sa = {.sa_handler = on_signal};
+    sigset_t mask, old;
     struct gk_confcache *cache = NULL;
     struct gk_store *store = NULL;
     bool redis_up = true, activity_started = false, heartbeat_failing = false;
@@ -74,6 +75,12 @@ main(void)
     signal(SIGPIPE, SIG_IGN);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    /* The helper threads start with the signals blocked, so only this thread takes them and its
+     * pause below is cut short (a handler run on another thread would not wake it). */
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &mask, &old);
 
     cache = gk_confcache_new();
     activity.cache = cache;
@@ -86,6 +93,7 @@ main(void)
         goto out;
     }
     activity_started = true;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     store = gk_store_open(&cfg.redis, cfg.test_clock);
     GK_LOG(GK_LOG_INFO, "worker", "msg=started");
     while (stop_signal == 0) {

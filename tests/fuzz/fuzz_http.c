@@ -2,8 +2,9 @@
 /*
  * fuzz_http -- whole HTTP requests through the real server, as a client sends them: bytes on a
  * loopback TCP connection to gk_http_start(), so libmicrohttpd's request parser, http.c
- * (gk_req_header / gk_req_query / gk_req_cookie, body and header limits), the dispatcher, the
- * router, CORS and every handler run exactly as in production. Redis and PostgreSQL are
+ * (gk_req_header / gk_req_query / gk_req_cookie, body and header limits, connections suspended
+ * while a queue operation waits for the Redis pipeline), the dispatcher, the router, CORS and
+ * every handler run exactly as in production. Redis and PostgreSQL are
  * configured on port 1 of loopback, where nothing listens, so a handler that gets past its own
  * checks (headers, key, token, body, query) answers 503 at once; three businesses sit in the
  * config cache (not loaded from PostgreSQL), one with its own admin key.
@@ -30,6 +31,7 @@
 #include "gk/handlers.h"
 #include "gk/http.h"
 #include "gk/log.h"
+#include "gk/store.h"
 
 #define JWT_SECRET "fuzz-jwt-secret-0123456789abcdefghijklmnop"
 #define JWT_PREVIOUS "fuzz-previous-secret-zyxwvutsrqponmlkjihgf"
@@ -111,6 +113,8 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
     app.cache = gk_confcache_new();
     app.tokens = gk_token_keys_new(cfg.jwt_secret, cfg.jwt_secret_previous);
     gk_sha256_hex(cfg.admin_token, strlen(cfg.admin_token), app.operator_key_hash);
+    app.pipe = gk_pipeline_start(&cfg.redis, cfg.test_clock);
+    FUZZ_CHECK(app.pipe != NULL);
     add_business("shop1", SHOP1_KEY, GK_QM_FIFO, NULL);
     add_business("shop2", NULL, GK_QM_REJECT, "https://shop2.example");
     add_business("shop3", NULL, GK_QM_PASSTHROUGH, "http://localhost:3000");

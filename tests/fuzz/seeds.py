@@ -183,6 +183,11 @@ for name, v in {
     "http10": "GET /health?shallow HTTP/1.0\r\n\r\n",
     "garbage": "\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03",
     "nul_header": b"GET /queue/status HTTP/1.1\r\nHost: x\r\nbusiness_id: sh\x00op1\r\n\r\n",
+    "wait_page": req("GET", "/wait/shop3?return_to=http%3A%2F%2Flocalhost%3A3000%2Fcheckout%3Fa%3D1"),
+    "wait_page_evil": req("GET", "/wait/shop1?return_to=//evil.example&return_to=%5C%5Cx"),
+    "client_js": req("GET", "/gatekeeper.js", ["If-None-Match: \"x\""]),
+    "metrics": req("GET", "/metrics"),
+    "openapi": req("HEAD", "/openapi.json"),
     "folded": "GET /queue/status HTTP/1.1\r\nHost: x\r\nbusiness_id: shop1\r\n  continued\r\n\r\n",
 }.items():
     write("fuzz_http", name, v)

@@ -561,6 +561,7 @@ struct worker_arg {
     const char *biz;
     int first, step;
     long long *positions; /* by user index */
+    char (*tokens)[GK_TOKEN_BUF];
     int errors;
 };
 
@@ -589,6 +590,8 @@ enqueue_worker(void *p)
             struct json_object *v;
             if (json_object_object_get_ex(r.json, "position", &v))
                 a->positions[u] = json_object_get_int64(v);
+            if (json_object_object_get_ex(r.json, "jwt", &v))
+                snprintf(a->tokens[u], GK_TOKEN_BUF, "%s", json_object_get_string(v));
         } else {
             a->errors++;
         }
@@ -599,20 +602,56 @@ enqueue_worker(void *p)
     return NULL;
 }
 
+/* Polls the status of its share of the users; every answer must be the user's own position. */
+static void *
+status_worker(void *p)
+{
+    struct worker_arg *a = p;
+    int fd = gktest_connect(gktest_srv.port);
+
+    for (int u = a->first; u < USERS; u += a->step) {
+        char req[2048];
+        struct gktest_resp r;
+        struct json_object *v;
+        int n = snprintf(req, sizeof(req),
+                         "GET /queue/status HTTP/1.1\r\nHost: x\r\nbusiness_id: %s\r\njwt: %s\r\n\r\n",
+                         a->biz, a->tokens[u]);
+
+        if (fd < 0 || !gktest_exchange(fd, req, (size_t)n, &r)) {
+            a->errors++;
+            if (fd >= 0)
+                close(fd);
+            fd = gktest_connect(gktest_srv.port);
+            continue;
+        }
+        if (r.status != 200 || r.json == NULL || !json_object_object_get_ex(r.json, "position", &v) ||
+            json_object_get_int64(v) != a->positions[u])
+            a->errors++;
+        gktest_resp_free(&r);
+    }
+    if (fd >= 0)
+        close(fd);
+    return NULL;
+}
+
 START_TEST(concurrent_enqueues_get_exact_distinct_positions)
 {
     static long long positions[USERS];
+    static char tokens[USERS][GK_TOKEN_BUF];
     static bool seen[USERS + 1];
     struct worker_arg args[CLIENTS];
     pthread_t t[CLIENTS];
     char biz[64];
     int errors = 0;
 
-    business(biz, sizeof(biz), "{\"ip_enqueue_limit\": 1000000, \"ip_enqueue_limit_interval\": 1}");
+    business(biz, sizeof(biz),
+             "{\"ip_enqueue_limit\": 1000000, \"ip_enqueue_limit_interval\": 1, \"ip_status_polling_limit\": "
+             "1000000, \"ip_status_polling_limit_interval\": 1}");
     memset(positions, 0, sizeof(positions));
     memset(seen, 0, sizeof(seen));
     for (int i = 0; i < CLIENTS; i++) {
-        args[i] = (struct worker_arg){.biz = biz, .first = i, .step = CLIENTS, .positions = positions};
+        args[i] = (struct worker_arg){
+            .biz = biz, .first = i, .step = CLIENTS, .positions = positions, .tokens = tokens};
         ck_assert_int_eq(pthread_create(&t[i], NULL, enqueue_worker, &args[i]), 0);
     }
     for (int i = 0; i < CLIENTS; i++) {
@@ -626,6 +665,15 @@ START_TEST(concurrent_enqueues_get_exact_distinct_positions)
         ck_assert_msg(!seen[positions[u]], "position %lld given twice", positions[u]);
         seen[positions[u]] = true;
     }
+    /* 32 clients poll all 5,000 at once (the pipeline batches these polls): everyone is told
+     * their own place. */
+    for (int i = 0; i < CLIENTS; i++)
+        ck_assert_int_eq(pthread_create(&t[i], NULL, status_worker, &args[i]), 0);
+    for (int i = 0; i < CLIENTS; i++) {
+        pthread_join(t[i], NULL);
+        errors += args[i].errors;
+    }
+    ck_assert_int_eq(errors, 0);
     /* A second round of the same users: every one is already in line, none gets a token. */
     {
         struct gktest_resp r;

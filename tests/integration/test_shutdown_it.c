@@ -17,6 +17,14 @@
 
 #define BODY_HEAD "{\"business_id\": \""
 
+/* A time bound, stretched as the binaries are slowed down (valgrind, sanitizers); `make test`
+ * checks the bounds as written. */
+static long long
+bound(long long ms)
+{
+    return ms * gktest_slowdown();
+}
+
 /* Waits up to ms for the server to exit; its exit status, or -1 if it is still running. */
 static int
 wait_exit(struct gktest_server *s, long long ms)
@@ -72,7 +80,7 @@ start_slow_request(uint16_t port, const char *id)
                  strlen(BODY_HEAD) + strlen(id) + 2);
     ck_assert_int_eq(send(fd, head, (size_t)n, MSG_NOSIGNAL), n);
     /* Let the server read the head: from then on the request is in flight. */
-    gktest_sleep_ms(200);
+    gktest_sleep_ms((int)bound(200));
     return fd;
 }
 
@@ -90,9 +98,9 @@ START_TEST(in_flight_request_completes_and_new_connections_are_refused)
     fd = start_slow_request(s.port, id);
     t0 = gktest_ms();
     ck_assert_int_eq(kill(s.pid, SIGTERM), 0);
-    refused = refused_within(s.port, 2000);
+    refused = refused_within(s.port, bound(2000));
     ck_assert_msg(refused >= 0, "still accepting connections 2 s after SIGTERM");
-    ck_assert_msg(refused < 500, "new connections refused only after %lld ms", refused);
+    ck_assert_msg(refused < bound(500), "new connections refused only after %lld ms", refused);
     ck_assert_int_eq(wait_exit(&s, 0), -1); /* the request in flight keeps it up */
 
     n = snprintf(rest, sizeof(rest), "%s\"}", id);
@@ -101,9 +109,9 @@ START_TEST(in_flight_request_completes_and_new_connections_are_refused)
     ck_assert_str_eq(gktest_header(&r, "Connection", conn, sizeof(conn)), "close");
     gktest_resp_free(&r);
     close(fd);
-    status = wait_exit(&s, 5000);
+    status = wait_exit(&s, bound(5000));
     ck_assert_msg(status == 0, "exit status %d; see %s", status, s.log);
-    ck_assert_msg(gktest_ms() - t0 < 10000, "took %lld ms", gktest_ms() - t0);
+    ck_assert_msg(gktest_ms() - t0 < bound(10000), "took %lld ms", gktest_ms() - t0);
 }
 END_TEST
 
@@ -125,9 +133,9 @@ START_TEST(idle_keep_alive_connection_does_not_delay_exit)
     gktest_resp_free(&r);
     t0 = gktest_ms();
     ck_assert_int_eq(kill(s.pid, SIGTERM), 0);
-    status = wait_exit(&s, 3000);
+    status = wait_exit(&s, bound(3000));
     ck_assert_msg(status == 0, "exit status %d after %lld ms; see %s", status, gktest_ms() - t0, s.log);
-    ck_assert_msg(gktest_ms() - t0 < 1000, "took %lld ms", gktest_ms() - t0);
+    ck_assert_msg(gktest_ms() - t0 < bound(1000), "took %lld ms", gktest_ms() - t0);
     ck_assert_int_eq(recv(fd, &c, 1, 0), 0); /* closed by the server */
     close(fd);
 }
@@ -146,11 +154,11 @@ START_TEST(stuck_request_is_cut_at_the_bound)
     fd = start_slow_request(s.port, id);
     t0 = gktest_ms();
     ck_assert_int_eq(kill(s.pid, SIGTERM), 0);
-    status = wait_exit(&s, 5000);
+    status = wait_exit(&s, bound(5000));
     took = gktest_ms() - t0;
     close(fd);
     ck_assert_msg(status == 0, "exit status %d; see %s", status, s.log);
-    ck_assert_msg(took >= 900 && took < 3000, "exited after %lld ms, not at the 1 s bound", took);
+    ck_assert_msg(took >= 900 && took < bound(3000), "exited after %lld ms, not at the 1 s bound", took);
 }
 END_TEST
 

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <jwt.h>
+
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
@@ -514,12 +516,55 @@ START_TEST(shared_keys_across_threads)
 }
 END_TEST
 
+/* Tokens are standard JWTs: libjwt, an independent implementation, decodes and verifies every
+ * token we issue, and reads back the same claims. */
+START_TEST(issued_tokens_verify_with_libjwt)
+{
+    struct gk_token_keys *k = gk_token_keys_new(SECRET, NULL);
+    struct gk_claims c = {.iat = 1795000000, .exp = 1795000300};
+    char tok[GK_TOKEN_BUF];
+    jwt_t *jwt = NULL;
+
+    snprintf(c.business, sizeof(c.business), "shop-1.example:eu@x");
+    memset(c.user, 'u', GK_ID_MAX);
+    c.user[GK_ID_MAX] = '\0';
+    ck_assert_int_eq(gk_token_issue(k, &c, tok, sizeof(tok)), GK_OK);
+    ck_assert_int_eq(jwt_decode(&jwt, tok, (const unsigned char *)SECRET, (int)strlen(SECRET)), 0);
+    ck_assert_int_eq(jwt_get_alg(jwt), JWT_ALG_HS256);
+    ck_assert_str_eq(jwt_get_grant(jwt, "bid"), c.business);
+    ck_assert_str_eq(jwt_get_grant(jwt, "sub"), c.user);
+    ck_assert_int_eq(jwt_get_grant_int(jwt, "iat"), 1795000000);
+    ck_assert_int_eq(jwt_get_grant_int(jwt, "exp"), 1795000300);
+    jwt_free(jwt);
+    jwt = NULL;
+    /* ... and a token libjwt issues verifies here. */
+    ck_assert_int_eq(jwt_new(&jwt), 0);
+    ck_assert_int_eq(jwt_set_alg(jwt, JWT_ALG_HS256, (const unsigned char *)SECRET, (int)strlen(SECRET)), 0);
+    ck_assert_int_eq(jwt_add_grant(jwt, "bid", "shop"), 0);
+    ck_assert_int_eq(jwt_add_grant(jwt, "sub", "ann"), 0);
+    ck_assert_int_eq(jwt_add_grant_int(jwt, "iat", 1795000000), 0);
+    ck_assert_int_eq(jwt_add_grant_int(jwt, "exp", 1795000300), 0);
+    {
+        char *enc = jwt_encode_str(jwt);
+        struct gk_claims got;
+
+        ck_assert_ptr_nonnull(enc);
+        ck_assert_int_eq(gk_token_verify(k, enc, 1795000100, &got), GK_TOKEN_VALID);
+        ck_assert_str_eq(got.user, "ann");
+        free(enc);
+    }
+    jwt_free(jwt);
+    gk_token_keys_free(k);
+}
+END_TEST
+
 Suite *
 token_suite(void)
 {
     Suite *s = suite_create("token");
     TCase *tc = tcase_create("core");
 
+    tcase_add_test(tc, issued_tokens_verify_with_libjwt);
     tcase_add_test(tc, issue_verify_round_trip);
     tcase_add_test(tc, issue_longest_ids_fits);
     tcase_add_test(tc, issue_refuses_bad_ids_and_small_buffers);

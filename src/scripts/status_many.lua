@@ -1,0 +1,33 @@
+-- status_many: status.lua for several users of one business in one call, so that a burst of
+-- polls pays Redis's per-script cost once. Same rules and answers as status.lua, user by user.
+-- KEYS: wait, ready, hb, stats, events, clock, then one rate-limit key per user.
+-- ARGV: rate limit, rate interval ms, heartbeat (0/1), events max, test clock (0/1), then
+--       user and client ip for each user.
+-- Returns one status.lua answer per user, in order.
+local now = gk_now_ms(ARGV[5] == '1' and KEYS[6] or nil)
+local limit, interval, heartbeat, evmax = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3] == '1', tonumber(ARGV[4])
+local rate = redis.call('HGET', KEYS[4], 'admit_rate') or ''
+local waiting = redis.call('ZCARD', KEYS[1])
+local out = {}
+for i = 1, (#ARGV - 5) / 2 do
+  local user, ip = ARGV[4 + 2 * i], ARGV[5 + 2 * i]
+  local wait = gk_rate_limit(KEYS[6 + i], now, limit, interval)
+  if wait > 0 then
+    gk_event(KEYS[5], KEYS[4], evmax, now, 'rate_limited', user, ip, {endpoint = 'status', retry_after_ms = wait})
+    out[i] = {'limited', wait}
+  else
+    local rank = redis.call('ZRANK', KEYS[1], user)
+    if rank then
+      if heartbeat then redis.call('ZADD', KEYS[3], now, user) end
+      out[i] = {'waiting', rank + 1, rate, waiting}
+    else
+      local ready_until = tonumber(redis.call('ZSCORE', KEYS[2], user))
+      if ready_until then
+        out[i] = ready_until > now and {'ready', ready_until} or {'expired'}
+      else
+        out[i] = {'none'}
+      end
+    end
+  end
+end
+return out
