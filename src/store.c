@@ -20,8 +20,8 @@
 
 /* Defined in the generated scripts.c, from the Lua files in src/scripts. */
 extern const char gk_lua_enqueue[], gk_lua_status[], gk_lua_verify[], gk_lua_finish[], gk_lua_leave[],
-    gk_lua_tick[], gk_lua_stats[], gk_lua_events_ack[], gk_lua_status_many[], gk_lua_tick_observe[],
-    gk_lua_status_many[];
+    gk_lua_tick[], gk_lua_stats[], gk_lua_events_ack[], gk_lua_tick_observe[], gk_lua_status_many[],
+    gk_lua_enqueue_many[];
 
 enum script {
     S_ENQUEUE,
@@ -34,12 +34,14 @@ enum script {
     S_EVENTS_ACK,
     S_TICK_OBSERVE,
     S_STATUS_MANY,
+    S_ENQUEUE_MANY,
     S_COUNT
 };
 
-static const char *const script_src[S_COUNT] = {
-    gk_lua_enqueue, gk_lua_status, gk_lua_verify,     gk_lua_finish,       gk_lua_leave,
-    gk_lua_tick,    gk_lua_stats,  gk_lua_events_ack, gk_lua_tick_observe, gk_lua_status_many};
+static const char *const script_src[S_COUNT] = {gk_lua_enqueue,     gk_lua_status,      gk_lua_verify,
+                                                gk_lua_finish,      gk_lua_leave,       gk_lua_tick,
+                                                gk_lua_stats,       gk_lua_events_ack,  gk_lua_tick_observe,
+                                                gk_lua_status_many, gk_lua_enqueue_many};
 /* Scripts that read the time take the business's clock key and the test-clock flag last. */
 /* status_many carries its clock key itself (it is batched by the pipeline, not built by op_begin). */
 static const bool script_reads_clock[S_COUNT] = {true, true, true,  true,  true,
@@ -1090,47 +1092,90 @@ issue(struct gk_pipeline *p, struct gk_op *op)
 }
 
 /*
- * Batching. Status polls are the bulk of the traffic and mostly for the same few businesses:
- * polls of one business that reach the pipeline together go to Redis as one status_many call,
- * so Redis pays its per-script cost (and the clock, rate and queue-length reads) once per batch.
- * A status op's argv is EVALSHA sha nkeys wait ready hb rl stats events clock | user limit
- * interval heartbeat ip evmax clockflag; these indexes name its parts.
+ * Batching. Status polls and joins are the bulk of the traffic and mostly for the same few
+ * businesses: those of one business that reach the pipeline together go to Redis as one
+ * status_many / enqueue_many call, so Redis pays its per-script cost, and the reads shared by
+ * all, once per batch. Each kind names the argv slots of its single-user op (as built by
+ * gk_pipeline_status / gk_pipeline_join) that all members share, and those that are per user.
  */
-enum {
-    SA_WAIT = 3,
-    SA_READY,
-    SA_HB,
-    SA_RL,
-    SA_STATS,
-    SA_EVENTS,
-    SA_CLOCK,
-    SA_USER,
-    SA_LIMIT,
-    SA_INTERVAL,
-    SA_HEARTBEAT,
-    SA_IP,
-    SA_EVMAX,
-    SA_CLOCKFLAG
-};
 #define BATCH_MAX 64
+#define SHARED_MAX 8
+
+struct batch_kind {
+    int kind;
+    enum script many;
+    int nkeys, nargs;     /* shared keys and args */
+    int keys[SHARED_MAX]; /* argv slots of the shared keys, in the *_many script's order */
+    int args[SHARED_MAX]; /* argv slots of the shared args */
+    int rl, user, ip;     /* argv slots of the per-user rate-limit key, user and IP */
+    bool (*parse)(const redisReply *r, void *out);
+};
+
+static bool
+parse_status_any(const redisReply *r, void *out)
+{
+    return parse_status(r, out);
+}
+
+static bool
+parse_join_any(const redisReply *r, void *out)
+{
+    return parse_join(r, out);
+}
+
+/* status: EVALSHA sha nkeys wait ready hb rl stats events clock | user limit interval heartbeat
+ * ip evmax clockflag. enqueue: EVALSHA sha nkeys seq wait ready hb stats rl events clock | user
+ * limit interval max passthrough ttl heartbeat ip evmax clockflag. */
+static const struct batch_kind batch_kinds[] = {
+    {OP_STATUS, S_STATUS_MANY, 6, 5, {3, 4, 5, 7, 8, 9}, {11, 12, 13, 15, 16}, 6, 10, 14, parse_status_any},
+    {OP_JOIN,
+     S_ENQUEUE_MANY,
+     7,
+     8,
+     {3, 4, 5, 6, 7, 9, 10},
+     {12, 13, 14, 15, 16, 17, 19, 20},
+     8,
+     11,
+     18,
+     parse_join_any},
+};
 
 struct batch {
     struct gk_op head; /* what the in-flight FIFO holds (kind OP_BATCH) */
+    const struct batch_kind *bk;
     int n;
     struct gk_op *members[BATCH_MAX];
 };
 
-/* True when b can join a's batch: same business and the same per-business arguments. */
-static bool
-batchable(const struct gk_op *a, const struct gk_op *b)
+static const struct batch_kind *
+batch_kind_of(const struct gk_op *op)
 {
-    static const int same[] = {SA_WAIT, SA_LIMIT, SA_INTERVAL, SA_HEARTBEAT, SA_EVMAX, SA_CLOCKFLAG};
+    for (size_t i = 0; i < GK_ARRAY_LEN(batch_kinds); i++) {
+        if (batch_kinds[i].kind == op->_kind)
+            return &batch_kinds[i];
+    }
+    return NULL;
+}
 
-    if (b->_kind != OP_STATUS || b->_retried)
+static bool
+same_arg(const struct gk_op *a, const struct gk_op *b, int slot)
+{
+    return a->_argvlen[slot] == b->_argvlen[slot] &&
+           memcmp(a->_argv[slot], b->_argv[slot], a->_argvlen[slot]) == 0;
+}
+
+/* True when b can join the batch of a (of kind bk): same business, same shared arguments. */
+static bool
+batchable(const struct batch_kind *bk, const struct gk_op *a, const struct gk_op *b)
+{
+    if (b->_kind != bk->kind)
         return false;
-    for (size_t i = 0; i < GK_ARRAY_LEN(same); i++) {
-        if (a->_argvlen[same[i]] != b->_argvlen[same[i]] ||
-            memcmp(a->_argv[same[i]], b->_argv[same[i]], a->_argvlen[same[i]]) != 0)
+    for (int i = 0; i < bk->nkeys; i++) {
+        if (!same_arg(a, b, bk->keys[i]))
+            return false;
+    }
+    for (int i = 0; i < bk->nargs; i++) {
+        if (!same_arg(a, b, bk->args[i]))
             return false;
     }
     return true;
@@ -1139,38 +1184,35 @@ batchable(const struct gk_op *a, const struct gk_op *b)
 static void
 issue_batch(struct gk_pipeline *p, struct batch *b)
 {
+    const struct batch_kind *bk = b->bk;
     const struct gk_op *m0 = b->members[0];
-    /* EVALSHA sha nkeys + 6 keys + a rate-limit key per member + 5 args + user and ip per member */
-    const char *argv[14 + 3 * BATCH_MAX];
-    size_t argvlen[14 + 3 * BATCH_MAX];
+    const char *script = b->head._retried ? script_src[bk->many] : p->sha[bk->many];
+    /* EVALSHA sha nkeys + shared keys + a rate-limit key per member + shared args + user and ip
+     * per member */
+    const char *argv[3 + 2 * SHARED_MAX + 3 * BATCH_MAX];
+    size_t argvlen[3 + 2 * SHARED_MAX + 3 * BATCH_MAX];
     char numkeys[16];
     int argc = 0;
 
 #define ARG(s, len) (argv[argc] = (s), argvlen[argc++] = (len))
+#define SLOT(op, i) ARG((op)->_argv[i], (op)->_argvlen[i])
     ARG(b->head._retried ? "EVAL" : "EVALSHA", b->head._retried ? 4 : 7);
-    ARG(b->head._retried ? script_src[S_STATUS_MANY] : p->sha[S_STATUS_MANY],
-        strlen(b->head._retried ? script_src[S_STATUS_MANY] : p->sha[S_STATUS_MANY]));
-    snprintf(numkeys, sizeof(numkeys), "%d", 6 + b->n);
+    ARG(script, strlen(script));
+    snprintf(numkeys, sizeof(numkeys), "%d", bk->nkeys + b->n);
     ARG(numkeys, strlen(numkeys));
-    ARG(m0->_argv[SA_WAIT], m0->_argvlen[SA_WAIT]);
-    ARG(m0->_argv[SA_READY], m0->_argvlen[SA_READY]);
-    ARG(m0->_argv[SA_HB], m0->_argvlen[SA_HB]);
-    ARG(m0->_argv[SA_STATS], m0->_argvlen[SA_STATS]);
-    ARG(m0->_argv[SA_EVENTS], m0->_argvlen[SA_EVENTS]);
-    ARG(m0->_argv[SA_CLOCK], m0->_argvlen[SA_CLOCK]);
+    for (int i = 0; i < bk->nkeys; i++)
+        SLOT(m0, bk->keys[i]);
     for (int i = 0; i < b->n; i++)
-        ARG(b->members[i]->_argv[SA_RL], b->members[i]->_argvlen[SA_RL]);
-    ARG(m0->_argv[SA_LIMIT], m0->_argvlen[SA_LIMIT]);
-    ARG(m0->_argv[SA_INTERVAL], m0->_argvlen[SA_INTERVAL]);
-    ARG(m0->_argv[SA_HEARTBEAT], m0->_argvlen[SA_HEARTBEAT]);
-    ARG(m0->_argv[SA_EVMAX], m0->_argvlen[SA_EVMAX]);
-    ARG(m0->_argv[SA_CLOCKFLAG], m0->_argvlen[SA_CLOCKFLAG]);
+        SLOT(b->members[i], bk->rl);
+    for (int i = 0; i < bk->nargs; i++)
+        SLOT(m0, bk->args[i]);
     for (int i = 0; i < b->n; i++) {
-        ARG(b->members[i]->_argv[SA_USER], b->members[i]->_argvlen[SA_USER]);
-        ARG(b->members[i]->_argv[SA_IP], b->members[i]->_argvlen[SA_IP]);
+        SLOT(b->members[i], bk->user);
+        SLOT(b->members[i], bk->ip);
     }
+#undef SLOT
 #undef ARG
-    GK_ASSERT(argc == 14 + 3 * b->n);
+    GK_ASSERT(argc == 3 + bk->nkeys + bk->nargs + 3 * b->n);
     if (!send_command(p, on_reply, &b->head, argc, argv, argvlen)) {
         for (int i = 0; i < b->n; i++)
             finish_op(b->members[i], GK_EREDIS);
@@ -1180,7 +1222,7 @@ issue_batch(struct gk_pipeline *p, struct batch *b)
     flight_push(p, &b->head);
 }
 
-/* A batch's answer: one status reply per member, in order. Frees the batch. */
+/* A batch's answer: one reply per member, in order. Frees the batch. */
 static void
 batch_reply(struct gk_pipeline *p, struct batch *b, const redisReply *r)
 {
@@ -1192,19 +1234,20 @@ batch_reply(struct gk_pipeline *p, struct batch *b, const redisReply *r)
     }
     for (int i = 0; i < b->n; i++) {
         bool ok = r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == (size_t)b->n &&
-                  parse_status(r->element[i], b->members[i]->_out);
+                  b->bk->parse(r->element[i], b->members[i]->_out);
 
         finish_op(b->members[i], ok ? GK_OK : GK_EREDIS);
     }
     free(b);
 }
 
-/* Issues the drained ops, status polls of one business batched together. */
+/* Issues the drained ops, polls and joins of one business batched together. */
 static void
 issue_all(struct gk_pipeline *p, struct gk_op *ops, int64_t now)
 {
     while (ops != NULL) {
-        struct gk_op *op = ops, *prev = op, *cand;
+        struct gk_op *op = ops, *prev, *cand;
+        const struct batch_kind *bk;
         struct batch *b;
 
         ops = op->_next;
@@ -1213,19 +1256,21 @@ issue_all(struct gk_pipeline *p, struct gk_op *ops, int64_t now)
             finish_op(op, GK_EREDIS); /* down: answer at once, never queue up */
             continue;
         }
-        if (op->_kind != OP_STATUS || ops == NULL) {
+        bk = batch_kind_of(op);
+        if (bk == NULL || ops == NULL) {
             issue(p, op);
             continue;
         }
         b = gk_xmalloc(sizeof(*b));
         b->head = (struct gk_op){._kind = OP_BATCH, ._deadline_ms = op->_deadline_ms};
+        b->bk = bk;
         b->n = 0;
         b->members[b->n++] = op;
-        /* Take the later polls that fit out of the list, keeping the others in order. */
+        /* Take the later ops that fit out of the list, keeping the others in order. */
         for (cand = ops, prev = NULL; cand != NULL && b->n < BATCH_MAX;) {
             struct gk_op *next = cand->_next;
 
-            if (batchable(op, cand)) {
+            if (batchable(bk, op, cand)) {
                 b->members[b->n++] = cand;
                 if (prev != NULL)
                     prev->_next = next;

@@ -40,6 +40,7 @@ end
 local ticket = redis.call('INCR', KEYS[1])
 redis.call('ZADD', KEYS[2], ticket, user)
 if ARGV[7] == '1' then redis.call('ZADD', KEYS[4], now, user) end
-rank = redis.call('ZRANK', KEYS[2], user)
-gk_event(KEYS[7], KEYS[5], evmax, now, 'enqueue', user, ip, {position = rank + 1, ticket = ticket})
-return answer('new', rank)
+-- The newest ticket is the highest, so the new user is last: their place is the queue's length.
+local waiting = redis.call('ZCARD', KEYS[2])
+gk_event(KEYS[7], KEYS[5], evmax, now, 'enqueue', user, ip, {position = waiting, ticket = ticket})
+return {'new', waiting, redis.call('HGET', KEYS[5], 'admit_rate') or '', waiting}

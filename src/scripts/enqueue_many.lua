@@ -1,0 +1,55 @@
+-- enqueue_many: enqueue.lua for several users of one business in one call, so that a burst of
+-- joins pays Redis's per-script cost once. Same rules and answers as enqueue.lua, user by user,
+-- in order (a user named twice is answered as already waiting the second time).
+-- KEYS: seq, wait, ready, hb, stats, events, clock, then one rate-limit key per user.
+-- ARGV: rate limit, rate interval ms, max queue length, passthrough (0/1), ready ttl ms,
+--       heartbeat (0/1), events max, test clock (0/1), then user and client ip for each user.
+-- Returns one enqueue.lua answer per user, in order.
+local now = gk_now_ms(ARGV[8] == '1' and KEYS[7] or nil)
+local limit, interval, max = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local passthrough, ttl, heartbeat, evmax = ARGV[4] == '1', tonumber(ARGV[5]), ARGV[6] == '1', tonumber(ARGV[7])
+local rate = redis.call('HGET', KEYS[5], 'admit_rate') or ''
+local waiting = redis.call('ZCARD', KEYS[2])
+local out = {}
+for i = 1, (#ARGV - 8) / 2 do
+  local user, ip = ARGV[7 + 2 * i], ARGV[8 + 2 * i]
+  local wait = gk_rate_limit(KEYS[7 + i], now, limit, interval)
+  local ready_until = tonumber(redis.call('ZSCORE', KEYS[3], user))
+  if wait > 0 then
+    gk_event(KEYS[6], KEYS[5], evmax, now, 'rate_limited', user, ip, {endpoint = 'enqueue', retry_after_ms = wait})
+    out[i] = {'limited', wait}
+  elseif ready_until and ready_until > now then
+    out[i] = {'ready', ready_until}
+  else
+    if ready_until then
+      redis.call('ZREM', KEYS[3], user) -- expired: joins again at the back
+      redis.call('HINCRBY', KEYS[5], 'expired_total', 1)
+      gk_event(KEYS[6], KEYS[5], evmax, now, 'expire', user, '', {ready_until = ready_until})
+    end
+    local rank = redis.call('ZRANK', KEYS[2], user)
+    if rank then
+      out[i] = {'waiting', rank + 1, rate, waiting}
+    elseif max > 0 and waiting >= max then
+      out[i] = {'full'}
+    elseif passthrough then
+      local until_ms = now + ttl
+      redis.call('HINCRBY', KEYS[5], 'enqueued_total', 1)
+      redis.call('ZADD', KEYS[3], until_ms, user)
+      redis.call('HINCRBY', KEYS[5], 'admitted_total', 1)
+      gk_event(KEYS[6], KEYS[5], evmax, now, 'enqueue', user, ip, {passthrough = true})
+      gk_event(KEYS[6], KEYS[5], evmax, now, 'admit', user, ip, {method = 'passthrough', ready_until = until_ms})
+      out[i] = {'admitted', until_ms}
+    else
+      -- The score is a ticket from one counter, never a clock: first come, first served, and
+      -- the newest ticket is the highest, so the new user's place is the queue's length.
+      local ticket = redis.call('INCR', KEYS[1])
+      redis.call('HINCRBY', KEYS[5], 'enqueued_total', 1)
+      redis.call('ZADD', KEYS[2], ticket, user)
+      if heartbeat then redis.call('ZADD', KEYS[4], now, user) end
+      waiting = waiting + 1
+      gk_event(KEYS[6], KEYS[5], evmax, now, 'enqueue', user, ip, {position = waiting, ticket = ticket})
+      out[i] = {'new', waiting, rate, waiting}
+    end
+  end
+end
+return out
