@@ -154,7 +154,7 @@ clean:
 	rm -rf build build-san build-fuzz build-vg
 
 help:
-	@echo "make [all|run|test|test-unit|test-integration|test-e2e|sanitize|format-check|clean]"
+	@echo "make [all|run|test|test-unit|test-integration|test-e2e|sanitize|valgrind|fuzz|fuzz-smoke|format-check|clean]"
 
 -include $(ALL_OBJ:.o=.d)
 -include $(FUZZ_OBJ:.o=.d)

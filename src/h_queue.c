@@ -178,7 +178,8 @@ pending_ok(struct pending *pd, struct gk_resp *resp)
     if (resp == NULL)
         return false;
     if (pd->rc != GK_OK) {
-        GK_RLOG(GK_LOG_WARN, "queue", pd->req->id, "msg=\"redis failed\" business=%s", pd->ctx.biz->id);
+        /* The pipeline logs the outage once; one line per failed request would flood the log. */
+        GK_RLOG(GK_LOG_DEBUG, "queue", pd->req->id, "msg=\"redis failed\" business=%s", pd->ctx.biz->id);
         gk_reply_unavailable(resp, "Redis");
         return false;
     }
