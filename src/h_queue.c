@@ -69,8 +69,9 @@ find_token(const struct gk_req *req, bool cookie)
 
 enum token_use { TOKEN_FRESH, TOKEN_MAY_BE_EXPIRED };
 
-/* Verifies the request's token for ctx->biz. False after replying 400/401. */
-static bool
+/* Verifies the request's token for ctx->biz and returns it (borrowed for the handler call), or
+ * NULL after replying 400/401. */
+static const char *
 need_token(const struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp, enum token_use use,
            bool cookie, struct gk_claims *claims)
 {
@@ -80,21 +81,21 @@ need_token(const struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *r
     if (t == NULL) {
         gk_reply_error(resp, 400, "missing_header", "The jwt header (or Authorization: Bearer) is required.",
                        "jwt");
-        return false;
+        return NULL;
     }
     ts = gk_token_verify(ctx->app->tokens, t, gk_now_ms() / 1000, claims);
     /* A token of another business is as good as forged here. */
     if (ts == GK_TOKEN_INVALID || strcmp(claims->business, ctx->biz->id) != 0) {
         gk_reply_error(resp, 401, "invalid_token", "The token is malformed, forged or for another business.",
                        NULL);
-        return false;
+        return NULL;
     }
     if (ts == GK_TOKEN_EXPIRED && use == TOKEN_FRESH) {
         gk_reply_error(resp, 401, "token_expired",
                        "The token has expired; poll /queue/status for a fresh one.", NULL);
-        return false;
+        return NULL;
     }
-    return true;
+    return t;
 }
 
 static bool
@@ -398,13 +399,15 @@ gk_h_status(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
     struct gk_claims claims;
     struct pending *pd;
     char ip[GK_IP_BUF];
+    const char *token;
 
-    if (!gk_need_business(ctx, resp) || !need_token(ctx, req, resp, TOKEN_MAY_BE_EXPIRED, false, &claims))
+    if (!gk_need_business(ctx, resp) ||
+        (token = need_token(ctx, req, resp, TOKEN_MAY_BE_EXPIRED, false, &claims)) == NULL)
         return;
     c = &ctx->biz->conf;
     client_ip(ctx, req, ip);
     pd = wait_for_redis(ctx, req, claims.user, status_reply);
-    gk_strlcpy(pd->token, find_token(req, false), sizeof(pd->token));
+    gk_strlcpy(pd->token, token, sizeof(pd->token));
     pd->token_exp = claims.exp;
     gk_pipeline_status(ctx->app->pipe, &pd->op, ctx->biz->id, claims.user, ip,
                        (struct gk_rate){c->num[GK_BC_IP_STATUS_POLLING_LIMIT],

@@ -27,14 +27,22 @@ local function gk_now_ms(clock_key)
   return now
 end
 
--- gk_event: appends one activity event to the business's stream (KEYS 'events'), in the same
--- script as the change it records. The stream is bounded: while PostgreSQL is away it grows, and
--- past `max` entries new events are counted in stats.events_dropped instead of exhausting Redis.
-local function gk_event(stream, stats, max, now, kind, user, ip, details)
-  if redis.call('XLEN', stream) >= max then
-    redis.call('HINCRBY', stats, 'events_dropped', 1)
-    return
+-- gk_events: appends one activity event per user to the business's stream (KEYS 'events'), in the
+-- same script as the change it records. The stream is bounded: while PostgreSQL is away it grows,
+-- and past `max` entries new events are counted in stats.events_dropped instead of exhausting
+-- Redis. The bound is checked and the details (the same for every user) encoded once, which
+-- matters for an admission tick of 10,000 users.
+local function gk_events(stream, stats, max, now, kind, users, ip, details)
+  local room = max - redis.call('XLEN', stream)
+  local text = cjson.encode(details)
+  for i = 1, math.min(#users, room) do
+    redis.call('XADD', stream, '*', 'type', kind, 'user', users[i], 'ts', now, 'ip', ip, 'details', text)
   end
-  redis.call('XADD', stream, '*', 'type', kind, 'user', user, 'ts', now, 'ip', ip,
-             'details', cjson.encode(details))
+  if #users > room then
+    redis.call('HINCRBY', stats, 'events_dropped', #users - math.max(room, 0))
+  end
+end
+
+local function gk_event(stream, stats, max, now, kind, user, ip, details)
+  gk_events(stream, stats, max, now, kind, {user}, ip, details)
 end

@@ -74,16 +74,8 @@ if n > 0 and waiting_before > 0 then
     redis.call('ZREM', KEYS[3], unpack(batch))
   end
   admitted = #users
-  -- One admit event per user; a tick can admit 10,000, so the stream bound is checked and the
-  -- details encoded once for the whole tick rather than per event.
-  local details = cjson.encode({method = ARGV[6] == '1' and 'random' or 'fifo', ready_until = until_ms})
-  local room = evmax - redis.call('XLEN', KEYS[6])
-  for i = 1, #users do
-    if i <= room then
-      redis.call('XADD', KEYS[6], '*', 'type', 'admit', 'user', users[i], 'ts', now, 'ip', '', 'details', details)
-    end
-  end
-  if #users > room then redis.call('HINCRBY', KEYS[4], 'events_dropped', #users - math.max(room, 0)) end
+  gk_events(KEYS[6], KEYS[4], evmax, now, 'admit', users, '',
+            {method = ARGV[6] == '1' and 'random' or 'fifo', ready_until = until_ms})
 end
 
 redis.call('HINCRBY', KEYS[4], 'ticks_total', 1)
