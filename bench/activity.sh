@@ -13,23 +13,9 @@ EVENTS=${2:-200000}
 . "$ROOT/scripts/services.sh"
 PATH=$(gk_pg_bindir):$PATH
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/gk-bench.XXXXXX")
-chmod 755 "$TMP"
-WORKER_PID=
-cleanup() {
-    [ -n "$WORKER_PID" ] && kill "$WORKER_PID" 2>/dev/null && wait "$WORKER_PID" 2>/dev/null
-    gk_redis_stop "$TMP/redis" >/dev/null 2>&1 || true
-    gk_pg_stop "$TMP/pg" >/dev/null 2>&1 || true
-    rm -rf "$TMP"
-}
-trap cleanup EXIT INT TERM
-
-RPORT=$(gk_free_port)
-PPORT=$(gk_free_port)
-gk_redis_start "$TMP/redis" "$RPORT" --save '' --appendonly no >/dev/null
-gk_pg_start "$TMP/pg" "$PPORT" on >/dev/null
-DB="postgresql://gatekeeper@127.0.0.1:$PPORT/gatekeeper"
-gk_apply_sql "$DB"
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+gk_bench_services on
 psql -X -q -d "$DB" -c "INSERT INTO businesses (id) VALUES ('bench')"
 
 # The events, as the queue scripts write them, in chunks of 10,000 per script call.
@@ -44,7 +30,7 @@ done
 start=$(date +%s.%N)
 REDIS_URL="redis://127.0.0.1:$RPORT/0" DATABASE_URL="$DB" LOG_LEVEL=warn \
     "$BUILD/gatekeeper-worker" 2>"$TMP/worker.log" &
-WORKER_PID=$!
+PIDS+=($!)
 while :; do
     n=$(psql -X -At -d "$DB" -c "SELECT count(*) FROM activity_log")
     [ "$n" -ge "$EVENTS" ] && break

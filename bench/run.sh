@@ -23,24 +23,10 @@ for tool in wrk gnuplot redis-benchmark; do
     command -v "$tool" >/dev/null || "$ROOT/scripts/install-deps" bench
 done
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/gk-bench.XXXXXX")
-chmod 755 "$TMP"
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
-    gk_redis_stop "$TMP/redis" >/dev/null 2>&1 || true
-    gk_pg_stop "$TMP/pg" >/dev/null 2>&1 || true
-    rm -rf "$TMP"
-}
-trap cleanup EXIT INT TERM
-
-RPORT=$(gk_free_port)
-PPORT=$(gk_free_port)
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+gk_bench_services off
 APORT=$(gk_free_port)
-gk_redis_start "$TMP/redis" "$RPORT" --save '' --appendonly no >/dev/null
-gk_pg_start "$TMP/pg" "$PPORT" off >/dev/null
-DB="postgresql://gatekeeper@127.0.0.1:$PPORT/gatekeeper"
-gk_apply_sql "$DB"
 export REDIS_URL="redis://127.0.0.1:$RPORT/0" DATABASE_URL="$DB" PORT=$APORT LOG_LEVEL=warn
 export JWT_SECRET=bench-jwt-secret-0123456789abcdefghijklmnop ADMIN_TOKEN=bench-admin-token-0123456789abcdefghijklm
 "$BUILD/gatekeeper" 2>"$TMP/server.log" &
