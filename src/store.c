@@ -58,7 +58,8 @@ struct gk_store {
     redisContext *ctx;
     char sha[S_COUNT][GK_SHA1_HEX_BUF];
     bool test_clock;
-    int64_t next_try_ms; /* no reconnect before this monotonic time */
+    int64_t next_try_ms;     /* no reconnect before this monotonic time */
+    size_t events_per_entry; /* in the last activity stream read, >= 1 */
     char errmsg[256];
 };
 
@@ -160,6 +161,7 @@ gk_store_open(const struct gk_redis_addr *addr, bool test_clock)
 
     st->addr = *addr;
     st->test_clock = test_clock;
+    st->events_per_entry = 1;
     for (int i = 0; i < S_COUNT; i++)
         gk_sha1_hex(script_src[i], strlen(script_src[i]), st->sha[i]);
     (void)connect_if_needed(st);
@@ -730,47 +732,102 @@ known_type(const char *t)
     return false;
 }
 
-/* Fills ev from one stream entry [id, [field, value, ...]]. An entry that cannot be read (its
- * data trimmed, a field too long, an unknown type) gets an empty type: acknowledged, not stored. */
-static void
-parse_entry(const char *business, const redisReply *e, struct gk_event *ev)
+/* Reads one stream entry [id, [field, value, ...]] into tmpl (everything but the user of a packed
+ * entry, whose 'users' value is returned in *users). False when it cannot be read (its data
+ * trimmed, a field too long, an unknown type); tmpl->id is set whenever the entry has an id. */
+static bool
+read_entry(const char *business, const redisReply *e, struct gk_event *tmpl, const redisReply **users)
 {
     const redisReply *f;
     char sid[40], ts[24] = "";
 
-    memset(ev, 0, sizeof(*ev));
-    gk_strlcpy(ev->business, business, sizeof(ev->business));
+    memset(tmpl, 0, sizeof(*tmpl));
+    *users = NULL;
+    gk_strlcpy(tmpl->business, business, sizeof(tmpl->business));
     if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 || !copy_str(e->element[0], sid, sizeof(sid)))
-        return;
-    snprintf(ev->id, sizeof(ev->id), "%s/%s", business, sid);
+        return false;
+    snprintf(tmpl->id, sizeof(tmpl->id), "%s/%s", business, sid);
     f = e->element[1];
     if (f->type != REDIS_REPLY_ARRAY || f->elements % 2 != 0)
-        return;
+        return false;
     for (size_t i = 0; i + 1 < f->elements; i += 2) {
         const redisReply *k = f->element[i], *v = f->element[i + 1];
         bool ok = true;
 
         if (k->type != REDIS_REPLY_STRING)
-            return;
+            return false;
         if (strcmp(k->str, "type") == 0)
-            ok = copy_str(v, ev->type, sizeof(ev->type));
+            ok = copy_str(v, tmpl->type, sizeof(tmpl->type));
         else if (strcmp(k->str, "user") == 0)
-            ok = copy_str(v, ev->user, sizeof(ev->user));
+            ok = copy_str(v, tmpl->user, sizeof(tmpl->user));
+        else if (strcmp(k->str, "users") == 0)
+            ok = v->type == REDIS_REPLY_STRING && v->len > 0 && (*users = v) != NULL;
         else if (strcmp(k->str, "ts") == 0)
             ok = copy_str(v, ts, sizeof(ts));
         else if (strcmp(k->str, "ip") == 0)
-            ok = copy_str(v, ev->ip, sizeof(ev->ip));
-        else if (strcmp(k->str, "details") == 0 && !copy_str(v, ev->details, sizeof(ev->details)))
-            gk_strlcpy(ev->details, "{}", sizeof(ev->details)); /* too long to keep: the row stays */
-        if (!ok) {
-            ev->type[0] = '\0';
-            return;
-        }
+            ok = copy_str(v, tmpl->ip, sizeof(tmpl->ip));
+        else if (strcmp(k->str, "details") == 0 && !copy_str(v, tmpl->details, sizeof(tmpl->details)))
+            gk_strlcpy(tmpl->details, "{}", sizeof(tmpl->details)); /* too long to keep: the row stays */
+        if (!ok)
+            return false;
     }
-    if (ev->details[0] == '\0')
-        gk_strlcpy(ev->details, "{}", sizeof(ev->details));
-    if (!known_type(ev->type) || gk_parse_i64(ts, 0, INT64_MAX, &ev->ts_ms) != GK_OK)
-        ev->type[0] = '\0';
+    if (tmpl->details[0] == '\0')
+        gk_strlcpy(tmpl->details, "{}", sizeof(tmpl->details));
+    return known_type(tmpl->type) && gk_parse_i64(ts, 0, INT64_MAX, &tmpl->ts_ms) == GK_OK;
+}
+
+/* How many events a stream entry holds: one, or one per user of a packed entry. */
+static size_t
+entry_events(const redisReply *users)
+{
+    size_t n = 1;
+
+    for (size_t i = 0; users != NULL && i < users->len; i++)
+        n += users->str[i] == ' ';
+    return n;
+}
+
+/* Expands one stream entry into out[0..max): one event, or one per user of a packed entry, with
+ * ids "<business>/<entry id>" and "<business>/<entry id>/<index>". Returns how many, 0 when
+ * they do not all fit (the entry stays pending and comes back with the next read). An entry
+ * that cannot be read becomes one event with an empty type: acknowledged, not stored. */
+static size_t
+expand_entry(const char *business, const redisReply *e, struct gk_event *out, size_t max)
+{
+    const redisReply *users;
+    bool ok = read_entry(business, e, out, &users);
+    size_t n = ok ? entry_events(users) : 1;
+    const char *p, *end;
+    size_t idlen;
+
+    if (n > max)
+        return 0;
+    if (!ok)
+        out->type[0] = '\0';
+    out->last = true;
+    if (!ok || users == NULL)
+        return 1;
+    idlen = strlen(out->id);
+    p = users->str;
+    end = users->str + users->len;
+    for (size_t k = 0; k < n; k++) {
+        const char *sp = memchr(p, ' ', (size_t)(end - p));
+        size_t len = (size_t)((sp != NULL ? sp : end) - p);
+
+        if (k > 0)
+            out[k] = out[0];
+        out[k].last = k == n - 1;
+        out[k].id[idlen] = '/';
+        u32(out[k].id + idlen + 1, sizeof(out[k].id) - idlen - 1, k);
+        if (len == 0 || len >= sizeof(out[k].user)) {
+            out[k].type[0] = '\0'; /* a user id no stream writer could have made */
+        } else {
+            memcpy(out[k].user, p, len);
+            out[k].user[len] = '\0';
+        }
+        p += len + 1;
+    }
+    return n;
 }
 
 /* The business of a stream key "gk:{<business>}:events"; false if it is not one. */
@@ -790,11 +847,33 @@ stream_business(const redisReply *k, char out[GK_ID_BUF])
     return true;
 }
 
+/* Expands entries into out[*got..max) while whole entries fit, and updates the events per entry
+ * the next read asks for: packed entries hold many events, and a read of as many of them as
+ * out has room for events would hand over entries that must then be read again. */
 static void
-append_entries(const char *business, const redisReply *entries, struct gk_event *out, size_t max, size_t *got)
+append_entries(struct gk_store *st, const char *business, const redisReply *entries, struct gk_event *out,
+               size_t max, size_t *got)
 {
-    for (size_t j = 0; entries->type == REDIS_REPLY_ARRAY && j < entries->elements && *got < max; j++)
-        parse_entry(business, entries->element[j], &out[(*got)++]);
+    size_t events = 0;
+    bool full = false; /* in stream order: nothing after an entry that did not fit */
+
+    for (size_t j = 0; entries->type == REDIS_REPLY_ARRAY && j < entries->elements; j++) {
+        size_t n =
+            full || *got >= max ? 0 : expand_entry(business, entries->element[j], out + *got, max - *got);
+        const redisReply *users = NULL;
+
+        if (n == 0) { /* did not fit: counted all the same */
+            struct gk_event tmpl;
+
+            full = true;
+            n = read_entry(business, entries->element[j], &tmpl, &users) ? entry_events(users) : 1;
+        } else {
+            *got += n;
+        }
+        events += n;
+    }
+    if (entries->type == REDIS_REPLY_ARRAY && entries->elements > 0)
+        st->events_per_entry = (events + entries->elements - 1) / entries->elements;
 }
 
 enum gk_err
@@ -824,7 +903,7 @@ enum gk_err
 gk_store_events_read(struct gk_store *st, const char (*businesses)[GK_ID_BUF], size_t n, const char *consumer,
                      bool pending, int block_ms, struct gk_event *out, size_t max, size_t *got)
 {
-    size_t argc = 0, per_stream = max / (n > 0 ? n : 1);
+    size_t argc = 0, per_stream = max / (n > 0 ? n : 1) / st->events_per_entry;
     const char **argv = gk_xcalloc(10 + 2 * n, sizeof(*argv));
     char(*keys)[KEY_BUF] = gk_xcalloc(n > 0 ? n : 1, sizeof(*keys));
     char count[24], block[24];
@@ -832,9 +911,9 @@ gk_store_events_read(struct gk_store *st, const char (*businesses)[GK_ID_BUF], s
     redisReply *r = NULL;
 
     *got = 0;
-    if (n == 0 || per_stream == 0 || connect_if_needed(st) != GK_OK)
+    if (n == 0 || max == 0 || connect_if_needed(st) != GK_OK)
         goto out;
-    u32(count, sizeof(count), per_stream);
+    u32(count, sizeof(count), per_stream > 0 ? per_stream : 1);
     u32(block, sizeof(block), (uint64_t)block_ms);
     argv[argc++] = "XREADGROUP";
     argv[argc++] = "GROUP";
@@ -869,7 +948,7 @@ gk_store_events_read(struct gk_store *st, const char (*businesses)[GK_ID_BUF], s
         char business[GK_ID_BUF];
 
         if (s->type == REDIS_REPLY_ARRAY && s->elements == 2 && stream_business(s->element[0], business))
-            append_entries(business, s->element[1], out, max, got);
+            append_entries(st, business, s->element[1], out, max, got);
     }
     rc = GK_OK;
 out:
@@ -891,14 +970,14 @@ gk_store_events_claim(struct gk_store *st, const char *business, const char *con
     *got = 0;
     key(k, business, "events");
     u32(idle, sizeof(idle), (uint64_t)min_idle_ms);
-    u32(count, sizeof(count), max);
+    u32(count, sizeof(count), max / st->events_per_entry > 0 ? max / st->events_per_entry : 1);
     if (connect_if_needed(st) != GK_OK)
         return GK_EREDIS;
     r = command(st, (int)GK_ARRAY_LEN(argv), argv);
     if (r == NULL)
         return GK_EREDIS;
     if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2) {
-        append_entries(business, r->element[1], out, max, got);
+        append_entries(st, business, r->element[1], out, max, got);
         rc = GK_OK;
     } else if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOGROUP", 7) == 0) {
         rc = GK_OK; /* no stream yet */
@@ -915,6 +994,7 @@ gk_store_events_ack(struct gk_store *st, const char *business, const struct gk_e
     char k[KEY_BUF];
     const char *keys[1] = {k};
     const char **args = gk_xcalloc(n + 1, sizeof(*args));
+    char(*sids)[48] = gk_xcalloc(n > 0 ? n : 1, sizeof(*sids));
     size_t prefix = strlen(business) + 1, m = 0;
     redisReply *r;
     enum gk_err rc = GK_EREDIS;
@@ -922,9 +1002,18 @@ gk_store_events_ack(struct gk_store *st, const char *business, const struct gk_e
     key(k, business, "events");
     args[m++] = GK_EVENTS_GROUP;
     for (size_t i = 0; i < n; i++) {
-        /* "<business>/<entry id>" -> the entry id */
-        if (strncmp(events[i].id, business, prefix - 1) == 0 && events[i].id[prefix - 1] == '/')
-            args[m++] = events[i].id + prefix;
+        /* "<business>/<entry id>[/<index>]" -> the entry id, once its last event is written */
+        const char *id = events[i].id + prefix;
+        size_t len;
+
+        if (!events[i].last || strncmp(events[i].id, business, prefix - 1) != 0 || id[-1] != '/')
+            continue;
+        len = strcspn(id, "/");
+        if (len >= sizeof(sids[0]))
+            continue;
+        memcpy(sids[m - 1], id, len);
+        args[m] = sids[m - 1];
+        m++;
     }
     if (m == 1) {
         rc = GK_OK;
@@ -936,6 +1025,7 @@ gk_store_events_ack(struct gk_store *st, const char *business, const struct gk_e
         freeReplyObject(r);
     }
 out:
+    free(sids);
     free(args);
     return rc;
 }

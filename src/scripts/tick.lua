@@ -22,8 +22,14 @@ redis.call('SET', KEYS[5], at, 'PX', math.max(freq * 4, 60000))
 -- Bounded per tick, like eviction; the rest goes next tick.
 local gone_ready = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'WITHSCORES', 'LIMIT', 0, 100000)
 local expired = #gone_ready / 2
+-- Users admitted by one tick share their ready-until, so their expiries share events entries.
+local same = {}
 for i = 1, #gone_ready, 2 do
-  gk_event(KEYS[6], KEYS[4], evmax, now, 'expire', gone_ready[i], '', {ready_until = tonumber(gone_ready[i + 1])})
+  same[#same + 1] = gone_ready[i]
+  if gone_ready[i + 1] ~= gone_ready[i + 3] then
+    gk_events(KEYS[6], KEYS[4], evmax, now, 'expire', same, '', {ready_until = tonumber(gone_ready[i + 1])})
+    same = {}
+  end
 end
 for i = 1, #gone_ready, 1000 do
   local batch = {}
@@ -62,6 +68,8 @@ if n > 0 and waiting_before > 0 then
     for i = 1, #popped, 2 do users[#users + 1] = popped[i] end
   end
   local until_ms = now + ttl
+  -- Heartbeats exist only while abandonment is (or was just) on; skip 10,000 lookups otherwise.
+  local hb = abandon > 0 or redis.call('EXISTS', KEYS[3]) == 1
   for i = 1, #users, 500 do
     local batch, args = {}, {}
     for j = i, math.min(i + 499, #users) do
@@ -71,7 +79,7 @@ if n > 0 and waiting_before > 0 then
     end
     if ARGV[6] == '1' then redis.call('ZREM', KEYS[1], unpack(batch)) end
     redis.call('ZADD', KEYS[2], unpack(args))
-    redis.call('ZREM', KEYS[3], unpack(batch))
+    if hb then redis.call('ZREM', KEYS[3], unpack(batch)) end
   end
   admitted = #users
   gk_events(KEYS[6], KEYS[4], evmax, now, 'admit', users, '',
