@@ -1034,10 +1034,13 @@ out:
  * ---- the pipeline ----
  *
  * One thread, one non-blocking Redis connection. Request threads hand operations over through a
- * mutex-guarded queue and an eventfd; the thread writes everything queued since its last wake-up
- * in one go, so under load many requests share each write and each read: the per-round-trip cost
- * that dominates a small script is paid once per batch, not once per request. Replies come back
- * in order, so the operations in flight form a FIFO whose head carries the oldest deadline.
+ * mutex-guarded queue; the thread writes everything queued since its last wake-up in one go, so
+ * under load many requests share each write and each read: the per-round-trip cost that
+ * dominates a small script is paid once per batch, not once per request. Submitters wake the
+ * thread (an eventfd) only when nothing is in flight; otherwise what they queue goes out when
+ * the next reply arrives, which lets batches grow with the load instead of with wake-ups.
+ * Replies come back in order, so the operations in flight form a FIFO whose head carries the
+ * oldest deadline.
  */
 struct gk_pipeline {
     struct gk_redis_addr addr;
@@ -1046,8 +1049,9 @@ struct gk_pipeline {
     pthread_t thread;
     atomic_bool stopping;
     int wake_fd;
-    pthread_mutex_t lock; /* guards queued_head/queued_tail */
+    pthread_mutex_t lock; /* guards queued_head/queued_tail and idle */
     struct gk_op *queued_head, *queued_tail;
+    bool idle; /* nothing in flight and no wake-up pending: the next submitter wakes the thread */
     /* Pipeline thread only from here on. */
     redisAsyncContext *ac;
     bool want_read, want_write, down_logged;
@@ -1521,6 +1525,11 @@ pipe_main(void *arg)
             int64_t left = p->flight_head->_deadline_ms - now;
             timeout = left <= 0 ? 0 : left < timeout ? (int)left : timeout;
         }
+        pthread_mutex_lock(&p->lock);
+        p->idle = p->flight_head == NULL;
+        if (p->idle && p->queued_head != NULL)
+            timeout = 0; /* queued after the take above by a submitter that saw us busy */
+        pthread_mutex_unlock(&p->lock);
         if (poll(fds, 2, timeout) < 0)
             continue;
         if (fds[0].revents & POLLIN)
@@ -1559,14 +1568,15 @@ submit(struct gk_pipeline *p, struct gk_op *op)
         finish_op(op, GK_EREDIS);
         return;
     }
-    wake = p->queued_head == NULL;
+    wake = p->idle;
+    p->idle = false;
     if (p->queued_tail != NULL)
         p->queued_tail->_next = op;
     else
         p->queued_head = op;
     p->queued_tail = op;
     pthread_mutex_unlock(&p->lock);
-    /* One wake-up per batch: later submitters see a non-empty queue and ride along. */
+    /* One wake-up per idle period: later submitters ride along with the next reply. */
     if (wake)
         (void)!write(p->wake_fd, &one, sizeof(one));
 }
@@ -1578,6 +1588,7 @@ gk_pipeline_start(const struct gk_redis_addr *addr, bool test_clock)
 
     p->addr = *addr;
     p->test_clock = test_clock;
+    p->idle = true;
     for (int i = 0; i < S_COUNT; i++)
         gk_sha1_hex(script_src[i], strlen(script_src[i]), p->sha[i]);
     GK_ASSERT(pthread_mutex_init(&p->lock, NULL) == 0);
