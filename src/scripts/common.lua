@@ -1,19 +1,32 @@
 -- Helpers prepended to every script at build time (scripts/embed-lua).
 --
 -- gk_rate_limit: a GCRA limiter:
--- `limit` requests per interval_ms, bursts of up to `limit` allowed. Stores one number (the
--- theoretical arrival time) with an expiry set in the same command, so a key never lives forever.
--- Returns 0 when allowed, else the milliseconds to wait.
+-- `limit` requests per interval_ms, bursts of up to `limit` allowed. Stores one number, the
+-- theoretical arrival time in integer microseconds, so that a busy key costs one INCRBY; the
+-- key's expiry moves only when that time enters a new interval-long cell (once per `limit`
+-- requests at full rate), to two cells past it: a key never lives forever, and most requests
+-- do not pay for a new expiry. Returns 0 when allowed, else the milliseconds to wait.
 local function gk_rate_limit(key, now, limit, interval_ms)
-  local emission = interval_ms / limit
-  local tat = tonumber(redis.call('GET', key)) or now
-  if tat < now then tat = now end
-  local new_tat = tat + emission
-  local allow_at = new_tat - interval_ms
-  if allow_at > now then
-    return math.ceil(allow_at - now)
+  local now_us, interval_us = now * 1000, interval_ms * 1000
+  local emission = math.max(1, math.floor(interval_us / limit))
+  local tat = tonumber(redis.call('GET', key))
+  local busy = tat ~= nil and tat > now_us
+  local new_tat = (busy and tat or now_us) + emission
+  if new_tat - interval_us > now_us then
+    return math.ceil((new_tat - interval_us - now_us) / 1000)
   end
-  redis.call('SET', key, string.format('%.3f', new_tat), 'PX', math.max(1, math.ceil(new_tat - now)))
+  local cell = math.floor(new_tat / interval_us)
+  local ttl = (cell + 2) * interval_ms - now
+  if not tat then
+    redis.call('SET', key, string.format('%d', new_tat), 'PX', ttl)
+    return 0
+  end
+  if busy then
+    redis.call('INCRBY', key, emission)
+  else
+    redis.call('SET', key, string.format('%d', new_tat), 'KEEPTTL')
+  end
+  if cell ~= math.floor(tat / interval_us) then redis.call('PEXPIRE', key, ttl) end
   return 0
 end
 
