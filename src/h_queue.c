@@ -130,6 +130,18 @@ reply_rate_limited(struct gk_resp *resp, int64_t retry_after_ms)
     gk_reply_error(resp, 429, "rate_limited", "Too many requests from this address; retry later.", NULL);
 }
 
+/* Writes key, value and suffix at b; returns the end. */
+static char *
+put(char *b, const char *key, const char *value, const char *suffix)
+{
+    size_t k = strlen(key), v = strlen(value), x = strlen(suffix);
+
+    memcpy(b, key, k);
+    memcpy(b + k, value, v);
+    memcpy(b + k + v, suffix, x);
+    return b + k + v + x;
+}
+
 /* A queue request waiting for its Redis reply; freed by its continuation. */
 struct pending {
     struct gk_op op;
@@ -330,10 +342,10 @@ status_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
     struct pending *pd = arg;
     const struct gk_bizconf *c = &pd->ctx.biz->conf;
     const struct gk_status_out *st = &pd->out.status;
-    char token[GK_TOKEN_BUF], body[GK_TOKEN_BUF + 256], position[24] = "null", eta_text[24] = "null";
-    const char *warning = NULL, *state = "not_found";
+    char token[GK_TOKEN_BUF], *body, *b, position[GK_U64_BUF] = "null", eta_text[GK_U64_BUF] = "null";
+    char poll_text[GK_U64_BUF];
+    const char *warning = "null", *state = "not_found";
     int64_t poll_ms;
-    int n;
 
     (void)req;
     if (!pending_ok(pd, resp))
@@ -371,23 +383,27 @@ status_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
             eta_seconds(c, eta_place(c->queueing_method, st->position, st->waiting), st->admit_rate);
 
         if (c->queueing_method != GK_QM_RANDOM)
-            snprintf(position, sizeof(position), "%lld", (long long)st->position);
-        snprintf(eta_text, sizeof(eta_text), "%lld", (long long)eta);
+            gk_u64_str((uint64_t)st->position, position);
+        gk_u64_str((uint64_t)eta, eta_text);
         poll_ms = poll_after_ms(c, eta);
     } else {
         if (st->state == GK_USER_READY)
             gk_strlcpy(eta_text, "0", sizeof(eta_text));
         poll_ms = poll_after_ms(c, 0);
     }
+    gk_u64_str((uint64_t)poll_ms, poll_text);
     /* The hottest answer of all, written directly: every value is a number, a fixed string or
-     * a token in base64url, so nothing needs escaping, and a JSON tree per poll is not free. */
-    n = snprintf(body, sizeof(body),
-                 "{\"warning_msg\":%s,\"jwt_token\":\"%s\",\"position\":%s,\"ready\":%s,\"state\":\"%s\","
-                 "\"eta_seconds\":%s,\"poll_after_ms\":%lld}",
-                 warning != NULL ? warning : "null", token, position,
-                 st->state == GK_USER_READY ? "true" : "false", state, eta_text, (long long)poll_ms);
-    GK_ASSERT(n > 0 && (size_t)n < sizeof(body));
-    gk_resp_body(resp, 200, NULL, gk_xstrndup(body, (size_t)n), (size_t)n);
+     * a token in base64url, so nothing needs escaping, and a JSON tree (or a format string)
+     * per poll is not free. The parts are bounded: the token by GK_TOKEN_BUF, the rest by 200. */
+    b = body = gk_xmalloc(GK_TOKEN_BUF + 256);
+    b = put(b, "{\"warning_msg\":", warning, "");
+    b = put(b, ",\"jwt_token\":\"", token, "\"");
+    b = put(b, ",\"position\":", position, "");
+    b = put(b, ",\"ready\":", st->state == GK_USER_READY ? "true" : "false", "");
+    b = put(b, ",\"state\":\"", state, "\"");
+    b = put(b, ",\"eta_seconds\":", eta_text, "");
+    b = put(b, ",\"poll_after_ms\":", poll_text, "}");
+    gk_resp_body(resp, 200, NULL, body, (size_t)(b - body));
 out:
     pending_end(pd);
 }

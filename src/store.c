@@ -335,14 +335,10 @@ op_key(struct gk_op *op, const char *business, const char *suffix)
 static void
 op_num(struct gk_op *op, uint64_t v)
 {
-    char n[24], *p = n + sizeof(n) - 1;
+    char n[GK_U64_BUF];
 
-    *p = '\0';
-    do {
-        *--p = (char)('0' + v % 10);
-        v /= 10;
-    } while (v > 0);
-    op_arg(op, p);
+    gk_u64_str(v, n);
+    op_arg(op, n);
 }
 
 /* Starts op as EVALSHA of script s for business with nkeys keys to follow; op_end finishes it. */
@@ -1130,16 +1126,9 @@ on_reply(redisAsyncContext *ac, void *reply, void *privdata)
 static size_t
 resp_len(char *out, char c, size_t n)
 {
-    char digits[24], *d = digits + sizeof(digits);
-    size_t k;
+    size_t k = gk_u64_str(n, out + 1);
 
-    do {
-        *--d = (char)('0' + n % 10);
-        n /= 10;
-    } while (n > 0);
-    k = (size_t)(digits + sizeof(digits) - d);
     out[0] = c;
-    memcpy(out + 1, d, k);
     memcpy(out + 1 + k, "\r\n", 2);
     return k + 3;
 }

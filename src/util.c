@@ -101,6 +101,22 @@ gk_strlcpy(char *dst, const char *src, size_t dstlen)
     return len;
 }
 
+size_t
+gk_u64_str(uint64_t v, char out[GK_U64_BUF])
+{
+    char digits[GK_U64_BUF], *d = digits + sizeof(digits);
+    size_t n;
+
+    do {
+        *--d = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    n = (size_t)(digits + sizeof(digits) - d);
+    memcpy(out, d, n);
+    out[n] = '\0';
+    return n;
+}
+
 enum gk_err
 gk_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out)
 {

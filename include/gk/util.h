@@ -58,6 +58,11 @@ size_t gk_strlcpy(char *dst, const char *src, size_t dstlen);
 GK_MUSTCHECK enum gk_err gk_parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out);
 GK_MUSTCHECK enum gk_err gk_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out);
 
+/* Writes v in decimal and a NUL into out; returns the number of digits. For hot paths, where
+ * snprintf's format parsing costs more than the digits. */
+#define GK_U64_BUF 21
+size_t gk_u64_str(uint64_t v, char out[GK_U64_BUF]);
+
 /* True when s[0..len) is a valid business_id / user_id (see GK_ID_MAX). */
 bool gk_id_valid(const char *s, size_t len);
 

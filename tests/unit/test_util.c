@@ -60,6 +60,19 @@ START_TEST(rfc3339_format)
 }
 END_TEST
 
+START_TEST(u64_str_writes_every_digit)
+{
+    char out[GK_U64_BUF];
+
+    ck_assert_uint_eq(gk_u64_str(0, out), 1);
+    ck_assert_str_eq(out, "0");
+    ck_assert_uint_eq(gk_u64_str(1000, out), 4);
+    ck_assert_str_eq(out, "1000");
+    ck_assert_uint_eq(gk_u64_str(UINT64_MAX, out), 20);
+    ck_assert_str_eq(out, "18446744073709551615");
+}
+END_TEST
+
 Suite *
 util_suite(void)
 {
@@ -70,6 +83,7 @@ util_suite(void)
     tcase_add_test(tc, id_charset_and_length);
     tcase_add_test(tc, log_escape_is_safe_and_bounded);
     tcase_add_test(tc, rfc3339_format);
+    tcase_add_test(tc, u64_str_writes_every_digit);
     suite_add_tcase(s, tc);
     return s;
 }
