@@ -157,14 +157,17 @@ gk_h_wait(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
     const char *user_id = gk_req_query(req, "user_id");
     const char *proxied = gk_req_header(req, "X-Gatekeeper-Return-To");
     const struct gk_business *biz;
+    bool loaded;
 
     if (!gk_id_valid(id, strlen(id))) {
         error_page(resp, 404, "No such waiting room", "This address does not lead to a waiting room.");
         return;
     }
+    /* Loaded is read before the lookup, so a miss is 404 only if the cache was complete. */
+    loaded = gk_confcache_loaded(ctx->app->cache);
     biz = gk_confcache_acquire(ctx->app->cache, id);
     if (biz == NULL) {
-        if (!gk_confcache_loaded(ctx->app->cache)) {
+        if (!loaded) {
             gk_resp_header(resp, "Retry-After", "2");
             error_page(resp, 503, "Please try again", "The waiting room is starting; reload in a moment.");
         } else {

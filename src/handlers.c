@@ -115,7 +115,7 @@ gk_need_business(const struct gk_ctx *ctx, struct gk_resp *resp)
         return false;
     }
     if (ctx->biz == NULL) {
-        if (!gk_confcache_loaded(ctx->app->cache))
+        if (!ctx->cache_loaded)
             gk_reply_unavailable(resp, "PostgreSQL");
         else
             gk_reply_error(resp, 404, "unknown_business", "No business with this business_id.", NULL);
@@ -201,6 +201,9 @@ gk_handlers_dispatch(void *arg, const struct gk_req *req, struct gk_resp *resp)
     ctx.store = th->store;
     ctx.db = th->db;
     ctx.biz_header = gk_business_header(req);
+    /* Read before the lookup: read after it, a first load finishing in between would turn a miss
+     * of an existing business into 404 unknown_business (seen on restarted nodes under load). */
+    ctx.cache_loaded = gk_confcache_loaded(app->cache);
     if (ctx.biz_header != NULL && gk_id_valid(ctx.biz_header, strlen(ctx.biz_header)))
         ctx.biz = gk_confcache_acquire(app->cache, ctx.biz_header);
     route->fn(&ctx, req, resp);

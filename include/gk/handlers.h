@@ -36,6 +36,7 @@ struct gk_ctx {
     struct gk_cfgstore *db;
     const struct gk_business *biz; /* from the business_id header, or NULL; borrowed */
     const char *biz_header;        /* the raw business_id header value, or NULL */
+    bool cache_loaded;             /* the config cache had loaded before biz was looked up */
 };
 
 /* Prepares the per-thread handle key; call once before the server starts. */
