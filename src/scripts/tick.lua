@@ -17,7 +17,9 @@ if last and now < last + freq then return {'wait', last + freq - now} end
 -- cadence now rather than admitting a burst of missed ticks at once.
 local at = now
 if last and last + freq > now - freq then at = last + freq end
-redis.call('SET', KEYS[5], at, 'PX', math.max(freq * 4, 60000))
+-- Kept for two hours, longer than the longest admission_frequency (3600 s): a key that lived
+-- only a few of the current ticks would expire early when the frequency is raised.
+redis.call('SET', KEYS[5], at, 'PX', 7200000)
 
 -- Bounded per tick, like eviction; the rest goes next tick.
 local gone_ready = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'WITHSCORES', 'LIMIT', 0, 100000)

@@ -298,6 +298,8 @@ START_TEST(admission_limit_change_is_picked_up_without_restart)
     advance(biz, MINUTE);
     gktest_wait_ticks(biz, 2);
     ck_assert_int_eq(card(biz, "ready"), 25);
+    /* The schedule outlives the longest frequency, so raising it to 3600 s is honoured. */
+    ck_assert_int_gt(gktest_redis_int("PTTL 'gk:{%s}:tick'", biz), 3600 * 1000);
     gktest_server_stop(&w);
 }
 END_TEST
