@@ -26,6 +26,7 @@
 #define BLOCK_MS 500
 #define CLAIM_EVERY_MS 5000
 #define CLAIM_IDLE_MS 10000
+#define CLAIM_BUDGET_MS 1000 /* per stream and pass */
 #define REGROUP_EVERY_MS 10000
 
 struct consumer {
@@ -127,13 +128,20 @@ claim_all(struct consumer *c, char (*ids)[GK_ID_BUF], size_t n)
     long handled = 0;
 
     for (size_t i = 0; i < n; i++) {
-        size_t got = 0;
+        int64_t t0 = gk_mono_ms();
+        size_t got;
 
-        if (gk_store_events_claim(c->store, ids[i], c->name, CLAIM_IDLE_MS, c->events, BATCH, &got) != GK_OK)
-            return -1;
-        if (got > 0 && !commit(c, got))
-            return -1;
-        handled += (long)got;
+        /* A dead consumer may have left many batches: claim until none is left or the budget is
+         * spent (one batch per pass drained a big backlog at ~200 events/s). */
+        do {
+            got = 0;
+            if (gk_store_events_claim(c->store, ids[i], c->name, CLAIM_IDLE_MS, c->events, BATCH, &got) !=
+                GK_OK)
+                return -1;
+            if (got > 0 && !commit(c, got))
+                return -1;
+            handled += (long)got;
+        } while (got > 0 && gk_mono_ms() - t0 < CLAIM_BUDGET_MS && !atomic_load(c->a->stop));
     }
     if (handled > 0)
         GK_LOG(GK_LOG_INFO, "activity", "msg=\"claimed events of a stopped consumer\" count=%ld", handled);
