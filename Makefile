@@ -79,8 +79,11 @@ deps:
 run: all
 	scripts/run $(BUILD)
 
-# The browser tests come last: they take longest and need the most (Chromium, nginx, npm).
+# The fault, abuse and browser suites come last, one after the other: they take longest, load
+# the machine, and the browser tests need the most (Chromium, nginx, npm).
 test: test-unit test-compose test-integration
+	$(MAKE) --no-print-directory test-faults
+	$(MAKE) --no-print-directory test-abuse
 	$(MAKE) --no-print-directory test-e2e
 
 test-unit: $(BUILD)/unit-tests
@@ -99,9 +102,26 @@ test-compose:
 test-e2e: all $(BUILD)/freeport
 	tests/e2e/run.sh $(BUILD)
 
+# Crashes and outages during a flash crowd (tests/faults/, docs/FAILURES.md): API servers and
+# workers SIGKILLed again and again, Redis killed and restarted (AOF everysec), PostgreSQL stopped.
+.PHONY: test-faults
+test-faults: all $(BUILD)/gk-bench-tokens
+	tests/faults/run.sh $(BUILD)
+
+# Every attack of docs/SECURITY.md's list, each beside a well-behaved client whose p99 is kept.
+.PHONY: test-abuse
+test-abuse: all $(BUILD)/gk-bench-tokens
+	tests/abuse/run.sh $(BUILD)
+
 # Throughput and latency against the ceilings, measured in one run (not part of `make test`).
 bench: all $(BUILD)/gk-bench-tokens
 	bench/run.sh $(BUILD)
+
+# 30 minutes (SOAK_SECONDS) of the flash-crowd mix at 70% of its measured peak: no 5xx, flat
+# memory (bench/soak.sh; not part of `make test`).
+.PHONY: soak
+soak: all
+	bench/soak.sh $(BUILD)
 
 # Own build directory, so sanitized and plain objects never mix.
 sanitize:
@@ -154,7 +174,7 @@ clean:
 	rm -rf build build-san build-fuzz build-vg
 
 help:
-	@echo "make [all|run|test|test-unit|test-integration|test-e2e|sanitize|valgrind|fuzz|fuzz-smoke|format-check|clean]"
+	@echo "make [all|run|test|test-unit|test-integration|test-faults|test-abuse|test-e2e|sanitize|valgrind|fuzz|fuzz-smoke|bench|soak|format-check|clean]"
 
 -include $(ALL_OBJ:.o=.d)
 -include $(FUZZ_OBJ:.o=.d)

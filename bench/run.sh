@@ -20,7 +20,7 @@ USERS=${USERS:-10000}
 . "$ROOT/scripts/services.sh"
 PATH=$(gk_pg_bindir):$PATH
 for tool in wrk gnuplot redis-benchmark; do
-    command -v "$tool" >/dev/null || "$ROOT/scripts/install-deps" bench
+    command -v "$tool" >/dev/null || "$ROOT/scripts/install-deps" --bench
 done
 
 # shellcheck source=bench/lib.sh
