@@ -49,6 +49,7 @@ static const struct key keys[] = {
     {"TRUSTED_PROXIES", T_CIDRS, GK_PROG_SERVER, OPTIONAL, NULL, 0, 0, F(trusted_proxies)},
     {"HTTP_THREADS", T_U32, GK_PROG_SERVER, OPTIONAL, "2", 1, 64, F(http_threads)},
     {"MAX_CONNECTIONS", T_U32, GK_PROG_SERVER, OPTIONAL, "10000", 1, 1000000, F(max_connections)},
+    {"MAX_CONNECTIONS_PER_IP", T_U32, GK_PROG_SERVER, OPTIONAL, "0", 0, 1000000, F(max_connections_per_ip)},
     {"CONNECTION_TIMEOUT", T_U32, GK_PROG_SERVER, OPTIONAL, "30", 1, 3600, F(connection_timeout)},
     {"SHUTDOWN_TIMEOUT", T_U32, GK_PROG_SERVER, OPTIONAL, "10", 1, 3600, F(shutdown_timeout)},
     {"LOG_LEVEL", T_LEVEL, BOTH, OPTIONAL, "info", 0, 0, F(log_level)},
@@ -299,10 +300,11 @@ gk_config_log(const struct gk_config *c, enum gk_program prog)
         GK_LOG(GK_LOG_INFO, "config",
                "msg=\"configuration\" bind=%s port=%u redis=%s:%u/%u database=\"%s\" jwt_secret=*** "
                "jwt_secret_previous=%s admin_token=*** business_ids=%zu trusted_proxies=%zu http_threads=%u "
-               "max_connections=%u connection_timeout=%u shutdown_timeout=%u",
+               "max_connections=%u max_connections_per_ip=%u connection_timeout=%u shutdown_timeout=%u",
                c->bind, c->port, c->redis.host, c->redis.port, c->redis.db, db,
                c->jwt_secret_previous[0] != '\0' ? "***" : "unset", c->n_business_ids, c->n_trusted_proxies,
-               c->http_threads, c->max_connections, c->connection_timeout, c->shutdown_timeout);
+               c->http_threads, c->max_connections, c->max_connections_per_ip, c->connection_timeout,
+               c->shutdown_timeout);
     } else {
         GK_LOG(GK_LOG_INFO, "config",
                "msg=\"configuration\" redis=%s:%u/%u database=\"%s\" heartbeat_file=\"%s\"", c->redis.host,

@@ -6,11 +6,25 @@
  * stalls until the next connection timeout when exactly 128 connections are ready at once
  * (shared/NOTES.md), and poll has no such cliff. The response is queued only once the request is
  * complete, which is what keeps connections alive (an earlier queue makes MHD close them).
+ *
+ * Request deadline. MHD 0.9.75's CONNECTION_TIMEOUT only measures silence, so a client sending a
+ * byte now and then could hold a connection for ever. Every connection is therefore tracked from
+ * MHD's STARTED notification to its CLOSED one (struct conn, in a list under conns_lock) with
+ * the time it started reading its current request: at accept, then again when a request
+ * completes (keep-alive). on_request clears it once the whole request is in; from then on the
+ * connection is never cut, however long the answer waits (a suspended request waiting for
+ * Redis). A reaper thread wakes every second and shuts down the socket of any connection that
+ * has been reading a request for longer than CONNECTION_TIMEOUT; MHD then sees the end of the
+ * stream and closes the connection itself. No fd-reuse race: MHD calls the CLOSED notification
+ * before it closes the socket, and that notification unlinks the entry under the lock the reaper
+ * holds while it calls shutdown(), so the reaper only ever shuts down a descriptor that is still
+ * the connection's.
  */
 #include "gk/http.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -27,6 +41,19 @@
 #include "gk/log.h"
 #include "gk/metrics.h"
 
+/* One open connection, from MHD's STARTED notification to its CLOSED one (socket_context). */
+struct conn {
+    struct conn *prev, *next; /* in gk_http.conns, under conns_lock */
+    int fd;
+    bool cut; /* the reaper shut it down (reaper only, under conns_lock) */
+    /* gk_mono_us() when it started reading its current request; READ_DONE once that request is
+     * complete. Stored without the lock; the reaper claims a late one with a compare-exchange. */
+    _Atomic int64_t reading_since;
+};
+
+#define READ_DONE INT64_C(0)
+#define READ_CUT INT64_C(-1)
+
 struct gk_http {
     struct MHD_Daemon *daemon;
     gk_http_handler fn;
@@ -35,6 +62,13 @@ struct gk_http {
     atomic_uint_fast64_t next_id;
     atomic_int in_flight; /* requests between their headers and their completion */
     atomic_bool draining; /* quiesced: answers close their connections */
+    int64_t deadline_us;  /* a request must be read within this (CONNECTION_TIMEOUT) */
+    pthread_mutex_t conns_lock;
+    struct conn *conns;       /* every open connection; guarded by conns_lock */
+    pthread_cond_t reaper_cv; /* CLOCK_MONOTONIC; with conns_lock */
+    bool reaper_stop;         /* guarded by conns_lock */
+    bool reaper_started;
+    pthread_t reaper;
 };
 
 /* Per-request state from the first access-handler call to the completed callback. */
@@ -65,6 +99,24 @@ static struct req_state *
 state_of(const struct gk_req *req)
 {
     return (struct req_state *)(void *)((char *)(uintptr_t)req - offsetof(struct req_state, req));
+}
+
+static struct conn *
+conn_of(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+    return ci != NULL ? ci->socket_context : NULL;
+}
+
+/* The whole request is in: from now on the connection is not cut, however long the answer takes. */
+static void
+conn_request_read(struct MHD_Connection *c)
+{
+    struct conn *cn = conn_of(c);
+
+    if (cn != NULL)
+        atomic_store(&cn->reading_since, READ_DONE);
 }
 
 void
@@ -212,6 +264,7 @@ queue(struct MHD_Connection *c, struct req_state *st)
     struct MHD_Response *mr;
     enum MHD_Result ok;
 
+    conn_request_read(c);
     if (r->status == 0) {
         static const char internal[] =
             "{\"error\":\"internal\",\"message\":\"The server failed to answer.\"}";
@@ -298,6 +351,7 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
     st->req.path = st->path;
     st->req.body = st->body != NULL ? st->body : "";
     st->req.body_len = st->body_len;
+    conn_request_read(c);
     h->fn(h->arg, &st->req, &st->resp);
     if (st->cont != NULL) {
         /* The handler waits for something: free this thread until gk_req_resume. Whoever comes
@@ -317,12 +371,15 @@ on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_Reque
 {
     struct gk_http *h = cls;
     struct req_state *st = *con_cls;
+    struct conn *cn = conn_of(c);
     char path[160];
     int64_t dur_us;
 
-    (void)c;
     if (st == NULL)
         return;
+    /* The next request on a keep-alive connection must be read within the deadline from now. */
+    if (cn != NULL)
+        atomic_store(&cn->reading_since, gk_mono_us());
     /* The client left before a waiting request could answer: the continuation only cleans up. */
     if (st->cont != NULL)
         st->cont(st->cont_arg, &st->req, NULL);
@@ -339,6 +396,112 @@ on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_Reque
     free(st);
     *con_cls = NULL;
     atomic_fetch_sub(&h->in_flight, 1);
+}
+
+/* MHD_OPTION_NOTIFY_CONNECTION: tracks every connection for the reaper. MHD calls CLOSED before
+ * it closes the socket (MHD_cleanup_connections, and the failure path of a new connection), so
+ * unlinking under conns_lock here means the reaper never sees a descriptor that was closed and
+ * perhaps reused. */
+static void
+on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+              enum MHD_ConnectionNotificationCode code)
+{
+    struct gk_http *h = cls;
+    struct conn *cn = *socket_context;
+
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+        if (ci == NULL)
+            return; /* untracked: only MHD's idle timeout applies */
+        cn = gk_xcalloc(1, sizeof(*cn));
+        cn->fd = ci->connect_fd;
+        atomic_init(&cn->reading_since, gk_mono_us());
+        pthread_mutex_lock(&h->conns_lock);
+        cn->next = h->conns;
+        if (h->conns != NULL)
+            h->conns->prev = cn;
+        h->conns = cn;
+        pthread_mutex_unlock(&h->conns_lock);
+        *socket_context = cn;
+        return;
+    }
+    if (cn == NULL)
+        return;
+    pthread_mutex_lock(&h->conns_lock);
+    if (cn->prev != NULL)
+        cn->prev->next = cn->next;
+    else
+        h->conns = cn->next;
+    if (cn->next != NULL)
+        cn->next->prev = cn->prev;
+    pthread_mutex_unlock(&h->conns_lock);
+    *socket_context = NULL;
+    free(cn);
+}
+
+/* Once a second: shuts down every connection that has been reading one request for longer than
+ * the deadline. A connection whose request is complete (READ_DONE) is never touched. */
+static void *
+reaper_main(void *arg)
+{
+    struct gk_http *h = arg;
+    struct timespec wake;
+
+    pthread_mutex_lock(&h->conns_lock);
+    while (!h->reaper_stop) {
+        int64_t now = gk_mono_us();
+
+        for (struct conn *cn = h->conns; cn != NULL; cn = cn->next) {
+            int64_t since = atomic_load(&cn->reading_since);
+
+            if (cn->cut || since == READ_DONE || since == READ_CUT || now - since <= h->deadline_us)
+                continue;
+            /* Fails if the request completed (or the next one started) since the load. */
+            if (!atomic_compare_exchange_strong(&cn->reading_since, &since, READ_CUT))
+                continue;
+            cn->cut = true;
+            shutdown(cn->fd, SHUT_RDWR);
+            GK_LOG(GK_LOG_DEBUG, "http",
+                   "msg=\"request deadline passed, connection cut\" fd=%d reading_ms=%lld", cn->fd,
+                   (long long)((now - since) / 1000));
+        }
+        clock_gettime(CLOCK_MONOTONIC, &wake);
+        wake.tv_sec += 1;
+        while (!h->reaper_stop && pthread_cond_timedwait(&h->reaper_cv, &h->conns_lock, &wake) == 0)
+            ;
+    }
+    pthread_mutex_unlock(&h->conns_lock);
+    return NULL;
+}
+
+/* The list's lock and the reaper's condition variable; reaper_stop() releases them. */
+static void
+conns_init(struct gk_http *h)
+{
+    pthread_condattr_t ca;
+
+    pthread_mutex_init(&h->conns_lock, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&h->reaper_cv, &ca);
+    pthread_condattr_destroy(&ca);
+}
+
+/* Stops and joins the reaper if it runs, then releases what conns_init() set up. Call once MHD
+ * is stopped, so that no notification can come any more. */
+static void
+reaper_stop(struct gk_http *h)
+{
+    if (h->reaper_started) {
+        pthread_mutex_lock(&h->conns_lock);
+        h->reaper_stop = true;
+        pthread_cond_signal(&h->reaper_cv);
+        pthread_mutex_unlock(&h->conns_lock);
+        pthread_join(h->reaper, NULL);
+    }
+    pthread_cond_destroy(&h->reaper_cv);
+    pthread_mutex_destroy(&h->conns_lock);
 }
 
 /* fmt comes from libmicrohttpd; the attribute tells clang that passing it on is intended. */
@@ -367,6 +530,7 @@ gk_http_start(const struct gk_http_opts *opts, gk_http_handler fn, void *arg, ch
     unsigned flags = MHD_USE_POLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     bool v4;
 
+    conns_init(h);
     if (gk_ip_parse(opts->bind, addr) != GK_OK) {
         snprintf(err, errlen, "bad bind address %s", opts->bind);
         goto fail;
@@ -388,6 +552,15 @@ gk_http_start(const struct gk_http_opts *opts, gk_http_handler fn, void *arg, ch
     }
     h->fn = fn;
     h->arg = arg;
+    /* 0 means no timeout to MHD, and so no deadline either. */
+    h->deadline_us = (int64_t)opts->connection_timeout * 1000000;
+    if (h->deadline_us > 0) {
+        h->reaper_started = pthread_create(&h->reaper, NULL, reaper_main, h) == 0;
+        if (!h->reaper_started) {
+            snprintf(err, errlen, "cannot start the request-deadline thread");
+            goto fail;
+        }
+    }
     if (gk_random_bytes(&h->id_prefix, sizeof(h->id_prefix)) != GK_OK)
         h->id_prefix = (uint32_t)gk_now_ms();
     h->daemon = MHD_start_daemon(
@@ -396,9 +569,12 @@ gk_http_start(const struct gk_http_opts *opts, gk_http_handler fn, void *arg, ch
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
         /* A pool size of 1 is not a pool (one internal thread), so only pass real pools. */
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(opts->threads > 1 ? opts->threads : 0),
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)opts->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)opts->connection_timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)GK_HTTP_HEADERS_MAX,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)opts->max_connections,
+        /* 0 = no limit, MHD's default. */
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)opts->max_connections_per_ip,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)opts->connection_timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)GK_HTTP_HEADERS_MAX, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_END);
     if (h->daemon == NULL) {
         snprintf(err, errlen, "cannot listen on %s:%u (address in use or not available)", opts->bind,
                  opts->port);
@@ -406,6 +582,7 @@ gk_http_start(const struct gk_http_opts *opts, gk_http_handler fn, void *arg, ch
     }
     return h;
 fail:
+    reaper_stop(h);
     free(h);
     return NULL;
 }
@@ -456,6 +633,9 @@ gk_http_stop(struct gk_http *h)
 {
     if (h == NULL)
         return;
+    /* MHD closes every connection (each with its CLOSED notification) before it returns. */
     MHD_stop_daemon(h->daemon);
+    reaper_stop(h);
+    GK_ASSERT(h->conns == NULL);
     free(h);
 }

@@ -76,6 +76,7 @@ main(void)
                                  .port = cfg.port,
                                  .threads = cfg.http_threads,
                                  .max_connections = cfg.max_connections,
+                                 .max_connections_per_ip = cfg.max_connections_per_ip,
                                  .connection_timeout = cfg.connection_timeout};
     http = gk_http_start(&opts, gk_handlers_dispatch, &app, err, sizeof(err));
     if (http == NULL) {

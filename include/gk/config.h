@@ -51,8 +51,9 @@ struct gk_config {
     struct gk_cidr trusted_proxies[GK_PROXIES_MAX];
     uint32_t http_threads;
     uint32_t max_connections;
-    uint32_t connection_timeout; /* seconds an idle connection is kept */
-    uint32_t shutdown_timeout;   /* seconds in-flight requests get after SIGTERM */
+    uint32_t max_connections_per_ip; /* 0 = no limit */
+    uint32_t connection_timeout;     /* seconds an idle connection is kept, and to send a request */
+    uint32_t shutdown_timeout;       /* seconds in-flight requests get after SIGTERM */
     enum gk_log_level log_level;
     char heartbeat_file[256]; /* worker: touched after every pass; "" = none */
     bool test_clock;          /* GK_TEST_CLOCK: tests may move Redis time (loopback only) */

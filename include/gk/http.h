@@ -77,7 +77,12 @@ struct gk_http_opts {
     uint16_t port;    /* 0 = any free port (see gk_http_port) */
     uint32_t threads;
     uint32_t max_connections;
-    uint32_t connection_timeout; /* seconds */
+    uint32_t max_connections_per_ip; /* 0 = no limit */
+    /* Seconds: a connection silent this long is closed, and so is one that has not sent a whole
+     * request (headers and body) this long after it began (its accept, or the end of the
+     * previous request on a keep-alive connection). Once a request is in, its answer may take
+     * as long as it needs. 0 = neither. */
+    uint32_t connection_timeout;
 };
 
 /* Starts listening. NULL with the reason in err on failure. Caller owns the result and stops it

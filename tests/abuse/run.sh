@@ -4,8 +4,9 @@
 # well-behaved client polls beside it and its latency is measured (tests/abuse/abuse.py).
 #
 # Starts a throwaway redis-server and PostgreSQL on free loopback ports in a temporary directory,
-# one API server and one worker, and runs the driver (or COMMAND, for debugging, with the same
-# environment: ABUSE_PORT, ABUSE_REDIS_PORT, ADMIN_TOKEN, JWT_SECRET, ...). The table goes to
+# two API servers (the second with MAX_CONNECTIONS_PER_IP set, for one attack) and one worker,
+# and runs the driver (or COMMAND, for debugging, with the same environment: ABUSE_PORT,
+# ABUSE_PERIP_PORT, ABUSE_REDIS_PORT, ADMIN_TOKEN, JWT_SECRET, ...). The table goes to
 # stdout and tests/artifacts/abuse.md. Never skips: anything missing is installed or fails the
 # run. Exit status: the driver's (1 if setup failed). Everything started here is stopped by the
 # trap; on failure the server's and worker's logs are printed and the directory kept.
@@ -89,7 +90,7 @@ cleanup() {
     if [ "$rc" -eq 0 ]; then
         rm -rf "$TMP"
     else
-        for f in "$TMP/server.log" "$TMP/worker.log"; do
+        for f in "$TMP/server.log" "$TMP/server-perip.log" "$TMP/worker.log"; do
             [ -f "$f" ] || continue
             echo "==> $f (last 30 lines) <==" >&2
             tail -n 30 "$f" >&2
@@ -139,18 +140,19 @@ export BIND=127.0.0.1 TRUSTED_PROXIES=127.0.0.9/32 MAX_CONNECTIONS=10000 CONNECT
     HTTP_THREADS=2 SHUTDOWN_TIMEOUT=2 LOG_LEVEL=warn
 
 # The server reports a port it cannot bind by exiting; wait for either that or an answer.
-server_on() {
-    local n=100
-    PORT=$1 "$BUILD/gatekeeper" 2>>"$TMP/server.log" &
+server_on() { # port log name [VAR=value...]: the server, with extra environment; sets SERVER
+    local port=$1 log=$2 name=$3 n=100
+    shift 3
+    env PORT="$port" "$@" "$BUILD/gatekeeper" 2>>"$log" &
     SERVER=$!
     while [ "$n" -gt 0 ]; do
         if ! gk_alive "$SERVER"; then
             wait "$SERVER" 2>/dev/null || true
             return 1
         fi
-        if curl -fs -o /dev/null "http://127.0.0.1:$1/health?shallow"; then
+        if curl -fs -o /dev/null "http://127.0.0.1:$port/health?shallow"; then
             PIDS+=("$SERVER")
-            NAMES[$SERVER]=server
+            NAMES[$SERVER]=$name
             return 0
         fi
         n=$((n - 1))
@@ -160,17 +162,31 @@ server_on() {
     return 1
 }
 # Not through start_with_retry: its $(...) subshell would lose SERVER and PIDS.
-API_PORT=""
-for i in 1 2 3 4 5; do
-    port=$(gk_free_port)
-    if server_on "$port"; then
-        API_PORT=$port
-        break
-    fi
-    say "gatekeeper did not start on port $port (attempt $i of 5); end of its log:"
-    tail -n 3 "$TMP/server.log" >&2 || true
-done
-[ -n "$API_PORT" ] || exit 1
+start_server() { # log name [VAR=value...]: sets SERVER and SERVER_PORT, or exits
+    local i port
+    SERVER_PORT=""
+    for i in 1 2 3 4 5; do
+        port=$(gk_free_port)
+        if server_on "$port" "$@"; then
+            SERVER_PORT=$port
+            return 0
+        fi
+        say "$2 did not start on port $port (attempt $i of 5); end of its log:"
+        tail -n 3 "$1" >&2 || true
+    done
+    exit 1
+}
+start_server "$TMP/server.log" server
+API_PORT=$SERVER_PORT
+MAIN_SERVER=$SERVER
+# A second server, identical but for MAX_CONNECTIONS_PER_IP (off by default, since behind a proxy
+# every visitor shares one address): the idle-connections attack runs against it once more.
+PERIP_LIMIT=200
+start_server "$TMP/server-perip.log" "server (MAX_CONNECTIONS_PER_IP=$PERIP_LIMIT)" \
+    MAX_CONNECTIONS_PER_IP=$PERIP_LIMIT
+PERIP_PORT=$SERVER_PORT
+PERIP_SERVER=$SERVER
+SERVER=$MAIN_SERVER
 "$BUILD/gatekeeper-worker" 2>>"$TMP/worker.log" &
 PIDS+=("$!")
 NAMES[$!]=worker
@@ -184,16 +200,20 @@ redis-cli -p "$REDIS_PORT" EVAL "for i = 0, 999 do redis.call('ZADD', KEYS[1], i
 cat "$ROOT/bench/wrk/report.lua" "$ROOT/tests/abuse/good.lua" >"$TMP/good.lua"
 
 export ABUSE_PORT=$API_PORT ABUSE_REDIS_PORT=$REDIS_PORT ABUSE_TMP=$TMP ABUSE_SERVER_PID=$SERVER
+export ABUSE_PERIP_PORT=$PERIP_PORT ABUSE_PERIP_PID=$PERIP_SERVER ABUSE_PERIP_LIMIT=$PERIP_LIMIT
 export ABUSE_GOOD_TOKENS=$TMP/good.tokens ABUSE_GOOD_LUA=$TMP/good.lua
 export ABUSE_REPORT=$ROOT/tests/artifacts/abuse.md
-say "server 127.0.0.1:$API_PORT (pid $SERVER), redis $REDIS_PORT, postgres $PG_PORT, logs in $TMP"
+say "server 127.0.0.1:$API_PORT (pid $SERVER), with MAX_CONNECTIONS_PER_IP=$PERIP_LIMIT 127.0.0.1:$PERIP_PORT" \
+    "(pid $PERIP_SERVER), redis $REDIS_PORT, postgres $PG_PORT, logs in $TMP"
 if [ $# -eq 0 ]; then set -- python3 "$ROOT/tests/abuse/abuse.py"; fi
 cd "$ROOT"
 rc=0
 "$@" || rc=$?
 # A server that died under attack fails the run whatever the driver concluded.
-if ! gk_alive "$SERVER"; then
-    say "the server (pid $SERVER) is gone"
-    rc=1
-fi
+for p in "$SERVER" "$PERIP_SERVER"; do
+    if ! gk_alive "$p"; then
+        say "the ${NAMES[$p]} (pid $p) is gone"
+        rc=1
+    fi
+done
 exit "$rc"

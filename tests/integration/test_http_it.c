@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * test_http_it.c -- the built server binary over a socket, against real Redis and PostgreSQL:
- * conventions (errors, limits, CORS, keep-alive), POST /businesses, GET/POST /config, startup
- * configuration errors and BUSINESS_IDS.
+ * conventions (errors, limits, CORS, keep-alive), the request deadline, POST /businesses,
+ * GET/POST /config, startup configuration errors and BUSINESS_IDS.
  */
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -578,6 +580,114 @@ START_TEST(redis_down_makes_health_503_then_recovers)
 }
 END_TEST
 
+/* ---- the request deadline (CONNECTION_TIMEOUT=1 s) ---- */
+
+static struct gktest_server deadline_srv;
+
+static void
+deadline_up(void)
+{
+    static const char *const env[] = {"CONNECTION_TIMEOUT=1", NULL};
+
+    gktest_server_start(&deadline_srv, env);
+}
+
+static void
+deadline_down(void)
+{
+    gktest_server_stop(&deadline_srv);
+}
+
+/* SIGSTOP/SIGCONT the harness's redis-server: a Redis that hangs rather than refuses. */
+static void
+signal_redis(int sig)
+{
+    char path[512], pid[32] = "";
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/redis/redis.pid", gktest_env("GK_TEST_TMP"));
+    f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_ptr_nonnull(fgets(pid, sizeof(pid), f));
+    fclose(f);
+    ck_assert_int_eq(kill((pid_t)atoi(pid), sig), 0);
+}
+
+static void
+redis_thawed(void)
+{
+    signal_redis(SIGCONT);
+}
+
+START_TEST(trickled_request_is_cut_at_the_deadline)
+{
+    static const char head[] = "GET /health?shallow HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+    int fd = gktest_connect(deadline_srv.port);
+    long long t0 = gktest_ms(), took;
+    char buf[256];
+    ssize_t n = -1;
+
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, head, sizeof(head) - 1), (ssize_t)(sizeof(head) - 1));
+    /* A byte every 200 ms: never silent long enough for the idle timeout. */
+    while (gktest_ms() - t0 < 10000) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+
+        if (poll(&p, 1, 200) > 0) {
+            n = read(fd, buf, sizeof(buf));
+            break;
+        }
+        if (write(fd, "a", 1) != 1)
+            break;
+    }
+    took = gktest_ms() - t0;
+    close(fd);
+    ck_assert_msg(n <= 0, "answered instead of cut: %.*s", (int)(n > 0 ? n : 0), buf);
+    /* The reaper looks once a second: cut between 1 and 2 s, with slack for a slow build. */
+    ck_assert_msg(took >= 1000 && took <= 2500LL * gktest_slowdown(), "cut after %lld ms", took);
+}
+END_TEST
+
+START_TEST(keep_alive_requests_are_not_cut)
+{
+    static const char req[] = "GET /health?shallow HTTP/1.1\r\nHost: x\r\n\r\n";
+    int fd = gktest_connect(deadline_srv.port);
+
+    ck_assert_int_ge(fd, 0);
+    /* 2.5 s on one connection, well past the 1 s deadline, with 300 ms between requests. */
+    for (int i = 0; i < 8; i++) {
+        struct gktest_resp r;
+
+        ck_assert_msg(gktest_exchange(fd, req, sizeof(req) - 1, &r), "request %d got no answer", i);
+        ck_assert_int_eq(r.status, 200);
+        gktest_resp_free(&r);
+        gktest_sleep_ms(300);
+    }
+    close(fd);
+}
+END_TEST
+
+START_TEST(request_waiting_for_a_hung_redis_is_not_cut)
+{
+    char id[64], key[64], h[256];
+    struct gktest_resp r;
+    long long t0, took;
+
+    gktest_unique_id("biz", id, sizeof(id));
+    gktest_create_business(deadline_srv.port, id, key, sizeof(key));
+    snprintf(h, sizeof(h), "business_id: %s\r\nuser_id: waits\r\n", id);
+    signal_redis(SIGSTOP);
+    /* Suspended for the store's 2 s deadline, twice the request deadline: answered, not cut. */
+    t0 = gktest_ms();
+    gktest_http(deadline_srv.port, "POST", "/queue/enqueue", h, NULL, &r);
+    took = gktest_ms() - t0;
+    signal_redis(SIGCONT);
+    ck_assert_msg(r.status == 503, "want 503 got %d after %lld ms: %s", r.status, took, r.body);
+    ck_assert_int_ge(took, 1500);
+    gktest_resp_free(&r);
+}
+END_TEST
+
 /* ---- startup configuration ---- */
 
 static void
@@ -684,6 +794,7 @@ http_it_suite(void)
     TCase *nodes = tcase_create("two_nodes");
     TCase *outage = tcase_create("outages");
     TCase *start = tcase_create("startup");
+    TCase *deadline = tcase_create("request_deadline");
 
     tcase_add_unchecked_fixture(conv, gktest_srv_up, gktest_srv_down);
     tcase_set_timeout(conv, 30);
@@ -722,6 +833,14 @@ http_it_suite(void)
     tcase_add_test(outage, postgres_down_reads_from_cache_writes_503_then_recovers);
     tcase_add_test(outage, redis_down_makes_health_503_then_recovers);
     suite_add_tcase(s, outage);
+
+    tcase_add_unchecked_fixture(deadline, deadline_up, deadline_down);
+    tcase_add_checked_fixture(deadline, NULL, redis_thawed);
+    tcase_set_timeout(deadline, 30);
+    tcase_add_test(deadline, trickled_request_is_cut_at_the_deadline);
+    tcase_add_test(deadline, keep_alive_requests_are_not_cut);
+    tcase_add_test(deadline, request_waiting_for_a_hung_redis_is_not_cut);
+    suite_add_tcase(s, deadline);
 
     tcase_set_timeout(start, 30);
     tcase_add_test(start, bad_environment_stops_at_start_naming_the_variable);
