@@ -101,6 +101,47 @@ gk_wait_gone() {
     done
 }
 
+# gk_marked_pids MARKER DIR [cwd]: live processes other than this shell that carry MARKER
+# (NAME=value) in their environment, or have their working directory inside DIR (and, unless
+# the third argument is "cwd", an open file there): what a test run started, found again after
+# the process that started it died.
+gk_marked_pids() {
+    local f pid where="/proc/[0-9]*/fd /proc/[0-9]*/cwd" depth=1
+    if [ "${3:-}" = cwd ]; then where="/proc/[0-9]*/cwd" depth=0; fi
+    {
+        for f in /proc/[0-9]*/environ; do
+            pid=${f#/proc/}
+            pid=${pid%/environ}
+            if grep -qzxF "$1" "$f" 2>/dev/null; then echo "$pid"; fi
+        done
+        # shellcheck disable=SC2086 # $where is a list of globs
+        find $where -maxdepth "$depth" \( -lname "$2" -o -lname "$2/*" \) 2>/dev/null | cut -d/ -f3
+    } | sort -un | while read -r pid; do
+        if [ "$pid" != "$$" ] && gk_alive "$pid"; then echo "$pid"; fi
+    done
+}
+
+# gk_stop_marked MARKER DIR [cwd]: SIGTERM to what gk_marked_pids finds, SIGKILL 5 s later.
+gk_stop_marked() {
+    local pid pids
+    pids=$(gk_marked_pids "$@" | tr '\n' ' ')
+    [ -n "$pids" ] || return 0
+    echo "stopping leftover processes: $pids" >&2
+    for pid in $pids; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in $pids; do
+        if ! gk_wait_gone 5 "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
+    done
+}
+
+# gk_show_logs DIR LINES: the last LINES lines of every *.log below DIR, on stderr.
+gk_show_logs() {
+    local f
+    find "$1" -name '*.log' -type f | sort | while IFS= read -r f; do
+        echo "==> $f (last $2 lines) <==" >&2
+        tail -n "$2" "$f" >&2
+    done
+}
+
 # gk_redis_start DIR PORT [redis-server args...]
 # Starts redis-server on 127.0.0.1:PORT with its data, log (redis.log) and pid file in DIR and
 # returns once it answers PING. Fails (after printing the log tail) if it exits, e.g. because

@@ -48,34 +48,9 @@ chmod 755 "$TMP"
 # Every process started from here on carries GK_FAULTS_TMP in its environment (the driver, the
 # servers it starts and restarts, redis-server), so cleanup finds them all, also after the driver
 # itself died. This shell and its subshells do not: their environment was set at exec.
-leftover_pids() {
-    local f pid
-    {
-        for f in /proc/[0-9]*/environ; do
-            pid=${f#/proc/}
-            pid=${pid%/environ}
-            if grep -qzxF "GK_FAULTS_TMP=$TMP" "$f" 2>/dev/null; then echo "$pid"; fi
-        done
-        find /proc/[0-9]*/cwd -maxdepth 0 \( -lname "$TMP" -o -lname "$TMP/*" \) 2>/dev/null | cut -d/ -f3
-    } | sort -un | while read -r pid; do
-        if [ "$pid" != "$$" ] && gk_alive "$pid"; then echo "$pid"; fi
-    done
-}
-
-kill_leftovers() {
-    local pid pids
-    pids=$(leftover_pids | tr '\n' ' ')
-    [ -n "$pids" ] || return 0
-    say "stopping leftover processes: $pids"
-    for pid in $pids; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in $pids; do
-        if ! gk_wait_gone 5 "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
-    done
-}
-
 DRIVER=""
 cleanup() {
-    local rc=$1 f
+    local rc=$1
     trap - EXIT INT TERM
     set +e
     # The scan's own grep and find must not carry the marker they look for.
@@ -87,14 +62,11 @@ cleanup() {
     fi
     gk_pg_stop "$TMP/pg"
     gk_redis_stop "$TMP/redis"
-    kill_leftovers
+    gk_stop_marked "GK_FAULTS_TMP=$TMP" "$TMP" cwd
     if [ "$rc" -eq 0 ]; then
         rm -rf "$TMP"
     else
-        find "$TMP" -name '*.log' -type f | sort | while IFS= read -r f; do
-            echo "==> $f (last 20 lines) <==" >&2
-            tail -n 20 "$f" >&2
-        done
+        gk_show_logs "$TMP" 20
         say "FAILED (exit $rc); logs are kept in $TMP"
     fi
     exit "$rc"

@@ -51,48 +51,19 @@ chmod 755 "$TMP"
 # Processes left behind by the tests: those that inherited GK_TEST_TMP=$TMP (it-tests, a
 # Redis or PostgreSQL restarted through the ctl helpers), and those with a file or working
 # directory inside $TMP (a server started with its own environment still logs there).
-leftover_pids() {
-    local f pid
-    {
-        for f in /proc/[0-9]*/environ; do
-            pid=${f#/proc/}
-            pid=${pid%/environ}
-            if grep -qzxF "GK_TEST_TMP=$TMP" "$f" 2>/dev/null; then echo "$pid"; fi
-        done
-        find /proc/[0-9]*/fd /proc/[0-9]*/cwd -maxdepth 1 \( -lname "$TMP" -o -lname "$TMP/*" \) \
-            2>/dev/null | cut -d/ -f3
-    } | sort -un | while read -r pid; do
-        if [ "$pid" != "$$" ] && gk_alive "$pid"; then echo "$pid"; fi
-    done
-}
-
-kill_leftovers() {
-    local pid pids
-    pids=$(leftover_pids | tr '\n' ' ')
-    [ -n "$pids" ] || return 0
-    say "stopping leftover processes: $pids"
-    for pid in $pids; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in $pids; do
-        if ! gk_wait_gone 5 "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
-    done
-}
-
 cleanup() {
-    local rc=$1 f
+    local rc=$1
     trap - EXIT INT TERM
     set +e
-    # Our own children must not carry the marker kill_leftovers looks for.
+    # Our own children must not carry the marker gk_stop_marked looks for.
     unset GK_TEST_TMP
     gk_pg_stop "$TMP/pg"
     gk_redis_stop "$TMP/redis"
-    kill_leftovers
+    gk_stop_marked "GK_TEST_TMP=$TMP" "$TMP"
     if [ "$rc" -eq 0 ]; then
         rm -rf "$TMP"
     else
-        find "$TMP" -name '*.log' -type f | sort | while IFS= read -r f; do
-            echo "==> $f (last 30 lines) <==" >&2
-            tail -n 30 "$f" >&2
-        done
+        gk_show_logs "$TMP" 30
         say "FAILED (exit $rc); logs are kept in $TMP"
     fi
     exit "$rc"
