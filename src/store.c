@@ -794,6 +794,7 @@ expand_entry(const char *business, const redisReply *e, struct gk_event *out, si
     bool ok = read_entry(business, e, out, &users);
     size_t n = ok ? entry_events(users) : 1;
     const char *p, *end;
+    char type[GK_EVENT_TYPE_BUF];
     size_t idlen;
 
     if (n > max)
@@ -804,14 +805,17 @@ expand_entry(const char *business, const redisReply *e, struct gk_event *out, si
     if (!ok || users == NULL)
         return 1;
     idlen = strlen(out->id);
+    gk_strlcpy(type, out->type, sizeof(type));
     p = users->str;
     end = users->str + users->len;
     for (size_t k = 0; k < n; k++) {
         const char *sp = memchr(p, ' ', (size_t)(end - p));
         size_t len = (size_t)((sp != NULL ? sp : end) - p);
 
-        if (k > 0)
+        if (k > 0) {
             out[k] = out[0];
+            gk_strlcpy(out[k].type, type, sizeof(out[k].type)); /* out[0]'s may have been cleared */
+        }
         out[k].last = k == n - 1;
         out[k].id[idlen] = '/';
         u32(out[k].id + idlen + 1, sizeof(out[k].id) - idlen - 1, k);
