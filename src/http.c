@@ -264,7 +264,6 @@ queue(struct MHD_Connection *c, struct req_state *st)
     struct MHD_Response *mr;
     enum MHD_Result ok;
 
-    conn_request_read(c);
     if (r->status == 0) {
         static const char internal[] =
             "{\"error\":\"internal\",\"message\":\"The server failed to answer.\"}";
@@ -310,6 +309,7 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
         /* Refuse a declared oversized body before reading any of it; MHD then closes. */
         if (cl != NULL && gk_parse_i64(cl, 0, INT64_MAX, &len) == GK_OK && len > GK_HTTP_BODY_MAX) {
             st->too_large = true;
+            conn_request_read(c); /* the body is never read */
             gk_resp_body(&st->resp, 413, NULL, gk_xstrdup(too_large_body), sizeof(too_large_body) - 1);
             return queue(c, st);
         }
@@ -335,10 +335,6 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
         *upload_size = 0;
         return MHD_YES;
     }
-    if (st->too_large) {
-        gk_resp_body(&st->resp, 413, NULL, gk_xstrdup(too_large_body), sizeof(too_large_body) - 1);
-        return queue(c, st);
-    }
     if (st->cont != NULL) {
         /* Resumed: the wait is over, the handler's continuation answers. */
         gk_req_cont cont = st->cont;
@@ -347,11 +343,16 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
         cont(st->cont_arg, &st->req, &st->resp);
         return queue(c, st);
     }
+    /* The whole request is in (once per request: a resumed one returned above). */
+    conn_request_read(c);
+    if (st->too_large) {
+        gk_resp_body(&st->resp, 413, NULL, gk_xstrdup(too_large_body), sizeof(too_large_body) - 1);
+        return queue(c, st);
+    }
     st->req.method = st->method;
     st->req.path = st->path;
     st->req.body = st->body != NULL ? st->body : "";
     st->req.body_len = st->body_len;
-    conn_request_read(c);
     h->fn(h->arg, &st->req, &st->resp);
     if (st->cont != NULL) {
         /* The handler waits for something: free this thread until gk_req_resume. Whoever comes
