@@ -62,6 +62,17 @@ wait_count(const char *sql, long long want, int ms)
     return v;
 }
 
+/* Committed events are trimmed from the stream: it empties within 5 s. */
+static void
+assert_stream_trimmed(const char *biz)
+{
+    for (long long t0 = gktest_ms(); gktest_ms() - t0 < 5000; gktest_sleep_ms(100)) {
+        if (gktest_redis_int("XLEN 'gk:{%s}:events'", biz) == 0)
+            break;
+    }
+    ck_assert_int_eq(gktest_redis_int("XLEN 'gk:{%s}:events'", biz), 0);
+}
+
 static void
 request(const char *method, const char *path, const char *biz, const char *extra, char *tok_out)
 {
@@ -194,11 +205,7 @@ START_TEST(packed_tick_events_become_one_row_per_user)
              "WHERE business_id = '%s' AND event = 'admit') x WHERE substr(u, 2)::int < substr(p, 2)::int",
              biz);
     ck_assert_int_eq(psql_int(sql), 0);
-    for (long long t0 = gktest_ms(); gktest_ms() - t0 < 5000; gktest_sleep_ms(100)) {
-        if (gktest_redis_int("XLEN 'gk:{%s}:events'", biz) == 0)
-            break;
-    }
-    ck_assert_int_eq(gktest_redis_int("XLEN 'gk:{%s}:events'", biz), 0);
+    assert_stream_trimmed(biz);
     gktest_server_stop(&w);
 }
 END_TEST
@@ -236,12 +243,7 @@ START_TEST(postgres_outage_loses_nothing)
         "SELECT count(DISTINCT event_id) FROM activity_log WHERE business_id = '%s' AND event = 'enqueue'",
         biz);
     ck_assert_int_eq(psql_int(sql), 300);
-    /* Committed events are trimmed from the stream. */
-    for (long long t0 = gktest_ms(); gktest_ms() - t0 < 5000; gktest_sleep_ms(100)) {
-        if (gktest_redis_int("XLEN 'gk:{%s}:events'", biz) == 0)
-            break;
-    }
-    ck_assert_int_eq(gktest_redis_int("XLEN 'gk:{%s}:events'", biz), 0);
+    assert_stream_trimmed(biz);
     gktest_server_stop(&w);
 }
 END_TEST

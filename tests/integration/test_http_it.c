@@ -598,25 +598,10 @@ deadline_down(void)
     gktest_server_stop(&deadline_srv);
 }
 
-/* SIGSTOP/SIGCONT the harness's redis-server: a Redis that hangs rather than refuses. */
-static void
-signal_redis(int sig)
-{
-    char path[512], pid[32] = "";
-    FILE *f;
-
-    snprintf(path, sizeof(path), "%s/redis/redis.pid", gktest_env("GK_TEST_TMP"));
-    f = fopen(path, "r");
-    ck_assert_ptr_nonnull(f);
-    ck_assert_ptr_nonnull(fgets(pid, sizeof(pid), f));
-    fclose(f);
-    ck_assert_int_eq(kill((pid_t)atoi(pid), sig), 0);
-}
-
 static void
 redis_thawed(void)
 {
-    signal_redis(SIGCONT);
+    gktest_signal_redis(SIGCONT);
 }
 
 START_TEST(trickled_request_is_cut_at_the_deadline)
@@ -676,12 +661,12 @@ START_TEST(request_waiting_for_a_hung_redis_is_not_cut)
     gktest_unique_id("biz", id, sizeof(id));
     gktest_create_business(deadline_srv.port, id, key, sizeof(key));
     snprintf(h, sizeof(h), "business_id: %s\r\nuser_id: waits\r\n", id);
-    signal_redis(SIGSTOP);
+    gktest_signal_redis(SIGSTOP);
     /* Suspended for the store's 2 s deadline, twice the request deadline: answered, not cut. */
     t0 = gktest_ms();
     gktest_http(deadline_srv.port, "POST", "/queue/enqueue", h, NULL, &r);
     took = gktest_ms() - t0;
-    signal_redis(SIGCONT);
+    gktest_signal_redis(SIGCONT);
     ck_assert_msg(r.status == 503, "want 503 got %d after %lld ms: %s", r.status, took, r.body);
     ck_assert_int_ge(took, 1500);
     gktest_resp_free(&r);

@@ -731,25 +731,10 @@ START_TEST(redis_down_is_503_fast_and_recovers_alone)
 }
 END_TEST
 
-/* SIGSTOP/SIGCONT the harness's redis-server: a Redis that hangs rather than refuses. */
-static void
-freeze_redis(int sig)
-{
-    char path[512], pid[32] = "";
-    FILE *f;
-
-    snprintf(path, sizeof(path), "%s/redis/redis.pid", gktest_env("GK_TEST_TMP"));
-    f = fopen(path, "r");
-    ck_assert_ptr_nonnull(f);
-    ck_assert_ptr_nonnull(fgets(pid, sizeof(pid), f));
-    fclose(f);
-    ck_assert_int_eq(kill((pid_t)atoi(pid), sig), 0);
-}
-
 static void
 redis_thawed(void)
 {
-    freeze_redis(SIGCONT);
+    gktest_signal_redis(SIGCONT);
 }
 
 START_TEST(hung_redis_is_503_within_3s_and_recovers)
@@ -761,13 +746,13 @@ START_TEST(hung_redis_is_503_within_3s_and_recovers)
 
     business(biz, sizeof(biz), "{}");
     join(biz, "hung", tok);
-    freeze_redis(SIGSTOP);
+    gktest_signal_redis(SIGSTOP);
     t0 = gktest_ms();
     call("GET", "/queue/status", biz, tok, &r);
     ck_assert_int_lt(gktest_ms() - t0, 3000);
     ck_assert_int_eq(r.status, 503);
     gktest_resp_free(&r);
-    freeze_redis(SIGCONT);
+    gktest_signal_redis(SIGCONT);
     for (t0 = gktest_ms(); gktest_ms() - t0 < 5000; gktest_sleep_ms(100)) {
         call("GET", "/queue/status", biz, tok, &r);
         status = r.status;

@@ -3,6 +3,7 @@
 #include "support/gktest.h"
 
 #include <check.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -54,6 +55,20 @@ void
 gktest_redisctl(const char *verb)
 {
     run_ctl("GK_TEST_REDISCTL", verb);
+}
+
+void
+gktest_signal_redis(int sig)
+{
+    char path[512], pid[32] = "";
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/redis/redis.pid", gktest_env("GK_TEST_TMP"));
+    f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_ptr_nonnull(fgets(pid, sizeof(pid), f));
+    fclose(f);
+    ck_assert_int_eq(kill((pid_t)atoi(pid), sig), 0);
 }
 
 void

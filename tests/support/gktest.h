@@ -19,6 +19,8 @@ const char *gktest_env(const char *name);
 /* Runs "$GK_TEST_PGCTL stop|start" (or REDISCTL); aborts the test if it fails. */
 void gktest_pgctl(const char *verb);
 void gktest_redisctl(const char *verb);
+/* Sends sig to the harness's redis-server (SIGSTOP: a Redis that hangs rather than refuses). */
+void gktest_signal_redis(int sig);
 /* Runs one command through redis-cli against the harness's Redis; asserts it is no error. */
 void gktest_redis(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The same, for a command whose answer is an integer (or a number string; nil = 0). */
