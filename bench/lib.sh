@@ -1,7 +1,9 @@
+# shellcheck shell=bash
 # bench/lib.sh -- sourced by the bench scripts after scripts/services.sh: a throwaway Redis and
 # PostgreSQL on free loopback ports in a temporary directory, and a trap that stops them and
 # every process whose pid was added to PIDS.
 # gk_bench_services FSYNC (on|off) sets TMP, RPORT, PPORT and DB (the PostgreSQL URL, sql/ applied).
+# gk_bench_server BUILD starts the API server on them and sets APORT, API and SERVER.
 
 PIDS=()
 gk_bench_cleanup() {
@@ -21,4 +23,15 @@ gk_bench_services() {
     gk_pg_start "$TMP/pg" "$PPORT" "$1" >/dev/null
     DB="postgresql://gatekeeper@127.0.0.1:$PPORT/gatekeeper"
     gk_apply_sql "$DB"
+}
+
+gk_bench_server() {
+    APORT=$(gk_free_port)
+    export REDIS_URL="redis://127.0.0.1:$RPORT/0" DATABASE_URL="$DB" PORT=$APORT LOG_LEVEL=warn
+    export JWT_SECRET=bench-jwt-secret-0123456789abcdefghijklmnop ADMIN_TOKEN=bench-admin-token-0123456789abcdefghijklm
+    "$1/gatekeeper" 2>"$TMP/server.log" &
+    SERVER=$!
+    PIDS+=("$SERVER")
+    API="http://127.0.0.1:$APORT"
+    for _ in $(seq 100); do curl -fs "$API/health" >/dev/null 2>&1 && break; sleep 0.1; done
 }

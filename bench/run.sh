@@ -26,14 +26,7 @@ done
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
 gk_bench_services off
-APORT=$(gk_free_port)
-export REDIS_URL="redis://127.0.0.1:$RPORT/0" DATABASE_URL="$DB" PORT=$APORT LOG_LEVEL=warn
-export JWT_SECRET=bench-jwt-secret-0123456789abcdefghijklmnop ADMIN_TOKEN=bench-admin-token-0123456789abcdefghijklm
-"$BUILD/gatekeeper" 2>"$TMP/server.log" &
-SERVER=$!
-PIDS+=("$SERVER")
-for _ in $(seq 100); do curl -fs "http://127.0.0.1:$APORT/health" >/dev/null 2>&1 && break; sleep 0.1; done
-API="http://127.0.0.1:$APORT"
+gk_bench_server "$BUILD"
 curl -fs -X POST "$API/businesses" -H "Authorization: Bearer $ADMIN_TOKEN" -d '{"business_id":"bench"}' >/dev/null
 curl -fs -X POST "$API/config" -H 'business_id: bench' -H "Authorization: Bearer $ADMIN_TOKEN" \
     -d '{"ip_enqueue_limit": 1000000, "ip_enqueue_limit_interval": 1, "ip_status_polling_limit": 1000000,

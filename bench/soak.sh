@@ -58,14 +58,7 @@ for _ in $(seq 100); do
     rcli INFO persistence | tr -d '\r' | grep -qx 'aof_rewrite_in_progress:0' && break
     sleep 0.1
 done
-APORT=$(gk_free_port)
-export REDIS_URL="redis://127.0.0.1:$RPORT/0" DATABASE_URL="$DB" PORT=$APORT LOG_LEVEL=warn
-export JWT_SECRET=bench-jwt-secret-0123456789abcdefghijklmnop ADMIN_TOKEN=bench-admin-token-0123456789abcdefghijklm
-"$BUILD/gatekeeper" 2>"$TMP/server.log" &
-SERVER=$!
-PIDS+=("$SERVER")
-API="http://127.0.0.1:$APORT"
-for _ in $(seq 100); do curl -fs "$API/health" >/dev/null 2>&1 && break; sleep 0.1; done
+gk_bench_server "$BUILD"
 LOG_LEVEL=info "$BUILD/gatekeeper-worker" 2>"$TMP/worker.log" &
 WORKER=$!
 PIDS+=("$WORKER")
