@@ -333,7 +333,7 @@ gk_h_enqueue(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
     a.ready_ttl_s = c->num[GK_BC_READY_TTL_SECONDS];
     a.heartbeat = c->num[GK_BC_ABANDON_AFTER_SECONDS] > 0;
     pd = wait_for_redis(ctx, req, user, enqueue_reply);
-    gk_pipeline_join(ctx->app->pipe, &pd->op, &a, &pd->out.join, &pd->rc, op_done, pd);
+    gk_pipeline_join(gk_req_companion(req), &pd->op, &a, &pd->out.join, &pd->rc, op_done, pd);
 }
 
 static void
@@ -425,7 +425,7 @@ gk_h_status(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
     pd = wait_for_redis(ctx, req, claims.user, status_reply);
     gk_strlcpy(pd->token, token, sizeof(pd->token));
     pd->token_exp = claims.exp;
-    gk_pipeline_status(ctx->app->pipe, &pd->op, ctx->biz->id, claims.user, ip,
+    gk_pipeline_status(gk_req_companion(req), &pd->op, ctx->biz->id, claims.user, ip,
                        (struct gk_rate){c->num[GK_BC_IP_STATUS_POLLING_LIMIT],
                                         c->num[GK_BC_IP_STATUS_POLLING_LIMIT_INTERVAL]},
                        c->num[GK_BC_ABANDON_AFTER_SECONDS] > 0, &pd->out.status, &pd->rc, op_done, pd);
@@ -460,7 +460,7 @@ gk_h_verify(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
         return;
     client_ip(ctx, req, ip);
     pd = wait_for_redis(ctx, req, claims.user, verify_reply);
-    gk_pipeline_ready_until(ctx->app->pipe, &pd->op, ctx->biz->id, claims.user, ip, false,
+    gk_pipeline_ready_until(gk_req_companion(req), &pd->op, ctx->biz->id, claims.user, ip, false,
                             &pd->out.ready_until, &pd->rc, op_done, pd);
 }
 
@@ -501,8 +501,8 @@ gk_h_finish(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
         return;
     client_ip(ctx, req, ip);
     pd = wait_for_redis(ctx, req, claims.user, finish_reply);
-    gk_pipeline_finish(ctx->app->pipe, &pd->op, ctx->biz->id, claims.user, ip, &pd->out.was_ready, &pd->rc,
-                       op_done, pd);
+    gk_pipeline_finish(gk_req_companion(req), &pd->op, ctx->biz->id, claims.user, ip, &pd->out.was_ready,
+                       &pd->rc, op_done, pd);
 }
 
 static void
@@ -533,8 +533,8 @@ gk_h_leave(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
         return;
     client_ip(ctx, req, ip);
     pd = wait_for_redis(ctx, req, claims.user, leave_reply);
-    gk_pipeline_leave(ctx->app->pipe, &pd->op, ctx->biz->id, claims.user, ip, &pd->out.left, &pd->rc, op_done,
-                      pd);
+    gk_pipeline_leave(gk_req_companion(req), &pd->op, ctx->biz->id, claims.user, ip, &pd->out.left, &pd->rc,
+                      op_done, pd);
 }
 
 static void
@@ -569,6 +569,6 @@ gk_h_gate(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
         return;
     client_ip(ctx, req, ip);
     pd = wait_for_redis(ctx, req, claims.user, gate_reply);
-    gk_pipeline_ready_until(ctx->app->pipe, &pd->op, ctx->biz->id, claims.user, ip, true,
+    gk_pipeline_ready_until(gk_req_companion(req), &pd->op, ctx->biz->id, claims.user, ip, true,
                             &pd->out.ready_until, &pd->rc, op_done, pd);
 }

@@ -18,7 +18,7 @@
     "business_id, user_id, jwt, business-id, user-id, authorization, content-type, x-gatekeeper-business, "  \
     "x-request-id"
 
-/* The calling pool thread's own connections. */
+/* An offload thread's own connections. */
 struct thread_handles {
     struct gk_store *store;
     struct gk_cfgstore *db;
@@ -171,13 +171,48 @@ cors_headers(const struct gk_req *req, const struct gk_business *biz, struct gk_
     gk_resp_header(resp, "Access-Control-Expose-Headers", "Retry-After, X-Request-Id");
 }
 
+/* Runs route with a context for this thread: the offload threads' own Redis and PostgreSQL
+ * handles (NULL on a loop thread, whose handlers never block). */
+static void
+serve(const struct gk_app *app, const struct gk_route *route, bool offloaded, const struct gk_req *req,
+      struct gk_resp *resp)
+{
+    struct gk_ctx ctx = {.app = app};
+
+    if (offloaded) {
+        struct thread_handles *th = thread_handles(app);
+
+        ctx.store = th->store;
+        ctx.db = th->db;
+    }
+    ctx.biz_header = gk_business_header(req);
+    /* Read before the lookup: read after it, a first load finishing in between would turn a miss
+     * of an existing business into 404 unknown_business (seen on restarted nodes under load). */
+    ctx.cache_loaded = gk_confcache_loaded(app->cache);
+    if (ctx.biz_header != NULL && gk_id_valid(ctx.biz_header, strlen(ctx.biz_header)))
+        ctx.biz = gk_confcache_acquire(app->cache, ctx.biz_header);
+    route->fn(&ctx, req, resp);
+    if (ctx.biz != NULL)
+        cors_headers(req, ctx.biz, resp);
+    gk_confcache_release(ctx.biz);
+}
+
+/* gk_http_handler for an offload thread: the route was found on the loop. */
+static void
+serve_offloaded(void *arg, const struct gk_req *req, struct gk_resp *resp)
+{
+    const struct gk_route *route = NULL;
+    char allow[96];
+
+    if (gk_router_match(req->method, req->path, &route, allow, sizeof(allow)) == GK_ROUTE_FOUND)
+        serve(arg, route, true, req, resp);
+}
+
 void
 gk_handlers_dispatch(void *arg, const struct gk_req *req, struct gk_resp *resp)
 {
     const struct gk_app *app = arg;
     const struct gk_route *route;
-    struct thread_handles *th;
-    struct gk_ctx ctx = {.app = app};
     char allow[96];
     enum gk_route_result rr = gk_router_match(req->method, req->path, &route, allow, sizeof(allow));
 
@@ -197,17 +232,54 @@ gk_handlers_dispatch(void *arg, const struct gk_req *req, struct gk_resp *resp)
         return;
     }
     resp->route = route->name;
-    th = thread_handles(app);
-    ctx.store = th->store;
-    ctx.db = th->db;
-    ctx.biz_header = gk_business_header(req);
-    /* Read before the lookup: read after it, a first load finishing in between would turn a miss
-     * of an existing business into 404 unknown_business (seen on restarted nodes under load). */
-    ctx.cache_loaded = gk_confcache_loaded(app->cache);
-    if (ctx.biz_header != NULL && gk_id_valid(ctx.biz_header, strlen(ctx.biz_header)))
-        ctx.biz = gk_confcache_acquire(app->cache, ctx.biz_header);
-    route->fn(&ctx, req, resp);
-    if (ctx.biz != NULL)
-        cors_headers(req, ctx.biz, resp);
-    gk_confcache_release(ctx.biz);
+    if (route->run == GK_RUN_OFFLOAD ||
+        (route->run == GK_RUN_OFFLOAD_DEEP && gk_req_query(req, "shallow") == NULL)) {
+        gk_req_offload(req, serve_offloaded, arg);
+        return;
+    }
+    serve(app, route, false, req, resp);
+}
+
+/* The Redis pipeline as the HTTP loops' companion: one per loop thread. */
+static void *
+pipe_open(void *arg)
+{
+    const struct gk_app *app = arg;
+
+    return gk_pipeline_new(&app->cfg->redis, app->cfg->test_clock);
+}
+
+static void
+pipe_close(void *obj)
+{
+    gk_pipeline_free(obj);
+}
+
+static int
+pipe_want(void *obj, short *events, int *timeout_ms)
+{
+    return gk_pipeline_want(obj, events, timeout_ms);
+}
+
+static void
+pipe_run(void *obj, short revents)
+{
+    gk_pipeline_run(obj, revents);
+}
+
+static void
+pipe_flush(void *obj)
+{
+    gk_pipeline_flush(obj);
+}
+
+struct gk_http_companion
+gk_handlers_companion(const struct gk_app *app)
+{
+    return (struct gk_http_companion){.open = pipe_open,
+                                      .close = pipe_close,
+                                      .want = pipe_want,
+                                      .run = pipe_run,
+                                      .flush = pipe_flush,
+                                      .arg = (void *)(uintptr_t)app};
 }

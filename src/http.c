@@ -2,10 +2,20 @@
 /*
  * http.c -- see gk/http.h for the contract.
  *
- * libmicrohttpd runs in internal poll mode with a thread pool. Not epoll: MHD 0.9.75's epoll loop
- * stalls until the next connection timeout when exactly 128 connections are ready at once
- * (shared/NOTES.md), and poll has no such cliff. The response is queued only once the request is
- * complete, which is what keeps connections alive (an earlier queue makes MHD close them).
+ * Event loops. Each of HTTP_THREADS loop threads owns one libmicrohttpd daemon, run in external
+ * epoll mode with a listening socket of its own on the same port (SO_REUSEPORT: the kernel
+ * spreads connections evenly, where one shared socket let whichever loop woke first take them
+ * all), and one companion: the Redis pipeline. A turn of the loop polls MHD's epoll descriptor, the
+ * companion's socket and a wake-up descriptor; lets the companion read its replies (answering suspended
+ * requests); runs MHD once (reading new requests, whose handlers queue Redis work, and writing answers); then
+ * has the companion flush what the handlers queued, in one write. So a request, its Redis command and its
+ * answer stay on one thread, and one Redis round trip serves every request that arrived together, with no
+ * wake-up between threads. epoll keeps a turn's cost independent of idle connections. MHD 0.9.75's epoll loop
+ * stalls when exactly 128 events are ready only if it may block (shared/NOTES.md); MHD_run never blocks, so
+ * external mode is free of that cliff. The response is queued only once the request is complete, which is
+ * what keeps connections alive (an earlier queue makes MHD close them). Handlers that block (PostgreSQL,
+ * synchronous Redis: the admin and ops routes) hand their request to a small pool of offload threads
+ * (gk_req_offload), so that no loop ever waits on them.
  *
  * Request deadline. MHD 0.9.75's CONNECTION_TIMEOUT only measures silence, so a client sending a
  * byte now and then could hold a connection for ever. Every connection is therefore tracked from
@@ -23,13 +33,16 @@
 #include "gk/http.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -45,17 +58,51 @@
 struct conn {
     struct conn *prev, *next; /* in gk_http.conns, under conns_lock */
     int fd;
-    bool cut; /* the reaper shut it down (reaper only, under conns_lock) */
+    bool cut;            /* the reaper shut it down (reaper only, under conns_lock) */
+    struct ip_count *ip; /* its address's count, when MAX_CONNECTIONS_PER_IP applies */
     /* gk_mono_us() when it started reading its current request; READ_DONE once that request is
      * complete. Stored without the lock; the reaper claims a late one with a compare-exchange. */
     _Atomic int64_t reading_since;
 };
 
+/* Open connections from one address, across every loop (each daemon only sees its own). */
+struct ip_count {
+    struct ip_count *next;
+    uint8_t addr[16];
+    uint32_t n;
+};
+
+#define IP_BUCKETS 1024
+
 #define READ_DONE INT64_C(0)
 #define READ_CUT INT64_C(-1)
 
-struct gk_http {
+#define OFFLOAD_THREADS 2
+
+/* One event-loop thread: its daemon, its companion and a descriptor to wake it. */
+struct loop {
+    struct gk_http *h;
     struct MHD_Daemon *daemon;
+    void *comp;  /* the companion's object, or NULL (loop thread only once started) */
+    int wake_fd; /* eventfd: stop or quiesce */
+    bool quiesced;
+    bool started;
+    pthread_t thread;
+};
+
+struct gk_http {
+    struct loop *loops;
+    uint32_t n_loops;
+    struct gk_http_companion comp;
+    atomic_bool stopping;
+    atomic_bool quiescing;
+    atomic_uint quiesced; /* loops that let go of the listening socket */
+    pthread_mutex_t jobs_lock;
+    pthread_cond_t jobs_cv;
+    struct req_state *jobs_head, *jobs_tail; /* offloaded requests not yet taken; jobs_lock */
+    bool jobs_stop;                          /* jobs_lock */
+    uint32_t n_offload;
+    pthread_t offload[OFFLOAD_THREADS];
     gk_http_handler fn;
     void *arg;
     uint32_t id_prefix;
@@ -64,9 +111,11 @@ struct gk_http {
     atomic_bool draining; /* quiesced: answers close their connections */
     int64_t deadline_us;  /* a request must be read within this (CONNECTION_TIMEOUT) */
     pthread_mutex_t conns_lock;
-    struct conn *conns;       /* every open connection; guarded by conns_lock */
-    pthread_cond_t reaper_cv; /* CLOCK_MONOTONIC; with conns_lock */
-    bool reaper_stop;         /* guarded by conns_lock */
+    struct conn *conns;                  /* every open connection; guarded by conns_lock */
+    uint32_t per_ip_max;                 /* MAX_CONNECTIONS_PER_IP, 0 = none */
+    struct ip_count *per_ip[IP_BUCKETS]; /* guarded by conns_lock */
+    pthread_cond_t reaper_cv;            /* CLOCK_MONOTONIC; with conns_lock */
+    bool reaper_stop;                    /* guarded by conns_lock */
     bool reaper_started;
     pthread_t reaper;
 };
@@ -74,6 +123,7 @@ struct gk_http {
 /* Per-request state from the first access-handler call to the completed callback. */
 struct req_state {
     struct gk_http *http;
+    struct loop *loop;
     struct gk_req req;
     struct gk_resp resp;
     char *body;
@@ -81,7 +131,10 @@ struct req_state {
     size_t discarded; /* bytes dropped after the body went over the limit */
     bool too_large;
     bool answered;
-    gk_req_cont cont; /* set while the request waits for something (gk_req_suspend) */
+    gk_req_cont cont;           /* set while the request waits for something (gk_req_suspend) */
+    gk_http_handler offload_fn; /* gk_req_offload: what an offload thread runs */
+    void *offload_arg;
+    struct req_state *job_next; /* in gk_http.jobs */
     void *cont_arg;
     atomic_int phase; /* enum phase: who resumes the connection */
     int64_t start_us;
@@ -119,6 +172,12 @@ conn_request_read(struct MHD_Connection *c)
         atomic_store(&cn->reading_since, READ_DONE);
 }
 
+void *
+gk_req_companion(const struct gk_req *req)
+{
+    return state_of(req)->loop->comp;
+}
+
 void
 gk_req_suspend(const struct gk_req *req, gk_req_cont cont, void *arg)
 {
@@ -136,6 +195,63 @@ gk_req_resume(const struct gk_req *req)
 
     if (atomic_exchange(&st->phase, PHASE_DONE) == PHASE_SUSPENDED)
         MHD_resume_connection(req->impl);
+}
+
+/* The continuation of an offloaded request: the offload thread filled resp already. */
+static void
+offloaded(void *arg, const struct gk_req *req, struct gk_resp *resp)
+{
+    (void)arg;
+    (void)req;
+    (void)resp;
+}
+
+void
+gk_req_offload(const struct gk_req *req, gk_http_handler fn, void *arg)
+{
+    struct req_state *st = state_of(req);
+    struct gk_http *h = st->http;
+
+    gk_req_suspend(req, offloaded, NULL);
+    st->offload_fn = fn;
+    st->offload_arg = arg;
+    st->job_next = NULL;
+    pthread_mutex_lock(&h->jobs_lock);
+    if (h->jobs_tail != NULL)
+        h->jobs_tail->job_next = st;
+    else
+        h->jobs_head = st;
+    h->jobs_tail = st;
+    pthread_cond_signal(&h->jobs_cv);
+    pthread_mutex_unlock(&h->jobs_lock);
+}
+
+/* An offload thread: runs offloaded requests until told to stop and none is left, so that no
+ * connection stays suspended when the daemons stop. */
+static void *
+offload_main(void *arg)
+{
+    struct gk_http *h = arg;
+
+    pthread_mutex_lock(&h->jobs_lock);
+    for (;;) {
+        struct req_state *st;
+
+        while (h->jobs_head == NULL && !h->jobs_stop)
+            pthread_cond_wait(&h->jobs_cv, &h->jobs_lock);
+        st = h->jobs_head;
+        if (st == NULL)
+            break;
+        h->jobs_head = st->job_next;
+        if (h->jobs_head == NULL)
+            h->jobs_tail = NULL;
+        pthread_mutex_unlock(&h->jobs_lock);
+        st->offload_fn(st->offload_arg, &st->req, &st->resp);
+        gk_req_resume(&st->req);
+        pthread_mutex_lock(&h->jobs_lock);
+    }
+    pthread_mutex_unlock(&h->jobs_lock);
+    return NULL;
 }
 
 static const char too_large_body[] =
@@ -211,37 +327,51 @@ req_id_safe(const char *s)
     return n > 0;
 }
 
-static void
-fill_peer(struct MHD_Connection *c, struct gk_req *req)
+/* The peer of c as 16 bytes (IPv4 mapped into IPv6) and, if text is not NULL, as text. False
+ * when it is neither IPv4 nor IPv6. */
+static bool
+peer_of(struct MHD_Connection *c, uint8_t addr[16], char *text, size_t textlen)
 {
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     const struct sockaddr *sa = ci != NULL ? ci->client_addr : NULL;
 
-    memset(req->peer_addr, 0, sizeof(req->peer_addr));
-    gk_strlcpy(req->peer_ip, "unknown", sizeof(req->peer_ip));
-    if (sa == NULL)
-        return;
-    if (sa->sa_family == AF_INET) {
+    memset(addr, 0, 16);
+    if (sa != NULL && sa->sa_family == AF_INET) {
         const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
 
-        inet_ntop(AF_INET, &in->sin_addr, req->peer_ip, sizeof(req->peer_ip));
-        req->peer_addr[10] = req->peer_addr[11] = 0xff;
-        memcpy(req->peer_addr + 12, &in->sin_addr, 4);
-    } else if (sa->sa_family == AF_INET6) {
+        if (text != NULL)
+            inet_ntop(AF_INET, &in->sin_addr, text, (socklen_t)textlen);
+        addr[10] = addr[11] = 0xff;
+        memcpy(addr + 12, &in->sin_addr, 4);
+        return true;
+    }
+    if (sa != NULL && sa->sa_family == AF_INET6) {
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
 
-        inet_ntop(AF_INET6, &in6->sin6_addr, req->peer_ip, sizeof(req->peer_ip));
-        memcpy(req->peer_addr, &in6->sin6_addr, 16);
+        if (text != NULL)
+            inet_ntop(AF_INET6, &in6->sin6_addr, text, (socklen_t)textlen);
+        memcpy(addr, &in6->sin6_addr, 16);
+        return true;
     }
+    return false;
+}
+
+static void
+fill_peer(struct MHD_Connection *c, struct gk_req *req)
+{
+    if (!peer_of(c, req->peer_addr, req->peer_ip, sizeof(req->peer_ip)))
+        gk_strlcpy(req->peer_ip, "unknown", sizeof(req->peer_ip));
 }
 
 static struct req_state *
-state_new(struct gk_http *h, struct MHD_Connection *c, const char *url, const char *method)
+state_new(struct loop *l, struct MHD_Connection *c, const char *url, const char *method)
 {
+    struct gk_http *h = l->h;
     struct req_state *st = gk_xcalloc(1, sizeof(*st));
     const char *rid = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Request-Id");
 
     st->http = h;
+    st->loop = l;
     st->start_us = gk_mono_us();
     atomic_fetch_add(&h->in_flight, 1);
     gk_strlcpy(st->method, method, sizeof(st->method));
@@ -296,7 +426,8 @@ static enum MHD_Result
 on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method, const char *version,
            const char *upload, size_t *upload_size, void **con_cls)
 {
-    struct gk_http *h = cls;
+    struct loop *l = cls;
+    struct gk_http *h = l->h;
     struct req_state *st = *con_cls;
 
     (void)version;
@@ -304,7 +435,7 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         int64_t len;
 
-        st = state_new(h, c, url, method);
+        st = state_new(l, c, url, method);
         *con_cls = st;
         /* Refuse a declared oversized body before reading any of it; MHD then closes. */
         if (cl != NULL && gk_parse_i64(cl, 0, INT64_MAX, &len) == GK_OK && len > GK_HTTP_BODY_MAX) {
@@ -370,7 +501,7 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
 static void
 on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
 {
-    struct gk_http *h = cls;
+    struct gk_http *h = ((struct loop *)cls)->h;
     struct req_state *st = *con_cls;
     struct conn *cn = conn_of(c);
     char path[160];
@@ -399,6 +530,48 @@ on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_Reque
     atomic_fetch_sub(&h->in_flight, 1);
 }
 
+/* Counts a new connection from addr against MAX_CONNECTIONS_PER_IP; NULL when the address is at
+ * its limit. Under conns_lock. */
+static struct ip_count *
+ip_take(struct gk_http *h, const uint8_t addr[16])
+{
+    uint32_t hash = 2166136261u;
+    struct ip_count **slot, *ic;
+
+    for (int i = 0; i < 16; i++)
+        hash = (hash ^ addr[i]) * 16777619u;
+    slot = &h->per_ip[hash % IP_BUCKETS];
+    for (ic = *slot; ic != NULL && memcmp(ic->addr, addr, 16) != 0; ic = ic->next)
+        ;
+    if (ic == NULL) {
+        ic = gk_xcalloc(1, sizeof(*ic));
+        memcpy(ic->addr, addr, 16);
+        ic->next = *slot;
+        *slot = ic;
+    }
+    if (ic->n >= h->per_ip_max)
+        return NULL;
+    ic->n++;
+    return ic;
+}
+
+/* Gives back what ip_take counted; the entry goes when its last connection does. Under conns_lock. */
+static void
+ip_give(struct gk_http *h, struct ip_count *ic)
+{
+    uint32_t hash = 2166136261u;
+    struct ip_count **slot;
+
+    if (--ic->n > 0)
+        return;
+    for (int i = 0; i < 16; i++)
+        hash = (hash ^ ic->addr[i]) * 16777619u;
+    for (slot = &h->per_ip[hash % IP_BUCKETS]; *slot != ic; slot = &(*slot)->next)
+        ;
+    *slot = ic->next;
+    free(ic);
+}
+
 /* MHD_OPTION_NOTIFY_CONNECTION: tracks every connection for the reaper. MHD calls CLOSED before
  * it closes the socket (MHD_cleanup_connections, and the failure path of a new connection), so
  * unlinking under conns_lock here means the reaper never sees a descriptor that was closed and
@@ -407,11 +580,13 @@ static void
 on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
               enum MHD_ConnectionNotificationCode code)
 {
-    struct gk_http *h = cls;
+    struct gk_http *h = ((struct loop *)cls)->h;
     struct conn *cn = *socket_context;
 
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        uint8_t addr[16];
+        bool over = false;
 
         if (ci == NULL)
             return; /* untracked: only MHD's idle timeout applies */
@@ -423,6 +598,17 @@ on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
         if (h->conns != NULL)
             h->conns->prev = cn;
         h->conns = cn;
+        if (h->per_ip_max > 0 && peer_of(c, addr, NULL, 0)) {
+            cn->ip = ip_take(h, addr);
+            over = cn->ip == NULL;
+        }
+        if (over) {
+            /* Each daemon enforces the limit on its own connections; this is the limit across
+             * loops. MHD sees the end of the stream and closes it without reading a request. */
+            cn->cut = true;
+            atomic_store(&cn->reading_since, READ_CUT);
+            shutdown(cn->fd, SHUT_RDWR);
+        }
         pthread_mutex_unlock(&h->conns_lock);
         *socket_context = cn;
         return;
@@ -436,6 +622,8 @@ on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
         h->conns = cn->next;
     if (cn->next != NULL)
         cn->next->prev = cn->prev;
+    if (cn->ip != NULL)
+        ip_give(h, cn->ip);
     pthread_mutex_unlock(&h->conns_lock);
     *socket_context = NULL;
     free(cn);
@@ -522,16 +710,143 @@ on_mhd_log(void *cls, const char *fmt, va_list ap)
     GK_LOG(GK_LOG_WARN, "mhd", "msg=\"%s\"", gk_log_escape(msg, esc, sizeof(esc)));
 }
 
+/* One loop thread: see the comment at the top. MHD's timeout bounds the poll so that idle
+ * connections are closed on time; the companion bounds it by its own deadlines. */
+static void *
+loop_main(void *arg)
+{
+    struct loop *l = arg;
+    struct gk_http *h = l->h;
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(l->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+    int epoll_fd = di->epoll_fd;
+
+    while (!atomic_load(&h->stopping)) {
+        struct pollfd fds[3] = {
+            {.fd = epoll_fd, .events = POLLIN}, {.fd = l->wake_fd, .events = POLLIN}, {.fd = -1}};
+        MHD_UNSIGNED_LONG_LONG mhd_ms;
+        int timeout = 1000;
+        uint64_t n;
+
+        if (MHD_get_timeout(l->daemon, &mhd_ms) == MHD_YES && mhd_ms < (MHD_UNSIGNED_LONG_LONG)timeout)
+            timeout = (int)mhd_ms;
+        if (l->comp != NULL)
+            fds[2].fd = h->comp.want(l->comp, &fds[2].events, &timeout);
+        if (poll(fds, 3, timeout) < 0 && errno != EINTR) {
+            GK_LOG(GK_LOG_ERROR, "http", "msg=\"poll failed\" errno=%d", errno);
+            continue;
+        }
+        if (fds[1].revents & POLLIN) {
+            (void)!read(l->wake_fd, &n, sizeof(n));
+            if (atomic_load(&h->quiescing) && !l->quiesced) {
+                MHD_socket fd = MHD_quiesce_daemon(l->daemon);
+
+                /* Closed, so that new connections fail at once instead of waiting in its backlog. */
+                if (fd != MHD_INVALID_SOCKET)
+                    close(fd);
+                l->quiesced = true;
+                atomic_fetch_add(&h->quiesced, 1);
+            }
+        }
+        if (l->comp != NULL)
+            h->comp.run(l->comp, fds[2].revents);
+        MHD_run(l->daemon);
+        if (l->comp != NULL)
+            h->comp.flush(l->comp);
+    }
+    /* Ends every wait the companion started: the suspended requests are resumed, and
+     * MHD_stop_daemon then closes them. */
+    if (l->comp != NULL)
+        h->comp.close(l->comp);
+    l->comp = NULL;
+    return NULL;
+}
+
+static void
+wake_loops(struct gk_http *h)
+{
+    uint64_t one = 1;
+
+    for (uint32_t i = 0; i < h->n_loops; i++)
+        if (h->loops[i].wake_fd >= 0)
+            (void)!write(h->loops[i].wake_fd, &one, sizeof(one));
+}
+
+/* Stops and joins the loop threads, then the daemons (MHD closes every connection, each with its
+ * CLOSED notification), then the reaper; frees h. */
+static void
+teardown(struct gk_http *h)
+{
+    atomic_store(&h->stopping, true);
+    wake_loops(h);
+    for (uint32_t i = 0; i < h->n_loops; i++) {
+        struct loop *l = &h->loops[i];
+
+        if (l->started)
+            pthread_join(l->thread, NULL);
+        else if (l->comp != NULL)
+            h->comp.close(l->comp);
+    }
+    /* Offloaded requests still queued are served; each is resumed before its daemon stops. */
+    pthread_mutex_lock(&h->jobs_lock);
+    h->jobs_stop = true;
+    pthread_cond_broadcast(&h->jobs_cv);
+    pthread_mutex_unlock(&h->jobs_lock);
+    for (uint32_t i = 0; i < h->n_offload; i++)
+        pthread_join(h->offload[i], NULL);
+    pthread_cond_destroy(&h->jobs_cv);
+    pthread_mutex_destroy(&h->jobs_lock);
+    for (uint32_t i = 0; i < h->n_loops; i++) {
+        if (h->loops[i].daemon != NULL)
+            MHD_stop_daemon(h->loops[i].daemon);
+        if (h->loops[i].wake_fd >= 0)
+            close(h->loops[i].wake_fd);
+    }
+    reaper_stop(h);
+    GK_ASSERT(h->conns == NULL);
+    free(h->loops);
+    free(h);
+}
+
+/* The daemon of loop l, listening on sa (the port the first loop bound, for the others). */
+static struct MHD_Daemon *
+loop_daemon(struct gk_http *h, struct loop *l, const struct gk_http_opts *opts, const struct sockaddr *sa,
+            unsigned flags)
+{
+    /* The kernel spreads connections evenly over the loops, so each takes its share. */
+    unsigned limit = (unsigned)((opts->max_connections + h->n_loops - 1) / h->n_loops);
+
+    return MHD_start_daemon(flags, opts->port, NULL, NULL, on_request, l,
+                            /* First, so that MHD's own complaints about later options reach our log too. */
+                            MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, sa,
+                            MHD_OPTION_LISTENING_ADDRESS_REUSE, 1U, MHD_OPTION_CONNECTION_LIMIT, limit,
+                            /* 0 = no limit, MHD's default. */
+                            MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)opts->max_connections_per_ip,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)opts->connection_timeout,
+                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)GK_HTTP_HEADERS_MAX,
+                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, l, MHD_OPTION_NOTIFY_CONNECTION,
+                            on_connection, l, MHD_OPTION_END);
+}
+
 struct gk_http *
 gk_http_start(const struct gk_http_opts *opts, gk_http_handler fn, void *arg, char *err, size_t errlen)
 {
     struct gk_http *h = gk_xcalloc(1, sizeof(*h));
     struct sockaddr_storage ss = {0};
     uint8_t addr[16];
-    unsigned flags = MHD_USE_POLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     bool v4;
 
     conns_init(h);
+    pthread_mutex_init(&h->jobs_lock, NULL);
+    pthread_cond_init(&h->jobs_cv, NULL);
+    h->n_loops = opts->threads > 0 ? opts->threads : 1;
+    h->loops = gk_xcalloc(h->n_loops, sizeof(*h->loops));
+    for (uint32_t i = 0; i < h->n_loops; i++) {
+        h->loops[i].h = h;
+        h->loops[i].wake_fd = -1;
+    }
+    if (opts->companion != NULL)
+        h->comp = *opts->companion;
     if (gk_ip_parse(opts->bind, addr) != GK_OK) {
         snprintf(err, errlen, "bad bind address %s", opts->bind);
         goto fail;
@@ -553,6 +868,7 @@ gk_http_start(const struct gk_http_opts *opts, gk_http_handler fn, void *arg, ch
     }
     h->fn = fn;
     h->arg = arg;
+    h->per_ip_max = opts->max_connections_per_ip;
     /* 0 means no timeout to MHD, and so no deadline either. */
     h->deadline_us = (int64_t)opts->connection_timeout * 1000000;
     if (h->deadline_us > 0) {
@@ -564,34 +880,57 @@ gk_http_start(const struct gk_http_opts *opts, gk_http_handler fn, void *arg, ch
     }
     if (gk_random_bytes(&h->id_prefix, sizeof(h->id_prefix)) != GK_OK)
         h->id_prefix = (uint32_t)gk_now_ms();
-    h->daemon = MHD_start_daemon(
-        flags, opts->port, NULL, NULL, on_request, h,
-        /* First, so that MHD's own complaints about later options reach our log too. */
-        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-        /* A pool size of 1 is not a pool (one internal thread), so only pass real pools. */
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(opts->threads > 1 ? opts->threads : 0),
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)opts->max_connections,
-        /* 0 = no limit, MHD's default. */
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)opts->max_connections_per_ip,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)opts->connection_timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)GK_HTTP_HEADERS_MAX, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-        MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_END);
-    if (h->daemon == NULL) {
-        snprintf(err, errlen, "cannot listen on %s:%u (address in use or not available)", opts->bind,
-                 opts->port);
-        goto fail;
+    for (uint32_t i = 0; i < h->n_loops; i++) {
+        struct loop *l = &h->loops[i];
+
+        l->daemon = loop_daemon(h, l, opts, (const struct sockaddr *)&ss, flags);
+        if (l->daemon == NULL) {
+            snprintf(err, errlen, "cannot listen on %s:%u (address in use or not available)", opts->bind,
+                     opts->port);
+            goto fail;
+        }
+        if (i == 0) {
+            /* The others bind the port this one got (opts->port may be 0: any free port). */
+            uint16_t port = htons(gk_http_port(h));
+
+            if (v4)
+                ((struct sockaddr_in *)&ss)->sin_port = port;
+            else
+                ((struct sockaddr_in6 *)&ss)->sin6_port = port;
+        }
+        l->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (h->comp.open != NULL)
+            l->comp = h->comp.open(h->comp.arg);
+        if (l->wake_fd < 0 || (h->comp.open != NULL && l->comp == NULL)) {
+            snprintf(err, errlen, "cannot set up event loop %u", i);
+            goto fail;
+        }
+    }
+    for (; h->n_offload < OFFLOAD_THREADS; h->n_offload++) {
+        if (pthread_create(&h->offload[h->n_offload], NULL, offload_main, h) != 0) {
+            snprintf(err, errlen, "cannot start offload threads");
+            goto fail;
+        }
+    }
+    for (uint32_t i = 0; i < h->n_loops; i++) {
+        struct loop *l = &h->loops[i];
+
+        l->started = pthread_create(&l->thread, NULL, loop_main, l) == 0;
+        if (!l->started) {
+            snprintf(err, errlen, "cannot start event loop %u", i);
+            goto fail;
+        }
     }
     return h;
 fail:
-    reaper_stop(h);
-    free(h);
+    teardown(h);
     return NULL;
 }
 
 uint16_t
 gk_http_port(const struct gk_http *h)
 {
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(h->loops[0].daemon, MHD_DAEMON_INFO_BIND_PORT);
 
     return di != NULL ? di->port : 0;
 }
@@ -599,14 +938,14 @@ gk_http_port(const struct gk_http *h)
 void
 gk_http_quiesce(struct gk_http *h)
 {
-    MHD_socket fd;
+    struct timespec pause = {0, 1000000L};
 
     atomic_store(&h->draining, true);
-    /* MHD stops polling the listening socket and hands it over; closing it makes new connections
-     * fail at once instead of queueing in the backlog until the daemon stops. */
-    fd = MHD_quiesce_daemon(h->daemon);
-    if (fd != MHD_INVALID_SOCKET)
-        close(fd);
+    /* Each loop lets go of its listening socket on its own thread (MHD_run may be accepting). */
+    atomic_store(&h->quiescing, true);
+    wake_loops(h);
+    while (atomic_load(&h->quiesced) < h->n_loops)
+        nanosleep(&pause, NULL);
 }
 
 bool
@@ -632,11 +971,6 @@ gk_http_in_flight(const struct gk_http *h)
 void
 gk_http_stop(struct gk_http *h)
 {
-    if (h == NULL)
-        return;
-    /* MHD closes every connection (each with its CLOSED notification) before it returns. */
-    MHD_stop_daemon(h->daemon);
-    reaper_stop(h);
-    GK_ASSERT(h->conns == NULL);
-    free(h);
+    if (h != NULL)
+        teardown(h);
 }

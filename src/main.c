@@ -34,6 +34,7 @@ main(void)
     static struct gk_config cfg; /* large; static keeps it off the stack */
     struct gk_app app = {.cfg = &cfg};
     struct gk_http_opts opts;
+    struct gk_http_companion comp;
     struct gk_http *http = NULL;
     struct sigaction sa = {.sa_handler = on_signal};
     sigset_t mask, old;
@@ -65,8 +66,8 @@ main(void)
 
     app.cache = gk_confcache_new();
     app.tokens = gk_token_keys_new(cfg.jwt_secret, cfg.jwt_secret_previous);
-    app.pipe = gk_pipeline_start(&cfg.redis, cfg.test_clock);
-    if (app.pipe == NULL || gk_handlers_init() != GK_OK ||
+    comp = gk_handlers_companion(&app);
+    if (gk_handlers_init() != GK_OK ||
         gk_confcache_start(app.cache, cfg.database_url, (const char(*)[GK_ID_BUF])cfg.business_ids,
                            cfg.n_business_ids) != GK_OK) {
         GK_LOG(GK_LOG_ERROR, "main", "msg=\"cannot start threads\"");
@@ -77,7 +78,8 @@ main(void)
                                  .threads = cfg.http_threads,
                                  .max_connections = cfg.max_connections,
                                  .max_connections_per_ip = cfg.max_connections_per_ip,
-                                 .connection_timeout = cfg.connection_timeout};
+                                 .connection_timeout = cfg.connection_timeout,
+                                 .companion = &comp};
     http = gk_http_start(&opts, gk_handlers_dispatch, &app, err, sizeof(err));
     if (http == NULL) {
         GK_LOG(GK_LOG_ERROR, "main", "msg=\"cannot start http\" err=\"%s\"", err);
@@ -101,9 +103,7 @@ main(void)
                gk_http_in_flight(http));
     rc = EXIT_SUCCESS;
 out:
-    /* The pipeline answers whatever still waits for Redis, so no connection stays suspended when
-     * the HTTP server stops. */
-    gk_pipeline_stop(app.pipe);
+    /* Each loop's pipeline answers whatever still waits for Redis before its connections close. */
     gk_http_stop(http);
     gk_confcache_stop(app.cache);
     gk_confcache_free(app.cache);

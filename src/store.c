@@ -3,12 +3,9 @@
 #include "gk/store.h"
 
 #include <poll.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -1033,26 +1030,23 @@ out:
 /*
  * ---- the pipeline ----
  *
- * One thread, one non-blocking Redis connection. Request threads hand operations over through a
- * mutex-guarded queue; the thread writes everything queued since its last wake-up in one go, so
- * under load many requests share each write and each read: the per-round-trip cost that
- * dominates a small script is paid once per batch, not once per request. Submitters wake the
- * thread (an eventfd) only when nothing is in flight; otherwise what they queue goes out when
- * the next reply arrives, which lets batches grow with the load instead of with wake-ups.
- * Replies come back in order, so the operations in flight form a FIFO whose head carries the
- * oldest deadline.
+ * One non-blocking Redis connection, driven by the HTTP loop thread that owns it: the handlers
+ * that run on that thread queue operations, and once the server has run (every request that
+ * arrived together has been read), gk_pipeline_flush writes everything queued in one go. Under
+ * load many requests share each write and each read: the per-round-trip cost that dominates a
+ * small script is paid once per batch, not once per request. A batch goes out even while
+ * earlier ones are in flight: holding it back until their replies are in made bigger batches but
+ * left the loop idle meanwhile, and cost more throughput than it saved in Redis. A request, its
+ * Redis command and its answer never change threads, so no wake-up between threads is paid per
+ * batch. Replies come back in order, so the operations in
+ * flight form a FIFO whose head carries the oldest deadline.
  */
 struct gk_pipeline {
     struct gk_redis_addr addr;
     bool test_clock;
+    bool closing; /* gk_pipeline_free runs: submissions are answered GK_EREDIS at once */
     char sha[S_COUNT][GK_SHA1_HEX_BUF];
-    pthread_t thread;
-    atomic_bool stopping;
-    int wake_fd;
-    pthread_mutex_t lock; /* guards queued_head/queued_tail and idle */
-    struct gk_op *queued_head, *queued_tail;
-    bool idle; /* nothing in flight and no wake-up pending: the next submitter wakes the thread */
-    /* Pipeline thread only from here on. */
+    struct gk_op *queued_head, *queued_tail; /* submitted, not yet written */
     redisAsyncContext *ac;
     bool want_read, want_write, down_logged;
     struct gk_op *flight_head, *flight_tail;
@@ -1377,7 +1371,7 @@ issue_all(struct gk_pipeline *p, struct gk_op *ops, int64_t now)
     }
 }
 
-/* hiredis's event hooks: it says what it wants to wait for; the thread's poll() does the waiting. */
+/* hiredis's event hooks: it says what it wants to wait for; the loop's poll() does the waiting. */
 static void
 ev_add_read(void *d)
 {
@@ -1489,126 +1483,98 @@ drop_connection(struct gk_pipeline *p, const char *why)
         redisAsyncFree(ac);
 }
 
-static void *
-pipe_main(void *arg)
-{
-    struct gk_pipeline *p = arg;
-
-    while (!atomic_load(&p->stopping)) {
-        struct gk_op *op;
-        struct pollfd fds[2] = {{.fd = p->wake_fd, .events = POLLIN}, {.fd = -1}};
-        int64_t now = gk_mono_ms();
-        int timeout = 100;
-        uint64_t n;
-
-        if (p->ac == NULL && now >= p->next_connect_ms)
-            pipe_connect(p);
-        pthread_mutex_lock(&p->lock);
-        op = p->queued_head;
-        p->queued_head = p->queued_tail = NULL;
-        pthread_mutex_unlock(&p->lock);
-        issue_all(p, op, now);
-        if (p->ac != NULL && p->want_write)
-            redisAsyncHandleWrite(p->ac); /* send the batch now rather than after a poll */
-        if (p->ac != NULL) {
-            fds[1].fd = p->ac->c.fd;
-            fds[1].events = (short)((p->want_read ? POLLIN : 0) | (p->want_write ? POLLOUT : 0));
-        }
-        if (p->flight_head != NULL) {
-            int64_t left = p->flight_head->_deadline_ms - now;
-            timeout = left <= 0 ? 0 : left < timeout ? (int)left : timeout;
-        }
-        pthread_mutex_lock(&p->lock);
-        p->idle = p->flight_head == NULL;
-        if (p->idle && p->queued_head != NULL)
-            timeout = 0; /* queued after the take above by a submitter that saw us busy */
-        pthread_mutex_unlock(&p->lock);
-        if (poll(fds, 2, timeout) < 0)
-            continue;
-        if (fds[0].revents & POLLIN)
-            (void)!read(p->wake_fd, &n, sizeof(n));
-        if (p->ac != NULL && (fds[1].revents & (POLLIN | POLLERR | POLLHUP)))
-            redisAsyncHandleRead(p->ac);
-        if (p->ac != NULL && (fds[1].revents & POLLOUT))
-            redisAsyncHandleWrite(p->ac);
-        if (p->flight_head != NULL && gk_mono_ms() >= p->flight_head->_deadline_ms)
-            drop_connection(p, "timed out");
-    }
-    /* Stopping: everything still waiting gets its answer (an error). */
-    pthread_mutex_lock(&p->lock);
-    for (struct gk_op *op = p->queued_head, *next; op != NULL; op = next) {
-        next = op->_next;
-        finish_op(op, GK_EREDIS);
-    }
-    p->queued_head = p->queued_tail = NULL;
-    pthread_mutex_unlock(&p->lock);
-    if (p->ac != NULL)
-        drop_connection(p, "stopping");
-    return NULL;
-}
-
 static void
 submit(struct gk_pipeline *p, struct gk_op *op)
 {
-    bool wake;
-    uint64_t one = 1;
-
     op_arg(op, p->test_clock ? "1" : "0"); /* the test-clock flag is every queue script's last ARGV */
     op->_next = NULL;
-    pthread_mutex_lock(&p->lock);
-    if (atomic_load(&p->stopping)) {
-        pthread_mutex_unlock(&p->lock);
+    if (p->closing) {
         finish_op(op, GK_EREDIS);
         return;
     }
-    wake = p->idle;
-    p->idle = false;
     if (p->queued_tail != NULL)
         p->queued_tail->_next = op;
     else
         p->queued_head = op;
     p->queued_tail = op;
-    pthread_mutex_unlock(&p->lock);
-    /* One wake-up per idle period: later submitters ride along with the next reply. */
-    if (wake)
-        (void)!write(p->wake_fd, &one, sizeof(one));
 }
 
 struct gk_pipeline *
-gk_pipeline_start(const struct gk_redis_addr *addr, bool test_clock)
+gk_pipeline_new(const struct gk_redis_addr *addr, bool test_clock)
 {
     struct gk_pipeline *p = gk_xcalloc(1, sizeof(*p));
 
     p->addr = *addr;
     p->test_clock = test_clock;
-    p->idle = true;
     for (int i = 0; i < S_COUNT; i++)
         gk_sha1_hex(script_src[i], strlen(script_src[i]), p->sha[i]);
-    GK_ASSERT(pthread_mutex_init(&p->lock, NULL) == 0);
-    p->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (p->wake_fd < 0 || pthread_create(&p->thread, NULL, pipe_main, p) != 0) {
-        if (p->wake_fd >= 0)
-            close(p->wake_fd);
-        pthread_mutex_destroy(&p->lock);
-        free(p);
-        return NULL;
-    }
     return p;
 }
 
-void
-gk_pipeline_stop(struct gk_pipeline *p)
+/* Lowers *timeout_ms to what is left until at_ms. */
+static void
+wait_until(int64_t at_ms, int64_t now, int *timeout_ms)
 {
-    uint64_t one = 1;
+    int64_t left = at_ms - now;
 
+    if (left < *timeout_ms)
+        *timeout_ms = left <= 0 ? 0 : (int)left;
+}
+
+int
+gk_pipeline_want(struct gk_pipeline *p, short *events, int *timeout_ms)
+{
+    int64_t now = gk_mono_ms();
+
+    if (p->ac == NULL && now >= p->next_connect_ms)
+        pipe_connect(p);
+    *events = 0;
+    if (p->ac == NULL) {
+        wait_until(p->next_connect_ms, now, timeout_ms);
+        return -1;
+    }
+    if (p->flight_head != NULL)
+        wait_until(p->flight_head->_deadline_ms, now, timeout_ms);
+    *events = (short)((p->want_read ? POLLIN : 0) | (p->want_write ? POLLOUT : 0));
+    return p->ac->c.fd;
+}
+
+void
+gk_pipeline_run(struct gk_pipeline *p, short revents)
+{
+    if (p->ac != NULL && (revents & (POLLIN | POLLERR | POLLHUP)))
+        redisAsyncHandleRead(p->ac);
+    if (p->ac != NULL && (revents & POLLOUT))
+        redisAsyncHandleWrite(p->ac);
+    if (p->flight_head != NULL && gk_mono_ms() >= p->flight_head->_deadline_ms)
+        drop_connection(p, "timed out");
+}
+
+void
+gk_pipeline_flush(struct gk_pipeline *p)
+{
+    struct gk_op *op = p->queued_head;
+
+    if (op == NULL)
+        return;
+    p->queued_head = p->queued_tail = NULL;
+    issue_all(p, op, gk_mono_ms());
+    if (p->ac != NULL && p->want_write)
+        redisAsyncHandleWrite(p->ac); /* send the batch now rather than after a poll */
+}
+
+void
+gk_pipeline_free(struct gk_pipeline *p)
+{
     if (p == NULL)
         return;
-    pthread_mutex_lock(&p->lock);
-    atomic_store(&p->stopping, true);
-    pthread_mutex_unlock(&p->lock);
-    (void)!write(p->wake_fd, &one, sizeof(one));
-    pthread_join(p->thread, NULL);
-    close(p->wake_fd);
-    pthread_mutex_destroy(&p->lock);
+    p->closing = true;
+    for (struct gk_op *op = p->queued_head, *next; op != NULL; op = next) {
+        next = op->_next;
+        finish_op(op, GK_EREDIS);
+    }
+    p->queued_head = p->queued_tail = NULL;
+    if (p->ac != NULL)
+        drop_connection(p, "stopping");
     free(p);
 }

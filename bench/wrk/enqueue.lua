@@ -1,8 +1,13 @@
 -- POST /queue/enqueue with a distinct user id per request (BUSINESS env; PREFIX keeps runs apart).
-local n, prefix, business = 0, os.getenv("PREFIX") or "e", os.getenv("BUSINESS")
-local id = tostring(math.random(1, 1e9))
+-- The request is two prebuilt halves around the user id's counter (see ceiling.lua).
+local n, head, tail = 0
+function init()
+  local id = (os.getenv("PREFIX") or "e") .. tostring(math.random(1, 1e9)) .. "-"
+  local req = wrk.format("POST", "/queue/enqueue", {["business_id"] = os.getenv("BUSINESS"),
+                         ["user_id"] = id .. "\0", ["Content-Length"] = "0"})
+  head, tail = req:match("^(.-)%z(.*)$")
+end
 request = function()
   n = n + 1
-  return wrk.format("POST", "/queue/enqueue", {["business_id"] = business,
-                    ["user_id"] = prefix .. id .. "-" .. n, ["Content-Length"] = "0"})
+  return head .. n .. tail
 end

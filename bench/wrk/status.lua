@@ -1,9 +1,13 @@
--- GET /queue/status with the tokens of queued users, round robin (TOKENS file, BUSINESS env).
-local tokens, i = {}, 0
-for line in io.lines(os.getenv("TOKENS")) do tokens[#tokens + 1] = line end
-local business = os.getenv("BUSINESS")
+-- GET /queue/status (or PATH_) with the tokens of queued users, round robin (TOKENS file,
+-- BUSINESS env). The requests are built once, in init (see ceiling.lua).
+local reqs, i = {}, 0
+function init()
+  local path, business = os.getenv("PATH_") or "/queue/status", os.getenv("BUSINESS")
+  for line in io.lines(os.getenv("TOKENS")) do
+    reqs[#reqs + 1] = wrk.format("GET", path, {["business_id"] = business, ["jwt"] = line})
+  end
+end
 request = function()
-  i = i % #tokens + 1
-  return wrk.format("GET", os.getenv("PATH_") or "/queue/status",
-                    {["business_id"] = business, ["jwt"] = tokens[i]})
+  i = i % #reqs + 1
+  return reqs[i]
 end

@@ -4,9 +4,10 @@
  *
  * The dispatcher routes, answers CORS preflights, resolves the business named by the request's
  * X-Gatekeeper-Business header (else business_id, else business-id) once (a reference held for the whole
- * request), applies the business's CORS origins to the answer, and hands the handler a per-thread context:
- * each pool thread has its own Redis and PostgreSQL handles, opened on first use and closed when the thread
- * exits.
+ * request), applies the business's CORS origins to the answer, and hands the handler a context. Routes
+ * that block run on http.c's offload threads, each with its own Redis and PostgreSQL handles (opened on
+ * first use, closed when the thread exits); the others run on the event loop, and reach Redis through
+ * the loop's pipeline (gk_req_companion).
  */
 #ifndef GK_HANDLERS_H
 #define GK_HANDLERS_H
@@ -25,11 +26,11 @@ struct gk_app {
     const struct gk_config *cfg;
     struct gk_confcache *cache;
     struct gk_token_keys *tokens;
-    struct gk_pipeline *pipe;                  /* queue operations go to Redis through this */
     char operator_key_hash[GK_SHA256_HEX_BUF]; /* SHA-256 of ADMIN_TOKEN */
 };
 
-/* What a handler gets. store and db belong to the calling thread: never keep them. */
+/* What a handler gets. store and db belong to the calling offload thread (NULL on a loop thread):
+ * never keep them. */
 struct gk_ctx {
     const struct gk_app *app;
     struct gk_store *store;
@@ -43,6 +44,9 @@ struct gk_ctx {
 GK_MUSTCHECK enum gk_err gk_handlers_init(void);
 /* gk_http_handler for the whole API; arg is a struct gk_app. */
 void gk_handlers_dispatch(void *arg, const struct gk_req *req, struct gk_resp *resp);
+/* The loops' companion: a Redis pipeline per loop (gk_pipeline_new with app's Redis). app must
+ * outlive the server. */
+struct gk_http_companion gk_handlers_companion(const struct gk_app *app);
 
 /* The business header in any accepted spelling, or NULL. Borrowed for the handler call. */
 const char *gk_business_header(const struct gk_req *req);

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * http -- the HTTP/1.1 server (libmicrohttpd stays in http.c).
- * Turns each complete request into a struct gk_req, calls one handler on a pool thread, and turns
- * the struct gk_resp it fills back into a response. Enforces the body and header limits, keeps
+ * Turns each complete request into a struct gk_req, calls one handler on an event-loop thread,
+ * and turns the struct gk_resp it fills back into a response. Enforces the body and header limits, keeps
  * connections alive, and writes one access-log line per request with its request id.
  */
 #ifndef GK_HTTP_H
@@ -59,7 +59,7 @@ void gk_resp_body(struct gk_resp *resp, int status, const char *content_type, ch
  * logged: the table is sized for what the handlers set. */
 void gk_resp_header(struct gk_resp *resp, const char *name, const char *value);
 
-/* The rest of a handler that waited: runs on a pool thread once gk_req_resume() was called, and
+/* The rest of a handler that waited: runs on its loop thread once gk_req_resume() was called, and
  * fills resp. If the client went away first, it runs with resp == NULL, only to clean up. */
 typedef void (*gk_req_cont)(void *arg, const struct gk_req *req, struct gk_resp *resp);
 /* Called by a handler, instead of filling resp, to wait for something (a Redis reply) without
@@ -69,15 +69,40 @@ void gk_req_suspend(const struct gk_req *req, gk_req_cont cont, void *arg);
  * handler that suspended has even returned. */
 void gk_req_resume(const struct gk_req *req);
 
-/* Called on a pool thread for each complete request; fills resp, or calls gk_req_suspend(). */
+/* Called on a loop thread for each complete request; fills resp, or calls gk_req_suspend(). */
 typedef void (*gk_http_handler)(void *arg, const struct gk_req *req, struct gk_resp *resp);
 
+/* Work that shares each loop thread with the server (the Redis pipeline): one object per loop,
+ * whose descriptor the loop polls beside its connections. Every call comes from that loop's
+ * thread (open and close may come from the thread that starts and stops the server). */
+struct gk_http_companion {
+    void *(*open)(void *arg); /* NULL when it cannot start */
+    /* Ends every wait it started (their gk_req_resume) and frees. */
+    void (*close)(void *obj);
+    /* Before the poll: the descriptor to poll with *events, or -1; lowers *timeout_ms. */
+    int (*want)(void *obj, short *events, int *timeout_ms);
+    /* After the poll, with the descriptor's revents (0 if none), before the server runs. */
+    void (*run)(void *obj, short revents);
+    /* After the server ran: the handlers of this turn have queued their work. */
+    void (*flush)(void *obj);
+    void *arg;
+};
+
+/* For a handler that blocks (PostgreSQL, synchronous Redis): instead of filling resp, hands the
+ * request to an offload thread, which calls fn(arg, req, resp) and answers with what it filled.
+ * fn must not use the loop's companion. */
+void gk_req_offload(const struct gk_req *req, gk_http_handler fn, void *arg);
+
+/* The companion object of the loop that runs req, or NULL when there is none. Loop thread only. */
+void *gk_req_companion(const struct gk_req *req);
+
 struct gk_http_opts {
-    const char *bind; /* IPv4 or IPv6 literal */
-    uint16_t port;    /* 0 = any free port (see gk_http_port) */
-    uint32_t threads;
-    uint32_t max_connections;
-    uint32_t max_connections_per_ip; /* 0 = no limit */
+    const char *bind;                          /* IPv4 or IPv6 literal */
+    uint16_t port;                             /* 0 = any free port (see gk_http_port) */
+    uint32_t threads;                          /* event loops */
+    uint32_t max_connections;                  /* in all; each loop takes its share */
+    uint32_t max_connections_per_ip;           /* 0 = no limit */
+    const struct gk_http_companion *companion; /* copied; NULL = none */
     /* Seconds: a connection silent this long is closed, and so is one that has not sent a whole
      * request (headers and body) this long after it began (its accept, or the end of the
      * previous request on a keep-alive connection). Once a request is in, its answer may take
@@ -100,8 +125,8 @@ void gk_http_quiesce(struct gk_http *h);
 bool gk_http_drain(struct gk_http *h, int64_t timeout_ms);
 /* Requests in flight now (see gk_http_drain). */
 int gk_http_in_flight(const struct gk_http *h);
-/* Stops accepting, closes connections and frees; NULL is accepted. Requests running in
- * handlers are finished first. */
+/* Stops the loops (each closes its companion first), closes connections and frees; NULL is
+ * accepted. */
 void gk_http_stop(struct gk_http *h);
 
 #endif

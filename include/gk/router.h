@@ -14,11 +14,20 @@ struct gk_resp;
 
 typedef void (*gk_handler_fn)(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);
 
+/* Where a handler runs: on the event loop (it never blocks: memory, or the Redis pipeline), or
+ * on an offload thread (it blocks on PostgreSQL or synchronous Redis). */
+enum gk_route_run {
+    GK_RUN_LOOP,
+    GK_RUN_OFFLOAD,
+    GK_RUN_OFFLOAD_DEEP, /* offloaded unless the query has "shallow" (/health?shallow) */
+};
+
 struct gk_route {
     const char *method;
     const char *path; /* exact, or a prefix when it ends in '*' (the waiting room: "/wait/shop1") */
     const char *name; /* for logs and metrics */
     gk_handler_fn fn;
+    enum gk_route_run run;
 };
 
 enum gk_route_result { GK_ROUTE_FOUND, GK_ROUTE_BAD_METHOD, GK_ROUTE_NOT_FOUND };

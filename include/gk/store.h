@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * store -- Redis, the only home of queue state (hiredis stays in store.c).
- * One handle = one connection; not thread-safe: each pool thread opens its own. A handle never
- * blocks for more than GK_STORE_TIMEOUT_MS per call; after a failure it reconnects on a later
- * call, at most once per GK_STORE_RETRY_MS, so an outage costs requests a fast 503, not a hang.
+ * One handle = one connection; not thread-safe: each offload or worker thread opens its own. A
+ * handle never blocks for more than GK_STORE_TIMEOUT_MS per call; after a failure it reconnects on
+ * a later call, at most once per GK_STORE_RETRY_MS, so an outage costs requests a fast 503, not a
+ * hang.
  */
 #ifndef GK_STORE_H
 #define GK_STORE_H
@@ -97,13 +98,14 @@ struct gk_status_out {
 };
 
 /*
- * The pipeline: queue operations without blocking the calling thread. One background thread
- * owns one Redis connection and sends everything submitted since its last write in one batch,
- * so concurrent requests share round trips. Each submit function copies its arguments into op
- * (caller-owned, must stay valid until done runs), and done(arg) is called exactly once, from
- * the pipeline's thread (or from the caller's, when the pipeline is stopping), after *rc and the
- * out-parameter are set: GK_OK, or GK_EREDIS when Redis is down or did not answer within
- * GK_STORE_TIMEOUT_MS (down is answered at once, never queued). Thread-safe.
+ * The pipeline: queue operations without blocking the calling thread. One Redis connection,
+ * driven by the event loop of one thread (the HTTP loop's companion, see gk/http.h): operations
+ * queued while the loop runs go out together at gk_pipeline_flush, so concurrent requests share
+ * round trips. Each submit function copies its arguments into op (caller-owned, must stay valid
+ * until done runs), and done(arg) is called exactly once, from gk_pipeline_run, _flush or _free,
+ * after *rc and the out-parameter are set: GK_OK, or GK_EREDIS when Redis is down or did not
+ * answer within GK_STORE_TIMEOUT_MS (down is answered at once, never queued). Not thread-safe:
+ * every call comes from the loop's thread.
  */
 struct gk_pipeline; /* opaque */
 
@@ -128,12 +130,19 @@ struct gk_op {
     struct gk_op *_next;
 };
 
-/* Starts the pipeline's thread (it connects, and reconnects every GK_STORE_RETRY_MS while Redis
- * is down). NULL if the thread cannot start. Caller owns it; stop with gk_pipeline_stop(). */
-struct gk_pipeline *gk_pipeline_start(const struct gk_redis_addr *addr, bool test_clock);
-/* Answers every operation still waiting (GK_EREDIS), stops the thread and frees; NULL is
- * accepted. Submitting after this starts is answered GK_EREDIS at once. */
-void gk_pipeline_stop(struct gk_pipeline *p);
+/* A pipeline that connects on the first gk_pipeline_want, and reconnects every
+ * GK_STORE_RETRY_MS while Redis is down. Caller owns it; free with gk_pipeline_free(). */
+struct gk_pipeline *gk_pipeline_new(const struct gk_redis_addr *addr, bool test_clock);
+/* Answers every operation still waiting (GK_EREDIS) and frees; NULL is accepted. */
+void gk_pipeline_free(struct gk_pipeline *p);
+/* Before the loop's poll: the descriptor to poll with *events (or -1), and *timeout_ms lowered
+ * to the next deadline (a reconnect, the oldest operation's timeout). */
+int gk_pipeline_want(struct gk_pipeline *p, short *events, int *timeout_ms);
+/* After the poll, with what it returned for that descriptor (0 when none): reads replies and
+ * answers their operations, and enforces the deadlines. */
+void gk_pipeline_run(struct gk_pipeline *p, short revents);
+/* Writes what was queued since the last batch, unless a batch is still in flight. */
+void gk_pipeline_flush(struct gk_pipeline *p);
 
 /* Enqueues a->user unless already waiting or ready. */
 void gk_pipeline_join(struct gk_pipeline *p, struct gk_op *op, const struct gk_join_args *a,

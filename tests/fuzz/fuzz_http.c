@@ -91,6 +91,7 @@ int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     struct gk_http_opts opts = {.bind = "127.0.0.1", .port = 0, .threads = 1, .max_connections = 64};
+    static struct gk_http_companion comp; /* the server keeps a copy, but it lives on anyway */
     struct gk_http *srv;
     char err[256];
 
@@ -113,13 +114,13 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
     app.cache = gk_confcache_new();
     app.tokens = gk_token_keys_new(cfg.jwt_secret, cfg.jwt_secret_previous);
     gk_sha256_hex(cfg.admin_token, strlen(cfg.admin_token), app.operator_key_hash);
-    app.pipe = gk_pipeline_start(&cfg.redis, cfg.test_clock);
-    FUZZ_CHECK(app.pipe != NULL);
     add_business("shop1", SHOP1_KEY, GK_QM_FIFO, NULL);
     add_business("shop2", NULL, GK_QM_REJECT, "https://shop2.example");
     add_business("shop3", NULL, GK_QM_PASSTHROUGH, "http://localhost:3000");
     FUZZ_CHECK(gk_handlers_init() == GK_OK);
     opts.connection_timeout = cfg.connection_timeout;
+    comp = gk_handlers_companion(&app);
+    opts.companion = &comp;
     srv = gk_http_start(&opts, gk_handlers_dispatch, &app, err, sizeof(err));
     if (srv == NULL) {
         fprintf(stderr, "fuzz_http: %s\n", err);
