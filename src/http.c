@@ -122,8 +122,7 @@ struct gk_http {
 
 /* Per-request state from the first access-handler call to the completed callback. */
 struct req_state {
-    struct gk_http *http;
-    struct loop *loop;
+    struct loop *loop; /* its connection's; loop->h is the server */
     struct gk_req req;
     struct gk_resp resp;
     char *body;
@@ -210,7 +209,7 @@ void
 gk_req_offload(const struct gk_req *req, gk_http_handler fn, void *arg)
 {
     struct req_state *st = state_of(req);
-    struct gk_http *h = st->http;
+    struct gk_http *h = st->loop->h;
 
     gk_req_suspend(req, offloaded, NULL);
     st->offload_fn = fn;
@@ -370,7 +369,6 @@ state_new(struct loop *l, struct MHD_Connection *c, const char *url, const char 
     struct req_state *st = gk_xcalloc(1, sizeof(*st));
     const char *rid = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Request-Id");
 
-    st->http = h;
     st->loop = l;
     st->start_us = gk_mono_us();
     atomic_fetch_add(&h->in_flight, 1);
@@ -409,7 +407,7 @@ queue(struct MHD_Connection *c, struct req_state *st)
     MHD_add_response_header(mr, "X-Request-Id", st->req.id);
     MHD_add_response_header(mr, "X-Content-Type-Options", "nosniff");
     /* While shutting down, a keep-alive client must not send its next request here. */
-    if (atomic_load(&st->http->draining))
+    if (atomic_load(&st->loop->h->draining))
         MHD_add_response_header(mr, MHD_HTTP_HEADER_CONNECTION, "close");
     for (size_t i = 0; i < r->n_headers; i++)
         MHD_add_response_header(mr, r->headers[i][0], r->headers[i][1]);
@@ -530,17 +528,24 @@ on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_Reque
     atomic_fetch_sub(&h->in_flight, 1);
 }
 
+/* The bucket of addr in h->per_ip (FNV-1a). */
+static struct ip_count **
+ip_bucket(struct gk_http *h, const uint8_t addr[16])
+{
+    uint32_t hash = 2166136261u;
+
+    for (int i = 0; i < 16; i++)
+        hash = (hash ^ addr[i]) * 16777619u;
+    return &h->per_ip[hash % IP_BUCKETS];
+}
+
 /* Counts a new connection from addr against MAX_CONNECTIONS_PER_IP; NULL when the address is at
  * its limit. Under conns_lock. */
 static struct ip_count *
 ip_take(struct gk_http *h, const uint8_t addr[16])
 {
-    uint32_t hash = 2166136261u;
-    struct ip_count **slot, *ic;
+    struct ip_count **slot = ip_bucket(h, addr), *ic;
 
-    for (int i = 0; i < 16; i++)
-        hash = (hash ^ addr[i]) * 16777619u;
-    slot = &h->per_ip[hash % IP_BUCKETS];
     for (ic = *slot; ic != NULL && memcmp(ic->addr, addr, 16) != 0; ic = ic->next)
         ;
     if (ic == NULL) {
@@ -559,14 +564,11 @@ ip_take(struct gk_http *h, const uint8_t addr[16])
 static void
 ip_give(struct gk_http *h, struct ip_count *ic)
 {
-    uint32_t hash = 2166136261u;
     struct ip_count **slot;
 
     if (--ic->n > 0)
         return;
-    for (int i = 0; i < 16; i++)
-        hash = (hash ^ ic->addr[i]) * 16777619u;
-    for (slot = &h->per_ip[hash % IP_BUCKETS]; *slot != ic; slot = &(*slot)->next)
+    for (slot = ip_bucket(h, ic->addr); *slot != ic; slot = &(*slot)->next)
         ;
     *slot = ic->next;
     free(ic);

@@ -1038,13 +1038,12 @@ out:
  * earlier ones are in flight: holding it back until their replies are in made bigger batches but
  * left the loop idle meanwhile, and cost more throughput than it saved in Redis. A request, its
  * Redis command and its answer never change threads, so no wake-up between threads is paid per
- * batch. Replies come back in order, so the operations in
- * flight form a FIFO whose head carries the oldest deadline.
+ * batch. Replies come back in order, so the operations in flight form a FIFO whose head carries
+ * the oldest deadline.
  */
 struct gk_pipeline {
     struct gk_redis_addr addr;
     bool test_clock;
-    bool closing; /* gk_pipeline_free runs: submissions are answered GK_EREDIS at once */
     char sha[S_COUNT][GK_SHA1_HEX_BUF];
     struct gk_op *queued_head, *queued_tail; /* submitted, not yet written */
     redisAsyncContext *ac;
@@ -1060,15 +1059,16 @@ finish_op(struct gk_op *op, enum gk_err rc)
     op->_done(op->_arg);
 }
 
+/* Appends op to the list head..tail (the queued or the in-flight operations). */
 static void
-flight_push(struct gk_pipeline *p, struct gk_op *op)
+op_append(struct gk_op **head, struct gk_op **tail, struct gk_op *op)
 {
     op->_next = NULL;
-    if (p->flight_tail != NULL)
-        p->flight_tail->_next = op;
+    if (*tail != NULL)
+        (*tail)->_next = op;
     else
-        p->flight_head = op;
-    p->flight_tail = op;
+        *head = op;
+    *tail = op;
 }
 
 static struct gk_op *
@@ -1169,7 +1169,7 @@ issue(struct gk_pipeline *p, struct gk_op *op)
         finish_op(op, GK_EREDIS);
         return;
     }
-    flight_push(p, op);
+    op_append(&p->flight_head, &p->flight_tail, op);
 }
 
 /*
@@ -1300,7 +1300,7 @@ issue_batch(struct gk_pipeline *p, struct batch *b)
         free(b);
         return;
     }
-    flight_push(p, &b->head);
+    op_append(&p->flight_head, &p->flight_tail, &b->head);
 }
 
 /* A batch's answer: one reply per member, in order. Frees the batch. */
@@ -1487,16 +1487,7 @@ static void
 submit(struct gk_pipeline *p, struct gk_op *op)
 {
     op_arg(op, p->test_clock ? "1" : "0"); /* the test-clock flag is every queue script's last ARGV */
-    op->_next = NULL;
-    if (p->closing) {
-        finish_op(op, GK_EREDIS);
-        return;
-    }
-    if (p->queued_tail != NULL)
-        p->queued_tail->_next = op;
-    else
-        p->queued_head = op;
-    p->queued_tail = op;
+    op_append(&p->queued_head, &p->queued_tail, op);
 }
 
 struct gk_pipeline *
@@ -1568,7 +1559,6 @@ gk_pipeline_free(struct gk_pipeline *p)
 {
     if (p == NULL)
         return;
-    p->closing = true;
     for (struct gk_op *op = p->queued_head, *next; op != NULL; op = next) {
         next = op->_next;
         finish_op(op, GK_EREDIS);

@@ -6,9 +6,7 @@ function init()
   for line in io.lines(os.getenv("TOKENS")) do
     polls[#polls + 1] = wrk.format("GET", "/queue/status", {["business_id"] = business, ["jwt"] = line})
   end
-  local req = wrk.format("POST", "/queue/enqueue", {["business_id"] = business,
-                         ["user_id"] = "mix" .. tostring(math.random(1, 1e9)) .. "-\0", ["Content-Length"] = "0"})
-  head, tail = req:match("^(.-)%z(.*)$")
+  head, tail = enqueue_halves(business, "mix" .. tostring(math.random(1, 1e9)) .. "-")
 end
 request = function()
   n = n + 1

@@ -141,7 +141,8 @@ int gk_pipeline_want(struct gk_pipeline *p, short *events, int *timeout_ms);
 /* After the poll, with what it returned for that descriptor (0 when none): reads replies and
  * answers their operations, and enforces the deadlines. */
 void gk_pipeline_run(struct gk_pipeline *p, short revents);
-/* Writes what was queued since the last batch, unless a batch is still in flight. */
+/* Writes what was queued since the last flush, as one batch, even while earlier ones are in
+ * flight. */
 void gk_pipeline_flush(struct gk_pipeline *p);
 
 /* Enqueues a->user unless already waiting or ready. */
