@@ -42,7 +42,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -58,7 +60,8 @@
 struct conn {
     struct conn *prev, *next; /* in gk_http.conns, under conns_lock */
     int fd;
-    bool cut;            /* the reaper shut it down (reaper only, under conns_lock) */
+    bool cut;            /* shut down by conn_cut (under conns_lock) */
+    bool peer_closed;    /* the client closed its side while a request was in (loop thread) */
     struct ip_count *ip; /* its address's count, when MAX_CONNECTIONS_PER_IP applies */
     /* gk_mono_us() when it started reading its current request; READ_DONE once that request is
      * complete. Stored without the lock; the reaper claims a late one with a compare-exchange. */
@@ -85,6 +88,7 @@ struct loop {
     struct MHD_Daemon *daemon;
     void *comp;  /* the companion's object, or NULL (loop thread only once started) */
     int wake_fd; /* eventfd: stop or quiesce */
+    int hup_fd;  /* epoll of its connections for EPOLLRDHUP: the client closed its side */
     bool quiesced;
     bool started;
     pthread_t thread;
@@ -171,6 +175,15 @@ conn_request_read(struct MHD_Connection *c)
         atomic_store(&cn->reading_since, READ_DONE);
 }
 
+static void
+wake_loop(struct loop *l)
+{
+    uint64_t one = 1;
+
+    if (l->wake_fd >= 0)
+        (void)!write(l->wake_fd, &one, sizeof(one));
+}
+
 void *
 gk_req_companion(const struct gk_req *req)
 {
@@ -191,9 +204,15 @@ void
 gk_req_resume(const struct gk_req *req)
 {
     struct req_state *st = state_of(req);
+    struct loop *l = st->loop; /* st may be gone once resumed */
 
-    if (atomic_exchange(&st->phase, PHASE_DONE) == PHASE_SUSPENDED)
-        MHD_resume_connection(req->impl);
+    if (atomic_exchange(&st->phase, PHASE_DONE) != PHASE_SUSPENDED)
+        return;
+    MHD_resume_connection(req->impl);
+    /* In external mode MHD only notes the resume for its next run: from another thread (an
+     * offload thread), wake the loop for it. */
+    if (!pthread_equal(pthread_self(), l->thread))
+        wake_loop(l);
 }
 
 /* The continuation of an offloaded request: the offload thread filled resp already. */
@@ -496,10 +515,34 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
     return queue(c, st);
 }
 
+/* Asks l's hup_fd to report cn once its client has closed its side (again, with MOD: epoll then
+ * reports a condition that already holds). */
+static void
+conn_watch(struct loop *l, struct conn *cn, int op)
+{
+    struct epoll_event ev = {.events = EPOLLRDHUP | EPOLLET, .data.ptr = cn};
+
+    (void)epoll_ctl(l->hup_fd, op, cn->fd, &ev);
+}
+
+/* Shuts cn down unless its reading state moved on from since (a request completed, or the next
+ * began): MHD then sees the end of the stream and closes it. Under conns_lock. */
+static bool
+conn_cut(struct conn *cn, int64_t since)
+{
+    if (cn->cut || since == READ_DONE || since == READ_CUT ||
+        !atomic_compare_exchange_strong(&cn->reading_since, &since, READ_CUT))
+        return false;
+    cn->cut = true;
+    shutdown(cn->fd, SHUT_RDWR);
+    return true;
+}
+
 static void
 on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
 {
-    struct gk_http *h = ((struct loop *)cls)->h;
+    struct loop *l = cls;
+    struct gk_http *h = l->h;
     struct req_state *st = *con_cls;
     struct conn *cn = conn_of(c);
     char path[160];
@@ -507,9 +550,16 @@ on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_Reque
 
     if (st == NULL)
         return;
-    /* The next request on a keep-alive connection must be read within the deadline from now. */
-    if (cn != NULL)
+    /* The next request on a keep-alive connection must be read within the deadline from now. A
+     * client that closed its side meanwhile is looked at again (peers_closed) now that this
+     * request is answered. */
+    if (cn != NULL) {
         atomic_store(&cn->reading_since, gk_mono_us());
+        if (cn->peer_closed) {
+            cn->peer_closed = false;
+            conn_watch(l, cn, EPOLL_CTL_MOD);
+        }
+    }
     /* The client left before a waiting request could answer: the continuation only cleans up. */
     if (st->cont != NULL)
         st->cont(st->cont_arg, &st->req, NULL);
@@ -582,7 +632,8 @@ static void
 on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
               enum MHD_ConnectionNotificationCode code)
 {
-    struct gk_http *h = ((struct loop *)cls)->h;
+    struct loop *l = cls;
+    struct gk_http *h = l->h;
     struct conn *cn = *socket_context;
 
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
@@ -595,6 +646,7 @@ on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
         cn = gk_xcalloc(1, sizeof(*cn));
         cn->fd = ci->connect_fd;
         atomic_init(&cn->reading_since, gk_mono_us());
+        conn_watch(l, cn, EPOLL_CTL_ADD);
         pthread_mutex_lock(&h->conns_lock);
         cn->next = h->conns;
         if (h->conns != NULL)
@@ -604,19 +656,16 @@ on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
             cn->ip = ip_take(h, addr);
             over = cn->ip == NULL;
         }
-        if (over) {
-            /* Each daemon enforces the limit on its own connections; this is the limit across
-             * loops. MHD sees the end of the stream and closes it without reading a request. */
-            cn->cut = true;
-            atomic_store(&cn->reading_since, READ_CUT);
-            shutdown(cn->fd, SHUT_RDWR);
-        }
+        /* Each daemon enforces the limit on its own connections; this is the limit across loops. */
+        if (over)
+            conn_cut(cn, atomic_load(&cn->reading_since));
         pthread_mutex_unlock(&h->conns_lock);
         *socket_context = cn;
         return;
     }
     if (cn == NULL)
         return;
+    (void)epoll_ctl(l->hup_fd, EPOLL_CTL_DEL, cn->fd, NULL);
     pthread_mutex_lock(&h->conns_lock);
     if (cn->prev != NULL)
         cn->prev->next = cn->next;
@@ -646,13 +695,8 @@ reaper_main(void *arg)
         for (struct conn *cn = h->conns; cn != NULL; cn = cn->next) {
             int64_t since = atomic_load(&cn->reading_since);
 
-            if (cn->cut || since == READ_DONE || since == READ_CUT || now - since <= h->deadline_us)
+            if (now - since <= h->deadline_us || !conn_cut(cn, since))
                 continue;
-            /* Fails if the request completed (or the next one started) since the load. */
-            if (!atomic_compare_exchange_strong(&cn->reading_since, &since, READ_CUT))
-                continue;
-            cn->cut = true;
-            shutdown(cn->fd, SHUT_RDWR);
             GK_LOG(GK_LOG_DEBUG, "http",
                    "msg=\"request deadline passed, connection cut\" fd=%d reading_ms=%lld", cn->fd,
                    (long long)((now - since) / 1000));
@@ -712,6 +756,38 @@ on_mhd_log(void *cls, const char *fmt, va_list ap)
     GK_LOG(GK_LOG_WARN, "mhd", "msg=\"%s\"", gk_log_escape(msg, esc, sizeof(esc)));
 }
 
+/* Connections whose client closed its side, after MHD ran. MHD 0.9.75's epoll mode misses that
+ * end of stream when it arrives with the last data (it stops reading after a short read, and
+ * edge-triggered epoll reports no new edge), and would keep the connection until
+ * CONNECTION_TIMEOUT. One whose request is in is answered first (on_completed asks again). One
+ * with bytes MHD has not read yet is asked about again next turn, once MHD has read them. The
+ * others hold an incomplete request or none: cut. */
+static void
+peers_closed(struct loop *l)
+{
+    struct epoll_event evs[64];
+    int n;
+
+    do {
+        n = epoll_wait(l->hup_fd, evs, 64, 0);
+        pthread_mutex_lock(&l->h->conns_lock);
+        for (int i = 0; i < n; i++) {
+            struct conn *cn = evs[i].data.ptr;
+            int64_t since = atomic_load(&cn->reading_since);
+
+            int unread = 0;
+
+            if (since == READ_DONE)
+                cn->peer_closed = true;
+            else if (ioctl(cn->fd, FIONREAD, &unread) == 0 && unread > 0)
+                conn_watch(l, cn, EPOLL_CTL_MOD);
+            else
+                conn_cut(cn, since);
+        }
+        pthread_mutex_unlock(&l->h->conns_lock);
+    } while (n == 64);
+}
+
 /* One loop thread: see the comment at the top. MHD's timeout bounds the poll so that idle
  * connections are closed on time; the companion bounds it by its own deadlines. */
 static void *
@@ -723,8 +799,10 @@ loop_main(void *arg)
     int epoll_fd = di->epoll_fd;
 
     while (!atomic_load(&h->stopping)) {
-        struct pollfd fds[3] = {
-            {.fd = epoll_fd, .events = POLLIN}, {.fd = l->wake_fd, .events = POLLIN}, {.fd = -1}};
+        struct pollfd fds[4] = {{.fd = epoll_fd, .events = POLLIN},
+                                {.fd = l->wake_fd, .events = POLLIN},
+                                {.fd = -1},
+                                {.fd = l->hup_fd, .events = POLLIN}};
         MHD_UNSIGNED_LONG_LONG mhd_ms;
         int timeout = 1000;
         uint64_t n;
@@ -733,7 +811,7 @@ loop_main(void *arg)
             timeout = (int)mhd_ms;
         if (l->comp != NULL)
             fds[2].fd = h->comp.want(l->comp, &fds[2].events, &timeout);
-        if (poll(fds, 3, timeout) < 0 && errno != EINTR) {
+        if (poll(fds, 4, timeout) < 0 && errno != EINTR) {
             GK_LOG(GK_LOG_ERROR, "http", "msg=\"poll failed\" errno=%d", errno);
             continue;
         }
@@ -754,6 +832,8 @@ loop_main(void *arg)
         MHD_run(l->daemon);
         if (l->comp != NULL)
             h->comp.flush(l->comp);
+        if (fds[3].revents & POLLIN)
+            peers_closed(l);
     }
     /* Ends every wait the companion started: the suspended requests are resumed, and
      * MHD_stop_daemon then closes them. */
@@ -766,11 +846,8 @@ loop_main(void *arg)
 static void
 wake_loops(struct gk_http *h)
 {
-    uint64_t one = 1;
-
     for (uint32_t i = 0; i < h->n_loops; i++)
-        if (h->loops[i].wake_fd >= 0)
-            (void)!write(h->loops[i].wake_fd, &one, sizeof(one));
+        wake_loop(&h->loops[i]);
 }
 
 /* Stops and joins the loop threads, then the daemons (MHD closes every connection, each with its
@@ -802,6 +879,8 @@ teardown(struct gk_http *h)
             MHD_stop_daemon(h->loops[i].daemon);
         if (h->loops[i].wake_fd >= 0)
             close(h->loops[i].wake_fd);
+        if (h->loops[i].hup_fd >= 0)
+            close(h->loops[i].hup_fd);
     }
     reaper_stop(h);
     GK_ASSERT(h->conns == NULL);
@@ -846,6 +925,7 @@ gk_http_start(const struct gk_http_opts *opts, gk_http_handler fn, void *arg, ch
     for (uint32_t i = 0; i < h->n_loops; i++) {
         h->loops[i].h = h;
         h->loops[i].wake_fd = -1;
+        h->loops[i].hup_fd = -1;
     }
     if (opts->companion != NULL)
         h->comp = *opts->companion;
@@ -901,9 +981,10 @@ gk_http_start(const struct gk_http_opts *opts, gk_http_handler fn, void *arg, ch
                 ((struct sockaddr_in6 *)&ss)->sin6_port = port;
         }
         l->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        l->hup_fd = epoll_create1(EPOLL_CLOEXEC);
         if (h->comp.open != NULL)
             l->comp = h->comp.open(h->comp.arg);
-        if (l->wake_fd < 0 || (h->comp.open != NULL && l->comp == NULL)) {
+        if (l->wake_fd < 0 || l->hup_fd < 0 || (h->comp.open != NULL && l->comp == NULL)) {
             snprintf(err, errlen, "cannot set up event loop %u", i);
             goto fail;
         }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
@@ -633,6 +634,40 @@ all_answered_at_once(uint16_t port, int n)
     free(got);
 }
 
+/* An idle loop sleeps up to a second in poll: a request answered by an offload thread must wake
+ * it, and a client that sends its last bytes and its end of stream together must be closed at
+ * once (MHD's epoll mode alone misses that end of stream). */
+START_TEST(idle_loop_wakes_for_offloaded_answers_and_half_closed_clients)
+{
+    static const char *const env[] = {"HTTP_THREADS=1", "CONNECTION_TIMEOUT=30", NULL};
+    static const char partial[] = "GET /health HTTP/1.1\r\nHo";
+    struct gktest_server one;
+    struct gktest_resp r;
+    char buf[256];
+    long long t0;
+    int fd;
+
+    gktest_server_start(&one, env);
+    for (int i = 0; i < 3; i++) {
+        gktest_sleep_ms(300); /* the loop is asleep again */
+        t0 = gktest_ms();
+        gktest_http(one.port, "GET", "/health", NULL, NULL, &r);
+        ck_assert_int_eq(r.status, 200);
+        ck_assert_msg(gktest_ms() - t0 < 500, "deep /health took %lld ms", gktest_ms() - t0);
+        gktest_resp_free(&r);
+    }
+    fd = gktest_connect(one.port);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, partial, sizeof(partial) - 1), (ssize_t)sizeof(partial) - 1);
+    shutdown(fd, SHUT_WR);
+    t0 = gktest_ms();
+    ck_assert_int_eq(read(fd, buf, sizeof(buf)), 0); /* closed, no answer */
+    ck_assert_msg(gktest_ms() - t0 < 2000, "closed after %lld ms", gktest_ms() - t0);
+    close(fd);
+    gktest_server_stop(&one);
+}
+END_TEST
+
 START_TEST(one_loop_answers_128_and_256_ready_requests)
 {
     static const char *const env[] = {"HTTP_THREADS=1", "CONNECTION_TIMEOUT=30", NULL};
@@ -896,6 +931,7 @@ http_it_suite(void)
 
     tcase_set_timeout(start, 60);
     tcase_add_test(start, one_loop_answers_128_and_256_ready_requests);
+    tcase_add_test(start, idle_loop_wakes_for_offloaded_answers_and_half_closed_clients);
     tcase_add_test(start, bad_environment_stops_at_start_naming_the_variable);
     tcase_add_test(start, business_ids_are_created_at_start);
     suite_add_tcase(s, start);
