@@ -1537,8 +1537,13 @@ gk_pipeline_run(struct gk_pipeline *p, short revents)
         redisAsyncHandleRead(p->ac);
     if (p->ac != NULL && (revents & POLLOUT))
         redisAsyncHandleWrite(p->ac);
-    if (p->flight_head != NULL && gk_mono_ms() >= p->flight_head->_deadline_ms)
+    if (p->flight_head != NULL && gk_mono_ms() >= p->flight_head->_deadline_ms) {
         drop_connection(p, "timed out");
+        /* The wait already lasted GK_STORE_TIMEOUT_MS: reconnect at once, not after another
+         * GK_STORE_RETRY_MS of 503s (each loop has its own connection, so a node where another
+         * loop is answering again would still refuse requests on this one meanwhile). */
+        p->next_connect_ms = 0;
+    }
 }
 
 void
