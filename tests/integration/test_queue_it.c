@@ -347,7 +347,7 @@ START_TEST(tokens_expired_forged_and_foreign)
     /* Expired but genuine: status refreshes it, verify refuses it. */
     snprintf(c.business, sizeof(c.business), "%s", biz);
     snprintf(c.user, sizeof(c.user), "erin");
-    c.iat = gktest_ms() / 1000 - 1000;
+    c.iat = gktest_unix_s() - 1000;
     c.exp = c.iat + 300;
     {
         struct gk_token_keys *k = gk_token_keys_new(GKTEST_JWT_SECRET, NULL);
@@ -392,7 +392,7 @@ START_TEST(tokens_expired_forged_and_foreign)
         snprintf(payload, sizeof(payload),
                  "printf '%%s' '{\"bid\":\"%s\",\"sub\":\"erin\",\"iat\":%lld,\"exp\":%lld}' | base64 -w0 | "
                  "tr '+/' '-_' | tr -d '='",
-                 biz, gktest_ms() / 1000, gktest_ms() / 1000 + 300);
+                 biz, gktest_unix_s(), gktest_unix_s() + 300);
         p = popen(payload, "r");
         ck_assert_ptr_nonnull(fgets(b64, sizeof(b64), p));
         pclose(p);
@@ -410,7 +410,7 @@ START_TEST(tokens_expired_forged_and_foreign)
     ck_assert_str_eq(gktest_json_str(&r, "error"), "invalid_token");
     gktest_resp_free(&r);
     /* Signed with a secret the server does not know. */
-    c.iat = gktest_ms() / 1000;
+    c.iat = gktest_unix_s();
     c.exp = c.iat + 300;
     sign(&c, "some-other-secret-0123456789abcdefghijklmnop", bad);
     call("GET", "/queue/status", biz, bad, &r);
@@ -443,7 +443,7 @@ START_TEST(rotated_secret_is_still_accepted)
     join(biz, "frank", tok);
     snprintf(c.business, sizeof(c.business), "%s", biz);
     snprintf(c.user, sizeof(c.user), "frank");
-    c.iat = gktest_ms() / 1000;
+    c.iat = gktest_unix_s();
     c.exp = c.iat + 300;
     sign(&c, old_secret, tok);
     call("GET", "/queue/status", biz, tok, &r); /* this server does not know the old secret */

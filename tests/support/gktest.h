@@ -96,6 +96,8 @@ void gktest_new_business(uint16_t port, const char *patch, char *id, size_t idle
 int gktest_slowdown(void);
 /* Milliseconds on a monotonic clock. */
 long long gktest_ms(void);
+/* Seconds since the Unix epoch (token claims are wall-clock times). */
+long long gktest_unix_s(void);
 /* Sleeps ms milliseconds. */
 void gktest_sleep_ms(int ms);
 

@@ -31,6 +31,12 @@ gktest_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+long long
+gktest_unix_s(void)
+{
+    return (long long)time(NULL);
+}
+
 void
 gktest_sleep_ms(int ms)
 {
