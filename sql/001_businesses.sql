@@ -60,19 +60,20 @@ CREATE TRIGGER businesses_bump_version
     BEFORE UPDATE ON businesses
     FOR EACH ROW EXECUTE FUNCTION businesses_bump_version();
 
--- Every API node and worker LISTENs on gk_config and reloads the named business; the
+-- Every API node and worker LISTENs on gk_config and reloads the named business, or drops it
+-- when its row is gone (a DELETE: there is no endpoint for it, an operator deletes the row); the
 -- notification is sent at commit, so a listener never reads the row before the change is visible.
 CREATE OR REPLACE FUNCTION businesses_notify_change() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_notify('gk_config', NEW.id);
+    PERFORM pg_notify('gk_config', CASE WHEN TG_OP = 'DELETE' THEN OLD.id ELSE NEW.id END);
     RETURN NULL;
 END;
 $$;
 
 DROP TRIGGER IF EXISTS businesses_notify_change ON businesses;
 CREATE TRIGGER businesses_notify_change
-    AFTER INSERT OR UPDATE ON businesses
+    AFTER INSERT OR UPDATE OR DELETE ON businesses
     FOR EACH ROW EXECUTE FUNCTION businesses_notify_change();
 
 COMMIT;

@@ -18,14 +18,16 @@
 struct entry {
     atomic_int refs; /* the table holds one */
     struct entry *next;
+    uint64_t gen;         /* the cache's gen when last put; the table's lock guards it */
     struct gk_business b; /* readers get &b; entry_of() walks back to the entry */
 };
 
 struct gk_confcache {
-    pthread_rwlock_t lock; /* guards buckets, nbuckets, count */
+    pthread_rwlock_t lock; /* guards buckets, nbuckets, count, gen */
     struct entry **buckets;
     size_t nbuckets;
     size_t count;
+    uint64_t gen; /* bumped by every full load; entries it did not see are then dropped */
     atomic_bool loaded;
     atomic_bool stopping;
     bool started;
@@ -131,12 +133,14 @@ gk_confcache_put(struct gk_confcache *cc, const struct gk_business *b)
     atomic_init(&e->refs, 1);
     e->b = *b;
     pthread_rwlock_wrlock(&cc->lock);
+    e->gen = cc->gen;
     for (pp = &cc->buckets[hash_id(b->id) & (cc->nbuckets - 1)]; *pp != NULL; pp = &(*pp)->next) {
         if (strcmp((*pp)->b.id, b->id) == 0)
             break;
     }
     if (*pp != NULL && (*pp)->b.version >= b->version) {
-        old = e; /* stale: keep what we have */
+        old = e; /* stale: keep what we have, which the load in progress has seen */
+        (*pp)->gen = cc->gen;
     } else if (*pp != NULL) {
         old = *pp;
         e->next = old->next;
@@ -149,6 +153,51 @@ gk_confcache_put(struct gk_confcache *cc, const struct gk_business *b)
     }
     pthread_rwlock_unlock(&cc->lock);
     entry_unref(old);
+}
+
+/* Unlinks every entry that keep() refuses; readers holding one keep it until they release it. */
+static void
+sweep(struct gk_confcache *cc, bool (*keep)(const struct entry *e, const void *arg), const void *arg)
+{
+    struct entry *gone = NULL;
+
+    pthread_rwlock_wrlock(&cc->lock);
+    for (size_t i = 0; i < cc->nbuckets; i++) {
+        struct entry **pp = &cc->buckets[i];
+
+        while (*pp != NULL) {
+            struct entry *e = *pp;
+
+            if (keep(e, arg)) {
+                pp = &e->next;
+                continue;
+            }
+            *pp = e->next;
+            e->next = gone;
+            gone = e;
+            cc->count--;
+        }
+    }
+    pthread_rwlock_unlock(&cc->lock);
+    while (gone != NULL) {
+        struct entry *next = gone->next;
+
+        GK_LOG(GK_LOG_INFO, "confcache", "msg=\"business deleted\" business=%s", gone->b.id);
+        entry_unref(gone);
+        gone = next;
+    }
+}
+
+static bool
+keep_other_id(const struct entry *e, const void *id)
+{
+    return strcmp(e->b.id, id) != 0;
+}
+
+static bool
+keep_seen(const struct entry *e, const void *gen)
+{
+    return e->gen == *(const uint64_t *)gen;
 }
 
 const struct gk_business *
@@ -245,16 +294,24 @@ nap(int ms)
     nanosleep(&ts, NULL);
 }
 
-/* Subscribes, creates the configured businesses and loads everything. */
+/* Subscribes, creates the configured businesses and loads everything, dropping the businesses
+ * whose rows are gone (deleted while no notification reached us). */
 static enum gk_err
 resync(struct gk_confcache *cc, struct gk_cfgstore *cs)
 {
     enum gk_err rc = gk_cfgstore_listen(cs);
+    uint64_t gen;
 
     for (size_t i = 0; rc == GK_OK && i < cc->n_ensure; i++)
         rc = gk_cfgstore_ensure_business(cs, cc->ensure[i]);
+    /* Puts from handlers during the load also get the new gen, so they are kept. */
+    pthread_rwlock_wrlock(&cc->lock);
+    gen = ++cc->gen;
+    pthread_rwlock_unlock(&cc->lock);
     if (rc == GK_OK)
         rc = gk_cfgstore_each_business(cs, put_cb, cc);
+    if (rc == GK_OK)
+        sweep(cc, keep_seen, &gen);
     if (rc == GK_OK) {
         if (!atomic_exchange(&cc->loaded, true))
             GK_LOG(GK_LOG_INFO, "confcache", "msg=\"businesses loaded\" count=%zu", gk_confcache_count(cc));
@@ -304,7 +361,9 @@ refresher(void *arg)
 
             if (rc == GK_OK)
                 gk_confcache_put(cc, &b);
-            else if (rc != GK_ENOTFOUND)
+            else if (rc == GK_ENOTFOUND)
+                sweep(cc, keep_other_id, ch.ids[i]);
+            else
                 synced = false; /* reload everything once reconnected */
         }
     }

@@ -4,9 +4,11 @@
  *
  * Request handlers read businesses from here and never query PostgreSQL for them, so an unknown
  * business costs a hash lookup. A refresher thread holds its own connection that LISTENs on
- * gk_config (a trigger NOTIFYs on every insert and update), so a change made through any node is
- * in force everywhere within milliseconds; it also reloads everything on every (re)connect and
- * once a minute. While PostgreSQL is down the cache keeps serving what it has.
+ * gk_config (a trigger NOTIFYs on every insert, update and delete), so a change made through any
+ * node is in force everywhere within milliseconds; it also reloads everything on every
+ * (re)connect and once a minute. A business whose row was deleted is dropped on its
+ * notification, or by the next full reload if that was missed. While PostgreSQL is down the cache
+ * keeps serving what it has.
  * Entries are immutable and refcounted: a reader holds one for the whole request. Thread-safe.
  */
 #ifndef GK_CONFCACHE_H

@@ -22,31 +22,6 @@ services_up(void)
     gktest_pgctl("start");
 }
 
-/* Runs a query through psql and returns its whole output (rows "a|b", one per line) in out. */
-static void
-psql(char *out, size_t outlen, const char *sql)
-{
-    char cmd[2048];
-    size_t n;
-    FILE *p;
-
-    snprintf(cmd, sizeof(cmd), "psql -X -At -d '%s' -c \"%s\" 2>&1", gktest_env("GK_TEST_DATABASE_URL"), sql);
-    p = popen(cmd, "r");
-    ck_assert_ptr_nonnull(p);
-    n = fread(out, 1, outlen - 1, p);
-    out[n] = '\0';
-    ck_assert_msg(pclose(p) == 0, "%s: %s", sql, out);
-}
-
-static long long
-psql_int(const char *sql)
-{
-    char out[64];
-
-    psql(out, sizeof(out), sql);
-    return atoll(out);
-}
-
 /* Waits up to ms for the query's number to reach want; returns the last value. */
 static long long
 wait_count(const char *sql, long long want, int ms)
@@ -54,7 +29,7 @@ wait_count(const char *sql, long long want, int ms)
     long long t0 = gktest_ms(), v = 0;
 
     while (gktest_ms() - t0 < ms) {
-        v = psql_int(sql);
+        v = gktest_psql_int(sql);
         if (v >= want)
             break;
         gktest_sleep_ms(100);
@@ -127,7 +102,7 @@ START_TEST(scripted_session_is_logged_exactly_in_order)
              "SELECT event || ' ' || coalesce(user_id, '-') || ' ' || (details - 'ready_until')::text "
              "FROM activity_log WHERE business_id = '%s' AND event_id NOT LIKE 'pg/%%' ORDER BY id",
              biz);
-    psql(rows, sizeof(rows), sql);
+    gktest_psql(rows, sizeof(rows), sql);
     ck_assert_str_eq(rows, "enqueue ann {\"ticket\": 1, \"position\": 1}\n"
                            "enqueue ben {\"ticket\": 2, \"position\": 2}\n"
                            "verify ann {\"via\": \"verify\", \"ready\": false}\n"
@@ -164,7 +139,7 @@ START_TEST(sigkill_during_a_50k_burst_loses_and_duplicates_nothing)
     snprintf(sql, sizeof(sql),
              "SELECT count(DISTINCT user_id) FROM activity_log WHERE business_id = '%s' AND event = 'admit'",
              biz);
-    ck_assert_int_eq(psql_int(sql), 50000);
+    ck_assert_int_eq(gktest_psql_int(sql), 50000);
     ck_assert_int_ge(kills, 4);
     gktest_kill(&victim);
     gktest_server_stop(&steady);
@@ -197,14 +172,14 @@ START_TEST(packed_tick_events_become_one_row_per_user)
                  "SELECT count(DISTINCT user_id) FROM activity_log WHERE business_id = '%s' AND event = '%s' "
                  "AND event_id LIKE '%s/%%/%%'",
                  biz, *ev, biz);
-        ck_assert_int_eq(psql_int(sql), 2345);
+        ck_assert_int_eq(gktest_psql_int(sql), 2345);
     }
     /* Admissions in queue order (expiries of one tick share a score: Redis orders them by id). */
     snprintf(sql, sizeof(sql),
              "SELECT count(*) FROM (SELECT user_id u, lag(user_id) OVER (ORDER BY id) p FROM activity_log "
              "WHERE business_id = '%s' AND event = 'admit') x WHERE substr(u, 2)::int < substr(p, 2)::int",
              biz);
-    ck_assert_int_eq(psql_int(sql), 0);
+    ck_assert_int_eq(gktest_psql_int(sql), 0);
     assert_stream_trimmed(biz);
     gktest_server_stop(&w);
 }
@@ -242,7 +217,7 @@ START_TEST(postgres_outage_loses_nothing)
         sql, sizeof(sql),
         "SELECT count(DISTINCT event_id) FROM activity_log WHERE business_id = '%s' AND event = 'enqueue'",
         biz);
-    ck_assert_int_eq(psql_int(sql), 300);
+    ck_assert_int_eq(gktest_psql_int(sql), 300);
     assert_stream_trimmed(biz);
     gktest_server_stop(&w);
 }

@@ -4,7 +4,8 @@
  * admission counts with 1 and 4 workers, the max_active_users cap refilled by finish and leave,
  * ready expiry, abandonment, random admission, SIGKILL during 100,000 admissions, and config
  * changes picked up without restart. Time moves through the test clock (GK_TEST_CLOCK), so no
- * test sleeps through a TTL.
+ * test sleeps through a TTL. A business whose row an operator deletes leaves both nodes' and the
+ * worker's caches, by its notification or, when that was lost, by the reload on reconnect.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -314,11 +315,121 @@ START_TEST(sigterm_exits_cleanly)
 }
 END_TEST
 
+/* ---- a deleted business ---- */
+
+/* GET /config on port as the operator: its status, and the error code when there is one. */
+static int
+config_status(uint16_t port, const char *biz, char *code, size_t codelen)
+{
+    struct gktest_resp r;
+    char h[256];
+    int status;
+
+    snprintf(h, sizeof(h), "business_id: %s\r\nAuthorization: Bearer " GKTEST_ADMIN_TOKEN "\r\n", biz);
+    gktest_http(port, "GET", "/config", h, NULL, &r);
+    status = r.status;
+    snprintf(code, codelen, "%s", status == 404 ? gktest_json_str(&r, "error") : "");
+    gktest_resp_free(&r);
+    return status;
+}
+
+/* Waits up to ms for both nodes to answer 404 unknown_business for biz. */
+static void
+wait_unknown_on(const uint16_t ports[2], const char *biz, int ms)
+{
+    char code[64];
+    long long t0 = gktest_ms();
+
+    for (int i = 0; i < 2; i++) {
+        while (config_status(ports[i], biz, code, sizeof(code)) != 404 ||
+               strcmp(code, "unknown_business") != 0) {
+            ck_assert_msg(gktest_ms() - t0 < ms, "node %d still knows %s after %d ms", i, biz, ms);
+            gktest_sleep_ms(50);
+        }
+    }
+}
+
+/* The worker ticks biz (admission_frequency 1) no more: ticks_total stays put for 2.5 s. */
+static void
+check_no_more_ticks(const char *biz)
+{
+    long long before = stats_field(biz, "ticks_total");
+
+    gktest_sleep_ms(2500);
+    ck_assert_int_eq(stats_field(biz, "ticks_total"), before);
+}
+
+/* Two nodes and a worker that all know and tick a fresh business. */
+static void
+known_everywhere(struct gktest_server *other, struct gktest_server *w, char *biz, size_t bizlen,
+                 uint16_t ports[2])
+{
+    char code[64];
+
+    gktest_server_start(other, NULL);
+    gktest_new_business(gktest_srv.port, "{\"admission_frequency\": 1}", biz, bizlen);
+    gktest_worker_start(w, NULL);
+    gktest_wait_ticks(biz, 1);
+    ports[0] = gktest_srv.port;
+    ports[1] = other->port;
+    ck_assert_int_eq(config_status(ports[1], biz, code, sizeof(code)), 200);
+}
+
+START_TEST(deleted_business_leaves_every_cache_on_its_notification)
+{
+    struct gktest_server other, w;
+    char biz[64], sql[256], out[256];
+    uint16_t ports[2];
+
+    known_everywhere(&other, &w, biz, sizeof(biz), ports);
+    snprintf(sql, sizeof(sql), "DELETE FROM businesses WHERE id = '%s'", biz);
+    gktest_psql(out, sizeof(out), sql);
+    wait_unknown_on(ports, biz, 2000);
+    gktest_sleep_ms(1200); /* a tick already taken from the cache may still run */
+    check_no_more_ticks(biz);
+    gktest_server_stop(&w);
+    gktest_server_stop(&other);
+}
+END_TEST
+
+START_TEST(deleted_business_leaves_every_cache_without_its_notification)
+{
+    struct gktest_server other, w;
+    char biz[64], sql[256], code[64], out[256];
+    uint16_t ports[2];
+
+    known_everywhere(&other, &w, biz, sizeof(biz), ports);
+    /* As a replica applies it: no trigger fires, so no notification is sent. */
+    snprintf(sql, sizeof(sql),
+             "BEGIN; SET LOCAL session_replication_role = replica; DELETE FROM businesses WHERE id = '%s'; "
+             "COMMIT",
+             biz);
+    gktest_psql(out, sizeof(out), sql);
+    gktest_sleep_ms(1000);
+    ck_assert_int_eq(config_status(ports[1], biz, code, sizeof(code)), 200);
+    /* Every cache reloads everything when it reconnects (and once a minute). */
+    gktest_pgctl("stop");
+    gktest_pgctl("start");
+    wait_unknown_on(ports, biz, 10000);
+    gktest_sleep_ms(1200);
+    check_no_more_ticks(biz);
+    gktest_server_stop(&w);
+    gktest_server_stop(&other);
+}
+END_TEST
+
+static void
+pg_up(void)
+{
+    gktest_pgctl("start");
+}
+
 Suite *
 worker_it_suite(void)
 {
     Suite *s = suite_create("worker");
     TCase *tc = tcase_create("admission");
+    TCase *del = tcase_create("deletion");
 
     tcase_add_unchecked_fixture(tc, gktest_srv_up_test_clock, gktest_srv_down);
     tcase_set_timeout(tc, 120);
@@ -332,5 +443,12 @@ worker_it_suite(void)
     tcase_add_test(tc, admission_limit_change_is_picked_up_without_restart);
     tcase_add_test(tc, sigterm_exits_cleanly);
     suite_add_tcase(s, tc);
+
+    tcase_add_unchecked_fixture(del, gktest_srv_up, gktest_srv_down);
+    tcase_add_checked_fixture(del, NULL, pg_up);
+    tcase_set_timeout(del, 60);
+    tcase_add_test(del, deleted_business_leaves_every_cache_on_its_notification);
+    tcase_add_test(del, deleted_business_leaves_every_cache_without_its_notification);
+    suite_add_tcase(s, del);
     return s;
 }

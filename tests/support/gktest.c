@@ -140,3 +140,27 @@ gktest_wait_ticks(const char *business, long long n)
         gktest_sleep_ms(20);
     }
 }
+
+void
+gktest_psql(char *out, size_t outlen, const char *sql)
+{
+    char cmd[2048];
+    size_t n;
+    FILE *p;
+
+    snprintf(cmd, sizeof(cmd), "psql -X -At -d '%s' -c \"%s\" 2>&1", gktest_env("GK_TEST_DATABASE_URL"), sql);
+    p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    n = fread(out, 1, outlen - 1, p);
+    out[n] = '\0';
+    ck_assert_msg(pclose(p) == 0, "%s: %s", sql, out);
+}
+
+long long
+gktest_psql_int(const char *sql)
+{
+    char out[64];
+
+    gktest_psql(out, sizeof(out), sql);
+    return atoll(out);
+}

@@ -25,6 +25,11 @@ void gktest_signal_redis(int sig);
 void gktest_redis(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The same, for a command whose answer is an integer (or a number string; nil = 0). */
 long long gktest_redis_int(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Runs one SQL statement through psql against the harness's PostgreSQL and returns its whole
+ * output (rows "a|b", one per line) in out; asserts that it succeeded. */
+void gktest_psql(char *out, size_t outlen, const char *sql);
+/* The same, for a statement whose output is one number. */
+long long gktest_psql_int(const char *sql);
 /* Waits (up to 10 s) until the business has had at least n admission ticks. */
 void gktest_wait_ticks(const char *business, long long n);
 /* A unique id with the given prefix ("biz" -> "biz-<pid>-<n>"), for tests that must not share
