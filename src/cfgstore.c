@@ -126,6 +126,12 @@ static const char sql_ensure[] =
 static const char sql_events_head[] = "INSERT INTO activity_log (event_id, business_id, user_id, event, "
                                       "created_at, client_ip, details) VALUES ";
 static const char sql_events_tail[] = " ON CONFLICT (event_id) DO NOTHING";
+/* Retention: the oldest rows first, by the created_at index (sql/003). */
+static const char sql_prune[] =
+    "DELETE FROM activity_log WHERE id IN (SELECT id FROM activity_log "
+    "WHERE created_at < now() - $1::integer * interval '1 day' ORDER BY created_at LIMIT $2::integer)";
+/* Any fixed number: the advisory lock that lets one process prune at a time. */
+#define PRUNE_LOCK "7351082461"
 /* before_id = INT64_MAX for the first page, so one statement (and one index range) serves all. */
 static const char sql_activity[] =
     "SELECT id, event_id, business_id, user_id, event, "
@@ -1056,6 +1062,40 @@ gk_cfgstore_activity(struct gk_cfgstore *cs, const char *business, int64_t befor
     for (int i = 0; i < PQntuples(res); i++) {
         read_activity_row(res, i, &row); /* checked above */
         fn(arg, &row);
+    }
+out:
+    PQclear(res);
+    return rc;
+}
+
+enum gk_err
+gk_cfgstore_prune_activity(struct gk_cfgstore *cs, uint32_t days, int64_t budget_ms, int64_t *deleted)
+{
+    char d[U32_BUF], b[U32_BUF];
+    const char *params[2] = {d, b};
+    PGresult *res = NULL;
+    int64_t t0 = gk_mono_ms(), n;
+    enum gk_err rc;
+
+    *deleted = 0;
+    rc = run(cs, "SELECT pg_try_advisory_lock(" PRUNE_LOCK ")", 0, NULL, &res);
+    if (rc != GK_OK || strcmp(PQgetvalue(res, 0, 0), "t") != 0)
+        goto out;
+    snprintf(d, sizeof(d), "%" PRIu32, days);
+    snprintf(b, sizeof(b), "%d", GK_ACTIVITY_PRUNE_BATCH);
+    do {
+        PQclear(res);
+        rc = run(cs, sql_prune, 2, params, &res);
+        if (rc != GK_OK)
+            break;
+        n = strtoll(PQcmdTuples(res), NULL, 10);
+        *deleted += n;
+    } while (n == GK_ACTIVITY_PRUNE_BATCH && gk_mono_ms() - t0 < budget_ms);
+    /* A connection that broke meanwhile took the lock with it. */
+    if (cs->conn != NULL) {
+        PQclear(res);
+        if (run(cs, "SELECT pg_advisory_unlock(" PRUNE_LOCK ")", 0, NULL, &res) != GK_OK)
+            disconnect(cs); /* ending the session releases the lock */
     }
 out:
     PQclear(res);

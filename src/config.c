@@ -54,6 +54,7 @@ static const struct key keys[] = {
     {"SHUTDOWN_TIMEOUT", T_U32, GK_PROG_SERVER, OPTIONAL, "10", 1, 3600, F(shutdown_timeout)},
     {"LOG_LEVEL", T_LEVEL, BOTH, OPTIONAL, "info", 0, 0, F(log_level)},
     {"HEARTBEAT_FILE", T_STR, GK_PROG_WORKER, OPTIONAL, NULL, 0, 0, F(heartbeat_file)},
+    {"ACTIVITY_RETENTION_DAYS", T_U32, GK_PROG_WORKER, OPTIONAL, "30", 0, 36500, F(activity_retention_days)},
     {"GK_TEST_CLOCK", T_FLAG, BOTH, OPTIONAL, "0", 0, 0, F(test_clock)},
 };
 
@@ -307,8 +308,10 @@ gk_config_log(const struct gk_config *c, enum gk_program prog)
                c->shutdown_timeout);
     } else {
         GK_LOG(GK_LOG_INFO, "config",
-               "msg=\"configuration\" redis=%s:%u/%u database=\"%s\" heartbeat_file=\"%s\"", c->redis.host,
-               c->redis.port, c->redis.db, db, gk_log_escape(c->heartbeat_file, hb, sizeof(hb)));
+               "msg=\"configuration\" redis=%s:%u/%u database=\"%s\" heartbeat_file=\"%s\" "
+               "activity_retention_days=%u",
+               c->redis.host, c->redis.port, c->redis.db, db,
+               gk_log_escape(c->heartbeat_file, hb, sizeof(hb)), c->activity_retention_days);
     }
     if (c->test_clock)
         GK_LOG(GK_LOG_WARN, "config", "msg=\"GK_TEST_CLOCK is on: Redis time can be moved; tests only\"");

@@ -8,6 +8,11 @@
  * between the two) is delivered again and written as nothing, because event ids are unique. A
  * failed write leaves the batch pending for this consumer, which retries it first; entries left
  * pending by a consumer that died are claimed by a live one after CLAIM_IDLE_MS.
+ *
+ * The same thread enforces ACTIVITY_RETENTION_DAYS at start and every PRUNE_EVERY_MS: a pass
+ * deletes old rows in bounded batches for at most PRUNE_BUDGET_MS, so the consumer is held up
+ * that long at most, and a backlog of old rows is worked off over several passes. Of several
+ * workers only one prunes at a time (cfgstore's advisory lock).
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -28,6 +33,8 @@
 #define CLAIM_IDLE_MS 10000
 #define CLAIM_BUDGET_MS 1000 /* per stream and pass */
 #define REGROUP_EVERY_MS 10000
+#define PRUNE_EVERY_MS 60000
+#define PRUNE_BUDGET_MS 1000
 
 struct consumer {
     struct gk_activity *a;
@@ -37,6 +44,7 @@ struct consumer {
     struct gk_event *events;
     bool pg_up;
     int64_t written; /* rows committed, for the log */
+    int64_t pruned_at;
 };
 
 static void
@@ -148,6 +156,24 @@ claim_all(struct consumer *c, char (*ids)[GK_ID_BUF], size_t n)
     return handled;
 }
 
+/* Deletes the rows past the retention, when it is time to. A failure waits for the next pass. */
+static void
+prune(struct consumer *c)
+{
+    uint32_t days = c->a->cfg->activity_retention_days;
+    int64_t deleted;
+
+    if (days == 0 || (c->pruned_at != 0 && gk_mono_ms() - c->pruned_at < PRUNE_EVERY_MS))
+        return;
+    c->pruned_at = gk_mono_ms();
+    if (gk_cfgstore_prune_activity(c->db, days, PRUNE_BUDGET_MS, &deleted) != GK_OK)
+        GK_LOG(GK_LOG_WARN, "activity", "msg=\"activity retention pass failed\" deleted=%lld err=\"%s\"",
+               (long long)deleted, gk_cfgstore_errmsg(c->db));
+    else if (deleted > 0)
+        GK_LOG(GK_LOG_INFO, "activity", "msg=\"old activity deleted\" rows=%lld older_than_days=%u",
+               (long long)deleted, days);
+}
+
 void *
 gk_activity_run(void *arg)
 {
@@ -167,6 +193,7 @@ gk_activity_run(void *arg)
         bool ok = true;
         long got;
 
+        prune(&c);
         if (n == 0) {
             free(ids);
             nap(200);

@@ -82,6 +82,15 @@ GK_MUSTCHECK enum gk_err gk_cfgstore_wait_changes(struct gk_cfgstore *cs, int ti
 GK_MUSTCHECK enum gk_err gk_cfgstore_insert_events(struct gk_cfgstore *cs, const struct gk_event *events,
                                                    size_t n);
 
+/* Deletes activity_log rows created more than days ago, oldest first, GK_ACTIVITY_PRUNE_BATCH rows
+ * per statement (so no statement holds its locks for long), until a statement deletes fewer or
+ * budget_ms has passed; *deleted gets the count. Under a session advisory lock: while another
+ * process holds it (another worker pruning), nothing is deleted and the answer is GK_OK with
+ * *deleted 0. GK_EPG on database failure (what was deleted so far stays deleted). */
+#define GK_ACTIVITY_PRUNE_BATCH 10000
+GK_MUSTCHECK enum gk_err gk_cfgstore_prune_activity(struct gk_cfgstore *cs, uint32_t days, int64_t budget_ms,
+                                                    int64_t *deleted);
+
 /* One activity_log row as read back. */
 struct gk_activity_row {
     int64_t id;         /* activity_log.id: increasing in insertion order */

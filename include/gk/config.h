@@ -55,8 +55,9 @@ struct gk_config {
     uint32_t connection_timeout;     /* seconds an idle connection is kept, and to send a request */
     uint32_t shutdown_timeout;       /* seconds in-flight requests get after SIGTERM */
     enum gk_log_level log_level;
-    char heartbeat_file[256]; /* worker: touched after every pass; "" = none */
-    bool test_clock;          /* GK_TEST_CLOCK: tests may move Redis time (loopback only) */
+    char heartbeat_file[256];         /* worker: touched after every pass; "" = none */
+    uint32_t activity_retention_days; /* worker: activity_log rows older are deleted; 0 = keep */
+    bool test_clock;                  /* GK_TEST_CLOCK: tests may move Redis time (loopback only) */
 };
 
 /* getenv-like lookup, so tests can load from a table instead of the process environment.

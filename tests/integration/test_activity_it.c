@@ -3,7 +3,8 @@
  * test_activity_it.c -- GET /stats and GET /activity on the built server, and the activity-log
  * queries of cfgstore, against real Redis and PostgreSQL: counters, auth, query validation,
  * paging, idempotent and ordered batch inserts, config changes and business creation in the log,
- * and 503 answers while Redis or PostgreSQL is down. Every test uses its own business ids.
+ * and 503 answers while Redis or PostgreSQL is down; the worker's retention (ACTIVITY_RETENTION_DAYS).
+ * Every test uses its own business ids.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -676,6 +677,97 @@ START_TEST(stats_is_503_while_redis_is_down)
 }
 END_TEST
 
+/* ---- retention ---- */
+
+/* n activity rows of biz created days ago, straight into PostgreSQL. */
+static void
+insert_aged(const char *biz, int days, int n)
+{
+    char sql[512], out[64];
+
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO activity_log (event_id, business_id, event, created_at) SELECT 'test/%s/%d/' || g, "
+             "'%s', 'enqueue', now() - interval '%d days' FROM generate_series(1, %d) g",
+             biz, days, biz, days, n);
+    gktest_psql(out, sizeof(out), sql);
+}
+
+/* Rows of biz created more (older) or less than days ago. */
+static long long
+count_aged(const char *biz, bool older, int days)
+{
+    char sql[256];
+
+    snprintf(
+        sql, sizeof(sql),
+        "SELECT count(*) FROM activity_log WHERE business_id = '%s' AND created_at %s now() - interval '%d "
+        "days'",
+        biz, older ? "<" : ">=", days);
+    return gktest_psql_int(sql);
+}
+
+START_TEST(worker_deletes_activity_past_the_retention)
+{
+    struct gktest_server w;
+    char biz[64];
+    long long t0;
+
+    gktest_unique_id("ret", biz, sizeof(biz));
+    /* More than one batch of old rows, and some a day inside the default of 30 days. */
+    insert_aged(biz, 31, GK_ACTIVITY_PRUNE_BATCH + 5000);
+    insert_aged(biz, 29, 10);
+    gktest_worker_start(&w, NULL);
+    /* The first pass runs at start. */
+    for (t0 = gktest_ms(); count_aged(biz, true, 30) > 0; gktest_sleep_ms(200))
+        ck_assert_msg(gktest_ms() - t0 < 15000, "old rows still there after 15 s; see %s", w.log);
+    ck_assert_int_eq(count_aged(biz, false, 30), 10);
+    gktest_server_stop(&w);
+}
+END_TEST
+
+START_TEST(retention_zero_keeps_everything)
+{
+    static const char *const keep[] = {"ACTIVITY_RETENTION_DAYS=0", NULL};
+    static const char *const five[] = {"ACTIVITY_RETENTION_DAYS=5", NULL};
+    struct gktest_server w;
+    char biz[64];
+    long long t0;
+
+    gktest_unique_id("ret", biz, sizeof(biz));
+    insert_aged(biz, 3650, 5);
+    insert_aged(biz, 6, 5);
+    gktest_worker_start(&w, keep);
+    gktest_sleep_ms(3000); /* well past the first pass of a worker that prunes */
+    gktest_server_stop(&w);
+    ck_assert_int_eq(count_aged(biz, true, 0), 10);
+    /* Any other number of days is honoured. */
+    gktest_worker_start(&w, five);
+    for (t0 = gktest_ms(); count_aged(biz, true, 5) > 0; gktest_sleep_ms(200))
+        ck_assert_msg(gktest_ms() - t0 < 15000, "old rows still there after 15 s; see %s", w.log);
+    gktest_server_stop(&w);
+}
+END_TEST
+
+START_TEST(bad_retention_stops_the_worker_at_start)
+{
+    static const char *const bad[] = {"-1", "x", "36501", "1.5"};
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char redis[256], db[256], days[64], err[1024];
+        const char *env[] = {redis, db, days, NULL};
+        int rc;
+
+        snprintf(redis, sizeof(redis), "REDIS_URL=%s", gktest_env("GK_TEST_REDIS_URL"));
+        snprintf(db, sizeof(db), "DATABASE_URL=%s", gktest_env("GK_TEST_DATABASE_URL"));
+        snprintf(days, sizeof(days), "ACTIVITY_RETENTION_DAYS=%s", bad[i]);
+        rc = gktest_run_binary("gatekeeper-worker", env, err, sizeof(err));
+        ck_assert_msg(rc == 2, "%s: exit %d, stderr: %s", days, rc, err);
+        ck_assert_msg(strstr(err, "ACTIVITY_RETENTION_DAYS must be an integer between 0 and 36500") != NULL,
+                      "%s: %s", days, err);
+    }
+}
+END_TEST
+
 Suite *
 activity_it_suite(void)
 {
@@ -683,6 +775,7 @@ activity_it_suite(void)
     TCase *api = tcase_create("api");
     TCase *store = tcase_create("cfgstore");
     TCase *outage = tcase_create("outages");
+    TCase *retention = tcase_create("retention");
 
     tcase_add_unchecked_fixture(api, gktest_srv_up, gktest_srv_down);
     tcase_set_timeout(api, 30);
@@ -709,5 +802,11 @@ activity_it_suite(void)
     tcase_add_test(outage, activity_is_503_while_postgres_is_down);
     tcase_add_test(outage, stats_is_503_while_redis_is_down);
     suite_add_tcase(s, outage);
+
+    tcase_set_timeout(retention, 60);
+    tcase_add_test(retention, worker_deletes_activity_past_the_retention);
+    tcase_add_test(retention, retention_zero_keeps_everything);
+    tcase_add_test(retention, bad_retention_stops_the_worker_at_start);
+    suite_add_tcase(s, retention);
     return s;
 }

@@ -51,6 +51,7 @@ START_TEST(defaults_and_required)
     ck_assert_int_eq(
         gk_config_load(&c, GK_PROG_WORKER, table_env, (void *)(uintptr_t)worker_env, err, sizeof(err)),
         GK_OK);
+    ck_assert_uint_eq(c.activity_retention_days, 30);
 }
 END_TEST
 
