@@ -45,6 +45,7 @@ static const struct key keys[] = {
     {"JWT_SECRET", T_SECRET, GK_PROG_SERVER, REQUIRED, NULL, 0, 0, F(jwt_secret)},
     {"JWT_SECRET_PREVIOUS", T_SECRET, GK_PROG_SERVER, OPTIONAL, NULL, 0, 0, F(jwt_secret_previous)},
     {"ADMIN_TOKEN", T_SECRET, GK_PROG_SERVER, REQUIRED, NULL, 0, 0, F(admin_token)},
+    {"METRICS_TOKEN", T_SECRET, GK_PROG_SERVER, OPTIONAL, NULL, 0, 0, F(metrics_token)},
     {"BUSINESS_IDS", T_IDS, GK_PROG_SERVER, OPTIONAL, NULL, 0, 0, F(business_ids)},
     {"TRUSTED_PROXIES", T_CIDRS, GK_PROG_SERVER, OPTIONAL, NULL, 0, 0, F(trusted_proxies)},
     {"HTTP_THREADS", T_U32, GK_PROG_SERVER, OPTIONAL, "2", 1, 64, F(http_threads)},
@@ -300,10 +301,12 @@ gk_config_log(const struct gk_config *c, enum gk_program prog)
     if (prog == GK_PROG_SERVER) {
         GK_LOG(GK_LOG_INFO, "config",
                "msg=\"configuration\" bind=%s port=%u redis=%s:%u/%u database=\"%s\" jwt_secret=*** "
-               "jwt_secret_previous=%s admin_token=*** business_ids=%zu trusted_proxies=%zu http_threads=%u "
+               "jwt_secret_previous=%s admin_token=*** metrics_token=%s business_ids=%zu trusted_proxies=%zu "
+               "http_threads=%u "
                "max_connections=%u max_connections_per_ip=%u connection_timeout=%u shutdown_timeout=%u",
                c->bind, c->port, c->redis.host, c->redis.port, c->redis.db, db,
-               c->jwt_secret_previous[0] != '\0' ? "***" : "unset", c->n_business_ids, c->n_trusted_proxies,
+               c->jwt_secret_previous[0] != '\0' ? "***" : "unset",
+               c->metrics_token[0] != '\0' ? "***" : "unset", c->n_business_ids, c->n_trusted_proxies,
                c->http_threads, c->max_connections, c->max_connections_per_ip, c->connection_timeout,
                c->shutdown_timeout);
     } else {

@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include <json-c/json.h>
 
@@ -30,16 +29,10 @@ enum auth { AUTH_NONE, AUTH_OPERATOR, AUTH_BUSINESS };
 static enum auth
 authenticate(const struct gk_ctx *ctx, const struct gk_req *req)
 {
-    const char *h = gk_req_header(req, "Authorization");
-    const char *key;
     size_t len;
+    const char *key = gk_bearer(req, &len);
 
-    if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
-        return AUTH_NONE;
-    for (key = h + 7; *key == ' '; key++)
-        ;
-    len = strnlen(key, GK_SECRET_MAX + 1);
-    if (len == 0 || len > GK_SECRET_MAX)
+    if (key == NULL)
         return AUTH_NONE;
     if (gk_key_matches_hash(key, len, ctx->app->operator_key_hash))
         return AUTH_OPERATOR;

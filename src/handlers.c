@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <json-c/json.h>
 
@@ -86,6 +87,20 @@ gk_reply_error(struct gk_resp *resp, int status, const char *code, const char *m
     if (field != NULL)
         json_object_object_add(o, "field", json_object_new_string(field));
     gk_reply_json(resp, status, o);
+}
+
+const char *
+gk_bearer(const struct gk_req *req, size_t *len)
+{
+    const char *h = gk_req_header(req, "Authorization");
+    const char *key;
+
+    if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
+        return NULL;
+    for (key = h + 7; *key == ' '; key++)
+        ;
+    *len = strnlen(key, GK_SECRET_MAX + 1);
+    return *len == 0 || *len > GK_SECRET_MAX ? NULL : key;
 }
 
 /* Both spellings, because many proxies drop headers with underscores. Reverse proxies calling
@@ -232,8 +247,7 @@ gk_handlers_dispatch(void *arg, const struct gk_req *req, struct gk_resp *resp)
         return;
     }
     resp->route = route->name;
-    if (route->run == GK_RUN_OFFLOAD ||
-        (route->run == GK_RUN_OFFLOAD_DEEP && gk_req_query(req, "shallow") == NULL)) {
+    if (route->run == GK_RUN_OFFLOAD) {
         gk_req_offload(req, serve_offloaded, arg);
         return;
     }

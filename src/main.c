@@ -17,7 +17,7 @@
 #include "gk/handlers.h"
 #include "gk/http.h"
 #include "gk/log.h"
-#include "gk/store.h"
+#include "gk/monitor.h"
 #include "gk/token.h"
 
 static volatile sig_atomic_t stop_signal;
@@ -52,6 +52,8 @@ main(void)
     gk_log_set_level(cfg.log_level);
     gk_config_log(&cfg, GK_PROG_SERVER);
     gk_sha256_hex(cfg.admin_token, strlen(cfg.admin_token), app.operator_key_hash);
+    if (cfg.metrics_token[0] != '\0')
+        gk_sha256_hex(cfg.metrics_token, strlen(cfg.metrics_token), app.metrics_token_hash);
     signal(SIGPIPE, SIG_IGN);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
@@ -70,6 +72,11 @@ main(void)
     if (gk_handlers_init() != GK_OK ||
         gk_confcache_start(app.cache, cfg.database_url, (const char(*)[GK_ID_BUF])cfg.business_ids,
                            cfg.n_business_ids) != GK_OK) {
+        GK_LOG(GK_LOG_ERROR, "main", "msg=\"cannot start threads\"");
+        goto out;
+    }
+    app.monitor = gk_monitor_start(&cfg, app.cache);
+    if (app.monitor == NULL) {
         GK_LOG(GK_LOG_ERROR, "main", "msg=\"cannot start threads\"");
         goto out;
     }
@@ -105,6 +112,7 @@ main(void)
 out:
     /* Each loop's pipeline answers whatever still waits for Redis before its connections close. */
     gk_http_stop(http);
+    gk_monitor_stop(app.monitor);
     gk_confcache_stop(app.cache);
     gk_confcache_free(app.cache);
     gk_token_keys_free(app.tokens);

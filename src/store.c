@@ -207,26 +207,17 @@ key(char *out, const char *business, const char *suffix)
     snprintf(out, KEY_BUF, "gk:{%s}:%s", business, suffix);
 }
 
-/* Runs script s of business (NULL for a script that reads no clock) with its keys and args; NULL
- * (error text set) on any failure or
- * error reply. EVALSHA first; a Redis that lost its script cache (restart, SCRIPT FLUSH) gets the
- * body once through EVAL, which also caches it again. */
-static redisReply *
-run_script(struct gk_store *st, enum script s, const char *business, int nkeys, const char *const *keys,
-           int nargs, const char *const *args)
+/* The EVALSHA of script s into argv (room for 5 + nkeys + nargs); numkeys and clock are the
+ * caller's buffers that argv points into. Returns argc. */
+static int
+script_argv(const struct gk_store *st, enum script s, const char *business, int nkeys,
+            const char *const *keys, int nargs, const char *const *args, const char **argv, char numkeys[8],
+            char clock[KEY_BUF])
 {
-    const char *small[ARGS_MAX], **argv = small;
-    char numkeys[8], clock[KEY_BUF];
     bool clocked = script_reads_clock[s];
     int n = 0;
-    redisReply *r;
 
-    if (connect_if_needed(st) != GK_OK)
-        return NULL;
-    /* Only acknowledging a batch of events needs more than the stack array. */
-    if (5 + nkeys + nargs > ARGS_MAX)
-        argv = gk_xcalloc((size_t)(5 + nkeys + nargs), sizeof(*argv));
-    snprintf(numkeys, sizeof(numkeys), "%d", nkeys + clocked);
+    snprintf(numkeys, 8, "%d", nkeys + clocked);
     if (clocked)
         key(clock, business, "clock");
     argv[n++] = "EVALSHA";
@@ -240,6 +231,28 @@ run_script(struct gk_store *st, enum script s, const char *business, int nkeys, 
         argv[n++] = args[i];
     if (clocked)
         argv[n++] = st->test_clock ? "1" : "0";
+    return n;
+}
+
+/* Runs script s of business (NULL for a script that reads no clock) with its keys and args; NULL
+ * (error text set) on any failure or
+ * error reply. EVALSHA first; a Redis that lost its script cache (restart, SCRIPT FLUSH) gets the
+ * body once through EVAL, which also caches it again. */
+static redisReply *
+run_script(struct gk_store *st, enum script s, const char *business, int nkeys, const char *const *keys,
+           int nargs, const char *const *args)
+{
+    const char *small[ARGS_MAX], **argv = small;
+    char numkeys[8], clock[KEY_BUF];
+    int n;
+    redisReply *r;
+
+    if (connect_if_needed(st) != GK_OK)
+        return NULL;
+    /* Only acknowledging a batch of events needs more than the stack array. */
+    if (5 + nkeys + nargs > ARGS_MAX)
+        argv = gk_xcalloc((size_t)(5 + nkeys + nargs), sizeof(*argv));
+    n = script_argv(st, s, business, nkeys, keys, nargs, args, argv, numkeys, clock);
     r = command(st, n, argv);
     if (r != NULL && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
         freeReplyObject(r);
@@ -588,29 +601,30 @@ out:
     return rc;
 }
 
-enum gk_err
-gk_store_stats(struct gk_store *st, const char *business, struct gk_stats_out *out)
+/* The stats script's keys of business, into k and keys. */
+static void
+stats_keys(const char *business, char k[4][KEY_BUF], const char *keys[4])
 {
-    char k[4][KEY_BUF];
-    const char *keys[4] = {k[0], k[1], k[2], k[3]};
-    enum gk_err rc = GK_EREDIS;
-    redisReply *r;
-
     key(k[0], business, "wait");
     key(k[1], business, "ready");
     key(k[2], business, "stats");
     key(k[3], business, "events");
-    r = run_script(st, S_STATS, business, 4, keys, 0, NULL);
-    if (r == NULL)
-        return GK_EREDIS;
+    for (int i = 0; i < 4; i++)
+        keys[i] = k[i];
+}
+
+/* Reads the stats script's reply into *out; false (error text set) if it has another shape. */
+static bool
+parse_stats(struct gk_store *st, const redisReply *r, struct gk_stats_out *out)
+{
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 12 || r->element[5]->type != REDIS_REPLY_STRING) {
-        set_error(st, "stats", "unexpected reply");
-        goto out;
+        set_error(st, "stats", r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        return false;
     }
     for (size_t i = 0; i < 12; i++) {
         if (i != 5 && r->element[i]->type != REDIS_REPLY_INTEGER) {
             set_error(st, "stats", "unexpected reply");
-            goto out;
+            return false;
         }
     }
     out->waiting = r->element[0]->integer;
@@ -625,10 +639,89 @@ gk_store_stats(struct gk_store *st, const char *business, struct gk_stats_out *o
     out->evicted_total = r->element[9]->integer;
     out->ticks_total = r->element[10]->integer;
     out->finished_total = r->element[11]->integer;
-    rc = GK_OK;
-out:
+    return true;
+}
+
+enum gk_err
+gk_store_stats(struct gk_store *st, const char *business, struct gk_stats_out *out)
+{
+    char k[4][KEY_BUF];
+    const char *keys[4];
+    enum gk_err rc;
+    redisReply *r;
+
+    stats_keys(business, k, keys);
+    r = run_script(st, S_STATS, business, 4, keys, 0, NULL);
+    if (r == NULL)
+        return GK_EREDIS;
+    rc = parse_stats(st, r, out) ? GK_OK : GK_EREDIS;
     freeReplyObject(r);
     return rc;
+}
+
+/* Sends the stats script of every business in ids[0..n) at once, then reads the n replies in
+ * order. *noscript tells whether Redis had lost the script (the caller loads it and asks again). */
+static enum gk_err
+stats_round(struct gk_store *st, const char (*ids)[GK_ID_BUF], size_t n, struct gk_stats_out *out,
+            bool *noscript)
+{
+    enum gk_err rc = GK_OK;
+
+    *noscript = false;
+    for (size_t i = 0; i < n; i++) {
+        char k[4][KEY_BUF], numkeys[8], clock[KEY_BUF];
+        const char *keys[4], *argv[ARGS_MAX];
+        int argc;
+
+        stats_keys(ids[i], k, keys);
+        argc = script_argv(st, S_STATS, ids[i], 4, keys, 0, NULL, argv, numkeys, clock);
+        /* hiredis formats the command at once, so the buffers may go. */
+        if (redisAppendCommandArgv(st->ctx, argc, argv, NULL) != REDIS_OK) {
+            set_error(st, "command", st->ctx->errstr);
+            drop(st);
+            return GK_EREDIS;
+        }
+    }
+    /* Every reply is read, also after a bad one, so the connection stays in step. */
+    for (size_t i = 0; i < n; i++) {
+        redisReply *r = NULL;
+
+        if (redisGetReply(st->ctx, (void **)&r) != REDIS_OK || r == NULL) {
+            set_error(st, "command", st->ctx->errstr);
+            drop(st);
+            return GK_EREDIS;
+        }
+        if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0)
+            *noscript = true;
+        else if (rc == GK_OK && !parse_stats(st, r, &out[i]))
+            rc = GK_EREDIS;
+        freeReplyObject(r);
+    }
+    return *noscript ? GK_EREDIS : rc;
+}
+
+enum gk_err
+gk_store_stats_many(struct gk_store *st, const char (*ids)[GK_ID_BUF], size_t n, struct gk_stats_out *out)
+{
+    for (size_t i = 0; i < n; i += GK_STORE_PIPELINE_MAX) {
+        size_t k = n - i < GK_STORE_PIPELINE_MAX ? n - i : GK_STORE_PIPELINE_MAX;
+        enum gk_err rc = connect_if_needed(st);
+        bool noscript;
+
+        if (rc == GK_OK)
+            rc = stats_round(st, ids + i, k, out + i, &noscript);
+        /* A Redis that lost its script cache (a restart) gets the body once, then the round again. */
+        if (rc != GK_OK && st->ctx != NULL && noscript) {
+            const char *argv[] = {"SCRIPT", "LOAD", script_src[S_STATS]};
+            redisReply *r = command(st, 3, argv);
+
+            freeReplyObject(r);
+            rc = r != NULL ? stats_round(st, ids + i, k, out + i, &noscript) : GK_EREDIS;
+        }
+        if (rc != GK_OK)
+            return rc;
+    }
+    return GK_OK;
 }
 
 /* A bucket's field in the worker histogram: its bound in microseconds, "inf" past the last. */

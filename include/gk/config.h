@@ -45,6 +45,7 @@ struct gk_config {
     char jwt_secret[GK_SECRET_MAX + 1];
     char jwt_secret_previous[GK_SECRET_MAX + 1]; /* "" when unset */
     char admin_token[GK_SECRET_MAX + 1];
+    char metrics_token[GK_SECRET_MAX + 1]; /* "" = GET /metrics needs no token */
     size_t n_business_ids;
     char business_ids[GK_BUSINESS_IDS_MAX][GK_ID_BUF];
     size_t n_trusted_proxies;

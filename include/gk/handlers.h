@@ -21,12 +21,16 @@
 #include "gk/http.h"
 #include "gk/token.h"
 
+struct gk_monitor;
+
 /* Shared by all threads; read-only once the server runs. */
 struct gk_app {
     const struct gk_config *cfg;
     struct gk_confcache *cache;
     struct gk_token_keys *tokens;
-    char operator_key_hash[GK_SHA256_HEX_BUF]; /* SHA-256 of ADMIN_TOKEN */
+    struct gk_monitor *monitor;                 /* what /health and /metrics report */
+    char operator_key_hash[GK_SHA256_HEX_BUF];  /* SHA-256 of ADMIN_TOKEN */
+    char metrics_token_hash[GK_SHA256_HEX_BUF]; /* SHA-256 of METRICS_TOKEN; "" = /metrics is open */
 };
 
 /* What a handler gets. store and db belong to the calling offload thread (NULL on a loop thread):
@@ -48,6 +52,9 @@ void gk_handlers_dispatch(void *arg, const struct gk_req *req, struct gk_resp *r
  * outlive the server. */
 struct gk_http_companion gk_handlers_companion(const struct gk_app *app);
 
+/* The key of an "Authorization: Bearer <key>" header and its length into *len, or NULL when there
+ * is none, or it is empty or longer than GK_SECRET_MAX. Borrowed for the handler call. */
+const char *gk_bearer(const struct gk_req *req, size_t *len);
 /* The business header in any accepted spelling, or NULL. Borrowed for the handler call. */
 const char *gk_business_header(const struct gk_req *req);
 /* 400 missing_header / invalid_header for the business header, 404 unknown_business (503 while

@@ -19,7 +19,6 @@ typedef void (*gk_handler_fn)(struct gk_ctx *ctx, const struct gk_req *req, stru
 enum gk_route_run {
     GK_RUN_LOOP,
     GK_RUN_OFFLOAD,
-    GK_RUN_OFFLOAD_DEEP, /* offloaded unless the query has "shallow" (/health?shallow) */
 };
 
 struct gk_route {

@@ -182,6 +182,11 @@ struct gk_stats_out {
 
 /* Counters and sizes of business's queue, in one round trip. */
 GK_MUSTCHECK enum gk_err gk_store_stats(struct gk_store *st, const char *business, struct gk_stats_out *out);
+/* The same for the n businesses ids[0..n) into out[0..n), pipelined: one round trip per
+ * GK_STORE_PIPELINE_MAX businesses. out is meaningful only on GK_OK. */
+#define GK_STORE_PIPELINE_MAX 256
+GK_MUSTCHECK enum gk_err gk_store_stats_many(struct gk_store *st, const char (*ids)[GK_ID_BUF], size_t n,
+                                             struct gk_stats_out *out);
 
 struct gk_tick_args {
     uint32_t admission_limit;

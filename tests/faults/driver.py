@@ -43,6 +43,9 @@ REQ_TIMEOUT = 10.0
 # appendfsync everysec: the AOF is fsynced about once a second, and while an fsync is slow Redis
 # holds writes back for up to 2 s; so a crash loses at most about the last 2 s of writes.
 AOF_WINDOW = 2.0
+# Deep /health answers from the monitor's last background pass (src/monitor.c): up to one period
+# (GK_MONITOR_PERIOD_MS, 2 s) plus the pass itself behind an outage or a recovery.
+HEALTH_LAG = 2.5
 
 now = time.monotonic
 
@@ -975,8 +978,9 @@ async def pg_outage(r, apis, workers):
     c = crowd.counts()
     bad = {k_: v for k_, v in c.items() if not (k_[1] == 200 or k_[1] == 429)}
     ph.check(not bad, f"queue traffic had errors: {bad}")
-    # Every health check asked while PostgreSQL was surely down says so, and names the culprit.
-    during = [h for h in health if t_down <= h[0] and h[1] <= t_start]
+    # Every health check asked while PostgreSQL was surely down, and the monitor had seen it, says
+    # so and names the culprit.
+    during = [h for h in health if t_down + HEALTH_LAG <= h[0] and h[1] <= t_start]
     wrong = [h for h in during if not (h[2] == 503 and h[3] != "ok" and h[4] == "ok")]
     ph.check(len(during) >= 5 and not wrong, f"/health while PostgreSQL was down: {wrong[:3] or during}")
     back = min((h[1] for h in health if h[0] > t_up and h[2] == 200), default=None)
@@ -1011,8 +1015,8 @@ async def pg_outage(r, apis, workers):
            f"{pct(lat[True], 0.99) * 1000:.0f} ms, otherwise {pct(lat[False], 0.5) * 1000:.0f}/"
            f"{pct(lat[False], 0.99) * 1000:.0f} ms")
     ph.say(f"PostgreSQL down {t_up - t_down:.1f} s; /health said 503 (postgres not ok, redis ok) "
-           f"all {len(during)} times asked meanwhile, and 200 again {(back or t_up) - t_up:.2f} s "
-           f"after PostgreSQL was back")
+           f"all {len(during)} times asked from {HEALTH_LAG} s into it, and 200 again "
+           f"{(back or t_up) - t_up:.2f} s after PostgreSQL was back")
     ph.say(f"up to {backlog_max} events waited in Redis; drained {(drained or now()) - t_up:.1f} s after "
            f"PostgreSQL was back; complete, with the last events of the load, {caught_up:.1f} s after: "
            f"{rows} rows, exactly the events that happened, each once")

@@ -203,7 +203,7 @@ START_TEST(postgres_outage_loses_nothing)
     {
         struct gktest_resp r;
 
-        gktest_http(gktest_srv.port, "GET", "/health", NULL, NULL, &r);
+        gktest_health_until(gktest_srv.port, 503, 300, &r);
         ck_assert_int_eq(r.status, 503); /* PostgreSQL is down */
         ck_assert_int_ge(gktest_json_int(&r, "activity_backlog"), 300);
         gktest_resp_free(&r);

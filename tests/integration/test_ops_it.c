@@ -6,7 +6,9 @@
  * real worker; the OpenAPI document against the route table and the server itself, and the
  * configuration schema against bizconf's ranges.
  */
+#include <pthread.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -368,6 +370,23 @@ scrape(void)
     return body;
 }
 
+/* Scrapes until series has the value want, or GKTEST_REFRESH_MS has passed; returns the last body
+ * (caller frees). */
+static char *
+scrape_until(const char *series, double want)
+{
+    long long t0 = gktest_ms();
+
+    for (;;) {
+        char *text = scrape();
+
+        if (series_value(text, series) == want || gktest_ms() - t0 > GKTEST_REFRESH_MS)
+            return text;
+        free(text);
+        gktest_sleep_ms(100);
+    }
+}
+
 static int
 enqueue(const char *biz, const char *user)
 {
@@ -437,7 +456,8 @@ START_TEST(metrics_count_requests_rejections_and_queues)
     gktest_http(gktest_srv.port, "GET", "/no-such-path", NULL, NULL, &r);
     gktest_resp_free(&r);
 
-    text = scrape();
+    snprintf(series, sizeof(series), "gatekeeper_enqueued_total{business=\"%s\"}", biz);
+    text = scrape_until(series, 1);
     promtool_check(text);
     ck_assert_double_ge(series_value(text, "gatekeeper_http_requests_total{route=\"enqueue\",code=\"200\"}"),
                         1);
@@ -486,7 +506,8 @@ START_TEST(metrics_show_worker_ticks_and_admissions)
     gktest_wait_ticks(biz, 1);
     gktest_server_stop(&w);
 
-    text = scrape();
+    snprintf(series, sizeof(series), "gatekeeper_admitted_total{business=\"%s\"}", biz);
+    text = scrape_until(series, 2);
     promtool_check(text);
     ck_assert_double_gt(series_value(text, "gatekeeper_worker_tick_duration_seconds_count"), before);
     ck_assert_double_eq(series_value(text, "gatekeeper_worker_tick_duration_seconds_bucket{le=\"+Inf\"}"),
@@ -818,18 +839,23 @@ redis_up_unchecked(void)
 
 START_TEST(metrics_without_redis_keep_the_request_counters)
 {
-    char biz[64], *text;
+    char biz[64], *text = NULL;
     struct gktest_resp r;
-    int status;
+    int status = 0;
 
     gktest_new_business(gktest_srv.port, "{}", biz, sizeof(biz));
     /* No ck_assert between stop and start: a failed check must not leave Redis down. */
     gktest_redisctl("stop");
-    gktest_http(gktest_srv.port, "GET", "/metrics", NULL, NULL, &r);
-    status = r.status;
-    text = r.body;
-    r.body = NULL;
-    gktest_resp_free(&r);
+    for (long long t0 = gktest_ms(); gktest_ms() - t0 < GKTEST_REFRESH_MS; gktest_sleep_ms(100)) {
+        free(text);
+        gktest_http(gktest_srv.port, "GET", "/metrics", NULL, NULL, &r);
+        status = r.status;
+        text = r.body;
+        r.body = NULL;
+        gktest_resp_free(&r);
+        if (status != 200 || series_value(text, "gatekeeper_redis_up") == 0)
+            break;
+    }
     gktest_redisctl("start");
     ck_assert_int_eq(status, 200);
     check_exposition(text);
@@ -840,6 +866,179 @@ START_TEST(metrics_without_redis_keep_the_request_counters)
 }
 END_TEST
 
+START_TEST(health_names_no_error_text)
+{
+    struct gktest_resp r;
+    char *body;
+    int status;
+
+    gktest_redisctl("stop");
+    gktest_health_until(gktest_srv.port, 503, -1, &r);
+    gktest_redisctl("start");
+    status = r.status;
+    body = r.body;
+    r.body = NULL;
+    gktest_resp_free(&r);
+    ck_assert_msg(status == 503, "/health said %d within %d ms of Redis stopping: %s", status,
+                  GKTEST_REFRESH_MS, body);
+    ck_assert_msg(strstr(body, "\"redis\":\"unavailable\"") != NULL, "%s", body);
+    ck_assert_msg(strstr(body, "\"postgres\":\"ok\"") != NULL, "%s", body);
+    ck_assert_msg(strstr(body, "connect") == NULL && strstr(body, "refused") == NULL, "error text: %s", body);
+    free(body);
+}
+END_TEST
+
+/* ---- METRICS_TOKEN ---- */
+
+#define METRICS_TOKEN "metrics-token-0123456789abcdefghijklmnopq"
+
+static struct gktest_server token_srv;
+
+static void
+token_srv_up(void)
+{
+    static const char *const env[] = {"METRICS_TOKEN=" METRICS_TOKEN, NULL};
+
+    gktest_server_start(&token_srv, env);
+}
+
+static void
+token_srv_down(void)
+{
+    gktest_server_stop(&token_srv);
+}
+
+START_TEST(metrics_token_is_required_when_set)
+{
+    static const char *const refused[] = {
+        NULL, "Authorization: Bearer wrong-token\r\n", "Authorization: Bearer " METRICS_TOKEN "x\r\n",
+        "Authorization: Basic " METRICS_TOKEN "\r\n", "Authorization: Bearer " GKTEST_ADMIN_TOKEN "\r\n"};
+    struct gktest_resp r;
+    char www[64];
+
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        gktest_http(token_srv.port, "GET", "/metrics", refused[i], NULL, &r);
+        ck_assert_msg(r.status == 401, "case %zu: %d %s", i, r.status, r.body);
+        ck_assert_str_eq(gktest_json_str(&r, "error"), "unauthorized");
+        ck_assert_str_eq(gktest_header(&r, "WWW-Authenticate", www, sizeof(www)), "Bearer");
+        gktest_resp_free(&r);
+    }
+    gktest_http(token_srv.port, "GET", "/metrics", "Authorization: Bearer " METRICS_TOKEN "\r\n", NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    check_exposition(r.body);
+    gktest_resp_free(&r);
+    /* The other routes do not ask for it. */
+    gktest_http(token_srv.port, "GET", "/health", NULL, NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    gktest_resp_free(&r);
+}
+END_TEST
+
+/* ---- /metrics and /health under load ---- */
+
+#define LOAD_BUSINESSES 500
+#define LOAD_CLIENTS 24
+#define CONFIG_CALLS 50
+
+struct poller {
+    uint16_t port;
+    const char *path;
+    atomic_bool *stop;
+    long answered;
+};
+
+static void *
+poll_main(void *arg)
+{
+    struct poller *p = arg;
+
+    while (!atomic_load(p->stop)) {
+        struct gktest_resp r;
+
+        gktest_http(p->port, "GET", p->path, NULL, NULL, &r);
+        if (r.status == 200)
+            p->answered++;
+        gktest_resp_free(&r);
+    }
+    return NULL;
+}
+
+static int
+cmp_ll(const void *a, const void *b)
+{
+    long long x = *(const long long *)a, y = *(const long long *)b;
+
+    return (x > y) - (x < y);
+}
+
+/* GET /health's "businesses" on port. */
+static long long
+businesses_known(uint16_t port)
+{
+    struct gktest_resp r;
+    long long n;
+
+    gktest_http(port, "GET", "/health", NULL, NULL, &r);
+    n = r.json != NULL ? gktest_json_int(&r, "businesses") : -1;
+    gktest_resp_free(&r);
+    return n;
+}
+
+/* With 500 businesses, clients polling /metrics and /health as fast as they can cost GET /config
+ * nothing: they read the monitor's snapshot on the event loops, while /config has the offload
+ * threads to itself (each scrape used to make 500 Redis round trips on those threads). */
+START_TEST(polling_metrics_and_health_does_not_slow_config)
+{
+    static struct poller pollers[LOAD_CLIENTS];
+    pthread_t threads[LOAD_CLIENTS];
+    atomic_bool stop = false;
+    long long took[CONFIG_CALLS], t0, before = businesses_known(gktest_srv.port);
+    char prefix[64], sql[256], out[256], biz[64], key[64], h[256];
+    long answered = 0;
+
+    gktest_unique_id("load", prefix, sizeof(prefix));
+    snprintf(sql, sizeof(sql), "INSERT INTO businesses (id) SELECT '%s-' || g FROM generate_series(1, %d) g",
+             prefix, LOAD_BUSINESSES);
+    gktest_psql(out, sizeof(out), sql);
+    for (t0 = gktest_ms(); businesses_known(gktest_srv.port) < before + LOAD_BUSINESSES; gktest_sleep_ms(100))
+        ck_assert_msg(gktest_ms() - t0 < 10000, "the node did not load %d businesses", LOAD_BUSINESSES);
+    gktest_unique_id("cfg", biz, sizeof(biz));
+    gktest_create_business(gktest_srv.port, biz, key, sizeof(key));
+    snprintf(h, sizeof(h), "business_id: %s\r\nAuthorization: Bearer %s\r\n", biz, key);
+
+    for (int i = 0; i < LOAD_CLIENTS; i++) {
+        pollers[i] = (struct poller){gktest_srv.port, i % 2 ? "/health" : "/metrics", &stop, 0};
+        ck_assert_int_eq(pthread_create(&threads[i], NULL, poll_main, &pollers[i]), 0);
+    }
+    gktest_sleep_ms(500);
+    for (int i = 0; i < CONFIG_CALLS; i++) {
+        struct gktest_resp r;
+
+        t0 = gktest_ms();
+        gktest_http(gktest_srv.port, "GET", "/config", h, NULL, &r);
+        took[i] = gktest_ms() - t0;
+        ck_assert_int_eq(r.status, 200);
+        gktest_resp_free(&r);
+        gktest_sleep_ms(20);
+    }
+    atomic_store(&stop, true);
+    for (int i = 0; i < LOAD_CLIENTS; i++) {
+        pthread_join(threads[i], NULL);
+        answered += pollers[i].answered;
+    }
+    snprintf(sql, sizeof(sql), "DELETE FROM businesses WHERE id LIKE '%s-%%'", prefix);
+    gktest_psql(out, sizeof(out), sql);
+    qsort(took, CONFIG_CALLS, sizeof(took[0]), cmp_ll);
+    fprintf(stderr,
+            "ops_it: %d clients answered %ld times; GET /config p50 %lld ms, p99 %lld ms, max %lld ms\n",
+            LOAD_CLIENTS, answered, took[CONFIG_CALLS / 2], took[CONFIG_CALLS * 99 / 100],
+            took[CONFIG_CALLS - 1]);
+    ck_assert_int_gt(answered, 100);
+    ck_assert_msg(took[CONFIG_CALLS * 99 / 100] < 300, "GET /config p99 %lld ms under load",
+                  took[CONFIG_CALLS * 99 / 100]);
+}
+END_TEST
+
 Suite *
 ops_it_suite(void)
 {
@@ -847,6 +1046,8 @@ ops_it_suite(void)
     TCase *checker = tcase_create("checker");
     TCase *tc = tcase_create("metrics_and_docs");
     TCase *outage = tcase_create("outage");
+    TCase *token = tcase_create("metrics_token");
+    TCase *load = tcase_create("load");
 
     tcase_add_test(checker, checker_refuses_bad_text);
     suite_add_tcase(s, checker);
@@ -865,6 +1066,17 @@ ops_it_suite(void)
     tcase_add_checked_fixture(outage, redis_up, redis_up);
     tcase_set_timeout(outage, 60);
     tcase_add_test(outage, metrics_without_redis_keep_the_request_counters);
+    tcase_add_test(outage, health_names_no_error_text);
     suite_add_tcase(s, outage);
+
+    tcase_add_unchecked_fixture(token, token_srv_up, token_srv_down);
+    tcase_set_timeout(token, 30);
+    tcase_add_test(token, metrics_token_is_required_when_set);
+    suite_add_tcase(s, token);
+
+    tcase_add_unchecked_fixture(load, gktest_srv_up, gktest_srv_down);
+    tcase_set_timeout(load, 120);
+    tcase_add_test(load, polling_metrics_and_health_does_not_slow_config);
+    suite_add_tcase(s, load);
     return s;
 }

@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "gk/monitor.h"
+
 /* Exits with a message unless run.sh's variables are all set. */
 void gktest_require_env(void);
 /* Value of a run.sh variable (GK_TEST_REDIS_URL, GK_TEST_DATABASE_URL, GK_TEST_BUILD,
@@ -71,6 +73,14 @@ struct gktest_server {
     uint16_t port;
     char log[512];
 };
+
+/* How long /health and the queue metrics may take to show a change: the monitor's background pass
+ * (gk/monitor.h), twice, plus the time a failing check may take. */
+#define GKTEST_REFRESH_MS (2 * GK_MONITOR_PERIOD_MS + 3000)
+/* Polls GET /health on port until it answers want with an activity_backlog of at least
+ * min_backlog (< 0: any, or none), or GKTEST_REFRESH_MS has passed; the last answer goes into
+ * out (caller frees), whatever it was. Asserts nothing, so it may run while a service is down. */
+void gktest_health_until(uint16_t port, int want, long long min_backlog, struct gktest_resp *out);
 
 /* Starts the server on a free port with the harness's Redis and PostgreSQL, the test secrets and
  * extra "KEY=VALUE" entries (NULL-terminated, may be NULL), and waits until it answers. */

@@ -491,3 +491,24 @@ gktest_srv_down(void)
 {
     gktest_server_stop(&gktest_srv);
 }
+
+void
+gktest_health_until(uint16_t port, int want, long long min_backlog, struct gktest_resp *out)
+{
+    long long t0 = gktest_ms();
+
+    for (;;) {
+        struct json_object *v = NULL;
+
+        gktest_http(port, "GET", "/health", NULL, NULL, out);
+        if (out->status == want &&
+            (min_backlog < 0 ||
+             (out->json != NULL && json_object_object_get_ex(out->json, "activity_backlog", &v) &&
+              json_object_get_int64(v) >= min_backlog)))
+            return;
+        if (gktest_ms() - t0 > GKTEST_REFRESH_MS)
+            return;
+        gktest_resp_free(out);
+        gktest_sleep_ms(100);
+    }
+}

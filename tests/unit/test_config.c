@@ -68,6 +68,7 @@ START_TEST(each_error_names_its_variable)
         {"JWT_SECRET_PREVIOUS=short", "JWT_SECRET_PREVIOUS"},
         {"JWT_SECRET_PREVIOUS=" SECRET, "JWT_SECRET_PREVIOUS"},
         {"ADMIN_TOKEN=abababababababababababababababababab", "ADMIN_TOKEN"},
+        {"METRICS_TOKEN=short", "METRICS_TOKEN"},
         {"BUSINESS_IDS=a:b c", "BUSINESS_IDS"},
         {"TRUSTED_PROXIES=10.0.0.0/8,nonsense", "TRUSTED_PROXIES"},
         {"HTTP_THREADS=65", "HTTP_THREADS"},
