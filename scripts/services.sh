@@ -144,7 +144,8 @@ gk_show_logs() {
 
 # gk_redis_start DIR PORT [redis-server args...]
 # Starts redis-server on 127.0.0.1:PORT with its data, log (redis.log) and pid file in DIR and
-# returns once it answers PING. Fails (after printing the log tail) if it exits, e.g. because
+# returns once it answers PING. Always with maxmemory-policy noeviction, Redis's default but said
+# here: the server and the worker refuse a Redis that may evict keys (queues). Fails (after printing the log tail) if it exits, e.g. because
 # the port is taken; retrying with another port is the caller's business.
 gk_redis_start() {
     local dir=$1 port=$2 pid n
@@ -164,7 +165,8 @@ gk_redis_start() {
     # stdout goes to the log too, for errors printed before redis opens its logfile (both append).
     # shellcheck disable=SC2094
     setsid redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --pidfile "$dir/redis.pid" \
-        --logfile "$dir/redis.log" --daemonize no "$@" </dev/null >>"$dir/redis.log" 2>&1 &
+        --logfile "$dir/redis.log" --daemonize no --maxmemory-policy noeviction "$@" \
+        </dev/null >>"$dir/redis.log" 2>&1 &
     pid=$!
     echo "$pid" >"$dir/redis.pid"
     n=100 # 10 s; loading a large AOF in `make run` can take a while

@@ -2,13 +2,16 @@
 /*
  * main.c -- the API server: reads the environment, starts the config cache and the HTTP server,
  * and stops them in reverse order on SIGINT/SIGTERM: new connections are refused at once,
- * requests in flight get SHUTDOWN_TIMEOUT seconds, then the process exits 0. The only place with
- * process-wide state.
+ * requests in flight get SHUTDOWN_TIMEOUT seconds, then the process exits 0. A Redis that may
+ * evict keys (maxmemory-policy other than noeviction) stops it with exit status 1: before it
+ * listens when Redis answers at start, else once the monitor first reaches Redis. The only place
+ * with process-wide state.
  */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "gk/cfgstore.h"
 #include "gk/confcache.h"
@@ -20,12 +23,20 @@
 #include "gk/monitor.h"
 #include "gk/token.h"
 
-static volatile sig_atomic_t stop_signal;
+static volatile sig_atomic_t stop_signal, refused;
 
 static void
 on_signal(int sig)
 {
     stop_signal = sig;
+}
+
+/* Redis may evict queues (the monitor logged why): stop as on SIGTERM, but exit 1. */
+static void
+on_refused(void)
+{
+    refused = 1;
+    kill(getpid(), SIGTERM);
 }
 
 int
@@ -75,11 +86,13 @@ main(void)
         GK_LOG(GK_LOG_ERROR, "main", "msg=\"cannot start threads\"");
         goto out;
     }
-    app.monitor = gk_monitor_start(&cfg, app.cache);
+    app.monitor = gk_monitor_start(&cfg, app.cache, on_refused);
     if (app.monitor == NULL) {
         GK_LOG(GK_LOG_ERROR, "main", "msg=\"cannot start threads\"");
         goto out;
     }
+    if (refused)
+        goto out; /* before listening: refuse to start */
     opts = (struct gk_http_opts){.bind = cfg.bind,
                                  .port = cfg.port,
                                  .threads = cfg.http_threads,
@@ -108,7 +121,7 @@ main(void)
         GK_LOG(GK_LOG_WARN, "main",
                "msg=\"shutdown timeout; closing the requests still in flight\" in_flight=%d",
                gk_http_in_flight(http));
-    rc = EXIT_SUCCESS;
+    rc = refused ? EXIT_FAILURE : EXIT_SUCCESS;
 out:
     /* Each loop's pipeline answers whatever still waits for Redis before its connections close. */
     gk_http_stop(http);

@@ -30,6 +30,8 @@ struct gk_monitor {
     pthread_mutex_t lock;   /* guards newest */
     struct snap *newest;
     bool redis_was_ok, pg_was_ok, queues_was_ok; /* the thread's, for logging each outage once */
+    bool policy_checked;                         /* the thread's: Redis's eviction policy is known */
+    gk_monitor_refuse_fn refuse;
     atomic_bool stopping;
     pthread_t thread;
 };
@@ -125,6 +127,13 @@ pass(struct gk_monitor *m)
     s->pub.pg_ok = gk_cfgstore_ping(m->db) == GK_OK;
     note(s->pub.pg_ok, &m->pg_was_ok, "postgres", gk_cfgstore_errmsg(m->db));
     s->pub.redis_ok = gk_store_ping(m->store) == GK_OK;
+    if (s->pub.redis_ok && !m->policy_checked) {
+        enum gk_err rc = gk_store_check_eviction(m->store);
+
+        m->policy_checked = rc != GK_EREDIS;
+        if (rc == GK_EINVAL)
+            m->refuse();
+    }
     if (s->pub.redis_ok)
         s->pub.queues_ok = gk_store_stats_many(m->store, (const char(*)[GK_ID_BUF])ids, n, stats) == GK_OK &&
                            gk_store_worker_ticks(m->store, &ticks) == GK_OK;
@@ -172,11 +181,12 @@ run(void *arg)
 }
 
 struct gk_monitor *
-gk_monitor_start(const struct gk_config *cfg, struct gk_confcache *cache)
+gk_monitor_start(const struct gk_config *cfg, struct gk_confcache *cache, gk_monitor_refuse_fn refuse)
 {
     struct gk_monitor *m = gk_xcalloc(1, sizeof(*m));
 
     m->cache = cache;
+    m->refuse = refuse;
     m->store = gk_store_open(&cfg->redis, cfg->test_clock);
     m->db = gk_cfgstore_open(cfg->database_url);
     m->redis_was_ok = m->pg_was_ok = m->queues_was_ok = true;

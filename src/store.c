@@ -201,6 +201,40 @@ gk_store_ping(struct gk_store *st)
     return rc;
 }
 
+enum gk_err
+gk_store_check_eviction(struct gk_store *st)
+{
+    const char *argv[] = {"CONFIG", "GET", "maxmemory-policy"};
+    enum gk_err rc = GK_EDENIED;
+    redisReply *r;
+
+    if (connect_if_needed(st) != GK_OK)
+        return GK_EREDIS;
+    r = command(st, 3, argv);
+    if (r == NULL)
+        return GK_EREDIS;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 && r->element[1]->type == REDIS_REPLY_STRING) {
+        if (strcmp(r->element[1]->str, "noeviction") == 0) {
+            rc = GK_OK;
+        } else {
+            GK_LOG(
+                GK_LOG_ERROR, "store",
+                "msg=\"Redis maxmemory-policy is %s: at maxmemory Redis would evict keys, and so lose "
+                "whole queues; set maxmemory-policy noeviction (redis.conf, or CONFIG SET maxmemory-policy "
+                "noeviction) and size maxmemory for the queues; refusing to run\"",
+                r->element[1]->str);
+            rc = GK_EINVAL;
+        }
+    } else {
+        GK_LOG(GK_LOG_WARN, "store",
+               "msg=\"cannot read Redis maxmemory-policy; make sure it is noeviction, or Redis may evict "
+               "whole queues\" err=\"%s\"",
+               r->type == REDIS_REPLY_ERROR ? r->str : "CONFIG GET answered no value");
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
 static void
 key(char *out, const char *business, const char *suffix)
 {

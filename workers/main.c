@@ -4,7 +4,9 @@
  * changes are in force within a second), runs admission passes (admit.c) and, on a thread of its
  * own, the activity-log consumer (activity.c), until SIGINT or SIGTERM, which let the tick in hand
  * finish and exit 0. Run as many workers as you like. With HEARTBEAT_FILE set, every pass touches
- * that file, for container health checks.
+ * that file, for container health checks. A Redis that may evict keys (maxmemory-policy other
+ * than noeviction) stops it with exit status 1: at start, or at the first pass that reaches Redis
+ * when it was unreachable at start.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -47,6 +49,20 @@ heartbeat(const char *path, bool *failing)
     *failing = !ok;
 }
 
+/* Checks Redis's eviction policy unless *checked: true when it may evict keys (logged), and the
+ * worker must not run. An unreachable Redis leaves *checked false, for the next try. */
+static bool
+evicting_redis(struct gk_store *store, bool *checked)
+{
+    enum gk_err rc;
+
+    if (*checked)
+        return false;
+    rc = gk_store_check_eviction(store);
+    *checked = rc != GK_EREDIS;
+    return rc == GK_EINVAL;
+}
+
 int
 main(void)
 {
@@ -55,7 +71,7 @@ main(void)
     sigset_t mask, old;
     struct gk_confcache *cache = NULL;
     struct gk_store *store = NULL;
-    bool redis_up = true, activity_started = false, heartbeat_failing = false;
+    bool redis_up = true, activity_started = false, heartbeat_failing = false, policy_checked = false;
     atomic_bool activity_stop = false;
     struct gk_activity activity = {.cfg = &cfg, .stop = &activity_stop};
     pthread_t activity_thread;
@@ -82,6 +98,9 @@ main(void)
     sigaddset(&mask, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &mask, &old);
 
+    store = gk_store_open(&cfg.redis, cfg.test_clock);
+    if (evicting_redis(store, &policy_checked))
+        goto out;
     cache = gk_confcache_new();
     activity.cache = cache;
     if (gk_confcache_start(cache, cfg.database_url, NULL, 0) != GK_OK) {
@@ -94,11 +113,15 @@ main(void)
     }
     activity_started = true;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    store = gk_store_open(&cfg.redis, cfg.test_clock);
     GK_LOG(GK_LOG_INFO, "worker", "msg=started");
     while (stop_signal == 0) {
-        int64_t ms = gk_worker_pass(store, cache, &stop_signal, &redis_up);
-        struct timespec pause = {ms / 1000, (long)(ms % 1000) * 1000000L};
+        int64_t ms;
+        struct timespec pause;
+
+        if (evicting_redis(store, &policy_checked))
+            goto out;
+        ms = gk_worker_pass(store, cache, &stop_signal, &redis_up);
+        pause = (struct timespec){ms / 1000, (long)(ms % 1000) * 1000000L};
 
         if (cfg.heartbeat_file[0] != '\0')
             heartbeat(cfg.heartbeat_file, &heartbeat_failing);

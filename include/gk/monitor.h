@@ -11,7 +11,8 @@
  * poll, Redis and PostgreSQL see one pass per node and period, and the routes may run on the
  * event loops. A snapshot is at most one period plus one pass old; a pass waits at most the
  * store's and cfgstore's timeouts (2 s for a hung Redis, 6 s for a hung PostgreSQL). Outages and
- * recoveries are logged with their error text, which answers never carry. Thread-safe.
+ * recoveries are logged with their error text, which answers never carry. The first pass that
+ * reaches Redis also checks that it will not evict keys (gk_store_check_eviction). Thread-safe.
  */
 #ifndef GK_MONITOR_H
 #define GK_MONITOR_H
@@ -39,10 +40,16 @@ struct gk_monitor_snap {
 
 struct gk_monitor; /* opaque */
 
+/* Called once when Redis's maxmemory-policy turns out to be one that evicts keys: the process
+ * must not run against it. Called from gk_monitor_start() when Redis answers at once, else from
+ * the monitor's thread on the first pass that reaches Redis. */
+typedef void (*gk_monitor_refuse_fn)(void);
+
 /* Makes a first pass at once, so that /health tells the truth from the start, then starts the
  * thread. cfg and cache are borrowed and must outlive the monitor. NULL when the thread cannot
  * start. Caller owns the result; stop and free it with gk_monitor_stop(). */
-struct gk_monitor *gk_monitor_start(const struct gk_config *cfg, struct gk_confcache *cache);
+struct gk_monitor *gk_monitor_start(const struct gk_config *cfg, struct gk_confcache *cache,
+                                    gk_monitor_refuse_fn refuse);
 /* Stops the thread (within about 100 ms once a pass in hand is over) and frees; NULL is accepted. */
 void gk_monitor_stop(struct gk_monitor *m);
 /* The newest snapshot, without I/O. Release it with gk_monitor_release(). */

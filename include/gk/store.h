@@ -35,6 +35,13 @@ const char *gk_store_errmsg(const struct gk_store *st);
 /* PING. GK_EREDIS when Redis cannot be reached or answers wrongly. */
 GK_MUSTCHECK enum gk_err gk_store_ping(struct gk_store *st);
 
+/* Whether Redis may evict keys, and so whole queues: reads maxmemory-policy (CONFIG GET). GK_OK
+ * when it is noeviction; GK_EINVAL when it is any other (logged as an error that names it and
+ * says what to set); GK_EDENIED when it cannot be read, CONFIG being disabled, renamed or not
+ * allowed (managed Redis), or answering nothing (logged as a warning); GK_EREDIS when Redis
+ * cannot be reached (not logged: check again once it can). */
+GK_MUSTCHECK enum gk_err gk_store_check_eviction(struct gk_store *st);
+
 /*
  * Queue operations (through the pipeline below). Each is one Lua script (EVALSHA; reloaded on
  * NOSCRIPT), so each is atomic and costs one round trip, shared with concurrent requests. All keys of a

@@ -8,10 +8,12 @@
  */
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
@@ -1039,6 +1041,121 @@ START_TEST(polling_metrics_and_health_does_not_slow_config)
 }
 END_TEST
 
+/* ---- Redis's eviction policy ---- */
+
+static void
+policy_restored(void)
+{
+    gktest_redis("ACL SETUSER default +config");
+    gktest_redis("CONFIG SET maxmemory-policy noeviction");
+}
+
+/* Contents of the file at path (at most len - 1 bytes) into buf. */
+static const char *
+read_log(const char *path, char *buf, size_t len)
+{
+    FILE *f = fopen(path, "r");
+    size_t n;
+
+    ck_assert_ptr_nonnull(f);
+    n = fread(buf, 1, len - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+START_TEST(evicting_redis_stops_server_and_worker_at_start)
+{
+    static const char *const policies[] = {"allkeys-lru", "volatile-ttl"};
+    char port[32], redis[256], db[256], err[4096], want[64];
+    const char *server_env[] = {
+        port, redis, db, "JWT_SECRET=" GKTEST_JWT_SECRET, "ADMIN_TOKEN=" GKTEST_ADMIN_TOKEN, NULL};
+    const char *worker_env[] = {redis, db, NULL};
+
+    snprintf(redis, sizeof(redis), "REDIS_URL=%s", gktest_env("GK_TEST_REDIS_URL"));
+    snprintf(db, sizeof(db), "DATABASE_URL=%s", gktest_env("GK_TEST_DATABASE_URL"));
+    for (size_t i = 0; i < sizeof(policies) / sizeof(policies[0]); i++) {
+        int rc;
+
+        gktest_redis("CONFIG SET maxmemory-policy %s", policies[i]);
+        snprintf(want, sizeof(want), "maxmemory-policy is %s", policies[i]);
+        snprintf(port, sizeof(port), "PORT=%u", gktest_free_port());
+        rc = gktest_run_binary("gatekeeper", server_env, err, sizeof(err));
+        ck_assert_msg(rc == 1, "server: exit %d, stderr: %s", rc, err);
+        ck_assert_msg(strstr(err, want) != NULL && strstr(err, "set maxmemory-policy noeviction") != NULL,
+                      "server: %s", err);
+        rc = gktest_run_binary("gatekeeper-worker", worker_env, err, sizeof(err));
+        ck_assert_msg(rc == 1, "worker: exit %d, stderr: %s", rc, err);
+        ck_assert_msg(strstr(err, want) != NULL && strstr(err, "set maxmemory-policy noeviction") != NULL,
+                      "worker: %s", err);
+    }
+}
+END_TEST
+
+/* Managed Redis often refuses CONFIG: that is a warning, not a reason to stop. */
+START_TEST(unreadable_policy_is_a_warning)
+{
+    struct gktest_server s, w;
+    char buf[65536];
+
+    gktest_redis("ACL SETUSER default -config");
+    gktest_server_start(&s, NULL);
+    gktest_worker_start(&w, NULL);
+    gktest_sleep_ms(1000);
+    gktest_server_stop(&s);
+    gktest_server_stop(&w);
+    ck_assert_ptr_nonnull(strstr(read_log(s.log, buf, sizeof(buf)), "cannot read Redis maxmemory-policy"));
+    ck_assert_ptr_nonnull(strstr(read_log(w.log, buf, sizeof(buf)), "cannot read Redis maxmemory-policy"));
+}
+END_TEST
+
+/* Exit status of pid once it has exited, within ms; -1 if it did not. */
+static int
+exit_status_within(pid_t pid, int ms)
+{
+    long long t0 = gktest_ms();
+    int status;
+
+    while (gktest_ms() - t0 < ms) {
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        gktest_sleep_ms(50);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    return -1;
+}
+
+/* A Redis unreachable at start is checked once it answers: an evicting one then stops both. */
+START_TEST(evicting_redis_that_comes_later_stops_server_and_worker)
+{
+    uint16_t port = gktest_free_port();
+    char url[128], cmd[1024], buf[65536];
+    const char *env[] = {url, NULL};
+    struct gktest_server s, w;
+    int rs, rw;
+
+    snprintf(url, sizeof(url), "REDIS_URL=redis://127.0.0.1:%u/0", port);
+    gktest_server_start(&s, env);
+    gktest_worker_start(&w, env);
+    snprintf(
+        cmd, sizeof(cmd),
+        "redis-server --port %u --bind 127.0.0.1 --save '' --appendonly no --maxmemory-policy allkeys-lru "
+        "--daemonize yes --dir '%s' --pidfile '%s/evicting-%u.pid' --logfile '%s/evicting-%u.log'",
+        port, gktest_env("GK_TEST_TMP"), gktest_env("GK_TEST_TMP"), port, gktest_env("GK_TEST_TMP"), port);
+    ck_assert_int_eq(system(cmd), 0);
+    rs = exit_status_within(s.pid, GKTEST_REFRESH_MS);
+    rw = exit_status_within(w.pid, GKTEST_REFRESH_MS);
+    snprintf(cmd, sizeof(cmd), "redis-cli -p %u shutdown nosave >/dev/null 2>&1", port);
+    if (system(cmd) != 0)
+        fprintf(stderr, "ops_it: could not stop the redis-server on port %u\n", port);
+    ck_assert_msg(rs == 1, "server exit %d; see %s", rs, s.log);
+    ck_assert_msg(rw == 1, "worker exit %d; see %s", rw, w.log);
+    ck_assert_ptr_nonnull(strstr(read_log(s.log, buf, sizeof(buf)), "maxmemory-policy is allkeys-lru"));
+    ck_assert_ptr_nonnull(strstr(read_log(w.log, buf, sizeof(buf)), "maxmemory-policy is allkeys-lru"));
+}
+END_TEST
+
 Suite *
 ops_it_suite(void)
 {
@@ -1048,6 +1165,7 @@ ops_it_suite(void)
     TCase *outage = tcase_create("outage");
     TCase *token = tcase_create("metrics_token");
     TCase *load = tcase_create("load");
+    TCase *policy = tcase_create("redis_policy");
 
     tcase_add_test(checker, checker_refuses_bad_text);
     suite_add_tcase(s, checker);
@@ -1078,5 +1196,12 @@ ops_it_suite(void)
     tcase_set_timeout(load, 120);
     tcase_add_test(load, polling_metrics_and_health_does_not_slow_config);
     suite_add_tcase(s, load);
+
+    tcase_add_checked_fixture(policy, NULL, policy_restored);
+    tcase_set_timeout(policy, 60);
+    tcase_add_test(policy, evicting_redis_stops_server_and_worker_at_start);
+    tcase_add_test(policy, unreadable_policy_is_a_warning);
+    tcase_add_test(policy, evicting_redis_that_comes_later_stops_server_and_worker);
+    suite_add_tcase(s, policy);
     return s;
 }

@@ -53,6 +53,8 @@ struct gktest_resp {
     struct json_object *json; /* parsed body when it is JSON, else NULL */
 };
 
+/* A TCP port free on 127.0.0.1 right now (another process may take it before the caller binds). */
+uint16_t gktest_free_port(void);
 /* Connects to 127.0.0.1:port; -1 on failure. */
 int gktest_connect(uint16_t port);
 /* Sends raw bytes on fd and reads one response (10 s timeout). False when nothing came back. */

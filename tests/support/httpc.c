@@ -209,8 +209,8 @@ gktest_resp_free(struct gktest_resp *r)
     memset(r, 0, sizeof(*r));
 }
 
-static uint16_t
-free_port(void)
+uint16_t
+gktest_free_port(void)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET};
     socklen_t sl = sizeof(sa);
@@ -340,7 +340,7 @@ gktest_server_start(struct gktest_server *s, const char *const *extra_env)
     for (int attempt = 0; attempt < 5; attempt++) {
         long long deadline;
 
-        s->port = free_port();
+        s->port = gktest_free_port();
         snprintf(s->log, sizeof(s->log), "%s/server-%u.log", gktest_env("GK_TEST_TMP"), s->port);
         spawn(s, "gatekeeper", extra_env);
         for (deadline = gktest_ms() + 10000LL * gktest_slowdown(); gktest_ms() < deadline;
