@@ -8,12 +8,10 @@
  */
 #include <pthread.h>
 #include <setjmp.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
@@ -1109,23 +1107,6 @@ START_TEST(unreadable_policy_is_a_warning)
 }
 END_TEST
 
-/* Exit status of pid once it has exited, within ms; -1 if it did not. */
-static int
-exit_status_within(pid_t pid, int ms)
-{
-    long long t0 = gktest_ms();
-    int status;
-
-    while (gktest_ms() - t0 < ms) {
-        if (waitpid(pid, &status, WNOHANG) == pid)
-            return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-        gktest_sleep_ms(50);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    return -1;
-}
-
 /* A Redis unreachable at start is checked once it answers: an evicting one then stops both. */
 START_TEST(evicting_redis_that_comes_later_stops_server_and_worker)
 {
@@ -1144,8 +1125,10 @@ START_TEST(evicting_redis_that_comes_later_stops_server_and_worker)
         "--daemonize yes --dir '%s' --pidfile '%s/evicting-%u.pid' --logfile '%s/evicting-%u.log'",
         port, gktest_env("GK_TEST_TMP"), gktest_env("GK_TEST_TMP"), port, gktest_env("GK_TEST_TMP"), port);
     ck_assert_int_eq(system(cmd), 0);
-    rs = exit_status_within(s.pid, GKTEST_REFRESH_MS);
-    rw = exit_status_within(w.pid, GKTEST_REFRESH_MS);
+    rs = gktest_wait_exit(&s, GKTEST_REFRESH_MS);
+    rw = gktest_wait_exit(&w, GKTEST_REFRESH_MS);
+    gktest_kill(&s); /* when they did not exit */
+    gktest_kill(&w);
     snprintf(cmd, sizeof(cmd), "redis-cli -p %u shutdown nosave >/dev/null 2>&1", port);
     if (system(cmd) != 0)
         fprintf(stderr, "ops_it: could not stop the redis-server on port %u\n", port);

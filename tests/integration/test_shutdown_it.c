@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "integration/suites.h"
@@ -23,23 +22,6 @@ static long long
 bound(long long ms)
 {
     return ms * gktest_slowdown();
-}
-
-/* Waits up to ms for the server to exit; its exit status, or -1 if it is still running. */
-static int
-wait_exit(struct gktest_server *s, long long ms)
-{
-    long long deadline = gktest_ms() + ms;
-    int status;
-
-    do {
-        if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
-            s->pid = 0;
-            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        }
-        gktest_sleep_ms(10);
-    } while (gktest_ms() < deadline);
-    return -1;
 }
 
 /* Milliseconds until connecting to port fails, polling every 5 ms for up to ms; -1 if it never does. */
@@ -101,7 +83,7 @@ START_TEST(in_flight_request_completes_and_new_connections_are_refused)
     refused = refused_within(s.port, bound(2000));
     ck_assert_msg(refused >= 0, "still accepting connections 2 s after SIGTERM");
     ck_assert_msg(refused < bound(500), "new connections refused only after %lld ms", refused);
-    ck_assert_int_eq(wait_exit(&s, 0), -1); /* the request in flight keeps it up */
+    ck_assert_int_eq(gktest_wait_exit(&s, 0), -1); /* the request in flight keeps it up */
 
     n = snprintf(rest, sizeof(rest), "%s\"}", id);
     ck_assert(gktest_exchange(fd, rest, (size_t)n, &r));
@@ -109,7 +91,7 @@ START_TEST(in_flight_request_completes_and_new_connections_are_refused)
     ck_assert_str_eq(gktest_header(&r, "Connection", conn, sizeof(conn)), "close");
     gktest_resp_free(&r);
     close(fd);
-    status = wait_exit(&s, bound(5000));
+    status = gktest_wait_exit(&s, bound(5000));
     ck_assert_msg(status == 0, "exit status %d; see %s", status, s.log);
     ck_assert_msg(gktest_ms() - t0 < bound(10000), "took %lld ms", gktest_ms() - t0);
 }
@@ -133,7 +115,7 @@ START_TEST(idle_keep_alive_connection_does_not_delay_exit)
     gktest_resp_free(&r);
     t0 = gktest_ms();
     ck_assert_int_eq(kill(s.pid, SIGTERM), 0);
-    status = wait_exit(&s, bound(3000));
+    status = gktest_wait_exit(&s, bound(3000));
     ck_assert_msg(status == 0, "exit status %d after %lld ms; see %s", status, gktest_ms() - t0, s.log);
     ck_assert_msg(gktest_ms() - t0 < bound(1000), "took %lld ms", gktest_ms() - t0);
     ck_assert_int_eq(recv(fd, &c, 1, 0), 0); /* closed by the server */
@@ -154,7 +136,7 @@ START_TEST(stuck_request_is_cut_at_the_bound)
     fd = start_slow_request(s.port, id);
     t0 = gktest_ms();
     ck_assert_int_eq(kill(s.pid, SIGTERM), 0);
-    status = wait_exit(&s, bound(5000));
+    status = gktest_wait_exit(&s, bound(5000));
     took = gktest_ms() - t0;
     close(fd);
     ck_assert_msg(status == 0, "exit status %d; see %s", status, s.log);

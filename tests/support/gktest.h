@@ -96,6 +96,9 @@ void gktest_srv_down(void);
 /* Starts build/gatekeeper-worker with the same environment (no readiness check: a worker has
  * no port). */
 void gktest_worker_start(struct gktest_server *w, const char *const *extra_env);
+/* Waits up to ms for s to exit: its exit status (128 + signal when killed), or -1 if it still
+ * runs. */
+int gktest_wait_exit(struct gktest_server *s, long long ms);
 /* SIGKILL, then reaps. */
 void gktest_kill(struct gktest_server *s);
 /* SIGTERM, then waits; asserts a clean exit (0). Works for workers too. */

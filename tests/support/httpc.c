@@ -379,6 +379,22 @@ gktest_worker_start(struct gktest_server *w, const char *const *extra_env)
     spawn(w, "gatekeeper-worker", extra_env);
 }
 
+int
+gktest_wait_exit(struct gktest_server *s, long long ms)
+{
+    long long deadline = gktest_ms() + ms;
+    int status;
+
+    do {
+        if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
+            s->pid = 0;
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        }
+        gktest_sleep_ms(10);
+    } while (gktest_ms() < deadline);
+    return -1;
+}
+
 void
 gktest_kill(struct gktest_server *s)
 {
