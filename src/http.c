@@ -509,6 +509,8 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
         if (atomic_exchange(&st->phase, PHASE_SUSPENDED) == PHASE_DONE) {
             atomic_store(&st->phase, PHASE_DONE);
             MHD_resume_connection(c);
+            /* MHD acts on it at its next run: do not let the loop sleep until then. */
+            wake_loop(st->loop);
         }
         return MHD_YES;
     }
