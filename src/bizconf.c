@@ -29,7 +29,7 @@ struct num_field {
     uint32_t def;
 };
 
-/* API.md's field table; sql/001_businesses.sql mirrors these ranges in CHECK constraints. */
+/* docs/API.md's field table; sql/001_businesses.sql mirrors these ranges in CHECK constraints. */
 static const struct num_field num_fields[GK_BC_NUMERIC] = {
     [GK_BC_ADMISSION_LIMIT] = {"admission_limit", 1, 100000, NO_ALT, 100},
     [GK_BC_ADMISSION_FREQUENCY] = {"admission_frequency", 1, 3600, NO_ALT, 5},

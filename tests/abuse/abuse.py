@@ -2,9 +2,9 @@
 # SPDX-License-Identifier: MIT
 """abuse.py -- the driver of `make test-abuse`; tests/abuse/run.sh starts the servers and runs it.
 
-Every attack of issue 8's abuse list, against one real server (the 10,000 idle connections once
+Every attack of docs/SECURITY.md's abuse list, against one real server (the 10,000 idle connections once
 more against a second one with MAX_CONNECTIONS_PER_IP set). For each attack a probe first
-asserts the documented answer (shared/API.md, docs/API-NOTES.md, docs/SECURITY.md); then the
+asserts the documented answer (docs/API.md, docs/SECURITY.md); then the
 attack runs while a well-behaved client measures its latency: wrk with tests/abuse/good.lua,
 4 keep-alive connections from 127.0.0.1 polling /queue/status, each pausing 5 ms between polls.
 Its p99 must stay within p99_bound() of a baseline measured in the same run, with no errors, and

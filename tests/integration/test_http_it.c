@@ -584,7 +584,7 @@ END_TEST
 /* ---- one event loop with 128 or 256 requests ready at once ---- */
 
 /* MHD 0.9.75's epoll loop stalls until the next connection timeout when exactly 128 events are
- * ready and it may block (shared/NOTES.md). Our loops never let MHD block: n connections to a
+ * ready and it may block (docs/DEVELOPMENT.md). Our loops never let MHD block: n connections to a
  * one-loop server send a request each at once, five times over, and every answer must come
  * within 5 s (CONNECTION_TIMEOUT is 30 s here, so a stall would show). */
 static void

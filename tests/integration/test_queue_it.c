@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * test_queue_it.c -- the queue endpoints against the built server and real Redis: every answer
- * of API.md's queue section, exact positions (also under 32 concurrent clients), tokens (expired,
+ * of docs/API.md's queue section, exact positions (also under 32 concurrent clients), tokens (expired,
  * forged, truncated, alg none, other business, rotated secret), rate limits with Retry-After,
  * X-Forwarded-For trust, and a Redis outage with recovery.
  */

@@ -312,7 +312,7 @@ spawn(struct gktest_server *s, const char *name, const char *const *extra_env)
 }
 
 /* A node answers before its first load of businesses from PostgreSQL, and until then calls an
- * unknown business 503, not 404 (docs/API-NOTES.md). Tests expect a started server to know every
+ * unknown business 503, not 404 (docs/API.md). Tests expect a started server to know every
  * business, so wait for the 404; bounded and never failing, because some tests start a server
  * with PostgreSQL down. Slow starts (valgrind) made this visible. */
 static void

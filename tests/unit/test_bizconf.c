@@ -10,7 +10,7 @@
 
 #define NO_ALT UINT32_MAX
 
-/* API.md's table, written out again here so the implementation's table is checked against it. */
+/* docs/API.md's table, written out again here so the implementation's table is checked against it. */
 static const struct {
     enum gk_bc_field f;
     const char *name;
