@@ -11,7 +11,7 @@
  * has the companion flush what the handlers queued, in one write. So a request, its Redis command and its
  * answer stay on one thread, and one Redis round trip serves every request that arrived together, with no
  * wake-up between threads. epoll keeps a turn's cost independent of idle connections. MHD 0.9.75's epoll loop
- * stalls when exactly 128 events are ready only if it may block (docs/DEVELOPMENT.md); MHD_run never blocks, so
+ * stalls on exactly 128 ready events only if it may block (docs/DEVELOPMENT.md); MHD_run never blocks, so
  * external mode is free of that cliff. The response is queued only once the request is complete, which is
  * what keeps connections alive (an earlier queue makes MHD close them). Handlers that block (PostgreSQL,
  * synchronous Redis: the admin and ops routes) hand their request to a small pool of offload threads
