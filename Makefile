@@ -81,7 +81,7 @@ run: deps all
 
 # The fault, abuse and browser suites come last, one after the other: they take longest, load
 # the machine, and the browser tests need the most (Chromium, nginx, npm).
-test: deps test-unit test-compose test-integration
+test: deps test-unit test-compose test-docs test-integration
 	$(MAKE) --no-print-directory test-faults
 	$(MAKE) --no-print-directory test-abuse
 	$(MAKE) --no-print-directory test-e2e
@@ -99,6 +99,11 @@ test-integration: all $(BUILD)/it-tests $(BUILD)/freeport
 .PHONY: test-compose
 test-compose:
 	tests/compose/check.py
+
+# docs/API.md against docs/openapi.json, links between documents, nothing outside the repository.
+.PHONY: test-docs
+test-docs:
+	tests/docs/check.py
 
 # Waiting room, nginx and example backend in headless Chromium (tests/e2e/run.sh).
 .PHONY: test-e2e
