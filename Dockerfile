@@ -2,7 +2,7 @@
 # Dockerfile -- one image with both programs: `gatekeeper` (the API, the default command) and
 # `gatekeeper-worker`. Two stages: the first compiles with the -dev packages, the second holds
 # only the binaries and their runtime libraries, and runs them as an unprivileged user.
-# docker-compose.yml builds it; see README.md "Production deployment".
+# docker-compose.yml builds it; see docs/OPERATIONS.md, "Deployment".
 
 ARG DEBIAN_RELEASE=bookworm
 
