@@ -135,7 +135,7 @@ def anchors(path):
 def check_links(files):
     present = set(files)
     for path in files:
-        if not path.endswith(".md") or path.startswith("bench/results/"):
+        if not path.endswith(".md"):
             continue
         text = read(path) or ""
         in_code = False
