@@ -150,7 +150,7 @@ struct pending {
     enum gk_err rc;
     char user[GK_ID_BUF];
     char token[GK_TOKEN_BUF]; /* status: the token the client sent, returned as is while young */
-    int64_t token_exp;
+    int64_t token_exp;        /* its exp; 0 when signed with the previous secret (renew it) */
     union {
         struct gk_join_out join;
         struct gk_status_out status;
@@ -424,7 +424,8 @@ gk_h_status(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
     client_ip(ctx, req, ip);
     pd = wait_for_redis(ctx, req, claims.user, status_reply);
     gk_strlcpy(pd->token, token, sizeof(pd->token));
-    pd->token_exp = claims.exp;
+    /* A token of the previous secret is renewed now, so rotation completes as visitors poll. */
+    pd->token_exp = claims.previous_key ? 0 : claims.exp;
     gk_pipeline_status(gk_req_companion(req), &pd->op, ctx->biz->id, claims.user, ip,
                        (struct gk_rate){c->num[GK_BC_IP_STATUS_POLLING_LIMIT],
                                         c->num[GK_BC_IP_STATUS_POLLING_LIMIT_INTERVAL]},

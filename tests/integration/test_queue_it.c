@@ -111,6 +111,17 @@ sign(const struct gk_claims *c, const char *secret, char *out)
     gk_token_keys_free(k);
 }
 
+/* How tok verifies with secret alone, at now_s; its claims go to *c. */
+static enum gk_token_status
+verify_with(const char *secret, const char *tok, long long now_s, struct gk_claims *c)
+{
+    struct gk_token_keys *k = gk_token_keys_new(secret, NULL);
+    enum gk_token_status st = gk_token_verify(k, tok, now_s, c);
+
+    gk_token_keys_free(k);
+    return st;
+}
+
 START_TEST(enqueue_then_duplicate)
 {
     char biz[64], tok[GK_TOKEN_BUF];
@@ -454,6 +465,18 @@ START_TEST(rotated_secret_is_still_accepted)
     gktest_http(rotated.port, "GET", "/queue/status", h, NULL, &r);
     ck_assert_int_eq(r.status, 200);
     ck_assert_str_eq(gktest_json_str(&r, "state"), "waiting");
+    /* Young as it is, it comes back signed with the current secret: rotation completes as
+     * visitors poll. */
+    ck_assert_str_ne(gktest_json_str(&r, "jwt_token"), tok);
+    ck_assert_int_eq(verify_with(GKTEST_JWT_SECRET, gktest_json_str(&r, "jwt_token"), c.iat, &c),
+                     GK_TOKEN_VALID);
+    ck_assert_int_eq(verify_with(old_secret, gktest_json_str(&r, "jwt_token"), c.iat, &c), GK_TOKEN_INVALID);
+    gktest_resp_free(&r);
+    /* A young token of the current secret still comes back as it was. */
+    join(biz, "frank2", tok);
+    snprintf(h, sizeof(h), "business_id: %s\r\njwt: %s\r\n", biz, tok);
+    gktest_http(rotated.port, "GET", "/queue/status", h, NULL, &r);
+    ck_assert_str_eq(gktest_json_str(&r, "jwt_token"), tok);
     gktest_resp_free(&r);
     gktest_server_stop(&rotated);
 }
