@@ -220,7 +220,9 @@ eta_seconds(const struct gk_bizconf *c, int64_t position, double admit_rate)
     return eta < 1e9 ? (int64_t)(eta + 0.999) : 1000000000;
 }
 
-/* Poll sooner near the front, later far back, and never faster than the status rate limit. */
+/* Poll sooner near the front, later far back, and never faster than the status rate limit; but
+ * never later than a third of abandon_after_seconds, which wins over the rate limit: a refused
+ * poll costs a retry, an eviction the place. */
 static int64_t
 poll_after_ms(const struct gk_bizconf *c, int64_t eta_s)
 {
@@ -228,9 +230,11 @@ poll_after_ms(const struct gk_bizconf *c, int64_t eta_s)
     int64_t floor_ms = ((int64_t)c->num[GK_BC_IP_STATUS_POLLING_LIMIT_INTERVAL] * 1000 +
                         c->num[GK_BC_IP_STATUS_POLLING_LIMIT] - 1) /
                        c->num[GK_BC_IP_STATUS_POLLING_LIMIT];
+    int64_t abandon_ms = (int64_t)c->num[GK_BC_ABANDON_AFTER_SECONDS] * 1000;
 
     ms = ms < POLL_MIN_MS ? POLL_MIN_MS : ms > POLL_MAX_MS ? POLL_MAX_MS : ms;
-    return ms > floor_ms ? ms : floor_ms;
+    ms = ms > floor_ms ? ms : floor_ms;
+    return abandon_ms > 0 && ms > abandon_ms / 3 ? abandon_ms / 3 : ms;
 }
 
 static struct json_object *

@@ -482,6 +482,32 @@ START_TEST(rotated_secret_is_still_accepted)
 }
 END_TEST
 
+START_TEST(poll_after_is_at_most_a_third_of_abandon_after)
+{
+    char biz[64], tok[GK_TOKEN_BUF];
+    struct gktest_resp r;
+
+    /* One admission an hour: far back, the advice would be the 15 s maximum. */
+    business(biz, sizeof(biz),
+             "{\"abandon_after_seconds\": 30, \"admission_limit\": 1, \"admission_frequency\": 3600}");
+    join(biz, "w1", tok);
+    enqueue(gktest_srv.port, biz, "w2", NULL, &r);
+    ck_assert_int_le(gktest_json_int(&r, "poll_after_ms"), 10000);
+    gktest_resp_free(&r);
+    call("GET", "/queue/status", biz, tok, &r);
+    ck_assert_int_le(gktest_json_int(&r, "poll_after_ms"), 10000);
+    ck_assert_int_ge(gktest_json_int(&r, "poll_after_ms"), 1000);
+    gktest_resp_free(&r);
+    /* It wins over a status rate limit that allows one poll a minute. */
+    business(biz, sizeof(biz),
+             "{\"abandon_after_seconds\": 30, \"ip_status_polling_limit\": 1, "
+             "\"ip_status_polling_limit_interval\": 60}");
+    enqueue(gktest_srv.port, biz, "w3", NULL, &r);
+    ck_assert_int_eq(gktest_json_int(&r, "poll_after_ms"), 10000);
+    gktest_resp_free(&r);
+}
+END_TEST
+
 START_TEST(passthrough_reject_and_full)
 {
     char biz[64], tok[GK_TOKEN_BUF];
@@ -806,6 +832,7 @@ queue_it_suite(void)
     tcase_add_test(api, verify_finish_gate_and_no_replay);
     tcase_add_test(api, tokens_expired_forged_and_foreign);
     tcase_add_test(api, rotated_secret_is_still_accepted);
+    tcase_add_test(api, poll_after_is_at_most_a_third_of_abandon_after);
     tcase_add_test(api, passthrough_reject_and_full);
     tcase_add_test(api, rate_limits_at_their_boundaries);
     tcase_add_test(api, trusted_proxy_forwarded_for_is_honoured);
