@@ -320,7 +320,8 @@ gk_h_enqueue(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
     char ip[GK_IP_BUF];
     const char *user;
 
-    if (!gk_need_business(ctx, resp) || (user = need_user(req, resp)) == NULL)
+    if (!gk_need_business(ctx, resp) || !gk_need_origin(ctx, req, resp) ||
+        (user = need_user(req, resp)) == NULL)
         return;
     c = &ctx->biz->conf;
     if (c->queueing_method == GK_QM_REJECT) {
@@ -534,7 +535,8 @@ gk_h_leave(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
     struct pending *pd;
     char ip[GK_IP_BUF];
 
-    if (!gk_need_business(ctx, resp) || !need_token(ctx, req, resp, TOKEN_MAY_BE_EXPIRED, false, &claims))
+    if (!gk_need_business(ctx, resp) || !gk_need_origin(ctx, req, resp) ||
+        !need_token(ctx, req, resp, TOKEN_MAY_BE_EXPIRED, false, &claims))
         return;
     client_ip(ctx, req, ip);
     pd = wait_for_redis(ctx, req, claims.user, leave_reply);

@@ -482,6 +482,67 @@ START_TEST(rotated_secret_is_still_accepted)
 }
 END_TEST
 
+START_TEST(cross_site_changes_need_an_allowed_origin)
+{
+    char biz[64], tok[GK_TOKEN_BUF], h[2048];
+    struct gktest_resp r;
+    /* extra headers of an enqueue -> the status it must get */
+    static const struct {
+        const char *headers;
+        int status;
+    } cases[] = {
+        {"Origin: https://evil.example\r\n", 403},
+        {"Origin: https://shop.example\r\n", 200},
+        {"", 200}, /* a server: no Origin */
+        /* The waiting room on the site it calls: the browser says so, or (older browsers) its
+         * Origin names the Host (the test client sends Host: 127.0.0.1). */
+        {"Origin: https://queue.example\r\nSec-Fetch-Site: same-origin\r\n", 200},
+        {"Origin: http://127.0.0.1\r\n", 200},
+        {"Origin: http://127.0.0.1\r\nSec-Fetch-Site: cross-site\r\n", 403},
+        {"Origin: null\r\n", 403},
+    };
+    char user[16];
+
+    business(biz, sizeof(biz), "{\"allowed_origins\": [\"https://shop.example\"]}");
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        snprintf(user, sizeof(user), "o%zu", i);
+        enqueue(gktest_srv.port, biz, user, cases[i].headers, &r);
+        ck_assert_msg(r.status == cases[i].status, "case %zu: %d %s", i, r.status, r.body);
+        if (r.status == 403)
+            ck_assert_str_eq(gktest_json_str(&r, "error"), "origin_not_allowed");
+        gktest_resp_free(&r);
+    }
+    /* A refused enqueue queued nobody: o0 is new when it comes from the allowed origin. */
+    enqueue(gktest_srv.port, biz, "o0", "Origin: https://shop.example\r\n", &r);
+    ck_assert_str_eq(gktest_json_str(&r, "message"), "User enqueued successfully.");
+    snprintf(tok, sizeof(tok), "%s", gktest_json_str(&r, "jwt"));
+    gktest_resp_free(&r);
+    snprintf(h, sizeof(h), "business_id: %s\r\njwt: %s\r\nOrigin: https://evil.example\r\n", biz, tok);
+    gktest_http(gktest_srv.port, "DELETE", "/queue/leave", h, NULL, &r);
+    ck_assert_int_eq(r.status, 403);
+    ck_assert_str_eq(gktest_json_str(&r, "error"), "origin_not_allowed");
+    gktest_resp_free(&r);
+    /* Reading is not a change: status answers any origin (a browser just cannot read it). */
+    gktest_http(gktest_srv.port, "GET", "/queue/status", h, NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(gktest_json_str(&r, "state"), "waiting");
+    gktest_resp_free(&r);
+    snprintf(h, sizeof(h), "business_id: %s\r\njwt: %s\r\nOrigin: https://shop.example\r\n", biz, tok);
+    gktest_http(gktest_srv.port, "DELETE", "/queue/leave", h, NULL, &r);
+    ck_assert_str_eq(gktest_json_str(&r, "status"), "left");
+    gktest_resp_free(&r);
+    /* "*" lets every origin in; an empty list no other site. */
+    business(biz, sizeof(biz), "{\"allowed_origins\": [\"*\"]}");
+    enqueue(gktest_srv.port, biz, "o9", "Origin: https://evil.example\r\n", &r);
+    ck_assert_int_eq(r.status, 200);
+    gktest_resp_free(&r);
+    business(biz, sizeof(biz), "{\"allowed_origins\": []}");
+    enqueue(gktest_srv.port, biz, "o9", "Origin: https://evil.example\r\n", &r);
+    ck_assert_int_eq(r.status, 403);
+    gktest_resp_free(&r);
+}
+END_TEST
+
 START_TEST(poll_after_is_at_most_a_third_of_abandon_after)
 {
     char biz[64], tok[GK_TOKEN_BUF];
@@ -832,6 +893,7 @@ queue_it_suite(void)
     tcase_add_test(api, verify_finish_gate_and_no_replay);
     tcase_add_test(api, tokens_expired_forged_and_foreign);
     tcase_add_test(api, rotated_secret_is_still_accepted);
+    tcase_add_test(api, cross_site_changes_need_an_allowed_origin);
     tcase_add_test(api, poll_after_is_at_most_a_third_of_abandon_after);
     tcase_add_test(api, passthrough_reject_and_full);
     tcase_add_test(api, rate_limits_at_their_boundaries);
