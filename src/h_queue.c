@@ -21,6 +21,8 @@
 
 #define POLL_MIN_MS 1000
 #define POLL_MAX_MS 15000
+/* How far the clocks of Redis (ready times) and of the nodes (token expiry) may drift apart. */
+#define CLOCK_SKEW_S 30
 
 /* The first of two header spellings that is present, or NULL. */
 static const char *
@@ -98,8 +100,18 @@ need_token(const struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *r
     return t;
 }
 
+/* The least exp of a token for a user ready until ready_until_ms (Redis's clock): the whole ready
+ * time and the skew. Gate and verify ask Redis as well, so such a token lets the visitor in for
+ * exactly the ready time, however short jwt_expiry_seconds is, without polling. */
+static int64_t
+ready_exp(int64_t ready_until_ms)
+{
+    return (ready_until_ms + 999) / 1000 + CLOCK_SKEW_S;
+}
+
+/* A token valid for jwt_expiry_seconds, or until min_exp (seconds) if that is later. */
 static bool
-issue_token(const struct gk_ctx *ctx, const char *user, char out[GK_TOKEN_BUF])
+issue_token(const struct gk_ctx *ctx, const char *user, int64_t min_exp, char out[GK_TOKEN_BUF])
 {
     struct gk_claims c = {0};
 
@@ -107,6 +119,8 @@ issue_token(const struct gk_ctx *ctx, const char *user, char out[GK_TOKEN_BUF])
     gk_strlcpy(c.user, user, sizeof(c.user));
     c.iat = gk_now_ms() / 1000;
     c.exp = c.iat + ctx->biz->conf.num[GK_BC_JWT_EXPIRY_SECONDS];
+    if (c.exp < min_exp)
+        c.exp = min_exp;
     return gk_token_issue(ctx->app->tokens, &c, out, GK_TOKEN_BUF) == GK_OK;
 }
 
@@ -274,7 +288,8 @@ enqueue_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
     case GK_JOIN_NEW:
     case GK_JOIN_ADMITTED:
         /* Only the request that created the entry gets a token: one token per user_id. */
-        if (!issue_token(&pd->ctx, pd->user, token)) {
+        if (!issue_token(&pd->ctx, pd->user,
+                         out->result == GK_JOIN_ADMITTED ? ready_exp(out->ready_until_ms) : 0, token)) {
             gk_reply_error(resp, 500, "internal", "The token could not be issued.", NULL);
             goto out;
         }
@@ -350,7 +365,7 @@ status_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
     char token[GK_TOKEN_BUF], *body, *b, position[GK_U64_BUF] = "null", eta_text[GK_U64_BUF] = "null";
     char poll_text[GK_U64_BUF];
     const char *warning = "null", *state = "not_found";
-    int64_t poll_ms;
+    int64_t poll_ms, min_exp;
 
     (void)req;
     if (!pending_ok(pd, resp))
@@ -359,13 +374,15 @@ status_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
         reply_rate_limited(resp, st->retry_after_ms);
         goto out;
     }
+    min_exp = st->state == GK_USER_READY ? ready_exp(st->ready_until_ms) : 0;
     /* Clients always keep the returned token. A token with more than half its life left is
      * returned as it came (signing is the costliest part of a poll); an older one is renewed, so
-     * a client polling as told never holds an expired token. */
-    if (pd->token[0] != '\0' &&
+     * a client polling as told never holds an expired token. So is a ready user's token that
+     * would end before their ready time: the page stops polling once the user is ready. */
+    if (pd->token[0] != '\0' && pd->token_exp >= min_exp &&
         pd->token_exp - gk_now_ms() / 1000 > (int64_t)c->num[GK_BC_JWT_EXPIRY_SECONDS] / 2)
         gk_strlcpy(token, pd->token, sizeof(token));
-    else if (!issue_token(&pd->ctx, pd->user, token)) {
+    else if (!issue_token(&pd->ctx, pd->user, min_exp, token)) {
         gk_reply_error(resp, 500, "internal", "The token could not be issued.", NULL);
         goto out;
     }

@@ -662,6 +662,88 @@ START_TEST(trusted_proxy_forwarded_for_is_honoured)
 }
 END_TEST
 
+/* ---- the ready window, on the test clock ---- */
+
+/* Moves user from waiting to ready for ttl_ms by the business's (test) clock, as a tick would;
+ * returns the ready-until time in ms. */
+static long long
+admit_for(const char *biz, const char *user, long long ttl_ms)
+{
+    return gktest_redis_int(
+        "EVAL \"local t = redis.call('TIME') local u = t[1] * 1000 + math.floor(t[2] / 1000) "
+        "+ (tonumber(redis.call('GET', KEYS[3])) or 0) + ARGV[2] "
+        "redis.call('ZREM', KEYS[1], ARGV[1]) redis.call('ZADD', KEYS[2], u, ARGV[1]) "
+        "return u\" 3 'gk:{%s}:wait' 'gk:{%s}:ready' 'gk:{%s}:clock' %s %lld",
+        biz, biz, biz, user, ttl_ms);
+}
+
+/* verify and gate agree that tok's user is (not) admitted. */
+static void
+expect_admitted(const char *biz, const char *tok, bool want)
+{
+    struct gktest_resp r;
+
+    call("GET", "/queue/verify", biz, tok, &r);
+    ck_assert_msg(r.status == 200, "verify: %d %s", r.status, r.body);
+    ck_assert(flag(&r, "ready") == want);
+    gktest_resp_free(&r);
+    call("GET", "/queue/gate", biz, tok, &r);
+    ck_assert_int_eq(r.status, want ? 204 : 401);
+    gktest_resp_free(&r);
+}
+
+START_TEST(ready_token_lasts_the_ready_window)
+{
+    char biz[64], tok[GK_TOKEN_BUF], ready[GK_TOKEN_BUF], late[GK_TOKEN_BUF];
+    struct gk_claims c;
+    struct gktest_resp r;
+    long long until;
+
+    business(biz, sizeof(biz), "{\"jwt_expiry_seconds\": 60, \"ready_ttl_seconds\": 120}");
+    join(biz, "rita", tok);
+    until = admit_for(biz, "rita", 120000);
+    /* The token from enqueue is young, but ends before the ready time: status renews it once, to
+     * cover the ready time and the clock skew; after that it comes back as it is. */
+    call("GET", "/queue/status", biz, tok, &r);
+    ck_assert_str_eq(gktest_json_str(&r, "state"), "ready");
+    snprintf(ready, sizeof(ready), "%s", gktest_json_str(&r, "jwt_token"));
+    gktest_resp_free(&r);
+    ck_assert_int_eq(verify_with(GKTEST_JWT_SECRET, ready, gktest_unix_s(), &c), GK_TOKEN_VALID);
+    ck_assert_int_ge(c.exp, (until + 999) / 1000 + 30);
+    call("GET", "/queue/status", biz, ready, &r);
+    ck_assert_str_eq(gktest_json_str(&r, "jwt_token"), ready);
+    gktest_resp_free(&r);
+    /* 119 s into the ready time by Redis's clock, and past jwt_expiry_seconds by the token's own
+     * claims (the same, issued 90 s earlier): gate and verify let the visitor in. */
+    gktest_redis("INCRBY 'gk:{%s}:clock' 119000", biz);
+    c.iat -= 90;
+    sign(&c, GKTEST_JWT_SECRET, late);
+    expect_admitted(biz, late, true);
+    expect_admitted(biz, ready, true);
+    /* The ready time is over: the gate refuses the same token, and joining again queues the
+     * visitor anew, with a token (no "already ready" without one). */
+    gktest_redis("INCRBY 'gk:{%s}:clock' 2000", biz);
+    expect_admitted(biz, ready, false);
+    enqueue(gktest_srv.port, biz, "rita", NULL, &r);
+    ck_assert_str_eq(gktest_json_str(&r, "message"), "User enqueued successfully.");
+    ck_assert_int_eq(gktest_json_int(&r, "position"), 1);
+    ck_assert_int_gt(strlen(gktest_json_str(&r, "jwt")), 20);
+    gktest_resp_free(&r);
+    /* A passthrough admission's token covers the ready time from the start. */
+    business(
+        biz, sizeof(biz),
+        "{\"queueing_method\": \"passthrough\", \"jwt_expiry_seconds\": 60, \"ready_ttl_seconds\": 3600}");
+    enqueue(gktest_srv.port, biz, "paul", NULL, &r);
+    ck_assert(flag(&r, "ready"));
+    ck_assert_int_eq(verify_with(GKTEST_JWT_SECRET, gktest_json_str(&r, "jwt"), gktest_unix_s(), &c),
+                     GK_TOKEN_VALID);
+    gktest_resp_free(&r);
+    until = gktest_redis_int("ZSCORE 'gk:{%s}:ready' paul", biz);
+    ck_assert_int_gt(until, 0);
+    ck_assert_int_ge(c.exp, (until + 999) / 1000 + 30);
+}
+END_TEST
+
 /* ---- 32 concurrent clients, 5,000 users ---- */
 
 #define CLIENTS 32
@@ -882,6 +964,7 @@ queue_it_suite(void)
     TCase *api = tcase_create("api");
     TCase *load = tcase_create("concurrency");
     TCase *outage = tcase_create("redis_outage");
+    TCase *window = tcase_create("ready_window");
 
     tcase_add_unchecked_fixture(api, gktest_srv_up, gktest_srv_down);
     tcase_set_timeout(api, 30);
@@ -899,6 +982,11 @@ queue_it_suite(void)
     tcase_add_test(api, rate_limits_at_their_boundaries);
     tcase_add_test(api, trusted_proxy_forwarded_for_is_honoured);
     suite_add_tcase(s, api);
+
+    tcase_add_unchecked_fixture(window, gktest_srv_up_test_clock, gktest_srv_down);
+    tcase_set_timeout(window, 30);
+    tcase_add_test(window, ready_token_lasts_the_ready_window);
+    suite_add_tcase(s, window);
 
     tcase_add_unchecked_fixture(load, gktest_srv_up, gktest_srv_down);
     tcase_set_timeout(load, 120);
