@@ -21,6 +21,8 @@
 
 #define POLL_MIN_MS 1000
 #define POLL_MAX_MS 15000
+/* How far the clocks of Redis (ready times) and of the nodes (token expiry) may drift apart. */
+#define CLOCK_SKEW_S 30
 
 /* The first of two header spellings that is present, or NULL. */
 static const char *
@@ -98,8 +100,18 @@ need_token(const struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *r
     return t;
 }
 
+/* The least exp of a token for a user ready until ready_until_ms (Redis's clock): the whole ready
+ * time and the skew. Gate and verify ask Redis as well, so such a token lets the visitor in for
+ * exactly the ready time, however short jwt_expiry_seconds is, without polling. */
+static int64_t
+ready_exp(int64_t ready_until_ms)
+{
+    return (ready_until_ms + 999) / 1000 + CLOCK_SKEW_S;
+}
+
+/* A token valid for jwt_expiry_seconds, or until min_exp (seconds) if that is later. */
 static bool
-issue_token(const struct gk_ctx *ctx, const char *user, char out[GK_TOKEN_BUF])
+issue_token(const struct gk_ctx *ctx, const char *user, int64_t min_exp, char out[GK_TOKEN_BUF])
 {
     struct gk_claims c = {0};
 
@@ -107,6 +119,8 @@ issue_token(const struct gk_ctx *ctx, const char *user, char out[GK_TOKEN_BUF])
     gk_strlcpy(c.user, user, sizeof(c.user));
     c.iat = gk_now_ms() / 1000;
     c.exp = c.iat + ctx->biz->conf.num[GK_BC_JWT_EXPIRY_SECONDS];
+    if (c.exp < min_exp)
+        c.exp = min_exp;
     return gk_token_issue(ctx->app->tokens, &c, out, GK_TOKEN_BUF) == GK_OK;
 }
 
@@ -150,7 +164,7 @@ struct pending {
     enum gk_err rc;
     char user[GK_ID_BUF];
     char token[GK_TOKEN_BUF]; /* status: the token the client sent, returned as is while young */
-    int64_t token_exp;
+    int64_t token_exp;        /* its exp; 0 when signed with the previous secret (renew it) */
     union {
         struct gk_join_out join;
         struct gk_status_out status;
@@ -220,7 +234,9 @@ eta_seconds(const struct gk_bizconf *c, int64_t position, double admit_rate)
     return eta < 1e9 ? (int64_t)(eta + 0.999) : 1000000000;
 }
 
-/* Poll sooner near the front, later far back, and never faster than the status rate limit. */
+/* Poll sooner near the front, later far back, and never faster than the status rate limit; but
+ * never later than a third of abandon_after_seconds, which wins over the rate limit: a refused
+ * poll costs a retry, an eviction the place. */
 static int64_t
 poll_after_ms(const struct gk_bizconf *c, int64_t eta_s)
 {
@@ -228,9 +244,11 @@ poll_after_ms(const struct gk_bizconf *c, int64_t eta_s)
     int64_t floor_ms = ((int64_t)c->num[GK_BC_IP_STATUS_POLLING_LIMIT_INTERVAL] * 1000 +
                         c->num[GK_BC_IP_STATUS_POLLING_LIMIT] - 1) /
                        c->num[GK_BC_IP_STATUS_POLLING_LIMIT];
+    int64_t abandon_ms = (int64_t)c->num[GK_BC_ABANDON_AFTER_SECONDS] * 1000;
 
     ms = ms < POLL_MIN_MS ? POLL_MIN_MS : ms > POLL_MAX_MS ? POLL_MAX_MS : ms;
-    return ms > floor_ms ? ms : floor_ms;
+    ms = ms > floor_ms ? ms : floor_ms;
+    return abandon_ms > 0 && ms > abandon_ms / 3 ? abandon_ms / 3 : ms;
 }
 
 static struct json_object *
@@ -270,7 +288,8 @@ enqueue_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
     case GK_JOIN_NEW:
     case GK_JOIN_ADMITTED:
         /* Only the request that created the entry gets a token: one token per user_id. */
-        if (!issue_token(&pd->ctx, pd->user, token)) {
+        if (!issue_token(&pd->ctx, pd->user,
+                         out->result == GK_JOIN_ADMITTED ? ready_exp(out->ready_until_ms) : 0, token)) {
             gk_reply_error(resp, 500, "internal", "The token could not be issued.", NULL);
             goto out;
         }
@@ -316,7 +335,8 @@ gk_h_enqueue(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
     char ip[GK_IP_BUF];
     const char *user;
 
-    if (!gk_need_business(ctx, resp) || (user = need_user(req, resp)) == NULL)
+    if (!gk_need_business(ctx, resp) || !gk_need_origin(ctx, req, resp) ||
+        (user = need_user(req, resp)) == NULL)
         return;
     c = &ctx->biz->conf;
     if (c->queueing_method == GK_QM_REJECT) {
@@ -345,7 +365,7 @@ status_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
     char token[GK_TOKEN_BUF], *body, *b, position[GK_U64_BUF] = "null", eta_text[GK_U64_BUF] = "null";
     char poll_text[GK_U64_BUF];
     const char *warning = "null", *state = "not_found";
-    int64_t poll_ms;
+    int64_t poll_ms, min_exp;
 
     (void)req;
     if (!pending_ok(pd, resp))
@@ -354,13 +374,15 @@ status_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
         reply_rate_limited(resp, st->retry_after_ms);
         goto out;
     }
+    min_exp = st->state == GK_USER_READY ? ready_exp(st->ready_until_ms) : 0;
     /* Clients always keep the returned token. A token with more than half its life left is
      * returned as it came (signing is the costliest part of a poll); an older one is renewed, so
-     * a client polling as told never holds an expired token. */
-    if (pd->token[0] != '\0' &&
+     * a client polling as told never holds an expired token. So is a ready user's token that
+     * would end before their ready time: the page stops polling once the user is ready. */
+    if (pd->token[0] != '\0' && pd->token_exp >= min_exp &&
         pd->token_exp - gk_now_ms() / 1000 > (int64_t)c->num[GK_BC_JWT_EXPIRY_SECONDS] / 2)
         gk_strlcpy(token, pd->token, sizeof(token));
-    else if (!issue_token(&pd->ctx, pd->user, token)) {
+    else if (!issue_token(&pd->ctx, pd->user, min_exp, token)) {
         gk_reply_error(resp, 500, "internal", "The token could not be issued.", NULL);
         goto out;
     }
@@ -424,7 +446,8 @@ gk_h_status(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
     client_ip(ctx, req, ip);
     pd = wait_for_redis(ctx, req, claims.user, status_reply);
     gk_strlcpy(pd->token, token, sizeof(pd->token));
-    pd->token_exp = claims.exp;
+    /* A token of the previous secret is renewed now, so rotation completes as visitors poll. */
+    pd->token_exp = claims.previous_key ? 0 : claims.exp;
     gk_pipeline_status(gk_req_companion(req), &pd->op, ctx->biz->id, claims.user, ip,
                        (struct gk_rate){c->num[GK_BC_IP_STATUS_POLLING_LIMIT],
                                         c->num[GK_BC_IP_STATUS_POLLING_LIMIT_INTERVAL]},
@@ -529,7 +552,8 @@ gk_h_leave(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
     struct pending *pd;
     char ip[GK_IP_BUF];
 
-    if (!gk_need_business(ctx, resp) || !need_token(ctx, req, resp, TOKEN_MAY_BE_EXPIRED, false, &claims))
+    if (!gk_need_business(ctx, resp) || !gk_need_origin(ctx, req, resp) ||
+        !need_token(ctx, req, resp, TOKEN_MAY_BE_EXPIRED, false, &claims))
         return;
     client_ip(ctx, req, ip);
     pd = wait_for_redis(ctx, req, claims.user, leave_reply);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <json-c/json.h>
 
@@ -149,26 +150,61 @@ preflight(const struct gk_req *req, struct gk_resp *resp, const char *allow)
     gk_resp_body(resp, 204, NULL, gk_xstrdup(""), 0);
 }
 
+/* What c's allowed_origins say of origin: "*" when every origin may call, origin itself when it
+ * is listed (exactly as browsers write it), NULL when it may not call. */
+static const char *
+allowed_origin(const struct gk_bizconf *c, const char *origin)
+{
+    for (uint32_t i = 0; i < c->n_origins; i++) {
+        if (strcmp(c->origins[i], "*") == 0)
+            return "*";
+        if (strcmp(c->origins[i], origin) == 0)
+            return origin;
+    }
+    return NULL;
+}
+
 static void
 cors_headers(const struct gk_req *req, const struct gk_business *biz, struct gk_resp *resp)
 {
     const char *origin = gk_req_header(req, "Origin");
-    const struct gk_bizconf *c = &biz->conf;
+    const char *allow;
 
     if (origin == NULL)
         return;
-    for (uint32_t i = 0; i < c->n_origins; i++) {
-        if (strcmp(c->origins[i], "*") == 0) {
-            gk_resp_header(resp, "Access-Control-Allow-Origin", "*");
-            break;
-        }
-        if (strcmp(c->origins[i], origin) == 0) {
-            gk_resp_header(resp, "Access-Control-Allow-Origin", origin);
-            gk_resp_header(resp, "Vary", "Origin");
-            break;
-        }
-    }
+    allow = allowed_origin(&biz->conf, origin);
+    if (allow != NULL)
+        gk_resp_header(resp, "Access-Control-Allow-Origin", allow);
+    if (allow == origin)
+        gk_resp_header(resp, "Vary", "Origin");
     gk_resp_header(resp, "Access-Control-Expose-Headers", "Retry-After, X-Request-Id");
+}
+
+/* The calling page is on the site it calls: the waiting room Gatekeeper serves, on its own origin
+ * or a proxied site's. Browsers say so in Sec-Fetch-Site, which scripts cannot set; from those that
+ * do not send it, an Origin naming the Host asked is taken as the same claim. */
+static bool
+same_origin(const struct gk_req *req, const char *origin)
+{
+    const char *site = gk_req_header(req, "Sec-Fetch-Site");
+    const char *host = gk_req_header(req, "Host");
+    const char *authority = strstr(origin, "://");
+
+    if (site != NULL)
+        return strcmp(site, "same-origin") == 0;
+    return host != NULL && authority != NULL && strcasecmp(authority + 3, host) == 0;
+}
+
+bool
+gk_need_origin(const struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
+{
+    const char *origin = gk_req_header(req, "Origin");
+
+    if (origin == NULL || allowed_origin(&ctx->biz->conf, origin) != NULL || same_origin(req, origin))
+        return true;
+    gk_reply_error(resp, 403, "origin_not_allowed",
+                   "This site may not change the queue: its origin is not allowed.", NULL);
+    return false;
 }
 
 /* Runs route with a context for this thread: the offload threads' own Redis and PostgreSQL

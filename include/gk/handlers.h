@@ -53,6 +53,11 @@ const char *gk_business_header(const struct gk_req *req);
 /* 400 missing_header / invalid_header for the business header, 404 unknown_business (503 while
  * the cache has never loaded). True when ctx->biz is set and the handler may go on. */
 bool gk_need_business(const struct gk_ctx *ctx, struct gk_resp *resp);
+/* For a call that changes the queue (ctx->biz set): a browser's call from another site is
+ * refused with 403 origin_not_allowed unless allowed_origins lists its Origin (or "*"), as for
+ * CORS. Calls without Origin (servers) and from the called site itself pass. True when the
+ * handler may go on. */
+bool gk_need_origin(const struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);
 /* 503 unavailable naming what is down, with Retry-After. */
 void gk_reply_unavailable(struct gk_resp *resp, const char *what);
 

@@ -111,6 +111,17 @@ sign(const struct gk_claims *c, const char *secret, char *out)
     gk_token_keys_free(k);
 }
 
+/* How tok verifies with secret alone, at now_s; its claims go to *c. */
+static enum gk_token_status
+verify_with(const char *secret, const char *tok, long long now_s, struct gk_claims *c)
+{
+    struct gk_token_keys *k = gk_token_keys_new(secret, NULL);
+    enum gk_token_status st = gk_token_verify(k, tok, now_s, c);
+
+    gk_token_keys_free(k);
+    return st;
+}
+
 START_TEST(enqueue_then_duplicate)
 {
     char biz[64], tok[GK_TOKEN_BUF];
@@ -454,8 +465,107 @@ START_TEST(rotated_secret_is_still_accepted)
     gktest_http(rotated.port, "GET", "/queue/status", h, NULL, &r);
     ck_assert_int_eq(r.status, 200);
     ck_assert_str_eq(gktest_json_str(&r, "state"), "waiting");
+    /* Young as it is, it comes back signed with the current secret: rotation completes as
+     * visitors poll. */
+    ck_assert_str_ne(gktest_json_str(&r, "jwt_token"), tok);
+    ck_assert_int_eq(verify_with(GKTEST_JWT_SECRET, gktest_json_str(&r, "jwt_token"), c.iat, &c),
+                     GK_TOKEN_VALID);
+    ck_assert_int_eq(verify_with(old_secret, gktest_json_str(&r, "jwt_token"), c.iat, &c), GK_TOKEN_INVALID);
+    gktest_resp_free(&r);
+    /* A young token of the current secret still comes back as it was. */
+    join(biz, "frank2", tok);
+    snprintf(h, sizeof(h), "business_id: %s\r\njwt: %s\r\n", biz, tok);
+    gktest_http(rotated.port, "GET", "/queue/status", h, NULL, &r);
+    ck_assert_str_eq(gktest_json_str(&r, "jwt_token"), tok);
     gktest_resp_free(&r);
     gktest_server_stop(&rotated);
+}
+END_TEST
+
+START_TEST(cross_site_changes_need_an_allowed_origin)
+{
+    char biz[64], tok[GK_TOKEN_BUF], h[2048];
+    struct gktest_resp r;
+    /* extra headers of an enqueue -> the status it must get */
+    static const struct {
+        const char *headers;
+        int status;
+    } cases[] = {
+        {"Origin: https://evil.example\r\n", 403},
+        {"Origin: https://shop.example\r\n", 200},
+        {"", 200}, /* a server: no Origin */
+        /* The waiting room on the site it calls: the browser says so, or (older browsers) its
+         * Origin names the Host (the test client sends Host: 127.0.0.1). */
+        {"Origin: https://queue.example\r\nSec-Fetch-Site: same-origin\r\n", 200},
+        {"Origin: http://127.0.0.1\r\n", 200},
+        {"Origin: http://127.0.0.1\r\nSec-Fetch-Site: cross-site\r\n", 403},
+        {"Origin: null\r\n", 403},
+    };
+    char user[16];
+
+    business(biz, sizeof(biz), "{\"allowed_origins\": [\"https://shop.example\"]}");
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        snprintf(user, sizeof(user), "o%zu", i);
+        enqueue(gktest_srv.port, biz, user, cases[i].headers, &r);
+        ck_assert_msg(r.status == cases[i].status, "case %zu: %d %s", i, r.status, r.body);
+        if (r.status == 403)
+            ck_assert_str_eq(gktest_json_str(&r, "error"), "origin_not_allowed");
+        gktest_resp_free(&r);
+    }
+    /* A refused enqueue queued nobody: o0 is new when it comes from the allowed origin. */
+    enqueue(gktest_srv.port, biz, "o0", "Origin: https://shop.example\r\n", &r);
+    ck_assert_str_eq(gktest_json_str(&r, "message"), "User enqueued successfully.");
+    snprintf(tok, sizeof(tok), "%s", gktest_json_str(&r, "jwt"));
+    gktest_resp_free(&r);
+    snprintf(h, sizeof(h), "business_id: %s\r\njwt: %s\r\nOrigin: https://evil.example\r\n", biz, tok);
+    gktest_http(gktest_srv.port, "DELETE", "/queue/leave", h, NULL, &r);
+    ck_assert_int_eq(r.status, 403);
+    ck_assert_str_eq(gktest_json_str(&r, "error"), "origin_not_allowed");
+    gktest_resp_free(&r);
+    /* Reading is not a change: status answers any origin (a browser just cannot read it). */
+    gktest_http(gktest_srv.port, "GET", "/queue/status", h, NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(gktest_json_str(&r, "state"), "waiting");
+    gktest_resp_free(&r);
+    snprintf(h, sizeof(h), "business_id: %s\r\njwt: %s\r\nOrigin: https://shop.example\r\n", biz, tok);
+    gktest_http(gktest_srv.port, "DELETE", "/queue/leave", h, NULL, &r);
+    ck_assert_str_eq(gktest_json_str(&r, "status"), "left");
+    gktest_resp_free(&r);
+    /* "*" lets every origin in; an empty list no other site. */
+    business(biz, sizeof(biz), "{\"allowed_origins\": [\"*\"]}");
+    enqueue(gktest_srv.port, biz, "o9", "Origin: https://evil.example\r\n", &r);
+    ck_assert_int_eq(r.status, 200);
+    gktest_resp_free(&r);
+    business(biz, sizeof(biz), "{\"allowed_origins\": []}");
+    enqueue(gktest_srv.port, biz, "o9", "Origin: https://evil.example\r\n", &r);
+    ck_assert_int_eq(r.status, 403);
+    gktest_resp_free(&r);
+}
+END_TEST
+
+START_TEST(poll_after_is_at_most_a_third_of_abandon_after)
+{
+    char biz[64], tok[GK_TOKEN_BUF];
+    struct gktest_resp r;
+
+    /* One admission an hour: far back, the advice would be the 15 s maximum. */
+    business(biz, sizeof(biz),
+             "{\"abandon_after_seconds\": 30, \"admission_limit\": 1, \"admission_frequency\": 3600}");
+    join(biz, "w1", tok);
+    enqueue(gktest_srv.port, biz, "w2", NULL, &r);
+    ck_assert_int_le(gktest_json_int(&r, "poll_after_ms"), 10000);
+    gktest_resp_free(&r);
+    call("GET", "/queue/status", biz, tok, &r);
+    ck_assert_int_le(gktest_json_int(&r, "poll_after_ms"), 10000);
+    ck_assert_int_ge(gktest_json_int(&r, "poll_after_ms"), 1000);
+    gktest_resp_free(&r);
+    /* It wins over a status rate limit that allows one poll a minute. */
+    business(biz, sizeof(biz),
+             "{\"abandon_after_seconds\": 30, \"ip_status_polling_limit\": 1, "
+             "\"ip_status_polling_limit_interval\": 60}");
+    enqueue(gktest_srv.port, biz, "w3", NULL, &r);
+    ck_assert_int_eq(gktest_json_int(&r, "poll_after_ms"), 10000);
+    gktest_resp_free(&r);
 }
 END_TEST
 
@@ -549,6 +659,88 @@ START_TEST(trusted_proxy_forwarded_for_is_honoured)
     ck_assert_int_eq(r.status, 429);
     gktest_resp_free(&r);
     gktest_server_stop(&proxied);
+}
+END_TEST
+
+/* ---- the ready window, on the test clock ---- */
+
+/* Moves user from waiting to ready for ttl_ms by the business's (test) clock, as a tick would;
+ * returns the ready-until time in ms. */
+static long long
+admit_for(const char *biz, const char *user, long long ttl_ms)
+{
+    return gktest_redis_int(
+        "EVAL \"local t = redis.call('TIME') local u = t[1] * 1000 + math.floor(t[2] / 1000) "
+        "+ (tonumber(redis.call('GET', KEYS[3])) or 0) + ARGV[2] "
+        "redis.call('ZREM', KEYS[1], ARGV[1]) redis.call('ZADD', KEYS[2], u, ARGV[1]) "
+        "return u\" 3 'gk:{%s}:wait' 'gk:{%s}:ready' 'gk:{%s}:clock' %s %lld",
+        biz, biz, biz, user, ttl_ms);
+}
+
+/* verify and gate agree that tok's user is (not) admitted. */
+static void
+expect_admitted(const char *biz, const char *tok, bool want)
+{
+    struct gktest_resp r;
+
+    call("GET", "/queue/verify", biz, tok, &r);
+    ck_assert_msg(r.status == 200, "verify: %d %s", r.status, r.body);
+    ck_assert(flag(&r, "ready") == want);
+    gktest_resp_free(&r);
+    call("GET", "/queue/gate", biz, tok, &r);
+    ck_assert_int_eq(r.status, want ? 204 : 401);
+    gktest_resp_free(&r);
+}
+
+START_TEST(ready_token_lasts_the_ready_window)
+{
+    char biz[64], tok[GK_TOKEN_BUF], ready[GK_TOKEN_BUF], late[GK_TOKEN_BUF];
+    struct gk_claims c;
+    struct gktest_resp r;
+    long long until;
+
+    business(biz, sizeof(biz), "{\"jwt_expiry_seconds\": 60, \"ready_ttl_seconds\": 120}");
+    join(biz, "rita", tok);
+    until = admit_for(biz, "rita", 120000);
+    /* The token from enqueue is young, but ends before the ready time: status renews it once, to
+     * cover the ready time and the clock skew; after that it comes back as it is. */
+    call("GET", "/queue/status", biz, tok, &r);
+    ck_assert_str_eq(gktest_json_str(&r, "state"), "ready");
+    snprintf(ready, sizeof(ready), "%s", gktest_json_str(&r, "jwt_token"));
+    gktest_resp_free(&r);
+    ck_assert_int_eq(verify_with(GKTEST_JWT_SECRET, ready, gktest_unix_s(), &c), GK_TOKEN_VALID);
+    ck_assert_int_ge(c.exp, (until + 999) / 1000 + 30);
+    call("GET", "/queue/status", biz, ready, &r);
+    ck_assert_str_eq(gktest_json_str(&r, "jwt_token"), ready);
+    gktest_resp_free(&r);
+    /* 119 s into the ready time by Redis's clock, and past jwt_expiry_seconds by the token's own
+     * claims (the same, issued 90 s earlier): gate and verify let the visitor in. */
+    gktest_redis("INCRBY 'gk:{%s}:clock' 119000", biz);
+    c.iat -= 90;
+    sign(&c, GKTEST_JWT_SECRET, late);
+    expect_admitted(biz, late, true);
+    expect_admitted(biz, ready, true);
+    /* The ready time is over: the gate refuses the same token, and joining again queues the
+     * visitor anew, with a token (no "already ready" without one). */
+    gktest_redis("INCRBY 'gk:{%s}:clock' 2000", biz);
+    expect_admitted(biz, ready, false);
+    enqueue(gktest_srv.port, biz, "rita", NULL, &r);
+    ck_assert_str_eq(gktest_json_str(&r, "message"), "User enqueued successfully.");
+    ck_assert_int_eq(gktest_json_int(&r, "position"), 1);
+    ck_assert_int_gt(strlen(gktest_json_str(&r, "jwt")), 20);
+    gktest_resp_free(&r);
+    /* A passthrough admission's token covers the ready time from the start. */
+    business(
+        biz, sizeof(biz),
+        "{\"queueing_method\": \"passthrough\", \"jwt_expiry_seconds\": 60, \"ready_ttl_seconds\": 3600}");
+    enqueue(gktest_srv.port, biz, "paul", NULL, &r);
+    ck_assert(flag(&r, "ready"));
+    ck_assert_int_eq(verify_with(GKTEST_JWT_SECRET, gktest_json_str(&r, "jwt"), gktest_unix_s(), &c),
+                     GK_TOKEN_VALID);
+    gktest_resp_free(&r);
+    until = gktest_redis_int("ZSCORE 'gk:{%s}:ready' paul", biz);
+    ck_assert_int_gt(until, 0);
+    ck_assert_int_ge(c.exp, (until + 999) / 1000 + 30);
 }
 END_TEST
 
@@ -772,6 +964,7 @@ queue_it_suite(void)
     TCase *api = tcase_create("api");
     TCase *load = tcase_create("concurrency");
     TCase *outage = tcase_create("redis_outage");
+    TCase *window = tcase_create("ready_window");
 
     tcase_add_unchecked_fixture(api, gktest_srv_up, gktest_srv_down);
     tcase_set_timeout(api, 30);
@@ -783,10 +976,17 @@ queue_it_suite(void)
     tcase_add_test(api, verify_finish_gate_and_no_replay);
     tcase_add_test(api, tokens_expired_forged_and_foreign);
     tcase_add_test(api, rotated_secret_is_still_accepted);
+    tcase_add_test(api, cross_site_changes_need_an_allowed_origin);
+    tcase_add_test(api, poll_after_is_at_most_a_third_of_abandon_after);
     tcase_add_test(api, passthrough_reject_and_full);
     tcase_add_test(api, rate_limits_at_their_boundaries);
     tcase_add_test(api, trusted_proxy_forwarded_for_is_honoured);
     suite_add_tcase(s, api);
+
+    tcase_add_unchecked_fixture(window, gktest_srv_up_test_clock, gktest_srv_down);
+    tcase_set_timeout(window, 30);
+    tcase_add_test(window, ready_token_lasts_the_ready_window);
+    suite_add_tcase(s, window);
 
     tcase_add_unchecked_fixture(load, gktest_srv_up, gktest_srv_down);
     tcase_set_timeout(load, 120);
