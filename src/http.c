@@ -91,6 +91,7 @@ struct loop {
     int hup_fd;  /* epoll of its connections for EPOLLRDHUP: the client closed its side */
     bool quiesced;
     bool started;
+    bool rerun; /* a connection was resumed during MHD_run: run it again at once (loop thread) */
     pthread_t thread;
 };
 
@@ -509,6 +510,9 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
         if (atomic_exchange(&st->phase, PHASE_SUSPENDED) == PHASE_DONE) {
             atomic_store(&st->phase, PHASE_DONE);
             MHD_resume_connection(c);
+            /* MHD takes up a resume at the start of its next run, and its timeout does not count
+             * one noted during this run: without this the loop would sleep until its timer. */
+            l->rerun = true;
         }
         return MHD_YES;
     }
@@ -809,6 +813,9 @@ loop_main(void *arg)
 
         if (MHD_get_timeout(l->daemon, &mhd_ms) == MHD_YES && mhd_ms < (MHD_UNSIGNED_LONG_LONG)timeout)
             timeout = (int)mhd_ms;
+        if (l->rerun)
+            timeout = 0;
+        l->rerun = false;
         if (l->comp != NULL)
             fds[2].fd = h->comp.want(l->comp, &fds[2].events, &timeout);
         if (poll(fds, 4, timeout) < 0 && errno != EINTR) {
