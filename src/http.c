@@ -49,6 +49,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <json-c/json.h>
+#include <linux/tcp.h>
 #include <microhttpd.h>
 
 #include "gk/config.h"
@@ -62,6 +64,7 @@ struct conn {
     int fd;
     bool cut;            /* shut down by conn_cut (under conns_lock) */
     bool peer_closed;    /* the client closed its side while a request was in (loop thread) */
+    bool first_seen;     /* its first bytes were looked at (first_bytes; loop thread) */
     struct ip_count *ip; /* its address's count, when MAX_CONNECTIONS_PER_IP applies */
     /* gk_mono_us() when it started reading its current request; READ_DONE once that request is
      * complete. Stored without the lock; the reaper claims a late one with a compare-exchange. */
@@ -125,6 +128,45 @@ struct gk_http {
     pthread_t reaper;
 };
 
+/* Request headers whose repeated lines matter (RFC 9110 5.3). A list's lines are one value, joined
+ * in order; a single header's lines must agree, since MHD would hand over only the first and a
+ * proxy may have read another; Content-Length and Transfer-Encoding are framing (smuggling). */
+enum hdr_kind { HK_LIST, HK_COOKIE, HK_SINGLE, HK_LENGTH, HK_TRANSFER };
+
+static const struct watched {
+    const char *name;
+    size_t len;
+    enum hdr_kind kind;
+    const char *field; /* how an error names it */
+} watched[] = {
+    {"X-Forwarded-For", 15, HK_LIST, "X-Forwarded-For"},
+    {"Forwarded", 9, HK_LIST, "Forwarded"},
+    {"Cookie", 6, HK_COOKIE, "Cookie"},
+    {"business_id", 11, HK_SINGLE, "business_id"},
+    {"business-id", 11, HK_SINGLE, "business_id"},
+    {"user_id", 7, HK_SINGLE, "user_id"},
+    {"user-id", 7, HK_SINGLE, "user_id"},
+    {"jwt", 3, HK_SINGLE, "jwt"},
+    {"Authorization", 13, HK_SINGLE, "Authorization"},
+    {"X-Gatekeeper-Business", 21, HK_SINGLE, "X-Gatekeeper-Business"},
+    {"Content-Type", 12, HK_SINGLE, "Content-Type"},
+    {"Host", 4, HK_SINGLE, "Host"},
+    {"Content-Length", 14, HK_LENGTH, "Content-Length"},
+    {"Transfer-Encoding", 17, HK_TRANSFER, "Transfer-Encoding"},
+};
+
+#define N_WATCHED (sizeof(watched) / sizeof(watched[0]))
+#define N_JOINED 3 /* the HK_LIST and HK_COOKIE entries, which come first */
+#define W_COOKIE 2
+#define W_LENGTH (N_WATCHED - 2) /* Content-Length and Transfer-Encoding come last */
+#define W_TRANSFER (N_WATCHED - 1)
+
+/* A string a request owns until it completes (a joined header, a cookie from one). */
+struct owned {
+    struct owned *next;
+    char s[];
+};
+
 /* Per-request state from the first access-handler call to the completed callback. */
 struct req_state {
     struct loop *loop; /* its connection's; loop->h is the server */
@@ -135,6 +177,10 @@ struct req_state {
     size_t discarded; /* bytes dropped after the body went over the limit */
     bool too_large;
     bool answered;
+    bool must_close;        /* the answer closes the connection (a framing error) */
+    uint32_t repeated;      /* bit i: watched[i] came on more than one line */
+    char *joined[N_JOINED]; /* lazily joined lines of watched[i]; in owned */
+    struct owned *owned;
     gk_req_cont cont;           /* set while the request waits for something (gk_req_suspend) */
     gk_http_handler offload_fn; /* gk_req_offload: what an offload thread runs */
     void *offload_arg;
@@ -147,6 +193,10 @@ struct req_state {
 };
 
 #define DISCARD_MAX (1024 * 1024)
+/* MHD's per-connection memory: twice the header limit, so that a head a little over the limit
+ * still fits and gets our JSON 431 (head_ok) rather than MHD's HTML one. MHD zeroes it for every
+ * request; 32 KiB is the largest it still takes from malloc rather than mmap. */
+#define HTTP_POOL (2 * GK_HTTP_HEADERS_MAX)
 
 /* A suspended request: the handler asked to wait (WAITING); http.c then suspends the connection
  * (SUSPENDED) unless the wait already ended (DONE), in which case no suspension is needed. */
@@ -276,9 +326,83 @@ offload_main(void *arg)
 static const char too_large_body[] =
     "{\"error\":\"payload_too_large\",\"message\":\"The request body is larger than 65536 bytes.\"}";
 
+static int
+watched_index(const char *name, size_t len)
+{
+    for (size_t i = 0; i < N_WATCHED; i++)
+        if (watched[i].len == len && strncasecmp(watched[i].name, name, len) == 0)
+            return (int)i;
+    return -1;
+}
+
+static char *
+own(struct req_state *st, size_t len)
+{
+    struct owned *o = gk_xmalloc(sizeof(*o) + len + 1);
+
+    o->next = st->owned;
+    st->owned = o;
+    o->s[len] = '\0';
+    return o->s;
+}
+
+struct join {
+    const char *name;
+    size_t name_len;
+    const char *sep;
+    char *out; /* NULL: only count into len */
+    size_t len;
+};
+
+static enum MHD_Result
+join_line(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size, const char *value,
+          size_t value_size)
+{
+    struct join *j = cls;
+
+    (void)kind;
+    if (key_size != j->name_len || strncasecmp(key, j->name, key_size) != 0)
+        return MHD_YES;
+    if (j->len > 0) {
+        if (j->out != NULL)
+            memcpy(j->out + j->len, j->sep, 2);
+        j->len += 2;
+    }
+    if (j->out != NULL)
+        memcpy(j->out + j->len, value, value_size);
+    j->len += value_size;
+    return MHD_YES;
+}
+
+/* Every line of watched[w] in order, joined with ", " ("; " for Cookie). Its length is bounded by
+ * the header block's (GK_HTTP_HEADERS_MAX, checked before any handler runs). */
+static const char *
+joined(struct req_state *st, int w)
+{
+    struct join j = {watched[w].name, watched[w].len, watched[w].kind == HK_COOKIE ? "; " : ", ", NULL, 0};
+
+    if (st->joined[w] == NULL) {
+        MHD_get_connection_values_n(st->req.impl, MHD_HEADER_KIND, join_line, &j);
+        j.out = own(st, j.len);
+        j.len = 0;
+        MHD_get_connection_values_n(st->req.impl, MHD_HEADER_KIND, join_line, &j);
+        st->joined[w] = j.out;
+    }
+    return st->joined[w];
+}
+
 const char *
 gk_req_header(const struct gk_req *req, const char *name)
 {
+    struct req_state *st = state_of(req);
+
+    /* Repeats are rare: only then is the name looked up among the joined ones. */
+    if (st->repeated != 0) {
+        int w = watched_index(name, strlen(name));
+
+        if (w >= 0 && w < N_JOINED && (st->repeated & (1u << w)))
+            return joined(st, w);
+    }
     return MHD_lookup_connection_value(req->impl, MHD_HEADER_KIND, name);
 }
 
@@ -294,9 +418,45 @@ gk_req_query(const struct gk_req *req, const char *name)
     return v;
 }
 
+/* Cookie name in a "; "-joined Cookie value, as MHD reads one line: pairs split at ';', spaces
+ * around them dropped, one pair of double quotes around a value removed. */
+static const char *
+cookie_in(struct req_state *st, const char *list, const char *name)
+{
+    size_t nlen = strlen(name);
+
+    for (const char *p = list; *p != '\0';) {
+        size_t pair = strcspn(p, ";"), vlen;
+        const char *v;
+
+        while (pair > 0 && *p == ' ') {
+            p++;
+            pair--;
+        }
+        if (pair > nlen && strncmp(p, name, nlen) == 0 && p[nlen] == '=') {
+            v = p + nlen + 1;
+            vlen = pair - nlen - 1;
+            while (vlen > 0 && v[vlen - 1] == ' ')
+                vlen--;
+            if (vlen >= 2 && v[0] == '"' && v[vlen - 1] == '"') {
+                v++;
+                vlen -= 2;
+            }
+            return memcpy(own(st, vlen), v, vlen);
+        }
+        p += pair + (p[pair] == ';');
+    }
+    return NULL;
+}
+
 const char *
 gk_req_cookie(const struct gk_req *req, const char *name)
 {
+    struct req_state *st = state_of(req);
+
+    /* MHD parses only the first Cookie line. */
+    if (st->repeated & (1u << W_COOKIE))
+        return cookie_in(st, joined(st, W_COOKIE), name);
     return MHD_lookup_connection_value(req->impl, MHD_COOKIE_KIND, name);
 }
 
@@ -320,6 +480,22 @@ gk_resp_header(struct gk_resp *resp, const char *name, const char *value)
     resp->headers[resp->n_headers][0] = gk_xstrdup(name);
     resp->headers[resp->n_headers][1] = gk_xstrdup(value);
     resp->n_headers++;
+}
+
+void
+gk_resp_error(struct gk_resp *resp, int status, const char *code, const char *message, const char *field)
+{
+    struct json_object *o = json_object_new_object();
+    const char *s;
+    size_t len;
+
+    json_object_object_add(o, "error", json_object_new_string(code));
+    json_object_object_add(o, "message", json_object_new_string(message));
+    if (field != NULL)
+        json_object_object_add(o, "field", json_object_new_string(field));
+    s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+    gk_resp_body(resp, status, NULL, gk_xstrndup(s, len), len);
+    json_object_put(o);
 }
 
 static void
@@ -426,8 +602,9 @@ queue(struct MHD_Connection *c, struct req_state *st)
                             r->content_type != NULL ? r->content_type : "application/json");
     MHD_add_response_header(mr, "X-Request-Id", st->req.id);
     MHD_add_response_header(mr, "X-Content-Type-Options", "nosniff");
-    /* While shutting down, a keep-alive client must not send its next request here. */
-    if (atomic_load(&st->loop->h->draining))
+    /* While shutting down, a keep-alive client must not send its next request here; after a
+     * framing error, what follows on the connection cannot be trusted to be a request. */
+    if (st->must_close || atomic_load(&st->loop->h->draining))
         MHD_add_response_header(mr, MHD_HTTP_HEADER_CONNECTION, "close");
     for (size_t i = 0; i < r->n_headers; i++)
         MHD_add_response_header(mr, r->headers[i][0], r->headers[i][1]);
@@ -440,6 +617,103 @@ queue(struct MHD_Connection *c, struct req_state *st)
     return ok;
 }
 
+/* What head_ok learns from one pass over the header lines, in the order they came. */
+struct head_scan {
+    const char *end;  /* where the previous line's text ended in MHD's read buffer */
+    const char *bad;  /* a header whose line held more than MHD kept, or NULL */
+    const char *last; /* the previous line's name ("" before the first) */
+    const char *first[N_WATCHED];
+    size_t first_len[N_WATCHED];
+    uint32_t n[N_WATCHED];
+    int conflict; /* watched index of a header whose lines disagree, or -1 */
+};
+
+/* True when end..next holds only what MHD leaves of line ends: min to max bytes, all NUL (it
+ * zeroes CR and LF). Anything else there means the line held a NUL byte, where MHD cut its value
+ * short, or that MHD moved the line (a folded one, obsolete: RFC 9112 5.2). */
+static bool
+only_line_ends(const char *end, const char *next, size_t min, size_t max)
+{
+    if (next < end + min || next > end + max)
+        return false;
+    for (; end < next; end++)
+        if (*end != '\0')
+            return false;
+    return true;
+}
+
+static enum MHD_Result
+scan_line(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size, const char *value,
+          size_t value_size)
+{
+    struct head_scan *s = cls;
+    int w;
+
+    (void)kind;
+    if (!only_line_ends(s->end, key, 1, 2)) {
+        s->bad = s->last;
+        return MHD_NO;
+    }
+    s->end = value + value_size;
+    s->last = key;
+    w = watched_index(key, key_size);
+    if (w < 0)
+        return MHD_YES;
+    if (s->n[w]++ == 0) {
+        s->first[w] = value;
+        s->first_len[w] = value_size;
+    } else if (watched[w].kind >= HK_SINGLE &&
+               (value_size != s->first_len[w] || memcmp(value, s->first[w], value_size) != 0)) {
+        s->conflict = w;
+    }
+    return MHD_YES;
+}
+
+/* Checks the header block once, before any handler runs: its size, NUL bytes MHD cut values at,
+ * framing that disagrees (smuggling), single headers that disagree, and notes repeated lists for
+ * gk_req_header. Fills st->resp and returns false when the request is refused. MHD's header list
+ * points into its read buffer, which holds the block in one piece (headers are allocated from the
+ * pool's other end), so each line must start where the previous one ended plus its line end. */
+static bool
+head_ok(struct MHD_Connection *c, struct req_state *st, const char *method, const char *version)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+    struct head_scan s = {.end = version + strlen(version), .last = "", .conflict = -1};
+    char field[64];
+
+    if (ci == NULL || ci->header_size > GK_HTTP_HEADERS_MAX) {
+        st->must_close = true; /* as libmicrohttpd's own 431 does */
+        gk_resp_error(&st->resp, 431, "headers_too_large",
+                      "The request line and headers are larger than 16384 bytes.", NULL);
+        return false;
+    }
+    MHD_get_connection_values_n(c, MHD_HEADER_KIND, scan_line, &s);
+    if (s.bad == NULL && !only_line_ends(s.end, method + ci->header_size, 2, 4))
+        s.bad = s.last;
+    if (s.bad != NULL) {
+        gk_strlcpy(field, s.bad, sizeof(field));
+        gk_resp_error(&st->resp, 400, "invalid_header",
+                      "A header holds a NUL byte or is folded over several lines.",
+                      field[0] != '\0' ? field : NULL);
+        return false;
+    }
+    for (size_t w = 0; w < N_JOINED; w++)
+        if (s.n[w] > 1)
+            st->repeated |= 1u << w;
+    /* Two framings: a proxy may have used the other one (request smuggling). */
+    if (s.n[W_LENGTH] > 0 && s.n[W_TRANSFER] > 0)
+        s.conflict = W_TRANSFER;
+    if (s.conflict >= 0) {
+        st->must_close = watched[s.conflict].kind != HK_SINGLE;
+        gk_resp_error(&st->resp, 400, "invalid_header",
+                      st->must_close ? "Content-Length and Transfer-Encoding must frame the body one way."
+                                     : "A header that takes one value came with different values.",
+                      watched[s.conflict].field);
+        return false;
+    }
+    return true;
+}
+
 static enum MHD_Result
 on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method, const char *version,
            const char *upload, size_t *upload_size, void **con_cls)
@@ -448,13 +722,16 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
     struct gk_http *h = l->h;
     struct req_state *st = *con_cls;
 
-    (void)version;
     if (st == NULL) {
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         int64_t len;
 
         st = state_new(l, c, url, method);
         *con_cls = st;
+        if (!head_ok(c, st, method, version)) {
+            conn_request_read(c); /* answered now; a body is never read */
+            return queue(c, st);
+        }
         /* Refuse a declared oversized body before reading any of it; MHD then closes. */
         if (cl != NULL && gk_parse_i64(cl, 0, INT64_MAX, &len) == GK_OK && len > GK_HTTP_BODY_MAX) {
             st->too_large = true;
@@ -575,6 +852,12 @@ on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_Reque
             st->resp.route != NULL ? st->resp.route : "-", st->resp.status, (long long)(dur_us / 1000),
             st->req.peer_ip, st->body_len, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=true");
     resp_cleanup(&st->resp);
+    while (st->owned != NULL) {
+        struct owned *o = st->owned;
+
+        st->owned = o->next;
+        free(o);
+    }
     free(st->body);
     free(st->path);
     free(st);
@@ -910,7 +1193,7 @@ loop_daemon(struct gk_http *h, struct loop *l, const struct gk_http_opts *opts, 
                             /* 0 = no limit, MHD's default. */
                             MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)opts->max_connections_per_ip,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)opts->connection_timeout,
-                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)GK_HTTP_HEADERS_MAX,
+                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_POOL,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, l, MHD_OPTION_NOTIFY_CONNECTION,
                             on_connection, l, MHD_OPTION_END);
 }
