@@ -797,11 +797,12 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
 }
 
 /* Asks l's hup_fd to report cn once its client has closed its side (again, with MOD: epoll then
- * reports a condition that already holds). */
+ * reports a condition that already holds), and its first bytes while they were not looked at. */
 static void
 conn_watch(struct loop *l, struct conn *cn, int op)
 {
-    struct epoll_event ev = {.events = EPOLLRDHUP | EPOLLET, .data.ptr = cn};
+    struct epoll_event ev = {.events = EPOLLRDHUP | EPOLLET | (cn->first_seen ? 0u : (uint32_t)EPOLLIN),
+                             .data.ptr = cn};
 
     (void)epoll_ctl(l->hup_fd, op, cn->fd, &ev);
 }
@@ -832,7 +833,7 @@ on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_Reque
     if (st == NULL)
         return;
     /* The next request on a keep-alive connection must be read within the deadline from now. A
-     * client that closed its side meanwhile is looked at again (peers_closed) now that this
+     * client that closed its side meanwhile is looked at again (conn_events) now that this
      * request is answered. */
     if (cn != NULL) {
         atomic_store(&cn->reading_since, gk_mono_us());
@@ -1043,14 +1044,113 @@ on_mhd_log(void *cls, const char *fmt, va_list ap)
     GK_LOG(GK_LOG_WARN, "mhd", "msg=\"%s\"", gk_log_escape(msg, esc, sizeof(esc)));
 }
 
-/* Connections whose client closed its side, after MHD ran. MHD 0.9.75's epoll mode misses that
- * end of stream when it arrives with the last data (it stops reading after a short read, and
- * edge-triggered epoll reports no new edge), and would keep the connection until
- * CONNECTION_TIMEOUT. One whose request is in is answered first (on_completed asks again). One
- * with bytes MHD has not read yet is asked about again next turn, once MHD has read them. The
- * others hold an incomplete request or none: cut. */
+static bool
+tchar(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+/* The answer a connection's first bytes p[0..n) call for before libmicrohttpd parses them: 400
+ * when they cannot begin a request line (RFC 9112 3: method SP target SP HTTP-version CRLF, after
+ * blank lines), 505 for an HTTP version other than 1.x, 0 when they are fine or not yet whole.
+ * libmicrohttpd would take a line of NUL bytes for a blank line and wait, and answer the rest in
+ * HTML. Like libmicrohttpd, it takes spaces around the target and LF without CR. */
+static int
+first_line_status(const char *p, size_t n)
+{
+    size_t i = 0, m, end, v;
+
+    while (i < n && (p[i] == '\r' || p[i] == '\n'))
+        i++;
+    for (m = i; i < n && tchar((unsigned char)p[i]); i++)
+        ;
+    if (i == n)
+        return 0;
+    if (i == m || p[i] != ' ')
+        return 400;
+    for (end = i; end < n && p[end] != '\r' && p[end] != '\n'; end++)
+        if ((unsigned char)p[end] < 0x20 || p[end] == 0x7f)
+            return 400;
+    if (end == n)
+        return 0;
+    if (p[end] == '\r' && end + 1 < n && p[end + 1] != '\n')
+        return 400;
+    while (end > i && p[end - 1] == ' ')
+        end--;
+    for (v = end; v > i && p[v - 1] != ' '; v--)
+        ;
+    if (v <= i + 1 || end - v != 8 || strncmp(p + v, "HTTP/", 5) != 0 || p[v + 6] != '.' || p[v + 5] < '0' ||
+        p[v + 5] > '9' || p[v + 7] < '0' || p[v + 7] > '9')
+        return 400;
+    return p[v + 5] == '1' ? 0 : 505;
+}
+
+/* Answers status to cn's first request ourselves, before libmicrohttpd reads it, and closes. */
 static void
-peers_closed(struct loop *l)
+answer_first(struct loop *l, struct conn *cn, int status)
+{
+    static const char bad[] = "{\"error\":\"bad_request\",\"message\":\"The request line is malformed.\"}";
+    static const char version[] = "{\"error\":\"http_version_not_supported\",\"message\":\"Only HTTP/1.0 "
+                                  "and HTTP/1.1 are served.\"}";
+    const char *body = status == 505 ? version : bad;
+    char out[512], junk[4096];
+    size_t drained = 0;
+    ssize_t r;
+    int len;
+
+    len = snprintf(out, sizeof(out),
+                   "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+                   "Connection: close\r\nX-Request-Id: %08x-%06llx\r\nCache-Control: no-store\r\n"
+                   "X-Content-Type-Options: nosniff\r\n\r\n%s",
+                   status, status == 505 ? "HTTP Version Not Supported" : "Bad Request", strlen(body),
+                   l->h->id_prefix, (unsigned long long)atomic_fetch_add(&l->h->next_id, 1), body);
+    (void)!send(cn->fd, out, (size_t)len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    /* Reads what the client sent, so that closing does not reset the connection (and lose the
+     * answer) over unread bytes; libmicrohttpd then sees only the end of the stream. */
+    while (drained < DISCARD_MAX && (r = recv(cn->fd, junk, sizeof(junk), MSG_DONTWAIT)) > 0)
+        drained += (size_t)r;
+    conn_cut(cn, atomic_load(&cn->reading_since));
+    gk_metrics_request(NULL, status, 0);
+    GK_LOG(GK_LOG_INFO, "http",
+           "msg=request method=- path=- route=- status=%d fd=%d reason=malformed_request_line", status,
+           cn->fd);
+}
+
+/* A new connection's first bytes, once they are there and before MHD_run reads them: one peek per
+ * connection, none per request. If libmicrohttpd read first anyway (the bytes came between the
+ * loop's poll and MHD's), what is left is not the start of the stream, and it is left alone. */
+static void
+first_bytes(struct loop *l, struct conn *cn)
+{
+    char buf[1024];
+    ssize_t n = recv(cn->fd, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);
+    struct tcp_info ti;
+    socklen_t tl = sizeof(ti);
+    int unread = (int)n, status;
+
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return;
+    cn->first_seen = true;
+    conn_watch(l, cn, EPOLL_CTL_MOD);
+    if (n <= 0 || (n == (ssize_t)sizeof(buf) && ioctl(cn->fd, FIONREAD, &unread) != 0) ||
+        getsockopt(cn->fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) != 0 ||
+        tl < offsetof(struct tcp_info, tcpi_bytes_received) + sizeof(ti.tcpi_bytes_received) ||
+        ti.tcpi_bytes_received != (uint64_t)unread)
+        return;
+    status = first_line_status(buf, (size_t)n);
+    if (status != 0)
+        answer_first(l, cn, status);
+}
+
+/* Connection events, before MHD runs: first bytes (first_bytes), and clients that closed their
+ * side. MHD 0.9.75's epoll mode misses that end of stream when it arrives with the last data (it
+ * stops reading after a short read, and edge-triggered epoll reports no new edge), and would keep
+ * the connection until CONNECTION_TIMEOUT. One whose request is in is answered first
+ * (on_completed asks again). One with bytes MHD has not read yet is asked about again next turn,
+ * once MHD has read them. The others hold an incomplete request or none: cut. */
+static void
+conn_events(struct loop *l)
 {
     struct epoll_event evs[64];
     int n;
@@ -1060,10 +1160,14 @@ peers_closed(struct loop *l)
         pthread_mutex_lock(&l->h->conns_lock);
         for (int i = 0; i < n; i++) {
             struct conn *cn = evs[i].data.ptr;
-            int64_t since = atomic_load(&cn->reading_since);
-
+            int64_t since;
             int unread = 0;
 
+            if (!cn->first_seen && (evs[i].events & EPOLLIN))
+                first_bytes(l, cn);
+            if (cn->cut || !(evs[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
+                continue;
+            since = atomic_load(&cn->reading_since);
             if (since == READ_DONE)
                 cn->peer_closed = true;
             else if (ioctl(cn->fd, FIONREAD, &unread) == 0 && unread > 0)
@@ -1117,13 +1221,13 @@ loop_main(void *arg)
                 atomic_fetch_add(&h->quiesced, 1);
             }
         }
+        if (fds[3].revents & POLLIN)
+            conn_events(l);
         if (l->comp != NULL)
             h->comp.run(l->comp, fds[2].revents);
         MHD_run(l->daemon);
         if (l->comp != NULL)
             h->comp.flush(l->comp);
-        if (fds[3].revents & POLLIN)
-            peers_closed(l);
     }
     /* Ends every wait the companion started: the suspended requests are resumed, and
      * MHD_stop_daemon then closes them. */

@@ -259,7 +259,7 @@ expect_raw_error_then_close(const char *raw, size_t len, int status, const char 
     close(fd);
     ck_assert_msg(closed, "not closed after: %s", buf);
     ck_assert_msg(gktest_parse_response(buf, n, &r), "no answer before the close");
-    ck_assert_msg(strstr(buf + 1, "HTTP/1.1 ") == NULL, "more than one answer: %s", buf);
+    ck_assert_msg(strlen(r.head) + 2 + r.body_len == n, "more than one answer: %s", buf);
     ck_assert_str_eq(gktest_header(&r, "Content-Type", ct, sizeof(ct)), "application/json");
     expect_error(&r, status, code);
 }
@@ -280,6 +280,36 @@ START_TEST(smuggling_shapes_are_400_and_close)
         int n = snprintf(raw, sizeof(raw), "%s%s", heads[i], smuggled);
 
         expect_raw_error_then_close(raw, (size_t)n, 400, "invalid_header");
+    }
+}
+END_TEST
+
+/* First lines libmicrohttpd answered in HTML, or took for blank lines (NUL bytes) and then waited
+ * on until CONNECTION_TIMEOUT: JSON, and closed at once. */
+START_TEST(malformed_first_lines_are_json_and_close_at_once)
+{
+    static const struct {
+        const char *raw;
+        size_t len;
+        int status;
+        const char *code;
+    } cases[] = {
+#define RAW(s) s, sizeof(s) - 1
+        {RAW("\0\0\0\0\r\n\r\n"), 400, "bad_request"},
+        {RAW("\0\0\0 / HTTP/1.1\r\nHost: x\r\n\r\n"), 400, "bad_request"},
+        {RAW(" / HTTP/1.1\r\nHost: x\r\n\r\n"), 400, "bad_request"},
+        {RAW("\x01\x02 NOT HTTP\r\n\r\n"), 400, "bad_request"},
+        {RAW("GET /health?shallow\r\n\r\n"), 400, "bad_request"},
+        {RAW("GET /hea\0lth?shallow HTTP/1.1\r\nHost: x\r\n\r\n"), 400, "bad_request"},
+        {RAW("GET /health?shallow HTTP/2.0\r\nHost: x\r\n\r\n"), 505, "http_version_not_supported"},
+#undef RAW
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        long long t0 = gktest_ms();
+
+        expect_raw_error_then_close(cases[i].raw, cases[i].len, cases[i].status, cases[i].code);
+        ck_assert_msg(gktest_ms() - t0 < 1000, "case %zu closed after %lld ms", i, gktest_ms() - t0);
     }
 }
 END_TEST
@@ -1083,6 +1113,7 @@ http_it_suite(void)
     tcase_add_test(conv, secrets_never_reach_the_log);
     tcase_add_test(conv, smuggling_shapes_are_400_and_close);
     tcase_add_test(conv, nul_in_a_header_value_is_400);
+    tcase_add_test(conv, malformed_first_lines_are_json_and_close_at_once);
     tcase_add_test(conv, oversized_head_is_431_json);
     suite_add_tcase(s, conv);
 
