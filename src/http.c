@@ -6,7 +6,8 @@
  * epoll mode with a listening socket of its own on the same port (SO_REUSEPORT: the kernel
  * spreads connections evenly, where one shared socket let whichever loop woke first take them
  * all), and one companion: the Redis pipeline. A turn of the loop polls MHD's epoll descriptor, the
- * companion's socket and a wake-up descriptor; lets the companion read its replies (answering suspended
+ * companion's socket, a wake-up descriptor and an epoll of connection events of its own (first bytes,
+ * closed clients: conn_events); handles those; lets the companion read its replies (answering suspended
  * requests); runs MHD once (reading new requests, whose handlers queue Redis work, and writing answers); then
  * has the companion flush what the handlers queued, in one write. So a request, its Redis command and its
  * answer stay on one thread, and one Redis round trip serves every request that arrived together, with no
@@ -1053,7 +1054,8 @@ tchar(unsigned char c)
 
 /* The answer a connection's first bytes p[0..n) call for before libmicrohttpd parses them: 400
  * when they cannot begin a request line (RFC 9112 3: method SP target SP HTTP-version CRLF, after
- * blank lines), 505 for an HTTP version other than 1.x, 0 when they are fine or not yet whole.
+ * blank lines) or hold a header line without a name and colon, 505 for an HTTP version other than
+ * 1.x, 0 when they are fine or not yet whole.
  * libmicrohttpd would take a line of NUL bytes for a blank line and wait, and answer the rest in
  * HTML. Like libmicrohttpd, it takes spaces around the target and LF without CR. */
 static int
@@ -1083,14 +1085,36 @@ first_line_status(const char *p, size_t n)
     if (v <= i + 1 || end - v != 8 || strncmp(p + v, "HTTP/", 5) != 0 || p[v + 6] != '.' || p[v + 5] < '0' ||
         p[v + 5] > '9' || p[v + 7] < '0' || p[v + 7] > '9')
         return 400;
-    return p[v + 5] == '1' ? 0 : 505;
+    if (p[v + 5] != '1')
+        return 505;
+    /* The header lines that came whole: each needs a name of tchars and a colon (libmicrohttpd
+     * answers a line without one in HTML; a NUL in a name hides the colon from it). Values, with
+     * their NUL bytes and folds, are head_ok's, which can name the header. */
+    for (i = end; i < n && p[i] != '\n'; i++)
+        ;
+    while (++i < n) {
+        if (p[i] == '\n' || (p[i] == '\r' && i + 1 < n && p[i + 1] == '\n'))
+            return 0; /* the blank line: the head is whole */
+        if (p[i] != ' ' && p[i] != '\t') {
+            for (m = i; i < n && tchar((unsigned char)p[i]); i++)
+                ;
+            if (i == n)
+                return 0;
+            if (i == m || p[i] != ':')
+                return 400;
+        }
+        while (i < n && p[i] != '\n')
+            i++;
+    }
+    return 0;
 }
 
 /* Answers status to cn's first request ourselves, before libmicrohttpd reads it, and closes. */
 static void
 answer_first(struct loop *l, struct conn *cn, int status)
 {
-    static const char bad[] = "{\"error\":\"bad_request\",\"message\":\"The request line is malformed.\"}";
+    static const char bad[] =
+        "{\"error\":\"bad_request\",\"message\":\"The request line or a header line is malformed.\"}";
     static const char version[] = "{\"error\":\"http_version_not_supported\",\"message\":\"Only HTTP/1.0 "
                                   "and HTTP/1.1 are served.\"}";
     const char *body = status == 505 ? version : bad;
@@ -1123,7 +1147,7 @@ answer_first(struct loop *l, struct conn *cn, int status)
 static void
 first_bytes(struct loop *l, struct conn *cn)
 {
-    char buf[1024];
+    char buf[4096];
     ssize_t n = recv(cn->fd, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);
     struct tcp_info ti;
     socklen_t tl = sizeof(ti);

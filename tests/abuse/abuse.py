@@ -653,7 +653,7 @@ def bad_bytes_cases():
          "NUL in business_id"),
         ("GET", "/queue/status", [("business_id", "good"), ("jwt", b"\x00" + tok)], "400 invalid_header",
          "NUL in jwt"),
-        ("GET", "/queue/status", [("busi\x00ness_id", "good"), ("jwt", tok)], "400 html",
+        ("GET", "/queue/status", [("busi\x00ness_id", "good"), ("jwt", tok)], "400 bad_request",
          "NUL in a header name"),
     ]
 
@@ -955,7 +955,7 @@ ATTACKS = [
     Attack("garbage", "pipelined garbage", "requests before it answered; then 400/505 + close, or close",
            garbage_probe, garbage_flood),
     Attack("bad-bytes", "invalid UTF-8 and NUL bytes in headers",
-           "400 invalid_header (NUL in a value) / 401 invalid_token; NUL in a name: 400 + close",
+           "400 invalid_header (NUL in a value) / 401 invalid_token; NUL in a name: 400 bad_request + close",
            bad_bytes_probe, bad_bytes_flood),
     Attack("ip-limit", "one IP enqueueing past its limit", "429 rate_limited + Retry-After; nothing changes",
            ip_limit_probe, ip_limit_flood),

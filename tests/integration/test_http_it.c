@@ -284,8 +284,8 @@ START_TEST(smuggling_shapes_are_400_and_close)
 }
 END_TEST
 
-/* First lines libmicrohttpd answered in HTML, or took for blank lines (NUL bytes) and then waited
- * on until CONNECTION_TIMEOUT: JSON, and closed at once. */
+/* First lines and header lines libmicrohttpd answered in HTML, or took for blank lines (NUL bytes)
+ * and then waited on until CONNECTION_TIMEOUT: JSON, and closed at once. */
 START_TEST(malformed_first_lines_are_json_and_close_at_once)
 {
     static const struct {
@@ -302,6 +302,9 @@ START_TEST(malformed_first_lines_are_json_and_close_at_once)
         {RAW("GET /health?shallow\r\n\r\n"), 400, "bad_request"},
         {RAW("GET /hea\0lth?shallow HTTP/1.1\r\nHost: x\r\n\r\n"), 400, "bad_request"},
         {RAW("GET /health?shallow HTTP/2.0\r\nHost: x\r\n\r\n"), 505, "http_version_not_supported"},
+        {RAW("GET /health?shallow HTTP/1.1\r\nHost x\r\n\r\n"), 400, "bad_request"},
+        {RAW("GET /health?shallow HTTP/1.1\r\nHost: x\r\nbusi\0ness_id: b\r\n\r\n"), 400, "bad_request"},
+        {RAW("GET /health?shallow HTTP/1.1\r\nX Y: z\r\n\r\n"), 400, "bad_request"},
 #undef RAW
     };
 
