@@ -198,6 +198,8 @@ struct req_state {
  * still fits and gets our JSON 431 (head_ok) rather than MHD's HTML one. MHD zeroes it for every
  * request; 32 KiB is the largest it still takes from malloc rather than mmap. */
 #define HTTP_POOL (2 * GK_HTTP_HEADERS_MAX)
+/* What answer_first reads and drops at most, on the loop thread; past it a close may reset. */
+#define FIRST_DRAIN_MAX (64 * 1024)
 
 /* A suspended request: the handler asked to wait (WAITING); http.c then suspends the connection
  * (SUSPENDED) unless the wait already ended (DONE), in which case no suspension is needed. */
@@ -1132,7 +1134,7 @@ answer_first(struct loop *l, struct conn *cn, int status)
     (void)!send(cn->fd, out, (size_t)len, MSG_NOSIGNAL | MSG_DONTWAIT);
     /* Reads what the client sent, so that closing does not reset the connection (and lose the
      * answer) over unread bytes; libmicrohttpd then sees only the end of the stream. */
-    while (drained < DISCARD_MAX && (r = recv(cn->fd, junk, sizeof(junk), MSG_DONTWAIT)) > 0)
+    while (drained < FIRST_DRAIN_MAX && (r = recv(cn->fd, junk, sizeof(junk), MSG_DONTWAIT)) > 0)
         drained += (size_t)r;
     conn_cut(cn, atomic_load(&cn->reading_since));
     gk_metrics_request(NULL, status, 0);

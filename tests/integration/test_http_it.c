@@ -19,11 +19,14 @@
 
 #define OPERATOR "Authorization: Bearer " GKTEST_ADMIN_TOKEN "\r\n"
 
-/* Asserts status and error code of r, then frees it. */
+/* Asserts status, JSON content type and error code of r, then frees it. */
 static void
 expect_error(struct gktest_resp *r, int status, const char *code)
 {
+    char ct[64];
+
     ck_assert_msg(r->status == status, "want %d got %d: %s", status, r->status, r->body);
+    ck_assert_str_eq(gktest_header(r, "Content-Type", ct, sizeof(ct)), "application/json");
     ck_assert_str_eq(gktest_json_str(r, "error"), code);
     ck_assert(strlen(gktest_json_str(r, "message")) > 0);
     gktest_resp_free(r);
@@ -248,7 +251,7 @@ END_TEST
 static void
 expect_raw_error_then_close(const char *raw, size_t len, int status, const char *code)
 {
-    char buf[8192], ct[64];
+    char buf[8192];
     int fd = gktest_connect(gktest_srv.port);
     struct gktest_resp r;
     bool closed;
@@ -260,7 +263,6 @@ expect_raw_error_then_close(const char *raw, size_t len, int status, const char 
     ck_assert_msg(closed, "not closed after: %s", buf);
     ck_assert_msg(gktest_parse_response(buf, n, &r), "no answer before the close");
     ck_assert_msg(strlen(r.head) + 2 + r.body_len == n, "more than one answer: %s", buf);
-    ck_assert_str_eq(gktest_header(&r, "Content-Type", ct, sizeof(ct)), "application/json");
     expect_error(&r, status, code);
 }
 
@@ -342,7 +344,7 @@ END_TEST
 START_TEST(oversized_head_is_431_json)
 {
     size_t big = 17 * 1024;
-    char *h = malloc(big + 16), ct[64];
+    char *h = malloc(big + 16);
     struct gktest_resp r;
 
     strcpy(h, "X-Big: ");
@@ -350,7 +352,6 @@ START_TEST(oversized_head_is_431_json)
     strcpy(h + 7 + big, "\r\n");
     gktest_http(gktest_srv.port, "GET", "/health?shallow", h, NULL, &r);
     free(h);
-    ck_assert_str_eq(gktest_header(&r, "Content-Type", ct, sizeof(ct)), "application/json");
     expect_error(&r, 431, "headers_too_large");
 }
 END_TEST
