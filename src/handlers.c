@@ -80,13 +80,7 @@ gk_reply_json(struct gk_resp *resp, int status, struct json_object *obj)
 void
 gk_reply_error(struct gk_resp *resp, int status, const char *code, const char *message, const char *field)
 {
-    struct json_object *o = json_object_new_object();
-
-    json_object_object_add(o, "error", json_object_new_string(code));
-    json_object_object_add(o, "message", json_object_new_string(message));
-    if (field != NULL)
-        json_object_object_add(o, "field", json_object_new_string(field));
-    gk_reply_json(resp, status, o);
+    gk_resp_error(resp, status, code, message, field);
 }
 
 /* Both spellings, because many proxies drop headers with underscores. Reverse proxies calling

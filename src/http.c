@@ -6,7 +6,8 @@
  * epoll mode with a listening socket of its own on the same port (SO_REUSEPORT: the kernel
  * spreads connections evenly, where one shared socket let whichever loop woke first take them
  * all), and one companion: the Redis pipeline. A turn of the loop polls MHD's epoll descriptor, the
- * companion's socket and a wake-up descriptor; lets the companion read its replies (answering suspended
+ * companion's socket, a wake-up descriptor and an epoll of connection events of its own (first bytes,
+ * closed clients: conn_events); handles those; lets the companion read its replies (answering suspended
  * requests); runs MHD once (reading new requests, whose handlers queue Redis work, and writing answers); then
  * has the companion flush what the handlers queued, in one write. So a request, its Redis command and its
  * answer stay on one thread, and one Redis round trip serves every request that arrived together, with no
@@ -49,6 +50,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <json-c/json.h>
+#include <linux/tcp.h>
 #include <microhttpd.h>
 
 #include "gk/config.h"
@@ -62,6 +65,7 @@ struct conn {
     int fd;
     bool cut;            /* shut down by conn_cut (under conns_lock) */
     bool peer_closed;    /* the client closed its side while a request was in (loop thread) */
+    bool first_seen;     /* its first bytes were looked at (first_bytes; loop thread) */
     struct ip_count *ip; /* its address's count, when MAX_CONNECTIONS_PER_IP applies */
     /* gk_mono_us() when it started reading its current request; READ_DONE once that request is
      * complete. Stored without the lock; the reaper claims a late one with a compare-exchange. */
@@ -91,6 +95,7 @@ struct loop {
     int hup_fd;  /* epoll of its connections for EPOLLRDHUP: the client closed its side */
     bool quiesced;
     bool started;
+    bool rerun; /* a connection was resumed during MHD_run: run it again at once (loop thread) */
     pthread_t thread;
 };
 
@@ -124,6 +129,45 @@ struct gk_http {
     pthread_t reaper;
 };
 
+/* Request headers whose repeated lines matter (RFC 9110 5.3). A list's lines are one value, joined
+ * in order; a single header's lines must agree, since MHD would hand over only the first and a
+ * proxy may have read another; Content-Length and Transfer-Encoding are framing (smuggling). */
+enum hdr_kind { HK_LIST, HK_COOKIE, HK_SINGLE, HK_LENGTH, HK_TRANSFER };
+
+static const struct watched {
+    const char *name;
+    size_t len;
+    enum hdr_kind kind;
+    const char *field; /* how an error names it */
+} watched[] = {
+    {"X-Forwarded-For", 15, HK_LIST, "X-Forwarded-For"},
+    {"Forwarded", 9, HK_LIST, "Forwarded"},
+    {"Cookie", 6, HK_COOKIE, "Cookie"},
+    {"business_id", 11, HK_SINGLE, "business_id"},
+    {"business-id", 11, HK_SINGLE, "business_id"},
+    {"user_id", 7, HK_SINGLE, "user_id"},
+    {"user-id", 7, HK_SINGLE, "user_id"},
+    {"jwt", 3, HK_SINGLE, "jwt"},
+    {"Authorization", 13, HK_SINGLE, "Authorization"},
+    {"X-Gatekeeper-Business", 21, HK_SINGLE, "X-Gatekeeper-Business"},
+    {"Content-Type", 12, HK_SINGLE, "Content-Type"},
+    {"Host", 4, HK_SINGLE, "Host"},
+    {"Content-Length", 14, HK_LENGTH, "Content-Length"},
+    {"Transfer-Encoding", 17, HK_TRANSFER, "Transfer-Encoding"},
+};
+
+#define N_WATCHED (sizeof(watched) / sizeof(watched[0]))
+#define N_JOINED 3 /* the HK_LIST and HK_COOKIE entries, which come first */
+#define W_COOKIE 2
+#define W_LENGTH (N_WATCHED - 2) /* Content-Length and Transfer-Encoding come last */
+#define W_TRANSFER (N_WATCHED - 1)
+
+/* A string a request owns until it completes (a joined header, a cookie from one). */
+struct owned {
+    struct owned *next;
+    char s[];
+};
+
 /* Per-request state from the first access-handler call to the completed callback. */
 struct req_state {
     struct loop *loop; /* its connection's; loop->h is the server */
@@ -134,6 +178,10 @@ struct req_state {
     size_t discarded; /* bytes dropped after the body went over the limit */
     bool too_large;
     bool answered;
+    bool must_close;        /* the answer closes the connection (a framing error) */
+    uint32_t repeated;      /* bit i: watched[i] came on more than one line */
+    char *joined[N_JOINED]; /* lazily joined lines of watched[i]; in owned */
+    struct owned *owned;
     gk_req_cont cont;           /* set while the request waits for something (gk_req_suspend) */
     gk_http_handler offload_fn; /* gk_req_offload: what an offload thread runs */
     void *offload_arg;
@@ -146,6 +194,12 @@ struct req_state {
 };
 
 #define DISCARD_MAX (1024 * 1024)
+/* MHD's per-connection memory: twice the header limit, so that a head a little over the limit
+ * still fits and gets our JSON 431 (head_ok) rather than MHD's HTML one. MHD zeroes it for every
+ * request; 32 KiB is the largest it still takes from malloc rather than mmap. */
+#define HTTP_POOL (2 * GK_HTTP_HEADERS_MAX)
+/* What answer_first reads and drops at most, on the loop thread; past it a close may reset. */
+#define FIRST_DRAIN_MAX (64 * 1024)
 
 /* A suspended request: the handler asked to wait (WAITING); http.c then suspends the connection
  * (SUSPENDED) unless the wait already ended (DONE), in which case no suspension is needed. */
@@ -275,9 +329,83 @@ offload_main(void *arg)
 static const char too_large_body[] =
     "{\"error\":\"payload_too_large\",\"message\":\"The request body is larger than 65536 bytes.\"}";
 
+static int
+watched_index(const char *name, size_t len)
+{
+    for (size_t i = 0; i < N_WATCHED; i++)
+        if (watched[i].len == len && strncasecmp(watched[i].name, name, len) == 0)
+            return (int)i;
+    return -1;
+}
+
+static char *
+own(struct req_state *st, size_t len)
+{
+    struct owned *o = gk_xmalloc(sizeof(*o) + len + 1);
+
+    o->next = st->owned;
+    st->owned = o;
+    o->s[len] = '\0';
+    return o->s;
+}
+
+struct join {
+    const char *name;
+    size_t name_len;
+    const char *sep;
+    char *out; /* NULL: only count into len */
+    size_t len;
+};
+
+static enum MHD_Result
+join_line(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size, const char *value,
+          size_t value_size)
+{
+    struct join *j = cls;
+
+    (void)kind;
+    if (key_size != j->name_len || strncasecmp(key, j->name, key_size) != 0)
+        return MHD_YES;
+    if (j->len > 0) {
+        if (j->out != NULL)
+            memcpy(j->out + j->len, j->sep, 2);
+        j->len += 2;
+    }
+    if (j->out != NULL)
+        memcpy(j->out + j->len, value, value_size);
+    j->len += value_size;
+    return MHD_YES;
+}
+
+/* Every line of watched[w] in order, joined with ", " ("; " for Cookie). Its length is bounded by
+ * the header block's (GK_HTTP_HEADERS_MAX, checked before any handler runs). */
+static const char *
+joined(struct req_state *st, int w)
+{
+    struct join j = {watched[w].name, watched[w].len, watched[w].kind == HK_COOKIE ? "; " : ", ", NULL, 0};
+
+    if (st->joined[w] == NULL) {
+        MHD_get_connection_values_n(st->req.impl, MHD_HEADER_KIND, join_line, &j);
+        j.out = own(st, j.len);
+        j.len = 0;
+        MHD_get_connection_values_n(st->req.impl, MHD_HEADER_KIND, join_line, &j);
+        st->joined[w] = j.out;
+    }
+    return st->joined[w];
+}
+
 const char *
 gk_req_header(const struct gk_req *req, const char *name)
 {
+    struct req_state *st = state_of(req);
+
+    /* Repeats are rare: only then is the name looked up among the joined ones. */
+    if (st->repeated != 0) {
+        int w = watched_index(name, strlen(name));
+
+        if (w >= 0 && w < N_JOINED && (st->repeated & (1u << w)))
+            return joined(st, w);
+    }
     return MHD_lookup_connection_value(req->impl, MHD_HEADER_KIND, name);
 }
 
@@ -293,9 +421,45 @@ gk_req_query(const struct gk_req *req, const char *name)
     return v;
 }
 
+/* Cookie name in a "; "-joined Cookie value, as MHD reads one line: pairs split at ';', spaces
+ * around them dropped, one pair of double quotes around a value removed. */
+static const char *
+cookie_in(struct req_state *st, const char *list, const char *name)
+{
+    size_t nlen = strlen(name);
+
+    for (const char *p = list; *p != '\0';) {
+        size_t pair = strcspn(p, ";"), vlen;
+        const char *v;
+
+        while (pair > 0 && *p == ' ') {
+            p++;
+            pair--;
+        }
+        if (pair > nlen && strncmp(p, name, nlen) == 0 && p[nlen] == '=') {
+            v = p + nlen + 1;
+            vlen = pair - nlen - 1;
+            while (vlen > 0 && v[vlen - 1] == ' ')
+                vlen--;
+            if (vlen >= 2 && v[0] == '"' && v[vlen - 1] == '"') {
+                v++;
+                vlen -= 2;
+            }
+            return memcpy(own(st, vlen), v, vlen);
+        }
+        p += pair + (p[pair] == ';');
+    }
+    return NULL;
+}
+
 const char *
 gk_req_cookie(const struct gk_req *req, const char *name)
 {
+    struct req_state *st = state_of(req);
+
+    /* MHD parses only the first Cookie line. */
+    if (st->repeated & (1u << W_COOKIE))
+        return cookie_in(st, joined(st, W_COOKIE), name);
     return MHD_lookup_connection_value(req->impl, MHD_COOKIE_KIND, name);
 }
 
@@ -319,6 +483,22 @@ gk_resp_header(struct gk_resp *resp, const char *name, const char *value)
     resp->headers[resp->n_headers][0] = gk_xstrdup(name);
     resp->headers[resp->n_headers][1] = gk_xstrdup(value);
     resp->n_headers++;
+}
+
+void
+gk_resp_error(struct gk_resp *resp, int status, const char *code, const char *message, const char *field)
+{
+    struct json_object *o = json_object_new_object();
+    const char *s;
+    size_t len;
+
+    json_object_object_add(o, "error", json_object_new_string(code));
+    json_object_object_add(o, "message", json_object_new_string(message));
+    if (field != NULL)
+        json_object_object_add(o, "field", json_object_new_string(field));
+    s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+    gk_resp_body(resp, status, NULL, gk_xstrndup(s, len), len);
+    json_object_put(o);
 }
 
 static void
@@ -425,8 +605,9 @@ queue(struct MHD_Connection *c, struct req_state *st)
                             r->content_type != NULL ? r->content_type : "application/json");
     MHD_add_response_header(mr, "X-Request-Id", st->req.id);
     MHD_add_response_header(mr, "X-Content-Type-Options", "nosniff");
-    /* While shutting down, a keep-alive client must not send its next request here. */
-    if (atomic_load(&st->loop->h->draining))
+    /* While shutting down, a keep-alive client must not send its next request here; after a
+     * framing error, what follows on the connection cannot be trusted to be a request. */
+    if (st->must_close || atomic_load(&st->loop->h->draining))
         MHD_add_response_header(mr, MHD_HTTP_HEADER_CONNECTION, "close");
     for (size_t i = 0; i < r->n_headers; i++)
         MHD_add_response_header(mr, r->headers[i][0], r->headers[i][1]);
@@ -439,6 +620,103 @@ queue(struct MHD_Connection *c, struct req_state *st)
     return ok;
 }
 
+/* What head_ok learns from one pass over the header lines, in the order they came. */
+struct head_scan {
+    const char *end;  /* where the previous line's text ended in MHD's read buffer */
+    const char *bad;  /* a header whose line held more than MHD kept, or NULL */
+    const char *last; /* the previous line's name ("" before the first) */
+    const char *first[N_WATCHED];
+    size_t first_len[N_WATCHED];
+    uint32_t n[N_WATCHED];
+    int conflict; /* watched index of a header whose lines disagree, or -1 */
+};
+
+/* True when end..next holds only what MHD leaves of line ends: min to max bytes, all NUL (it
+ * zeroes CR and LF). Anything else there means the line held a NUL byte, where MHD cut its value
+ * short, or that MHD moved the line (a folded one, obsolete: RFC 9112 5.2). */
+static bool
+only_line_ends(const char *end, const char *next, size_t min, size_t max)
+{
+    if (next < end + min || next > end + max)
+        return false;
+    for (; end < next; end++)
+        if (*end != '\0')
+            return false;
+    return true;
+}
+
+static enum MHD_Result
+scan_line(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size, const char *value,
+          size_t value_size)
+{
+    struct head_scan *s = cls;
+    int w;
+
+    (void)kind;
+    if (!only_line_ends(s->end, key, 1, 2)) {
+        s->bad = s->last;
+        return MHD_NO;
+    }
+    s->end = value + value_size;
+    s->last = key;
+    w = watched_index(key, key_size);
+    if (w < 0)
+        return MHD_YES;
+    if (s->n[w]++ == 0) {
+        s->first[w] = value;
+        s->first_len[w] = value_size;
+    } else if (watched[w].kind >= HK_SINGLE &&
+               (value_size != s->first_len[w] || memcmp(value, s->first[w], value_size) != 0)) {
+        s->conflict = w;
+    }
+    return MHD_YES;
+}
+
+/* Checks the header block once, before any handler runs: its size, NUL bytes MHD cut values at,
+ * framing that disagrees (smuggling), single headers that disagree, and notes repeated lists for
+ * gk_req_header. Fills st->resp and returns false when the request is refused. MHD's header list
+ * points into its read buffer, which holds the block in one piece (headers are allocated from the
+ * pool's other end), so each line must start where the previous one ended plus its line end. */
+static bool
+head_ok(struct MHD_Connection *c, struct req_state *st, const char *method, const char *version)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+    struct head_scan s = {.end = version + strlen(version), .last = "", .conflict = -1};
+    char field[64];
+
+    if (ci == NULL || ci->header_size > GK_HTTP_HEADERS_MAX) {
+        st->must_close = true; /* as libmicrohttpd's own 431 does */
+        gk_resp_error(&st->resp, 431, "headers_too_large",
+                      "The request line and headers are larger than 16384 bytes.", NULL);
+        return false;
+    }
+    MHD_get_connection_values_n(c, MHD_HEADER_KIND, scan_line, &s);
+    if (s.bad == NULL && !only_line_ends(s.end, method + ci->header_size, 2, 4))
+        s.bad = s.last;
+    if (s.bad != NULL) {
+        gk_strlcpy(field, s.bad, sizeof(field));
+        gk_resp_error(&st->resp, 400, "invalid_header",
+                      "A header holds a NUL byte or is folded over several lines.",
+                      field[0] != '\0' ? field : NULL);
+        return false;
+    }
+    for (size_t w = 0; w < N_JOINED; w++)
+        if (s.n[w] > 1)
+            st->repeated |= 1u << w;
+    /* Two framings: a proxy may have used the other one (request smuggling). */
+    if (s.n[W_LENGTH] > 0 && s.n[W_TRANSFER] > 0)
+        s.conflict = W_TRANSFER;
+    if (s.conflict >= 0) {
+        st->must_close = watched[s.conflict].kind != HK_SINGLE;
+        gk_resp_error(&st->resp, 400, "invalid_header",
+                      st->must_close ? "Content-Length and Transfer-Encoding must frame the body one way."
+                                     : "A header that takes one value came with different values.",
+                      watched[s.conflict].field);
+        return false;
+    }
+    return true;
+}
+
 static enum MHD_Result
 on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method, const char *version,
            const char *upload, size_t *upload_size, void **con_cls)
@@ -447,13 +725,16 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
     struct gk_http *h = l->h;
     struct req_state *st = *con_cls;
 
-    (void)version;
     if (st == NULL) {
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         int64_t len;
 
         st = state_new(l, c, url, method);
         *con_cls = st;
+        if (!head_ok(c, st, method, version)) {
+            conn_request_read(c); /* answered now; a body is never read */
+            return queue(c, st);
+        }
         /* Refuse a declared oversized body before reading any of it; MHD then closes. */
         if (cl != NULL && gk_parse_i64(cl, 0, INT64_MAX, &len) == GK_OK && len > GK_HTTP_BODY_MAX) {
             st->too_large = true;
@@ -509,6 +790,9 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
         if (atomic_exchange(&st->phase, PHASE_SUSPENDED) == PHASE_DONE) {
             atomic_store(&st->phase, PHASE_DONE);
             MHD_resume_connection(c);
+            /* MHD takes up a resume at the start of its next run, and its timeout does not count
+             * one noted during this run: without this the loop would sleep until its timer. */
+            l->rerun = true;
         }
         return MHD_YES;
     }
@@ -516,11 +800,12 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
 }
 
 /* Asks l's hup_fd to report cn once its client has closed its side (again, with MOD: epoll then
- * reports a condition that already holds). */
+ * reports a condition that already holds), and its first bytes while they were not looked at. */
 static void
 conn_watch(struct loop *l, struct conn *cn, int op)
 {
-    struct epoll_event ev = {.events = EPOLLRDHUP | EPOLLET, .data.ptr = cn};
+    struct epoll_event ev = {.events = EPOLLRDHUP | EPOLLET | (cn->first_seen ? 0u : (uint32_t)EPOLLIN),
+                             .data.ptr = cn};
 
     (void)epoll_ctl(l->hup_fd, op, cn->fd, &ev);
 }
@@ -551,7 +836,7 @@ on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_Reque
     if (st == NULL)
         return;
     /* The next request on a keep-alive connection must be read within the deadline from now. A
-     * client that closed its side meanwhile is looked at again (peers_closed) now that this
+     * client that closed its side meanwhile is looked at again (conn_events) now that this
      * request is answered. */
     if (cn != NULL) {
         atomic_store(&cn->reading_since, gk_mono_us());
@@ -571,6 +856,12 @@ on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_Reque
             st->resp.route != NULL ? st->resp.route : "-", st->resp.status, (long long)(dur_us / 1000),
             st->req.peer_ip, st->body_len, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=true");
     resp_cleanup(&st->resp);
+    while (st->owned != NULL) {
+        struct owned *o = st->owned;
+
+        st->owned = o->next;
+        free(o);
+    }
     free(st->body);
     free(st->path);
     free(st);
@@ -756,14 +1047,136 @@ on_mhd_log(void *cls, const char *fmt, va_list ap)
     GK_LOG(GK_LOG_WARN, "mhd", "msg=\"%s\"", gk_log_escape(msg, esc, sizeof(esc)));
 }
 
-/* Connections whose client closed its side, after MHD ran. MHD 0.9.75's epoll mode misses that
- * end of stream when it arrives with the last data (it stops reading after a short read, and
- * edge-triggered epoll reports no new edge), and would keep the connection until
- * CONNECTION_TIMEOUT. One whose request is in is answered first (on_completed asks again). One
- * with bytes MHD has not read yet is asked about again next turn, once MHD has read them. The
- * others hold an incomplete request or none: cut. */
+static bool
+tchar(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+/* The answer a connection's first bytes p[0..n) call for before libmicrohttpd parses them: 400
+ * when they cannot begin a request line (RFC 9112 3: method SP target SP HTTP-version CRLF, after
+ * blank lines) or hold a header line without a name and colon, 505 for an HTTP version other than
+ * 1.x, 0 when they are fine or not yet whole.
+ * libmicrohttpd would take a line of NUL bytes for a blank line and wait, and answer the rest in
+ * HTML. Like libmicrohttpd, it takes spaces around the target and LF without CR. */
+static int
+first_line_status(const char *p, size_t n)
+{
+    size_t i = 0, m, end, v;
+
+    while (i < n && (p[i] == '\r' || p[i] == '\n'))
+        i++;
+    for (m = i; i < n && tchar((unsigned char)p[i]); i++)
+        ;
+    if (i == n)
+        return 0;
+    if (i == m || p[i] != ' ')
+        return 400;
+    for (end = i; end < n && p[end] != '\r' && p[end] != '\n'; end++)
+        if ((unsigned char)p[end] < 0x20 || p[end] == 0x7f)
+            return 400;
+    if (end == n)
+        return 0;
+    if (p[end] == '\r' && end + 1 < n && p[end + 1] != '\n')
+        return 400;
+    while (end > i && p[end - 1] == ' ')
+        end--;
+    for (v = end; v > i && p[v - 1] != ' '; v--)
+        ;
+    if (v <= i + 1 || end - v != 8 || strncmp(p + v, "HTTP/", 5) != 0 || p[v + 6] != '.' || p[v + 5] < '0' ||
+        p[v + 5] > '9' || p[v + 7] < '0' || p[v + 7] > '9')
+        return 400;
+    if (p[v + 5] != '1')
+        return 505;
+    /* The header lines that came whole: each needs a name of tchars and a colon (libmicrohttpd
+     * answers a line without one in HTML; a NUL in a name hides the colon from it). Values, with
+     * their NUL bytes and folds, are head_ok's, which can name the header. */
+    for (i = end; i < n && p[i] != '\n'; i++)
+        ;
+    while (++i < n) {
+        if (p[i] == '\n' || (p[i] == '\r' && i + 1 < n && p[i + 1] == '\n'))
+            return 0; /* the blank line: the head is whole */
+        if (p[i] != ' ' && p[i] != '\t') {
+            for (m = i; i < n && tchar((unsigned char)p[i]); i++)
+                ;
+            if (i == n)
+                return 0;
+            if (i == m || p[i] != ':')
+                return 400;
+        }
+        while (i < n && p[i] != '\n')
+            i++;
+    }
+    return 0;
+}
+
+/* Answers status to cn's first request ourselves, before libmicrohttpd reads it, and closes. */
 static void
-peers_closed(struct loop *l)
+answer_first(struct loop *l, struct conn *cn, int status)
+{
+    static const char bad[] =
+        "{\"error\":\"bad_request\",\"message\":\"The request line or a header line is malformed.\"}";
+    static const char version[] = "{\"error\":\"http_version_not_supported\",\"message\":\"Only HTTP/1.0 "
+                                  "and HTTP/1.1 are served.\"}";
+    const char *body = status == 505 ? version : bad;
+    char out[512], junk[4096];
+    size_t drained = 0;
+    ssize_t r;
+    int len;
+
+    len = snprintf(out, sizeof(out),
+                   "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+                   "Connection: close\r\nX-Request-Id: %08x-%06llx\r\nCache-Control: no-store\r\n"
+                   "X-Content-Type-Options: nosniff\r\n\r\n%s",
+                   status, status == 505 ? "HTTP Version Not Supported" : "Bad Request", strlen(body),
+                   l->h->id_prefix, (unsigned long long)atomic_fetch_add(&l->h->next_id, 1), body);
+    (void)!send(cn->fd, out, (size_t)len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    /* Reads what the client sent, so that closing does not reset the connection (and lose the
+     * answer) over unread bytes; libmicrohttpd then sees only the end of the stream. */
+    while (drained < FIRST_DRAIN_MAX && (r = recv(cn->fd, junk, sizeof(junk), MSG_DONTWAIT)) > 0)
+        drained += (size_t)r;
+    conn_cut(cn, atomic_load(&cn->reading_since));
+    gk_metrics_request(NULL, status, 0);
+    GK_LOG(GK_LOG_INFO, "http",
+           "msg=request method=- path=- route=- status=%d fd=%d reason=malformed_request_line", status,
+           cn->fd);
+}
+
+/* A new connection's first bytes, once they are there and before MHD_run reads them: one peek per
+ * connection, none per request. If libmicrohttpd read first anyway (the bytes came between the
+ * loop's poll and MHD's), what is left is not the start of the stream, and it is left alone. */
+static void
+first_bytes(struct loop *l, struct conn *cn)
+{
+    char buf[4096];
+    ssize_t n = recv(cn->fd, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);
+    struct tcp_info ti;
+    socklen_t tl = sizeof(ti);
+    int unread = (int)n, status;
+
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return;
+    cn->first_seen = true;
+    conn_watch(l, cn, EPOLL_CTL_MOD);
+    if (n <= 0 || (n == (ssize_t)sizeof(buf) && ioctl(cn->fd, FIONREAD, &unread) != 0) ||
+        getsockopt(cn->fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) != 0 ||
+        tl < offsetof(struct tcp_info, tcpi_bytes_received) + sizeof(ti.tcpi_bytes_received) ||
+        ti.tcpi_bytes_received != (uint64_t)unread)
+        return;
+    status = first_line_status(buf, (size_t)n);
+    if (status != 0)
+        answer_first(l, cn, status);
+}
+
+/* Connection events, before MHD runs: first bytes (first_bytes), and clients that closed their
+ * side. MHD 0.9.75's epoll mode misses that end of stream when it arrives with the last data (it
+ * stops reading after a short read, and edge-triggered epoll reports no new edge), and would keep
+ * the connection until CONNECTION_TIMEOUT. One whose request is in is answered first
+ * (on_completed asks again). One with bytes MHD has not read yet is asked about again next turn,
+ * once MHD has read them. The others hold an incomplete request or none: cut. */
+static void
+conn_events(struct loop *l)
 {
     struct epoll_event evs[64];
     int n;
@@ -773,10 +1186,14 @@ peers_closed(struct loop *l)
         pthread_mutex_lock(&l->h->conns_lock);
         for (int i = 0; i < n; i++) {
             struct conn *cn = evs[i].data.ptr;
-            int64_t since = atomic_load(&cn->reading_since);
-
+            int64_t since;
             int unread = 0;
 
+            if (!cn->first_seen && (evs[i].events & EPOLLIN))
+                first_bytes(l, cn);
+            if (cn->cut || !(evs[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
+                continue;
+            since = atomic_load(&cn->reading_since);
             if (since == READ_DONE)
                 cn->peer_closed = true;
             else if (ioctl(cn->fd, FIONREAD, &unread) == 0 && unread > 0)
@@ -809,6 +1226,9 @@ loop_main(void *arg)
 
         if (MHD_get_timeout(l->daemon, &mhd_ms) == MHD_YES && mhd_ms < (MHD_UNSIGNED_LONG_LONG)timeout)
             timeout = (int)mhd_ms;
+        if (l->rerun)
+            timeout = 0;
+        l->rerun = false;
         if (l->comp != NULL)
             fds[2].fd = h->comp.want(l->comp, &fds[2].events, &timeout);
         if (poll(fds, 4, timeout) < 0 && errno != EINTR) {
@@ -827,13 +1247,13 @@ loop_main(void *arg)
                 atomic_fetch_add(&h->quiesced, 1);
             }
         }
+        if (fds[3].revents & POLLIN)
+            conn_events(l);
         if (l->comp != NULL)
             h->comp.run(l->comp, fds[2].revents);
         MHD_run(l->daemon);
         if (l->comp != NULL)
             h->comp.flush(l->comp);
-        if (fds[3].revents & POLLIN)
-            peers_closed(l);
     }
     /* Ends every wait the companion started: the suspended requests are resumed, and
      * MHD_stop_daemon then closes them. */
@@ -903,7 +1323,7 @@ loop_daemon(struct gk_http *h, struct loop *l, const struct gk_http_opts *opts, 
                             /* 0 = no limit, MHD's default. */
                             MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)opts->max_connections_per_ip,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)opts->connection_timeout,
-                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)GK_HTTP_HEADERS_MAX,
+                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_POOL,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, l, MHD_OPTION_NOTIFY_CONNECTION,
                             on_connection, l, MHD_OPTION_END);
 }

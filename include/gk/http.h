@@ -15,8 +15,8 @@
 #include "gk/util.h"
 
 #define GK_HTTP_BODY_MAX (64 * 1024) /* larger bodies get 413 */
-/* Request line + headers; larger is refused (431). libmicrohttpd zeroes its per-connection pool
- * of this size for every request, so it is no larger than useful. */
+/* Request line + headers; larger is refused (431). libmicrohttpd's per-connection pool is twice
+ * this (see http.c); a head too large even for it gets libmicrohttpd's own 431. */
 #define GK_HTTP_HEADERS_MAX (16 * 1024)
 #define GK_HTTP_RESP_HEADERS 12
 #define GK_REQ_ID_BUF 40
@@ -46,15 +46,20 @@ struct gk_resp {
     const char *route;                      /* static route name for logs/metrics, or NULL */
 };
 
-/* Header value by case-insensitive name, or NULL. Borrowed for the handler call. */
+/* Header value by case-insensitive name, or NULL. Borrowed for the handler call. The lines of a
+ * list header (X-Forwarded-For, Forwarded) come joined in order with ", " (RFC 9110 5.3); a
+ * header that takes one value and came with two different ones never reaches a handler (400). */
 const char *gk_req_header(const struct gk_req *req, const char *name);
 /* Query-string argument by name, or NULL ("" for a bare "?name"). Borrowed for the handler call. */
 const char *gk_req_query(const struct gk_req *req, const char *name);
-/* Cookie by name, or NULL. Borrowed for the handler call. */
+/* Cookie by name from every Cookie line, or NULL. Borrowed for the handler call. */
 const char *gk_req_cookie(const struct gk_req *req, const char *name);
 
 /* Sets status, content type (static) and body; takes ownership of body (malloc'd). */
 void gk_resp_body(struct gk_resp *resp, int status, const char *content_type, char *body, size_t len);
+/* Sets resp to {"error": code, "message": message[, "field": field]} with status. */
+void gk_resp_error(struct gk_resp *resp, int status, const char *code, const char *message,
+                   const char *field);
 /* Adds a response header (copied). Extra headers beyond GK_HTTP_RESP_HEADERS are dropped and
  * logged: the table is sized for what the handlers set. */
 void gk_resp_header(struct gk_resp *resp, const char *name, const char *value);

@@ -50,6 +50,14 @@ struct gktest_resp {
 int gktest_connect(uint16_t port);
 /* Sends raw bytes on fd and reads one response (10 s timeout). False when nothing came back. */
 bool gktest_exchange(int fd, const char *raw, size_t len, struct gktest_resp *out);
+/* Parses the first response in buf[0..n) (its body cut at Content-Length). False when buf holds
+ * no complete head. */
+bool gktest_parse_response(const char *buf, size_t n, struct gktest_resp *out);
+/* Sends raw bytes on fd, then reads everything until the server closes or timeout_ms passes.
+ * Returns the bytes read into buf (NUL-terminated, at most cap - 1); *closed tells whether the
+ * server closed (end of stream or reset) rather than the time running out. */
+size_t gktest_send_read_all(int fd, const char *raw, size_t len, char *buf, size_t cap, int timeout_ms,
+                            bool *closed);
 /* One request on a fresh connection. headers: "Name: value\r\n" lines or NULL; body may be NULL. */
 void gktest_http(uint16_t port, const char *method, const char *path, const char *headers, const char *body,
                  struct gktest_resp *out);
