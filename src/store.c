@@ -603,11 +603,11 @@ gk_store_stats(struct gk_store *st, const char *business, struct gk_stats_out *o
     r = run_script(st, S_STATS, business, 4, keys, 0, NULL);
     if (r == NULL)
         return GK_EREDIS;
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 12 || r->element[5]->type != REDIS_REPLY_STRING) {
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 13 || r->element[5]->type != REDIS_REPLY_STRING) {
         set_error(st, "stats", "unexpected reply");
         goto out;
     }
-    for (size_t i = 0; i < 12; i++) {
+    for (size_t i = 0; i < 13; i++) {
         if (i != 5 && r->element[i]->type != REDIS_REPLY_INTEGER) {
             set_error(st, "stats", "unexpected reply");
             goto out;
@@ -625,6 +625,7 @@ gk_store_stats(struct gk_store *st, const char *business, struct gk_stats_out *o
     out->evicted_total = r->element[9]->integer;
     out->ticks_total = r->element[10]->integer;
     out->finished_total = r->element[11]->integer;
+    out->rate_limited_total = r->element[12]->integer;
     rc = GK_OK;
 out:
     freeReplyObject(r);

@@ -170,14 +170,15 @@ struct gk_stats_out {
     int64_t ready; /* ready users whose time has not run out */
     int64_t admitted_total;
     int64_t enqueued_total;
-    int64_t last_admission_ms; /* 0 = never */
-    double admit_rate;         /* measured admissions per second, 0 = not yet */
-    int64_t events_backlog;    /* activity events not yet written to PostgreSQL */
-    int64_t events_dropped;    /* events lost to the stream bound while PostgreSQL was away */
-    int64_t expired_total;     /* ready users whose time ran out */
-    int64_t evicted_total;     /* waiting users removed for not polling */
-    int64_t ticks_total;       /* admission ticks run */
-    int64_t finished_total;    /* ready users the business released with finish */
+    int64_t last_admission_ms;  /* 0 = never */
+    double admit_rate;          /* measured admissions per second, 0 = not yet */
+    int64_t events_backlog;     /* activity events not yet written to PostgreSQL */
+    int64_t events_dropped;     /* events lost to the stream bound while PostgreSQL was away */
+    int64_t expired_total;      /* ready users whose time ran out */
+    int64_t evicted_total;      /* waiting users removed for not polling */
+    int64_t ticks_total;        /* admission ticks run */
+    int64_t finished_total;     /* ready users the business released with finish */
+    int64_t rate_limited_total; /* requests refused by a per-IP rate limit (429) */
 };
 
 /* Counters and sizes of business's queue, in one round trip. */

@@ -6,9 +6,9 @@
 -- admissions per second ('' if none yet) and how many users wait in all.
 local user, ip, evmax = ARGV[1], ARGV[8], tonumber(ARGV[9])
 local now = gk_now_ms(ARGV[10] == '1' and KEYS[8] or nil)
-local wait = gk_rate_limit(KEYS[6], now, tonumber(ARGV[2]), tonumber(ARGV[3]))
+local wait, first = gk_rate_limit(KEYS[6], now, tonumber(ARGV[2]), tonumber(ARGV[3]))
 if wait > 0 then
-  gk_event(KEYS[7], KEYS[5], evmax, now, 'rate_limited', user, ip, {endpoint = 'enqueue', retry_after_ms = wait})
+  gk_refused(KEYS[7], KEYS[5], evmax, now, first, 'enqueue', user, ip, wait)
   return {'limited', wait}
 end
 

@@ -13,10 +13,10 @@ local waiting = redis.call('ZCARD', KEYS[2])
 local out = {}
 for i = 1, (#ARGV - 8) / 2 do
   local user, ip = ARGV[7 + 2 * i], ARGV[8 + 2 * i]
-  local wait = gk_rate_limit(KEYS[7 + i], now, limit, interval)
+  local wait, first = gk_rate_limit(KEYS[7 + i], now, limit, interval)
   local ready_until = tonumber(redis.call('ZSCORE', KEYS[3], user))
   if wait > 0 then
-    gk_event(KEYS[6], KEYS[5], evmax, now, 'rate_limited', user, ip, {endpoint = 'enqueue', retry_after_ms = wait})
+    gk_refused(KEYS[6], KEYS[5], evmax, now, first, 'enqueue', user, ip, wait)
     out[i] = {'limited', wait}
   elseif ready_until and ready_until > now then
     out[i] = {'ready', ready_until}

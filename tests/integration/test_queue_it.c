@@ -14,6 +14,8 @@
 
 #include <json-c/json.h>
 
+#include <hiredis/hiredis.h>
+
 #include "gk/store.h"
 #include "gk/token.h"
 #include "integration/suites.h"
@@ -552,6 +554,116 @@ START_TEST(trusted_proxy_forwarded_for_is_honoured)
 }
 END_TEST
 
+/* ---- the rate limiter itself, gk_rate_limit in common.lua, at a fixed time ---- */
+
+/* n calls at now on key: how many were allowed, the last wait and how many refusals were their
+ * interval's first (the ones the activity log records). */
+static const char limiter_body[] =
+    "local now, limit, interval = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+    "local allowed, wait, firsts = 0, 0, 0\n"
+    "for i = 1, tonumber(ARGV[4]) do\n"
+    "  local w, first = gk_rate_limit(KEYS[1], now, limit, interval)\n"
+    "  if w == 0 then allowed = allowed + 1 else wait = w end\n"
+    "  if first then firsts = firsts + 1 end\n"
+    "end\n"
+    "return {allowed, wait, firsts}\n";
+
+struct burst {
+    long long allowed, wait, firsts;
+};
+
+static struct burst
+limiter(const char *key, long long now, long long limit, long long interval_ms, long long n)
+{
+    char *script = gktest_lua(NULL, limiter_body);
+    char a[4][24];
+    const char *argv[] = {key, a[0], a[1], a[2], a[3]};
+    struct redisReply *r;
+    struct burst b;
+
+    snprintf(a[0], sizeof(a[0]), "%lld", now);
+    snprintf(a[1], sizeof(a[1]), "%lld", limit);
+    snprintf(a[2], sizeof(a[2]), "%lld", interval_ms);
+    snprintf(a[3], sizeof(a[3]), "%lld", n);
+    r = gktest_eval(script, 1, argv, 5);
+    ck_assert(r->type == REDIS_REPLY_ARRAY && r->elements == 3);
+    b = (struct burst){r->element[0]->integer, r->element[1]->integer, r->element[2]->integer};
+    freeReplyObject(r);
+    free(script);
+    return b;
+}
+
+#define T0 1700000000000LL
+
+/* A burst of limit + 1, then exactly limit / 1000 more per ms (limit per s): the old limiter's
+ * whole-microsecond emission interval let 700,000/s through at 1,000,000/s. */
+static void
+burst_then_refill(const char *key, long long limit)
+{
+    struct burst b = limiter(key, T0, limit, 1000, limit + 1);
+
+    ck_assert_int_eq(b.allowed, limit);
+    ck_assert_int_eq(b.wait, 1);
+    ck_assert_int_eq(b.firsts, 1);
+    b = limiter(key, T0 + 1, limit, 1000, 2000);
+    ck_assert_int_eq(b.allowed, limit / 1000);
+    ck_assert_int_eq(b.firsts, 0); /* the same interval: recorded once */
+    b = limiter(key, T0 + 11, limit, 1000, 20000);
+    ck_assert_int_eq(b.allowed, limit / 100); /* 10 ms later */
+    b = limiter(key, T0 + 1011, limit, 1000, limit + 1);
+    ck_assert_int_eq(b.allowed, limit); /* a whole interval refills the whole burst */
+    ck_assert_int_eq(b.firsts, 1);      /* and a new interval is recorded again */
+}
+
+START_TEST(limiter_exact_at_the_highest_limits)
+{
+    char key[64];
+    struct burst b;
+
+    gktest_unique_id("gk:{rl}:a", key, sizeof(key));
+    burst_then_refill(key, 700000);
+    gktest_unique_id("gk:{rl}:b", key, sizeof(key));
+    burst_then_refill(key, 1000000);
+    gktest_unique_id("gk:{rl}:c", key, sizeof(key));
+    b = limiter(key, T0, 999999, 1000, 1000000);
+    ck_assert_int_eq(b.allowed, 999999);
+    b = limiter(key, T0 + 1, 999999, 1000, 2000);
+    ck_assert_int_eq(b.allowed, 999); /* 999.999 requests' worth of refill */
+    b = limiter(key, T0 + 1001, 999999, 1000, 1000000);
+    ck_assert_int_eq(b.allowed, 999999);
+}
+END_TEST
+
+START_TEST(limiter_exact_at_the_slowest_and_waits)
+{
+    char key[64];
+    struct burst b;
+
+    gktest_unique_id("gk:{rl}:d", key, sizeof(key));
+    b = limiter(key, T0, 1, 86400000, 3);
+    ck_assert_int_eq(b.allowed, 1);
+    ck_assert_int_eq(b.wait, 86400000);
+    b = limiter(key, T0 + 86399999, 1, 86400000, 1);
+    ck_assert_int_eq(b.allowed, 0);
+    ck_assert_int_eq(b.wait, 1);
+    b = limiter(key, T0 + 86400000, 1, 86400000, 2);
+    ck_assert_int_eq(b.allowed, 1);
+    /* 3 per 60 s: one request per 20 s once the burst is spent. */
+    gktest_unique_id("gk:{rl}:e", key, sizeof(key));
+    b = limiter(key, T0, 3, 60000, 4);
+    ck_assert_int_eq(b.allowed, 3);
+    ck_assert_int_eq(b.wait, 20000);
+    b = limiter(key, T0 + 19999, 3, 60000, 1);
+    ck_assert_int_eq(b.wait, 1);
+    b = limiter(key, T0 + 20000, 3, 60000, 2);
+    ck_assert_int_eq(b.allowed, 1);
+    ck_assert_int_eq(b.wait, 20000);
+    /* The key lives no longer than its debt takes to drain (and the refusal's interval). */
+    ck_assert_int_le(gktest_redis_int("PTTL '%s'", key), 60000);
+    ck_assert_int_gt(gktest_redis_int("PTTL '%s'", key), 0);
+}
+END_TEST
+
 /* ---- 32 concurrent clients, 5,000 users ---- */
 
 #define CLIENTS 32
@@ -772,6 +884,7 @@ queue_it_suite(void)
     TCase *api = tcase_create("api");
     TCase *load = tcase_create("concurrency");
     TCase *outage = tcase_create("redis_outage");
+    TCase *limiter_tc = tcase_create("rate_limiter");
 
     tcase_add_unchecked_fixture(api, gktest_srv_up, gktest_srv_down);
     tcase_set_timeout(api, 30);
@@ -800,5 +913,10 @@ queue_it_suite(void)
     tcase_add_test(outage, redis_down_is_503_fast_and_recovers_alone);
     tcase_add_test(outage, hung_redis_is_503_within_3s_and_recovers);
     suite_add_tcase(s, outage);
+
+    tcase_set_timeout(limiter_tc, 60);
+    tcase_add_test(limiter_tc, limiter_exact_at_the_highest_limits);
+    tcase_add_test(limiter_tc, limiter_exact_at_the_slowest_and_waits);
+    suite_add_tcase(s, limiter_tc);
     return s;
 }
