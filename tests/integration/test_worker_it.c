@@ -2,9 +2,9 @@
 /*
  * test_worker_it.c -- the admission worker binary against real Redis and PostgreSQL: exact
  * admission counts with 1 and 4 workers, the max_active_users cap refilled by finish and leave,
- * ready expiry, abandonment, random admission, SIGKILL during 100,000 admissions, and config
- * changes picked up without restart. Time moves through the test clock (GK_TEST_CLOCK), so no
- * test sleeps through a TTL.
+ * ready expiry, abandonment (also turned off and on), random admission, SIGKILL during 100,000
+ * admissions, and config changes picked up without restart. Time moves through the test clock
+ * (GK_TEST_CLOCK), so no test sleeps through a TTL.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -205,6 +205,67 @@ START_TEST(abandoned_users_are_evicted_before_admission)
 }
 END_TEST
 
+static void
+set_config(const char *biz, const char *patch)
+{
+    struct gktest_resp r;
+    char h[256];
+
+    snprintf(h, sizeof(h), "business_id: %s\r\nAuthorization: Bearer " GKTEST_ADMIN_TOKEN "\r\n", biz);
+    gktest_http(gktest_srv.port, "POST", "/config", h, patch, &r);
+    ck_assert_msg(r.status == 200, "config %s: %d %s", patch, r.status, r.body);
+    gktest_resp_free(&r);
+    gktest_sleep_ms(1500); /* the server and the worker pick it up within 2 s */
+}
+
+/* Polls as "poller", then moves the clock on by one tick (20 s, inside the 30 s window). */
+static void
+poll_then_tick(const char *biz, const char *tok, long long *ticks)
+{
+    ck_assert_int_eq(call("GET", "/queue/status", biz, tok), 200);
+    advance(biz, 20000);
+    gktest_wait_ticks(biz, ++*ticks);
+}
+
+START_TEST(enabling_abandonment_evicts_only_who_stopped_polling)
+{
+    struct gktest_server w;
+    char biz[64], tok[3][GK_TOKEN_BUF];
+    const char *users[] = {"front", "poller", "quiet"};
+    long long ticks = 1;
+
+    gktest_new_business(gktest_srv.port,
+                        "{\"admission_limit\": 1, \"admission_frequency\": 20, \"max_active_users\": 1, "
+                        "\"abandon_after_seconds\": 30, \"ready_ttl_seconds\": 3600}",
+                        biz, sizeof(biz));
+    for (int i = 0; i < 3; i++)
+        enqueue(biz, users[i], tok[i]);
+    gktest_worker_start(&w, test_clock);
+    gktest_wait_ticks(biz, ticks); /* "front" takes the only slot; the others wait */
+    set_config(biz, "{\"abandon_after_seconds\": 0}");
+    /* Half an hour with abandonment off: the poller keeps polling, nothing records it. */
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(call("GET", "/queue/status", biz, tok[1]), 200);
+        advance(biz, 600000);
+        gktest_wait_ticks(biz, ++ticks);
+    }
+    ck_assert_int_eq(call("GET", "/queue/status", biz, tok[1]), 200);
+    set_config(biz, "{\"abandon_after_seconds\": 30}");
+    advance(biz, 20000);
+    gktest_wait_ticks(biz, ++ticks);
+    /* The poller polled 20 s ago, the quiet one gets a full window from now: nobody goes. */
+    ck_assert_int_eq(stats_field(biz, "evicted_total"), 0);
+    ck_assert_int_eq(card(biz, "wait"), 2);
+    poll_then_tick(biz, tok[1], &ticks); /* the quiet one is 20 s into its window */
+    ck_assert_int_eq(stats_field(biz, "evicted_total"), 0);
+    poll_then_tick(biz, tok[1], &ticks); /* 40 s: gone */
+    ck_assert_int_eq(stats_field(biz, "evicted_total"), 1);
+    ck_assert_int_eq(card(biz, "wait"), 1);
+    ck_assert_int_eq(gktest_redis_int("ZRANK 'gk:{%s}:wait' poller", biz), 0);
+    gktest_server_stop(&w);
+}
+END_TEST
+
 START_TEST(random_admits_waiting_users_once_across_the_queue)
 {
     struct gktest_server w;
@@ -280,8 +341,7 @@ END_TEST
 START_TEST(admission_limit_change_is_picked_up_without_restart)
 {
     struct gktest_server w;
-    char biz[64], h[256];
-    struct gktest_resp r;
+    char biz[64];
 
     gktest_new_business(gktest_srv.port,
                         "{\"admission_limit\": 5, \"admission_frequency\": 60, \"ready_ttl_seconds\": 3600}",
@@ -290,11 +350,7 @@ START_TEST(admission_limit_change_is_picked_up_without_restart)
     gktest_worker_start(&w, test_clock);
     gktest_wait_ticks(biz, 1);
     ck_assert_int_eq(card(biz, "ready"), 5);
-    snprintf(h, sizeof(h), "business_id: %s\r\nAuthorization: Bearer " GKTEST_ADMIN_TOKEN "\r\n", biz);
-    gktest_http(gktest_srv.port, "POST", "/config", h, "{\"admission_limit\": 20}", &r);
-    ck_assert_int_eq(r.status, 200);
-    gktest_resp_free(&r);
-    gktest_sleep_ms(1500); /* inside the 2 s promise */
+    set_config(biz, "{\"admission_limit\": 20}"); /* waits 1.5 s, inside the 2 s promise */
     advance(biz, MINUTE);
     gktest_wait_ticks(biz, 2);
     ck_assert_int_eq(card(biz, "ready"), 25);
@@ -327,6 +383,7 @@ worker_it_suite(void)
     tcase_add_test(tc, cap_is_refilled_by_finish_and_leave);
     tcase_add_test(tc, ready_time_runs_out);
     tcase_add_test(tc, abandoned_users_are_evicted_before_admission);
+    tcase_add_test(tc, enabling_abandonment_evicts_only_who_stopped_polling);
     tcase_add_test(tc, random_admits_waiting_users_once_across_the_queue);
     tcase_add_test(tc, sigkill_during_100k_admissions_loses_and_duplicates_nothing);
     tcase_add_test(tc, admission_limit_change_is_picked_up_without_restart);
