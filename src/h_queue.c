@@ -330,6 +330,7 @@ gk_h_enqueue(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
     a.rate = (struct gk_rate){c->num[GK_BC_IP_ENQUEUE_LIMIT], c->num[GK_BC_IP_ENQUEUE_LIMIT_INTERVAL]};
     a.max_queue_length = c->num[GK_BC_MAX_QUEUE_LENGTH];
     a.passthrough = c->queueing_method == GK_QM_PASSTHROUGH;
+    a.max_active = c->num[GK_BC_MAX_ACTIVE_USERS];
     a.ready_ttl_s = c->num[GK_BC_READY_TTL_SECONDS];
     a.heartbeat = c->num[GK_BC_ABANDON_AFTER_SECONDS] > 0;
     pd = wait_for_redis(ctx, req, user, enqueue_reply);

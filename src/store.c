@@ -382,6 +382,7 @@ gk_pipeline_join(struct gk_pipeline *p, struct gk_op *op, const struct gk_join_a
     op_arg(op, a->heartbeat ? "1" : "0");
     op_arg(op, a->client_ip);
     op_num(op, GK_EVENTS_STREAM_MAX);
+    op_num(op, a->max_active);
     submit(p, op);
 }
 
@@ -1181,7 +1182,7 @@ issue(struct gk_pipeline *p, struct gk_op *op)
  * gk_pipeline_status / gk_pipeline_join) that all members share, and those that are per user.
  */
 #define BATCH_MAX 64
-#define SHARED_MAX 8
+#define SHARED_MAX 10
 
 struct batch_kind {
     int kind;
@@ -1207,15 +1208,15 @@ parse_join_any(const redisReply *r, void *out)
 
 /* status: EVALSHA sha nkeys wait ready hb rl stats events clock | user limit interval heartbeat
  * ip evmax clockflag. enqueue: EVALSHA sha nkeys seq wait ready hb stats rl events clock | user
- * limit interval max passthrough ttl heartbeat ip evmax clockflag. */
+ * limit interval max passthrough ttl heartbeat ip evmax max_active clockflag. */
 static const struct batch_kind batch_kinds[] = {
     {OP_STATUS, S_STATUS_MANY, 6, 5, {3, 4, 5, 7, 8, 9}, {11, 12, 13, 15, 16}, 6, 10, 14, parse_status_any},
     {OP_JOIN,
      S_ENQUEUE_MANY,
      7,
-     8,
+     9,
      {3, 4, 5, 6, 7, 9, 10},
-     {12, 13, 14, 15, 16, 17, 19, 20},
+     {12, 13, 14, 15, 16, 17, 19, 20, 21},
      8,
      11,
      18,

@@ -67,6 +67,7 @@ struct gk_join_args {
     struct gk_rate rate;
     uint32_t max_queue_length; /* 0 = no limit */
     bool passthrough;
+    uint32_t max_active; /* passthrough admits at once only below this many ready users; 0 = no cap */
     uint32_t ready_ttl_s;
     bool heartbeat; /* record the join time for abandonment */
 };

@@ -83,3 +83,13 @@ local function gk_refused(stream, stats, max, now, first, endpoint, user, ip, wa
     gk_event(stream, stats, max, now, 'rate_limited', user, ip, {endpoint = endpoint, retry_after_ms = wait})
   end
 end
+
+-- gk_passthrough_room: may passthrough admit one more user at once? Always without a cap
+-- (max_active 0); under one, only while nobody waits (the line goes first, admitted by the
+-- worker's ticks) and the live ready users (ready-until after now, O(log n)) number fewer than
+-- the cap.
+local function gk_passthrough_room(wait, ready, now, max_active)
+  if max_active == 0 then return true end
+  if redis.call('ZCARD', wait) > 0 then return false end
+  return redis.call('ZCOUNT', ready, '(' .. now, '+inf') < max_active
+end

@@ -664,6 +664,44 @@ START_TEST(limiter_exact_at_the_slowest_and_waits)
 }
 END_TEST
 
+/* enqueue_many, the batched join, for passthrough under a cap of 2: four users in one call. */
+START_TEST(passthrough_batch_admits_under_the_cap)
+{
+    char *script = gktest_lua("enqueue_many", NULL);
+    char biz[64], k[11][96];
+    const char *argv[11 + 9 + 8];
+    static const char *const args[] = {"100",     "60000", "0",       "1",  "600000",  "0",
+                                       "1000",    "2",     "0",       "q0", "1.2.3.4", "q1",
+                                       "1.2.3.4", "q2",    "1.2.3.4", "q3", "1.2.3.4"};
+    static const char *const suffixes[] = {"seq",   "wait", "ready", "hb",   "stats", "events",
+                                           "clock", "rl:0", "rl:1",  "rl:2", "rl:3"};
+    struct redisReply *r;
+
+    gktest_unique_id("pt", biz, sizeof(biz));
+    for (int i = 0; i < 11; i++) {
+        snprintf(k[i], sizeof(k[i]), "gk:{%s}:%s", biz, suffixes[i]);
+        argv[i] = k[i];
+    }
+    for (size_t i = 0; i < sizeof(args) / sizeof(args[0]); i++)
+        argv[11 + i] = args[i];
+    r = gktest_eval(script, 11, argv, 11 + (int)(sizeof(args) / sizeof(args[0])));
+    ck_assert(r->type == REDIS_REPLY_ARRAY && r->elements == 4);
+    for (int i = 0; i < 4; i++) {
+        const struct redisReply *e = r->element[i];
+
+        ck_assert(e->type == REDIS_REPLY_ARRAY && e->elements >= 2);
+        ck_assert_str_eq(e->element[0]->str, i < 2 ? "admitted" : "new");
+        if (i >= 2)
+            ck_assert_int_eq(e->element[1]->integer, i - 1); /* its place in line */
+    }
+    freeReplyObject(r);
+    free(script);
+    ck_assert_int_eq(gktest_redis_int("HGET 'gk:{%s}:stats' admitted_total", biz), 2);
+    ck_assert_int_gt(gktest_redis_int("HGET 'gk:{%s}:stats' last_admission_at", biz), 0);
+    ck_assert_int_eq(gktest_redis_int("ZCARD 'gk:{%s}:wait'", biz), 2);
+}
+END_TEST
+
 /* ---- 32 concurrent clients, 5,000 users ---- */
 
 #define CLIENTS 32
@@ -884,7 +922,7 @@ queue_it_suite(void)
     TCase *api = tcase_create("api");
     TCase *load = tcase_create("concurrency");
     TCase *outage = tcase_create("redis_outage");
-    TCase *limiter_tc = tcase_create("rate_limiter");
+    TCase *scripts_tc = tcase_create("scripts");
 
     tcase_add_unchecked_fixture(api, gktest_srv_up, gktest_srv_down);
     tcase_set_timeout(api, 30);
@@ -914,9 +952,10 @@ queue_it_suite(void)
     tcase_add_test(outage, hung_redis_is_503_within_3s_and_recovers);
     suite_add_tcase(s, outage);
 
-    tcase_set_timeout(limiter_tc, 60);
-    tcase_add_test(limiter_tc, limiter_exact_at_the_highest_limits);
-    tcase_add_test(limiter_tc, limiter_exact_at_the_slowest_and_waits);
-    suite_add_tcase(s, limiter_tc);
+    tcase_set_timeout(scripts_tc, 60);
+    tcase_add_test(scripts_tc, limiter_exact_at_the_highest_limits);
+    tcase_add_test(scripts_tc, limiter_exact_at_the_slowest_and_waits);
+    tcase_add_test(scripts_tc, passthrough_batch_admits_under_the_cap);
+    suite_add_tcase(s, scripts_tc);
     return s;
 }

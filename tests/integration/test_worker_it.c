@@ -150,6 +150,64 @@ START_TEST(cap_is_refilled_by_finish_and_leave)
 }
 END_TEST
 
+/* A passthrough enqueue: ready at once (position null) or queued at `position` (1-based), with a
+ * token either way, copied into tok. Returns the position, 0 when admitted. */
+static long long
+enqueue_passthrough(const char *biz, const char *user, char *tok)
+{
+    struct gktest_resp r;
+    struct json_object *ready, *pos;
+    char h[256];
+    long long at;
+
+    snprintf(h, sizeof(h), "business_id: %s\r\nuser_id: %s\r\n", biz, user);
+    gktest_http(gktest_srv.port, "POST", "/queue/enqueue", h, NULL, &r);
+    ck_assert_msg(r.status == 200, "enqueue %s: %d %s", user, r.status, r.body);
+    ck_assert(json_object_object_get_ex(r.json, "ready", &ready));
+    ck_assert(json_object_object_get_ex(r.json, "position", &pos));
+    at = json_object_get_boolean(ready) ? 0 : json_object_get_int64(pos);
+    ck_assert(at == 0 ? pos == NULL : at > 0);
+    snprintf(tok, GK_TOKEN_BUF, "%s", gktest_json_str(&r, "jwt"));
+    ck_assert(tok[0] != '\0');
+    gktest_resp_free(&r);
+    return at;
+}
+
+START_TEST(passthrough_admits_under_the_cap_and_queues_the_rest)
+{
+    struct gktest_server w;
+    char biz[64], tok[5][GK_TOKEN_BUF], user[16];
+
+    gktest_new_business(gktest_srv.port,
+                        "{\"queueing_method\": \"passthrough\", \"max_active_users\": 2, "
+                        "\"admission_limit\": 1, \"admission_frequency\": 60, \"ready_ttl_seconds\": 3600}",
+                        biz, sizeof(biz));
+    for (int i = 0; i < 5; i++) {
+        snprintf(user, sizeof(user), "p%d", i);
+        ck_assert_int_eq(enqueue_passthrough(biz, user, tok[i]), i < 2 ? 0 : i - 1);
+    }
+    ck_assert_int_eq(card(biz, "ready"), 2);
+    ck_assert_int_eq(stats_field(biz, "admitted_total"), 2);
+    ck_assert_int_gt(stats_field(biz, "last_admission_at"), 0);
+    /* A slot freed while others wait goes to the line, not to whoever asks next. */
+    ck_assert_int_eq(call("DELETE", "/queue/finish", biz, tok[0]), 200);
+    ck_assert_int_eq(enqueue_passthrough(biz, "p5", tok[0]), 4);
+    gktest_worker_start(&w, test_clock);
+    gktest_wait_ticks(biz, 1);
+    ck_assert_int_eq(card(biz, "ready"), 2);
+    ck_assert_int_gt(gktest_redis_int("ZSCORE 'gk:{%s}:ready' p2", biz), 0);
+    ck_assert_int_eq(gktest_redis_int("ZRANK 'gk:{%s}:wait' p3", biz), 0);
+    ck_assert_int_eq(call("DELETE", "/queue/leave", biz, tok[1]), 200);
+    ck_assert_int_eq(call("DELETE", "/queue/finish", biz, tok[2]), 200);
+    advance(biz, MINUTE);
+    gktest_wait_ticks(biz, 2);
+    ck_assert_int_eq(card(biz, "ready"), 2); /* both free slots in one tick: no admission_limit */
+    ck_assert_int_eq(card(biz, "wait"), 1);
+    ck_assert_int_eq(stats_field(biz, "admitted_total"), 5);
+    gktest_server_stop(&w);
+}
+END_TEST
+
 START_TEST(ready_time_runs_out)
 {
     struct gktest_server w;
@@ -381,6 +439,7 @@ worker_it_suite(void)
     tcase_add_test(tc, exact_admissions_one_worker);
     tcase_add_test(tc, exact_admissions_four_workers);
     tcase_add_test(tc, cap_is_refilled_by_finish_and_leave);
+    tcase_add_test(tc, passthrough_admits_under_the_cap_and_queues_the_rest);
     tcase_add_test(tc, ready_time_runs_out);
     tcase_add_test(tc, abandoned_users_are_evicted_before_admission);
     tcase_add_test(tc, enabling_abandonment_evicts_only_who_stopped_polling);
