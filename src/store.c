@@ -47,7 +47,7 @@ static const bool script_reads_clock[S_COUNT] = {true, true, true,  true,  true,
 /* The worker tick histogram, shared by every worker and business. */
 #define WORKER_METRICS_KEY "gk:metrics:worker"
 
-#define KEY_BUF (GK_ID_BUF + 80)
+#define KEY_BUF (2 * GK_ID_BUF + 16) /* gk:{<business>}:seen:<user> is the longest */
 #define ARGS_MAX 24
 
 struct gk_store {
@@ -298,7 +298,7 @@ u32(char *out, size_t len, uint64_t v)
 
 static void submit(struct gk_pipeline *p, struct gk_op *op);
 
-enum op_kind { OP_JOIN, OP_STATUS, OP_READY_UNTIL, OP_FINISH, OP_LEAVE, OP_BATCH };
+enum op_kind { OP_JOIN, OP_STATUS, OP_VERIFY, OP_FINISH, OP_LEAVE, OP_BATCH };
 
 /* Appends one argument (copied into op->_buf). */
 static void
@@ -411,53 +411,64 @@ gk_pipeline_status(struct gk_pipeline *p, struct gk_op *op, const char *business
     submit(p, op);
 }
 
-/* The per-user scripts: keys named by suffixes, then user, client IP, events bound, extra. */
+/* The per-user scripts: keys named by suffixes, then the client's rate-limit key (rl_kind names
+ * the budget), the clock; args user, client IP, events bound, the limit, extra. */
 static void
 user_op(struct gk_pipeline *p, struct gk_op *op, int kind, enum script s, const char *business,
-        const char *const *suffixes, int nkeys, const char *user, const char *client_ip, const char *extra,
-        void *out, enum gk_err *rc, gk_op_done done, void *arg)
+        const char *const *suffixes, int nkeys, char rl_kind, const char *user, const char *client_ip,
+        struct gk_rate rate, const char *extra, void *out, enum gk_err *rc, gk_op_done done, void *arg)
 {
-    op_begin(op, kind, s, nkeys, out, rc, done, arg);
+    char rl[64];
+
+    op_begin(op, kind, s, nkeys + 1, out, rc, done, arg);
     for (int i = 0; i < nkeys; i++)
         op_key(op, business, suffixes[i]);
+    snprintf(rl, sizeof(rl), "rl:%c:%s", rl_kind, client_ip);
+    op_key(op, business, rl);
     op_key(op, business, "clock");
     op_arg(op, user);
     op_arg(op, client_ip);
     op_num(op, GK_EVENTS_STREAM_MAX);
+    op_num(op, rate.limit);
+    op_num(op, (uint64_t)rate.interval_s * 1000);
     if (extra != NULL)
         op_arg(op, extra);
     submit(p, op);
 }
 
 void
-gk_pipeline_ready_until(struct gk_pipeline *p, struct gk_op *op, const char *business, const char *user,
-                        const char *client_ip, bool gate, int64_t *ready_until_ms, enum gk_err *rc,
-                        gk_op_done done, void *arg)
+gk_pipeline_verify(struct gk_pipeline *p, struct gk_op *op, const char *business, const char *user,
+                   const char *client_ip, struct gk_rate rate, bool gate, struct gk_verify_out *out,
+                   enum gk_err *rc, gk_op_done done, void *arg)
 {
-    static const char *const suffixes[] = {"ready", "stats", "events"};
+    char seen[GK_ID_BUF + 8];
+    const char *const suffixes[] = {"ready", "stats", "events", seen};
 
-    user_op(p, op, OP_READY_UNTIL, S_VERIFY, business, suffixes, 3, user, client_ip, gate ? "gate" : "verify",
-            ready_until_ms, rc, done, arg);
+    snprintf(seen, sizeof(seen), "seen:%s", user);
+    user_op(p, op, OP_VERIFY, S_VERIFY, business, suffixes, 4, 'v', user, client_ip, rate,
+            gate ? "gate" : "verify", out, rc, done, arg);
 }
 
 void
 gk_pipeline_finish(struct gk_pipeline *p, struct gk_op *op, const char *business, const char *user,
-                   const char *client_ip, bool *was_ready, enum gk_err *rc, gk_op_done done, void *arg)
+                   const char *client_ip, struct gk_rate rate, struct gk_finish_out *out, enum gk_err *rc,
+                   gk_op_done done, void *arg)
 {
     static const char *const suffixes[] = {"ready", "stats", "events"};
 
-    user_op(p, op, OP_FINISH, S_FINISH, business, suffixes, 3, user, client_ip, NULL, was_ready, rc, done,
-            arg);
+    user_op(p, op, OP_FINISH, S_FINISH, business, suffixes, 3, 'f', user, client_ip, rate, NULL, out, rc,
+            done, arg);
 }
 
 void
 gk_pipeline_leave(struct gk_pipeline *p, struct gk_op *op, const char *business, const char *user,
-                  const char *client_ip, enum gk_user_state *state, enum gk_err *rc, gk_op_done done,
-                  void *arg)
+                  const char *client_ip, struct gk_rate rate, struct gk_leave_out *out, enum gk_err *rc,
+                  gk_op_done done, void *arg)
 {
     static const char *const suffixes[] = {"wait", "ready", "hb", "stats", "events"};
 
-    user_op(p, op, OP_LEAVE, S_LEAVE, business, suffixes, 5, user, client_ip, NULL, state, rc, done, arg);
+    user_op(p, op, OP_LEAVE, S_LEAVE, business, suffixes, 5, 'f', user, client_ip, rate, NULL, out, rc, done,
+            arg);
 }
 
 static bool
@@ -516,24 +527,35 @@ parse_status(const redisReply *r, struct gk_status_out *out)
     return true;
 }
 
-/* Fills op's out from its reply; false when the reply has the wrong shape. */
+/* Fills op's out from its reply; false when the reply has the wrong shape. verify, finish and
+ * leave answer {'limited', retry_ms} or {'ok', n}. */
 static bool
 parse_op(const struct gk_op *op, const redisReply *r)
 {
+    const char *kind;
+    long long n;
+    int64_t retry = 0;
+
     if (op->_kind == OP_JOIN)
         return parse_join(r, op->_out);
     if (op->_kind == OP_STATUS)
         return parse_status(r, op->_out);
-    if (r->type != REDIS_REPLY_INTEGER)
+    if (!tagged_reply(r, &kind, &n) || r->elements != 2)
         return false;
-    if (op->_kind == OP_READY_UNTIL)
-        *(int64_t *)op->_out = r->integer;
+    if (strcmp(kind, "limited") == 0) {
+        retry = n;
+        n = 0;
+    } else if (strcmp(kind, "ok") != 0) {
+        return false;
+    }
+    if (op->_kind == OP_VERIFY)
+        *(struct gk_verify_out *)op->_out = (struct gk_verify_out){retry, n};
     else if (op->_kind == OP_FINISH)
-        *(bool *)op->_out = r->integer == 1;
+        *(struct gk_finish_out *)op->_out = (struct gk_finish_out){retry, n == 1};
     else
-        *(enum gk_user_state *)op->_out = r->integer == 1   ? GK_USER_WAITING
-                                          : r->integer == 2 ? GK_USER_READY
-                                                            : GK_USER_NOT_FOUND;
+        *(struct gk_leave_out *)op->_out = (struct gk_leave_out){retry, n == 1   ? GK_USER_WAITING
+                                                                        : n == 2 ? GK_USER_READY
+                                                                                 : GK_USER_NOT_FOUND};
     return true;
 }
 

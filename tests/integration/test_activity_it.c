@@ -204,17 +204,6 @@ START_TEST(stats_count_enqueues_and_show_admissions)
 }
 END_TEST
 
-/* Events of type in biz's activity stream (no worker runs here, so none was consumed). */
-static long long
-stream_events(const char *biz, const char *type)
-{
-    return gktest_redis_int(
-        "EVAL \"local n = 0 for _, e in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do "
-        "for i = 1, #e[2], 2 do if e[2][i] == 'type' and e[2][i + 1] == ARGV[1] then "
-        "n = n + 1 end end end return n\" 1 'gk:{%s}:events' %s",
-        biz, type);
-}
-
 START_TEST(refusals_are_counted_always_and_logged_once_per_window)
 {
     char id[64], key[64], h[256], eh[256];
@@ -236,7 +225,7 @@ START_TEST(refusals_are_counted_always_and_logged_once_per_window)
     ck_assert_msg(r.status == 200, "%d %s", r.status, r.body);
     ck_assert_int_eq(gktest_json_int(&r, "rate_limited_total"), 5);
     gktest_resp_free(&r);
-    ck_assert_int_eq(stream_events(id, "rate_limited"), 1);
+    ck_assert_int_eq(gktest_stream_events(id, "rate_limited"), 1); /* no worker consumed it */
 }
 END_TEST
 

@@ -530,6 +530,52 @@ START_TEST(rate_limits_at_their_boundaries)
 }
 END_TEST
 
+/* Retry-After of a 429 answer, in seconds; frees r. */
+static int
+refused_for(struct gktest_resp *r)
+{
+    char retry[16];
+    int s;
+
+    ck_assert_msg(r->status == 429, "want 429, got %d %s", r->status, r->body);
+    ck_assert_str_eq(gktest_json_str(r, "error"), "rate_limited");
+    ck_assert_ptr_nonnull(gktest_header(r, "Retry-After", retry, sizeof(retry)));
+    s = atoi(retry);
+    gktest_resp_free(r);
+    return s;
+}
+
+START_TEST(verify_gate_finish_and_leave_have_their_own_limits)
+{
+    char biz[64], tok[GK_TOKEN_BUF];
+    struct gktest_resp r;
+
+    business(biz, sizeof(biz),
+             "{\"ip_verify_limit\": 2, \"ip_verify_limit_interval\": 60, \"ip_finish_limit\": 1, "
+             "\"ip_finish_limit_interval\": 30}");
+    join(biz, "lim", tok);
+    call("GET", "/queue/verify", biz, tok, &r);
+    ck_assert_int_eq(r.status, 200);
+    gktest_resp_free(&r);
+    call("GET", "/queue/gate", biz, tok, &r);
+    ck_assert_int_eq(r.status, 401); /* not admitted yet, but it counts */
+    gktest_resp_free(&r);
+    /* Verify and gate share one budget of 2 per 60 s: one more per 30 s. */
+    call("GET", "/queue/verify", biz, tok, &r);
+    ck_assert_int_le(refused_for(&r), 30);
+    call("GET", "/queue/gate", biz, tok, &r);
+    ck_assert_int_ge(refused_for(&r), 1);
+    /* Finish and leave share theirs; enqueue and status keep their own. */
+    call("DELETE", "/queue/finish", biz, tok, &r);
+    ck_assert_int_eq(r.status, 200);
+    gktest_resp_free(&r);
+    call("DELETE", "/queue/leave", biz, tok, &r);
+    ck_assert_int_le(refused_for(&r), 30);
+    ck_assert_int_eq(position_of(biz, tok), 1); /* the refused leave changed nothing */
+    ck_assert_int_eq(gktest_redis_int("HGET 'gk:{%s}:stats' rate_limited_total", biz), 3);
+}
+END_TEST
+
 START_TEST(trusted_proxy_forwarded_for_is_honoured)
 {
     const char *extra[] = {"TRUSTED_PROXIES=127.0.0.0/8", NULL};
@@ -937,6 +983,7 @@ queue_it_suite(void)
     tcase_add_test(api, passthrough_reject_and_full);
     tcase_add_test(api, rate_limits_at_their_boundaries);
     tcase_add_test(api, trusted_proxy_forwarded_for_is_honoured);
+    tcase_add_test(api, verify_gate_finish_and_leave_have_their_own_limits);
     suite_add_tcase(s, api);
 
     tcase_add_unchecked_fixture(load, gktest_srv_up, gktest_srv_down);

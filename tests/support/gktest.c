@@ -132,6 +132,16 @@ gktest_redis_int(const char *fmt, ...)
     return atoll(p);
 }
 
+long long
+gktest_stream_events(const char *business, const char *type)
+{
+    return gktest_redis_int(
+        "EVAL \"local n = 0 for _, e in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do "
+        "for i = 1, #e[2], 2 do if e[2][i] == 'type' and e[2][i + 1] == ARGV[1] then "
+        "n = n + 1 end end end return n\" 1 'gk:{%s}:events' %s",
+        business, type);
+}
+
 void
 gktest_wait_ticks(const char *business, long long n)
 {

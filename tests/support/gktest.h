@@ -31,6 +31,8 @@ char *gktest_lua(const char *name, const char *body);
 /* EVALs script against the harness's Redis with nkeys keys then the args (argv, argc strings in
  * all); asserts the reply is no error. Caller frees with freeReplyObject(). */
 struct redisReply *gktest_eval(const char *script, int nkeys, const char *const *argv, int argc);
+/* How many entries of type the business's activity stream holds (those no worker consumed). */
+long long gktest_stream_events(const char *business, const char *type);
 /* Waits (up to 10 s) until the business has had at least n admission ticks. */
 void gktest_wait_ticks(const char *business, long long n);
 /* A unique id with the given prefix ("biz" -> "biz-<pid>-<n>"), for tests that must not share
