@@ -74,14 +74,18 @@ local function gk_event(stream, stats, max, now, kind, user, ip, details)
   gk_events(stream, stats, max, now, kind, {user}, ip, details)
 end
 
--- gk_refused: counts a request refused by a rate limit in stats.rate_limited_total, and records
--- it in the activity log only when it is its key's first refusal of the interval (see
--- gk_rate_limit): a flood costs one event per client IP and interval, not one per request.
-local function gk_refused(stream, stats, max, now, first, endpoint, user, ip, wait)
+-- gk_rate_check: gk_rate_limit on key for one request of user from ip to endpoint. A refusal is
+-- counted in stats.rate_limited_total, and recorded in the activity log only when it is the
+-- key's first of the interval: a flood costs one event per client IP and interval, not one per
+-- request. Returns 0 when allowed, else the milliseconds to wait.
+local function gk_rate_check(key, limit, interval_ms, stream, stats, max, now, endpoint, user, ip)
+  local wait, first = gk_rate_limit(key, now, limit, interval_ms)
+  if wait == 0 then return 0 end
   redis.call('HINCRBY', stats, 'rate_limited_total', 1)
   if first then
     gk_event(stream, stats, max, now, 'rate_limited', user, ip, {endpoint = endpoint, retry_after_ms = wait})
   end
+  return wait
 end
 
 -- gk_passthrough_room: may passthrough admit one more user at once? Always without a cap

@@ -7,9 +7,9 @@
 -- admissions per second ('' if none yet) and how many users wait in all.
 local user, ip, evmax = ARGV[1], ARGV[8], tonumber(ARGV[9])
 local now = gk_now_ms(ARGV[11] == '1' and KEYS[8] or nil)
-local wait, first = gk_rate_limit(KEYS[6], now, tonumber(ARGV[2]), tonumber(ARGV[3]))
+local wait = gk_rate_check(KEYS[6], tonumber(ARGV[2]), tonumber(ARGV[3]), KEYS[7], KEYS[5], evmax, now, 'enqueue',
+                           user, ip)
 if wait > 0 then
-  gk_refused(KEYS[7], KEYS[5], evmax, now, first, 'enqueue', user, ip, wait)
   return {'limited', wait}
 end
 

@@ -15,10 +15,9 @@ local waiting = redis.call('ZCARD', KEYS[2])
 local out = {}
 for i = 1, (#ARGV - 9) / 2 do
   local user, ip = ARGV[8 + 2 * i], ARGV[9 + 2 * i]
-  local wait, first = gk_rate_limit(KEYS[7 + i], now, limit, interval)
+  local wait = gk_rate_check(KEYS[7 + i], limit, interval, KEYS[6], KEYS[5], evmax, now, 'enqueue', user, ip)
   local ready_until = tonumber(redis.call('ZSCORE', KEYS[3], user))
   if wait > 0 then
-    gk_refused(KEYS[6], KEYS[5], evmax, now, first, 'enqueue', user, ip, wait)
     out[i] = {'limited', wait}
   elseif ready_until and ready_until > now then
     out[i] = {'ready', ready_until}

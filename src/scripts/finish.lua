@@ -5,11 +5,9 @@
 -- is removed too).
 local user, ip, evmax = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local now = gk_now_ms(ARGV[6] == '1' and KEYS[5] or nil)
-local wait, first = gk_rate_limit(KEYS[4], now, tonumber(ARGV[4]), tonumber(ARGV[5]))
-if wait > 0 then
-  gk_refused(KEYS[3], KEYS[2], evmax, now, first, 'finish', user, ip, wait)
-  return {'limited', wait}
-end
+local wait = gk_rate_check(KEYS[4], tonumber(ARGV[4]), tonumber(ARGV[5]), KEYS[3], KEYS[2], evmax, now, 'finish',
+                           user, ip)
+if wait > 0 then return {'limited', wait} end
 local ready_until = tonumber(redis.call('ZSCORE', KEYS[1], user))
 if not ready_until then return {'ok', 0} end
 redis.call('ZREM', KEYS[1], user)

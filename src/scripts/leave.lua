@@ -5,11 +5,9 @@
 -- neither}.
 local user, ip, evmax = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local now = gk_now_ms(ARGV[6] == '1' and KEYS[7] or nil)
-local wait, first = gk_rate_limit(KEYS[6], now, tonumber(ARGV[4]), tonumber(ARGV[5]))
-if wait > 0 then
-  gk_refused(KEYS[5], KEYS[4], evmax, now, first, 'leave', user, ip, wait)
-  return {'limited', wait}
-end
+local wait = gk_rate_check(KEYS[6], tonumber(ARGV[4]), tonumber(ARGV[5]), KEYS[5], KEYS[4], evmax, now, 'leave',
+                           user, ip)
+if wait > 0 then return {'limited', wait} end
 local left = 0
 if redis.call('ZREM', KEYS[1], user) == 1 then
   left = 1

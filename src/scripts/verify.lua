@@ -7,11 +7,8 @@
 -- visitor would otherwise write a row per request.
 local user, ip, evmax, via = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[6]
 local now = gk_now_ms(ARGV[7] == '1' and KEYS[6] or nil)
-local wait, first = gk_rate_limit(KEYS[5], now, tonumber(ARGV[4]), tonumber(ARGV[5]))
-if wait > 0 then
-  gk_refused(KEYS[3], KEYS[2], evmax, now, first, via, user, ip, wait)
-  return {'limited', wait}
-end
+local wait = gk_rate_check(KEYS[5], tonumber(ARGV[4]), tonumber(ARGV[5]), KEYS[3], KEYS[2], evmax, now, via, user, ip)
+if wait > 0 then return {'limited', wait} end
 local ready_until = tonumber(redis.call('ZSCORE', KEYS[1], user))
 local ready = ready_until ~= nil and ready_until > now
 local state = ready and 'ready' or 'not_ready'
