@@ -17,6 +17,7 @@
 
 #include "gk/clientip.h"
 #include "gk/log.h"
+#include "gk/metrics.h"
 #include "gk/store.h"
 
 #define POLL_MIN_MS 1000
@@ -168,9 +169,9 @@ struct pending {
     union {
         struct gk_join_out join;
         struct gk_status_out status;
-        int64_t ready_until;
-        bool was_ready;
-        enum gk_user_state left;
+        struct gk_verify_out verify;
+        struct gk_finish_out finish;
+        struct gk_leave_out leave;
     } out;
 };
 
@@ -350,6 +351,7 @@ gk_h_enqueue(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
     a.rate = (struct gk_rate){c->num[GK_BC_IP_ENQUEUE_LIMIT], c->num[GK_BC_IP_ENQUEUE_LIMIT_INTERVAL]};
     a.max_queue_length = c->num[GK_BC_MAX_QUEUE_LENGTH];
     a.passthrough = c->queueing_method == GK_QM_PASSTHROUGH;
+    a.max_active = c->num[GK_BC_MAX_ACTIVE_USERS];
     a.ready_ttl_s = c->num[GK_BC_READY_TTL_SECONDS];
     a.heartbeat = c->num[GK_BC_ABANDON_AFTER_SECONDS] > 0;
     pd = wait_for_redis(ctx, req, user, enqueue_reply);
@@ -454,15 +456,47 @@ gk_h_status(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
                        c->num[GK_BC_ABANDON_AFTER_SECONDS] > 0, &pd->out.status, &pd->rc, op_done, pd);
 }
 
+/* Starts verify or gate for the token's user under ip_verify_limit; cont answers. */
+static void
+submit_verify(struct gk_ctx *ctx, const struct gk_req *req, const struct gk_claims *claims, bool gate,
+              gk_req_cont cont)
+{
+    const struct gk_bizconf *c = &ctx->biz->conf;
+    struct pending *pd;
+    char ip[GK_IP_BUF];
+
+    client_ip(ctx, req, ip);
+    pd = wait_for_redis(ctx, req, claims->user, cont);
+    gk_pipeline_verify(
+        gk_req_companion(req), &pd->op, ctx->biz->id, claims->user, ip,
+        (struct gk_rate){c->num[GK_BC_IP_VERIFY_LIMIT], c->num[GK_BC_IP_VERIFY_LIMIT_INTERVAL]}, gate,
+        &pd->out.verify, &pd->rc, op_done, pd);
+}
+
+/* The common start of the verify and gate continuations: false when answered already (Redis
+ * failed, or 429); else counts the answer by result. */
+static bool
+verify_answered(struct pending *pd, struct gk_resp *resp, bool gate)
+{
+    if (!pending_ok(pd, resp))
+        return false;
+    if (pd->out.verify.retry_after_ms > 0) {
+        reply_rate_limited(resp, pd->out.verify.retry_after_ms);
+        return false;
+    }
+    gk_metrics_verify(pd->out.verify.ready_until_ms > 0, gate);
+    return true;
+}
+
 static void
 verify_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
 {
     struct pending *pd = arg;
-    bool ready = pd->out.ready_until > 0;
+    bool ready = pd->out.verify.ready_until_ms > 0;
     struct json_object *o;
 
     (void)req;
-    if (pending_ok(pd, resp)) {
+    if (verify_answered(pd, resp, false)) {
         o = json_object_new_object();
         json_object_object_add(o, "message",
                                json_object_new_string(ready ? "User is ready" : "User is not ready"));
@@ -476,15 +510,10 @@ void
 gk_h_verify(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
 {
     struct gk_claims claims;
-    struct pending *pd;
-    char ip[GK_IP_BUF];
 
     if (!gk_need_business(ctx, resp) || !need_token(ctx, req, resp, TOKEN_FRESH, false, &claims))
         return;
-    client_ip(ctx, req, ip);
-    pd = wait_for_redis(ctx, req, claims.user, verify_reply);
-    gk_pipeline_ready_until(gk_req_companion(req), &pd->op, ctx->biz->id, claims.user, ip, false,
-                            &pd->out.ready_until, &pd->rc, op_done, pd);
+    submit_verify(ctx, req, &claims, false, verify_reply);
 }
 
 static void
@@ -497,6 +526,15 @@ reply_status(struct gk_resp *resp, const char *status, const char *message)
     gk_reply_json(resp, 200, o);
 }
 
+/* ip_finish_limit, which finish and leave share. */
+static struct gk_rate
+finish_rate(const struct gk_ctx *ctx)
+{
+    const struct gk_bizconf *c = &ctx->biz->conf;
+
+    return (struct gk_rate){c->num[GK_BC_IP_FINISH_LIMIT], c->num[GK_BC_IP_FINISH_LIMIT_INTERVAL]};
+}
+
 static void
 finish_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
 {
@@ -504,7 +542,9 @@ finish_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
 
     (void)req;
     if (pending_ok(pd, resp)) {
-        if (pd->out.was_ready)
+        if (pd->out.finish.retry_after_ms > 0)
+            reply_rate_limited(resp, pd->out.finish.retry_after_ms);
+        else if (pd->out.finish.was_ready)
             reply_status(resp, "ready_cleared", "User removed from ready state");
         else
             reply_status(resp, "not_ready", "User is not in ready state");
@@ -524,8 +564,8 @@ gk_h_finish(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
         return;
     client_ip(ctx, req, ip);
     pd = wait_for_redis(ctx, req, claims.user, finish_reply);
-    gk_pipeline_finish(gk_req_companion(req), &pd->op, ctx->biz->id, claims.user, ip, &pd->out.was_ready,
-                       &pd->rc, op_done, pd);
+    gk_pipeline_finish(gk_req_companion(req), &pd->op, ctx->biz->id, claims.user, ip, finish_rate(ctx),
+                       &pd->out.finish, &pd->rc, op_done, pd);
 }
 
 static void
@@ -535,9 +575,11 @@ leave_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
 
     (void)req;
     if (pending_ok(pd, resp)) {
-        if (pd->out.left == GK_USER_WAITING)
+        if (pd->out.leave.retry_after_ms > 0)
+            reply_rate_limited(resp, pd->out.leave.retry_after_ms);
+        else if (pd->out.leave.left == GK_USER_WAITING)
             reply_status(resp, "left", "User left the queue");
-        else if (pd->out.left == GK_USER_READY)
+        else if (pd->out.leave.left == GK_USER_READY)
             reply_status(resp, "left", "User gave up their ready slot");
         else
             reply_status(resp, "not_found", "User not found in queue");
@@ -557,8 +599,8 @@ gk_h_leave(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
         return;
     client_ip(ctx, req, ip);
     pd = wait_for_redis(ctx, req, claims.user, leave_reply);
-    gk_pipeline_leave(gk_req_companion(req), &pd->op, ctx->biz->id, claims.user, ip, &pd->out.left, &pd->rc,
-                      op_done, pd);
+    gk_pipeline_leave(gk_req_companion(req), &pd->op, ctx->biz->id, claims.user, ip, finish_rate(ctx),
+                      &pd->out.leave, &pd->rc, op_done, pd);
 }
 
 static void
@@ -567,8 +609,8 @@ gate_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
     struct pending *pd = arg;
 
     (void)req;
-    if (pending_ok(pd, resp)) {
-        if (pd->out.ready_until > 0)
+    if (verify_answered(pd, resp, true)) {
+        if (pd->out.verify.ready_until_ms > 0)
             gk_resp_body(resp, 204, NULL, gk_xstrdup(""), 0);
         else
             gk_reply_error(resp, 401, "not_ready", "This visitor has not been admitted yet.", NULL);
@@ -580,8 +622,6 @@ void
 gk_h_gate(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
 {
     struct gk_claims claims;
-    struct pending *pd;
-    char ip[GK_IP_BUF];
 
     if (!gk_need_business(ctx, resp))
         return;
@@ -591,8 +631,5 @@ gk_h_gate(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
     }
     if (!need_token(ctx, req, resp, TOKEN_FRESH, true, &claims))
         return;
-    client_ip(ctx, req, ip);
-    pd = wait_for_redis(ctx, req, claims.user, gate_reply);
-    gk_pipeline_ready_until(gk_req_companion(req), &pd->op, ctx->biz->id, claims.user, ip, true,
-                            &pd->out.ready_until, &pd->rc, op_done, pd);
+    submit_verify(ctx, req, &claims, true, gate_reply);
 }

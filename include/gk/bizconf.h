@@ -33,6 +33,10 @@ enum gk_bc_field {
     GK_BC_MAX_ACTIVE_USERS,
     GK_BC_ABANDON_AFTER_SECONDS,
     GK_BC_MAX_QUEUE_LENGTH,
+    GK_BC_IP_VERIFY_LIMIT, /* verify and gate share it */
+    GK_BC_IP_VERIFY_LIMIT_INTERVAL,
+    GK_BC_IP_FINISH_LIMIT, /* finish and leave share it */
+    GK_BC_IP_FINISH_LIMIT_INTERVAL,
     GK_BC_NUMERIC, /* count of numeric fields */
     GK_BC_QUEUEING_METHOD = GK_BC_NUMERIC,
     GK_BC_ALLOWED_ORIGINS,

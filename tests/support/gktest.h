@@ -25,6 +25,14 @@ void gktest_signal_redis(int sig);
 void gktest_redis(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The same, for a command whose answer is an integer (or a number string; nil = 0). */
 long long gktest_redis_int(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* A queue script as the build embeds it: src/scripts/common.lua followed by src/scripts/<name>.lua,
+ * or by body when name is NULL. Caller frees. */
+char *gktest_lua(const char *name, const char *body);
+/* EVALs script against the harness's Redis with nkeys keys then the args (argv, argc strings in
+ * all); asserts the reply is no error. Caller frees with freeReplyObject(). */
+struct redisReply *gktest_eval(const char *script, int nkeys, const char *const *argv, int argc);
+/* How many entries of type the business's activity stream holds (those no worker consumed). */
+long long gktest_stream_events(const char *business, const char *type);
 /* Waits (up to 10 s) until the business has had at least n admission ticks. */
 void gktest_wait_ticks(const char *business, long long n);
 /* A unique id with the given prefix ("biz" -> "biz-<pid>-<n>"), for tests that must not share
