@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* handlers.c -- the dispatcher and the helpers every handler shares; see gk/handlers.h. */
+/* handlers.c -- the route table, the dispatcher and the helpers every handler shares; see
+ * gk/handlers.h. */
 #include "gk/handlers.h"
 
 #include <pthread.h>
@@ -18,6 +19,36 @@
 #define CORS_ALLOW_HEADERS                                                                                   \
     "business_id, user_id, jwt, business-id, user-id, authorization, content-type, x-gatekeeper-business, "  \
     "x-request-id"
+
+/* The map of the API: one line per route (method, path, name for logs and metrics, handler,
+ * where it runs). gk_router_match searches it in order. */
+static const struct gk_route api_routes[] = {
+    {"POST", "/queue/enqueue", "enqueue", gk_h_enqueue, GK_RUN_LOOP},
+    {"GET", "/queue/status", "status", gk_h_status, GK_RUN_LOOP},
+    {"GET", "/queue/verify", "verify", gk_h_verify, GK_RUN_LOOP},
+    {"DELETE", "/queue/finish", "finish", gk_h_finish, GK_RUN_LOOP},
+    {"DELETE", "/queue/leave", "leave", gk_h_leave, GK_RUN_LOOP},
+    {"GET", "/queue/gate", "gate", gk_h_gate, GK_RUN_LOOP},
+    {"GET", "/health", "health", gk_h_health, GK_RUN_OFFLOAD_DEEP},
+    {"POST", "/businesses", "businesses", gk_h_business_create, GK_RUN_OFFLOAD},
+    {"GET", "/config", "config_get", gk_h_config_get, GK_RUN_OFFLOAD},
+    {"POST", "/config", "config_post", gk_h_config_post, GK_RUN_OFFLOAD},
+    {"GET", "/stats", "stats", gk_h_stats, GK_RUN_OFFLOAD},
+    {"GET", "/activity", "activity", gk_h_activity, GK_RUN_OFFLOAD},
+    {"GET", "/metrics", "metrics", gk_h_metrics, GK_RUN_OFFLOAD},
+    {"GET", "/openapi.json", "openapi", gk_h_openapi, GK_RUN_LOOP},
+    {"GET", "/docs", "docs", gk_h_docs, GK_RUN_LOOP},
+    {"GET", "/wait/*", "wait", gk_h_wait, GK_RUN_LOOP},
+    {"GET", "/gatekeeper.js", "client_js", gk_h_client_js, GK_RUN_LOOP},
+};
+
+static const struct gk_routes routes = {api_routes, GK_ARRAY_LEN(api_routes)};
+
+const struct gk_routes *
+gk_handlers_routes(void)
+{
+    return &routes;
+}
 
 /* An offload thread's own connections. */
 struct thread_handles {
@@ -234,7 +265,7 @@ serve_offloaded(void *arg, const struct gk_req *req, struct gk_resp *resp)
     const struct gk_route *route = NULL;
     char allow[96];
 
-    if (gk_router_match(req->method, req->path, &route, allow, sizeof(allow)) == GK_ROUTE_FOUND)
+    if (gk_router_match(&routes, req->method, req->path, &route, allow, sizeof(allow)) == GK_ROUTE_FOUND)
         serve(arg, route, true, req, resp);
 }
 
@@ -244,7 +275,7 @@ gk_handlers_dispatch(void *arg, const struct gk_req *req, struct gk_resp *resp)
     const struct gk_app *app = arg;
     const struct gk_route *route;
     char allow[96];
-    enum gk_route_result rr = gk_router_match(req->method, req->path, &route, allow, sizeof(allow));
+    enum gk_route_result rr = gk_router_match(&routes, req->method, req->path, &route, allow, sizeof(allow));
 
     if (rr == GK_ROUTE_NOT_FOUND) {
         resp->route = "not_found";

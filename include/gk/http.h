@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * http -- the HTTP/1.1 server (libmicrohttpd stays in http.c).
+ * http -- the HTTP/1.1 server (libmicrohttpd stays in src/http*.c).
  * Turns each complete request into a struct gk_req, calls one handler on an event-loop thread,
  * and turns the struct gk_resp it fills back into a response. Enforces the body and header limits, keeps
  * connections alive, and writes one access-log line per request with its request id.
@@ -32,14 +32,14 @@ struct gk_req {
     char id[GK_REQ_ID_BUF]; /* X-Request-Id if the client sent a safe one, else generated */
     char peer_ip[48];       /* socket peer as text */
     uint8_t peer_addr[16];  /* socket peer, IPv4 mapped into IPv6 */
-    void *impl;             /* http.c's; do not touch */
+    void *impl;             /* the http module's; do not touch */
 };
 
 /* What the handler answers. Start from gk_resp_init state (status 0 = 500 if left unset). */
 struct gk_resp {
     int status;
     const char *content_type; /* static string; default application/json */
-    char *body;               /* owned; freed by http.c (use gk_resp_body) */
+    char *body;               /* owned; freed by the http module (use gk_resp_body) */
     size_t body_len;
     size_t n_headers;
     char *headers[GK_HTTP_RESP_HEADERS][2]; /* owned name/value copies */

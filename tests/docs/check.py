@@ -9,6 +9,9 @@
    names a numbered issue ("issue 8", "issue #8"): the repository must stand on its own.
 3. Every relative link in a tracked Markdown file points to a file that exists, and an #anchor
    to a heading of that file.
+4. The C modules include one another without a cycle: each `#include "gk/<mod>.h"` in
+   include/gk/*.h, src/*.[ch] and workers/*.[ch] is an edge from the including file's module to
+   <mod> (docs/ARCHITECTURE.md: dependencies point one way). `check.py --includes` lists the edges.
 
 Python standard library only. Exits 1 with one line per problem.
 """
@@ -29,6 +32,7 @@ OUTSIDE = re.compile(r"\.\./" + r"shared|\bshared/")
 NOTES_PAGE = re.compile(r"API-" + r"NOTES")
 HANDOVER = re.compile(r"([\w./-]*?)\b(API|NOTES|STYLE)\.md\b")
 ISSUE = re.compile(r"\b[Ii]ssues?\s+#?\d+")
+GK_INCLUDE = re.compile(r'^\s*#\s*include\s+"gk/(\w+)\.h"', re.M)
 LINK = re.compile(r"\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 
 problems = []
@@ -156,18 +160,79 @@ def check_links(files):
                     problems.append(f"{path}:{n}: link to {target}: no heading #{frag} in {dest}")
 
 
+def module_of(path, text):
+    """include/gk/<mod>.h and src/<mod>_int.h are <mod>'s; a source file belongs to the module
+    whose header it includes first (its contract: src/h_queue.c is handlers'), else to its name
+    (src/main.c); files under workers/ are the worker's."""
+    d, name = os.path.split(path)
+    stem = os.path.splitext(name)[0]
+    if d == "workers":
+        return "worker"
+    if d == "include/gk":
+        return stem
+    if name.endswith("_int.h"):
+        return stem[: -len("_int")]
+    first = re.search(r'^\s*#\s*include\s+[<"]([^>"]+)[>"]', text, re.M)
+    if first and first.group(1).startswith("gk/"):
+        return os.path.splitext(first.group(1)[3:])[0]
+    return stem
+
+
+def include_edges(files):
+    edges = {}
+    for path in files:
+        d, name = os.path.split(path)
+        if d not in ("include/gk", "src", "workers") or not name.endswith((".c", ".h")):
+            continue
+        text = read(path) or ""
+        mod = module_of(path, text)
+        for dep in GK_INCLUDE.findall(text):
+            if dep != mod:
+                edges.setdefault(mod, {}).setdefault(dep, []).append(path)
+    return edges
+
+
+def check_include_cycles(files):
+    edges = include_edges(files)
+    state, stack = {}, []
+
+    def visit(mod):
+        state[mod] = 1
+        stack.append(mod)
+        for dep in sorted(edges.get(mod, {})):
+            if state.get(dep) == 1:
+                cycle = stack[stack.index(dep):] + [dep]
+                how = "; ".join(f"{a} -> {b} ({', '.join(edges[a][b])})" for a, b in zip(cycle, cycle[1:]))
+                problems.append(f"include cycle among modules: {' -> '.join(cycle)}: {how}")
+            elif dep not in state:
+                visit(dep)
+        stack.pop()
+        state[mod] = 2
+
+    for mod in sorted(edges):
+        if mod not in state:
+            visit(mod)
+    return edges
+
+
 def main():
     files = tracked()
+    if sys.argv[1:] == ["--includes"]:
+        for mod, deps in sorted(include_edges(files).items()):
+            print(f"{mod} -> {' '.join(sorted(deps))}")
+        return 0
     check_endpoints()
     check_references(files)
     check_links(files)
+    edges = check_include_cycles(files)
     for p in problems:
         print(p, file=sys.stderr)
     if problems:
         print(f"check.py: {len(problems)} problem(s)", file=sys.stderr)
         return 1
     print(f"check.py: docs/API.md and docs/openapi.json agree ({len(openapi_endpoints())} operations); "
-          f"{len(files)} tracked files refer to nothing outside the repository; links resolve")
+          f"{len(files)} tracked files refer to nothing outside the repository; links resolve; "
+          f"{len(edges)} C modules include one another without a cycle")
     return 0
 
 
