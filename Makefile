@@ -177,7 +177,7 @@ fuzz-smoke:
 
 format-check:
 	scripts/install-deps --format
-	clang-format --dry-run --Werror src/*.c include/gk/*.h workers/*.[ch] tests/*/*.[ch]
+	clang-format --dry-run --Werror src/*.[ch] include/gk/*.h workers/*.[ch] tests/*/*.[ch]
 
 clean:
 	rm -rf build build-san build-fuzz build-vg
