@@ -2,27 +2,26 @@
 # Dockerfile -- one image with both programs: `gatekeeper` (the API, the default command) and
 # `gatekeeper-worker`. Two stages: the first compiles with the -dev packages, the second holds
 # only the binaries and their runtime libraries, and runs them as an unprivileged user.
-# docker-compose.yml builds it; see README.md "Production deployment".
+# docker-compose.yml builds it; see docs/OPERATIONS.md, "Deployment".
 
 ARG DEBIAN_RELEASE=bookworm
 
 FROM debian:${DEBIAN_RELEASE}-slim AS build
-# check and libsubunit-dev only because the Makefile verifies every library it knows at start.
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends build-essential pkg-config ca-certificates \
-       libmicrohttpd-dev libhiredis-dev libpq-dev libjwt-dev libjson-c-dev libssl-dev check libsubunit-dev \
-    && rm -rf /var/lib/apt/lists/*
+# The package lists live in scripts/install-deps: --build is what compiles the binaries.
+COPY scripts/install-deps /usr/local/sbin/gk-install-deps
+RUN gk-install-deps --build && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # .dockerignore keeps build directories, .git and .env (secrets) out of the context.
 COPY . .
-RUN make BUILD=/out all
+# DEPS_STAMP= : the packages are in place already; make must not install the test ones.
+RUN make BUILD=/out DEPS_STAMP= all
 
 FROM debian:${DEBIAN_RELEASE}-slim AS runtime
-# curl is for the health checks only.
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates curl \
-       libmicrohttpd12 libhiredis0.14 libpq5 libjwt0 libjson-c5 libssl3 \
-    && rm -rf /var/lib/apt/lists/* \
+# --runtime: only the libraries the binaries link. curl is for the health checks only.
+COPY scripts/install-deps /usr/local/sbin/gk-install-deps
+RUN gk-install-deps --runtime \
+    && apt-get install -y --no-install-recommends curl \
+    && rm -rf /var/lib/apt/lists/* /usr/local/sbin/gk-install-deps \
     && groupadd --system --gid 10001 gatekeeper \
     && useradd --system --uid 10001 --gid gatekeeper --no-create-home --home-dir /nonexistent \
        --shell /usr/sbin/nologin gatekeeper

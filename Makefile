@@ -1,17 +1,10 @@
 # Gatekeeper -- see README.md. `make run` starts everything; `make test` runs every test.
 CC ?= cc
 BUILD ?= build
-PKGS := libmicrohttpd hiredis libpq json-c libjwt libcrypto
-
-# A fresh machine has none of the libraries: install them once, then carry on.
-ifeq ($(filter clean help,$(MAKECMDGOALS)),)
-ifneq ($(shell pkg-config --exists $(PKGS) check && echo ok),ok)
-$(info pkg-config cannot find all of: $(PKGS) check; running scripts/install-deps)
-ifneq ($(shell scripts/install-deps >&2 && pkg-config --exists $(PKGS) check && echo ok),ok)
-$(error scripts/install-deps did not provide: $(PKGS) check)
-endif
-endif
-endif
+# What the server and the worker link; the unit tests also link Check and libjwt (the independent
+# JWT implementation our tokens are held to), which nothing else links.
+PKGS := libmicrohttpd hiredis libpq json-c libcrypto
+TEST_PKGS := check libjwt
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wpointer-arith -Wformat=2 -Wvla
 WERROR ?= -Werror
@@ -19,8 +12,8 @@ CFLAGS ?= -O2 -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(WERROR) -Iinclude -MMD -MP \
              $(shell pkg-config --cflags $(PKGS)) $(CFLAGS)
 LDLIBS = $(shell pkg-config --libs $(PKGS)) -pthread
-CHECK_CFLAGS = $(shell pkg-config --cflags check)
-CHECK_LIBS = $(shell pkg-config --libs check)
+CHECK_CFLAGS = $(shell pkg-config --cflags $(TEST_PKGS))
+CHECK_LIBS = $(shell pkg-config --libs $(TEST_PKGS))
 SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
 LIB_SRC := $(filter-out src/main.c,$(wildcard src/*.c))
@@ -35,7 +28,7 @@ IT_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/integration/*.c) \
             $(filter-out tests/support/freeport.c,$(wildcard tests/support/*.c)))
 ALL_OBJ := $(LIB_OBJ) $(BUILD)/src/main.o $(WORKER_OBJ) $(UNIT_OBJ) $(IT_OBJ) $(BUILD)/tests/support/freeport.o
 
-.PHONY: all run test test-unit test-integration sanitize clean deps format-check help bench
+.PHONY: all run test check test-unit test-integration sanitize clean deps format-check help bench
 
 all: $(BUILD)/gatekeeper $(BUILD)/gatekeeper-worker
 
@@ -55,36 +48,46 @@ $(BUILD)/gk-bench-tokens: $(BUILD)/bench/tokens.o $(BUILD)/libgk.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # The Lua scripts, embedded as C strings (see scripts/embed-lua).
-$(BUILD)/gen/scripts.c: $(LUA) scripts/embed-lua
+$(BUILD)/gen/scripts.c: $(LUA) scripts/embed-lua | $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	scripts/embed-lua src/scripts > $@
 $(BUILD)/gen/scripts.o: $(BUILD)/gen/scripts.c
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
-$(BUILD)/gen/embed/%.c: % scripts/embed-file
+$(BUILD)/gen/embed/%.c: % scripts/embed-file | $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	scripts/embed-file $< > $@.tmp && mv $@.tmp $@
 $(BUILD)/gen/embed/%.o: $(BUILD)/gen/embed/%.c
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-$(BUILD)/tests/%.o: tests/%.c
+$(BUILD)/tests/%.o: tests/%.c | $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) -Itests -DGK_SOURCE_DIR='"$(CURDIR)"' -c -o $@ $<
-$(BUILD)/%.o: %.c
+$(BUILD)/%.o: %.c | $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
+# Installing packages is a step of its own: `make deps` (run, test and check depend on it) installs
+# what is missing; every compile waits for it once per build directory (the stamp).
+DEPS_STAMP := $(BUILD)/.deps-installed
 deps:
 	scripts/install-deps
+	@mkdir -p $(BUILD) && touch $(DEPS_STAMP)
+$(DEPS_STAMP): scripts/install-deps
+	scripts/install-deps
+	@mkdir -p $(@D) && touch $@
 
-run: all
+run: deps all
 	scripts/run $(BUILD)
 
 # The fault, abuse and browser suites come last, one after the other: they take longest, load
 # the machine, and the browser tests need the most (Chromium, nginx, npm).
-test: test-unit test-compose test-integration
+test: deps test-unit test-compose test-docs test-integration
 	$(MAKE) --no-print-directory test-faults
 	$(MAKE) --no-print-directory test-abuse
 	$(MAKE) --no-print-directory test-e2e
+
+# The loop a developer runs after each change: unit and integration tests (about two minutes).
+check: deps test-unit test-integration
 
 test-unit: $(BUILD)/unit-tests
 	$(BUILD)/unit-tests
@@ -96,6 +99,11 @@ test-integration: all $(BUILD)/it-tests $(BUILD)/freeport
 .PHONY: test-compose
 test-compose:
 	tests/compose/check.py
+
+# docs/API.md against docs/openapi.json, links between documents, nothing outside the repository.
+.PHONY: test-docs
+test-docs:
+	tests/docs/check.py
 
 # Waiting room, nginx and example backend in headless Chromium (tests/e2e/run.sh).
 .PHONY: test-e2e
@@ -168,13 +176,14 @@ fuzz-smoke:
 	$(MAKE) fuzz FUZZ_SECONDS=10
 
 format-check:
-	clang-format --dry-run --Werror src/*.c include/gk/*.h workers/*.[ch] tests/*/*.[ch]
+	scripts/install-deps --format
+	clang-format --dry-run --Werror src/*.[ch] include/gk/*.h workers/*.[ch] tests/*/*.[ch]
 
 clean:
 	rm -rf build build-san build-fuzz build-vg
 
 help:
-	@echo "make [all|run|test|test-unit|test-integration|test-faults|test-abuse|test-e2e|sanitize|valgrind|fuzz|fuzz-smoke|bench|soak|format-check|clean]"
+	@echo "make [all|deps|run|check|test|test-unit|test-integration|test-faults|test-abuse|test-e2e|sanitize|valgrind|fuzz|fuzz-smoke|bench|soak|format-check|clean]"
 
 -include $(ALL_OBJ:.o=.d)
 -include $(FUZZ_OBJ:.o=.d)

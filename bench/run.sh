@@ -30,7 +30,8 @@ gk_bench_server "$BUILD"
 curl -fs -X POST "$API/businesses" -H "Authorization: Bearer $ADMIN_TOKEN" -d '{"business_id":"bench"}' >/dev/null
 curl -fs -X POST "$API/config" -H 'business_id: bench' -H "Authorization: Bearer $ADMIN_TOKEN" \
     -d '{"ip_enqueue_limit": 1000000, "ip_enqueue_limit_interval": 1, "ip_status_polling_limit": 1000000,
-         "ip_status_polling_limit_interval": 1, "admission_limit": 100, "admission_frequency": 1}' >/dev/null
+         "ip_status_polling_limit_interval": 1, "ip_verify_limit": 1000000, "ip_verify_limit_interval": 1,
+         "admission_limit": 100, "admission_frequency": 1}' >/dev/null
 
 # USERS waiting users u0..u(USERS-1) and their tokens.
 fill() { # business count prefix

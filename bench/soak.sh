@@ -68,7 +68,8 @@ PIDS+=("$WORKER")
 config() {
     curl -fsS -X POST "$API/config" -H "business_id: $1" -H "Authorization: Bearer $ADMIN_TOKEN" \
         -d '{"ip_enqueue_limit": 1000000, "ip_enqueue_limit_interval": 1, "ip_status_polling_limit": 1000000,
-             "ip_status_polling_limit_interval": 1, "admission_frequency": 1, "ready_ttl_seconds": 60,
+             "ip_status_polling_limit_interval": 1, "ip_verify_limit": 1000000, "ip_verify_limit_interval": 1,
+             "ip_finish_limit": 1000000, "ip_finish_limit_interval": 1, "admission_frequency": 1, "ready_ttl_seconds": 60,
              "abandon_after_seconds": 30, "admission_limit": '"$2"'}' >/dev/null
 }
 for b in peak soak; do

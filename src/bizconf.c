@@ -29,7 +29,7 @@ struct num_field {
     uint32_t def;
 };
 
-/* API.md's field table; sql/001_businesses.sql mirrors these ranges in CHECK constraints. */
+/* docs/API.md's field table; the CHECK constraints in sql/ mirror these ranges. */
 static const struct num_field num_fields[GK_BC_NUMERIC] = {
     [GK_BC_ADMISSION_LIMIT] = {"admission_limit", 1, 100000, NO_ALT, 100},
     [GK_BC_ADMISSION_FREQUENCY] = {"admission_frequency", 1, 3600, NO_ALT, 5},
@@ -42,6 +42,11 @@ static const struct num_field num_fields[GK_BC_NUMERIC] = {
     [GK_BC_MAX_ACTIVE_USERS] = {"max_active_users", 0, 10000000, NO_ALT, 0},
     [GK_BC_ABANDON_AFTER_SECONDS] = {"abandon_after_seconds", 30, 86400, 0, 0},
     [GK_BC_MAX_QUEUE_LENGTH] = {"max_queue_length", 0, 100000000, NO_ALT, 0},
+    /* A backend that verifies all its visitors from one address needs more: see docs/API.md. */
+    [GK_BC_IP_VERIFY_LIMIT] = {"ip_verify_limit", 1, 1000000, NO_ALT, 1200},
+    [GK_BC_IP_VERIFY_LIMIT_INTERVAL] = {"ip_verify_limit_interval", 1, 86400, NO_ALT, 60},
+    [GK_BC_IP_FINISH_LIMIT] = {"ip_finish_limit", 1, 1000000, NO_ALT, 600},
+    [GK_BC_IP_FINISH_LIMIT_INTERVAL] = {"ip_finish_limit_interval", 1, 86400, NO_ALT, 60},
 };
 
 static const char *const qmethod_names[] = {

@@ -73,9 +73,10 @@ struct row_cols {
     "id, admin_key_hash, version, admission_limit, admission_frequency, jwt_expiry_seconds, "                \
     "ready_ttl_seconds, ip_enqueue_limit, ip_enqueue_limit_interval, ip_status_polling_limit, "              \
     "ip_status_polling_limit_interval, max_active_users, abandon_after_seconds, max_queue_length, "          \
+    "ip_verify_limit, ip_verify_limit_interval, ip_finish_limit, ip_finish_limit_interval, "                 \
     "queueing_method, allowed_origins"
 
-/* Parameter $2+f is field f (enum gk_bc_field order); NULL keeps the stored value. $15 is the
+/* Parameter $2+f is field f (enum gk_bc_field order); NULL keeps the stored value. $19 is the
  * client IP. The activity row's details are the fields that were set (jsonb_strip_nulls drops
  * the others), with their new values. */
 static const char sql_update[] =
@@ -91,22 +92,29 @@ static const char sql_update[] =
     "max_active_users = COALESCE($10::integer, max_active_users), "
     "abandon_after_seconds = COALESCE($11::integer, abandon_after_seconds), "
     "max_queue_length = COALESCE($12::integer, max_queue_length), "
-    "queueing_method = COALESCE($13::text, queueing_method), "
-    "allowed_origins = COALESCE($14::text[], allowed_origins) "
+    "ip_verify_limit = COALESCE($13::integer, ip_verify_limit), "
+    "ip_verify_limit_interval = COALESCE($14::integer, ip_verify_limit_interval), "
+    "ip_finish_limit = COALESCE($15::integer, ip_finish_limit), "
+    "ip_finish_limit_interval = COALESCE($16::integer, ip_finish_limit_interval), "
+    "queueing_method = COALESCE($17::text, queueing_method), "
+    "allowed_origins = COALESCE($18::text[], allowed_origins) "
     "WHERE id = $1 RETURNING " BUSINESS_COLS "), "
     "a AS (INSERT INTO activity_log (event_id, business_id, event, client_ip, details) "
-    "SELECT 'pg/' || gen_random_uuid(), u.id, '" GK_EV_CONFIG_CHANGE "', $15::inet, "
+    "SELECT 'pg/' || gen_random_uuid(), u.id, '" GK_EV_CONFIG_CHANGE "', $19::inet, "
     "jsonb_strip_nulls(jsonb_build_object("
     "'admission_limit', $2::integer, 'admission_frequency', $3::integer, "
     "'jwt_expiry_seconds', $4::integer, 'ready_ttl_seconds', $5::integer, "
     "'ip_enqueue_limit', $6::integer, 'ip_enqueue_limit_interval', $7::integer, "
     "'ip_status_polling_limit', $8::integer, 'ip_status_polling_limit_interval', $9::integer, "
     "'max_active_users', $10::integer, 'abandon_after_seconds', $11::integer, "
-    "'max_queue_length', $12::integer, 'queueing_method', $13::text, 'allowed_origins', $14::text[])) "
+    "'max_queue_length', $12::integer, 'ip_verify_limit', $13::integer, "
+    "'ip_verify_limit_interval', $14::integer, 'ip_finish_limit', $15::integer, "
+    "'ip_finish_limit_interval', $16::integer, 'queueing_method', $17::text, 'allowed_origins', "
+    "$18::text[])) "
     "FROM u) "
     "SELECT * FROM u";
-_Static_assert(GK_BC_MAX_QUEUE_LENGTH == 10 && GK_BC_QUEUEING_METHOD == 11 && GK_BC_ALLOWED_ORIGINS == 12 &&
-                   GK_BC_NFIELDS == 13,
+_Static_assert(GK_BC_IP_FINISH_LIMIT_INTERVAL == 14 && GK_BC_QUEUEING_METHOD == 15 &&
+                   GK_BC_ALLOWED_ORIGINS == 16 && GK_BC_NFIELDS == 17,
                "sql_update numbers its parameters by enum gk_bc_field");
 
 static const char sql_get[] = "SELECT " BUSINESS_COLS " FROM businesses WHERE id = $1";
@@ -126,7 +134,7 @@ static const char sql_ensure[] =
 static const char sql_events_head[] = "INSERT INTO activity_log (event_id, business_id, user_id, event, "
                                       "created_at, client_ip, details) VALUES ";
 static const char sql_events_tail[] = " ON CONFLICT (event_id) DO NOTHING";
-/* Retention: the oldest rows first, by the created_at index (sql/003). */
+/* Retention: the oldest rows first, by the created_at index (sql/004). */
 static const char sql_prune[] =
     "DELETE FROM activity_log WHERE id IN (SELECT id FROM activity_log "
     "WHERE created_at < now() - $1::integer * interval '1 day' ORDER BY created_at LIMIT $2::integer)";

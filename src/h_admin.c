@@ -259,6 +259,7 @@ gk_h_stats(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
     json_object_object_add(o, "admission_rate_per_min", rate_json(st.admit_rate * 60));
     json_object_object_add(o, "events_backlog", json_object_new_int64(st.events_backlog));
     json_object_object_add(o, "events_dropped", json_object_new_int64(st.events_dropped));
+    json_object_object_add(o, "rate_limited_total", json_object_new_int64(st.rate_limited_total));
     gk_reply_json(resp, 200, o);
 }
 

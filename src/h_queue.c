@@ -17,10 +17,13 @@
 
 #include "gk/clientip.h"
 #include "gk/log.h"
+#include "gk/metrics.h"
 #include "gk/store.h"
 
 #define POLL_MIN_MS 1000
 #define POLL_MAX_MS 15000
+/* How far the clocks of Redis (ready times) and of the nodes (token expiry) may drift apart. */
+#define CLOCK_SKEW_S 30
 
 /* The first of two header spellings that is present, or NULL. */
 static const char *
@@ -98,8 +101,18 @@ need_token(const struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *r
     return t;
 }
 
+/* The least exp of a token for a user ready until ready_until_ms (Redis's clock): the whole ready
+ * time and the skew. Gate and verify ask Redis as well, so such a token lets the visitor in for
+ * exactly the ready time, however short jwt_expiry_seconds is, without polling. */
+static int64_t
+ready_exp(int64_t ready_until_ms)
+{
+    return (ready_until_ms + 999) / 1000 + CLOCK_SKEW_S;
+}
+
+/* A token valid for jwt_expiry_seconds, or until min_exp (seconds) if that is later. */
 static bool
-issue_token(const struct gk_ctx *ctx, const char *user, char out[GK_TOKEN_BUF])
+issue_token(const struct gk_ctx *ctx, const char *user, int64_t min_exp, char out[GK_TOKEN_BUF])
 {
     struct gk_claims c = {0};
 
@@ -107,6 +120,8 @@ issue_token(const struct gk_ctx *ctx, const char *user, char out[GK_TOKEN_BUF])
     gk_strlcpy(c.user, user, sizeof(c.user));
     c.iat = gk_now_ms() / 1000;
     c.exp = c.iat + ctx->biz->conf.num[GK_BC_JWT_EXPIRY_SECONDS];
+    if (c.exp < min_exp)
+        c.exp = min_exp;
     return gk_token_issue(ctx->app->tokens, &c, out, GK_TOKEN_BUF) == GK_OK;
 }
 
@@ -150,13 +165,13 @@ struct pending {
     enum gk_err rc;
     char user[GK_ID_BUF];
     char token[GK_TOKEN_BUF]; /* status: the token the client sent, returned as is while young */
-    int64_t token_exp;
+    int64_t token_exp;        /* its exp; 0 when signed with the previous secret (renew it) */
     union {
         struct gk_join_out join;
         struct gk_status_out status;
-        int64_t ready_until;
-        bool was_ready;
-        enum gk_user_state left;
+        struct gk_verify_out verify;
+        struct gk_finish_out finish;
+        struct gk_leave_out leave;
     } out;
 };
 
@@ -220,7 +235,9 @@ eta_seconds(const struct gk_bizconf *c, int64_t position, double admit_rate)
     return eta < 1e9 ? (int64_t)(eta + 0.999) : 1000000000;
 }
 
-/* Poll sooner near the front, later far back, and never faster than the status rate limit. */
+/* Poll sooner near the front, later far back, and never faster than the status rate limit; but
+ * never later than a third of abandon_after_seconds, which wins over the rate limit: a refused
+ * poll costs a retry, an eviction the place. */
 static int64_t
 poll_after_ms(const struct gk_bizconf *c, int64_t eta_s)
 {
@@ -228,9 +245,11 @@ poll_after_ms(const struct gk_bizconf *c, int64_t eta_s)
     int64_t floor_ms = ((int64_t)c->num[GK_BC_IP_STATUS_POLLING_LIMIT_INTERVAL] * 1000 +
                         c->num[GK_BC_IP_STATUS_POLLING_LIMIT] - 1) /
                        c->num[GK_BC_IP_STATUS_POLLING_LIMIT];
+    int64_t abandon_ms = (int64_t)c->num[GK_BC_ABANDON_AFTER_SECONDS] * 1000;
 
     ms = ms < POLL_MIN_MS ? POLL_MIN_MS : ms > POLL_MAX_MS ? POLL_MAX_MS : ms;
-    return ms > floor_ms ? ms : floor_ms;
+    ms = ms > floor_ms ? ms : floor_ms;
+    return abandon_ms > 0 && ms > abandon_ms / 3 ? abandon_ms / 3 : ms;
 }
 
 static struct json_object *
@@ -270,7 +289,8 @@ enqueue_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
     case GK_JOIN_NEW:
     case GK_JOIN_ADMITTED:
         /* Only the request that created the entry gets a token: one token per user_id. */
-        if (!issue_token(&pd->ctx, pd->user, token)) {
+        if (!issue_token(&pd->ctx, pd->user,
+                         out->result == GK_JOIN_ADMITTED ? ready_exp(out->ready_until_ms) : 0, token)) {
             gk_reply_error(resp, 500, "internal", "The token could not be issued.", NULL);
             goto out;
         }
@@ -316,7 +336,8 @@ gk_h_enqueue(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
     char ip[GK_IP_BUF];
     const char *user;
 
-    if (!gk_need_business(ctx, resp) || (user = need_user(req, resp)) == NULL)
+    if (!gk_need_business(ctx, resp) || !gk_need_origin(ctx, req, resp) ||
+        (user = need_user(req, resp)) == NULL)
         return;
     c = &ctx->biz->conf;
     if (c->queueing_method == GK_QM_REJECT) {
@@ -330,6 +351,7 @@ gk_h_enqueue(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
     a.rate = (struct gk_rate){c->num[GK_BC_IP_ENQUEUE_LIMIT], c->num[GK_BC_IP_ENQUEUE_LIMIT_INTERVAL]};
     a.max_queue_length = c->num[GK_BC_MAX_QUEUE_LENGTH];
     a.passthrough = c->queueing_method == GK_QM_PASSTHROUGH;
+    a.max_active = c->num[GK_BC_MAX_ACTIVE_USERS];
     a.ready_ttl_s = c->num[GK_BC_READY_TTL_SECONDS];
     a.heartbeat = c->num[GK_BC_ABANDON_AFTER_SECONDS] > 0;
     pd = wait_for_redis(ctx, req, user, enqueue_reply);
@@ -345,7 +367,7 @@ status_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
     char token[GK_TOKEN_BUF], *body, *b, position[GK_U64_BUF] = "null", eta_text[GK_U64_BUF] = "null";
     char poll_text[GK_U64_BUF];
     const char *warning = "null", *state = "not_found";
-    int64_t poll_ms;
+    int64_t poll_ms, min_exp;
 
     (void)req;
     if (!pending_ok(pd, resp))
@@ -354,13 +376,15 @@ status_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
         reply_rate_limited(resp, st->retry_after_ms);
         goto out;
     }
+    min_exp = st->state == GK_USER_READY ? ready_exp(st->ready_until_ms) : 0;
     /* Clients always keep the returned token. A token with more than half its life left is
      * returned as it came (signing is the costliest part of a poll); an older one is renewed, so
-     * a client polling as told never holds an expired token. */
-    if (pd->token[0] != '\0' &&
+     * a client polling as told never holds an expired token. So is a ready user's token that
+     * would end before their ready time: the page stops polling once the user is ready. */
+    if (pd->token[0] != '\0' && pd->token_exp >= min_exp &&
         pd->token_exp - gk_now_ms() / 1000 > (int64_t)c->num[GK_BC_JWT_EXPIRY_SECONDS] / 2)
         gk_strlcpy(token, pd->token, sizeof(token));
-    else if (!issue_token(&pd->ctx, pd->user, token)) {
+    else if (!issue_token(&pd->ctx, pd->user, min_exp, token)) {
         gk_reply_error(resp, 500, "internal", "The token could not be issued.", NULL);
         goto out;
     }
@@ -424,22 +448,55 @@ gk_h_status(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
     client_ip(ctx, req, ip);
     pd = wait_for_redis(ctx, req, claims.user, status_reply);
     gk_strlcpy(pd->token, token, sizeof(pd->token));
-    pd->token_exp = claims.exp;
+    /* A token of the previous secret is renewed now, so rotation completes as visitors poll. */
+    pd->token_exp = claims.previous_key ? 0 : claims.exp;
     gk_pipeline_status(gk_req_companion(req), &pd->op, ctx->biz->id, claims.user, ip,
                        (struct gk_rate){c->num[GK_BC_IP_STATUS_POLLING_LIMIT],
                                         c->num[GK_BC_IP_STATUS_POLLING_LIMIT_INTERVAL]},
                        c->num[GK_BC_ABANDON_AFTER_SECONDS] > 0, &pd->out.status, &pd->rc, op_done, pd);
 }
 
+/* Starts verify or gate for the token's user under ip_verify_limit; cont answers. */
+static void
+submit_verify(struct gk_ctx *ctx, const struct gk_req *req, const struct gk_claims *claims, bool gate,
+              gk_req_cont cont)
+{
+    const struct gk_bizconf *c = &ctx->biz->conf;
+    struct pending *pd;
+    char ip[GK_IP_BUF];
+
+    client_ip(ctx, req, ip);
+    pd = wait_for_redis(ctx, req, claims->user, cont);
+    gk_pipeline_verify(
+        gk_req_companion(req), &pd->op, ctx->biz->id, claims->user, ip,
+        (struct gk_rate){c->num[GK_BC_IP_VERIFY_LIMIT], c->num[GK_BC_IP_VERIFY_LIMIT_INTERVAL]}, gate,
+        &pd->out.verify, &pd->rc, op_done, pd);
+}
+
+/* The common start of the verify and gate continuations: false when answered already (Redis
+ * failed, or 429); else counts the answer by result. */
+static bool
+verify_answered(struct pending *pd, struct gk_resp *resp, bool gate)
+{
+    if (!pending_ok(pd, resp))
+        return false;
+    if (pd->out.verify.retry_after_ms > 0) {
+        reply_rate_limited(resp, pd->out.verify.retry_after_ms);
+        return false;
+    }
+    gk_metrics_verify(pd->out.verify.ready_until_ms > 0, gate);
+    return true;
+}
+
 static void
 verify_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
 {
     struct pending *pd = arg;
-    bool ready = pd->out.ready_until > 0;
+    bool ready = pd->out.verify.ready_until_ms > 0;
     struct json_object *o;
 
     (void)req;
-    if (pending_ok(pd, resp)) {
+    if (verify_answered(pd, resp, false)) {
         o = json_object_new_object();
         json_object_object_add(o, "message",
                                json_object_new_string(ready ? "User is ready" : "User is not ready"));
@@ -453,15 +510,10 @@ void
 gk_h_verify(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
 {
     struct gk_claims claims;
-    struct pending *pd;
-    char ip[GK_IP_BUF];
 
     if (!gk_need_business(ctx, resp) || !need_token(ctx, req, resp, TOKEN_FRESH, false, &claims))
         return;
-    client_ip(ctx, req, ip);
-    pd = wait_for_redis(ctx, req, claims.user, verify_reply);
-    gk_pipeline_ready_until(gk_req_companion(req), &pd->op, ctx->biz->id, claims.user, ip, false,
-                            &pd->out.ready_until, &pd->rc, op_done, pd);
+    submit_verify(ctx, req, &claims, false, verify_reply);
 }
 
 static void
@@ -474,6 +526,15 @@ reply_status(struct gk_resp *resp, const char *status, const char *message)
     gk_reply_json(resp, 200, o);
 }
 
+/* ip_finish_limit, which finish and leave share. */
+static struct gk_rate
+finish_rate(const struct gk_ctx *ctx)
+{
+    const struct gk_bizconf *c = &ctx->biz->conf;
+
+    return (struct gk_rate){c->num[GK_BC_IP_FINISH_LIMIT], c->num[GK_BC_IP_FINISH_LIMIT_INTERVAL]};
+}
+
 static void
 finish_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
 {
@@ -481,7 +542,9 @@ finish_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
 
     (void)req;
     if (pending_ok(pd, resp)) {
-        if (pd->out.was_ready)
+        if (pd->out.finish.retry_after_ms > 0)
+            reply_rate_limited(resp, pd->out.finish.retry_after_ms);
+        else if (pd->out.finish.was_ready)
             reply_status(resp, "ready_cleared", "User removed from ready state");
         else
             reply_status(resp, "not_ready", "User is not in ready state");
@@ -501,8 +564,8 @@ gk_h_finish(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
         return;
     client_ip(ctx, req, ip);
     pd = wait_for_redis(ctx, req, claims.user, finish_reply);
-    gk_pipeline_finish(gk_req_companion(req), &pd->op, ctx->biz->id, claims.user, ip, &pd->out.was_ready,
-                       &pd->rc, op_done, pd);
+    gk_pipeline_finish(gk_req_companion(req), &pd->op, ctx->biz->id, claims.user, ip, finish_rate(ctx),
+                       &pd->out.finish, &pd->rc, op_done, pd);
 }
 
 static void
@@ -512,9 +575,11 @@ leave_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
 
     (void)req;
     if (pending_ok(pd, resp)) {
-        if (pd->out.left == GK_USER_WAITING)
+        if (pd->out.leave.retry_after_ms > 0)
+            reply_rate_limited(resp, pd->out.leave.retry_after_ms);
+        else if (pd->out.leave.left == GK_USER_WAITING)
             reply_status(resp, "left", "User left the queue");
-        else if (pd->out.left == GK_USER_READY)
+        else if (pd->out.leave.left == GK_USER_READY)
             reply_status(resp, "left", "User gave up their ready slot");
         else
             reply_status(resp, "not_found", "User not found in queue");
@@ -529,12 +594,13 @@ gk_h_leave(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
     struct pending *pd;
     char ip[GK_IP_BUF];
 
-    if (!gk_need_business(ctx, resp) || !need_token(ctx, req, resp, TOKEN_MAY_BE_EXPIRED, false, &claims))
+    if (!gk_need_business(ctx, resp) || !gk_need_origin(ctx, req, resp) ||
+        !need_token(ctx, req, resp, TOKEN_MAY_BE_EXPIRED, false, &claims))
         return;
     client_ip(ctx, req, ip);
     pd = wait_for_redis(ctx, req, claims.user, leave_reply);
-    gk_pipeline_leave(gk_req_companion(req), &pd->op, ctx->biz->id, claims.user, ip, &pd->out.left, &pd->rc,
-                      op_done, pd);
+    gk_pipeline_leave(gk_req_companion(req), &pd->op, ctx->biz->id, claims.user, ip, finish_rate(ctx),
+                      &pd->out.leave, &pd->rc, op_done, pd);
 }
 
 static void
@@ -543,8 +609,8 @@ gate_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
     struct pending *pd = arg;
 
     (void)req;
-    if (pending_ok(pd, resp)) {
-        if (pd->out.ready_until > 0)
+    if (verify_answered(pd, resp, true)) {
+        if (pd->out.verify.ready_until_ms > 0)
             gk_resp_body(resp, 204, NULL, gk_xstrdup(""), 0);
         else
             gk_reply_error(resp, 401, "not_ready", "This visitor has not been admitted yet.", NULL);
@@ -556,8 +622,6 @@ void
 gk_h_gate(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
 {
     struct gk_claims claims;
-    struct pending *pd;
-    char ip[GK_IP_BUF];
 
     if (!gk_need_business(ctx, resp))
         return;
@@ -567,8 +631,5 @@ gk_h_gate(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
     }
     if (!need_token(ctx, req, resp, TOKEN_FRESH, true, &claims))
         return;
-    client_ip(ctx, req, ip);
-    pd = wait_for_redis(ctx, req, claims.user, gate_reply);
-    gk_pipeline_ready_until(gk_req_companion(req), &pd->op, ctx->biz->id, claims.user, ip, true,
-                            &pd->out.ready_until, &pd->rc, op_done, pd);
+    submit_verify(ctx, req, &claims, true, gate_reply);
 }

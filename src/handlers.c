@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* handlers.c -- the dispatcher and the helpers every handler shares; see gk/handlers.h. */
+/* handlers.c -- the route table, the dispatcher and the helpers every handler shares; see
+ * gk/handlers.h. */
 #include "gk/handlers.h"
 
 #include <pthread.h>
@@ -18,6 +19,36 @@
 #define CORS_ALLOW_HEADERS                                                                                   \
     "business_id, user_id, jwt, business-id, user-id, authorization, content-type, x-gatekeeper-business, "  \
     "x-request-id"
+
+/* The map of the API: one line per route (method, path, name for logs and metrics, handler,
+ * where it runs). gk_router_match searches it in order. */
+static const struct gk_route api_routes[] = {
+    {"POST", "/queue/enqueue", "enqueue", gk_h_enqueue, GK_RUN_LOOP},
+    {"GET", "/queue/status", "status", gk_h_status, GK_RUN_LOOP},
+    {"GET", "/queue/verify", "verify", gk_h_verify, GK_RUN_LOOP},
+    {"DELETE", "/queue/finish", "finish", gk_h_finish, GK_RUN_LOOP},
+    {"DELETE", "/queue/leave", "leave", gk_h_leave, GK_RUN_LOOP},
+    {"GET", "/queue/gate", "gate", gk_h_gate, GK_RUN_LOOP},
+    {"GET", "/health", "health", gk_h_health, GK_RUN_LOOP},
+    {"POST", "/businesses", "businesses", gk_h_business_create, GK_RUN_OFFLOAD},
+    {"GET", "/config", "config_get", gk_h_config_get, GK_RUN_OFFLOAD},
+    {"POST", "/config", "config_post", gk_h_config_post, GK_RUN_OFFLOAD},
+    {"GET", "/stats", "stats", gk_h_stats, GK_RUN_OFFLOAD},
+    {"GET", "/activity", "activity", gk_h_activity, GK_RUN_OFFLOAD},
+    {"GET", "/metrics", "metrics", gk_h_metrics, GK_RUN_LOOP},
+    {"GET", "/openapi.json", "openapi", gk_h_openapi, GK_RUN_LOOP},
+    {"GET", "/docs", "docs", gk_h_docs, GK_RUN_LOOP},
+    {"GET", "/wait/*", "wait", gk_h_wait, GK_RUN_LOOP},
+    {"GET", "/gatekeeper.js", "client_js", gk_h_client_js, GK_RUN_LOOP},
+};
+
+static const struct gk_routes routes = {api_routes, GK_ARRAY_LEN(api_routes)};
+
+const struct gk_routes *
+gk_handlers_routes(void)
+{
+    return &routes;
+}
 
 /* An offload thread's own connections. */
 struct thread_handles {
@@ -80,13 +111,7 @@ gk_reply_json(struct gk_resp *resp, int status, struct json_object *obj)
 void
 gk_reply_error(struct gk_resp *resp, int status, const char *code, const char *message, const char *field)
 {
-    struct json_object *o = json_object_new_object();
-
-    json_object_object_add(o, "error", json_object_new_string(code));
-    json_object_object_add(o, "message", json_object_new_string(message));
-    if (field != NULL)
-        json_object_object_add(o, "field", json_object_new_string(field));
-    gk_reply_json(resp, status, o);
+    gk_resp_error(resp, status, code, message, field);
 }
 
 const char *
@@ -164,26 +189,61 @@ preflight(const struct gk_req *req, struct gk_resp *resp, const char *allow)
     gk_resp_body(resp, 204, NULL, gk_xstrdup(""), 0);
 }
 
+/* What c's allowed_origins say of origin: "*" when every origin may call, origin itself when it
+ * is listed (exactly as browsers write it), NULL when it may not call. */
+static const char *
+allowed_origin(const struct gk_bizconf *c, const char *origin)
+{
+    for (uint32_t i = 0; i < c->n_origins; i++) {
+        if (strcmp(c->origins[i], "*") == 0)
+            return "*";
+        if (strcmp(c->origins[i], origin) == 0)
+            return origin;
+    }
+    return NULL;
+}
+
 static void
 cors_headers(const struct gk_req *req, const struct gk_business *biz, struct gk_resp *resp)
 {
     const char *origin = gk_req_header(req, "Origin");
-    const struct gk_bizconf *c = &biz->conf;
+    const char *allow;
 
     if (origin == NULL)
         return;
-    for (uint32_t i = 0; i < c->n_origins; i++) {
-        if (strcmp(c->origins[i], "*") == 0) {
-            gk_resp_header(resp, "Access-Control-Allow-Origin", "*");
-            break;
-        }
-        if (strcmp(c->origins[i], origin) == 0) {
-            gk_resp_header(resp, "Access-Control-Allow-Origin", origin);
-            gk_resp_header(resp, "Vary", "Origin");
-            break;
-        }
-    }
+    allow = allowed_origin(&biz->conf, origin);
+    if (allow != NULL)
+        gk_resp_header(resp, "Access-Control-Allow-Origin", allow);
+    if (allow == origin)
+        gk_resp_header(resp, "Vary", "Origin");
     gk_resp_header(resp, "Access-Control-Expose-Headers", "Retry-After, X-Request-Id");
+}
+
+/* The calling page is on the site it calls: the waiting room Gatekeeper serves, on its own origin
+ * or a proxied site's. Browsers say so in Sec-Fetch-Site, which scripts cannot set; from those that
+ * do not send it, an Origin naming the Host asked is taken as the same claim. */
+static bool
+same_origin(const struct gk_req *req, const char *origin)
+{
+    const char *site = gk_req_header(req, "Sec-Fetch-Site");
+    const char *host = gk_req_header(req, "Host");
+    const char *authority = strstr(origin, "://");
+
+    if (site != NULL)
+        return strcmp(site, "same-origin") == 0;
+    return host != NULL && authority != NULL && strcasecmp(authority + 3, host) == 0;
+}
+
+bool
+gk_need_origin(const struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
+{
+    const char *origin = gk_req_header(req, "Origin");
+
+    if (origin == NULL || allowed_origin(&ctx->biz->conf, origin) != NULL || same_origin(req, origin))
+        return true;
+    gk_reply_error(resp, 403, "origin_not_allowed",
+                   "This site may not change the queue: its origin is not allowed.", NULL);
+    return false;
 }
 
 /* Runs route with a context for this thread: the offload threads' own Redis and PostgreSQL
@@ -219,7 +279,7 @@ serve_offloaded(void *arg, const struct gk_req *req, struct gk_resp *resp)
     const struct gk_route *route = NULL;
     char allow[96];
 
-    if (gk_router_match(req->method, req->path, &route, allow, sizeof(allow)) == GK_ROUTE_FOUND)
+    if (gk_router_match(&routes, req->method, req->path, &route, allow, sizeof(allow)) == GK_ROUTE_FOUND)
         serve(arg, route, true, req, resp);
 }
 
@@ -229,7 +289,7 @@ gk_handlers_dispatch(void *arg, const struct gk_req *req, struct gk_resp *resp)
     const struct gk_app *app = arg;
     const struct gk_route *route;
     char allow[96];
-    enum gk_route_result rr = gk_router_match(req->method, req->path, &route, allow, sizeof(allow));
+    enum gk_route_result rr = gk_router_match(&routes, req->method, req->path, &route, allow, sizeof(allow));
 
     if (rr == GK_ROUTE_NOT_FOUND) {
         resp->route = "not_found";

@@ -1,50 +1,25 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * http.c -- see gk/http.h for the contract.
- *
- * Event loops. Each of HTTP_THREADS loop threads owns one libmicrohttpd daemon, run in external
- * epoll mode with a listening socket of its own on the same port (SO_REUSEPORT: the kernel
- * spreads connections evenly, where one shared socket let whichever loop woke first take them
- * all), and one companion: the Redis pipeline. A turn of the loop polls MHD's epoll descriptor, the
- * companion's socket and a wake-up descriptor; lets the companion read its replies (answering suspended
- * requests); runs MHD once (reading new requests, whose handlers queue Redis work, and writing answers); then
- * has the companion flush what the handlers queued, in one write. So a request, its Redis command and its
- * answer stay on one thread, and one Redis round trip serves every request that arrived together, with no
- * wake-up between threads. epoll keeps a turn's cost independent of idle connections. MHD 0.9.75's epoll loop
- * stalls when exactly 128 events are ready only if it may block (shared/NOTES.md); MHD_run never blocks, so
- * external mode is free of that cliff. The response is queued only once the request is complete, which is
- * what keeps connections alive (an earlier queue makes MHD close them). Handlers that block (PostgreSQL,
- * synchronous Redis: the admin and ops routes) hand their request to a small pool of offload threads
- * (gk_req_offload), so that no loop ever waits on them.
- *
- * Request deadline. MHD 0.9.75's CONNECTION_TIMEOUT only measures silence, so a client sending a
- * byte now and then could hold a connection for ever. Every connection is therefore tracked from
- * MHD's STARTED notification to its CLOSED one (struct conn, in a list under conns_lock) with
- * the time it started reading its current request: at accept, then again when a request
- * completes (keep-alive). on_request clears it once the whole request is in; from then on the
- * connection is never cut, however long the answer waits (a suspended request waiting for
- * Redis). A reaper thread wakes every second and shuts down the socket of any connection that
- * has been reading a request for longer than CONNECTION_TIMEOUT; MHD then sees the end of the
- * stream and closes the connection itself. No fd-reuse race: MHD calls the CLOSED notification
- * before it closes the socket, and that notification unlinks the entry under the lock the reaper
- * holds while it calls shutdown(), so the reaper only ever shuts down a descriptor that is still
- * the connection's.
+ * http.c -- see gk/http.h for the contract. The server's set-up and end: its event loops (one
+ * libmicrohttpd daemon each, see http_loop.c), offload threads and request-deadline reaper; quiesce,
+ * drain and stop; and the count of open connections per address across every loop, which no single
+ * daemon can keep. The rest of the module, with what the files share in http_int.h:
+ *   http_loop.c  the event loop: a turn of epoll, wake-ups, the companion, offloaded requests;
+ *   http_conn.c  each connection: its first bytes, a client's half-close, the request deadline;
+ *   http_req.c   each request: its headers, cookies and checks, the response, the access log.
+ * libmicrohttpd's types stay in these files.
  */
 #include "gk/http.h"
 
 #include <arpa/inet.h>
-#include <errno.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -54,531 +29,12 @@
 #include "gk/config.h"
 #include "gk/crypto.h"
 #include "gk/log.h"
-#include "gk/metrics.h"
+#include "http_int.h"
 
-/* One open connection, from MHD's STARTED notification to its CLOSED one (socket_context). */
-struct conn {
-    struct conn *prev, *next; /* in gk_http.conns, under conns_lock */
-    int fd;
-    bool cut;            /* shut down by conn_cut (under conns_lock) */
-    bool peer_closed;    /* the client closed its side while a request was in (loop thread) */
-    struct ip_count *ip; /* its address's count, when MAX_CONNECTIONS_PER_IP applies */
-    /* gk_mono_us() when it started reading its current request; READ_DONE once that request is
-     * complete. Stored without the lock; the reaper claims a late one with a compare-exchange. */
-    _Atomic int64_t reading_since;
-};
-
-/* Open connections from one address, across every loop (each daemon only sees its own). */
-struct ip_count {
-    struct ip_count *next;
-    uint8_t addr[16];
-    uint32_t n;
-};
-
-#define IP_BUCKETS 1024
-
-#define READ_DONE INT64_C(0)
-#define READ_CUT INT64_C(-1)
-
-#define OFFLOAD_THREADS 2
-
-/* One event-loop thread: its daemon, its companion and a descriptor to wake it. */
-struct loop {
-    struct gk_http *h;
-    struct MHD_Daemon *daemon;
-    void *comp;  /* the companion's object, or NULL (loop thread only once started) */
-    int wake_fd; /* eventfd: stop or quiesce */
-    int hup_fd;  /* epoll of its connections for EPOLLRDHUP: the client closed its side */
-    bool quiesced;
-    bool started;
-    pthread_t thread;
-};
-
-struct gk_http {
-    struct loop *loops;
-    uint32_t n_loops;
-    struct gk_http_companion comp;
-    atomic_bool stopping;
-    atomic_bool quiescing;
-    atomic_uint quiesced; /* loops that let go of the listening socket */
-    pthread_mutex_t jobs_lock;
-    pthread_cond_t jobs_cv;
-    struct req_state *jobs_head, *jobs_tail; /* offloaded requests not yet taken; jobs_lock */
-    bool jobs_stop;                          /* jobs_lock */
-    uint32_t n_offload;
-    pthread_t offload[OFFLOAD_THREADS];
-    gk_http_handler fn;
-    void *arg;
-    uint32_t id_prefix;
-    atomic_uint_fast64_t next_id;
-    atomic_int in_flight; /* requests between their headers and their completion */
-    atomic_bool draining; /* quiesced: answers close their connections */
-    int64_t deadline_us;  /* a request must be read within this (CONNECTION_TIMEOUT) */
-    pthread_mutex_t conns_lock;
-    struct conn *conns;                  /* every open connection; guarded by conns_lock */
-    uint32_t per_ip_max;                 /* MAX_CONNECTIONS_PER_IP, 0 = none */
-    struct ip_count *per_ip[IP_BUCKETS]; /* guarded by conns_lock */
-    pthread_cond_t reaper_cv;            /* CLOCK_MONOTONIC; with conns_lock */
-    bool reaper_stop;                    /* guarded by conns_lock */
-    bool reaper_started;
-    pthread_t reaper;
-};
-
-/* Per-request state from the first access-handler call to the completed callback. */
-struct req_state {
-    struct loop *loop; /* its connection's; loop->h is the server */
-    struct gk_req req;
-    struct gk_resp resp;
-    char *body;
-    size_t body_len;
-    size_t discarded; /* bytes dropped after the body went over the limit */
-    bool too_large;
-    bool answered;
-    gk_req_cont cont;           /* set while the request waits for something (gk_req_suspend) */
-    gk_http_handler offload_fn; /* gk_req_offload: what an offload thread runs */
-    void *offload_arg;
-    struct req_state *job_next; /* in gk_http.jobs */
-    void *cont_arg;
-    atomic_int phase; /* enum phase: who resumes the connection */
-    int64_t start_us;
-    char method[16];
-    char *path;
-};
-
-#define DISCARD_MAX (1024 * 1024)
-
-/* A suspended request: the handler asked to wait (WAITING); http.c then suspends the connection
- * (SUSPENDED) unless the wait already ended (DONE), in which case no suspension is needed. */
-enum phase { PHASE_NONE, PHASE_WAITING, PHASE_DONE, PHASE_SUSPENDED };
-
-static struct req_state *
-state_of(const struct gk_req *req)
-{
-    return (struct req_state *)(void *)((char *)(uintptr_t)req - offsetof(struct req_state, req));
-}
-
-static struct conn *
-conn_of(struct MHD_Connection *c)
-{
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-
-    return ci != NULL ? ci->socket_context : NULL;
-}
-
-/* The whole request is in: from now on the connection is not cut, however long the answer takes. */
-static void
-conn_request_read(struct MHD_Connection *c)
-{
-    struct conn *cn = conn_of(c);
-
-    if (cn != NULL)
-        atomic_store(&cn->reading_since, READ_DONE);
-}
-
-static void
-wake_loop(struct loop *l)
-{
-    uint64_t one = 1;
-
-    if (l->wake_fd >= 0)
-        (void)!write(l->wake_fd, &one, sizeof(one));
-}
-
-void *
-gk_req_companion(const struct gk_req *req)
-{
-    return state_of(req)->loop->comp;
-}
-
-void
-gk_req_suspend(const struct gk_req *req, gk_req_cont cont, void *arg)
-{
-    struct req_state *st = state_of(req);
-
-    st->cont = cont;
-    st->cont_arg = arg;
-    atomic_store(&st->phase, PHASE_WAITING);
-}
-
-void
-gk_req_resume(const struct gk_req *req)
-{
-    struct req_state *st = state_of(req);
-    struct loop *l = st->loop; /* st may be gone once resumed */
-
-    if (atomic_exchange(&st->phase, PHASE_DONE) != PHASE_SUSPENDED)
-        return;
-    MHD_resume_connection(req->impl);
-    /* In external mode MHD only notes the resume for its next run: from another thread (an
-     * offload thread), wake the loop for it. */
-    if (!pthread_equal(pthread_self(), l->thread))
-        wake_loop(l);
-}
-
-/* The continuation of an offloaded request: the offload thread filled resp already. */
-static void
-offloaded(void *arg, const struct gk_req *req, struct gk_resp *resp)
-{
-    (void)arg;
-    (void)req;
-    (void)resp;
-}
-
-void
-gk_req_offload(const struct gk_req *req, gk_http_handler fn, void *arg)
-{
-    struct req_state *st = state_of(req);
-    struct gk_http *h = st->loop->h;
-
-    gk_req_suspend(req, offloaded, NULL);
-    st->offload_fn = fn;
-    st->offload_arg = arg;
-    st->job_next = NULL;
-    pthread_mutex_lock(&h->jobs_lock);
-    if (h->jobs_tail != NULL)
-        h->jobs_tail->job_next = st;
-    else
-        h->jobs_head = st;
-    h->jobs_tail = st;
-    pthread_cond_signal(&h->jobs_cv);
-    pthread_mutex_unlock(&h->jobs_lock);
-}
-
-/* An offload thread: runs offloaded requests until told to stop and none is left, so that no
- * connection stays suspended when the daemons stop. */
-static void *
-offload_main(void *arg)
-{
-    struct gk_http *h = arg;
-
-    pthread_mutex_lock(&h->jobs_lock);
-    for (;;) {
-        struct req_state *st;
-
-        while (h->jobs_head == NULL && !h->jobs_stop)
-            pthread_cond_wait(&h->jobs_cv, &h->jobs_lock);
-        st = h->jobs_head;
-        if (st == NULL)
-            break;
-        h->jobs_head = st->job_next;
-        if (h->jobs_head == NULL)
-            h->jobs_tail = NULL;
-        pthread_mutex_unlock(&h->jobs_lock);
-        st->offload_fn(st->offload_arg, &st->req, &st->resp);
-        gk_req_resume(&st->req);
-        pthread_mutex_lock(&h->jobs_lock);
-    }
-    pthread_mutex_unlock(&h->jobs_lock);
-    return NULL;
-}
-
-static const char too_large_body[] =
-    "{\"error\":\"payload_too_large\",\"message\":\"The request body is larger than 65536 bytes.\"}";
-
-const char *
-gk_req_header(const struct gk_req *req, const char *name)
-{
-    return MHD_lookup_connection_value(req->impl, MHD_HEADER_KIND, name);
-}
-
-const char *
-gk_req_query(const struct gk_req *req, const char *name)
-{
-    const char *v = MHD_lookup_connection_value(req->impl, MHD_GET_ARGUMENT_KIND, name);
-
-    /* MHD reports a bare "?name" as present with a NULL value. */
-    if (v == NULL && MHD_lookup_connection_value_n(req->impl, MHD_GET_ARGUMENT_KIND, name, strlen(name), NULL,
-                                                   NULL) == MHD_YES)
-        return "";
-    return v;
-}
-
-const char *
-gk_req_cookie(const struct gk_req *req, const char *name)
-{
-    return MHD_lookup_connection_value(req->impl, MHD_COOKIE_KIND, name);
-}
-
-void
-gk_resp_body(struct gk_resp *resp, int status, const char *content_type, char *body, size_t len)
-{
-    free(resp->body);
-    resp->status = status;
-    resp->content_type = content_type;
-    resp->body = body;
-    resp->body_len = len;
-}
-
-void
-gk_resp_header(struct gk_resp *resp, const char *name, const char *value)
-{
-    if (resp->n_headers == GK_HTTP_RESP_HEADERS) {
-        GK_LOG(GK_LOG_ERROR, "http", "msg=\"response header dropped\" name=%s", name);
-        return;
-    }
-    resp->headers[resp->n_headers][0] = gk_xstrdup(name);
-    resp->headers[resp->n_headers][1] = gk_xstrdup(value);
-    resp->n_headers++;
-}
-
-static void
-resp_cleanup(struct gk_resp *resp)
-{
-    free(resp->body);
-    for (size_t i = 0; i < resp->n_headers; i++) {
-        free(resp->headers[i][0]);
-        free(resp->headers[i][1]);
-    }
-}
-
-static bool
-req_id_safe(const char *s)
-{
-    size_t n = 0;
-
-    for (; s[n] != '\0'; n++) {
-        unsigned char c = (unsigned char)s[n];
-        if (n >= 36 || !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                         c == '-' || c == '_' || c == '.'))
-            return false;
-    }
-    return n > 0;
-}
-
-/* The peer of c as 16 bytes (IPv4 mapped into IPv6) and, if text is not NULL, as text. False
- * when it is neither IPv4 nor IPv6. */
-static bool
-peer_of(struct MHD_Connection *c, uint8_t addr[16], char *text, size_t textlen)
-{
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    const struct sockaddr *sa = ci != NULL ? ci->client_addr : NULL;
-
-    memset(addr, 0, 16);
-    if (sa != NULL && sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
-
-        if (text != NULL)
-            inet_ntop(AF_INET, &in->sin_addr, text, (socklen_t)textlen);
-        addr[10] = addr[11] = 0xff;
-        memcpy(addr + 12, &in->sin_addr, 4);
-        return true;
-    }
-    if (sa != NULL && sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
-
-        if (text != NULL)
-            inet_ntop(AF_INET6, &in6->sin6_addr, text, (socklen_t)textlen);
-        memcpy(addr, &in6->sin6_addr, 16);
-        return true;
-    }
-    return false;
-}
-
-static void
-fill_peer(struct MHD_Connection *c, struct gk_req *req)
-{
-    if (!peer_of(c, req->peer_addr, req->peer_ip, sizeof(req->peer_ip)))
-        gk_strlcpy(req->peer_ip, "unknown", sizeof(req->peer_ip));
-}
-
-static struct req_state *
-state_new(struct loop *l, struct MHD_Connection *c, const char *url, const char *method)
-{
-    struct gk_http *h = l->h;
-    struct req_state *st = gk_xcalloc(1, sizeof(*st));
-    const char *rid = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Request-Id");
-
-    st->loop = l;
-    st->start_us = gk_mono_us();
-    atomic_fetch_add(&h->in_flight, 1);
-    gk_strlcpy(st->method, method, sizeof(st->method));
-    /* MHD hands over the path with the query already split off. */
-    st->path = gk_xstrndup(url, strnlen(url, 2048));
-    if (rid != NULL && req_id_safe(rid))
-        gk_strlcpy(st->req.id, rid, sizeof(st->req.id));
-    else
-        snprintf(st->req.id, sizeof(st->req.id), "%08x-%06llx", h->id_prefix,
-                 (unsigned long long)atomic_fetch_add(&h->next_id, 1));
-    st->req.impl = c;
-    fill_peer(c, &st->req);
-    return st;
-}
-
-static enum MHD_Result
-queue(struct MHD_Connection *c, struct req_state *st)
-{
-    struct gk_resp *r = &st->resp;
-    struct MHD_Response *mr;
-    enum MHD_Result ok;
-
-    if (r->status == 0) {
-        static const char internal[] =
-            "{\"error\":\"internal\",\"message\":\"The server failed to answer.\"}";
-        gk_resp_body(r, 500, NULL, gk_xstrdup(internal), sizeof(internal) - 1);
-    }
-    /* MHD frees the body with free() once sent. */
-    mr = MHD_create_response_from_buffer(r->body_len, r->body, MHD_RESPMEM_MUST_FREE);
-    if (mr == NULL)
-        return MHD_NO;
-    r->body = NULL;
-    MHD_add_response_header(mr, MHD_HTTP_HEADER_CONTENT_TYPE,
-                            r->content_type != NULL ? r->content_type : "application/json");
-    MHD_add_response_header(mr, "X-Request-Id", st->req.id);
-    MHD_add_response_header(mr, "X-Content-Type-Options", "nosniff");
-    /* While shutting down, a keep-alive client must not send its next request here. */
-    if (atomic_load(&st->loop->h->draining))
-        MHD_add_response_header(mr, MHD_HTTP_HEADER_CONNECTION, "close");
-    for (size_t i = 0; i < r->n_headers; i++)
-        MHD_add_response_header(mr, r->headers[i][0], r->headers[i][1]);
-    /* Nothing is cached unless its handler says how (GET /gatekeeper.js). */
-    if (MHD_get_response_header(mr, "Cache-Control") == NULL)
-        MHD_add_response_header(mr, "Cache-Control", "no-store");
-    ok = MHD_queue_response(c, (unsigned)r->status, mr);
-    MHD_destroy_response(mr);
-    st->answered = true;
-    return ok;
-}
-
-static enum MHD_Result
-on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method, const char *version,
-           const char *upload, size_t *upload_size, void **con_cls)
-{
-    struct loop *l = cls;
-    struct gk_http *h = l->h;
-    struct req_state *st = *con_cls;
-
-    (void)version;
-    if (st == NULL) {
-        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        int64_t len;
-
-        st = state_new(l, c, url, method);
-        *con_cls = st;
-        /* Refuse a declared oversized body before reading any of it; MHD then closes. */
-        if (cl != NULL && gk_parse_i64(cl, 0, INT64_MAX, &len) == GK_OK && len > GK_HTTP_BODY_MAX) {
-            st->too_large = true;
-            conn_request_read(c); /* the body is never read */
-            gk_resp_body(&st->resp, 413, NULL, gk_xstrdup(too_large_body), sizeof(too_large_body) - 1);
-            return queue(c, st);
-        }
-        return MHD_YES;
-    }
-    if (st->answered) {
-        *upload_size = 0;
-        return MHD_YES;
-    }
-    if (*upload_size > 0) {
-        if (st->too_large || st->body_len + *upload_size > GK_HTTP_BODY_MAX) {
-            /* A chunked body grew past the limit. MHD cannot answer mid-body, so drain a bounded
-             * amount to answer 413 at the end; past that, close without an answer. */
-            st->too_large = true;
-            st->discarded += *upload_size;
-            *upload_size = 0;
-            return st->discarded <= DISCARD_MAX ? MHD_YES : MHD_NO;
-        }
-        st->body = gk_xrealloc(st->body, st->body_len + *upload_size + 1);
-        memcpy(st->body + st->body_len, upload, *upload_size);
-        st->body_len += *upload_size;
-        st->body[st->body_len] = '\0';
-        *upload_size = 0;
-        return MHD_YES;
-    }
-    if (st->cont != NULL) {
-        /* Resumed: the wait is over, the handler's continuation answers. */
-        gk_req_cont cont = st->cont;
-
-        st->cont = NULL;
-        cont(st->cont_arg, &st->req, &st->resp);
-        return queue(c, st);
-    }
-    /* The whole request is in (once per request: a resumed one returned above). */
-    conn_request_read(c);
-    if (st->too_large) {
-        gk_resp_body(&st->resp, 413, NULL, gk_xstrdup(too_large_body), sizeof(too_large_body) - 1);
-        return queue(c, st);
-    }
-    st->req.method = st->method;
-    st->req.path = st->path;
-    st->req.body = st->body != NULL ? st->body : "";
-    st->req.body_len = st->body_len;
-    h->fn(h->arg, &st->req, &st->resp);
-    if (st->cont != NULL) {
-        /* The handler waits for something: free this thread until gk_req_resume. Whoever comes
-         * second of "suspended" and "done" resumes the connection. */
-        MHD_suspend_connection(c);
-        if (atomic_exchange(&st->phase, PHASE_SUSPENDED) == PHASE_DONE) {
-            atomic_store(&st->phase, PHASE_DONE);
-            MHD_resume_connection(c);
-            /* MHD acts on it at its next run: do not let the loop sleep until then. */
-            wake_loop(st->loop);
-        }
-        return MHD_YES;
-    }
-    return queue(c, st);
-}
-
-/* Asks l's hup_fd to report cn once its client has closed its side (again, with MOD: epoll then
- * reports a condition that already holds). */
-static void
-conn_watch(struct loop *l, struct conn *cn, int op)
-{
-    struct epoll_event ev = {.events = EPOLLRDHUP | EPOLLET, .data.ptr = cn};
-
-    (void)epoll_ctl(l->hup_fd, op, cn->fd, &ev);
-}
-
-/* Shuts cn down unless its reading state moved on from since (a request completed, or the next
- * began): MHD then sees the end of the stream and closes it. Under conns_lock. */
-static bool
-conn_cut(struct conn *cn, int64_t since)
-{
-    if (cn->cut || since == READ_DONE || since == READ_CUT ||
-        !atomic_compare_exchange_strong(&cn->reading_since, &since, READ_CUT))
-        return false;
-    cn->cut = true;
-    shutdown(cn->fd, SHUT_RDWR);
-    return true;
-}
-
-static void
-on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
-{
-    struct loop *l = cls;
-    struct gk_http *h = l->h;
-    struct req_state *st = *con_cls;
-    struct conn *cn = conn_of(c);
-    char path[160];
-    int64_t dur_us;
-
-    if (st == NULL)
-        return;
-    /* The next request on a keep-alive connection must be read within the deadline from now. A
-     * client that closed its side meanwhile is looked at again (peers_closed) now that this
-     * request is answered. */
-    if (cn != NULL) {
-        atomic_store(&cn->reading_since, gk_mono_us());
-        if (cn->peer_closed) {
-            cn->peer_closed = false;
-            conn_watch(l, cn, EPOLL_CTL_MOD);
-        }
-    }
-    /* The client left before a waiting request could answer: the continuation only cleans up. */
-    if (st->cont != NULL)
-        st->cont(st->cont_arg, &st->req, NULL);
-    dur_us = gk_mono_us() - st->start_us;
-    gk_metrics_request(st->resp.route, st->answered ? st->resp.status : 0, dur_us);
-    GK_RLOG(GK_LOG_INFO, "http", st->req.id,
-            "msg=request method=%s path=\"%s\" route=%s status=%d dur_ms=%lld ip=%s bytes_in=%zu%s",
-            st->method, gk_log_escape(st->path, path, sizeof(path)),
-            st->resp.route != NULL ? st->resp.route : "-", st->resp.status, (long long)(dur_us / 1000),
-            st->req.peer_ip, st->body_len, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=true");
-    resp_cleanup(&st->resp);
-    free(st->body);
-    free(st->path);
-    free(st);
-    *con_cls = NULL;
-    atomic_fetch_sub(&h->in_flight, 1);
-}
+/* MHD's per-connection memory: twice the header limit, so that a head a little over the limit
+ * still fits and gets our JSON 431 (head_ok, http_req.c) rather than MHD's HTML one. MHD zeroes it
+ * for every request; 32 KiB is the largest it still takes from malloc rather than mmap. */
+#define HTTP_POOL (2 * GK_HTTP_HEADERS_MAX)
 
 /* The bucket of addr in h->per_ip (FNV-1a). */
 static struct ip_count **
@@ -593,8 +49,8 @@ ip_bucket(struct gk_http *h, const uint8_t addr[16])
 
 /* Counts a new connection from addr against MAX_CONNECTIONS_PER_IP; NULL when the address is at
  * its limit. Under conns_lock. */
-static struct ip_count *
-ip_take(struct gk_http *h, const uint8_t addr[16])
+struct ip_count *
+gk_http_ip_take(struct gk_http *h, const uint8_t addr[16])
 {
     struct ip_count **slot = ip_bucket(h, addr), *ic;
 
@@ -612,9 +68,9 @@ ip_take(struct gk_http *h, const uint8_t addr[16])
     return ic;
 }
 
-/* Gives back what ip_take counted; the entry goes when its last connection does. Under conns_lock. */
-static void
-ip_give(struct gk_http *h, struct ip_count *ic)
+/* Gives back what gk_http_ip_take counted; the entry goes when its last connection does. Under conns_lock. */
+void
+gk_http_ip_give(struct gk_http *h, struct ip_count *ic)
 {
     struct ip_count **slot;
 
@@ -624,92 +80,6 @@ ip_give(struct gk_http *h, struct ip_count *ic)
         ;
     *slot = ic->next;
     free(ic);
-}
-
-/* MHD_OPTION_NOTIFY_CONNECTION: tracks every connection for the reaper. MHD calls CLOSED before
- * it closes the socket (MHD_cleanup_connections, and the failure path of a new connection), so
- * unlinking under conns_lock here means the reaper never sees a descriptor that was closed and
- * perhaps reused. */
-static void
-on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
-              enum MHD_ConnectionNotificationCode code)
-{
-    struct loop *l = cls;
-    struct gk_http *h = l->h;
-    struct conn *cn = *socket_context;
-
-    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
-        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-        uint8_t addr[16];
-        bool over = false;
-
-        if (ci == NULL)
-            return; /* untracked: only MHD's idle timeout applies */
-        cn = gk_xcalloc(1, sizeof(*cn));
-        cn->fd = ci->connect_fd;
-        atomic_init(&cn->reading_since, gk_mono_us());
-        conn_watch(l, cn, EPOLL_CTL_ADD);
-        pthread_mutex_lock(&h->conns_lock);
-        cn->next = h->conns;
-        if (h->conns != NULL)
-            h->conns->prev = cn;
-        h->conns = cn;
-        if (h->per_ip_max > 0 && peer_of(c, addr, NULL, 0)) {
-            cn->ip = ip_take(h, addr);
-            over = cn->ip == NULL;
-        }
-        /* Each daemon enforces the limit on its own connections; this is the limit across loops. */
-        if (over)
-            conn_cut(cn, atomic_load(&cn->reading_since));
-        pthread_mutex_unlock(&h->conns_lock);
-        *socket_context = cn;
-        return;
-    }
-    if (cn == NULL)
-        return;
-    (void)epoll_ctl(l->hup_fd, EPOLL_CTL_DEL, cn->fd, NULL);
-    pthread_mutex_lock(&h->conns_lock);
-    if (cn->prev != NULL)
-        cn->prev->next = cn->next;
-    else
-        h->conns = cn->next;
-    if (cn->next != NULL)
-        cn->next->prev = cn->prev;
-    if (cn->ip != NULL)
-        ip_give(h, cn->ip);
-    pthread_mutex_unlock(&h->conns_lock);
-    *socket_context = NULL;
-    free(cn);
-}
-
-/* Once a second: shuts down every connection that has been reading one request for longer than
- * the deadline. A connection whose request is complete (READ_DONE) is never touched. */
-static void *
-reaper_main(void *arg)
-{
-    struct gk_http *h = arg;
-    struct timespec wake;
-
-    pthread_mutex_lock(&h->conns_lock);
-    while (!h->reaper_stop) {
-        int64_t now = gk_mono_us();
-
-        for (struct conn *cn = h->conns; cn != NULL; cn = cn->next) {
-            int64_t since = atomic_load(&cn->reading_since);
-
-            if (now - since <= h->deadline_us || !conn_cut(cn, since))
-                continue;
-            GK_LOG(GK_LOG_DEBUG, "http",
-                   "msg=\"request deadline passed, connection cut\" fd=%d reading_ms=%lld", cn->fd,
-                   (long long)((now - since) / 1000));
-        }
-        clock_gettime(CLOCK_MONOTONIC, &wake);
-        wake.tv_sec += 1;
-        while (!h->reaper_stop && pthread_cond_timedwait(&h->reaper_cv, &h->conns_lock, &wake) == 0)
-            ;
-    }
-    pthread_mutex_unlock(&h->conns_lock);
-    return NULL;
 }
 
 /* The list's lock and the reaper's condition variable; reaper_stop() releases them. */
@@ -758,107 +128,13 @@ on_mhd_log(void *cls, const char *fmt, va_list ap)
     GK_LOG(GK_LOG_WARN, "mhd", "msg=\"%s\"", gk_log_escape(msg, esc, sizeof(esc)));
 }
 
-/* Connections whose client closed its side, after MHD ran. MHD 0.9.75's epoll mode misses that
- * end of stream when it arrives with the last data (it stops reading after a short read, and
- * edge-triggered epoll reports no new edge), and would keep the connection until
- * CONNECTION_TIMEOUT. One whose request is in is answered first (on_completed asks again). One
- * with bytes MHD has not read yet is asked about again next turn, once MHD has read them. The
- * others hold an incomplete request or none: cut. */
-static void
-peers_closed(struct loop *l)
-{
-    struct epoll_event evs[64];
-    int n;
-
-    do {
-        n = epoll_wait(l->hup_fd, evs, 64, 0);
-        pthread_mutex_lock(&l->h->conns_lock);
-        for (int i = 0; i < n; i++) {
-            struct conn *cn = evs[i].data.ptr;
-            int64_t since = atomic_load(&cn->reading_since);
-
-            int unread = 0;
-
-            if (since == READ_DONE)
-                cn->peer_closed = true;
-            else if (ioctl(cn->fd, FIONREAD, &unread) == 0 && unread > 0)
-                conn_watch(l, cn, EPOLL_CTL_MOD);
-            else
-                conn_cut(cn, since);
-        }
-        pthread_mutex_unlock(&l->h->conns_lock);
-    } while (n == 64);
-}
-
-/* One loop thread: see the comment at the top. MHD's timeout bounds the poll so that idle
- * connections are closed on time; the companion bounds it by its own deadlines. */
-static void *
-loop_main(void *arg)
-{
-    struct loop *l = arg;
-    struct gk_http *h = l->h;
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(l->daemon, MHD_DAEMON_INFO_EPOLL_FD);
-    int epoll_fd = di->epoll_fd;
-
-    while (!atomic_load(&h->stopping)) {
-        struct pollfd fds[4] = {{.fd = epoll_fd, .events = POLLIN},
-                                {.fd = l->wake_fd, .events = POLLIN},
-                                {.fd = -1},
-                                {.fd = l->hup_fd, .events = POLLIN}};
-        MHD_UNSIGNED_LONG_LONG mhd_ms;
-        int timeout = 1000;
-        uint64_t n;
-
-        if (MHD_get_timeout(l->daemon, &mhd_ms) == MHD_YES && mhd_ms < (MHD_UNSIGNED_LONG_LONG)timeout)
-            timeout = (int)mhd_ms;
-        if (l->comp != NULL)
-            fds[2].fd = h->comp.want(l->comp, &fds[2].events, &timeout);
-        if (poll(fds, 4, timeout) < 0 && errno != EINTR) {
-            GK_LOG(GK_LOG_ERROR, "http", "msg=\"poll failed\" errno=%d", errno);
-            continue;
-        }
-        if (fds[1].revents & POLLIN) {
-            (void)!read(l->wake_fd, &n, sizeof(n));
-            if (atomic_load(&h->quiescing) && !l->quiesced) {
-                MHD_socket fd = MHD_quiesce_daemon(l->daemon);
-
-                /* Closed, so that new connections fail at once instead of waiting in its backlog. */
-                if (fd != MHD_INVALID_SOCKET)
-                    close(fd);
-                l->quiesced = true;
-                atomic_fetch_add(&h->quiesced, 1);
-            }
-        }
-        if (l->comp != NULL)
-            h->comp.run(l->comp, fds[2].revents);
-        MHD_run(l->daemon);
-        if (l->comp != NULL)
-            h->comp.flush(l->comp);
-        if (fds[3].revents & POLLIN)
-            peers_closed(l);
-    }
-    /* Ends every wait the companion started: the suspended requests are resumed, and
-     * MHD_stop_daemon then closes them. */
-    if (l->comp != NULL)
-        h->comp.close(l->comp);
-    l->comp = NULL;
-    return NULL;
-}
-
-static void
-wake_loops(struct gk_http *h)
-{
-    for (uint32_t i = 0; i < h->n_loops; i++)
-        wake_loop(&h->loops[i]);
-}
-
 /* Stops and joins the loop threads, then the daemons (MHD closes every connection, each with its
  * CLOSED notification), then the reaper; frees h. */
 static void
 teardown(struct gk_http *h)
 {
     atomic_store(&h->stopping, true);
-    wake_loops(h);
+    gk_http_wake_loops(h);
     for (uint32_t i = 0; i < h->n_loops; i++) {
         struct loop *l = &h->loops[i];
 
@@ -898,16 +174,16 @@ loop_daemon(struct gk_http *h, struct loop *l, const struct gk_http_opts *opts, 
     /* The kernel spreads connections evenly over the loops, so each takes its share. */
     unsigned limit = (unsigned)((opts->max_connections + h->n_loops - 1) / h->n_loops);
 
-    return MHD_start_daemon(flags, opts->port, NULL, NULL, on_request, l,
+    return MHD_start_daemon(flags, opts->port, NULL, NULL, gk_http_on_request, l,
                             /* First, so that MHD's own complaints about later options reach our log too. */
                             MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, sa,
                             MHD_OPTION_LISTENING_ADDRESS_REUSE, 1U, MHD_OPTION_CONNECTION_LIMIT, limit,
                             /* 0 = no limit, MHD's default. */
                             MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)opts->max_connections_per_ip,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)opts->connection_timeout,
-                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)GK_HTTP_HEADERS_MAX,
-                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, l, MHD_OPTION_NOTIFY_CONNECTION,
-                            on_connection, l, MHD_OPTION_END);
+                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_POOL,
+                            MHD_OPTION_NOTIFY_COMPLETED, gk_http_on_completed, l,
+                            MHD_OPTION_NOTIFY_CONNECTION, gk_http_on_connection, l, MHD_OPTION_END);
 }
 
 struct gk_http *
@@ -956,7 +232,7 @@ gk_http_start(const struct gk_http_opts *opts, gk_http_handler fn, void *arg, ch
     /* 0 means no timeout to MHD, and so no deadline either. */
     h->deadline_us = (int64_t)opts->connection_timeout * 1000000;
     if (h->deadline_us > 0) {
-        h->reaper_started = pthread_create(&h->reaper, NULL, reaper_main, h) == 0;
+        h->reaper_started = pthread_create(&h->reaper, NULL, gk_http_reaper_main, h) == 0;
         if (!h->reaper_started) {
             snprintf(err, errlen, "cannot start the request-deadline thread");
             goto fail;
@@ -992,7 +268,7 @@ gk_http_start(const struct gk_http_opts *opts, gk_http_handler fn, void *arg, ch
         }
     }
     for (; h->n_offload < OFFLOAD_THREADS; h->n_offload++) {
-        if (pthread_create(&h->offload[h->n_offload], NULL, offload_main, h) != 0) {
+        if (pthread_create(&h->offload[h->n_offload], NULL, gk_http_offload_main, h) != 0) {
             snprintf(err, errlen, "cannot start offload threads");
             goto fail;
         }
@@ -1000,7 +276,7 @@ gk_http_start(const struct gk_http_opts *opts, gk_http_handler fn, void *arg, ch
     for (uint32_t i = 0; i < h->n_loops; i++) {
         struct loop *l = &h->loops[i];
 
-        l->started = pthread_create(&l->thread, NULL, loop_main, l) == 0;
+        l->started = pthread_create(&l->thread, NULL, gk_http_loop_main, l) == 0;
         if (!l->started) {
             snprintf(err, errlen, "cannot start event loop %u", i);
             goto fail;
@@ -1028,7 +304,7 @@ gk_http_quiesce(struct gk_http *h)
     atomic_store(&h->draining, true);
     /* Each loop lets go of its listening socket on its own thread (MHD_run may be accepting). */
     atomic_store(&h->quiescing, true);
-    wake_loops(h);
+    gk_http_wake_loops(h);
     while (atomic_load(&h->quiesced) < h->n_loops)
         nanosleep(&pause, NULL);
 }

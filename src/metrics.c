@@ -28,6 +28,8 @@ struct route_counts {
  * names sit apart from the counters so that finding a slot reads a few cache lines only. */
 static _Atomic(const char *) route_names[GK_METRICS_ROUTES_MAX] = {"-"};
 static struct route_counts counts[GK_METRICS_ROUTES_MAX];
+/* Answered verifies by [ready][gate]. */
+static atomic_uint_fast64_t verifies[2][2];
 
 int64_t
 gk_metrics_bound_us(size_t i)
@@ -89,6 +91,12 @@ gk_metrics_request(const char *route, int status, int64_t dur_us)
     atomic_fetch_add_explicit(&c->code[status - CODE_MIN], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&c->bucket[gk_metrics_bucket(dur_us)], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&c->sum_us, (uint_fast64_t)dur_us, memory_order_relaxed);
+}
+
+void
+gk_metrics_verify(bool ready, bool gate)
+{
+    atomic_fetch_add_explicit(&verifies[ready][gate], 1, memory_order_relaxed);
 }
 
 void
@@ -161,5 +169,14 @@ gk_metrics_write_http(FILE *f)
 
         if (v > 0)
             fprintf(f, "gatekeeper_rate_limited_total{route=\"%s\"} %" PRIu64 "\n", names[i], v);
+    }
+
+    gk_metrics_family(f, "gatekeeper_verify_total", "counter",
+                      "Answered verify and gate checks, by answer and by who asked (verify or gate).");
+    for (int ready = 1; ready >= 0; ready--) {
+        for (int gate = 0; gate <= 1; gate++)
+            fprintf(f, "gatekeeper_verify_total{result=\"%s\",via=\"%s\"} %" PRIu64 "\n",
+                    ready ? "ready" : "not_ready", gate ? "gate" : "verify",
+                    atomic_load_explicit(&verifies[ready][gate], memory_order_relaxed));
     }
 }

@@ -47,7 +47,7 @@ static const bool script_reads_clock[S_COUNT] = {true, true, true,  true,  true,
 /* The worker tick histogram, shared by every worker and business. */
 #define WORKER_METRICS_KEY "gk:metrics:worker"
 
-#define KEY_BUF (GK_ID_BUF + 80)
+#define KEY_BUF (2 * GK_ID_BUF + 16) /* gk:{<business>}:seen:<user> is the longest */
 #define ARGS_MAX 24
 
 struct gk_store {
@@ -345,7 +345,7 @@ u32(char *out, size_t len, uint64_t v)
 
 static void submit(struct gk_pipeline *p, struct gk_op *op);
 
-enum op_kind { OP_JOIN, OP_STATUS, OP_READY_UNTIL, OP_FINISH, OP_LEAVE, OP_BATCH };
+enum op_kind { OP_JOIN, OP_STATUS, OP_VERIFY, OP_FINISH, OP_LEAVE, OP_BATCH };
 
 /* Appends one argument (copied into op->_buf). */
 static void
@@ -429,6 +429,7 @@ gk_pipeline_join(struct gk_pipeline *p, struct gk_op *op, const struct gk_join_a
     op_arg(op, a->heartbeat ? "1" : "0");
     op_arg(op, a->client_ip);
     op_num(op, GK_EVENTS_STREAM_MAX);
+    op_num(op, a->max_active);
     submit(p, op);
 }
 
@@ -457,53 +458,64 @@ gk_pipeline_status(struct gk_pipeline *p, struct gk_op *op, const char *business
     submit(p, op);
 }
 
-/* The per-user scripts: keys named by suffixes, then user, client IP, events bound, extra. */
+/* The per-user scripts: keys named by suffixes, then the client's rate-limit key (rl_kind names
+ * the budget), the clock; args user, client IP, events bound, the limit, extra. */
 static void
 user_op(struct gk_pipeline *p, struct gk_op *op, int kind, enum script s, const char *business,
-        const char *const *suffixes, int nkeys, const char *user, const char *client_ip, const char *extra,
-        void *out, enum gk_err *rc, gk_op_done done, void *arg)
+        const char *const *suffixes, int nkeys, char rl_kind, const char *user, const char *client_ip,
+        struct gk_rate rate, const char *extra, void *out, enum gk_err *rc, gk_op_done done, void *arg)
 {
-    op_begin(op, kind, s, nkeys, out, rc, done, arg);
+    char rl[64];
+
+    op_begin(op, kind, s, nkeys + 1, out, rc, done, arg);
     for (int i = 0; i < nkeys; i++)
         op_key(op, business, suffixes[i]);
+    snprintf(rl, sizeof(rl), "rl:%c:%s", rl_kind, client_ip);
+    op_key(op, business, rl);
     op_key(op, business, "clock");
     op_arg(op, user);
     op_arg(op, client_ip);
     op_num(op, GK_EVENTS_STREAM_MAX);
+    op_num(op, rate.limit);
+    op_num(op, (uint64_t)rate.interval_s * 1000);
     if (extra != NULL)
         op_arg(op, extra);
     submit(p, op);
 }
 
 void
-gk_pipeline_ready_until(struct gk_pipeline *p, struct gk_op *op, const char *business, const char *user,
-                        const char *client_ip, bool gate, int64_t *ready_until_ms, enum gk_err *rc,
-                        gk_op_done done, void *arg)
+gk_pipeline_verify(struct gk_pipeline *p, struct gk_op *op, const char *business, const char *user,
+                   const char *client_ip, struct gk_rate rate, bool gate, struct gk_verify_out *out,
+                   enum gk_err *rc, gk_op_done done, void *arg)
 {
-    static const char *const suffixes[] = {"ready", "stats", "events"};
+    char seen[GK_ID_BUF + 8];
+    const char *const suffixes[] = {"ready", "stats", "events", seen};
 
-    user_op(p, op, OP_READY_UNTIL, S_VERIFY, business, suffixes, 3, user, client_ip, gate ? "gate" : "verify",
-            ready_until_ms, rc, done, arg);
+    snprintf(seen, sizeof(seen), "seen:%s", user);
+    user_op(p, op, OP_VERIFY, S_VERIFY, business, suffixes, 4, 'v', user, client_ip, rate,
+            gate ? "gate" : "verify", out, rc, done, arg);
 }
 
 void
 gk_pipeline_finish(struct gk_pipeline *p, struct gk_op *op, const char *business, const char *user,
-                   const char *client_ip, bool *was_ready, enum gk_err *rc, gk_op_done done, void *arg)
+                   const char *client_ip, struct gk_rate rate, struct gk_finish_out *out, enum gk_err *rc,
+                   gk_op_done done, void *arg)
 {
     static const char *const suffixes[] = {"ready", "stats", "events"};
 
-    user_op(p, op, OP_FINISH, S_FINISH, business, suffixes, 3, user, client_ip, NULL, was_ready, rc, done,
-            arg);
+    user_op(p, op, OP_FINISH, S_FINISH, business, suffixes, 3, 'f', user, client_ip, rate, NULL, out, rc,
+            done, arg);
 }
 
 void
 gk_pipeline_leave(struct gk_pipeline *p, struct gk_op *op, const char *business, const char *user,
-                  const char *client_ip, enum gk_user_state *state, enum gk_err *rc, gk_op_done done,
-                  void *arg)
+                  const char *client_ip, struct gk_rate rate, struct gk_leave_out *out, enum gk_err *rc,
+                  gk_op_done done, void *arg)
 {
     static const char *const suffixes[] = {"wait", "ready", "hb", "stats", "events"};
 
-    user_op(p, op, OP_LEAVE, S_LEAVE, business, suffixes, 5, user, client_ip, NULL, state, rc, done, arg);
+    user_op(p, op, OP_LEAVE, S_LEAVE, business, suffixes, 5, 'f', user, client_ip, rate, NULL, out, rc, done,
+            arg);
 }
 
 static bool
@@ -562,24 +574,35 @@ parse_status(const redisReply *r, struct gk_status_out *out)
     return true;
 }
 
-/* Fills op's out from its reply; false when the reply has the wrong shape. */
+/* Fills op's out from its reply; false when the reply has the wrong shape. verify, finish and
+ * leave answer {'limited', retry_ms} or {'ok', n}. */
 static bool
 parse_op(const struct gk_op *op, const redisReply *r)
 {
+    const char *kind;
+    long long n;
+    int64_t retry = 0;
+
     if (op->_kind == OP_JOIN)
         return parse_join(r, op->_out);
     if (op->_kind == OP_STATUS)
         return parse_status(r, op->_out);
-    if (r->type != REDIS_REPLY_INTEGER)
+    if (!tagged_reply(r, &kind, &n) || r->elements != 2)
         return false;
-    if (op->_kind == OP_READY_UNTIL)
-        *(int64_t *)op->_out = r->integer;
+    if (strcmp(kind, "limited") == 0) {
+        retry = n;
+        n = 0;
+    } else if (strcmp(kind, "ok") != 0) {
+        return false;
+    }
+    if (op->_kind == OP_VERIFY)
+        *(struct gk_verify_out *)op->_out = (struct gk_verify_out){retry, n};
     else if (op->_kind == OP_FINISH)
-        *(bool *)op->_out = r->integer == 1;
+        *(struct gk_finish_out *)op->_out = (struct gk_finish_out){retry, n == 1};
     else
-        *(enum gk_user_state *)op->_out = r->integer == 1   ? GK_USER_WAITING
-                                          : r->integer == 2 ? GK_USER_READY
-                                                            : GK_USER_NOT_FOUND;
+        *(struct gk_leave_out *)op->_out = (struct gk_leave_out){retry, n == 1   ? GK_USER_WAITING
+                                                                        : n == 2 ? GK_USER_READY
+                                                                                 : GK_USER_NOT_FOUND};
     return true;
 }
 
@@ -651,11 +674,11 @@ stats_keys(const char *business, char k[4][KEY_BUF], const char *keys[4])
 static bool
 parse_stats(struct gk_store *st, const redisReply *r, struct gk_stats_out *out)
 {
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 12 || r->element[5]->type != REDIS_REPLY_STRING) {
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 13 || r->element[5]->type != REDIS_REPLY_STRING) {
         set_error(st, "stats", r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
         return false;
     }
-    for (size_t i = 0; i < 12; i++) {
+    for (size_t i = 0; i < 13; i++) {
         if (i != 5 && r->element[i]->type != REDIS_REPLY_INTEGER) {
             set_error(st, "stats", "unexpected reply");
             return false;
@@ -673,6 +696,7 @@ parse_stats(struct gk_store *st, const redisReply *r, struct gk_stats_out *out)
     out->evicted_total = r->element[9]->integer;
     out->ticks_total = r->element[10]->integer;
     out->finished_total = r->element[11]->integer;
+    out->rate_limited_total = r->element[12]->integer;
     return true;
 }
 
@@ -1307,7 +1331,7 @@ issue(struct gk_pipeline *p, struct gk_op *op)
  * gk_pipeline_status / gk_pipeline_join) that all members share, and those that are per user.
  */
 #define BATCH_MAX 64
-#define SHARED_MAX 8
+#define SHARED_MAX 10
 
 struct batch_kind {
     int kind;
@@ -1333,15 +1357,15 @@ parse_join_any(const redisReply *r, void *out)
 
 /* status: EVALSHA sha nkeys wait ready hb rl stats events clock | user limit interval heartbeat
  * ip evmax clockflag. enqueue: EVALSHA sha nkeys seq wait ready hb stats rl events clock | user
- * limit interval max passthrough ttl heartbeat ip evmax clockflag. */
+ * limit interval max passthrough ttl heartbeat ip evmax max_active clockflag. */
 static const struct batch_kind batch_kinds[] = {
     {OP_STATUS, S_STATUS_MANY, 6, 5, {3, 4, 5, 7, 8, 9}, {11, 12, 13, 15, 16}, 6, 10, 14, parse_status_any},
     {OP_JOIN,
      S_ENQUEUE_MANY,
      7,
-     8,
+     9,
      {3, 4, 5, 6, 7, 9, 10},
-     {12, 13, 14, 15, 16, 17, 19, 20},
+     {12, 13, 14, 15, 16, 17, 19, 20, 21},
      8,
      11,
      18,

@@ -305,17 +305,20 @@ gk_token_issue(const struct gk_token_keys *k, const struct gk_claims *c, char *o
     return n <= GK_TOKEN_MAX ? GK_OK : GK_EINVAL;
 }
 
-/* The signature is over token[0..dot2): "header.payload" exactly as sent. */
+/* The signature is over token[0..dot2): "header.payload" exactly as sent. *previous says whether
+ * only the previous secret matched; the current one is tried first, so telling costs it nothing. */
 static bool
-signature_ok(const struct gk_token_keys *k, const char *token, size_t dot2, size_t len)
+signature_ok(const struct gk_token_keys *k, const char *token, size_t dot2, size_t len, bool *previous)
 {
     unsigned char sig[SIG_LEN];
     size_t n;
 
     if (!b64url_decode(token + dot2 + 1, len - dot2 - 1, sig, sizeof(sig), &n) || n != SIG_LEN)
         return false;
+    *previous = false;
     if (mac_matches(&k->macs[0], token, dot2, sig))
         return true;
+    *previous = true;
     return k->prev_len > 0 && mac_matches(&k->macs[1], token, dot2, sig);
 }
 
@@ -417,6 +420,7 @@ gk_token_verify(const struct gk_token_keys *k, const char *token, int64_t now_s,
     struct gk_claims tmp;
     size_t len, dot1, dot2;
     enum gk_token_status st = GK_TOKEN_INVALID;
+    bool previous;
 
     if (token == NULL)
         return GK_TOKEN_INVALID;
@@ -428,7 +432,7 @@ gk_token_verify(const struct gk_token_keys *k, const char *token, int64_t now_s,
     if (!(dot1 == sizeof(issued_header) - 1 && memcmp(token, issued_header, dot1) == 0) &&
         (!parse_segment(token, dot1, &hdr) || !header_ok(hdr)))
         goto out;
-    if (!signature_ok(k, token, dot2, len))
+    if (!signature_ok(k, token, dot2, len, &previous))
         goto out;
     if (!issued_claims(token + dot1 + 1, dot2 - dot1 - 1, &tmp) &&
         (!parse_segment(token + dot1 + 1, dot2 - dot1 - 1, &body) || !read_id(body, "bid", tmp.business) ||
@@ -437,6 +441,7 @@ gk_token_verify(const struct gk_token_keys *k, const char *token, int64_t now_s,
         goto out;
     if (tmp.exp <= tmp.iat)
         goto out;
+    tmp.previous_key = previous;
     *out = tmp;
     st = tmp.exp <= now_s ? GK_TOKEN_EXPIRED : GK_TOKEN_VALID;
 out:

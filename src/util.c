@@ -8,51 +8,29 @@
 #include <string.h>
 #include <time.h>
 
-#include "gk/log.h"
-
-const char *
-gk_strerror(enum gk_err err)
+/* Writes one error line in the log's format and aborts. Written here, not through gk/log.h, so
+ * that util depends on nothing above it. */
+__attribute__((noreturn)) static void
+die(const char *mod, const char *what, const char *file, int line)
 {
-    switch (err) {
-    case GK_OK:
-        return "ok";
-    case GK_EINVAL:
-        return "invalid input";
-    case GK_ENOMEM:
-        return "resource exhausted";
-    case GK_ENOTFOUND:
-        return "not found";
-    case GK_EEXIST:
-        return "already exists";
-    case GK_EFULL:
-        return "capacity reached";
-    case GK_EDENIED:
-        return "denied";
-    case GK_EREDIS:
-        return "redis unavailable";
-    case GK_EPG:
-        return "postgres unavailable";
-    case GK_ETIMEOUT:
-        return "timed out";
-    }
-    return "unknown error";
+    char ts[32];
+
+    gk_rfc3339(gk_now_ms(), ts, sizeof(ts));
+    fprintf(stderr, "ts=%s level=error mod=%s msg=\"%s\" at=%s:%d\n", ts, mod, what, file, line);
+    abort();
 }
 
 void
 gk_panic(const char *file, int line, const char *what)
 {
-    gk_log_write(GK_LOG_ERROR, "panic", NULL, "msg=\"assertion failed\" what=\"%s\" at=%s:%d", what, file,
-                 line);
-    abort();
+    die("panic", what, file, line);
 }
 
 static void *
 check_alloc(void *p, size_t n)
 {
-    if (p == NULL && n != 0) {
-        gk_log_write(GK_LOG_ERROR, "util", NULL, "msg=\"out of memory\" bytes=%zu", n);
-        abort();
-    }
+    if (p == NULL && n != 0)
+        die("util", "out of memory", __FILE__, __LINE__);
     return p;
 }
 

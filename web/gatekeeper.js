@@ -137,13 +137,26 @@
             return randomId();
         }
 
+        /* The claims of a queue token ({bid, sub, iat, exp}, times in seconds), read without
+         * checking the signature (only the server can), or null when it is not one. Once the user
+         * is ready, exp covers their whole ready time: keep a cookie that long (exp - iat). */
+        static claims(token) {
+            try {
+                const b64 = String(token).split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+                const c = JSON.parse(atob(b64));
+                return Number.isInteger(c.iat) && Number.isInteger(c.exp) ? c : null;
+            } catch (e) {
+                return null;
+            }
+        }
+
         /* The user id in use (stored), or null before the first enqueue(). */
         get userId() {
             return this._saved.userId;
         }
 
-        /* The current queue token, or null. It changes on every status poll; read it when you
-         * need it (for /queue/verify on your backend, or the gk_token cookie). */
+        /* The current queue token, or null. A status poll may change it; read it when you need it
+         * (for /queue/verify on your backend, or the gk_token cookie). */
         get token() {
             return this._saved.token;
         }
@@ -222,7 +235,9 @@
         /* Joins the queue as userId (default: the stored user id, else a new random one).
          * Resolves with the server's answer ({position, ready, eta_seconds, ...}). Asking again
          * for a user who is already waiting or ready keeps their place and their stored token;
-         * if that token is not stored here, rejects with code "token_lost".
+         * if that token is not stored here, rejects with code "token_lost" (the error's body
+         * says whether the user is ready). Call waitUntilReady() next even when the answer is
+         * ready: its first poll renews a stored token so that it lasts the whole ready time.
          * opts: {signal, onRetry({reason, delayMs, status})}. */
         async enqueue(userId, opts) {
             if (userId === undefined || userId === null) userId = this._saved.userId || randomId();

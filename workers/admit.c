@@ -13,8 +13,14 @@
 static struct gk_tick_args
 tick_args(const struct gk_bizconf *c)
 {
+    uint32_t limit = c->num[GK_BC_ADMISSION_LIMIT], min, alt;
+
+    /* Passthrough has no admission rate, only max_active_users: the users it queued at the cap
+     * take every free slot, as many per tick as admission_limit may ever be. */
+    if (c->queueing_method == GK_QM_PASSTHROUGH)
+        gk_bizconf_field_range(GK_BC_ADMISSION_LIMIT, &min, &limit, &alt);
     return (struct gk_tick_args){
-        .admission_limit = c->num[GK_BC_ADMISSION_LIMIT],
+        .admission_limit = limit,
         .frequency_s = c->num[GK_BC_ADMISSION_FREQUENCY],
         .ready_ttl_s = c->num[GK_BC_READY_TTL_SECONDS],
         .max_active = c->num[GK_BC_MAX_ACTIVE_USERS],

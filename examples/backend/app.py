@@ -20,6 +20,7 @@ Environment:
                     (default GATEKEEPER_URL/wait/BUSINESS_ID)
 """
 
+import base64
 import html
 import http.cookies
 import json
@@ -58,6 +59,17 @@ def gatekeeper(method, path, token):
             return e.code, {}
     except (urllib.error.URLError, OSError, ValueError):
         return 503, {}
+
+
+def lifetime(token):
+    """Seconds the token lasts from its issue, or None: an admitted visitor's lasts their whole
+    ready time, and so should the cookie holding it. (Only Gatekeeper checks the signature.)"""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return int(claims["exp"]) - int(claims["iat"])
+    except (IndexError, KeyError, TypeError, ValueError):
+        return None
 
 
 def page(title, body):
@@ -119,6 +131,9 @@ class Handler(BaseHTTPRequestHandler):
             rest = urllib.parse.urlencode([(k, v) for k, v in query if k != COOKIE])
             clean = url.path + ("?" + rest if rest else "")
             cookie = f"{COOKIE}={token[-1]}; Path=/; HttpOnly; SameSite=Lax"
+            seconds = lifetime(token[-1])
+            if seconds is not None and seconds > 0:
+                cookie += f"; Max-Age={seconds}"
             if PUBLIC_URL.startswith("https:"):
                 cookie += "; Secure"
             self.send(303, headers=[("Location", clean), ("Set-Cookie", cookie)])

@@ -20,7 +20,7 @@ struct json_object; /* json-c; only bizconf.c and the handlers include its heade
 
 enum gk_qmethod { GK_QM_FIFO = 0, GK_QM_RANDOM, GK_QM_PASSTHROUGH, GK_QM_REJECT };
 
-/* Numeric fields, in API.md order. The enum value indexes the field table. */
+/* Numeric fields, in the order of docs/API.md's field table. The enum value indexes the field table. */
 enum gk_bc_field {
     GK_BC_ADMISSION_LIMIT = 0,
     GK_BC_ADMISSION_FREQUENCY,
@@ -33,6 +33,10 @@ enum gk_bc_field {
     GK_BC_MAX_ACTIVE_USERS,
     GK_BC_ABANDON_AFTER_SECONDS,
     GK_BC_MAX_QUEUE_LENGTH,
+    GK_BC_IP_VERIFY_LIMIT, /* verify and gate share it */
+    GK_BC_IP_VERIFY_LIMIT_INTERVAL,
+    GK_BC_IP_FINISH_LIMIT, /* finish and leave share it */
+    GK_BC_IP_FINISH_LIMIT_INTERVAL,
     GK_BC_NUMERIC, /* count of numeric fields */
     GK_BC_QUEUEING_METHOD = GK_BC_NUMERIC,
     GK_BC_ALLOWED_ORIGINS,
@@ -68,7 +72,7 @@ void gk_bizconf_field_range(enum gk_bc_field f, uint32_t *min, uint32_t *max, ui
 /* True when v is allowed for numeric field f. */
 bool gk_bizconf_value_ok(enum gk_bc_field f, uint32_t v);
 
-/* Fills *c with API.md's defaults. */
+/* Fills *c with the defaults of docs/API.md. */
 void gk_bizconf_defaults(struct gk_bizconf *c);
 
 /* "fifo"... -> method; GK_EINVAL for anything else. */

@@ -1,13 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * handlers -- one function per route, plus the dispatcher that http.c calls for every request.
+ * handlers -- one function per route, the route table that maps the API onto them, and the
+ * dispatcher that the http module calls for every request.
  *
  * The dispatcher routes, answers CORS preflights, resolves the business named by the request's
  * X-Gatekeeper-Business header (else business_id, else business-id) once (a reference held for the whole
  * request), applies the business's CORS origins to the answer, and hands the handler a context. Routes
- * that block run on http.c's offload threads, each with its own Redis and PostgreSQL handles (opened on
- * first use, closed when the thread exits); the others run on the event loop, and reach Redis through
- * the loop's pipeline (gk_req_companion).
+ * that block run on the http module's offload threads, each with its own Redis and PostgreSQL handles (opened
+ * on first use, closed when the thread exits); the others run on the event loop, and reach Redis through the
+ * loop's pipeline (gk_req_companion).
  */
 #ifndef GK_HANDLERS_H
 #define GK_HANDLERS_H
@@ -44,6 +45,10 @@ struct gk_ctx {
     bool cache_loaded;             /* the config cache had loaded before biz was looked up */
 };
 
+struct gk_routes;
+
+/* The API's route table (static storage), in match order: the map of the API. */
+const struct gk_routes *gk_handlers_routes(void);
 /* Prepares the per-thread handle key; call once before the server starts. */
 GK_MUSTCHECK enum gk_err gk_handlers_init(void);
 /* gk_http_handler for the whole API; arg is a struct gk_app. */
@@ -60,6 +65,11 @@ const char *gk_business_header(const struct gk_req *req);
 /* 400 missing_header / invalid_header for the business header, 404 unknown_business (503 while
  * the cache has never loaded). True when ctx->biz is set and the handler may go on. */
 bool gk_need_business(const struct gk_ctx *ctx, struct gk_resp *resp);
+/* For a call that changes the queue (ctx->biz set): a browser's call from another site is
+ * refused with 403 origin_not_allowed unless allowed_origins lists its Origin (or "*"), as for
+ * CORS. Calls without Origin (servers) and from the called site itself pass. True when the
+ * handler may go on. */
+bool gk_need_origin(const struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);
 /* 503 unavailable naming what is down, with Retry-After. */
 void gk_reply_unavailable(struct gk_resp *resp, const char *what);
 

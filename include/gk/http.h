@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * http -- the HTTP/1.1 server (libmicrohttpd stays in http.c).
+ * http -- the HTTP/1.1 server (libmicrohttpd stays in src/http*.c).
  * Turns each complete request into a struct gk_req, calls one handler on an event-loop thread,
  * and turns the struct gk_resp it fills back into a response. Enforces the body and header limits, keeps
  * connections alive, and writes one access-log line per request with its request id.
@@ -15,8 +15,8 @@
 #include "gk/util.h"
 
 #define GK_HTTP_BODY_MAX (64 * 1024) /* larger bodies get 413 */
-/* Request line + headers; larger is refused (431). libmicrohttpd zeroes its per-connection pool
- * of this size for every request, so it is no larger than useful. */
+/* Request line + headers; larger is refused (431). libmicrohttpd's per-connection pool is twice
+ * this (see http.c); a head too large even for it gets libmicrohttpd's own 431. */
 #define GK_HTTP_HEADERS_MAX (16 * 1024)
 #define GK_HTTP_RESP_HEADERS 12
 #define GK_REQ_ID_BUF 40
@@ -32,29 +32,34 @@ struct gk_req {
     char id[GK_REQ_ID_BUF]; /* X-Request-Id if the client sent a safe one, else generated */
     char peer_ip[48];       /* socket peer as text */
     uint8_t peer_addr[16];  /* socket peer, IPv4 mapped into IPv6 */
-    void *impl;             /* http.c's; do not touch */
+    void *impl;             /* the http module's; do not touch */
 };
 
 /* What the handler answers. Start from gk_resp_init state (status 0 = 500 if left unset). */
 struct gk_resp {
     int status;
     const char *content_type; /* static string; default application/json */
-    char *body;               /* owned; freed by http.c (use gk_resp_body) */
+    char *body;               /* owned; freed by the http module (use gk_resp_body) */
     size_t body_len;
     size_t n_headers;
     char *headers[GK_HTTP_RESP_HEADERS][2]; /* owned name/value copies */
     const char *route;                      /* static route name for logs/metrics, or NULL */
 };
 
-/* Header value by case-insensitive name, or NULL. Borrowed for the handler call. */
+/* Header value by case-insensitive name, or NULL. Borrowed for the handler call. The lines of a
+ * list header (X-Forwarded-For, Forwarded) come joined in order with ", " (RFC 9110 5.3); a
+ * header that takes one value and came with two different ones never reaches a handler (400). */
 const char *gk_req_header(const struct gk_req *req, const char *name);
 /* Query-string argument by name, or NULL ("" for a bare "?name"). Borrowed for the handler call. */
 const char *gk_req_query(const struct gk_req *req, const char *name);
-/* Cookie by name, or NULL. Borrowed for the handler call. */
+/* Cookie by name from every Cookie line, or NULL. Borrowed for the handler call. */
 const char *gk_req_cookie(const struct gk_req *req, const char *name);
 
 /* Sets status, content type (static) and body; takes ownership of body (malloc'd). */
 void gk_resp_body(struct gk_resp *resp, int status, const char *content_type, char *body, size_t len);
+/* Sets resp to {"error": code, "message": message[, "field": field]} with status. */
+void gk_resp_error(struct gk_resp *resp, int status, const char *code, const char *message,
+                   const char *field);
 /* Adds a response header (copied). Extra headers beyond GK_HTTP_RESP_HEADERS are dropped and
  * logged: the table is sized for what the handlers set. */
 void gk_resp_header(struct gk_resp *resp, const char *name, const char *value);

@@ -12,6 +12,7 @@
 #ifndef GK_METRICS_H
 #define GK_METRICS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -35,6 +36,11 @@ size_t gk_metrics_bucket(int64_t us);
  * sent. Requests that got no answer (status 0) are not counted. Thread-safe, lock-free. */
 void gk_metrics_request(const char *route, int status, int64_t dur_us);
 
+/* Counts one answered verify or gate: the per-route counter cannot tell ready from not ready
+ * (verify answers 200 either way), and the activity log records repeated answers only once a
+ * minute. Thread-safe, lock-free. */
+void gk_metrics_verify(bool ready, bool gate);
+
 /* Writes the HELP and TYPE lines that open a metric family. */
 void gk_metrics_family(FILE *f, const char *name, const char *type, const char *help);
 /* Writes the samples of one histogram: cumulative _bucket lines, _sum in seconds and _count.
@@ -43,7 +49,8 @@ void gk_metrics_family(FILE *f, const char *name, const char *type, const char *
 void gk_metrics_hist_write(FILE *f, const char *name, const char *label, const char *value,
                            const struct gk_metrics_hist *h);
 /* Writes the request families: gatekeeper_http_requests_total{route,code},
- * gatekeeper_http_request_duration_seconds{route} and gatekeeper_rate_limited_total{route}. */
+ * gatekeeper_http_request_duration_seconds{route}, gatekeeper_rate_limited_total{route} and
+ * gatekeeper_verify_total{result,via}. */
 void gk_metrics_write_http(FILE *f);
 
 #endif

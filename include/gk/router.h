@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * router -- the static route table: (method, path) -> handler.
- * Lookup says FOUND, BAD_METHOD (405, with the Allow list) or NOT_FOUND. Pure, thread-safe.
+ * router -- matches (method, path) against a route table it is given (the API's is
+ * gk_handlers_routes()). Lookup says FOUND, BAD_METHOD (405, with the Allow list) or NOT_FOUND.
+ * Pure, thread-safe; knows no handler, so it includes nothing from the handlers module.
  */
 #ifndef GK_ROUTER_H
 #define GK_ROUTER_H
@@ -29,16 +30,18 @@ struct gk_route {
     enum gk_route_run run;
 };
 
+/* A route table, searched in order. */
+struct gk_routes {
+    const struct gk_route *table;
+    size_t n;
+};
+
 enum gk_route_result { GK_ROUTE_FOUND, GK_ROUTE_BAD_METHOD, GK_ROUTE_NOT_FOUND };
 
-/* Finds the route for method and path. GET routes also answer HEAD. On GK_ROUTE_FOUND *out is
- * the route (static storage); on GK_ROUTE_BAD_METHOD and GK_ROUTE_FOUND, allow receives the
- * path's methods ("GET, POST, OPTIONS"). */
-enum gk_route_result gk_router_match(const char *method, const char *path, const struct gk_route **out,
-                                     char *allow, size_t allowlen);
-/* The table, for tests and docs: gk_router_at(i) for i < gk_router_count(), in table order
- * (static storage). */
-size_t gk_router_count(void);
-const struct gk_route *gk_router_at(size_t i);
+/* Finds the route for method and path in routes. GET routes also answer HEAD. On GK_ROUTE_FOUND
+ * *out is the route (an entry of routes->table); on GK_ROUTE_BAD_METHOD and GK_ROUTE_FOUND, allow
+ * receives the path's methods ("GET, POST, OPTIONS"). */
+enum gk_route_result gk_router_match(const struct gk_routes *routes, const char *method, const char *path,
+                                     const struct gk_route **out, char *allow, size_t allowlen);
 
 #endif

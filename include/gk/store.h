@@ -74,6 +74,7 @@ struct gk_join_args {
     struct gk_rate rate;
     uint32_t max_queue_length; /* 0 = no limit */
     bool passthrough;
+    uint32_t max_active; /* passthrough admits at once only below this many ready users; 0 = no cap */
     uint32_t ready_ttl_s;
     bool heartbeat; /* record the join time for abandonment */
 };
@@ -159,32 +160,52 @@ void gk_pipeline_join(struct gk_pipeline *p, struct gk_op *op, const struct gk_j
 void gk_pipeline_status(struct gk_pipeline *p, struct gk_op *op, const char *business, const char *user,
                         const char *client_ip, struct gk_rate rate, bool heartbeat, struct gk_status_out *out,
                         enum gk_err *rc, gk_op_done done, void *arg);
-/* *ready_until_ms: when user's ready time runs out, or 0 when not ready now. Recorded as a
- * verify event (gate says whether a proxy asked). */
-void gk_pipeline_ready_until(struct gk_pipeline *p, struct gk_op *op, const char *business, const char *user,
-                             const char *client_ip, bool gate, int64_t *ready_until_ms, enum gk_err *rc,
-                             gk_op_done done, void *arg);
-/* Removes user from ready; *was_ready tells whether they were ready (not expired). */
+/* Answers of verify (and gate), finish and leave. retry_after_ms > 0: client_ip is over its
+ * limit; nothing was done, and the rest is zero. */
+struct gk_verify_out {
+    int64_t retry_after_ms;
+    int64_t ready_until_ms; /* when the user's ready time runs out; 0 when not ready now */
+};
+
+struct gk_finish_out {
+    int64_t retry_after_ms;
+    bool was_ready; /* the user was ready (not expired) and is not any more */
+};
+
+struct gk_leave_out {
+    int64_t retry_after_ms;
+    enum gk_user_state left; /* where the user was: GK_USER_WAITING, _READY or _NOT_FOUND */
+};
+
+/* Is user ready now? Recorded as a verify event (gate says whether a proxy asked) when the
+ * answer differs from the one last recorded for user, or that is a minute old. rate is
+ * ip_verify_limit, shared by verify and gate. */
+void gk_pipeline_verify(struct gk_pipeline *p, struct gk_op *op, const char *business, const char *user,
+                        const char *client_ip, struct gk_rate rate, bool gate, struct gk_verify_out *out,
+                        enum gk_err *rc, gk_op_done done, void *arg);
+/* Removes user from ready. rate is ip_finish_limit, shared by finish and leave. */
 void gk_pipeline_finish(struct gk_pipeline *p, struct gk_op *op, const char *business, const char *user,
-                        const char *client_ip, bool *was_ready, enum gk_err *rc, gk_op_done done, void *arg);
-/* Removes user from waiting or ready; *state says where they were (GK_USER_NOT_FOUND if nowhere). */
+                        const char *client_ip, struct gk_rate rate, struct gk_finish_out *out,
+                        enum gk_err *rc, gk_op_done done, void *arg);
+/* Removes user from waiting or ready. rate is ip_finish_limit, shared by finish and leave. */
 void gk_pipeline_leave(struct gk_pipeline *p, struct gk_op *op, const char *business, const char *user,
-                       const char *client_ip, enum gk_user_state *state, enum gk_err *rc, gk_op_done done,
-                       void *arg);
+                       const char *client_ip, struct gk_rate rate, struct gk_leave_out *out, enum gk_err *rc,
+                       gk_op_done done, void *arg);
 
 struct gk_stats_out {
     int64_t waiting;
     int64_t ready; /* ready users whose time has not run out */
     int64_t admitted_total;
     int64_t enqueued_total;
-    int64_t last_admission_ms; /* 0 = never */
-    double admit_rate;         /* measured admissions per second, 0 = not yet */
-    int64_t events_backlog;    /* activity events not yet written to PostgreSQL */
-    int64_t events_dropped;    /* events lost to the stream bound while PostgreSQL was away */
-    int64_t expired_total;     /* ready users whose time ran out */
-    int64_t evicted_total;     /* waiting users removed for not polling */
-    int64_t ticks_total;       /* admission ticks run */
-    int64_t finished_total;    /* ready users the business released with finish */
+    int64_t last_admission_ms;  /* 0 = never */
+    double admit_rate;          /* measured admissions per second, 0 = not yet */
+    int64_t events_backlog;     /* activity events not yet written to PostgreSQL */
+    int64_t events_dropped;     /* events lost to the stream bound while PostgreSQL was away */
+    int64_t expired_total;      /* ready users whose time ran out */
+    int64_t evicted_total;      /* waiting users removed for not polling */
+    int64_t ticks_total;        /* admission ticks run */
+    int64_t finished_total;     /* ready users the business released with finish */
+    int64_t rate_limited_total; /* requests refused by a per-IP rate limit (429) */
 };
 
 /* Counters and sizes of business's queue, in one round trip. */

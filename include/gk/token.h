@@ -8,6 +8,7 @@
 #ifndef GK_TOKEN_H
 #define GK_TOKEN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,6 +24,8 @@ struct gk_claims {
     char user[GK_ID_BUF];     /* "sub" claim */
     int64_t iat;              /* seconds since the epoch */
     int64_t exp;              /* seconds since the epoch */
+    bool previous_key;        /* set by gk_token_verify: signed with the previous secret, so due for
+                               * renewal; gk_token_issue ignores it (it always signs with the current) */
 };
 
 enum gk_token_status {
@@ -41,8 +44,9 @@ void gk_token_keys_free(struct gk_token_keys *k);
  * a valid id or the token would not fit. */
 GK_MUSTCHECK enum gk_err gk_token_issue(const struct gk_token_keys *k, const struct gk_claims *c, char *out,
                                         size_t outlen);
-/* Verifies token at time now_s. On GK_TOKEN_VALID and GK_TOKEN_EXPIRED, *out holds the claims;
- * on GK_TOKEN_INVALID it is untouched. Never logs the token. */
+/* Verifies token at time now_s. On GK_TOKEN_VALID and GK_TOKEN_EXPIRED, *out holds the claims and
+ * out->previous_key which secret verified; on GK_TOKEN_INVALID it is untouched. Never logs the
+ * token. */
 enum gk_token_status gk_token_verify(const struct gk_token_keys *k, const char *token, int64_t now_s,
                                      struct gk_claims *out);
 

@@ -31,15 +31,10 @@ enum gk_err {
     GK_ENOMEM,    /* a bounded resource is exhausted */
     GK_ENOTFOUND, /* no such object */
     GK_EEXIST,    /* object already exists */
-    GK_EFULL,     /* capacity reached */
     GK_EDENIED,   /* not allowed */
     GK_EREDIS,    /* Redis unreachable or failed */
     GK_EPG,       /* PostgreSQL unreachable or failed */
-    GK_ETIMEOUT,  /* gave up waiting */
 };
-
-/* Fixed, static text for an error code. */
-const char *gk_strerror(enum gk_err err);
 
 /* Logs and aborts. */
 __attribute__((noreturn)) void gk_panic(const char *file, int line, const char *what);

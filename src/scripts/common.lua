@@ -1,33 +1,34 @@
 -- Helpers prepended to every script at build time (scripts/embed-lua).
 --
--- gk_rate_limit: a GCRA limiter:
--- `limit` requests per interval_ms, bursts of up to `limit` allowed. Stores one number, the
--- theoretical arrival time in integer microseconds, so that a busy key costs one INCRBY; the
--- key's expiry moves only when that time enters a new interval-long cell (once per `limit`
--- requests at full rate), to two cells past it: a key never lives forever, and most requests
--- do not pay for a new expiry. Returns 0 when allowed, else the milliseconds to wait.
+-- gk_rate_limit: a GCRA limiter: `limit` requests per interval_ms, bursts of up to `limit`.
+-- Exact at every allowed limit (up to 1,000,000) and interval (up to 86,400 s) with integers
+-- only, which Lua's doubles hold exactly below 2^53: the key holds "<ms>:<level>:<refused>", the
+-- debt at that time in units where a request costs interval_ms and the debt drains by `limit`
+-- units per ms (so the bucket holds limit * interval_ms units, at most 8.64e13), and when the
+-- current interval's first refusal was ('' if none), so that callers record one refusal per key
+-- and interval. The key lives until the debt is gone and that interval is over. One GET, and one
+-- SET when allowed or on an interval's first refusal. Returns 0 when allowed, else the
+-- milliseconds to wait and whether this is the interval's first refusal.
 local function gk_rate_limit(key, now, limit, interval_ms)
-  local now_us, interval_us = now * 1000, interval_ms * 1000
-  local emission = math.max(1, math.floor(interval_us / limit))
-  local tat = tonumber(redis.call('GET', key))
-  local busy = tat ~= nil and tat > now_us
-  local new_tat = (busy and tat or now_us) + emission
-  if new_tat - interval_us > now_us then
-    return math.ceil((new_tat - interval_us - now_us) / 1000)
+  local level, refused = 0, nil
+  local t, l, r = string.match(redis.call('GET', key) or '', '^(%d+):(%d+):(%d*)$')
+  if t then
+    level = math.max(0, tonumber(l) - math.max(0, now - tonumber(t)) * limit)
+    refused = tonumber(r)
+    if refused and now - refused >= interval_ms then refused = nil end
   end
-  local cell = math.floor(new_tat / interval_us)
-  local ttl = (cell + 2) * interval_ms - now
-  if not tat then
-    redis.call('SET', key, string.format('%d', new_tat), 'PX', ttl)
-    return 0
+  local after, cap = level + interval_ms, limit * interval_ms
+  local keep = refused and refused + interval_ms - now or 0
+  if after <= cap then
+    redis.call('SET', key, string.format('%d:%d:%s', now, after, refused or ''), 'PX',
+               math.max(math.ceil(after / limit), keep))
+    return 0, false
   end
-  if busy then
-    redis.call('INCRBY', key, emission)
-  else
-    redis.call('SET', key, string.format('%d', new_tat), 'KEEPTTL')
+  if not refused then
+    redis.call('SET', key, string.format('%d:%d:%d', now, level, now), 'PX',
+               math.max(math.ceil(level / limit), interval_ms))
   end
-  if cell ~= math.floor(tat / interval_us) then redis.call('PEXPIRE', key, ttl) end
-  return 0
+  return math.ceil((after - cap) / limit), not refused
 end
 
 -- gk_now_ms: Redis's own clock in ms, so every node and worker agrees on time. clock_key is
@@ -71,4 +72,28 @@ end
 
 local function gk_event(stream, stats, max, now, kind, user, ip, details)
   gk_events(stream, stats, max, now, kind, {user}, ip, details)
+end
+
+-- gk_rate_check: gk_rate_limit on key for one request of user from ip to endpoint. A refusal is
+-- counted in stats.rate_limited_total, and recorded in the activity log only when it is the
+-- key's first of the interval: a flood costs one event per client IP and interval, not one per
+-- request. Returns 0 when allowed, else the milliseconds to wait.
+local function gk_rate_check(key, limit, interval_ms, stream, stats, max, now, endpoint, user, ip)
+  local wait, first = gk_rate_limit(key, now, limit, interval_ms)
+  if wait == 0 then return 0 end
+  redis.call('HINCRBY', stats, 'rate_limited_total', 1)
+  if first then
+    gk_event(stream, stats, max, now, 'rate_limited', user, ip, {endpoint = endpoint, retry_after_ms = wait})
+  end
+  return wait
+end
+
+-- gk_passthrough_room: may passthrough admit one more user at once? Always without a cap
+-- (max_active 0); under one, only while nobody waits (the line goes first, admitted by the
+-- worker's ticks) and the live ready users (ready-until after now, O(log n)) number fewer than
+-- the cap.
+local function gk_passthrough_room(wait, ready, now, max_active)
+  if max_active == 0 then return true end
+  if redis.call('ZCARD', wait) > 0 then return false end
+  return redis.call('ZCOUNT', ready, '(' .. now, '+inf') < max_active
 end

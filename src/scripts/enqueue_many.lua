@@ -3,20 +3,21 @@
 -- in order (a user named twice is answered as already waiting the second time).
 -- KEYS: seq, wait, ready, hb, stats, events, clock, then one rate-limit key per user.
 -- ARGV: rate limit, rate interval ms, max queue length, passthrough (0/1), ready ttl ms,
---       heartbeat (0/1), events max, test clock (0/1), then user and client ip for each user.
+--       heartbeat (0/1), events max, max active users (0 = none), test clock (0/1), then user and
+--       client ip for each user.
 -- Returns one enqueue.lua answer per user, in order.
-local now = gk_now_ms(ARGV[8] == '1' and KEYS[7] or nil)
+local now = gk_now_ms(ARGV[9] == '1' and KEYS[7] or nil)
 local limit, interval, max = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local passthrough, ttl, heartbeat, evmax = ARGV[4] == '1', tonumber(ARGV[5]), ARGV[6] == '1', tonumber(ARGV[7])
+local max_active = tonumber(ARGV[8])
 local rate = redis.call('HGET', KEYS[5], 'admit_rate') or ''
 local waiting = redis.call('ZCARD', KEYS[2])
 local out = {}
-for i = 1, (#ARGV - 8) / 2 do
-  local user, ip = ARGV[7 + 2 * i], ARGV[8 + 2 * i]
-  local wait = gk_rate_limit(KEYS[7 + i], now, limit, interval)
+for i = 1, (#ARGV - 9) / 2 do
+  local user, ip = ARGV[8 + 2 * i], ARGV[9 + 2 * i]
+  local wait = gk_rate_check(KEYS[7 + i], limit, interval, KEYS[6], KEYS[5], evmax, now, 'enqueue', user, ip)
   local ready_until = tonumber(redis.call('ZSCORE', KEYS[3], user))
   if wait > 0 then
-    gk_event(KEYS[6], KEYS[5], evmax, now, 'rate_limited', user, ip, {endpoint = 'enqueue', retry_after_ms = wait})
     out[i] = {'limited', wait}
   elseif ready_until and ready_until > now then
     out[i] = {'ready', ready_until}
@@ -31,11 +32,12 @@ for i = 1, (#ARGV - 8) / 2 do
       out[i] = {'waiting', rank + 1, rate, waiting}
     elseif max > 0 and waiting >= max then
       out[i] = {'full'}
-    elseif passthrough then
+    elseif passthrough and gk_passthrough_room(KEYS[2], KEYS[3], now, max_active) then
       local until_ms = now + ttl
       redis.call('HINCRBY', KEYS[5], 'enqueued_total', 1)
       redis.call('ZADD', KEYS[3], until_ms, user)
       redis.call('HINCRBY', KEYS[5], 'admitted_total', 1)
+      redis.call('HSET', KEYS[5], 'last_admission_at', now)
       gk_event(KEYS[6], KEYS[5], evmax, now, 'enqueue', user, ip, {passthrough = true})
       gk_event(KEYS[6], KEYS[5], evmax, now, 'admit', user, ip, {method = 'passthrough', ready_until = until_ms})
       out[i] = {'admitted', until_ms}

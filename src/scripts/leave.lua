@@ -1,16 +1,21 @@
 -- leave: the user gives up their place, waiting or ready.
--- KEYS: wait, ready, hb, stats, events, clock. ARGV: user, client ip, events max, test clock (0/1).
--- Returns 1 when they were waiting, 2 when ready, 0 when in neither.
-local now = gk_now_ms(ARGV[4] == '1' and KEYS[6] or nil)
+-- KEYS: wait, ready, hb, stats, events, ratelimit, clock.
+-- ARGV: user, client ip, events max, rate limit, rate interval ms, test clock (0/1).
+-- Returns {'limited', retry_ms} or {'ok', 1 when they were waiting, 2 when ready, 0 when in
+-- neither}.
+local user, ip, evmax = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local now = gk_now_ms(ARGV[6] == '1' and KEYS[7] or nil)
+local wait = gk_rate_check(KEYS[6], tonumber(ARGV[4]), tonumber(ARGV[5]), KEYS[5], KEYS[4], evmax, now, 'leave',
+                           user, ip)
+if wait > 0 then return {'limited', wait} end
 local left = 0
-if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
+if redis.call('ZREM', KEYS[1], user) == 1 then
   left = 1
-elseif redis.call('ZREM', KEYS[2], ARGV[1]) == 1 then
+elseif redis.call('ZREM', KEYS[2], user) == 1 then
   left = 2
 end
-redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[3], user)
 if left > 0 then
-  gk_event(KEYS[5], KEYS[4], tonumber(ARGV[3]), now, 'leave', ARGV[1], ARGV[2],
-           {from = left == 1 and 'waiting' or 'ready'})
+  gk_event(KEYS[5], KEYS[4], evmax, now, 'leave', user, ip, {from = left == 1 and 'waiting' or 'ready'})
 end
-return left
+return {'ok', left}

@@ -2,11 +2,12 @@
 -- KEYS: wait, ready, stats, events, clock. ARGV: test clock (0/1).
 -- Returns {waiting, ready, admitted_total, enqueued_total, last_admission_ms, admit_rate,
 --          events_backlog, events_dropped, expired_total, evicted_total, ticks_total,
---          finished_total}; admit_rate is a decimal string ('' if none).
+--          finished_total, rate_limited_total}; admit_rate is a decimal string ('' if none).
 local now = gk_now_ms(ARGV[1] == '1' and KEYS[5] or nil)
 local s = redis.call('HMGET', KEYS[3], 'admitted_total', 'enqueued_total', 'last_admission_at', 'admit_rate',
-                     'events_dropped', 'expired_total', 'evicted_total', 'ticks_total', 'finished_total')
+                     'events_dropped', 'expired_total', 'evicted_total', 'ticks_total', 'finished_total',
+                     'rate_limited_total')
 return {redis.call('ZCARD', KEYS[1]), redis.call('ZCOUNT', KEYS[2], '(' .. now, '+inf'),
         tonumber(s[1]) or 0, tonumber(s[2]) or 0, tonumber(s[3]) or 0, s[4] or '',
         redis.call('XLEN', KEYS[4]), tonumber(s[5]) or 0, tonumber(s[6]) or 0, tonumber(s[7]) or 0,
-        tonumber(s[8]) or 0, tonumber(s[9]) or 0}
+        tonumber(s[8]) or 0, tonumber(s[9]) or 0, tonumber(s[10]) or 0}

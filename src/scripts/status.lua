@@ -6,10 +6,9 @@
 -- waiting is how many users wait in all.
 local user = ARGV[1]
 local now = gk_now_ms(ARGV[7] == '1' and KEYS[7] or nil)
-local wait = gk_rate_limit(KEYS[4], now, tonumber(ARGV[2]), tonumber(ARGV[3]))
+local wait = gk_rate_check(KEYS[4], tonumber(ARGV[2]), tonumber(ARGV[3]), KEYS[6], KEYS[5], tonumber(ARGV[6]), now,
+                           'status', user, ARGV[5])
 if wait > 0 then
-  gk_event(KEYS[6], KEYS[5], tonumber(ARGV[6]), now, 'rate_limited', user, ARGV[5],
-           {endpoint = 'status', retry_after_ms = wait})
   return {'limited', wait}
 end
 

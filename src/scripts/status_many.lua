@@ -11,9 +11,8 @@ local waiting = redis.call('ZCARD', KEYS[1])
 local out = {}
 for i = 1, (#ARGV - 5) / 2 do
   local user, ip = ARGV[4 + 2 * i], ARGV[5 + 2 * i]
-  local wait = gk_rate_limit(KEYS[6 + i], now, limit, interval)
+  local wait = gk_rate_check(KEYS[6 + i], limit, interval, KEYS[5], KEYS[4], evmax, now, 'status', user, ip)
   if wait > 0 then
-    gk_event(KEYS[5], KEYS[4], evmax, now, 'rate_limited', user, ip, {endpoint = 'status', retry_after_ms = wait})
     out[i] = {'limited', wait}
   else
     local rank = redis.call('ZRANK', KEYS[1], user)

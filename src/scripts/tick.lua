@@ -39,6 +39,30 @@ for i = 1, #gone_ready, 1000 do
   redis.call('ZREM', KEYS[2], unpack(batch))
 end
 
+-- Polls record heartbeats only while abandonment is on, so a set kept through a time with it off
+-- would be stale: while off it is dropped, and once on again the waiting users without an entry
+-- are enrolled from now (walking the line by ticket, a bounded batch per tick, the cursor in
+-- stats.hb_enrolled): everyone gets a full window from when abandonment was turned on.
+if abandon == 0 then
+  redis.call('UNLINK', KEYS[3])
+  redis.call('HDEL', KEYS[4], 'hb_enrolled')
+else
+  local from = redis.call('HGET', KEYS[4], 'hb_enrolled')
+  if from ~= 'done' then
+    local batch = redis.call('ZRANGEBYSCORE', KEYS[1], from and '(' .. from or '-inf', '+inf', 'WITHSCORES', 'LIMIT',
+                             0, 10000)
+    for i = 1, #batch, 1000 do
+      local args = {}
+      for j = i, math.min(i + 999, #batch), 2 do
+        args[#args + 1] = now
+        args[#args + 1] = batch[j]
+      end
+      redis.call('ZADD', KEYS[3], 'NX', unpack(args))
+    end
+    redis.call('HSET', KEYS[4], 'hb_enrolled', #batch < 20000 and 'done' or batch[#batch])
+  end
+end
+
 local evicted = 0
 if abandon > 0 then
   -- Bounded per tick; the rest goes next tick.
@@ -70,8 +94,8 @@ if n > 0 and waiting_before > 0 then
     for i = 1, #popped, 2 do users[#users + 1] = popped[i] end
   end
   local until_ms = now + ttl
-  -- Heartbeats exist only while abandonment is (or was just) on; skip 10,000 lookups otherwise.
-  local hb = abandon > 0 or redis.call('EXISTS', KEYS[3]) == 1
+  -- Heartbeats exist only while abandonment is on; skip 10,000 lookups otherwise.
+  local hb = abandon > 0
   for i = 1, #users, 500 do
     local batch, args = {}, {}
     for j = i, math.min(i + 499, #users) do

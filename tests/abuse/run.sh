@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# tests/abuse/run.sh BUILD_DIR [COMMAND [ARGS...]] -- `make test-abuse`: every attack of issue 8's
-# abuse list against one real server, each checked for its documented answer while a
+# tests/abuse/run.sh BUILD_DIR [COMMAND [ARGS...]] -- `make test-abuse`: every attack of
+# docs/SECURITY.md's abuse list against one real server, each checked for its documented answer while a
 # well-behaved client polls beside it and its latency is measured (tests/abuse/abuse.py).
 #
 # Starts a throwaway redis-server and PostgreSQL on free loopback ports in a temporary directory,

@@ -7,12 +7,14 @@
 // playwright-core: the page shows the place falling while the worker admits users, redirects to
 // return_to with the token when ready, keeps the place across a reload, gives it up on leave;
 // nginx lets a ready visitor through, sends others to the waiting room and refuses the cookie
-// after /queue/finish. Screenshots go to tests/artifacts/. Ends with "N passed, N failed".
+// after /queue/finish, and lets an admitted visitor browse for the whole ready time however short
+// the token's own life, then queues them again. Screenshots go to tests/artifacts/. Ends with
+// "N passed, N failed".
 //
 // The worker admits one user per second, and max_active_users = 1 holds the line: each
 // /queue/finish the test sends lets exactly one more user in, so every step is the test's choice.
 
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
@@ -128,6 +130,11 @@ async function finish(biz, token) {
     const r = await http("DELETE", `${GK}/queue/finish`, { "business-id": biz, Authorization: `Bearer ${token}` });
     equal(r.status, 200, `finish: ${r.text}`);
     return r.json;
+}
+
+// One command through redis-cli against the harness's Redis; its answer, trimmed.
+function redis(...args) {
+    return execFileSync("redis-cli", ["-u", REDIS_URL, ...args], { encoding: "utf8" }).trim();
 }
 
 async function stats(biz) {
@@ -482,6 +489,79 @@ test("nginx: a visitor goes through the waiting room in the browser and back", a
         const r = await context.request.get(`${SITE}/`, { maxRedirects: 0 });
         return r.status() === 303 && r.headers()["location"].startsWith("/wait/e2e-site?return_to=");
     });
+    await context.close();
+});
+
+test("nginx: admitted, a visitor is let in past the token's 60 s until the ready time ends, then queues", async (ctx) => {
+    const biz = "e2e-site";
+    const readyS = 70;
+    await configure(biz, { jwt_expiry_seconds: 60, ready_ttl_seconds: readyS });
+    const context = await ctx.browser.newContext();
+    const page = (ctx.page = await context.newPage());
+    const visited = [];
+    page.on("request", (r) => r.isNavigationRequest() && visited.push(r.url()));
+    let other = null;
+    try {
+        await page.goto(`${SITE}/`);
+        await page.waitForSelector("text=Welcome to the sale", { timeout: STEP_MS });
+        const saved = await page.evaluate((k) => JSON.parse(localStorage.getItem(k)), `gatekeeper::${biz}`);
+        const until = Number(redis("ZSCORE", `gk:{${biz}}:ready`, saved.userId));
+        const admitted = until - readyS * 1000;
+        check(Math.abs(Date.now() - admitted) < 10000, `ready for ${readyS} s from now (until ${until})`);
+        const cookie = (await context.cookies(SITE)).find((c) => c.name === "gk_token");
+        check(cookie && cookie.expires * 1000 >= until, `the gk_token cookie lasts the ready time: ${cookie.expires}`);
+
+        // Past the 60 s of any token issued by admission, inside the ready time: still in.
+        await sleep(admitted + 63000 - Date.now());
+        visited.length = 0;
+        await page.goto(`${SITE}/`);
+        await page.waitForSelector("text=Welcome to the sale", { timeout: STEP_MS });
+        check(!visited.some((u) => u.includes("/wait/")), `let in after 63 s (visited: ${visited.join(" ")})`);
+
+        // Someone else waits for the one slot. Once the ready time is over, the next page load
+        // goes to the waiting room, which queues the visitor anew behind them, and stays there.
+        other = (await enqueue(SITE, biz, "journey-next")).jwt;
+        await sleep(until + 1500 - Date.now());
+        visited.length = 0;
+        await page.goto(`${SITE}/`);
+        await page.waitForURL(`${SITE}/wait/${biz}?return_to=%2F`, { timeout: STEP_MS });
+        await waitFor("journey-next admitted", async () => (await status(SITE, biz, other)).state === "ready");
+        await positionIs(page, 1);
+        await sleep(2000);
+        equal(visited.filter((u) => u === `${SITE}/`).length, 1, `loads of the site (visited: ${visited.join(" ")})`);
+        check(page.url().startsWith(`${SITE}/wait/`), `still waiting (at ${page.url()})`);
+
+        // The slot comes free: the page takes the visitor back in.
+        await finish(biz, other);
+        other = null;
+        await page.waitForURL(`${SITE}/`, { timeout: STEP_MS });
+        await page.waitForSelector("text=Welcome to the sale");
+    } finally {
+        if (other) await http("DELETE", `${GK}/queue/leave`, { "business-id": biz, Authorization: `Bearer ${other}` });
+        await configure(biz, { jwt_expiry_seconds: 300, ready_ttl_seconds: 600 });
+        await context.close();
+    }
+});
+
+test("a given user id admitted in another browser gets a clear message, no redirect, and can rejoin", async (ctx) => {
+    const biz = "e2e-other"; // passthrough: joining is admission
+    const elsewhere = (await enqueue(GK, biz, "given-id")).jwt;
+    const context = await ctx.browser.newContext();
+    const page = (ctx.page = await context.newPage());
+    const wait = `${GK}/wait/${biz}?user_id=given-id`;
+    await page.goto(wait);
+    const title = (want) => page.waitForFunction((t) => document.getElementById("gk-title").textContent === t, want);
+    await title("You have already been let in.");
+    equal(page.url(), wait, "the page stays");
+    check(await page.isVisible("#gk-rejoin"), "a way back in is offered");
+
+    // Once the other browser's admission is over, joining again here works.
+    await http("DELETE", `${GK}/queue/leave`, { "business-id": biz, Authorization: `Bearer ${elsewhere}` });
+    await page.click("#gk-rejoin");
+    await title("It\u2019s your turn!");
+    const saved = await page.evaluate((k) => JSON.parse(localStorage.getItem(k)), `gatekeeper::${biz}`);
+    equal(saved.userId, "given-id", "the same user id");
+    await http("DELETE", `${GK}/queue/leave`, { "business-id": biz, Authorization: `Bearer ${saved.token}` });
     await context.close();
 });
 

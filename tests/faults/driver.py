@@ -401,6 +401,8 @@ def tokens(biz, n):
 # Rate limits out of the way: every client here shares 127.0.0.1.
 OPEN_LIMITS = {"ip_enqueue_limit": 1000000, "ip_enqueue_limit_interval": 1,
                "ip_status_polling_limit": 1000000, "ip_status_polling_limit_interval": 1,
+               "ip_verify_limit": 1000000, "ip_verify_limit_interval": 1,
+               "ip_finish_limit": 1000000, "ip_finish_limit_interval": 1,
                "jwt_expiry_seconds": 600, "ready_ttl_seconds": 3600}
 
 

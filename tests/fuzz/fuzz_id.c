@@ -2,7 +2,7 @@
 /*
  * fuzz_id -- identity headers (business_id, user_id and their hyphenated spellings,
  * X-Gatekeeper-Business) through gk_id_valid, as the handlers call it: on the C string a header
- * value is, with strlen as the length. Checked against a plain restatement of API.md's rule
+ * value is, with strlen as the length. Checked against a plain restatement of docs/API.md's rule
  * (1-128 bytes of [A-Za-z0-9._:@-]), on the whole input (with any NUL in it) and on the header
  * view of it.
  */

@@ -205,6 +205,31 @@ START_TEST(stats_count_enqueues_and_show_admissions)
 }
 END_TEST
 
+START_TEST(refusals_are_counted_always_and_logged_once_per_window)
+{
+    char id[64], key[64], h[256], eh[256];
+    struct gktest_resp r;
+
+    new_business(id, key, h, sizeof(h));
+    snprintf(eh, sizeof(eh), "%s", h);
+    gktest_http(gktest_srv.port, "POST", "/config", h,
+                "{\"ip_enqueue_limit\": 1, \"ip_enqueue_limit_interval\": 3600}", &r);
+    ck_assert_msg(r.status == 200, "%d %s", r.status, r.body);
+    gktest_resp_free(&r);
+    for (int i = 0; i < 6; i++) {
+        snprintf(eh, sizeof(eh), "business_id: %s\r\nuser_id: f%d\r\n", id, i);
+        gktest_http(gktest_srv.port, "POST", "/queue/enqueue", eh, NULL, &r);
+        ck_assert_int_eq(r.status, i == 0 ? 200 : 429);
+        gktest_resp_free(&r);
+    }
+    gktest_http(gktest_srv.port, "GET", "/stats", h, NULL, &r);
+    ck_assert_msg(r.status == 200, "%d %s", r.status, r.body);
+    ck_assert_int_eq(gktest_json_int(&r, "rate_limited_total"), 5);
+    gktest_resp_free(&r);
+    ck_assert_int_eq(gktest_stream_events(id, "rate_limited"), 1); /* no worker consumed it */
+}
+END_TEST
+
 /* The same rules as GET /config: header, then key, then business. */
 static void
 check_admin_auth(const char *path)
@@ -782,6 +807,7 @@ activity_it_suite(void)
     tcase_add_test(api, stats_of_a_fresh_business_are_zero);
     tcase_add_test(api, stats_count_enqueues_and_show_admissions);
     tcase_add_test(api, stats_and_activity_need_an_admin_key);
+    tcase_add_test(api, refusals_are_counted_always_and_logged_once_per_window);
     tcase_add_test(api, activity_validates_its_query);
     tcase_add_test(api, business_creation_is_logged);
     tcase_add_test(api, config_change_is_logged_with_its_fields);

@@ -19,11 +19,14 @@
 
 #define OPERATOR "Authorization: Bearer " GKTEST_ADMIN_TOKEN "\r\n"
 
-/* Asserts status and error code of r, then frees it. */
+/* Asserts status, JSON content type and error code of r, then frees it. */
 static void
 expect_error(struct gktest_resp *r, int status, const char *code)
 {
+    char ct[64];
+
     ck_assert_msg(r->status == status, "want %d got %d: %s", status, r->status, r->body);
+    ck_assert_str_eq(gktest_header(r, "Content-Type", ct, sizeof(ct)), "application/json");
     ck_assert_str_eq(gktest_json_str(r, "error"), code);
     ck_assert(strlen(gktest_json_str(r, "message")) > 0);
     gktest_resp_free(r);
@@ -240,6 +243,222 @@ START_TEST(garbage_and_huge_headers_do_not_hurt)
     gktest_http(gktest_srv.port, "GET", "/health?shallow", NULL, NULL, &r);
     ck_assert_int_eq(r.status, 200);
     gktest_resp_free(&r);
+}
+END_TEST
+
+/* Sends raw on a fresh connection and reads until the server closes (5 s at most): asserts
+ * exactly one answer, status and error code in a JSON body, and the close. */
+static void
+expect_raw_error_then_close(const char *raw, size_t len, int status, const char *code)
+{
+    char buf[8192];
+    int fd = gktest_connect(gktest_srv.port);
+    struct gktest_resp r;
+    bool closed;
+    size_t n;
+
+    ck_assert_int_ge(fd, 0);
+    n = gktest_send_read_all(fd, raw, len, buf, sizeof(buf), 5000, &closed);
+    close(fd);
+    ck_assert_msg(closed, "not closed after: %s", buf);
+    ck_assert_msg(gktest_parse_response(buf, n, &r), "no answer before the close");
+    ck_assert_msg(strlen(r.head) + 2 + r.body_len == n, "more than one answer: %s", buf);
+    expect_error(&r, status, code);
+}
+
+/* A smuggled request hidden after a body the framing headers disagree on is never answered. */
+START_TEST(smuggling_shapes_are_400_and_close)
+{
+    static const char smuggled[] = "GET /health?shallow HTTP/1.1\r\nHost: x\r\n\r\n";
+    static const char *const heads[] = {
+        "POST /businesses HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 44\r\n\r\n",
+        "POST /businesses HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "0\r\n\r\n",
+        "POST /businesses HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity\r\nContent-Length: 0\r\n\r\n",
+    };
+    char raw[512];
+
+    for (size_t i = 0; i < sizeof(heads) / sizeof(heads[0]); i++) {
+        int n = snprintf(raw, sizeof(raw), "%s%s", heads[i], smuggled);
+
+        expect_raw_error_then_close(raw, (size_t)n, 400, "invalid_header");
+    }
+}
+END_TEST
+
+/* First lines and header lines libmicrohttpd answered in HTML, or took for blank lines (NUL bytes)
+ * and then waited on until CONNECTION_TIMEOUT: JSON, and closed at once. */
+START_TEST(malformed_first_lines_are_json_and_close_at_once)
+{
+    static const struct {
+        const char *raw;
+        size_t len;
+        int status;
+        const char *code;
+    } cases[] = {
+#define RAW(s) s, sizeof(s) - 1
+        {RAW("\0\0\0\0\r\n\r\n"), 400, "bad_request"},
+        {RAW("\0\0\0 / HTTP/1.1\r\nHost: x\r\n\r\n"), 400, "bad_request"},
+        {RAW(" / HTTP/1.1\r\nHost: x\r\n\r\n"), 400, "bad_request"},
+        {RAW("\x01\x02 NOT HTTP\r\n\r\n"), 400, "bad_request"},
+        {RAW("GET /health?shallow\r\n\r\n"), 400, "bad_request"},
+        {RAW("GET /hea\0lth?shallow HTTP/1.1\r\nHost: x\r\n\r\n"), 400, "bad_request"},
+        {RAW("GET /health?shallow HTTP/2.0\r\nHost: x\r\n\r\n"), 505, "http_version_not_supported"},
+        {RAW("GET /health?shallow HTTP/1.1\r\nHost x\r\n\r\n"), 400, "bad_request"},
+        {RAW("GET /health?shallow HTTP/1.1\r\nHost: x\r\nbusi\0ness_id: b\r\n\r\n"), 400, "bad_request"},
+        {RAW("GET /health?shallow HTTP/1.1\r\nX Y: z\r\n\r\n"), 400, "bad_request"},
+#undef RAW
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        long long t0 = gktest_ms();
+
+        expect_raw_error_then_close(cases[i].raw, cases[i].len, cases[i].status, cases[i].code);
+        ck_assert_msg(gktest_ms() - t0 < 1000, "case %zu closed after %lld ms", i, gktest_ms() - t0);
+    }
+}
+END_TEST
+
+/* MHD cuts a value at a NUL byte ("ab<NUL>cd" was the user "ab"): refused, naming the header. */
+START_TEST(nul_in_a_header_value_is_400)
+{
+    static const char middle[] = "POST /queue/enqueue HTTP/1.1\r\nHost: x\r\nbusiness_id: b\r\n"
+                                 "user_id: ab\0cd\r\nContent-Length: 0\r\n\r\n";
+    static const char last[] = "GET /health?shallow HTTP/1.1\r\nHost: x\r\nX-Note: ab\0\r\n\r\n";
+    struct gktest_resp r;
+    int fd = gktest_connect(gktest_srv.port);
+
+    ck_assert(gktest_exchange(fd, middle, sizeof(middle) - 1, &r));
+    close(fd);
+    ck_assert_str_eq(gktest_json_str(&r, "field"), "user_id");
+    expect_error(&r, 400, "invalid_header");
+    fd = gktest_connect(gktest_srv.port);
+    ck_assert(gktest_exchange(fd, last, sizeof(last) - 1, &r));
+    close(fd);
+    ck_assert_str_eq(gktest_json_str(&r, "field"), "X-Note");
+    expect_error(&r, 400, "invalid_header");
+}
+END_TEST
+
+/* Over GK_HTTP_HEADERS_MAX (16 KiB) but within libmicrohttpd's pool: our JSON 431. */
+START_TEST(oversized_head_is_431_json)
+{
+    size_t big = 17 * 1024;
+    char *h = malloc(big + 16);
+    struct gktest_resp r;
+
+    strcpy(h, "X-Big: ");
+    memset(h + 7, 'a', big);
+    strcpy(h + 7 + big, "\r\n");
+    gktest_http(gktest_srv.port, "GET", "/health?shallow", h, NULL, &r);
+    free(h);
+    expect_error(&r, 431, "headers_too_large");
+}
+END_TEST
+
+/* A header that takes one value must not come twice with two: a proxy may have read the other. */
+START_TEST(repeated_single_headers_must_agree)
+{
+    char id[64], key[64], h[512];
+    struct gktest_resp r;
+
+    new_business(id, sizeof(id), key, sizeof(key));
+    snprintf(h, sizeof(h), "business_id: %s\r\nbusiness_id: other\r\n" OPERATOR, id);
+    gktest_http(gktest_srv.port, "GET", "/config", h, NULL, &r);
+    ck_assert_str_eq(gktest_json_str(&r, "field"), "business_id");
+    expect_error(&r, 400, "invalid_header");
+    snprintf(h, sizeof(h), "business-id: %s\r\nBusiness-Id: other\r\n" OPERATOR, id);
+    gktest_http(gktest_srv.port, "GET", "/config", h, NULL, &r);
+    ck_assert_str_eq(gktest_json_str(&r, "field"), "business_id");
+    expect_error(&r, 400, "invalid_header");
+    snprintf(h, sizeof(h), "business_id: %s\r\n" OPERATOR "Authorization: Bearer %s\r\n", id, key);
+    gktest_http(gktest_srv.port, "GET", "/config", h, NULL, &r);
+    ck_assert_str_eq(gktest_json_str(&r, "field"), "Authorization");
+    expect_error(&r, 400, "invalid_header");
+    gktest_http(gktest_srv.port, "GET", "/health?shallow", "Host: elsewhere\r\n", NULL, &r);
+    ck_assert_str_eq(gktest_json_str(&r, "field"), "Host");
+    expect_error(&r, 400, "invalid_header");
+    /* The same value twice is one value. */
+    snprintf(h, sizeof(h), "business_id: %s\r\nbusiness_id: %s\r\n" OPERATOR OPERATOR, id, id);
+    gktest_http(gktest_srv.port, "GET", "/config", h, NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    gktest_resp_free(&r);
+}
+END_TEST
+
+/* libmicrohttpd parses only the first Cookie line; gate must see gk_token on the second. */
+START_TEST(cookies_from_every_cookie_line_are_seen)
+{
+    char id[64], key[64], h[512];
+    struct gktest_resp r;
+
+    new_business(id, sizeof(id), key, sizeof(key));
+    snprintf(h, sizeof(h), "business_id: %s\r\nCookie: a=b\r\nCookie: gk_token=\"forged\"; c=d\r\n", id);
+    gktest_http(gktest_srv.port, "GET", "/queue/gate", h, NULL, &r);
+    expect_error(&r, 401, "invalid_token");
+    snprintf(h, sizeof(h), "business_id: %s\r\nCookie: a=b\r\nCookie: c=d\r\n", id);
+    gktest_http(gktest_srv.port, "GET", "/queue/gate", h, NULL, &r);
+    expect_error(&r, 401, "not_ready");
+}
+END_TEST
+
+/* A proxy that appends its own X-Forwarded-For line (HAProxy) after the client's: the lines are
+ * one list, so the client is the right-most untrusted entry of all of them, never a first line
+ * the client chose. */
+START_TEST(forwarded_for_lines_are_joined_before_the_client_is_taken)
+{
+    static const char *const env[] = {"TRUSTED_PROXIES=127.0.0.1/32", NULL};
+    struct gktest_server px;
+    char biz[64], h[512];
+    struct gktest_resp r;
+    static const char *const lines[][3] = {
+        /* first line (the client's), the proxy's line, expected status */
+        {"1.2.3.4", "5.6.7.8", "200"},
+        {"9.9.9.9", "5.6.7.8", "429"},
+        {"10.1.1.1, 8.8.4.4", "5.6.7.8", "429"},
+        {"5.6.7.8", "1.2.3.4", "200"},
+    };
+
+    gktest_server_start(&px, env);
+    gktest_new_business(px.port, "{\"ip_enqueue_limit\": 1, \"ip_enqueue_limit_interval\": 60}", biz,
+                        sizeof(biz));
+    for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+        snprintf(h, sizeof(h),
+                 "business_id: %s\r\nuser_id: u%zu\r\nX-Forwarded-For: %s\r\n"
+                 "X-Forwarded-For: %s\r\n",
+                 biz, i, lines[i][0], lines[i][1]);
+        gktest_http(px.port, "POST", "/queue/enqueue", h, NULL, &r);
+        ck_assert_msg(r.status == atoi(lines[i][2]), "lines %s / %s: want %s got %d: %s", lines[i][0],
+                      lines[i][1], lines[i][2], r.status, r.body);
+        gktest_resp_free(&r);
+    }
+    gktest_server_stop(&px);
+}
+END_TEST
+
+/* Admin routes answer from an offload thread, which must wake the loop: without the wake-up, one
+ * in five waited for the loop's next timer (up to 1 s). */
+START_TEST(offloaded_answers_never_wait_for_the_timer)
+{
+    char id[64], key[64], h[512];
+    long long worst = 0;
+
+    new_business(id, sizeof(id), key, sizeof(key));
+    admin_headers(h, sizeof(h), id, key);
+    for (int i = 0; i < 200; i++) {
+        struct gktest_resp r;
+        long long t0 = gktest_ms(), took;
+
+        gktest_http(gktest_srv.port, "GET", "/config", h, NULL, &r);
+        took = gktest_ms() - t0;
+        ck_assert_int_eq(r.status, 200);
+        gktest_resp_free(&r);
+        ck_assert_msg(took <= 300LL * gktest_slowdown(), "GET /config %d took %lld ms", i, took);
+        if (took > worst)
+            worst = took;
+    }
+    fprintf(stderr, "offloaded_answers_never_wait_for_the_timer: slowest of 200 GET /config: %lld ms\n",
+            worst);
 }
 END_TEST
 
@@ -575,7 +794,7 @@ END_TEST
 /* ---- one event loop with 128 or 256 requests ready at once ---- */
 
 /* MHD 0.9.75's epoll loop stalls until the next connection timeout when exactly 128 events are
- * ready and it may block (shared/NOTES.md). Our loops never let MHD block: n connections to a
+ * ready and it may block (docs/DEVELOPMENT.md). Our loops never let MHD block: n connections to a
  * one-loop server send a request each at once, five times over, and every answer must come
  * within 5 s (CONNECTION_TIMEOUT is 30 s here, so a stall would show). */
 static void
@@ -888,6 +1107,10 @@ http_it_suite(void)
     tcase_add_test(conv, oversized_chunked_body_is_refused);
     tcase_add_test(conv, garbage_and_huge_headers_do_not_hurt);
     tcase_add_test(conv, secrets_never_reach_the_log);
+    tcase_add_test(conv, smuggling_shapes_are_400_and_close);
+    tcase_add_test(conv, nul_in_a_header_value_is_400);
+    tcase_add_test(conv, malformed_first_lines_are_json_and_close_at_once);
+    tcase_add_test(conv, oversized_head_is_431_json);
     suite_add_tcase(s, conv);
 
     tcase_add_unchecked_fixture(admin, gktest_srv_up, gktest_srv_down);
@@ -899,6 +1122,9 @@ http_it_suite(void)
     tcase_add_test(admin, config_auth);
     tcase_add_test(admin, config_update_partial_and_whole);
     tcase_add_test(admin, config_update_errors_change_nothing);
+    tcase_add_test(admin, repeated_single_headers_must_agree);
+    tcase_add_test(admin, cookies_from_every_cookie_line_are_seen);
+    tcase_add_test(admin, offloaded_answers_never_wait_for_the_timer);
     suite_add_tcase(s, admin);
 
     tcase_add_unchecked_fixture(nodes, gktest_srv_up, gktest_srv_down);
@@ -926,6 +1152,7 @@ http_it_suite(void)
     tcase_add_test(start, idle_loop_wakes_for_offloaded_answers_and_half_closed_clients);
     tcase_add_test(start, bad_environment_stops_at_start_naming_the_variable);
     tcase_add_test(start, business_ids_are_created_at_start);
+    tcase_add_test(start, forwarded_for_lines_are_joined_before_the_client_is_taken);
     suite_add_tcase(s, start);
     return s;
 }

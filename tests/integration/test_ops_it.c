@@ -17,7 +17,9 @@
 #include <json-c/json.h>
 
 #include "gk/bizconf.h"
+#include "gk/handlers.h"
 #include "gk/router.h"
+#include "gk/token.h"
 #include "integration/suites.h"
 #include "support/gktest.h"
 
@@ -605,13 +607,14 @@ recase(const char *s, bool up, char *out, size_t outlen)
 START_TEST(openapi_matches_the_route_table)
 {
     struct json_object *doc = openapi(), *paths;
+    const struct gk_routes *api = gk_handlers_routes();
     size_t documented = 0;
 
     ck_assert_int_eq(strncmp(json_object_get_string(get(doc, "openapi")), "3.0.", 4), 0);
     paths = get(doc, "paths");
     /* Every route is documented... */
-    for (size_t i = 0; i < gk_router_count(); i++) {
-        const struct gk_route *rt = gk_router_at(i);
+    for (size_t i = 0; i < api->n; i++) {
+        const struct gk_route *rt = &api->table[i];
         char m[16];
         bool found = false;
 
@@ -635,12 +638,12 @@ START_TEST(openapi_matches_the_route_table)
             documented++;
             concrete(p, path, sizeof(path));
             recase(methods[k], true, m, sizeof(m));
-            ck_assert_msg(gk_router_match(m, path, &rt, allow, sizeof(allow)) == GK_ROUTE_FOUND &&
+            ck_assert_msg(gk_router_match(api, m, path, &rt, allow, sizeof(allow)) == GK_ROUTE_FOUND &&
                               same_path(p, rt->path),
                           "%s %s is documented but not served", m, p);
         }
     }
-    ck_assert_uint_eq(documented, gk_router_count());
+    ck_assert_uint_eq(documented, api->n);
     json_object_put(doc);
 }
 END_TEST
@@ -1139,6 +1142,67 @@ START_TEST(evicting_redis_that_comes_later_stops_server_and_worker)
 }
 END_TEST
 
+static double
+verifies(const char *text, const char *result, const char *via)
+{
+    char series[128];
+
+    snprintf(series, sizeof(series), "gatekeeper_verify_total{result=\"%s\",via=\"%s\"}", result, via);
+    return series_value(text, series);
+}
+
+/* Asks verify (or gate) as a backend would; returns the HTTP status. */
+static int
+verify(const char *path, const char *biz, const char *tok)
+{
+    struct gktest_resp r;
+    char h[2048];
+    int status;
+
+    snprintf(h, sizeof(h), "business_id: %s\r\njwt: %s\r\n", biz, tok);
+    gktest_http(gktest_srv.port, "GET", path, h, NULL, &r);
+    status = r.status;
+    gktest_resp_free(&r);
+    return status;
+}
+
+START_TEST(repeated_verifies_are_logged_once_a_minute_but_all_counted)
+{
+    char biz[64], h[256], tok[GK_TOKEN_BUF], *before, *after;
+    struct gktest_resp r;
+
+    gktest_new_business(gktest_srv.port, "{}", biz, sizeof(biz));
+    snprintf(h, sizeof(h), "business_id: %s\r\nuser_id: v1\r\n", biz);
+    gktest_http(gktest_srv.port, "POST", "/queue/enqueue", h, NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    snprintf(tok, sizeof(tok), "%s", gktest_json_str(&r, "jwt"));
+    gktest_resp_free(&r);
+    before = scrape();
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(verify("/queue/verify", biz, tok), 200);
+    ck_assert_int_eq(gktest_stream_events(biz, "verify"), 1);
+    gktest_redis(
+        "EVAL \"redis.call('ZREM', KEYS[1], 'v1') redis.call('ZADD', KEYS[2], 9999999999999, 'v1')\" "
+        "2 'gk:{%s}:wait' 'gk:{%s}:ready'",
+        biz, biz);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(verify("/queue/verify", biz, tok), 200);
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(verify("/queue/gate", biz, tok), 204);
+    ck_assert_int_eq(gktest_stream_events(biz, "verify"), 2); /* the change to ready, once */
+    /* A minute later (the seen key gone) the same answer is recorded again. */
+    gktest_redis("DEL 'gk:{%s}:seen:v1'", biz);
+    ck_assert_int_eq(verify("/queue/gate", biz, tok), 204);
+    ck_assert_int_eq(gktest_stream_events(biz, "verify"), 3);
+    after = scrape();
+    ck_assert_double_eq(verifies(after, "not_ready", "verify") - verifies(before, "not_ready", "verify"), 4);
+    ck_assert_double_eq(verifies(after, "ready", "verify") - verifies(before, "ready", "verify"), 3);
+    ck_assert_double_eq(verifies(after, "ready", "gate") - verifies(before, "ready", "gate"), 3);
+    free(before);
+    free(after);
+}
+END_TEST
+
 Suite *
 ops_it_suite(void)
 {
@@ -1157,6 +1221,7 @@ ops_it_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, metrics_count_requests_rejections_and_queues);
     tcase_add_test(tc, metrics_show_worker_ticks_and_admissions);
+    tcase_add_test(tc, repeated_verifies_are_logged_once_a_minute_but_all_counted);
     tcase_add_test(tc, openapi_matches_the_route_table);
     tcase_add_test(tc, every_documented_operation_answers);
     tcase_add_test(tc, openapi_is_consistent_and_embedded_verbatim);

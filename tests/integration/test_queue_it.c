@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * test_queue_it.c -- the queue endpoints against the built server and real Redis: every answer
- * of API.md's queue section, exact positions (also under 32 concurrent clients), tokens (expired,
+ * of docs/API.md's queue section, exact positions (also under 32 concurrent clients), tokens (expired,
  * forged, truncated, alg none, other business, rotated secret), rate limits with Retry-After,
  * X-Forwarded-For trust, and a Redis outage with recovery.
  */
@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 #include <json-c/json.h>
+
+#include <hiredis/hiredis.h>
 
 #include "gk/store.h"
 #include "gk/token.h"
@@ -109,6 +111,17 @@ sign(const struct gk_claims *c, const char *secret, char *out)
 
     ck_assert_int_eq(gk_token_issue(k, c, out, GK_TOKEN_BUF), GK_OK);
     gk_token_keys_free(k);
+}
+
+/* How tok verifies with secret alone, at now_s; its claims go to *c. */
+static enum gk_token_status
+verify_with(const char *secret, const char *tok, long long now_s, struct gk_claims *c)
+{
+    struct gk_token_keys *k = gk_token_keys_new(secret, NULL);
+    enum gk_token_status st = gk_token_verify(k, tok, now_s, c);
+
+    gk_token_keys_free(k);
+    return st;
 }
 
 START_TEST(enqueue_then_duplicate)
@@ -454,8 +467,107 @@ START_TEST(rotated_secret_is_still_accepted)
     gktest_http(rotated.port, "GET", "/queue/status", h, NULL, &r);
     ck_assert_int_eq(r.status, 200);
     ck_assert_str_eq(gktest_json_str(&r, "state"), "waiting");
+    /* Young as it is, it comes back signed with the current secret: rotation completes as
+     * visitors poll. */
+    ck_assert_str_ne(gktest_json_str(&r, "jwt_token"), tok);
+    ck_assert_int_eq(verify_with(GKTEST_JWT_SECRET, gktest_json_str(&r, "jwt_token"), c.iat, &c),
+                     GK_TOKEN_VALID);
+    ck_assert_int_eq(verify_with(old_secret, gktest_json_str(&r, "jwt_token"), c.iat, &c), GK_TOKEN_INVALID);
+    gktest_resp_free(&r);
+    /* A young token of the current secret still comes back as it was. */
+    join(biz, "frank2", tok);
+    snprintf(h, sizeof(h), "business_id: %s\r\njwt: %s\r\n", biz, tok);
+    gktest_http(rotated.port, "GET", "/queue/status", h, NULL, &r);
+    ck_assert_str_eq(gktest_json_str(&r, "jwt_token"), tok);
     gktest_resp_free(&r);
     gktest_server_stop(&rotated);
+}
+END_TEST
+
+START_TEST(cross_site_changes_need_an_allowed_origin)
+{
+    char biz[64], tok[GK_TOKEN_BUF], h[2048];
+    struct gktest_resp r;
+    /* extra headers of an enqueue -> the status it must get */
+    static const struct {
+        const char *headers;
+        int status;
+    } cases[] = {
+        {"Origin: https://evil.example\r\n", 403},
+        {"Origin: https://shop.example\r\n", 200},
+        {"", 200}, /* a server: no Origin */
+        /* The waiting room on the site it calls: the browser says so, or (older browsers) its
+         * Origin names the Host (the test client sends Host: 127.0.0.1). */
+        {"Origin: https://queue.example\r\nSec-Fetch-Site: same-origin\r\n", 200},
+        {"Origin: http://127.0.0.1\r\n", 200},
+        {"Origin: http://127.0.0.1\r\nSec-Fetch-Site: cross-site\r\n", 403},
+        {"Origin: null\r\n", 403},
+    };
+    char user[16];
+
+    business(biz, sizeof(biz), "{\"allowed_origins\": [\"https://shop.example\"]}");
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        snprintf(user, sizeof(user), "o%zu", i);
+        enqueue(gktest_srv.port, biz, user, cases[i].headers, &r);
+        ck_assert_msg(r.status == cases[i].status, "case %zu: %d %s", i, r.status, r.body);
+        if (r.status == 403)
+            ck_assert_str_eq(gktest_json_str(&r, "error"), "origin_not_allowed");
+        gktest_resp_free(&r);
+    }
+    /* A refused enqueue queued nobody: o0 is new when it comes from the allowed origin. */
+    enqueue(gktest_srv.port, biz, "o0", "Origin: https://shop.example\r\n", &r);
+    ck_assert_str_eq(gktest_json_str(&r, "message"), "User enqueued successfully.");
+    snprintf(tok, sizeof(tok), "%s", gktest_json_str(&r, "jwt"));
+    gktest_resp_free(&r);
+    snprintf(h, sizeof(h), "business_id: %s\r\njwt: %s\r\nOrigin: https://evil.example\r\n", biz, tok);
+    gktest_http(gktest_srv.port, "DELETE", "/queue/leave", h, NULL, &r);
+    ck_assert_int_eq(r.status, 403);
+    ck_assert_str_eq(gktest_json_str(&r, "error"), "origin_not_allowed");
+    gktest_resp_free(&r);
+    /* Reading is not a change: status answers any origin (a browser just cannot read it). */
+    gktest_http(gktest_srv.port, "GET", "/queue/status", h, NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(gktest_json_str(&r, "state"), "waiting");
+    gktest_resp_free(&r);
+    snprintf(h, sizeof(h), "business_id: %s\r\njwt: %s\r\nOrigin: https://shop.example\r\n", biz, tok);
+    gktest_http(gktest_srv.port, "DELETE", "/queue/leave", h, NULL, &r);
+    ck_assert_str_eq(gktest_json_str(&r, "status"), "left");
+    gktest_resp_free(&r);
+    /* "*" lets every origin in; an empty list no other site. */
+    business(biz, sizeof(biz), "{\"allowed_origins\": [\"*\"]}");
+    enqueue(gktest_srv.port, biz, "o9", "Origin: https://evil.example\r\n", &r);
+    ck_assert_int_eq(r.status, 200);
+    gktest_resp_free(&r);
+    business(biz, sizeof(biz), "{\"allowed_origins\": []}");
+    enqueue(gktest_srv.port, biz, "o9", "Origin: https://evil.example\r\n", &r);
+    ck_assert_int_eq(r.status, 403);
+    gktest_resp_free(&r);
+}
+END_TEST
+
+START_TEST(poll_after_is_at_most_a_third_of_abandon_after)
+{
+    char biz[64], tok[GK_TOKEN_BUF];
+    struct gktest_resp r;
+
+    /* One admission an hour: far back, the advice would be the 15 s maximum. */
+    business(biz, sizeof(biz),
+             "{\"abandon_after_seconds\": 30, \"admission_limit\": 1, \"admission_frequency\": 3600}");
+    join(biz, "w1", tok);
+    enqueue(gktest_srv.port, biz, "w2", NULL, &r);
+    ck_assert_int_le(gktest_json_int(&r, "poll_after_ms"), 10000);
+    gktest_resp_free(&r);
+    call("GET", "/queue/status", biz, tok, &r);
+    ck_assert_int_le(gktest_json_int(&r, "poll_after_ms"), 10000);
+    ck_assert_int_ge(gktest_json_int(&r, "poll_after_ms"), 1000);
+    gktest_resp_free(&r);
+    /* It wins over a status rate limit that allows one poll a minute. */
+    business(biz, sizeof(biz),
+             "{\"abandon_after_seconds\": 30, \"ip_status_polling_limit\": 1, "
+             "\"ip_status_polling_limit_interval\": 60}");
+    enqueue(gktest_srv.port, biz, "w3", NULL, &r);
+    ck_assert_int_eq(gktest_json_int(&r, "poll_after_ms"), 10000);
+    gktest_resp_free(&r);
 }
 END_TEST
 
@@ -528,6 +640,52 @@ START_TEST(rate_limits_at_their_boundaries)
 }
 END_TEST
 
+/* Retry-After of a 429 answer, in seconds; frees r. */
+static int
+refused_for(struct gktest_resp *r)
+{
+    char retry[16];
+    int s;
+
+    ck_assert_msg(r->status == 429, "want 429, got %d %s", r->status, r->body);
+    ck_assert_str_eq(gktest_json_str(r, "error"), "rate_limited");
+    ck_assert_ptr_nonnull(gktest_header(r, "Retry-After", retry, sizeof(retry)));
+    s = atoi(retry);
+    gktest_resp_free(r);
+    return s;
+}
+
+START_TEST(verify_gate_finish_and_leave_have_their_own_limits)
+{
+    char biz[64], tok[GK_TOKEN_BUF];
+    struct gktest_resp r;
+
+    business(biz, sizeof(biz),
+             "{\"ip_verify_limit\": 2, \"ip_verify_limit_interval\": 60, \"ip_finish_limit\": 1, "
+             "\"ip_finish_limit_interval\": 30}");
+    join(biz, "lim", tok);
+    call("GET", "/queue/verify", biz, tok, &r);
+    ck_assert_int_eq(r.status, 200);
+    gktest_resp_free(&r);
+    call("GET", "/queue/gate", biz, tok, &r);
+    ck_assert_int_eq(r.status, 401); /* not admitted yet, but it counts */
+    gktest_resp_free(&r);
+    /* Verify and gate share one budget of 2 per 60 s: one more per 30 s. */
+    call("GET", "/queue/verify", biz, tok, &r);
+    ck_assert_int_le(refused_for(&r), 30);
+    call("GET", "/queue/gate", biz, tok, &r);
+    ck_assert_int_ge(refused_for(&r), 1);
+    /* Finish and leave share theirs; enqueue and status keep their own. */
+    call("DELETE", "/queue/finish", biz, tok, &r);
+    ck_assert_int_eq(r.status, 200);
+    gktest_resp_free(&r);
+    call("DELETE", "/queue/leave", biz, tok, &r);
+    ck_assert_int_le(refused_for(&r), 30);
+    ck_assert_int_eq(position_of(biz, tok), 1); /* the refused leave changed nothing */
+    ck_assert_int_eq(gktest_redis_int("HGET 'gk:{%s}:stats' rate_limited_total", biz), 3);
+}
+END_TEST
+
 START_TEST(trusted_proxy_forwarded_for_is_honoured)
 {
     const char *extra[] = {"TRUSTED_PROXIES=127.0.0.0/8", NULL};
@@ -549,6 +707,236 @@ START_TEST(trusted_proxy_forwarded_for_is_honoured)
     ck_assert_int_eq(r.status, 429);
     gktest_resp_free(&r);
     gktest_server_stop(&proxied);
+}
+END_TEST
+
+/* ---- the ready window, on the test clock ---- */
+
+/* Moves user from waiting to ready for ttl_ms by the business's (test) clock, as a tick would;
+ * returns the ready-until time in ms. */
+static long long
+admit_for(const char *biz, const char *user, long long ttl_ms)
+{
+    return gktest_redis_int(
+        "EVAL \"local t = redis.call('TIME') local u = t[1] * 1000 + math.floor(t[2] / 1000) "
+        "+ (tonumber(redis.call('GET', KEYS[3])) or 0) + ARGV[2] "
+        "redis.call('ZREM', KEYS[1], ARGV[1]) redis.call('ZADD', KEYS[2], u, ARGV[1]) "
+        "return u\" 3 'gk:{%s}:wait' 'gk:{%s}:ready' 'gk:{%s}:clock' %s %lld",
+        biz, biz, biz, user, ttl_ms);
+}
+
+/* verify and gate agree that tok's user is (not) admitted. */
+static void
+expect_admitted(const char *biz, const char *tok, bool want)
+{
+    struct gktest_resp r;
+
+    call("GET", "/queue/verify", biz, tok, &r);
+    ck_assert_msg(r.status == 200, "verify: %d %s", r.status, r.body);
+    ck_assert(flag(&r, "ready") == want);
+    gktest_resp_free(&r);
+    call("GET", "/queue/gate", biz, tok, &r);
+    ck_assert_int_eq(r.status, want ? 204 : 401);
+    gktest_resp_free(&r);
+}
+
+START_TEST(ready_token_lasts_the_ready_window)
+{
+    char biz[64], tok[GK_TOKEN_BUF], ready[GK_TOKEN_BUF], late[GK_TOKEN_BUF];
+    struct gk_claims c;
+    struct gktest_resp r;
+    long long until;
+
+    business(biz, sizeof(biz), "{\"jwt_expiry_seconds\": 60, \"ready_ttl_seconds\": 120}");
+    join(biz, "rita", tok);
+    until = admit_for(biz, "rita", 120000);
+    /* The token from enqueue is young, but ends before the ready time: status renews it once, to
+     * cover the ready time and the clock skew; after that it comes back as it is. */
+    call("GET", "/queue/status", biz, tok, &r);
+    ck_assert_str_eq(gktest_json_str(&r, "state"), "ready");
+    snprintf(ready, sizeof(ready), "%s", gktest_json_str(&r, "jwt_token"));
+    gktest_resp_free(&r);
+    ck_assert_int_eq(verify_with(GKTEST_JWT_SECRET, ready, gktest_unix_s(), &c), GK_TOKEN_VALID);
+    ck_assert_int_ge(c.exp, (until + 999) / 1000 + 30);
+    call("GET", "/queue/status", biz, ready, &r);
+    ck_assert_str_eq(gktest_json_str(&r, "jwt_token"), ready);
+    gktest_resp_free(&r);
+    /* 119 s into the ready time by Redis's clock, and past jwt_expiry_seconds by the token's own
+     * claims (the same, issued 90 s earlier): gate and verify let the visitor in. */
+    gktest_redis("INCRBY 'gk:{%s}:clock' 119000", biz);
+    c.iat -= 90;
+    sign(&c, GKTEST_JWT_SECRET, late);
+    expect_admitted(biz, late, true);
+    expect_admitted(biz, ready, true);
+    /* The ready time is over: the gate refuses the same token, and joining again queues the
+     * visitor anew, with a token (no "already ready" without one). */
+    gktest_redis("INCRBY 'gk:{%s}:clock' 2000", biz);
+    expect_admitted(biz, ready, false);
+    enqueue(gktest_srv.port, biz, "rita", NULL, &r);
+    ck_assert_str_eq(gktest_json_str(&r, "message"), "User enqueued successfully.");
+    ck_assert_int_eq(gktest_json_int(&r, "position"), 1);
+    ck_assert_int_gt(strlen(gktest_json_str(&r, "jwt")), 20);
+    gktest_resp_free(&r);
+    /* A passthrough admission's token covers the ready time from the start. */
+    business(
+        biz, sizeof(biz),
+        "{\"queueing_method\": \"passthrough\", \"jwt_expiry_seconds\": 60, \"ready_ttl_seconds\": 3600}");
+    enqueue(gktest_srv.port, biz, "paul", NULL, &r);
+    ck_assert(flag(&r, "ready"));
+    ck_assert_int_eq(verify_with(GKTEST_JWT_SECRET, gktest_json_str(&r, "jwt"), gktest_unix_s(), &c),
+                     GK_TOKEN_VALID);
+    gktest_resp_free(&r);
+    until = gktest_redis_int("ZSCORE 'gk:{%s}:ready' paul", biz);
+    ck_assert_int_gt(until, 0);
+    ck_assert_int_ge(c.exp, (until + 999) / 1000 + 30);
+}
+END_TEST
+
+/* ---- the rate limiter itself, gk_rate_limit in common.lua, at a fixed time ---- */
+
+/* n calls at now on key: how many were allowed, the last wait and how many refusals were their
+ * interval's first (the ones the activity log records). */
+static const char limiter_body[] =
+    "local now, limit, interval = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+    "local allowed, wait, firsts = 0, 0, 0\n"
+    "for i = 1, tonumber(ARGV[4]) do\n"
+    "  local w, first = gk_rate_limit(KEYS[1], now, limit, interval)\n"
+    "  if w == 0 then allowed = allowed + 1 else wait = w end\n"
+    "  if first then firsts = firsts + 1 end\n"
+    "end\n"
+    "return {allowed, wait, firsts}\n";
+
+struct burst {
+    long long allowed, wait, firsts;
+};
+
+static struct burst
+limiter(const char *key, long long now, long long limit, long long interval_ms, long long n)
+{
+    char *script = gktest_lua(NULL, limiter_body);
+    char a[4][24];
+    const char *argv[] = {key, a[0], a[1], a[2], a[3]};
+    struct redisReply *r;
+    struct burst b;
+
+    snprintf(a[0], sizeof(a[0]), "%lld", now);
+    snprintf(a[1], sizeof(a[1]), "%lld", limit);
+    snprintf(a[2], sizeof(a[2]), "%lld", interval_ms);
+    snprintf(a[3], sizeof(a[3]), "%lld", n);
+    r = gktest_eval(script, 1, argv, 5);
+    ck_assert(r->type == REDIS_REPLY_ARRAY && r->elements == 3);
+    b = (struct burst){r->element[0]->integer, r->element[1]->integer, r->element[2]->integer};
+    freeReplyObject(r);
+    free(script);
+    return b;
+}
+
+#define T0 1700000000000LL
+
+/* A burst of limit + 1, then exactly limit / 1000 more per ms (limit per s): the old limiter's
+ * whole-microsecond emission interval let 700,000/s through at 1,000,000/s. */
+static void
+burst_then_refill(const char *key, long long limit)
+{
+    struct burst b = limiter(key, T0, limit, 1000, limit + 1);
+
+    ck_assert_int_eq(b.allowed, limit);
+    ck_assert_int_eq(b.wait, 1);
+    ck_assert_int_eq(b.firsts, 1);
+    b = limiter(key, T0 + 1, limit, 1000, 2000);
+    ck_assert_int_eq(b.allowed, limit / 1000);
+    ck_assert_int_eq(b.firsts, 0); /* the same interval: recorded once */
+    b = limiter(key, T0 + 11, limit, 1000, 20000);
+    ck_assert_int_eq(b.allowed, limit / 100); /* 10 ms later */
+    b = limiter(key, T0 + 1011, limit, 1000, limit + 1);
+    ck_assert_int_eq(b.allowed, limit); /* a whole interval refills the whole burst */
+    ck_assert_int_eq(b.firsts, 1);      /* and a new interval is recorded again */
+}
+
+START_TEST(limiter_exact_at_the_highest_limits)
+{
+    char key[64];
+    struct burst b;
+
+    gktest_unique_id("gk:{rl}:a", key, sizeof(key));
+    burst_then_refill(key, 700000);
+    gktest_unique_id("gk:{rl}:b", key, sizeof(key));
+    burst_then_refill(key, 1000000);
+    gktest_unique_id("gk:{rl}:c", key, sizeof(key));
+    b = limiter(key, T0, 999999, 1000, 1000000);
+    ck_assert_int_eq(b.allowed, 999999);
+    b = limiter(key, T0 + 1, 999999, 1000, 2000);
+    ck_assert_int_eq(b.allowed, 999); /* 999.999 requests' worth of refill */
+    b = limiter(key, T0 + 1001, 999999, 1000, 1000000);
+    ck_assert_int_eq(b.allowed, 999999);
+}
+END_TEST
+
+START_TEST(limiter_exact_at_the_slowest_and_waits)
+{
+    char key[64];
+    struct burst b;
+
+    gktest_unique_id("gk:{rl}:d", key, sizeof(key));
+    b = limiter(key, T0, 1, 86400000, 3);
+    ck_assert_int_eq(b.allowed, 1);
+    ck_assert_int_eq(b.wait, 86400000);
+    b = limiter(key, T0 + 86399999, 1, 86400000, 1);
+    ck_assert_int_eq(b.allowed, 0);
+    ck_assert_int_eq(b.wait, 1);
+    b = limiter(key, T0 + 86400000, 1, 86400000, 2);
+    ck_assert_int_eq(b.allowed, 1);
+    /* 3 per 60 s: one request per 20 s once the burst is spent. */
+    gktest_unique_id("gk:{rl}:e", key, sizeof(key));
+    b = limiter(key, T0, 3, 60000, 4);
+    ck_assert_int_eq(b.allowed, 3);
+    ck_assert_int_eq(b.wait, 20000);
+    b = limiter(key, T0 + 19999, 3, 60000, 1);
+    ck_assert_int_eq(b.wait, 1);
+    b = limiter(key, T0 + 20000, 3, 60000, 2);
+    ck_assert_int_eq(b.allowed, 1);
+    ck_assert_int_eq(b.wait, 20000);
+    /* The key lives no longer than its debt takes to drain (and the refusal's interval). */
+    ck_assert_int_le(gktest_redis_int("PTTL '%s'", key), 60000);
+    ck_assert_int_gt(gktest_redis_int("PTTL '%s'", key), 0);
+}
+END_TEST
+
+/* enqueue_many, the batched join, for passthrough under a cap of 2: four users in one call. */
+START_TEST(passthrough_batch_admits_under_the_cap)
+{
+    char *script = gktest_lua("enqueue_many", NULL);
+    char biz[64], k[11][96];
+    const char *argv[11 + 9 + 8];
+    static const char *const args[] = {"100",     "60000", "0",       "1",  "600000",  "0",
+                                       "1000",    "2",     "0",       "q0", "1.2.3.4", "q1",
+                                       "1.2.3.4", "q2",    "1.2.3.4", "q3", "1.2.3.4"};
+    static const char *const suffixes[] = {"seq",   "wait", "ready", "hb",   "stats", "events",
+                                           "clock", "rl:0", "rl:1",  "rl:2", "rl:3"};
+    struct redisReply *r;
+
+    gktest_unique_id("pt", biz, sizeof(biz));
+    for (int i = 0; i < 11; i++) {
+        snprintf(k[i], sizeof(k[i]), "gk:{%s}:%s", biz, suffixes[i]);
+        argv[i] = k[i];
+    }
+    for (size_t i = 0; i < sizeof(args) / sizeof(args[0]); i++)
+        argv[11 + i] = args[i];
+    r = gktest_eval(script, 11, argv, 11 + (int)(sizeof(args) / sizeof(args[0])));
+    ck_assert(r->type == REDIS_REPLY_ARRAY && r->elements == 4);
+    for (int i = 0; i < 4; i++) {
+        const struct redisReply *e = r->element[i];
+
+        ck_assert(e->type == REDIS_REPLY_ARRAY && e->elements >= 2);
+        ck_assert_str_eq(e->element[0]->str, i < 2 ? "admitted" : "new");
+        if (i >= 2)
+            ck_assert_int_eq(e->element[1]->integer, i - 1); /* its place in line */
+    }
+    freeReplyObject(r);
+    free(script);
+    ck_assert_int_eq(gktest_redis_int("HGET 'gk:{%s}:stats' admitted_total", biz), 2);
+    ck_assert_int_gt(gktest_redis_int("HGET 'gk:{%s}:stats' last_admission_at", biz), 0);
+    ck_assert_int_eq(gktest_redis_int("ZCARD 'gk:{%s}:wait'", biz), 2);
 }
 END_TEST
 
@@ -772,6 +1160,8 @@ queue_it_suite(void)
     TCase *api = tcase_create("api");
     TCase *load = tcase_create("concurrency");
     TCase *outage = tcase_create("redis_outage");
+    TCase *window = tcase_create("ready_window");
+    TCase *scripts_tc = tcase_create("scripts");
 
     tcase_add_unchecked_fixture(api, gktest_srv_up, gktest_srv_down);
     tcase_set_timeout(api, 30);
@@ -783,10 +1173,18 @@ queue_it_suite(void)
     tcase_add_test(api, verify_finish_gate_and_no_replay);
     tcase_add_test(api, tokens_expired_forged_and_foreign);
     tcase_add_test(api, rotated_secret_is_still_accepted);
+    tcase_add_test(api, cross_site_changes_need_an_allowed_origin);
+    tcase_add_test(api, poll_after_is_at_most_a_third_of_abandon_after);
     tcase_add_test(api, passthrough_reject_and_full);
     tcase_add_test(api, rate_limits_at_their_boundaries);
     tcase_add_test(api, trusted_proxy_forwarded_for_is_honoured);
+    tcase_add_test(api, verify_gate_finish_and_leave_have_their_own_limits);
     suite_add_tcase(s, api);
+
+    tcase_add_unchecked_fixture(window, gktest_srv_up_test_clock, gktest_srv_down);
+    tcase_set_timeout(window, 30);
+    tcase_add_test(window, ready_token_lasts_the_ready_window);
+    suite_add_tcase(s, window);
 
     tcase_add_unchecked_fixture(load, gktest_srv_up, gktest_srv_down);
     tcase_set_timeout(load, 120);
@@ -800,5 +1198,11 @@ queue_it_suite(void)
     tcase_add_test(outage, redis_down_is_503_fast_and_recovers_alone);
     tcase_add_test(outage, hung_redis_is_503_within_3s_and_recovers);
     suite_add_tcase(s, outage);
+
+    tcase_set_timeout(scripts_tc, 60);
+    tcase_add_test(scripts_tc, limiter_exact_at_the_highest_limits);
+    tcase_add_test(scripts_tc, limiter_exact_at_the_slowest_and_waits);
+    tcase_add_test(scripts_tc, passthrough_batch_admits_under_the_cap);
+    suite_add_tcase(s, scripts_tc);
     return s;
 }

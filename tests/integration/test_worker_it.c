@@ -2,10 +2,11 @@
 /*
  * test_worker_it.c -- the admission worker binary against real Redis and PostgreSQL: exact
  * admission counts with 1 and 4 workers, the max_active_users cap refilled by finish and leave,
- * ready expiry, abandonment, random admission, SIGKILL during 100,000 admissions, and config
- * changes picked up without restart. Time moves through the test clock (GK_TEST_CLOCK), so no
- * test sleeps through a TTL. A business whose row an operator deletes leaves both nodes' and the
- * worker's caches, by its notification or, when that was lost, by the reload on reconnect.
+ * ready expiry, abandonment (also turned off and on), random admission, SIGKILL during 100,000
+ * admissions, and config changes picked up without restart. Time moves through the test clock
+ * (GK_TEST_CLOCK), so no test sleeps through a TTL. A business whose row an operator deletes
+ * leaves both nodes' and the worker's caches, by its notification or, when that was lost, by the
+ * reload on reconnect.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -151,6 +152,64 @@ START_TEST(cap_is_refilled_by_finish_and_leave)
 }
 END_TEST
 
+/* A passthrough enqueue: ready at once (position null) or queued at `position` (1-based), with a
+ * token either way, copied into tok. Returns the position, 0 when admitted. */
+static long long
+enqueue_passthrough(const char *biz, const char *user, char *tok)
+{
+    struct gktest_resp r;
+    struct json_object *ready, *pos;
+    char h[256];
+    long long at;
+
+    snprintf(h, sizeof(h), "business_id: %s\r\nuser_id: %s\r\n", biz, user);
+    gktest_http(gktest_srv.port, "POST", "/queue/enqueue", h, NULL, &r);
+    ck_assert_msg(r.status == 200, "enqueue %s: %d %s", user, r.status, r.body);
+    ck_assert(json_object_object_get_ex(r.json, "ready", &ready));
+    ck_assert(json_object_object_get_ex(r.json, "position", &pos));
+    at = json_object_get_boolean(ready) ? 0 : json_object_get_int64(pos);
+    ck_assert(at == 0 ? pos == NULL : at > 0);
+    snprintf(tok, GK_TOKEN_BUF, "%s", gktest_json_str(&r, "jwt"));
+    ck_assert(tok[0] != '\0');
+    gktest_resp_free(&r);
+    return at;
+}
+
+START_TEST(passthrough_admits_under_the_cap_and_queues_the_rest)
+{
+    struct gktest_server w;
+    char biz[64], tok[5][GK_TOKEN_BUF], user[16];
+
+    gktest_new_business(gktest_srv.port,
+                        "{\"queueing_method\": \"passthrough\", \"max_active_users\": 2, "
+                        "\"admission_limit\": 1, \"admission_frequency\": 60, \"ready_ttl_seconds\": 3600}",
+                        biz, sizeof(biz));
+    for (int i = 0; i < 5; i++) {
+        snprintf(user, sizeof(user), "p%d", i);
+        ck_assert_int_eq(enqueue_passthrough(biz, user, tok[i]), i < 2 ? 0 : i - 1);
+    }
+    ck_assert_int_eq(card(biz, "ready"), 2);
+    ck_assert_int_eq(stats_field(biz, "admitted_total"), 2);
+    ck_assert_int_gt(stats_field(biz, "last_admission_at"), 0);
+    /* A slot freed while others wait goes to the line, not to whoever asks next. */
+    ck_assert_int_eq(call("DELETE", "/queue/finish", biz, tok[0]), 200);
+    ck_assert_int_eq(enqueue_passthrough(biz, "p5", tok[0]), 4);
+    gktest_worker_start(&w, test_clock);
+    gktest_wait_ticks(biz, 1);
+    ck_assert_int_eq(card(biz, "ready"), 2);
+    ck_assert_int_gt(gktest_redis_int("ZSCORE 'gk:{%s}:ready' p2", biz), 0);
+    ck_assert_int_eq(gktest_redis_int("ZRANK 'gk:{%s}:wait' p3", biz), 0);
+    ck_assert_int_eq(call("DELETE", "/queue/leave", biz, tok[1]), 200);
+    ck_assert_int_eq(call("DELETE", "/queue/finish", biz, tok[2]), 200);
+    advance(biz, MINUTE);
+    gktest_wait_ticks(biz, 2);
+    ck_assert_int_eq(card(biz, "ready"), 2); /* both free slots in one tick: no admission_limit */
+    ck_assert_int_eq(card(biz, "wait"), 1);
+    ck_assert_int_eq(stats_field(biz, "admitted_total"), 5);
+    gktest_server_stop(&w);
+}
+END_TEST
+
 START_TEST(ready_time_runs_out)
 {
     struct gktest_server w;
@@ -202,6 +261,67 @@ START_TEST(abandoned_users_are_evicted_before_admission)
     ck_assert_int_eq(stats_field(biz, "evicted_total"), 2);
     ck_assert_int_eq(card(biz, "wait"), 1);
     ck_assert_int_eq(gktest_redis_int("ZRANK 'gk:{%s}:wait' polls", biz), 0);
+    gktest_server_stop(&w);
+}
+END_TEST
+
+static void
+set_config(const char *biz, const char *patch)
+{
+    struct gktest_resp r;
+    char h[256];
+
+    snprintf(h, sizeof(h), "business_id: %s\r\nAuthorization: Bearer " GKTEST_ADMIN_TOKEN "\r\n", biz);
+    gktest_http(gktest_srv.port, "POST", "/config", h, patch, &r);
+    ck_assert_msg(r.status == 200, "config %s: %d %s", patch, r.status, r.body);
+    gktest_resp_free(&r);
+    gktest_sleep_ms(1500); /* the server and the worker pick it up within 2 s */
+}
+
+/* Polls as "poller", then moves the clock on by one tick (20 s, inside the 30 s window). */
+static void
+poll_then_tick(const char *biz, const char *tok, long long *ticks)
+{
+    ck_assert_int_eq(call("GET", "/queue/status", biz, tok), 200);
+    advance(biz, 20000);
+    gktest_wait_ticks(biz, ++*ticks);
+}
+
+START_TEST(enabling_abandonment_evicts_only_who_stopped_polling)
+{
+    struct gktest_server w;
+    char biz[64], tok[3][GK_TOKEN_BUF];
+    const char *users[] = {"front", "poller", "quiet"};
+    long long ticks = 1;
+
+    gktest_new_business(gktest_srv.port,
+                        "{\"admission_limit\": 1, \"admission_frequency\": 20, \"max_active_users\": 1, "
+                        "\"abandon_after_seconds\": 30, \"ready_ttl_seconds\": 3600}",
+                        biz, sizeof(biz));
+    for (int i = 0; i < 3; i++)
+        enqueue(biz, users[i], tok[i]);
+    gktest_worker_start(&w, test_clock);
+    gktest_wait_ticks(biz, ticks); /* "front" takes the only slot; the others wait */
+    set_config(biz, "{\"abandon_after_seconds\": 0}");
+    /* Half an hour with abandonment off: the poller keeps polling, nothing records it. */
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(call("GET", "/queue/status", biz, tok[1]), 200);
+        advance(biz, 600000);
+        gktest_wait_ticks(biz, ++ticks);
+    }
+    ck_assert_int_eq(call("GET", "/queue/status", biz, tok[1]), 200);
+    set_config(biz, "{\"abandon_after_seconds\": 30}");
+    advance(biz, 20000);
+    gktest_wait_ticks(biz, ++ticks);
+    /* The poller polled 20 s ago, the quiet one gets a full window from now: nobody goes. */
+    ck_assert_int_eq(stats_field(biz, "evicted_total"), 0);
+    ck_assert_int_eq(card(biz, "wait"), 2);
+    poll_then_tick(biz, tok[1], &ticks); /* the quiet one is 20 s into its window */
+    ck_assert_int_eq(stats_field(biz, "evicted_total"), 0);
+    poll_then_tick(biz, tok[1], &ticks); /* 40 s: gone */
+    ck_assert_int_eq(stats_field(biz, "evicted_total"), 1);
+    ck_assert_int_eq(card(biz, "wait"), 1);
+    ck_assert_int_eq(gktest_redis_int("ZRANK 'gk:{%s}:wait' poller", biz), 0);
     gktest_server_stop(&w);
 }
 END_TEST
@@ -281,8 +401,7 @@ END_TEST
 START_TEST(admission_limit_change_is_picked_up_without_restart)
 {
     struct gktest_server w;
-    char biz[64], h[256];
-    struct gktest_resp r;
+    char biz[64];
 
     gktest_new_business(gktest_srv.port,
                         "{\"admission_limit\": 5, \"admission_frequency\": 60, \"ready_ttl_seconds\": 3600}",
@@ -291,11 +410,7 @@ START_TEST(admission_limit_change_is_picked_up_without_restart)
     gktest_worker_start(&w, test_clock);
     gktest_wait_ticks(biz, 1);
     ck_assert_int_eq(card(biz, "ready"), 5);
-    snprintf(h, sizeof(h), "business_id: %s\r\nAuthorization: Bearer " GKTEST_ADMIN_TOKEN "\r\n", biz);
-    gktest_http(gktest_srv.port, "POST", "/config", h, "{\"admission_limit\": 20}", &r);
-    ck_assert_int_eq(r.status, 200);
-    gktest_resp_free(&r);
-    gktest_sleep_ms(1500); /* inside the 2 s promise */
+    set_config(biz, "{\"admission_limit\": 20}"); /* waits 1.5 s, inside the 2 s promise */
     advance(biz, MINUTE);
     gktest_wait_ticks(biz, 2);
     ck_assert_int_eq(card(biz, "ready"), 25);
@@ -436,8 +551,10 @@ worker_it_suite(void)
     tcase_add_test(tc, exact_admissions_one_worker);
     tcase_add_test(tc, exact_admissions_four_workers);
     tcase_add_test(tc, cap_is_refilled_by_finish_and_leave);
+    tcase_add_test(tc, passthrough_admits_under_the_cap_and_queues_the_rest);
     tcase_add_test(tc, ready_time_runs_out);
     tcase_add_test(tc, abandoned_users_are_evicted_before_admission);
+    tcase_add_test(tc, enabling_abandonment_evicts_only_who_stopped_polling);
     tcase_add_test(tc, random_admits_waiting_users_once_across_the_queue);
     tcase_add_test(tc, sigkill_during_100k_admissions_loses_and_duplicates_nothing);
     tcase_add_test(tc, admission_limit_change_is_picked_up_without_restart);

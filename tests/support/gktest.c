@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <hiredis/hiredis.h>
+
 static const char *const required_env[] = {"GK_TEST_REDIS_URL", "GK_TEST_DATABASE_URL", "GK_TEST_BUILD",
                                            "GK_TEST_TMP",       "GK_TEST_PGCTL",        "GK_TEST_REDISCTL"};
 
@@ -130,6 +132,16 @@ gktest_redis_int(const char *fmt, ...)
     return atoll(p);
 }
 
+long long
+gktest_stream_events(const char *business, const char *type)
+{
+    return gktest_redis_int(
+        "EVAL \"local n = 0 for _, e in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do "
+        "for i = 1, #e[2], 2 do if e[2][i] == 'type' and e[2][i + 1] == ARGV[1] then "
+        "n = n + 1 end end end return n\" 1 'gk:{%s}:events' %s",
+        business, type);
+}
+
 void
 gktest_wait_ticks(const char *business, long long n)
 {
@@ -163,4 +175,68 @@ gktest_psql_int(const char *sql)
 
     gktest_psql(out, sizeof(out), sql);
     return atoll(out);
+}
+
+/* The whole file at path, NUL-terminated; asserts it can be read. */
+static char *
+slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *s;
+
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
+    *len = (size_t)ftell(f);
+    rewind(f);
+    s = malloc(*len + 1);
+    ck_assert_ptr_nonnull(s);
+    ck_assert_uint_eq(fread(s, 1, *len, f), *len);
+    s[*len] = '\0';
+    fclose(f);
+    return s;
+}
+
+char *
+gktest_lua(const char *name, const char *body)
+{
+    char path[512], *common, *own = NULL, *out;
+    size_t n, m;
+
+    common = slurp(GK_SOURCE_DIR "/src/scripts/common.lua", &n);
+    if (name != NULL) {
+        snprintf(path, sizeof(path), "%s/src/scripts/%s.lua", GK_SOURCE_DIR, name);
+        body = own = slurp(path, &m);
+    }
+    m = strlen(body);
+    out = malloc(n + m + 1);
+    ck_assert_ptr_nonnull(out);
+    memcpy(out, common, n);
+    memcpy(out + n, body, m + 1);
+    free(common);
+    free(own);
+    return out;
+}
+
+struct redisReply *
+gktest_eval(const char *script, int nkeys, const char *const *argv, int argc)
+{
+    redisContext *c = redisConnect("127.0.0.1", atoi(gktest_env("GK_TEST_REDIS_PORT")));
+    const char **args = calloc((size_t)argc + 3, sizeof(*args));
+    char nk[16];
+    redisReply *r;
+
+    ck_assert_msg(c != NULL && c->err == 0, "redis connect failed");
+    ck_assert_ptr_nonnull(args);
+    snprintf(nk, sizeof(nk), "%d", nkeys);
+    args[0] = "EVAL";
+    args[1] = script;
+    args[2] = nk;
+    for (int i = 0; i < argc; i++)
+        args[3 + i] = argv[i];
+    r = redisCommandArgv(c, argc + 3, args, NULL);
+    ck_assert_msg(r != NULL, "redis: %s", c->errstr);
+    ck_assert_msg(r->type != REDIS_REPLY_ERROR, "redis: %s", r->str);
+    free(args);
+    redisFree(c);
+    return r;
 }

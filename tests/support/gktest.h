@@ -32,6 +32,14 @@ long long gktest_redis_int(const char *fmt, ...) __attribute__((format(printf, 1
 void gktest_psql(char *out, size_t outlen, const char *sql);
 /* The same, for a statement whose output is one number. */
 long long gktest_psql_int(const char *sql);
+/* A queue script as the build embeds it: src/scripts/common.lua followed by src/scripts/<name>.lua,
+ * or by body when name is NULL. Caller frees. */
+char *gktest_lua(const char *name, const char *body);
+/* EVALs script against the harness's Redis with nkeys keys then the args (argv, argc strings in
+ * all); asserts the reply is no error. Caller frees with freeReplyObject(). */
+struct redisReply *gktest_eval(const char *script, int nkeys, const char *const *argv, int argc);
+/* How many entries of type the business's activity stream holds (those no worker consumed). */
+long long gktest_stream_events(const char *business, const char *type);
 /* Waits (up to 10 s) until the business has had at least n admission ticks. */
 void gktest_wait_ticks(const char *business, long long n);
 /* A unique id with the given prefix ("biz" -> "biz-<pid>-<n>"), for tests that must not share
@@ -59,6 +67,14 @@ uint16_t gktest_free_port(void);
 int gktest_connect(uint16_t port);
 /* Sends raw bytes on fd and reads one response (10 s timeout). False when nothing came back. */
 bool gktest_exchange(int fd, const char *raw, size_t len, struct gktest_resp *out);
+/* Parses the first response in buf[0..n) (its body cut at Content-Length). False when buf holds
+ * no complete head. */
+bool gktest_parse_response(const char *buf, size_t n, struct gktest_resp *out);
+/* Sends raw bytes on fd, then reads everything until the server closes or timeout_ms passes.
+ * Returns the bytes read into buf (NUL-terminated, at most cap - 1); *closed tells whether the
+ * server closed (end of stream or reset) rather than the time running out. */
+size_t gktest_send_read_all(int fd, const char *raw, size_t len, char *buf, size_t cap, int timeout_ms,
+                            bool *closed);
 /* One request on a fresh connection. headers: "Name: value\r\n" lines or NULL; body may be NULL. */
 void gktest_http(uint16_t port, const char *method, const char *path, const char *headers, const char *body,
                  struct gktest_resp *out);

@@ -101,6 +101,7 @@ gktest_exchange(int fd, const char *raw, size_t len, struct gktest_resp *out)
     long long deadline = gktest_ms() + (long long)IO_TIMEOUT_MS * gktest_slowdown();
     size_t cap = 4096, n = 0, sent = 0, head_len = 0, want = SIZE_MAX;
     char *buf = malloc(cap), cl[32];
+    bool ok;
 
     memset(out, 0, sizeof(*out));
     while (sent < len) {
@@ -136,18 +137,55 @@ gktest_exchange(int fd, const char *raw, size_t len, struct gktest_resp *out)
         }
     }
     buf[n] = '\0';
-    if (head_len == 0) {
-        free(buf);
-        free(out->head);
-        out->head = NULL;
-        return false;
-    }
-    out->status = atoi(buf + 9);
-    out->body_len = n - head_len;
-    out->body = strndup(buf + head_len, out->body_len);
-    out->json = json_tokener_parse(out->body);
+    free(out->head);
+    out->head = NULL;
+    ok = gktest_parse_response(buf, n, out);
     free(buf);
+    return ok;
+}
+
+bool
+gktest_parse_response(const char *buf, size_t n, struct gktest_resp *out)
+{
+    const char *end = strstr(buf, "\r\n\r\n");
+    size_t head_len, want;
+    char cl[32];
+
+    memset(out, 0, sizeof(*out));
+    if (end == NULL)
+        return false;
+    head_len = (size_t)(end - buf) + 4;
+    out->head = strndup(buf, head_len - 2);
+    want = n - head_len;
+    if (gktest_header(out, "Content-Length", cl, sizeof(cl)) != NULL && strtoull(cl, NULL, 10) < want)
+        want = strtoull(cl, NULL, 10);
+    out->status = atoi(buf + 9);
+    out->body_len = want;
+    out->body = strndup(buf + head_len, want);
+    out->json = json_tokener_parse(out->body);
     return true;
+}
+
+size_t
+gktest_send_read_all(int fd, const char *raw, size_t len, char *buf, size_t cap, int timeout_ms, bool *closed)
+{
+    long long deadline = gktest_ms() + (long long)timeout_ms * gktest_slowdown();
+    size_t n = 0;
+
+    *closed = false;
+    if (send(fd, raw, len, MSG_NOSIGNAL) < 0)
+        return 0;
+    while (n + 1 < cap && wait_fd(fd, POLLIN, deadline)) {
+        ssize_t r = recv(fd, buf + n, cap - n - 1, 0);
+
+        if (r <= 0) {
+            *closed = true;
+            break;
+        }
+        n += (size_t)r;
+    }
+    buf[n] = '\0';
+    return n;
 }
 
 void
@@ -312,7 +350,7 @@ spawn(struct gktest_server *s, const char *name, const char *const *extra_env)
 }
 
 /* A node answers before its first load of businesses from PostgreSQL, and until then calls an
- * unknown business 503, not 404 (docs/API-NOTES.md). Tests expect a started server to know every
+ * unknown business 503, not 404 (docs/API.md). Tests expect a started server to know every
  * business, so wait for the 404; bounded and never failing, because some tests start a server
  * with PostgreSQL down. Slow starts (valgrind) made this visible. */
 static void

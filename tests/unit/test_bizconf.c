@@ -10,7 +10,7 @@
 
 #define NO_ALT UINT32_MAX
 
-/* API.md's table, written out again here so the implementation's table is checked against it. */
+/* docs/API.md's table, written out again here so the implementation's table is checked against it. */
 static const struct {
     enum gk_bc_field f;
     const char *name;
@@ -27,6 +27,10 @@ static const struct {
     {GK_BC_MAX_ACTIVE_USERS, "max_active_users", 0, 0, 10000000, NO_ALT},
     {GK_BC_ABANDON_AFTER_SECONDS, "abandon_after_seconds", 0, 30, 86400, 0},
     {GK_BC_MAX_QUEUE_LENGTH, "max_queue_length", 0, 0, 100000000, NO_ALT},
+    {GK_BC_IP_VERIFY_LIMIT, "ip_verify_limit", 1200, 1, 1000000, NO_ALT},
+    {GK_BC_IP_VERIFY_LIMIT_INTERVAL, "ip_verify_limit_interval", 60, 1, 86400, NO_ALT},
+    {GK_BC_IP_FINISH_LIMIT, "ip_finish_limit", 600, 1, 1000000, NO_ALT},
+    {GK_BC_IP_FINISH_LIMIT_INTERVAL, "ip_finish_limit_interval", 60, 1, 86400, NO_ALT},
 };
 
 /* Result of one parse, with the output buffers sized as a handler would size them. */

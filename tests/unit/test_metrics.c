@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* test_metrics.c -- buckets, counting by route and code, histogram text, and lock-free counting
- * from many threads. Check forks every test, so each starts from zero counters. */
+/* test_metrics.c -- buckets, counting by route and code, verifies by result, histogram text, and
+ * lock-free counting from many threads. Check forks every test, so each starts from zero
+ * counters. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,6 +72,23 @@ START_TEST(requests_are_counted_by_route_and_code)
 }
 END_TEST
 
+START_TEST(verifies_are_counted_by_result_and_caller)
+{
+    char *text;
+
+    gk_metrics_verify(true, false);
+    gk_metrics_verify(true, false);
+    gk_metrics_verify(false, true);
+    text = render_http();
+    ck_assert_ptr_nonnull(strstr(text, "# TYPE gatekeeper_verify_total counter\n"));
+    ck_assert_ptr_nonnull(strstr(text, "gatekeeper_verify_total{result=\"ready\",via=\"verify\"} 2\n"));
+    ck_assert_ptr_nonnull(strstr(text, "gatekeeper_verify_total{result=\"ready\",via=\"gate\"} 0\n"));
+    ck_assert_ptr_nonnull(strstr(text, "gatekeeper_verify_total{result=\"not_ready\",via=\"verify\"} 0\n"));
+    ck_assert_ptr_nonnull(strstr(text, "gatekeeper_verify_total{result=\"not_ready\",via=\"gate\"} 1\n"));
+    free(text);
+}
+END_TEST
+
 START_TEST(histogram_without_label)
 {
     struct gk_metrics_hist h = {.bucket = {[0] = 1, [GK_METRICS_BUCKETS] = 2}, .sum_us = 12000123};
@@ -134,6 +152,7 @@ metrics_suite(void)
 
     tcase_add_test(tc, buckets_have_inclusive_upper_bounds);
     tcase_add_test(tc, requests_are_counted_by_route_and_code);
+    tcase_add_test(tc, verifies_are_counted_by_result_and_caller);
     tcase_add_test(tc, histogram_without_label);
     tcase_add_test(tc, concurrent_counting_loses_nothing);
     suite_add_tcase(s, tc);

@@ -346,13 +346,18 @@ START_TEST(previous_secret_during_rotation)
     memset(&out, 0, sizeof(out));
     ck_assert_int_eq(gk_token_verify(rotated, tok, 1000, &out), GK_TOKEN_VALID);
     ck_assert_str_eq(out.user, "user-1");
+    ck_assert(out.previous_key);
     ck_assert_int_eq(gk_token_verify(rotated, tok, 1300, &out), GK_TOKEN_EXPIRED);
+    ck_assert(out.previous_key);
     ck_assert_int_eq(gk_token_verify(done, tok, 1000, &out), GK_TOKEN_INVALID);
     ck_assert_int_eq(gk_token_verify(empty_prev, tok, 1000, &out), GK_TOKEN_INVALID);
     ck_assert_int_eq(gk_token_verify(stranger, tok, 1000, &out), GK_TOKEN_INVALID);
     /* New tokens are signed with the current secret only. */
     ck_assert_int_eq(gk_token_issue(rotated, &in, tok, sizeof(tok)), GK_OK);
+    ck_assert_int_eq(gk_token_verify(rotated, tok, 1000, &out), GK_TOKEN_VALID);
+    ck_assert(!out.previous_key);
     ck_assert_int_eq(gk_token_verify(done, tok, 1000, &out), GK_TOKEN_VALID);
+    ck_assert(!out.previous_key);
     ck_assert_int_eq(gk_token_verify(old, tok, 1000, &out), GK_TOKEN_INVALID);
     gk_token_keys_free(stranger);
     gk_token_keys_free(empty_prev);

@@ -1,5 +1,5 @@
 -- SPDX-License-Identifier: MIT
--- 003_activity_log_created_at.sql -- the index the worker's retention (ACTIVITY_RETENTION_DAYS)
+-- 004_activity_log_created_at.sql -- the index the worker's retention (ACTIVITY_RETENTION_DAYS)
 -- deletes by: the oldest rows first, 10,000 per statement, found without reading the table.
 -- CONCURRENTLY, so that building it on a large existing table does not hold up the worker's
 -- inserts; that cannot run inside a transaction, so this file has none. If a build is
