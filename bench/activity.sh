@@ -15,7 +15,7 @@ PATH=$(gk_pg_bindir):$PATH
 
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
-gk_bench_services on
+gk_bench_services on "$@"
 psql -X -q -d "$DB" -c "INSERT INTO businesses (id) VALUES ('bench')"
 
 # The events, as the queue scripts write them, in chunks of 10,000 per script call.

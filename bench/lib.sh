@@ -1,28 +1,34 @@
 # shellcheck shell=bash
-# bench/lib.sh -- sourced by the bench scripts after scripts/services.sh: a throwaway Redis and
-# PostgreSQL on free loopback ports in a temporary directory, and a trap that stops them and
-# every process whose pid was added to PIDS.
-# gk_bench_services FSYNC (on|off) sets TMP, RPORT, PPORT and DB (the PostgreSQL URL, sql/ applied).
+# bench/lib.sh -- sourced by the bench scripts after scripts/services.sh.
+# gk_bench_services FSYNC (on|off) ARGS...: runs the calling script again, with ARGS, inside
+# scripts/with-services (a throwaway Redis and PostgreSQL with fsync FSYNC on free loopback
+# ports in a temporary directory, stopped afterwards); there it sets TMP, RPORT and DB (the
+# PostgreSQL URL, sql/ applied) and a trap that stops every process whose pid was added to PIDS.
 # gk_bench_server BUILD starts the API server on them and sets APORT, API and SERVER.
 
 PIDS=()
+# Runs under set -e from the EXIT trap: a pid already gone must not turn into the exit status.
 gk_bench_cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
-    gk_redis_stop "$TMP/redis" >/dev/null 2>&1 || true
-    gk_pg_stop "$TMP/pg" >/dev/null 2>&1 || true
-    rm -rf "$TMP"
+    local p
+    for p in "${PIDS[@]}"; do
+        if kill "$p" 2>/dev/null; then wait "$p" 2>/dev/null || true; fi
+    done
 }
 
 gk_bench_services() {
-    TMP=$(mktemp -d "${TMPDIR:-/tmp}/gk-bench.XXXXXX")
-    chmod 755 "$TMP"
-    trap gk_bench_cleanup EXIT INT TERM
-    RPORT=$(gk_free_port)
-    PPORT=$(gk_free_port)
-    gk_redis_start "$TMP/redis" "$RPORT" --save '' --appendonly no >/dev/null
-    gk_pg_start "$TMP/pg" "$PPORT" "$1" >/dev/null
-    DB="postgresql://gatekeeper@127.0.0.1:$PPORT/gatekeeper"
-    gk_apply_sql "$DB"
+    local fsync=()
+    if [ "$1" = on ]; then fsync=(--pg-fsync); fi
+    shift
+    if [ "${GK_SERVICES_PID:-}" != "$$" ]; then
+        exec "$ROOT/scripts/with-services" --redis --pg "${fsync[@]}" --build "$BUILD" --name bench \
+            -- "$ROOT/bench/${0##*/}" "$@"
+    fi
+    TMP=$GK_TEST_TMP
+    RPORT=$GK_TEST_REDIS_PORT
+    DB=$GK_TEST_DATABASE_URL
+    trap gk_bench_cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
 }
 
 gk_bench_server() {

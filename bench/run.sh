@@ -3,13 +3,14 @@
 # ceilings, measured in one run on this machine, with a report in bench/results/<date>.md and a
 # plot in bench/results/<date>.png.
 #
-# Starts its own Redis and PostgreSQL on free loopback ports, one API server, and drives it with
-# wrk (one thread, keep-alive): the cheapest route (/health?shallow, answered from memory) is the
-# in-process ceiling every route is compared with; redis-benchmark gives Redis's own ceiling for
-# the commands the routes use. Then scale and memory: status latency at 1,000 vs 10,000,000
-# waiting users, Redis bytes per waiting user, one 10,000-user admission tick, and the server's
-# RSS over a 5-minute mixed run. QUICK=1 shortens everything (1M instead of 10M users, 30 s
-# instead of 5 minutes). Not part of `make test`.
+# Starts its own Redis and PostgreSQL on free loopback ports (bench/lib.sh runs this script inside
+# scripts/with-services), one API server, and drives it with wrk (one thread, keep-alive): the
+# cheapest route (/health?shallow, answered from memory) is the in-process ceiling every route is
+# compared with; redis-benchmark gives Redis's own ceiling for the commands the routes use. Then
+# scale and memory: status latency at 1,000 vs 10,000,000 waiting users, Redis bytes per waiting
+# user, one 10,000-user admission tick, and the server's RSS over a 5-minute mixed run. QUICK=1
+# shortens everything (1M instead of 10M users, 30 s instead of 5 minutes). Not part of
+# `make test`.
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd -P)
 BUILD=$(cd "${1:-$ROOT/build}" && pwd -P)
@@ -25,7 +26,7 @@ done
 
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
-gk_bench_services off
+gk_bench_services off "$@"
 gk_bench_server "$BUILD"
 curl -fs -X POST "$API/businesses" -H "Authorization: Bearer $ADMIN_TOKEN" -d '{"business_id":"bench"}' >/dev/null
 curl -fs -X POST "$API/config" -H 'business_id: bench' -H "Authorization: Bearer $ADMIN_TOKEN" \
@@ -129,7 +130,7 @@ while kill -0 "$SOAKER" 2>/dev/null; do
     sleep 5
 done
 RSS_END=$(rss)
-cat "$TMP/soak.result" | tee -a "$RESULTS"
+tee -a "$RESULTS" <"$TMP/soak.result"
 
 # Redis's own ceiling for what the routes do, from a client on this machine.
 RB=$(redis-benchmark -p "$RPORT" -c 50 -n 200000 -q zrank "gk:{bench}:wait" u5000 2>/dev/null |

@@ -3,12 +3,13 @@
 # SOAK_SECONDS (default 1800), with a report in bench/results/<date>-soak.md. Not part of CI.
 #
 # Starts its own Redis (AOF everysec and the default RDB snapshots, as scripts/run and
-# docker-compose.yml run it) and PostgreSQL (fsync on) on free loopback ports, one API server and
-# one worker, and drives the server with wrk (one thread, CONNECTIONS keep-alive connections,
-# default 256: the paced run needs connections to spare) running bench/wrk/soak.lua, a closed
-# loop of visitors who join, poll, get admitted, are verified and finished, leave, abandon the
-# page or let their ready time run out, so that arrivals equal admissions + leaves + evictions
-# and the queue holds a constant number of users however long it runs (see soak.lua).
+# docker-compose.yml run it) and PostgreSQL (fsync on) on free loopback ports (inside
+# scripts/with-services, through bench/lib.sh), one API server and one worker, and drives the
+# server with wrk (one thread, CONNECTIONS keep-alive connections, default 256: the paced run
+# needs connections to spare) running bench/wrk/soak.lua, a closed loop of visitors who join,
+# poll, get admitted, are verified and finished, leave, abandon the page or let their ready time
+# run out, so that arrivals equal admissions + leaves + evictions and the queue holds a constant
+# number of users however long it runs (see soak.lua).
 #
 # 1. Peak: the mix as fast as wrk can send it, twice (PEAK_SECONDS each; the first run sizes the
 #    second), on a business of its own; the peak is the rate after the enqueue burst.
@@ -49,7 +50,7 @@ fi
 
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
-gk_bench_services on
+gk_bench_services on "$@"
 rcli() { redis-cli -p "$RPORT" "$@"; }
 # Persistence as in production: what the soak measures includes the AOF's rewrites and the
 # snapshots' forks.

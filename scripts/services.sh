@@ -1,7 +1,8 @@
 # shellcheck shell=bash
-# services.sh -- start and stop the Redis and PostgreSQL that `make run` and the integration
-# tests use, so that logic exists once. Sourced (not executed) by scripts/run,
-# tests/integration/run.sh and the pgctl/redisctl helpers that run.sh generates.
+# services.sh -- start and stop the Redis and PostgreSQL that `make run`, the tests and the
+# benchmarks use, so that logic exists once. Sourced (not executed) by scripts/run,
+# scripts/with-services (which every test suite and benchmark runs under), the pgctl/redisctl
+# helpers it generates, and tests/abuse/run.sh for its API servers.
 #
 # Every function prints its errors on stderr prefixed with "services:" and returns non-zero;
 # callers run under `set -eu`. Servers listen on 127.0.0.1 only. PostgreSQL refuses to run as
@@ -69,6 +70,27 @@ gk_free_port() {
         i=$((i + 1))
     done
     gk_err "no free port found"
+    return 1
+}
+
+# gk_start_retry WHAT START [ARGS...]: runs START PORT ARGS... on a free port until it succeeds,
+# 5 times at most (a free port can be taken between gk_free_port and the bind, and START is
+# expected to fail then), and sets GK_PORT to the port it got. Not in a $(...) subshell, so what
+# START sets or starts stays this shell's.
+# shellcheck disable=SC2034 # GK_PORT is for the caller
+gk_start_retry() {
+    local what=$1 start=$2 i port
+    shift 2
+    GK_PORT=""
+    for i in 1 2 3 4 5; do
+        port=$(gk_free_port) || continue
+        if "$start" "$port" "$@"; then
+            GK_PORT=$port
+            return 0
+        fi
+        gk_err "$what did not start on port $port (attempt $i of 5)"
+    done
+    gk_err "could not start $what"
     return 1
 }
 

@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # tests/abuse/run.sh BUILD_DIR [COMMAND [ARGS...]] -- `make test-abuse`: every attack of
-# docs/SECURITY.md's abuse list against one real server, each checked for its documented answer while a
+# docs/SECURITY.md against one real server, each checked for its documented answer while a
 # well-behaved client polls beside it and its latency is measured (tests/abuse/abuse.py).
 #
-# Starts a throwaway redis-server and PostgreSQL on free loopback ports in a temporary directory,
-# two API servers (the second with MAX_CONNECTIONS_PER_IP set, for one attack) and one worker,
-# and runs the driver (or COMMAND, for debugging, with the same environment: ABUSE_PORT,
-# ABUSE_PERIP_PORT, ABUSE_REDIS_PORT, ADMIN_TOKEN, JWT_SECRET, ...). The table goes to
-# stdout and tests/artifacts/abuse.md. Never skips: anything missing is installed or fails the
-# run. Exit status: the driver's (1 if setup failed). Everything started here is stopped by the
-# trap; on failure the server's and worker's logs are printed and the directory kept.
+# Runs itself again inside scripts/with-services, which starts a throwaway redis-server and
+# PostgreSQL on free loopback ports in a temporary directory; there it starts two API servers
+# (the second with MAX_CONNECTIONS_PER_IP set, for one attack) and one worker, and runs the
+# driver (or COMMAND, for debugging, with the same environment: ABUSE_PORT, ABUSE_PERIP_PORT,
+# ABUSE_REDIS_PORT, ADMIN_TOKEN, JWT_SECRET, ...). The table goes to stdout and
+# tests/artifacts/abuse.md. Never skips: anything missing is installed or fails the run. Exit
+# status: the driver's (1 if setup failed). The servers and the worker are stopped by the trap
+# here, everything else by scripts/with-services; on failure the logs' tails are printed and the
+# directory kept.
 # shellcheck source-path=SCRIPTDIR/../..
-# Functions below run from traps or through start_with_retry, which shellcheck cannot see.
+# Functions below run from traps or through gk_start_retry, which shellcheck cannot see.
 # shellcheck disable=SC2317
 set -euo pipefail
 
@@ -29,43 +31,47 @@ say() {
     echo "abuse: $*" >&2
 }
 
-# BUILD/freeport is optional: gk_free_port picks ports without it.
-for bin in gatekeeper gatekeeper-worker gk-bench-tokens; do
-    if [ ! -x "$BUILD/$bin" ]; then
-        say "$BUILD/$bin not found; build it with: make BUILD=$BUILD all $BUILD/gk-bench-tokens"
+if [ "${GK_SERVICES_PID:-}" != "$$" ]; then
+    # BUILD/freeport is optional: gk_free_port picks ports without it.
+    for bin in gatekeeper gatekeeper-worker gk-bench-tokens; do
+        if [ ! -x "$BUILD/$bin" ]; then
+            say "$BUILD/$bin not found; build it with: make BUILD=$BUILD all $BUILD/gk-bench-tokens"
+            exit 1
+        fi
+    done
+    # Redis, PostgreSQL and curl come with the base set; wrk (the measuring client) with --abuse.
+    "$ROOT/scripts/install-deps" --abuse
+
+    # 10,000 idle connections need 10,000 descriptors in the server and as many in the attacker.
+    # Raise the soft limit to 21,000 (or the hard limit, if lower); fail now, clearly, if too small.
+    NOFILE=$(ulimit -Hn)
+    if [ "$NOFILE" != unlimited ] && [ "$NOFILE" -lt 21000 ]; then
+        ulimit -Sn "$NOFILE"
+    else
+        ulimit -Sn 21000
+    fi
+    if [ "$(ulimit -Sn)" -lt 10500 ]; then
+        say "the open-file limit is $(ulimit -Sn) (hard $(ulimit -Hn)); 10,000 idle connections need about 10,500"
         exit 1
     fi
-done
-# Redis, PostgreSQL and curl come with the base set; wrk (the measuring client) with --abuse.
-"$ROOT/scripts/install-deps" --abuse
-PATH=$(gk_pg_bindir):$PATH
-
-# 10,000 idle connections need 10,000 descriptors in the server and as many in the attacker.
-# Raise the soft limit to 21,000 (or the hard limit, if lower); fail now, clearly, if too small.
-NOFILE=$(ulimit -Hn)
-if [ "$NOFILE" != unlimited ] && [ "$NOFILE" -lt 21000 ]; then
-    ulimit -Sn "$NOFILE"
-else
-    ulimit -Sn 21000
-fi
-if [ "$(ulimit -Sn)" -lt 10500 ]; then
-    say "the open-file limit is $(ulimit -Sn) (hard $(ulimit -Hn)); 10,000 idle connections need about 10,500"
-    exit 1
+    cd "$ROOT"
+    exec "$ROOT/scripts/with-services" --redis --pg --build "$BUILD" --name abuse --keep-on-failure \
+        -- "$ROOT/tests/abuse/run.sh" "$BUILD" "$@"
 fi
 
-# World-traversable: PostgreSQL runs as the postgres user when we are root.
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/gk-abuse.XXXXXX")
-chmod 755 "$TMP"
+TMP=$GK_TEST_TMP
+REDIS_PORT=$GK_TEST_REDIS_PORT
+DB_URL=$GK_TEST_DATABASE_URL
 PIDS=()
 declare -A NAMES # pid -> server | worker
 
+# The server and worker get SIGTERM and must exit 0 within SHUTDOWN_TIMEOUT: a sanitizer build
+# reports leaks and errors that way (its report is in their log). Anything still alive after that
+# is killed; scripts/with-services then stops what the driver left behind, Redis and PostgreSQL.
 cleanup() {
-    local rc=$1 p f st
+    local rc=$1 p st
     trap - EXIT INT TERM
     set +e
-    # The server and worker get SIGTERM and must exit 0 within SHUTDOWN_TIMEOUT: a sanitizer build
-    # reports leaks and errors that way (its report is in their log). Anything still alive after
-    # that is killed, so no run leaves a process behind.
     for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
     for p in "${PIDS[@]}"; do
         if ! gk_wait_gone 5 "$p"; then kill -KILL "$p" 2>/dev/null; fi
@@ -76,54 +82,11 @@ cleanup() {
             rc=1
         fi
     done
-    # The driver and its wrk, should they outlive us (a killed driver leaves its wrk behind):
-    # everything started after the export below carries ABUSE_TMP=$TMP in its environment.
-    for f in /proc/[0-9]*/environ; do
-        p=${f#/proc/}
-        p=${p%/environ}
-        if [ "$p" != "$$" ] && grep -qzxF "ABUSE_TMP=$TMP" "$f" 2>/dev/null; then
-            kill -KILL "$p" 2>/dev/null
-        fi
-    done
-    gk_pg_stop "$TMP/pg" >/dev/null 2>&1
-    gk_redis_stop "$TMP/redis" >/dev/null 2>&1
-    if [ "$rc" -eq 0 ]; then
-        rm -rf "$TMP"
-    else
-        for f in "$TMP/server.log" "$TMP/server-perip.log" "$TMP/worker.log"; do
-            [ -f "$f" ] || continue
-            echo "==> $f (last 30 lines) <==" >&2
-            tail -n 30 "$f" >&2
-        done
-        say "FAILED (exit $rc); logs are kept in $TMP"
-    fi
     exit "$rc"
 }
 trap 'cleanup $?' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-# A free port can be taken between gk_free_port and the bind: retry with a new one.
-start_with_retry() { # what command... (the command gets the port as its last argument)
-    local what=$1 i port
-    shift
-    for i in 1 2 3 4 5; do
-        port=$(gk_free_port) || continue
-        if "$@" "$port"; then
-            echo "$port"
-            return 0
-        fi
-        say "$what did not start on port $port (attempt $i of 5)"
-    done
-    return 1
-}
-redis_on() { gk_redis_start "$TMP/redis" "$1" --save '' --appendonly no >/dev/null; }
-pg_on() { gk_pg_start "$TMP/pg" "$1" off >/dev/null; }
-
-REDIS_PORT=$(start_with_retry redis-server redis_on)
-PG_PORT=$(start_with_retry PostgreSQL pg_on)
-DB_URL="postgresql://gatekeeper@127.0.0.1:$PG_PORT/gatekeeper"
-gk_apply_sql "$DB_URL"
 
 secret() {
     od -An -tx1 -N32 /dev/urandom | tr -d ' \n'
@@ -148,6 +111,8 @@ server_on() { # port log name [VAR=value...]: the server, with extra environment
     while [ "$n" -gt 0 ]; do
         if ! gk_alive "$SERVER"; then
             wait "$SERVER" 2>/dev/null || true
+            say "end of $log:"
+            tail -n 3 "$log" >&2 || true
             return 1
         fi
         if curl -fs -o /dev/null "http://127.0.0.1:$port/health?shallow"; then
@@ -161,30 +126,15 @@ server_on() { # port log name [VAR=value...]: the server, with extra environment
     kill -KILL "$SERVER" 2>/dev/null || true
     return 1
 }
-# Not through start_with_retry: its $(...) subshell would lose SERVER and PIDS.
-start_server() { # log name [VAR=value...]: sets SERVER and SERVER_PORT, or exits
-    local i port
-    SERVER_PORT=""
-    for i in 1 2 3 4 5; do
-        port=$(gk_free_port)
-        if server_on "$port" "$@"; then
-            SERVER_PORT=$port
-            return 0
-        fi
-        say "$2 did not start on port $port (attempt $i of 5); end of its log:"
-        tail -n 3 "$1" >&2 || true
-    done
-    exit 1
-}
-start_server "$TMP/server.log" server
-API_PORT=$SERVER_PORT
+gk_start_retry server server_on "$TMP/server.log" server
+API_PORT=$GK_PORT
 MAIN_SERVER=$SERVER
 # A second server, identical but for MAX_CONNECTIONS_PER_IP (off by default, since behind a proxy
 # every visitor shares one address): the idle-connections attack runs against it once more.
 PERIP_LIMIT=200
-start_server "$TMP/server-perip.log" "server (MAX_CONNECTIONS_PER_IP=$PERIP_LIMIT)" \
-    MAX_CONNECTIONS_PER_IP=$PERIP_LIMIT
-PERIP_PORT=$SERVER_PORT
+gk_start_retry "server (MAX_CONNECTIONS_PER_IP=$PERIP_LIMIT)" server_on "$TMP/server-perip.log" \
+    "server (MAX_CONNECTIONS_PER_IP=$PERIP_LIMIT)" MAX_CONNECTIONS_PER_IP=$PERIP_LIMIT
+PERIP_PORT=$GK_PORT
 PERIP_SERVER=$SERVER
 SERVER=$MAIN_SERVER
 "$BUILD/gatekeeper-worker" 2>>"$TMP/worker.log" &
@@ -199,14 +149,13 @@ redis-cli -p "$REDIS_PORT" EVAL "for i = 0, 999 do redis.call('ZADD', KEYS[1], i
 # wrk's end-of-run report line (bench's) plus the poll script with a pause between polls.
 cat "$ROOT/bench/wrk/report.lua" "$ROOT/tests/abuse/good.lua" >"$TMP/good.lua"
 
-export ABUSE_PORT=$API_PORT ABUSE_REDIS_PORT=$REDIS_PORT ABUSE_TMP=$TMP ABUSE_SERVER_PID=$SERVER
+export ABUSE_PORT=$API_PORT ABUSE_REDIS_PORT=$REDIS_PORT ABUSE_SERVER_PID=$SERVER
 export ABUSE_PERIP_PORT=$PERIP_PORT ABUSE_PERIP_PID=$PERIP_SERVER ABUSE_PERIP_LIMIT=$PERIP_LIMIT
 export ABUSE_GOOD_TOKENS=$TMP/good.tokens ABUSE_GOOD_LUA=$TMP/good.lua
 export ABUSE_REPORT=$ROOT/tests/artifacts/abuse.md
 say "server 127.0.0.1:$API_PORT (pid $SERVER), with MAX_CONNECTIONS_PER_IP=$PERIP_LIMIT 127.0.0.1:$PERIP_PORT" \
-    "(pid $PERIP_SERVER), redis $REDIS_PORT, postgres $PG_PORT, logs in $TMP"
+    "(pid $PERIP_SERVER), logs in $TMP"
 if [ $# -eq 0 ]; then set -- python3 "$ROOT/tests/abuse/abuse.py"; fi
-cd "$ROOT"
 rc=0
 "$@" || rc=$?
 # A server that died under attack fails the run whatever the driver concluded.

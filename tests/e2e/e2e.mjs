@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// e2e.mjs -- the waiting room end to end, run by tests/e2e/run.sh inside tests/integration/run.sh
+// e2e.mjs -- the waiting room end to end, run by tests/e2e/run.sh inside scripts/with-services
 // (which provides a throwaway Redis and PostgreSQL through GK_TEST_* variables).
 //
 // Starts the built server and worker, two copies of the example backend (examples/backend) and a

@@ -3,10 +3,11 @@
 #
 # Installs what is missing (Chromium, nginx, Node.js and npm through scripts/install-deps --e2e;
 # playwright-core from package-lock.json with npm ci, only when the lock file changed), then runs
-# e2e.mjs inside tests/integration/run.sh, which provides a throwaway Redis and PostgreSQL and
-# stops every process left behind. Screenshots go to tests/artifacts/ (gitignored). The last line
-# printed is "N passed, N failed" (also in tests/artifacts/summary.txt); the exit status is 0 only
-# when nothing failed.
+# e2e.mjs inside scripts/with-services, which provides a throwaway Redis and PostgreSQL and stops
+# every process left behind. e2e.mjs starts the server, the worker, the example backends and nginx
+# itself: nginx's configuration is the example's with the ports it picks for them. Screenshots go
+# to tests/artifacts/ (gitignored). The last line printed is "N passed, N failed" (also in
+# tests/artifacts/summary.txt); the exit status is 0 only when nothing failed.
 set -eu
 
 if [ $# -ne 1 ]; then
@@ -35,7 +36,8 @@ export GK_E2E_NGINX
 export GK_E2E_CHROMIUM=${GK_E2E_CHROMIUM:-/usr/bin/chromium}
 rm -f "$GK_E2E_ARTIFACTS/summary.txt"
 rc=0
-"$ROOT/tests/integration/run.sh" "$BUILD" node "$E2E/e2e.mjs" || rc=$?
+(cd "$ROOT" && "$ROOT/scripts/with-services" --redis --pg --build "$BUILD" --name e2e --keep-on-failure \
+    -- node "$E2E/e2e.mjs") || rc=$?
 # On failure the harness prints the servers' logs after the tests: repeat the count at the end.
 if [ "$rc" -ne 0 ]; then
     cat "$GK_E2E_ARTIFACTS/summary.txt" 2>/dev/null || echo "0 passed, 1 failed (the run did not finish)"

@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: MIT
 """driver.py -- the FAULTS suite: load, faults and checks (run by tests/faults/run.sh).
 
-run.sh provides Redis (AOF everysec) and PostgreSQL on loopback and a ctl helper to kill,
-shut down and restart them; this driver starts the API servers and workers itself, drives a
+run.sh provides Redis (AOF everysec) and PostgreSQL on loopback (through scripts/with-services)
+and a ctl helper (tests/faults/ctl) to kill, shut down and restart them; this driver starts the API servers and workers itself, drives a
 flash crowd of asyncio clients at them (raw HTTP/1.1 keep-alive, standard library only) and
 checks what must hold after each fault, from the clients' answers, from Redis and from the
 activity log in PostgreSQL:
@@ -171,7 +171,7 @@ def activity(biz):
 
 
 def ctl(verb):
-    """Runs the ctl helper of run.sh (blocking); returns when the service is down / up."""
+    """Runs the ctl helper, tests/faults/ctl (blocking); returns when the service is down / up."""
     out = subprocess.run([CTL, verb], capture_output=True, text=True, timeout=120)
     if out.returncode != 0:
         raise Failed(f"ctl {verb} failed: {out.stderr.strip()}")
@@ -185,7 +185,7 @@ async def actl(verb):
 
 
 def pick_port():
-    """A free port below the ephemeral range (see run.sh's free_port)."""
+    """A free port below the ephemeral range (see --low-ports in scripts/with-services)."""
     for _ in range(100):
         p = random.randint(20000, 32000)
         s = socket.socket()
