@@ -13,7 +13,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "gk/cfgstore.h"
 #include "gk/confcache.h"
 #include "gk/config.h"
 #include "gk/crypto.h"
@@ -21,6 +20,7 @@
 #include "gk/http.h"
 #include "gk/log.h"
 #include "gk/monitor.h"
+#include "gk/pg.h"
 #include "gk/token.h"
 
 static volatile sig_atomic_t stop_signal, refused;
@@ -56,7 +56,7 @@ main(void)
         fprintf(stderr, "gatekeeper: %s\n", err);
         return 2;
     }
-    if (gk_cfgstore_check_url(cfg.database_url, err, sizeof(err)) != GK_OK) {
+    if (gk_pg_check_url(cfg.database_url, err, sizeof(err)) != GK_OK) {
         fprintf(stderr, "gatekeeper: DATABASE_URL %s\n", err);
         return 2;
     }

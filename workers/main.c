@@ -18,10 +18,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "gk/cfgstore.h"
 #include "gk/confcache.h"
 #include "gk/config.h"
 #include "gk/log.h"
+#include "gk/pg.h"
 #include "gk/store.h"
 #include "worker.h"
 
@@ -82,7 +82,7 @@ main(void)
         fprintf(stderr, "gatekeeper-worker: %s\n", err);
         return 2;
     }
-    if (gk_cfgstore_check_url(cfg.database_url, err, sizeof(err)) != GK_OK) {
+    if (gk_pg_check_url(cfg.database_url, err, sizeof(err)) != GK_OK) {
         fprintf(stderr, "gatekeeper-worker: DATABASE_URL %s\n", err);
         return 2;
     }
