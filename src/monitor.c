@@ -12,6 +12,7 @@
 #include "gk/log.h"
 #include "gk/metrics.h"
 #include "gk/pg.h"
+#include "gk/startup.h"
 #include "gk/store.h"
 
 #define NAP_MS 100 /* how often a sleeping thread looks whether it must stop */
@@ -127,13 +128,8 @@ pass(struct gk_monitor *m)
     s->pub.pg_ok = gk_pg_ping(m->db) == GK_OK;
     note(s->pub.pg_ok, &m->pg_was_ok, "postgres", gk_pg_errmsg(m->db));
     s->pub.redis_ok = gk_store_ping(m->store) == GK_OK;
-    if (s->pub.redis_ok && !m->policy_checked) {
-        enum gk_err rc = gk_store_check_eviction(m->store);
-
-        m->policy_checked = rc != GK_EREDIS;
-        if (rc == GK_EINVAL)
-            m->refuse();
-    }
+    if (s->pub.redis_ok && gk_startup_redis_evicts(m->store, &m->policy_checked))
+        m->refuse();
     if (s->pub.redis_ok)
         s->pub.queues_ok = gk_store_stats_many(m->store, (const char(*)[GK_ID_BUF])ids, n, stats) == GK_OK &&
                            gk_store_worker_ticks(m->store, &ticks) == GK_OK;
