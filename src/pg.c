@@ -2,8 +2,8 @@
 /*
  * pg.c -- the PostgreSQL connection; see gk/pg.h for the contract.
  *
- * Every statement goes through send_and_collect(), which (re)connects when needed, sends one
- * parameterized statement and waits for its result with poll() against a client-side deadline, so
+ * Every statement goes through ensure_conn() and collect(): (re)connect when needed, send one
+ * parameterized statement and wait for its result with poll() against a client-side deadline, so
  * neither a dead server nor a frozen one holds a caller for more than a few seconds. A connection
  * that is found broken, or that timed out, is dropped and made again by the next call. While a
  * transaction is open a lost connection is an error, never silently replaced.

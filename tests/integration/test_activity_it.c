@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * test_activity_it.c -- GET /stats and GET /activity on the built server, and the activity-log
- * queries of cfgstore, against real Redis and PostgreSQL: counters, auth, query validation,
+ * queries of activitylog, against real Redis and PostgreSQL: counters, auth, query validation,
  * paging, idempotent and ordered batch inserts, config changes and business creation in the log,
  * and 503 answers while Redis or PostgreSQL is down; the worker's retention (ACTIVITY_RETENTION_DAYS).
  * Every test uses its own business ids.
@@ -123,7 +123,7 @@ event_init(struct gk_event *e, const char *biz, const char *id, const char *user
     snprintf(e->details, sizeof(e->details), "%s", details);
 }
 
-/* Rows of biz as cfgstore reads them back, newest first. */
+/* Rows of biz as activitylog reads them back, newest first. */
 struct rows {
     struct gk_activitylog_row r[64];
     int n;
@@ -414,7 +414,7 @@ START_TEST(activity_pages_newest_first)
     read_rows(cs, id, 0, 100, &all);
     ck_assert_int_eq(all.n, 26); /* and business_created */
 
-    /* 10 + 10 + 6 rows; the ids are exactly the ones cfgstore reads, newest first. */
+    /* 10 + 10 + 6 rows; the ids are exactly the ones activitylog reads, newest first. */
     for (int page = 0; page < 3; page++) {
         struct gktest_resp r;
         struct json_object *a, *next;
@@ -467,7 +467,7 @@ START_TEST(activity_pages_newest_first)
 }
 END_TEST
 
-/* ---- cfgstore: the activity log ---- */
+/* ---- activitylog: writes and reads ---- */
 
 START_TEST(insert_events_is_idempotent_and_keeps_order)
 {
@@ -799,7 +799,7 @@ activity_it_suite(void)
 {
     Suite *s = suite_create("activity");
     TCase *api = tcase_create("api");
-    TCase *store = tcase_create("cfgstore");
+    TCase *store = tcase_create("activitylog");
     TCase *outage = tcase_create("outages");
     TCase *retention = tcase_create("retention");
 
