@@ -10,6 +10,7 @@
 
 #include "gk/cfgstore.h"
 #include "gk/log.h"
+#include "gk/pg.h"
 
 #define FULL_RELOAD_MS 60000
 #define WAIT_MS 500
@@ -297,19 +298,19 @@ nap(int ms)
 /* Subscribes, creates the configured businesses and loads everything, dropping the businesses
  * whose rows are gone (deleted while no notification reached us). */
 static enum gk_err
-resync(struct gk_confcache *cc, struct gk_cfgstore *cs)
+resync(struct gk_confcache *cc, struct gk_pg *db)
 {
-    enum gk_err rc = gk_cfgstore_listen(cs);
+    enum gk_err rc = gk_cfgstore_listen(db);
     uint64_t gen;
 
     for (size_t i = 0; rc == GK_OK && i < cc->n_ensure; i++)
-        rc = gk_cfgstore_ensure_business(cs, cc->ensure[i]);
+        rc = gk_cfgstore_ensure_business(db, cc->ensure[i]);
     /* Puts from handlers during the load also get the new gen, so they are kept. */
     pthread_rwlock_wrlock(&cc->lock);
     gen = ++cc->gen;
     pthread_rwlock_unlock(&cc->lock);
     if (rc == GK_OK)
-        rc = gk_cfgstore_each_business(cs, put_cb, cc);
+        rc = gk_cfgstore_each_business(db, put_cb, cc);
     if (rc == GK_OK)
         sweep(cc, keep_seen, &gen);
     if (rc == GK_OK) {
@@ -323,7 +324,7 @@ static void *
 refresher(void *arg)
 {
     struct gk_confcache *cc = arg;
-    struct gk_cfgstore *cs = gk_cfgstore_open(cc->url);
+    struct gk_pg *db = gk_pg_open(cc->url);
     bool synced = false, warned = false;
     int64_t last_full = 0;
 
@@ -331,11 +332,10 @@ refresher(void *arg)
         struct changed ch = {0};
 
         if (!synced || gk_mono_ms() - last_full >= FULL_RELOAD_MS) {
-            if (resync(cc, cs) != GK_OK) {
+            if (resync(cc, db) != GK_OK) {
                 if (!warned)
                     GK_LOG(GK_LOG_WARN, "confcache",
-                           "msg=\"cannot refresh config; serving cached\" err=\"%s\"",
-                           gk_cfgstore_errmsg(cs));
+                           "msg=\"cannot refresh config; serving cached\" err=\"%s\"", gk_pg_errmsg(db));
                 warned = true;
                 synced = false;
                 nap(WAIT_MS);
@@ -347,7 +347,7 @@ refresher(void *arg)
             synced = true;
             last_full = gk_mono_ms();
         }
-        if (gk_cfgstore_wait_changes(cs, WAIT_MS, changed_cb, &ch) != GK_OK) {
+        if (gk_cfgstore_wait_changes(db, WAIT_MS, changed_cb, &ch) != GK_OK) {
             synced = false;
             continue;
         }
@@ -357,7 +357,7 @@ refresher(void *arg)
         }
         for (size_t i = 0; i < ch.n; i++) {
             struct gk_business b;
-            enum gk_err rc = gk_cfgstore_get_business(cs, ch.ids[i], &b);
+            enum gk_err rc = gk_cfgstore_get_business(db, ch.ids[i], &b);
 
             if (rc == GK_OK)
                 gk_confcache_put(cc, &b);
@@ -367,7 +367,7 @@ refresher(void *arg)
                 synced = false; /* reload everything once reconnected */
         }
     }
-    gk_cfgstore_close(cs);
+    gk_pg_close(db);
     return NULL;
 }
 

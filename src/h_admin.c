@@ -16,9 +16,11 @@
 
 #include <json-c/json.h>
 
+#include "gk/activitylog.h"
 #include "gk/cfgstore.h"
 #include "gk/jsonutil.h"
 #include "gk/log.h"
+#include "gk/pg.h"
 #include "gk/store.h"
 
 #define ACTIVITY_LIMIT_DEFAULT 100
@@ -111,7 +113,7 @@ gk_h_config_post(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *r
         return;
     default:
         GK_RLOG(GK_LOG_WARN, "admin", req->id, "msg=\"config update failed\" err=\"%s\"",
-                gk_cfgstore_errmsg(ctx->db));
+                gk_pg_errmsg(ctx->db));
         gk_reply_unavailable(resp, "PostgreSQL");
         return;
     }
@@ -187,7 +189,7 @@ gk_h_business_create(struct gk_ctx *ctx, const struct gk_req *req, struct gk_res
         goto out;
     default:
         GK_RLOG(GK_LOG_WARN, "admin", req->id, "msg=\"create business failed\" err=\"%s\"",
-                gk_cfgstore_errmsg(ctx->db));
+                gk_pg_errmsg(ctx->db));
         gk_reply_unavailable(resp, "PostgreSQL");
         goto out;
     }
@@ -276,7 +278,7 @@ string_or_null(const char *s)
 }
 
 static void
-add_activity_row(void *arg, const struct gk_activity_row *row)
+add_activity_row(void *arg, const struct gk_activitylog_row *row)
 {
     struct activity_page *page = arg;
     struct json_object *o = json_object_new_object();
@@ -319,9 +321,9 @@ gk_h_activity(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp
         return;
     }
     page.rows = json_object_new_array();
-    if (gk_cfgstore_activity(ctx->db, ctx->biz->id, before_id, limit, add_activity_row, &page) != GK_OK) {
+    if (gk_activitylog_read(ctx->db, ctx->biz->id, before_id, limit, add_activity_row, &page) != GK_OK) {
         GK_RLOG(GK_LOG_WARN, "admin", req->id, "msg=\"activity read failed\" err=\"%s\"",
-                gk_cfgstore_errmsg(ctx->db));
+                gk_pg_errmsg(ctx->db));
         json_object_put(page.rows);
         gk_reply_unavailable(resp, "PostgreSQL");
         return;

@@ -11,8 +11,8 @@
 
 #include <json-c/json.h>
 
-#include "gk/cfgstore.h"
 #include "gk/log.h"
+#include "gk/pg.h"
 #include "gk/router.h"
 #include "gk/store.h"
 
@@ -53,7 +53,7 @@ gk_handlers_routes(void)
 /* An offload thread's own connections. */
 struct thread_handles {
     struct gk_store *store;
-    struct gk_cfgstore *db;
+    struct gk_pg *db;
 };
 
 static pthread_key_t handles_key;
@@ -66,7 +66,7 @@ handles_free(void *p)
     struct thread_handles *th = p;
 
     gk_store_close(th->store);
-    gk_cfgstore_close(th->db);
+    gk_pg_close(th->db);
     free(th);
 }
 
@@ -91,7 +91,7 @@ thread_handles(const struct gk_app *app)
     if (th == NULL) {
         th = gk_xcalloc(1, sizeof(*th));
         th->store = gk_store_open(&app->cfg->redis, app->cfg->test_clock);
-        th->db = gk_cfgstore_open(app->cfg->database_url);
+        th->db = gk_pg_open(app->cfg->database_url);
         GK_ASSERT(pthread_setspecific(handles_key, th) == 0);
     }
     return th;

@@ -5,15 +5,14 @@
  * requests in flight get SHUTDOWN_TIMEOUT seconds, then the process exits 0. A Redis that may
  * evict keys (maxmemory-policy other than noeviction) stops it with exit status 1: before it
  * listens when Redis answers at start, else once the monitor first reaches Redis. The only place
- * with process-wide state.
+ * with process-wide state besides the stop flag of the start-up path both binaries share
+ * (src/startup.c).
  */
 #include <signal.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "gk/cfgstore.h"
 #include "gk/confcache.h"
 #include "gk/config.h"
 #include "gk/crypto.h"
@@ -21,15 +20,10 @@
 #include "gk/http.h"
 #include "gk/log.h"
 #include "gk/monitor.h"
+#include "gk/startup.h"
 #include "gk/token.h"
 
-static volatile sig_atomic_t stop_signal, refused;
-
-static void
-on_signal(int sig)
-{
-    stop_signal = sig;
-}
+static volatile sig_atomic_t refused;
 
 /* Redis may evict queues (the monitor logged why): stop as on SIGTERM, but exit 1. */
 static void
@@ -47,35 +41,18 @@ main(void)
     struct gk_http_opts opts;
     struct gk_http_companion comp;
     struct gk_http *http = NULL;
-    struct sigaction sa = {.sa_handler = on_signal};
-    sigset_t mask, old;
+    struct gk_startup st;
     char err[256];
-    int rc = EXIT_FAILURE;
+    int rc, sig;
 
-    if (gk_config_load_env(&cfg, GK_PROG_SERVER, err, sizeof(err)) != GK_OK) {
-        fprintf(stderr, "gatekeeper: %s\n", err);
-        return 2;
-    }
-    if (gk_cfgstore_check_url(cfg.database_url, err, sizeof(err)) != GK_OK) {
-        fprintf(stderr, "gatekeeper: DATABASE_URL %s\n", err);
-        return 2;
-    }
-    gk_log_set_level(cfg.log_level);
-    gk_config_log(&cfg, GK_PROG_SERVER);
+    /* SIGINT and SIGTERM are blocked from here on in every thread but gk_startup_wait below. */
+    rc = gk_startup(GK_PROG_SERVER, &cfg, &st);
+    if (rc != 0)
+        return rc;
+    rc = EXIT_FAILURE;
     gk_sha256_hex(cfg.admin_token, strlen(cfg.admin_token), app.operator_key_hash);
     if (cfg.metrics_token[0] != '\0')
         gk_sha256_hex(cfg.metrics_token, strlen(cfg.metrics_token), app.metrics_token_hash);
-    signal(SIGPIPE, SIG_IGN);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    /* Blocked before any thread starts, so every thread inherits the block and only sigsuspend
-     * below takes the signal: a handler run on another thread would leave main asleep for good
-     * (seen under valgrind, which delivers to any thread that does not block it). Blocking here
-     * also closes the check-then-wait race of the loop below. */
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGINT);
-    sigaddset(&mask, SIGTERM);
-    sigprocmask(SIG_BLOCK, &mask, &old);
 
     app.cache = gk_confcache_new();
     app.tokens = gk_token_keys_new(cfg.jwt_secret, cfg.jwt_secret_previous);
@@ -108,12 +85,8 @@ main(void)
     GK_LOG(GK_LOG_INFO, "main", "msg=listening bind=%s port=%u threads=%u", cfg.bind, gk_http_port(http),
            cfg.http_threads);
 
-    /* Sleep until a signal (blocked everywhere else, see above). */
-    while (stop_signal == 0)
-        sigsuspend(&old);
-    sigprocmask(SIG_SETMASK, &old, NULL);
-    GK_LOG(GK_LOG_INFO, "main", "msg=\"shutting down\" signal=%d in_flight=%d", (int)stop_signal,
-           gk_http_in_flight(http));
+    sig = gk_startup_wait(&st);
+    GK_LOG(GK_LOG_INFO, "main", "msg=\"shutting down\" signal=%d in_flight=%d", sig, gk_http_in_flight(http));
     /* Refuse new connections now, so a load balancer moves on, and give the requests already
      * here a bounded time: an orchestrator's kill follows a grace period anyway. */
     gk_http_quiesce(http);

@@ -9,9 +9,10 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "gk/cfgstore.h"
 #include "gk/log.h"
 #include "gk/metrics.h"
+#include "gk/pg.h"
+#include "gk/startup.h"
 #include "gk/store.h"
 
 #define NAP_MS 100 /* how often a sleeping thread looks whether it must stop */
@@ -26,7 +27,7 @@ struct snap {
 struct gk_monitor {
     struct gk_confcache *cache;
     struct gk_store *store; /* the thread's own */
-    struct gk_cfgstore *db; /* the thread's own */
+    struct gk_pg *db;       /* the thread's own */
     pthread_mutex_t lock;   /* guards newest */
     struct snap *newest;
     bool redis_was_ok, pg_was_ok, queues_was_ok; /* the thread's, for logging each outage once */
@@ -124,16 +125,11 @@ pass(struct gk_monitor *m)
     struct gk_stats_out *stats = gk_xcalloc(n + 1, sizeof(*stats));
     struct gk_metrics_hist ticks;
 
-    s->pub.pg_ok = gk_cfgstore_ping(m->db) == GK_OK;
-    note(s->pub.pg_ok, &m->pg_was_ok, "postgres", gk_cfgstore_errmsg(m->db));
+    s->pub.pg_ok = gk_pg_ping(m->db) == GK_OK;
+    note(s->pub.pg_ok, &m->pg_was_ok, "postgres", gk_pg_errmsg(m->db));
     s->pub.redis_ok = gk_store_ping(m->store) == GK_OK;
-    if (s->pub.redis_ok && !m->policy_checked) {
-        enum gk_err rc = gk_store_check_eviction(m->store);
-
-        m->policy_checked = rc != GK_EREDIS;
-        if (rc == GK_EINVAL)
-            m->refuse();
-    }
+    if (s->pub.redis_ok && gk_startup_redis_evicts(m->store, &m->policy_checked))
+        m->refuse();
     if (s->pub.redis_ok)
         s->pub.queues_ok = gk_store_stats_many(m->store, (const char(*)[GK_ID_BUF])ids, n, stats) == GK_OK &&
                            gk_store_worker_ticks(m->store, &ticks) == GK_OK;
@@ -188,7 +184,7 @@ gk_monitor_start(const struct gk_config *cfg, struct gk_confcache *cache, gk_mon
     m->cache = cache;
     m->refuse = refuse;
     m->store = gk_store_open(&cfg->redis, cfg->test_clock);
-    m->db = gk_cfgstore_open(cfg->database_url);
+    m->db = gk_pg_open(cfg->database_url);
     m->redis_was_ok = m->pg_was_ok = m->queues_was_ok = true;
     GK_ASSERT(pthread_mutex_init(&m->lock, NULL) == 0);
     pass(m);
@@ -210,7 +206,7 @@ gk_monitor_stop(struct gk_monitor *m)
     snap_unref(m->newest);
     pthread_mutex_destroy(&m->lock);
     gk_store_close(m->store);
-    gk_cfgstore_close(m->db);
+    gk_pg_close(m->db);
     free(m);
 }
 

@@ -12,7 +12,7 @@
  * The same thread enforces ACTIVITY_RETENTION_DAYS at start and every PRUNE_EVERY_MS: a pass
  * deletes old rows in bounded batches for at most PRUNE_BUDGET_MS, so the consumer is held up
  * that long at most, and a backlog of old rows is worked off over several passes. Of several
- * workers only one prunes at a time (cfgstore's advisory lock).
+ * workers only one prunes at a time (activitylog's advisory lock).
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -21,8 +21,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "gk/cfgstore.h"
+#include "gk/activitylog.h"
 #include "gk/log.h"
+#include "gk/pg.h"
 #include "gk/store.h"
 #include "worker.h"
 
@@ -39,7 +40,7 @@
 struct consumer {
     struct gk_activity *a;
     struct gk_store *store;
-    struct gk_cfgstore *db;
+    struct gk_pg *db;
     char name[96];
     struct gk_event *events;
     bool pg_up;
@@ -82,14 +83,13 @@ commit(struct consumer *c, size_t n)
             if (ev[i].type[0] != '\0')
                 rows[k++] = ev[i];
         }
-        rc = gk_cfgstore_insert_events(c->db, rows, valid);
+        rc = gk_activitylog_insert(c->db, rows, valid);
         if (rows != ev)
             free(rows);
         if (rc != GK_OK) {
             if (c->pg_up)
                 GK_LOG(GK_LOG_WARN, "activity",
-                       "msg=\"cannot write activity; events stay in Redis\" err=\"%s\"",
-                       gk_cfgstore_errmsg(c->db));
+                       "msg=\"cannot write activity; events stay in Redis\" err=\"%s\"", gk_pg_errmsg(c->db));
             c->pg_up = false;
             return false;
         }
@@ -166,9 +166,9 @@ prune(struct consumer *c)
     if (days == 0 || (c->pruned_at != 0 && gk_mono_ms() - c->pruned_at < PRUNE_EVERY_MS))
         return;
     c->pruned_at = gk_mono_ms();
-    if (gk_cfgstore_prune_activity(c->db, days, PRUNE_BUDGET_MS, &deleted) != GK_OK)
+    if (gk_activitylog_prune(c->db, days, PRUNE_BUDGET_MS, &deleted) != GK_OK)
         GK_LOG(GK_LOG_WARN, "activity", "msg=\"activity retention pass failed\" deleted=%lld err=\"%s\"",
-               (long long)deleted, gk_cfgstore_errmsg(c->db));
+               (long long)deleted, gk_pg_errmsg(c->db));
     else if (deleted > 0)
         GK_LOG(GK_LOG_INFO, "activity", "msg=\"old activity deleted\" rows=%lld older_than_days=%u",
                (long long)deleted, days);
@@ -185,7 +185,7 @@ gk_activity_run(void *arg)
     gethostname(host, sizeof(host) - 1);
     snprintf(c.name, sizeof(c.name), "%s-%d", host, (int)getpid());
     c.store = gk_store_open(&c.a->cfg->redis, false);
-    c.db = gk_cfgstore_open(c.a->cfg->database_url);
+    c.db = gk_pg_open(c.a->cfg->database_url);
     c.events = gk_xcalloc(BATCH, sizeof(*c.events));
     while (!atomic_load(c.a->stop)) {
         size_t n = 0;
@@ -223,7 +223,7 @@ gk_activity_run(void *arg)
     }
     GK_LOG(GK_LOG_INFO, "activity", "msg=\"consumer stopped\" written=%lld", (long long)c.written);
     free(c.events);
-    gk_cfgstore_close(c.db);
+    gk_pg_close(c.db);
     gk_store_close(c.store);
     return NULL;
 }

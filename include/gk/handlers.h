@@ -39,7 +39,7 @@ struct gk_app {
 struct gk_ctx {
     const struct gk_app *app;
     struct gk_store *store;
-    struct gk_cfgstore *db;
+    struct gk_pg *db;
     const struct gk_business *biz; /* from the business_id header, or NULL; borrowed */
     const char *biz_header;        /* the raw business_id header value, or NULL */
     bool cache_loaded;             /* the config cache had loaded before biz was looked up */

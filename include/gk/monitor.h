@@ -10,7 +10,7 @@
  * immutable snapshot. Requests read the newest snapshot and do no I/O, so however many clients
  * poll, Redis and PostgreSQL see one pass per node and period, and the routes may run on the
  * event loops. A snapshot is at most one period plus one pass old; a pass waits at most the
- * store's and cfgstore's timeouts (2 s for a hung Redis, 6 s for a hung PostgreSQL). Outages and
+ * store's and pg's timeouts (2 s for a hung Redis, 6 s for a hung PostgreSQL). Outages and
  * recoveries are logged with their error text, which answers never carry. The first pass that
  * reaches Redis also checks that it will not evict keys (gk_store_check_eviction). Thread-safe.
  */

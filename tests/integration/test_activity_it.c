@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * test_activity_it.c -- GET /stats and GET /activity on the built server, and the activity-log
- * queries of cfgstore, against real Redis and PostgreSQL: counters, auth, query validation,
+ * queries of activitylog, against real Redis and PostgreSQL: counters, auth, query validation,
  * paging, idempotent and ordered batch inserts, config changes and business creation in the log,
  * and 503 answers while Redis or PostgreSQL is down; the worker's retention (ACTIVITY_RETENTION_DAYS).
  * Every test uses its own business ids.
@@ -12,18 +12,19 @@
 
 #include <json-c/json.h>
 
-#include "gk/cfgstore.h"
+#include "gk/activitylog.h"
+#include "gk/pg.h"
 #include "integration/suites.h"
 #include "support/gktest.h"
 
 #define OPERATOR "Authorization: Bearer " GKTEST_ADMIN_TOKEN "\r\n"
 
-static struct gk_cfgstore *
+static struct gk_pg *
 open_store(void)
 {
-    struct gk_cfgstore *cs = gk_cfgstore_open(gktest_env("GK_TEST_DATABASE_URL"));
+    struct gk_pg *cs = gk_pg_open(gktest_env("GK_TEST_DATABASE_URL"));
 
-    ck_assert_msg(gk_cfgstore_ping(cs) == GK_OK, "ping: %s", gk_cfgstore_errmsg(cs));
+    ck_assert_msg(gk_pg_ping(cs) == GK_OK, "ping: %s", gk_pg_errmsg(cs));
     return cs;
 }
 
@@ -122,15 +123,15 @@ event_init(struct gk_event *e, const char *biz, const char *id, const char *user
     snprintf(e->details, sizeof(e->details), "%s", details);
 }
 
-/* Rows of biz as cfgstore reads them back, newest first. */
+/* Rows of biz as activitylog reads them back, newest first. */
 struct rows {
-    struct gk_activity_row r[64];
+    struct gk_activitylog_row r[64];
     int n;
     long long total; /* rows seen, also past the 64 kept */
 };
 
 static void
-collect(void *arg, const struct gk_activity_row *row)
+collect(void *arg, const struct gk_activitylog_row *row)
 {
     struct rows *rs = arg;
 
@@ -140,11 +141,11 @@ collect(void *arg, const struct gk_activity_row *row)
 }
 
 static void
-read_rows(struct gk_cfgstore *cs, const char *biz, int64_t before_id, uint32_t limit, struct rows *rs)
+read_rows(struct gk_pg *cs, const char *biz, int64_t before_id, uint32_t limit, struct rows *rs)
 {
     memset(rs, 0, sizeof(*rs));
-    ck_assert_msg(gk_cfgstore_activity(cs, biz, before_id, limit, collect, rs) == GK_OK, "%s",
-                  gk_cfgstore_errmsg(cs));
+    ck_assert_msg(gk_activitylog_read(cs, biz, before_id, limit, collect, rs) == GK_OK, "%s",
+                  gk_pg_errmsg(cs));
 }
 
 /* ---- GET /stats ---- */
@@ -394,7 +395,7 @@ END_TEST
 
 START_TEST(activity_pages_newest_first)
 {
-    struct gk_cfgstore *cs = open_store();
+    struct gk_pg *cs = open_store();
     struct gk_event ev[25];
     char id[64], key[64], h[256], q[64], eid[160];
     long long base = 1700000000000LL, before = 0, seen[32];
@@ -409,11 +410,11 @@ START_TEST(activity_pages_newest_first)
         event_init(&ev[i], id, name, i % 2 ? "" : "u1", "enqueue", base + i, i % 3 ? "10.1.2.3" : "",
                    "{\"position\": 1}");
     }
-    ck_assert_msg(gk_cfgstore_insert_events(cs, ev, 25) == GK_OK, "%s", gk_cfgstore_errmsg(cs));
+    ck_assert_msg(gk_activitylog_insert(cs, ev, 25) == GK_OK, "%s", gk_pg_errmsg(cs));
     read_rows(cs, id, 0, 100, &all);
     ck_assert_int_eq(all.n, 26); /* and business_created */
 
-    /* 10 + 10 + 6 rows; the ids are exactly the ones cfgstore reads, newest first. */
+    /* 10 + 10 + 6 rows; the ids are exactly the ones activitylog reads, newest first. */
     for (int page = 0; page < 3; page++) {
         struct gktest_resp r;
         struct json_object *a, *next;
@@ -462,15 +463,15 @@ START_TEST(activity_pages_newest_first)
     }
     for (int i = 1; i < n_seen; i++)
         ck_assert_int_lt(seen[i], seen[i - 1]);
-    gk_cfgstore_close(cs);
+    gk_pg_close(cs);
 }
 END_TEST
 
-/* ---- cfgstore: the activity log ---- */
+/* ---- activitylog: writes and reads ---- */
 
 START_TEST(insert_events_is_idempotent_and_keeps_order)
 {
-    struct gk_cfgstore *cs = open_store();
+    struct gk_pg *cs = open_store();
     size_t n = 2500; /* three statements: 1000 + 1000 + 500 */
     struct gk_event *ev = calloc(n, sizeof(*ev));
     struct rows rs;
@@ -482,13 +483,13 @@ START_TEST(insert_events_is_idempotent_and_keeps_order)
         snprintf(name, sizeof(name), "1-%zu", i);
         event_init(&ev[i], biz, name, "u", "admit", 1700000000000LL + (long long)i, "::1", "{}");
     }
-    ck_assert_msg(gk_cfgstore_insert_events(cs, ev, n) == GK_OK, "%s", gk_cfgstore_errmsg(cs));
-    ck_assert_msg(gk_cfgstore_insert_events(cs, ev, n) == GK_OK, "%s", gk_cfgstore_errmsg(cs));
+    ck_assert_msg(gk_activitylog_insert(cs, ev, n) == GK_OK, "%s", gk_pg_errmsg(cs));
+    ck_assert_msg(gk_activitylog_insert(cs, ev, n) == GK_OK, "%s", gk_pg_errmsg(cs));
     /* A batch that overlaps the last one, and repeats an event inside itself. */
-    ck_assert_int_eq(gk_cfgstore_insert_events(cs, ev + n - 3, 3), GK_OK);
+    ck_assert_int_eq(gk_activitylog_insert(cs, ev + n - 3, 3), GK_OK);
     ev[0] = ev[n - 1];
-    ck_assert_int_eq(gk_cfgstore_insert_events(cs, ev, 1), GK_OK);
-    ck_assert_int_eq(gk_cfgstore_insert_events(cs, NULL, 0), GK_OK);
+    ck_assert_int_eq(gk_activitylog_insert(cs, ev, 1), GK_OK);
+    ck_assert_int_eq(gk_activitylog_insert(cs, NULL, 0), GK_OK);
 
     read_rows(cs, biz, 0, 10000, &rs);
     ck_assert_int_eq(rs.total, (long long)n);
@@ -507,13 +508,13 @@ START_TEST(insert_events_is_idempotent_and_keeps_order)
     snprintf(name, sizeof(name), "1-%zu", n - 1 - 64 - 4);
     ck_assert_str_eq(strchr(rs.r[4].ev.id, '/') + 1, name);
     free(ev);
-    gk_cfgstore_close(cs);
+    gk_pg_close(cs);
 }
 END_TEST
 
 START_TEST(insert_events_survives_bad_values)
 {
-    struct gk_cfgstore *cs = open_store();
+    struct gk_pg *cs = open_store();
     struct gk_event ev[8];
     const struct gk_event *got[8];
     struct rows rs;
@@ -531,7 +532,7 @@ START_TEST(insert_events_survives_bad_values)
     event_init(&ev[6], biz, "6", "u", "leave", 1700000000000LL, "", "");
     /* Deeper than request bodies may nest (GK_JSON_DEPTH_MAX). */
     event_init(&ev[7], biz, "7", "u", "leave", 1700000000000LL, "", "{\"a\": {\"b\": [{\"c\": 1}]}}");
-    ck_assert_msg(gk_cfgstore_insert_events(cs, ev, 8) == GK_OK, "%s", gk_cfgstore_errmsg(cs));
+    ck_assert_msg(gk_activitylog_insert(cs, ev, 8) == GK_OK, "%s", gk_pg_errmsg(cs));
     read_rows(cs, biz, 0, 100, &rs);
     ck_assert_int_eq(rs.n, 8);
     for (int i = 0; i < 8; i++)
@@ -550,13 +551,13 @@ START_TEST(insert_events_survives_bad_values)
     ck_assert_str_eq(got[5]->details, "{\"nested\":{\"k\":[1,\"x y\",\"a\\\"b\"]}}");
     ck_assert_str_eq(got[6]->details, "{}");
     ck_assert_str_eq(got[7]->details, "{}");
-    gk_cfgstore_close(cs);
+    gk_pg_close(cs);
 }
 END_TEST
 
 START_TEST(details_that_just_fit_read_back_whole)
 {
-    struct gk_cfgstore *cs = open_store();
+    struct gk_pg *cs = open_store();
     struct gk_event ev;
     struct rows rs;
     char biz[64], details[GK_EVENT_DETAILS_BUF];
@@ -569,17 +570,17 @@ START_TEST(details_that_just_fit_read_back_whole)
     snprintf(details + sizeof(details) - 3, 3, "\"}");
     ck_assert_int_eq(strlen(details), GK_EVENT_DETAILS_BUF - 1);
     event_init(&ev, biz, "fits", "", "verify", 1700000000000LL, "", details);
-    ck_assert_int_eq(gk_cfgstore_insert_events(cs, &ev, 1), GK_OK);
+    ck_assert_int_eq(gk_activitylog_insert(cs, &ev, 1), GK_OK);
     read_rows(cs, biz, 0, 10, &rs);
     ck_assert_int_eq(rs.n, 1);
     ck_assert_str_eq(rs.r[0].ev.details, details);
-    gk_cfgstore_close(cs);
+    gk_pg_close(cs);
 }
 END_TEST
 
 START_TEST(insert_events_is_fast)
 {
-    struct gk_cfgstore *cs = open_store();
+    struct gk_pg *cs = open_store();
     size_t n = 1000, rounds = 20;
     struct gk_event *ev = calloc(n, sizeof(*ev));
     char biz[64], name[32];
@@ -594,14 +595,14 @@ START_TEST(insert_events_is_fast)
             event_init(&ev[i], biz, name, "user-1", "enqueue", 1700000000000LL, "192.168.1.20",
                        "{\"position\":12345}");
         }
-        ck_assert_msg(gk_cfgstore_insert_events(cs, ev, n) == GK_OK, "%s", gk_cfgstore_errmsg(cs));
+        ck_assert_msg(gk_activitylog_insert(cs, ev, n) == GK_OK, "%s", gk_pg_errmsg(cs));
     }
     ms = gktest_ms() - t0;
     fprintf(stderr, "activity_it: %zu events in %lld ms\n", n * rounds, ms);
     /* The worker must keep up with 20,000 events/s; leave room for slow (sanitizer) builds. */
     ck_assert_msg(ms < 4000, "%zu events took %lld ms", n * rounds, ms);
     free(ev);
-    gk_cfgstore_close(cs);
+    gk_pg_close(cs);
 }
 END_TEST
 
@@ -739,7 +740,7 @@ START_TEST(worker_deletes_activity_past_the_retention)
 
     gktest_unique_id("ret", biz, sizeof(biz));
     /* More than one batch of old rows, and some a day inside the default of 30 days. */
-    insert_aged(biz, 31, GK_ACTIVITY_PRUNE_BATCH + 5000);
+    insert_aged(biz, 31, GK_ACTIVITYLOG_PRUNE_BATCH + 5000);
     insert_aged(biz, 29, 10);
     gktest_worker_start(&w, NULL);
     /* The first pass runs at start. */
@@ -798,7 +799,7 @@ activity_it_suite(void)
 {
     Suite *s = suite_create("activity");
     TCase *api = tcase_create("api");
-    TCase *store = tcase_create("cfgstore");
+    TCase *store = tcase_create("activitylog");
     TCase *outage = tcase_create("outages");
     TCase *retention = tcase_create("retention");
 

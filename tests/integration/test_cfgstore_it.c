@@ -8,18 +8,19 @@
 #include <string.h>
 
 #include "gk/cfgstore.h"
+#include "gk/pg.h"
 #include "integration/suites.h"
 #include "support/gktest.h"
 
 #define HASH_A "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
-static struct gk_cfgstore *
+static struct gk_pg *
 open_store(void)
 {
-    struct gk_cfgstore *cs = gk_cfgstore_open(gktest_env("GK_TEST_DATABASE_URL"));
+    struct gk_pg *cs = gk_pg_open(gktest_env("GK_TEST_DATABASE_URL"));
 
     ck_assert_ptr_nonnull(cs);
-    ck_assert_msg(gk_cfgstore_ping(cs) == GK_OK, "ping: %s", gk_cfgstore_errmsg(cs));
+    ck_assert_msg(gk_pg_ping(cs) == GK_OK, "ping: %s", gk_pg_errmsg(cs));
     return cs;
 }
 
@@ -48,35 +49,35 @@ START_TEST(check_url_parses_without_connecting)
 {
     char err[128];
 
-    ck_assert_int_eq(gk_cfgstore_check_url("postgresql://u@127.0.0.1:1/db?sslmode=disable", err, sizeof(err)),
+    ck_assert_int_eq(gk_pg_check_url("postgresql://u@127.0.0.1:1/db?sslmode=disable", err, sizeof(err)),
                      GK_OK);
-    ck_assert_int_eq(gk_cfgstore_check_url("host=127.0.0.1 port=1 dbname=db", err, sizeof(err)), GK_OK);
-    ck_assert_int_eq(gk_cfgstore_check_url("nosuchkeyword=1", err, sizeof(err)), GK_EINVAL);
+    ck_assert_int_eq(gk_pg_check_url("host=127.0.0.1 port=1 dbname=db", err, sizeof(err)), GK_OK);
+    ck_assert_int_eq(gk_pg_check_url("nosuchkeyword=1", err, sizeof(err)), GK_EINVAL);
     ck_assert(err[0] != '\0');
     ck_assert_ptr_null(strchr(err, '\n'));
-    ck_assert_int_eq(gk_cfgstore_check_url("postgresql://[::1/db", err, sizeof(err)), GK_EINVAL);
-    ck_assert_int_eq(gk_cfgstore_check_url("host='unterminated", err, sizeof(err)), GK_EINVAL);
+    ck_assert_int_eq(gk_pg_check_url("postgresql://[::1/db", err, sizeof(err)), GK_EINVAL);
+    ck_assert_int_eq(gk_pg_check_url("host='unterminated", err, sizeof(err)), GK_EINVAL);
 }
 END_TEST
 
 START_TEST(open_never_fails_and_reports_unreachable)
 {
-    struct gk_cfgstore *cs = gk_cfgstore_open("postgresql://gatekeeper@127.0.0.1:1/gatekeeper");
+    struct gk_pg *cs = gk_pg_open("postgresql://gatekeeper@127.0.0.1:1/gatekeeper");
     struct gk_business b;
 
     ck_assert_ptr_nonnull(cs);
-    ck_assert_int_eq(gk_cfgstore_ping(cs), GK_EPG);
-    ck_assert(gk_cfgstore_errmsg(cs)[0] != '\0');
+    ck_assert_int_eq(gk_pg_ping(cs), GK_EPG);
+    ck_assert(gk_pg_errmsg(cs)[0] != '\0');
     ck_assert_int_eq(gk_cfgstore_get_business(cs, "x", &b), GK_EPG);
     ck_assert_int_eq(gk_cfgstore_listen(cs), GK_EPG);
-    gk_cfgstore_close(cs);
-    gk_cfgstore_close(NULL);
+    gk_pg_close(cs);
+    gk_pg_close(NULL);
 }
 END_TEST
 
 START_TEST(create_get_exists)
 {
-    struct gk_cfgstore *cs = open_store();
+    struct gk_pg *cs = open_store();
     struct gk_business b, g;
     char id[64], id2[64];
 
@@ -85,7 +86,7 @@ START_TEST(create_get_exists)
     ck_assert_int_eq(gk_cfgstore_get_business(cs, id, &g), GK_ENOTFOUND);
 
     ck_assert_msg(gk_cfgstore_create_business(cs, id, NULL, "127.0.0.1", &b) == GK_OK, "%s",
-                  gk_cfgstore_errmsg(cs));
+                  gk_pg_errmsg(cs));
     ck_assert_str_eq(b.id, id);
     ck_assert_str_eq(b.admin_key_hash, "");
     ck_assert_int_eq(b.version, 1);
@@ -108,13 +109,13 @@ START_TEST(create_get_exists)
     gktest_unique_id("create", id2, sizeof(id2));
     ck_assert_int_eq(gk_cfgstore_create_business(cs, id2, "ABC", "127.0.0.1", &b), GK_EINVAL);
     ck_assert_int_eq(gk_cfgstore_get_business(cs, id2, &g), GK_ENOTFOUND);
-    gk_cfgstore_close(cs);
+    gk_pg_close(cs);
 }
 END_TEST
 
 START_TEST(ensure_is_idempotent)
 {
-    struct gk_cfgstore *cs = open_store();
+    struct gk_pg *cs = open_store();
     struct gk_bizconf_patch p = {0};
     struct gk_business b;
     char id[64];
@@ -136,13 +137,13 @@ START_TEST(ensure_is_idempotent)
     ck_assert_uint_eq(b.conf.num[GK_BC_ADMISSION_LIMIT], 3);
     ck_assert_int_eq(b.version, 2);
     ck_assert_int_eq(gk_cfgstore_create_business(cs, id, NULL, "127.0.0.1", &b), GK_EEXIST);
-    gk_cfgstore_close(cs);
+    gk_pg_close(cs);
 }
 END_TEST
 
 START_TEST(update_partial_keeps_other_fields)
 {
-    struct gk_cfgstore *cs = open_store();
+    struct gk_pg *cs = open_store();
     struct gk_bizconf_patch p = {0};
     struct gk_bizconf want;
     struct gk_business b, g;
@@ -159,8 +160,7 @@ START_TEST(update_partial_keeps_other_fields)
     p.v.n_origins = 2;
     strcpy(p.v.origins[0], "https://a.example");
     strcpy(p.v.origins[1], "http://[::1]:3000");
-    ck_assert_msg(gk_cfgstore_update_config(cs, id, &p, "127.0.0.1", &b) == GK_OK, "%s",
-                  gk_cfgstore_errmsg(cs));
+    ck_assert_msg(gk_cfgstore_update_config(cs, id, &p, "127.0.0.1", &b) == GK_OK, "%s", gk_pg_errmsg(cs));
     gk_bizconf_apply(&want, &p);
     assert_conf_eq(&b.conf, &want);
     ck_assert_int_eq(b.version, 2);
@@ -191,14 +191,14 @@ START_TEST(update_partial_keeps_other_fields)
     ck_assert_int_eq(gk_cfgstore_get_business(cs, id, &g), GK_OK);
     assert_conf_eq(&g.conf, &want);
     ck_assert_int_eq(g.version, 4);
-    gk_cfgstore_close(cs);
+    gk_pg_close(cs);
 }
 END_TEST
 
 /* Each numeric field alone, so a parameter bound to the wrong column shows up. */
 START_TEST(update_each_field_hits_its_column)
 {
-    struct gk_cfgstore *cs = open_store();
+    struct gk_pg *cs = open_store();
     struct gk_bizconf want;
     struct gk_business b;
     char id[64];
@@ -214,18 +214,18 @@ START_TEST(update_each_field_hits_its_column)
         p.set = 1u << f;
         p.v.num[f] = max - (uint32_t)f; /* distinct per field, always in range */
         ck_assert_msg(gk_cfgstore_update_config(cs, id, &p, "127.0.0.1", &b) == GK_OK, "%s: %s",
-                      gk_bizconf_field_name((enum gk_bc_field)f), gk_cfgstore_errmsg(cs));
+                      gk_bizconf_field_name((enum gk_bc_field)f), gk_pg_errmsg(cs));
         gk_bizconf_apply(&want, &p);
         assert_conf_eq(&b.conf, &want);
         ck_assert_int_eq(b.version, 2 + f);
     }
-    gk_cfgstore_close(cs);
+    gk_pg_close(cs);
 }
 END_TEST
 
 START_TEST(update_unknown_business)
 {
-    struct gk_cfgstore *cs = open_store();
+    struct gk_pg *cs = open_store();
     struct gk_bizconf_patch p = {0};
     struct gk_business b;
     char id[64];
@@ -236,7 +236,7 @@ START_TEST(update_unknown_business)
     ck_assert_int_eq(gk_cfgstore_update_config(cs, id, &p, "127.0.0.1", &b), GK_ENOTFOUND);
     memset(&p, 0, sizeof(p));
     ck_assert_int_eq(gk_cfgstore_update_config(cs, id, &p, "127.0.0.1", &b), GK_ENOTFOUND);
-    gk_cfgstore_close(cs);
+    gk_pg_close(cs);
 }
 END_TEST
 
@@ -255,7 +255,7 @@ START_TEST(update_refused_by_check)
         {GK_BC_MAX_QUEUE_LENGTH, 100000001},
         {GK_BC_READY_TTL_SECONDS, UINT32_MAX}, /* not even an integer column value */
     };
-    struct gk_cfgstore *cs = open_store();
+    struct gk_pg *cs = open_store();
     struct gk_bizconf_patch q = {0};
     struct gk_business b, g;
     char id[64];
@@ -271,7 +271,7 @@ START_TEST(update_refused_by_check)
         p.v.num[GK_BC_ADMISSION_FREQUENCY] = 9;
         ck_assert_msg(gk_cfgstore_update_config(cs, id, &p, "127.0.0.1", &g) == GK_EINVAL, "%s=%u accepted",
                       gk_bizconf_field_name(bad[i].f), bad[i].v);
-        ck_assert(gk_cfgstore_errmsg(cs)[0] != '\0');
+        ck_assert(gk_pg_errmsg(cs)[0] != '\0');
     }
     /* Fields the table cannot check are checked before anything is sent. */
     q.set = 1u << GK_BC_QUEUEING_METHOD;
@@ -288,7 +288,7 @@ START_TEST(update_refused_by_check)
     ck_assert_int_eq(gk_cfgstore_get_business(cs, id, &g), GK_OK);
     ck_assert_int_eq(g.version, 1);
     assert_defaults(&g.conf);
-    gk_cfgstore_close(cs);
+    gk_pg_close(cs);
 }
 END_TEST
 
@@ -316,7 +316,7 @@ each_cb(void *arg, const struct gk_business *b)
 
 START_TEST(each_business_sees_all)
 {
-    struct gk_cfgstore *cs = open_store();
+    struct gk_pg *cs = open_store();
     struct each_ctx ctx = {0};
     struct gk_business b;
 
@@ -329,7 +329,7 @@ START_TEST(each_business_sees_all)
         p.v.num[GK_BC_ADMISSION_LIMIT] = (uint32_t)(10 + i);
         ck_assert_int_eq(gk_cfgstore_update_config(cs, ctx.ids[i], &p, "127.0.0.1", &b), GK_OK);
     }
-    ck_assert_msg(gk_cfgstore_each_business(cs, each_cb, &ctx) == GK_OK, "%s", gk_cfgstore_errmsg(cs));
+    ck_assert_msg(gk_cfgstore_each_business(cs, each_cb, &ctx) == GK_OK, "%s", gk_pg_errmsg(cs));
     for (int i = 0; i < 3; i++)
         ck_assert_int_eq(ctx.seen[i], 1);
     ck_assert_int_ge(ctx.calls, 3);
@@ -340,7 +340,7 @@ START_TEST(each_business_sees_all)
     ctx.stop_after = 1;
     ck_assert_int_eq(gk_cfgstore_each_business(cs, each_cb, &ctx), GK_EDENIED);
     ck_assert_int_eq(ctx.calls, 1);
-    gk_cfgstore_close(cs);
+    gk_pg_close(cs);
 }
 END_TEST
 
@@ -363,13 +363,13 @@ on_change(void *arg, const char *business_id)
 
 /* Waits up to ms for a notification naming s->want; other businesses' changes are skipped. */
 static void
-wait_for(struct gk_cfgstore *cs, struct seen *s, int64_t ms)
+wait_for(struct gk_pg *cs, struct seen *s, int64_t ms)
 {
     int64_t deadline = gk_mono_ms() + ms;
 
     s->hits = 0;
     while (s->hits == 0 && gk_mono_ms() < deadline) {
-        ck_assert_msg(gk_cfgstore_wait_changes(cs, 200, on_change, s) == GK_OK, "%s", gk_cfgstore_errmsg(cs));
+        ck_assert_msg(gk_cfgstore_wait_changes(cs, 200, on_change, s) == GK_OK, "%s", gk_pg_errmsg(cs));
     }
     ck_assert_msg(s->hits > 0, "no notification for %s within %lld ms", s->want, (long long)ms);
     ck_assert_int_eq(s->bad, 0);
@@ -377,8 +377,8 @@ wait_for(struct gk_cfgstore *cs, struct seen *s, int64_t ms)
 
 START_TEST(listen_sees_other_handles_changes)
 {
-    struct gk_cfgstore *lis = open_store();
-    struct gk_cfgstore *cs = open_store();
+    struct gk_pg *lis = open_store();
+    struct gk_pg *cs = open_store();
     struct gk_bizconf_patch p = {0};
     struct gk_business b;
     struct seen s = {0};
@@ -412,8 +412,8 @@ START_TEST(listen_sees_other_handles_changes)
     ck_assert_int_eq(s.hits, 0);
     ck_assert_int_ge(gk_mono_ms() - t0, 250);
     ck_assert_int_lt(gk_mono_ms() - t0, 2000);
-    gk_cfgstore_close(cs);
-    gk_cfgstore_close(lis);
+    gk_pg_close(cs);
+    gk_pg_close(lis);
 }
 END_TEST
 
@@ -424,25 +424,25 @@ pg_restart_if_down(void)
 {
     const char *url = getenv("GK_TEST_DATABASE_URL");
     const char *ctl = getenv("GK_TEST_PGCTL");
-    struct gk_cfgstore *cs;
+    struct gk_pg *cs;
     char cmd[1024];
 
     if (url == NULL || ctl == NULL)
         return;
-    cs = gk_cfgstore_open(url);
-    if (gk_cfgstore_ping(cs) != GK_OK) {
+    cs = gk_pg_open(url);
+    if (gk_pg_ping(cs) != GK_OK) {
         snprintf(cmd, sizeof(cmd), "'%s' start >/dev/null 2>&1", ctl);
         if (system(cmd) != 0)
             fprintf(stderr, "cfgstore_it: could not restart PostgreSQL\n");
     }
-    gk_cfgstore_close(cs);
+    gk_pg_close(cs);
 }
 
 START_TEST(outage_fails_fast_and_recovers)
 {
-    struct gk_cfgstore *cs = open_store();
-    struct gk_cfgstore *lis = open_store();
-    struct gk_cfgstore *idle = open_store();
+    struct gk_pg *cs = open_store();
+    struct gk_pg *lis = open_store();
+    struct gk_pg *idle = open_store();
     struct gk_business b;
     struct seen s = {0};
     enum gk_err ping_rc, get_rc, wait_rc;
@@ -457,9 +457,9 @@ START_TEST(outage_fails_fast_and_recovers)
     /* No ck_assert between stop and start: a failed check must not leave PostgreSQL down. */
     gktest_pgctl("stop");
     t0 = gk_mono_ms();
-    ping_rc = gk_cfgstore_ping(cs);
+    ping_rc = gk_pg_ping(cs);
     elapsed = gk_mono_ms() - t0;
-    snprintf(down_msg, sizeof(down_msg), "%s", gk_cfgstore_errmsg(cs));
+    snprintf(down_msg, sizeof(down_msg), "%s", gk_pg_errmsg(cs));
     get_rc = gk_cfgstore_get_business(cs, id, &b);
     wait_rc = gk_cfgstore_wait_changes(lis, 100, on_change, &s);
     gktest_pgctl("start");
@@ -472,16 +472,16 @@ START_TEST(outage_fails_fast_and_recovers)
 
     /* The same handles work again. One left idle through the restart does not fail its first
      * call on the connection the server closed meanwhile. */
-    ck_assert_msg(gk_cfgstore_ping(cs) == GK_OK, "%s", gk_cfgstore_errmsg(cs));
-    ck_assert_msg(gk_cfgstore_get_business(idle, id, &b) == GK_ENOTFOUND, "%s", gk_cfgstore_errmsg(idle));
+    ck_assert_msg(gk_pg_ping(cs) == GK_OK, "%s", gk_pg_errmsg(cs));
+    ck_assert_msg(gk_cfgstore_get_business(idle, id, &b) == GK_ENOTFOUND, "%s", gk_pg_errmsg(idle));
     /* The listener needs LISTEN on its new connection. */
     ck_assert_int_eq(gk_cfgstore_wait_changes(lis, 10, on_change, &s), GK_EPG);
-    ck_assert_msg(gk_cfgstore_listen(lis) == GK_OK, "%s", gk_cfgstore_errmsg(lis));
+    ck_assert_msg(gk_cfgstore_listen(lis) == GK_OK, "%s", gk_pg_errmsg(lis));
     ck_assert_int_eq(gk_cfgstore_create_business(cs, id, NULL, "127.0.0.1", &b), GK_OK);
     wait_for(lis, &s, 5000);
-    gk_cfgstore_close(idle);
-    gk_cfgstore_close(lis);
-    gk_cfgstore_close(cs);
+    gk_pg_close(idle);
+    gk_pg_close(lis);
+    gk_pg_close(cs);
 }
 END_TEST
 
