@@ -14,35 +14,30 @@
 
 #include "gk/crypto.h"
 #include "gk/event.h"
+#include "gk_lua.h"
 
-/* Defined in the generated scripts.c, from the Lua files in src/scripts. */
-extern const char gk_lua_enqueue[], gk_lua_status[], gk_lua_verify[], gk_lua_finish[], gk_lua_leave[],
-    gk_lua_tick[], gk_lua_stats[], gk_lua_events_ack[], gk_lua_tick_observe[], gk_lua_status_many[],
-    gk_lua_enqueue_many[];
+/* The scripts, from the list scripts/embed-lua generates out of the .lua files in src/scripts (gk_lua.h):
+ * their sources (the generated scripts.c) and whether each reads the clock, derived from its
+ * source, so neither can disagree with the scripts. */
+#define EXTERN_SRC(NAME, name, clock) extern const char gk_lua_##name[];
+GK_LUA_SCRIPTS(EXTERN_SRC)
+#undef EXTERN_SRC
 
 enum script {
-    S_ENQUEUE,
-    S_STATUS,
-    S_VERIFY,
-    S_FINISH,
-    S_LEAVE,
-    S_TICK,
-    S_STATS,
-    S_EVENTS_ACK,
-    S_TICK_OBSERVE,
-    S_STATUS_MANY,
-    S_ENQUEUE_MANY,
-    S_COUNT
+#define SCRIPT_ENUM(NAME, name, clock) S_##NAME,
+    GK_LUA_SCRIPTS(SCRIPT_ENUM)
+#undef SCRIPT_ENUM
+        S_COUNT
 };
 
-static const char *const script_src[S_COUNT] = {gk_lua_enqueue,     gk_lua_status,      gk_lua_verify,
-                                                gk_lua_finish,      gk_lua_leave,       gk_lua_tick,
-                                                gk_lua_stats,       gk_lua_events_ack,  gk_lua_tick_observe,
-                                                gk_lua_status_many, gk_lua_enqueue_many};
-/* Scripts that read the time take the business's clock key and the test-clock flag last. */
-/* status_many carries its clock key itself (it is batched by the pipeline, not built by op_begin). */
-static const bool script_reads_clock[S_COUNT] = {true, true, true,  true,  true,
-                                                 true, true, false, false, false};
+#define SCRIPT_SRC(NAME, name, clock) gk_lua_##name,
+static const char *const script_src[S_COUNT] = {GK_LUA_SCRIPTS(SCRIPT_SRC)};
+#undef SCRIPT_SRC
+/* Scripts that read the time take the business's clock key and the test-clock flag last. The
+ * batched status_many and enqueue_many carry theirs where their headers say (issue_batch). */
+#define SCRIPT_CLOCK(NAME, name, clock) clock,
+static const bool script_reads_clock[S_COUNT] = {GK_LUA_SCRIPTS(SCRIPT_CLOCK)};
+#undef SCRIPT_CLOCK
 
 /* The worker tick histogram, shared by every worker and business. */
 #define WORKER_METRICS_KEY "gk:metrics:worker"
