@@ -34,7 +34,7 @@ enum script {
 static const char *const script_src[S_COUNT] = {GK_LUA_SCRIPTS(SCRIPT_SRC)};
 #undef SCRIPT_SRC
 /* Scripts that read the time take the business's clock key and the test-clock flag last. The
- * batched status_many and enqueue_many carry theirs where their headers say (issue_batch). */
+ * batched status and enqueue carry theirs where their headers say (issue_batch). */
 #define SCRIPT_CLOCK(NAME, name, clock) clock,
 static const bool script_reads_clock[S_COUNT] = {GK_LUA_SCRIPTS(SCRIPT_CLOCK)};
 #undef SCRIPT_CLOCK
@@ -1321,7 +1321,7 @@ issue(struct gk_pipeline *p, struct gk_op *op)
 /*
  * Batching. Status polls and joins are the bulk of the traffic and mostly for the same few
  * businesses: those of one business that reach the pipeline together go to Redis as one
- * status_many / enqueue_many call, so Redis pays its per-script cost, and the reads shared by
+ * status / enqueue call, so Redis pays its per-script cost, and the reads shared by
  * all, once per batch. Each kind names the argv slots of its single-user op (as built by
  * gk_pipeline_status / gk_pipeline_join) that all members share, and those that are per user.
  */
@@ -1332,7 +1332,7 @@ struct batch_kind {
     int kind;
     enum script many;
     int nkeys, nargs;     /* shared keys and args */
-    int keys[SHARED_MAX]; /* argv slots of the shared keys, in the *_many script's order */
+    int keys[SHARED_MAX]; /* argv slots of the shared keys, in the script's order */
     int args[SHARED_MAX]; /* argv slots of the shared args */
     int rl, user, ip;     /* argv slots of the per-user rate-limit key, user and IP */
     bool (*parse)(const redisReply *r, void *out);
@@ -1354,9 +1354,9 @@ parse_join_any(const redisReply *r, void *out)
  * ip evmax clockflag. enqueue: EVALSHA sha nkeys seq wait ready hb stats rl events clock | user
  * limit interval max passthrough ttl heartbeat ip evmax max_active clockflag. */
 static const struct batch_kind batch_kinds[] = {
-    {OP_STATUS, S_STATUS_MANY, 6, 5, {3, 4, 5, 7, 8, 9}, {11, 12, 13, 15, 16}, 6, 10, 14, parse_status_any},
+    {OP_STATUS, S_STATUS, 6, 5, {3, 4, 5, 7, 8, 9}, {11, 12, 13, 15, 16}, 6, 10, 14, parse_status_any},
     {OP_JOIN,
-     S_ENQUEUE_MANY,
+     S_ENQUEUE,
      7,
      9,
      {3, 4, 5, 6, 7, 9, 10},
@@ -1484,7 +1484,7 @@ issue_all(struct gk_pipeline *p, struct gk_op *ops, int64_t now)
             continue;
         }
         bk = batch_kind_of(op);
-        if (bk == NULL || ops == NULL) {
+        if (bk == NULL) {
             issue(p, op);
             continue;
         }
@@ -1508,12 +1508,7 @@ issue_all(struct gk_pipeline *p, struct gk_op *ops, int64_t now)
             }
             cand = next;
         }
-        if (b->n == 1) {
-            free(b);
-            issue(p, op);
-        } else {
-            issue_batch(p, b);
-        }
+        issue_batch(p, b); /* also a batch of one: one script serves both */
     }
 }
 
