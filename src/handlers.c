@@ -13,6 +13,7 @@
 
 #include "gk/cfgstore.h"
 #include "gk/log.h"
+#include "gk/pipeline.h"
 #include "gk/router.h"
 #include "gk/store.h"
 
