@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * h_queue.c -- the queue endpoints: enqueue, status, verify, finish, leave and gate.
- * Each does one Redis operation (one Lua script) and no PostgreSQL work: the business comes from
- * the in-memory cache, the token is checked in process. A handler validates, hands its operation
- * to the pipeline and suspends the request, freeing the thread; the operation's reply resumes it
- * and the handler's continuation (the *_reply functions) answers.
+ * Each does one queue operation (gk/queue.h: one Lua script in Redis) and no PostgreSQL work: the
+ * business comes from the in-memory cache, the token is checked in process. A handler validates,
+ * hands its operation to ctx->queue (the loop's pipeline; a fake in tests/unit/test_h_queue.c)
+ * and suspends the request, freeing the thread; the operation's answer resumes it and the
+ * handler's continuation (the *_reply functions) answers.
  */
 #include "gk/handlers.h"
 
@@ -18,7 +19,6 @@
 #include "gk/clientip.h"
 #include "gk/log.h"
 #include "gk/metrics.h"
-#include "gk/pipeline.h"
 
 #define POLL_MIN_MS 1000
 #define POLL_MAX_MS 15000
@@ -337,7 +337,6 @@ gk_h_enqueue(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
 {
     const struct gk_bizconf *c;
     struct pending *pd;
-    struct gk_queue q;
     const char *user;
 
     if (!gk_need_business(ctx, resp) || !gk_need_origin(ctx, req, resp) ||
@@ -349,10 +348,9 @@ gk_h_enqueue(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
         return;
     }
     pd = wait_for_redis(ctx, req, user, enqueue_reply);
-    q = gk_pipeline_queue(gk_req_companion(req));
-    gk_queue_join(&q, &pd->op,
+    gk_queue_join(&ctx->queue, &pd->op,
                   &(struct gk_join_args){
-                      .business = ctx->biz->id,
+                      .business = pd->ctx.biz->id,
                       .user = pd->user,
                       .client_ip = pd->ip,
                       .rate = {c->num[GK_BC_IP_ENQUEUE_LIMIT], c->num[GK_BC_IP_ENQUEUE_LIMIT_INTERVAL]},
@@ -445,7 +443,6 @@ gk_h_status(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
     const struct gk_bizconf *c;
     struct gk_claims claims;
     struct pending *pd;
-    struct gk_queue q;
     const char *token;
 
     if (!gk_need_business(ctx, resp) ||
@@ -456,11 +453,10 @@ gk_h_status(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
     gk_strlcpy(pd->token, token, sizeof(pd->token));
     /* A token of the previous secret is renewed now, so rotation completes as visitors poll. */
     pd->token_exp = claims.previous_key ? 0 : claims.exp;
-    q = gk_pipeline_queue(gk_req_companion(req));
     gk_queue_status(
-        &q, &pd->op,
+        &ctx->queue, &pd->op,
         &(struct gk_status_args){
-            .business = ctx->biz->id,
+            .business = pd->ctx.biz->id,
             .user = pd->user,
             .client_ip = pd->ip,
             .rate = {c->num[GK_BC_IP_STATUS_POLLING_LIMIT], c->num[GK_BC_IP_STATUS_POLLING_LIMIT_INTERVAL]},
@@ -476,11 +472,10 @@ submit_verify(struct gk_ctx *ctx, const struct gk_req *req, const struct gk_clai
 {
     const struct gk_bizconf *c = &ctx->biz->conf;
     struct pending *pd = wait_for_redis(ctx, req, claims->user, cont);
-    struct gk_queue q = gk_pipeline_queue(gk_req_companion(req));
 
-    gk_queue_verify(&q, &pd->op,
+    gk_queue_verify(&ctx->queue, &pd->op,
                     &(struct gk_verify_args){
-                        .business = ctx->biz->id,
+                        .business = pd->ctx.biz->id,
                         .user = pd->user,
                         .client_ip = pd->ip,
                         .rate = {c->num[GK_BC_IP_VERIFY_LIMIT], c->num[GK_BC_IP_VERIFY_LIMIT_INTERVAL]},
@@ -577,15 +572,13 @@ gk_h_finish(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
     struct gk_claims claims;
     struct gk_user_args a;
     struct pending *pd;
-    struct gk_queue q;
 
     /* Freeing a slot is always welcome, so an expired (but genuine) token may do it. */
     if (!gk_need_business(ctx, resp) || !need_token(ctx, req, resp, TOKEN_MAY_BE_EXPIRED, false, &claims))
         return;
     pd = wait_for_redis(ctx, req, claims.user, finish_reply);
     a = finish_args(pd);
-    q = gk_pipeline_queue(gk_req_companion(req));
-    gk_queue_finish(&q, &pd->op, &a, &pd->out.finish);
+    gk_queue_finish(&ctx->queue, &pd->op, &a, &pd->out.finish);
 }
 
 static void
@@ -613,15 +606,13 @@ gk_h_leave(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
     struct gk_claims claims;
     struct gk_user_args a;
     struct pending *pd;
-    struct gk_queue q;
 
     if (!gk_need_business(ctx, resp) || !gk_need_origin(ctx, req, resp) ||
         !need_token(ctx, req, resp, TOKEN_MAY_BE_EXPIRED, false, &claims))
         return;
     pd = wait_for_redis(ctx, req, claims.user, leave_reply);
     a = finish_args(pd);
-    q = gk_pipeline_queue(gk_req_companion(req));
-    gk_queue_leave(&q, &pd->op, &a, &pd->out.leave);
+    gk_queue_leave(&ctx->queue, &pd->op, &a, &pd->out.leave);
 }
 
 static void
