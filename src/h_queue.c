@@ -203,6 +203,16 @@ wait_for_redis(const struct gk_ctx *ctx, const struct gk_req *req, const char *u
     return pd;
 }
 
+/* Who asks about pd's user (its business, retained; its client IP), under the per-IP limit
+ * limit and its interval, both fields of the business's config. */
+static struct gk_user_args
+who(const struct pending *pd, enum gk_bc_field limit, enum gk_bc_field interval)
+{
+    const struct gk_bizconf *c = &pd->ctx.biz->conf;
+
+    return (struct gk_user_args){pd->ctx.biz->id, pd->user, pd->ip, {c->num[limit], c->num[interval]}};
+}
+
 /* The common start of every continuation: false when there is nothing more to answer (the
  * client left, or Redis failed and resp has the 503). pd is freed by pending_end. */
 static bool
@@ -336,6 +346,7 @@ void
 gk_h_enqueue(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
 {
     const struct gk_bizconf *c;
+    struct gk_join_args a;
     struct pending *pd;
     const char *user;
 
@@ -348,19 +359,15 @@ gk_h_enqueue(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
         return;
     }
     pd = wait_for_redis(ctx, req, user, enqueue_reply);
-    gk_queue_join(&ctx->queue, &pd->op,
-                  &(struct gk_join_args){
-                      .business = pd->ctx.biz->id,
-                      .user = pd->user,
-                      .client_ip = pd->ip,
-                      .rate = {c->num[GK_BC_IP_ENQUEUE_LIMIT], c->num[GK_BC_IP_ENQUEUE_LIMIT_INTERVAL]},
-                      .max_queue_length = c->num[GK_BC_MAX_QUEUE_LENGTH],
-                      .passthrough = c->queueing_method == GK_QM_PASSTHROUGH,
-                      .max_active = c->num[GK_BC_MAX_ACTIVE_USERS],
-                      .ready_ttl_s = c->num[GK_BC_READY_TTL_SECONDS],
-                      .heartbeat = c->num[GK_BC_ABANDON_AFTER_SECONDS] > 0,
-                  },
-                  &pd->out.join);
+    a = (struct gk_join_args){
+        .who = who(pd, GK_BC_IP_ENQUEUE_LIMIT, GK_BC_IP_ENQUEUE_LIMIT_INTERVAL),
+        .max_queue_length = c->num[GK_BC_MAX_QUEUE_LENGTH],
+        .passthrough = c->queueing_method == GK_QM_PASSTHROUGH,
+        .max_active = c->num[GK_BC_MAX_ACTIVE_USERS],
+        .ready_ttl_s = c->num[GK_BC_READY_TTL_SECONDS],
+        .heartbeat = c->num[GK_BC_ABANDON_AFTER_SECONDS] > 0,
+    };
+    ctx->queue.ops->join(ctx->queue.impl, &pd->op, &a, &pd->out.join);
 }
 
 static void
@@ -440,7 +447,7 @@ out:
 void
 gk_h_status(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
 {
-    const struct gk_bizconf *c;
+    struct gk_status_args a;
     struct gk_claims claims;
     struct pending *pd;
     const char *token;
@@ -448,21 +455,15 @@ gk_h_status(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
     if (!gk_need_business(ctx, resp) ||
         (token = need_token(ctx, req, resp, TOKEN_MAY_BE_EXPIRED, false, &claims)) == NULL)
         return;
-    c = &ctx->biz->conf;
     pd = wait_for_redis(ctx, req, claims.user, status_reply);
     gk_strlcpy(pd->token, token, sizeof(pd->token));
     /* A token of the previous secret is renewed now, so rotation completes as visitors poll. */
     pd->token_exp = claims.previous_key ? 0 : claims.exp;
-    gk_queue_status(
-        &ctx->queue, &pd->op,
-        &(struct gk_status_args){
-            .business = pd->ctx.biz->id,
-            .user = pd->user,
-            .client_ip = pd->ip,
-            .rate = {c->num[GK_BC_IP_STATUS_POLLING_LIMIT], c->num[GK_BC_IP_STATUS_POLLING_LIMIT_INTERVAL]},
-            .heartbeat = c->num[GK_BC_ABANDON_AFTER_SECONDS] > 0,
-        },
-        &pd->out.status);
+    a = (struct gk_status_args){
+        .who = who(pd, GK_BC_IP_STATUS_POLLING_LIMIT, GK_BC_IP_STATUS_POLLING_LIMIT_INTERVAL),
+        .heartbeat = ctx->biz->conf.num[GK_BC_ABANDON_AFTER_SECONDS] > 0,
+    };
+    ctx->queue.ops->status(ctx->queue.impl, &pd->op, &a, &pd->out.status);
 }
 
 /* Starts verify or gate for the token's user under ip_verify_limit; cont answers. */
@@ -470,18 +471,10 @@ static void
 submit_verify(struct gk_ctx *ctx, const struct gk_req *req, const struct gk_claims *claims, bool gate,
               gk_req_cont cont)
 {
-    const struct gk_bizconf *c = &ctx->biz->conf;
     struct pending *pd = wait_for_redis(ctx, req, claims->user, cont);
+    struct gk_verify_args a = {who(pd, GK_BC_IP_VERIFY_LIMIT, GK_BC_IP_VERIFY_LIMIT_INTERVAL), gate};
 
-    gk_queue_verify(&ctx->queue, &pd->op,
-                    &(struct gk_verify_args){
-                        .business = pd->ctx.biz->id,
-                        .user = pd->user,
-                        .client_ip = pd->ip,
-                        .rate = {c->num[GK_BC_IP_VERIFY_LIMIT], c->num[GK_BC_IP_VERIFY_LIMIT_INTERVAL]},
-                        .gate = gate,
-                    },
-                    &pd->out.verify);
+    ctx->queue.ops->verify(ctx->queue.impl, &pd->op, &a, &pd->out.verify);
 }
 
 /* The common start of the verify and gate continuations: false when answered already (Redis
@@ -537,18 +530,6 @@ reply_status(struct gk_resp *resp, const char *status, const char *message)
     gk_reply_json(resp, 200, o);
 }
 
-/* What finish and leave ask for pd's user: they share ip_finish_limit. */
-static struct gk_user_args
-finish_args(const struct pending *pd)
-{
-    const struct gk_bizconf *c = &pd->ctx.biz->conf;
-
-    return (struct gk_user_args){pd->ctx.biz->id,
-                                 pd->user,
-                                 pd->ip,
-                                 {c->num[GK_BC_IP_FINISH_LIMIT], c->num[GK_BC_IP_FINISH_LIMIT_INTERVAL]}};
-}
-
 static void
 finish_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
 {
@@ -577,8 +558,9 @@ gk_h_finish(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
     if (!gk_need_business(ctx, resp) || !need_token(ctx, req, resp, TOKEN_MAY_BE_EXPIRED, false, &claims))
         return;
     pd = wait_for_redis(ctx, req, claims.user, finish_reply);
-    a = finish_args(pd);
-    gk_queue_finish(&ctx->queue, &pd->op, &a, &pd->out.finish);
+    /* finish and leave share ip_finish_limit */
+    a = who(pd, GK_BC_IP_FINISH_LIMIT, GK_BC_IP_FINISH_LIMIT_INTERVAL);
+    ctx->queue.ops->finish(ctx->queue.impl, &pd->op, &a, &pd->out.finish);
 }
 
 static void
@@ -611,8 +593,8 @@ gk_h_leave(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
         !need_token(ctx, req, resp, TOKEN_MAY_BE_EXPIRED, false, &claims))
         return;
     pd = wait_for_redis(ctx, req, claims.user, leave_reply);
-    a = finish_args(pd);
-    gk_queue_leave(&ctx->queue, &pd->op, &a, &pd->out.leave);
+    a = who(pd, GK_BC_IP_FINISH_LIMIT, GK_BC_IP_FINISH_LIMIT_INTERVAL);
+    ctx->queue.ops->leave(ctx->queue.impl, &pd->op, &a, &pd->out.leave);
 }
 
 static void

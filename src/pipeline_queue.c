@@ -105,74 +105,72 @@ parse_status(const redisReply *r, struct gk_op *op)
     return true;
 }
 
-/* verify, finish and leave answer {'limited', retry_ms} or {'ok', n}: *retry_ms and *n (0 when
- * limited). False when the reply has another shape. */
+/* verify, finish and leave answer {'limited', retry_ms} or {'ok', n}: for verify, n is the ready
+ * time (0: not ready); for finish, 1 when the user was ready; for leave, 1 when waiting, 2 when
+ * ready, 0 when neither. */
 static bool
-parse_ok(const redisReply *r, int64_t *retry_ms, long long *n)
+parse_ok(const redisReply *r, struct gk_op *op)
 {
     const char *kind;
+    long long n;
+    int64_t retry = 0;
 
-    if (!tagged_reply(r, &kind, n) || r->elements != 2)
+    if (!tagged_reply(r, &kind, &n) || r->elements != 2)
         return false;
-    *retry_ms = 0;
     if (strcmp(kind, "limited") == 0) {
-        *retry_ms = *n;
-        *n = 0;
-        return true;
+        retry = n;
+        n = 0;
+    } else if (strcmp(kind, "ok") != 0) {
+        return false;
     }
-    return strcmp(kind, "ok") == 0;
-}
-
-static bool
-parse_verify(const redisReply *r, struct gk_op *op)
-{
-    int64_t retry;
-    long long n;
-
-    if (!parse_ok(r, &retry, &n))
-        return false;
-    *(struct gk_verify_out *)op->_out = (struct gk_verify_out){retry, n};
-    return true;
-}
-
-static bool
-parse_finish(const redisReply *r, struct gk_op *op)
-{
-    int64_t retry;
-    long long n;
-
-    if (!parse_ok(r, &retry, &n))
-        return false;
-    *(struct gk_finish_out *)op->_out = (struct gk_finish_out){retry, n == 1};
-    return true;
-}
-
-static bool
-parse_leave(const redisReply *r, struct gk_op *op)
-{
-    int64_t retry;
-    long long n;
-
-    if (!parse_ok(r, &retry, &n))
-        return false;
-    *(struct gk_leave_out *)op->_out = (struct gk_leave_out){retry, n == 1   ? GK_USER_WAITING
-                                                                    : n == 2 ? GK_USER_READY
-                                                                             : GK_USER_NOT_FOUND};
+    switch (op->_kind->script) {
+    case GK_SCRIPT_VERIFY:
+        *(struct gk_verify_out *)op->_out = (struct gk_verify_out){retry, n};
+        break;
+    case GK_SCRIPT_FINISH:
+        *(struct gk_finish_out *)op->_out = (struct gk_finish_out){retry, n == 1};
+        break;
+    default:
+        *(struct gk_leave_out *)op->_out = (struct gk_leave_out){retry, n == 1   ? GK_USER_WAITING
+                                                                        : n == 2 ? GK_USER_READY
+                                                                                 : GK_USER_NOT_FOUND};
+        break;
+    }
     return true;
 }
 
 /* ---- the calls: one function per script, in its header's order ---- */
 
-static bool
-same_rate(struct gk_rate a, struct gk_rate b)
+/* The struct gk_user_args op's inputs begin with, whatever its kind (see gk/queue.h). */
+static const struct gk_user_args *
+who(const struct gk_op *op)
 {
-    return a.limit == b.limit && a.interval_s == b.interval_s;
+    return (const struct gk_user_args *)(const void *)&op->_in;
 }
 
 static bool
-same_business(const char *a, const char *b)
+same_who(const struct gk_user_args *a, const struct gk_user_args *b)
 {
-    return a == b || strcmp(a, b) == 0;
+    return (a->business == b->business || strcmp(a->business, b->business) == 0) &&
+           a->rate.limit == b->rate.limit && a->rate.interval_s == b->rate.interval_s;
+}
+
+/* The rate-limit key of each operation sharing a call (rl_kind names the budget). */
+static void
+rate_keys(struct gk_cmd *c, const struct gk_op *first, const char *rl_kind)
+{
+    for (const struct gk_op *op = first; op != NULL; op = op->_mate)
+        gk_cmd_key(c, who(first)->business, rl_kind, who(op)->client_ip);
+}
+
+/* The user and client IP of each operation sharing a call. */
+static void
+users(struct gk_cmd *c, const struct gk_op *first)
+{
+    for (const struct gk_op *op = first; op != NULL; op = op->_mate) {
+        gk_cmd_arg(c, who(op)->user);
+        gk_cmd_arg(c, who(op)->client_ip);
+    }
 }
 
 /* enqueue.lua. KEYS: seq, wait, ready, hb, stats, events, clock, then one rate-limit key per user.
@@ -183,16 +181,13 @@ enqueue_cmd(struct gk_cmd *c, const struct gk_op *first, int n, bool test_clock)
 {
     static const char *const keys[] = {"seq", "wait", "ready", "hb", "stats", "events"};
     const struct gk_join_args *a = &first->_in.join;
-    const struct gk_op *op;
 
     gk_cmd_keys(c, 7 + n);
-    for (size_t i = 0; i < GK_ARRAY_LEN(keys); i++)
-        gk_cmd_key(c, a->business, keys[i], NULL);
-    gk_cmd_clock_key(c, a->business);
-    for (op = first; op != NULL; op = op->_mate)
-        gk_cmd_key(c, a->business, "rl:e:", op->_in.join.client_ip);
-    gk_cmd_num(c, a->rate.limit);
-    gk_cmd_num(c, (uint64_t)a->rate.interval_s * 1000);
+    gk_cmd_business_keys(c, a->who.business, keys, GK_ARRAY_LEN(keys));
+    gk_cmd_clock_key(c, a->who.business);
+    rate_keys(c, first, "rl:e:");
+    gk_cmd_num(c, a->who.rate.limit);
+    gk_cmd_num(c, (uint64_t)a->who.rate.interval_s * 1000);
     gk_cmd_num(c, a->max_queue_length);
     gk_cmd_bool(c, a->passthrough);
     gk_cmd_num(c, (uint64_t)a->ready_ttl_s * 1000);
@@ -200,21 +195,18 @@ enqueue_cmd(struct gk_cmd *c, const struct gk_op *first, int n, bool test_clock)
     gk_cmd_num(c, GK_EVENTS_STREAM_MAX);
     gk_cmd_num(c, a->max_active);
     gk_cmd_clock_flag(c, test_clock);
-    for (op = first; op != NULL; op = op->_mate) {
-        gk_cmd_arg(c, op->_in.join.user);
-        gk_cmd_arg(c, op->_in.join.client_ip);
-    }
+    users(c, first);
 }
 
-/* Everything but the user and the client IP: what the script call's shared part is made of. */
+/* Everything but the user and the client IP: what the call's shared part is made of. */
 static bool
 join_batches_with(const struct gk_op *x, const struct gk_op *y)
 {
     const struct gk_join_args *a = &x->_in.join, *b = &y->_in.join;
 
-    return same_business(a->business, b->business) && same_rate(a->rate, b->rate) &&
-           a->max_queue_length == b->max_queue_length && a->passthrough == b->passthrough &&
-           a->max_active == b->max_active && a->ready_ttl_s == b->ready_ttl_s && a->heartbeat == b->heartbeat;
+    return same_who(&a->who, &b->who) && a->max_queue_length == b->max_queue_length &&
+           a->passthrough == b->passthrough && a->max_active == b->max_active &&
+           a->ready_ttl_s == b->ready_ttl_s && a->heartbeat == b->heartbeat;
 }
 
 /* status.lua. KEYS: wait, ready, hb, stats, events, clock, then one rate-limit key per user.
@@ -225,32 +217,24 @@ status_cmd(struct gk_cmd *c, const struct gk_op *first, int n, bool test_clock)
 {
     static const char *const keys[] = {"wait", "ready", "hb", "stats", "events"};
     const struct gk_status_args *a = &first->_in.status;
-    const struct gk_op *op;
 
     gk_cmd_keys(c, 6 + n);
-    for (size_t i = 0; i < GK_ARRAY_LEN(keys); i++)
-        gk_cmd_key(c, a->business, keys[i], NULL);
-    gk_cmd_clock_key(c, a->business);
-    for (op = first; op != NULL; op = op->_mate)
-        gk_cmd_key(c, a->business, "rl:s:", op->_in.status.client_ip);
-    gk_cmd_num(c, a->rate.limit);
-    gk_cmd_num(c, (uint64_t)a->rate.interval_s * 1000);
+    gk_cmd_business_keys(c, a->who.business, keys, GK_ARRAY_LEN(keys));
+    gk_cmd_clock_key(c, a->who.business);
+    rate_keys(c, first, "rl:s:");
+    gk_cmd_num(c, a->who.rate.limit);
+    gk_cmd_num(c, (uint64_t)a->who.rate.interval_s * 1000);
     gk_cmd_bool(c, a->heartbeat);
     gk_cmd_num(c, GK_EVENTS_STREAM_MAX);
     gk_cmd_clock_flag(c, test_clock);
-    for (op = first; op != NULL; op = op->_mate) {
-        gk_cmd_arg(c, op->_in.status.user);
-        gk_cmd_arg(c, op->_in.status.client_ip);
-    }
+    users(c, first);
 }
 
 static bool
 status_batches_with(const struct gk_op *x, const struct gk_op *y)
 {
-    const struct gk_status_args *a = &x->_in.status, *b = &y->_in.status;
-
-    return same_business(a->business, b->business) && same_rate(a->rate, b->rate) &&
-           a->heartbeat == b->heartbeat;
+    return same_who(&x->_in.status.who, &y->_in.status.who) &&
+           x->_in.status.heartbeat == y->_in.status.heartbeat;
 }
 
 /* The end that verify, finish and leave share. KEYS: ..., the rate-limit key (rl_kind names the
@@ -277,16 +261,14 @@ user_call_end(struct gk_cmd *c, const struct gk_user_args *a, const char *rl_kin
 static void
 verify_cmd(struct gk_cmd *c, const struct gk_op *op, int n, bool test_clock)
 {
-    const struct gk_verify_args *v = &op->_in.verify;
-    const struct gk_user_args a = {v->business, v->user, v->client_ip, v->rate};
+    static const char *const keys[] = {"ready", "stats", "events"};
+    const struct gk_verify_args *a = &op->_in.verify;
 
     (void)n;
     gk_cmd_keys(c, 6);
-    gk_cmd_key(c, a.business, "ready", NULL);
-    gk_cmd_key(c, a.business, "stats", NULL);
-    gk_cmd_key(c, a.business, "events", NULL);
-    gk_cmd_key(c, a.business, "seen:", a.user);
-    user_call_end(c, &a, "rl:v:", v->gate ? "gate" : "verify", test_clock);
+    gk_cmd_business_keys(c, a->who.business, keys, GK_ARRAY_LEN(keys));
+    gk_cmd_key(c, a->who.business, "seen:", a->who.user);
+    user_call_end(c, &a->who, "rl:v:", a->gate ? "gate" : "verify", test_clock);
 }
 
 /* finish.lua. KEYS: ready, stats, events, rate limit, clock. ARGV: user, client ip, events max,
@@ -294,14 +276,12 @@ verify_cmd(struct gk_cmd *c, const struct gk_op *op, int n, bool test_clock)
 static void
 finish_cmd(struct gk_cmd *c, const struct gk_op *op, int n, bool test_clock)
 {
-    const struct gk_user_args *a = &op->_in.user;
+    static const char *const keys[] = {"ready", "stats", "events"};
 
     (void)n;
     gk_cmd_keys(c, 5);
-    gk_cmd_key(c, a->business, "ready", NULL);
-    gk_cmd_key(c, a->business, "stats", NULL);
-    gk_cmd_key(c, a->business, "events", NULL);
-    user_call_end(c, a, "rl:f:", NULL, test_clock);
+    gk_cmd_business_keys(c, who(op)->business, keys, GK_ARRAY_LEN(keys));
+    user_call_end(c, who(op), "rl:f:", NULL, test_clock);
 }
 
 /* leave.lua. KEYS: wait, ready, hb, stats, events, rate limit, clock. ARGV: user, client ip,
@@ -310,27 +290,29 @@ static void
 leave_cmd(struct gk_cmd *c, const struct gk_op *op, int n, bool test_clock)
 {
     static const char *const keys[] = {"wait", "ready", "hb", "stats", "events"};
-    const struct gk_user_args *a = &op->_in.user;
 
     (void)n;
     gk_cmd_keys(c, 7);
-    for (size_t i = 0; i < GK_ARRAY_LEN(keys); i++)
-        gk_cmd_key(c, a->business, keys[i], NULL);
-    user_call_end(c, a, "rl:f:", NULL, test_clock);
+    gk_cmd_business_keys(c, who(op)->business, keys, GK_ARRAY_LEN(keys));
+    user_call_end(c, who(op), "rl:f:", NULL, test_clock);
 }
 
 static const struct gk_op_kind join_kind = {GK_SCRIPT_ENQUEUE, join_batches_with, enqueue_cmd, parse_join};
 static const struct gk_op_kind status_kind = {GK_SCRIPT_STATUS, status_batches_with, status_cmd,
                                               parse_status};
-static const struct gk_op_kind verify_kind = {GK_SCRIPT_VERIFY, NULL, verify_cmd, parse_verify};
-static const struct gk_op_kind finish_kind = {GK_SCRIPT_FINISH, NULL, finish_cmd, parse_finish};
-static const struct gk_op_kind leave_kind = {GK_SCRIPT_LEAVE, NULL, leave_cmd, parse_leave};
+static const struct gk_op_kind verify_kind = {GK_SCRIPT_VERIFY, NULL, verify_cmd, parse_ok};
+static const struct gk_op_kind finish_kind = {GK_SCRIPT_FINISH, NULL, finish_cmd, parse_ok};
+static const struct gk_op_kind leave_kind = {GK_SCRIPT_LEAVE, NULL, leave_cmd, parse_ok};
 
 /* ---- struct gk_queue ---- */
 
+/* Submits op of kind: its arguments a (size bytes; copied, their strings not: see gk/queue.h) and
+ * where its answer goes. */
 static void
-start(void *impl, struct gk_op *op, const struct gk_op_kind *kind, void *out)
+start(void *impl, struct gk_op *op, const struct gk_op_kind *kind, const void *a, size_t size, void *out)
 {
+    GK_ASSERT(size <= sizeof(op->_in));
+    memcpy(&op->_in, a, size);
     op->_kind = kind;
     op->_out = out;
     gk_pipeline_submit(impl, op);
@@ -339,36 +321,31 @@ start(void *impl, struct gk_op *op, const struct gk_op_kind *kind, void *out)
 static void
 q_join(void *impl, struct gk_op *op, const struct gk_join_args *a, struct gk_join_out *out)
 {
-    op->_in.join = *a;
-    start(impl, op, &join_kind, out);
+    start(impl, op, &join_kind, a, sizeof(*a), out);
 }
 
 static void
 q_status(void *impl, struct gk_op *op, const struct gk_status_args *a, struct gk_status_out *out)
 {
-    op->_in.status = *a;
-    start(impl, op, &status_kind, out);
+    start(impl, op, &status_kind, a, sizeof(*a), out);
 }
 
 static void
 q_verify(void *impl, struct gk_op *op, const struct gk_verify_args *a, struct gk_verify_out *out)
 {
-    op->_in.verify = *a;
-    start(impl, op, &verify_kind, out);
+    start(impl, op, &verify_kind, a, sizeof(*a), out);
 }
 
 static void
 q_finish(void *impl, struct gk_op *op, const struct gk_user_args *a, struct gk_finish_out *out)
 {
-    op->_in.user = *a;
-    start(impl, op, &finish_kind, out);
+    start(impl, op, &finish_kind, a, sizeof(*a), out);
 }
 
 static void
 q_leave(void *impl, struct gk_op *op, const struct gk_user_args *a, struct gk_leave_out *out)
 {
-    op->_in.user = *a;
-    start(impl, op, &leave_kind, out);
+    start(impl, op, &leave_kind, a, sizeof(*a), out);
 }
 
 static const struct gk_queue_ops pipeline_ops = {q_join, q_status, q_verify, q_finish, q_leave};

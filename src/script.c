@@ -154,6 +154,13 @@ gk_cmd_key(struct gk_cmd *c, const char *business, const char *suffix, const cha
 }
 
 void
+gk_cmd_business_keys(struct gk_cmd *c, const char *business, const char *const *suffixes, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        gk_cmd_key(c, business, suffixes[i], NULL);
+}
+
+void
 gk_cmd_global_key(struct gk_cmd *c, const char *key)
 {
     one_key(c);

@@ -31,8 +31,9 @@ drop(struct gk_store *st)
     st->next_try_ms = gk_mono_ms() + GK_STORE_RETRY_MS;
 }
 
-redisReply *
-gk_store_command(struct gk_store *st, int argc, const char **argv)
+/* Runs one command on the connected handle; drops the connection on I/O errors. */
+static redisReply *
+command(struct gk_store *st, int argc, const char **argv)
 {
     redisReply *r = redisCommandArgv(st->ctx, argc, argv, NULL);
 
@@ -43,8 +44,8 @@ gk_store_command(struct gk_store *st, int argc, const char **argv)
     return r;
 }
 
-enum gk_err
-gk_store_connect(struct gk_store *st)
+static enum gk_err
+connect_if_needed(struct gk_store *st)
 {
     struct timeval tv = {GK_STORE_TIMEOUT_MS / 1000, (GK_STORE_TIMEOUT_MS % 1000) * 1000};
     char db[16];
@@ -77,7 +78,7 @@ gk_store_connect(struct gk_store *st)
     if (st->addr.password[0] != '\0') {
         const char *argv[] = {"AUTH", st->addr.password};
 
-        r = gk_store_command(st, 2, argv);
+        r = command(st, 2, argv);
         if (r == NULL)
             return GK_EREDIS;
         if (r->type == REDIS_REPLY_ERROR) {
@@ -92,7 +93,7 @@ gk_store_connect(struct gk_store *st)
         const char *argv[] = {"SELECT", db};
 
         snprintf(db, sizeof(db), "%u", st->addr.db);
-        r = gk_store_command(st, 2, argv);
+        r = command(st, 2, argv);
         if (r == NULL)
             return GK_EREDIS;
         if (r->type == REDIS_REPLY_ERROR) {
@@ -104,6 +105,12 @@ gk_store_connect(struct gk_store *st)
         freeReplyObject(r);
     }
     return GK_OK;
+}
+
+redisReply *
+gk_store_command(struct gk_store *st, int argc, const char **argv)
+{
+    return connect_if_needed(st) == GK_OK ? command(st, argc, argv) : NULL;
 }
 
 void
@@ -140,7 +147,7 @@ gk_store_script(struct gk_store *st, struct gk_cmd *c)
 {
     redisReply *r;
 
-    if (gk_store_connect(st) != GK_OK)
+    if (connect_if_needed(st) != GK_OK)
         return NULL;
     r = send_cmd(st, c);
     if (noscript(r)) {
@@ -171,7 +178,7 @@ gk_store_open(const struct gk_redis_addr *addr, bool test_clock)
     st->test_clock = test_clock;
     st->events_per_entry = 1;
     gk_script_shas(st->sha);
-    (void)gk_store_connect(st);
+    (void)connect_if_needed(st);
     return st;
 }
 
@@ -192,23 +199,34 @@ gk_store_errmsg(const struct gk_store *st)
 }
 
 enum gk_err
+gk_store_expect(struct gk_store *st, int argc, const char **argv, const char *what,
+                bool (*ok)(const redisReply *r))
+{
+    redisReply *r = gk_store_command(st, argc, argv);
+    enum gk_err rc = GK_EREDIS;
+
+    if (r == NULL)
+        return GK_EREDIS;
+    if (ok(r))
+        rc = GK_OK;
+    else
+        gk_store_set_error(st, what, r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+    freeReplyObject(r);
+    return rc;
+}
+
+static bool
+pong(const redisReply *r)
+{
+    return r->type == REDIS_REPLY_STATUS && strcmp(r->str, "PONG") == 0;
+}
+
+enum gk_err
 gk_store_ping(struct gk_store *st)
 {
     const char *argv[] = {"PING"};
-    enum gk_err rc = GK_EREDIS;
-    redisReply *r;
 
-    if (gk_store_connect(st) != GK_OK)
-        return GK_EREDIS;
-    r = gk_store_command(st, 1, argv);
-    if (r == NULL)
-        return GK_EREDIS;
-    if (r->type == REDIS_REPLY_STATUS && strcmp(r->str, "PONG") == 0)
-        rc = GK_OK;
-    else
-        gk_store_set_error(st, "ping", r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-    freeReplyObject(r);
-    return rc;
+    return gk_store_expect(st, 1, argv, "ping", pong);
 }
 
 enum gk_err
@@ -218,8 +236,6 @@ gk_store_check_eviction(struct gk_store *st)
     enum gk_err rc = GK_EDENIED;
     redisReply *r;
 
-    if (gk_store_connect(st) != GK_OK)
-        return GK_EREDIS;
     r = gk_store_command(st, 3, argv);
     if (r == NULL)
         return GK_EREDIS;
@@ -254,8 +270,7 @@ tick_cmd(const struct gk_store *st, struct gk_cmd *c, const char *business, cons
 
     gk_cmd_begin(c, GK_SCRIPT_TICK, st->sha[GK_SCRIPT_TICK]);
     gk_cmd_keys(c, 7);
-    for (size_t i = 0; i < GK_ARRAY_LEN(keys); i++)
-        gk_cmd_key(c, business, keys[i], NULL);
+    gk_cmd_business_keys(c, business, keys, GK_ARRAY_LEN(keys));
     gk_cmd_clock_key(c, business);
     gk_cmd_num(c, a->admission_limit);
     gk_cmd_num(c, (uint64_t)a->frequency_s * 1000);
@@ -326,8 +341,7 @@ stats_cmd(const struct gk_store *st, struct gk_cmd *c, const char *business)
 
     gk_cmd_begin(c, GK_SCRIPT_STATS, st->sha[GK_SCRIPT_STATS]);
     gk_cmd_keys(c, 5);
-    for (size_t i = 0; i < GK_ARRAY_LEN(keys); i++)
-        gk_cmd_key(c, business, keys[i], NULL);
+    gk_cmd_business_keys(c, business, keys, GK_ARRAY_LEN(keys));
     gk_cmd_clock_key(c, business);
     gk_cmd_clock_flag(c, st->test_clock);
 }
@@ -427,7 +441,7 @@ gk_store_stats_many(struct gk_store *st, const char (*ids)[GK_ID_BUF], size_t n,
 {
     for (size_t i = 0; i < n; i += GK_STORE_PIPELINE_MAX) {
         size_t k = n - i < GK_STORE_PIPELINE_MAX ? n - i : GK_STORE_PIPELINE_MAX;
-        enum gk_err rc = gk_store_connect(st);
+        enum gk_err rc = connect_if_needed(st);
         bool lost = false;
 
         if (rc == GK_OK)
@@ -435,7 +449,7 @@ gk_store_stats_many(struct gk_store *st, const char (*ids)[GK_ID_BUF], size_t n,
         /* A Redis that lost its script cache (a restart) gets the body once, then the round again. */
         if (rc != GK_OK && st->ctx != NULL && lost) {
             const char *argv[] = {"SCRIPT", "LOAD", gk_script_src(GK_SCRIPT_STATS)};
-            redisReply *r = gk_store_command(st, 3, argv);
+            redisReply *r = command(st, 3, argv);
 
             freeReplyObject(r);
             rc = r != NULL ? stats_round(st, ids + i, k, out + i, &lost) : GK_EREDIS;
@@ -500,8 +514,6 @@ gk_store_worker_ticks(struct gk_store *st, struct gk_metrics_hist *out)
         argv[2 + i] = fields[i];
     }
     argv[argc - 1] = "sum_us";
-    if (gk_store_connect(st) != GK_OK)
-        return GK_EREDIS;
     r = gk_store_command(st, argc, argv);
     if (r == NULL)
         return GK_EREDIS;

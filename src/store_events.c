@@ -192,27 +192,22 @@ append_entries(struct gk_store *st, const char *business, const redisReply *entr
         st->events_per_entry = (events + entries->elements - 1) / entries->elements;
 }
 
+/* XGROUP CREATE's answer: created, or there already. */
+static bool
+group_there(const redisReply *r)
+{
+    return r->type == REDIS_REPLY_STATUS ||
+           (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BUSYGROUP", 9) == 0);
+}
+
 enum gk_err
 gk_store_events_group(struct gk_store *st, const char *business)
 {
     char k[GK_STORE_KEY_BUF];
     const char *argv[] = {"XGROUP", "CREATE", k, GK_EVENTS_GROUP, "0", "MKSTREAM"};
-    enum gk_err rc = GK_EREDIS;
-    redisReply *r;
 
     gk_store_key(k, business, "events");
-    if (gk_store_connect(st) != GK_OK)
-        return GK_EREDIS;
-    r = gk_store_command(st, (int)GK_ARRAY_LEN(argv), argv);
-    if (r == NULL)
-        return GK_EREDIS;
-    if (r->type == REDIS_REPLY_STATUS ||
-        (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BUSYGROUP", 9) == 0))
-        rc = GK_OK;
-    else
-        gk_store_set_error(st, "xgroup", r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-    freeReplyObject(r);
-    return rc;
+    return gk_store_expect(st, (int)GK_ARRAY_LEN(argv), argv, "xgroup", group_there);
 }
 
 enum gk_err
@@ -227,7 +222,7 @@ gk_store_events_read(struct gk_store *st, const char (*businesses)[GK_ID_BUF], s
     redisReply *r = NULL;
 
     *got = 0;
-    if (n == 0 || max == 0 || gk_store_connect(st) != GK_OK)
+    if (n == 0 || max == 0)
         goto out;
     u64_text(count, sizeof(count), per_stream > 0 ? per_stream : 1);
     u64_text(block, sizeof(block), (uint64_t)block_ms);
@@ -287,8 +282,6 @@ gk_store_events_claim(struct gk_store *st, const char *business, const char *con
     gk_store_key(k, business, "events");
     u64_text(idle, sizeof(idle), (uint64_t)min_idle_ms);
     u64_text(count, sizeof(count), max / st->events_per_entry > 0 ? max / st->events_per_entry : 1);
-    if (gk_store_connect(st) != GK_OK)
-        return GK_EREDIS;
     r = gk_store_command(st, (int)GK_ARRAY_LEN(argv), argv);
     if (r == NULL)
         return GK_EREDIS;

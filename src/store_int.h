@@ -30,13 +30,15 @@ struct gk_store {
 
 /* Sets the handle's error text: "redis <what>: <detail>". */
 void gk_store_set_error(struct gk_store *st, const char *what, const char *detail);
-/* Connects unless connected (and a dropped connection noticed first). GK_EREDIS when Redis
- * cannot be reached, or not yet again (GK_STORE_RETRY_MS); callers that go on to a command check
- * it, gk_store_open need not. */
-enum gk_err gk_store_connect(struct gk_store *st);
-/* Runs one command on the connected handle; NULL (error text set, connection dropped) on an I/O
- * error. Caller frees the reply with freeReplyObject. */
+/* Connects unless connected (a connection Redis closed is noticed first, and replaced) and runs
+ * one command. NULL (error text set) when Redis cannot be reached, or not yet again
+ * (GK_STORE_RETRY_MS), or on an I/O error (the connection dropped). Caller frees the reply with
+ * freeReplyObject. */
 redisReply *gk_store_command(struct gk_store *st, int argc, const char **argv);
+/* Runs one command (as gk_store_command) whose answer ok accepts: GK_OK, else GK_EREDIS with the
+ * error text set, naming the command (what). */
+enum gk_err gk_store_expect(struct gk_store *st, int argc, const char **argv, const char *what,
+                            bool (*ok)(const redisReply *r));
 /* Connects and runs the script command c (from gk_cmd_begin with st->sha, through gk_cmd_end);
  * a Redis that lost its script cache gets the script's source once (EVAL). NULL (error text set)
  * on any failure or error reply. Caller frees the reply. */

@@ -27,12 +27,19 @@ struct gk_rate {
 /* Inputs. Every string must stay valid until the operation is answered (done runs): the
  * implementation may keep pointers to them. */
 
-/* join: enqueue user unless already waiting or ready. */
-struct gk_join_args {
+/* Whose request about which user: what every operation's inputs begin with (the first member of
+ * each struct below). finish (remove the user from ready) and leave (from waiting or ready) take
+ * nothing else. */
+struct gk_user_args {
     const char *business;
     const char *user;
     const char *client_ip;
-    struct gk_rate rate;       /* ip_enqueue_limit */
+    struct gk_rate rate; /* the client IP's limit for this endpoint (finish and leave: ip_finish_limit) */
+};
+
+/* join: enqueue user unless already waiting or ready. */
+struct gk_join_args {
+    struct gk_user_args who;   /* rate: ip_enqueue_limit */
     uint32_t max_queue_length; /* 0 = no limit */
     bool passthrough;
     uint32_t max_active; /* passthrough admits at once only below this many ready users; 0 = no cap */
@@ -42,29 +49,15 @@ struct gk_join_args {
 
 /* status: where user stands. */
 struct gk_status_args {
-    const char *business;
-    const char *user;
-    const char *client_ip;
-    struct gk_rate rate; /* ip_status_polling_limit */
-    bool heartbeat;      /* a waiting user's poll is also a heartbeat */
+    struct gk_user_args who; /* rate: ip_status_polling_limit */
+    bool heartbeat;          /* a waiting user's poll is also a heartbeat */
 };
 
 /* verify (and gate): is user ready now? Recorded as a verify event when the answer differs from
  * the one last recorded for user, or that is a minute old. */
 struct gk_verify_args {
-    const char *business;
-    const char *user;
-    const char *client_ip;
-    struct gk_rate rate; /* ip_verify_limit, shared by verify and gate */
-    bool gate;           /* a proxy asked (/queue/gate): recorded as via "gate" */
-};
-
-/* finish (remove user from ready) and leave (from waiting or ready). */
-struct gk_user_args {
-    const char *business;
-    const char *user;
-    const char *client_ip;
-    struct gk_rate rate; /* ip_finish_limit, shared by finish and leave */
+    struct gk_user_args who; /* rate: ip_verify_limit, shared by verify and gate */
+    bool gate;               /* a proxy asked (/queue/gate): recorded as via "gate" */
 };
 
 /* Results, meaningful only when the operation's rc is GK_OK. */
@@ -141,7 +134,7 @@ struct gk_op {
         struct gk_status_args status;
         struct gk_verify_args verify;
         struct gk_user_args user;
-    } _in;
+    } _in; /* a copy; each member begins with (or is) a struct gk_user_args */
     int64_t _deadline_ms;
     struct gk_op *_next; /* in a list of the implementation's */
     struct gk_op *_mate; /* the next operation that shares its Redis call */
@@ -149,7 +142,8 @@ struct gk_op {
     bool _retried;       /* sent again with the script's source after NOSCRIPT */
 };
 
-/* The operations. Each submits op, which is answered through op->done. */
+/* The operations. Each submits op, which is answered through op->done; one indirect call:
+ * q->ops->status(q->impl, op, &args, &out). */
 struct gk_queue_ops {
     void (*join)(void *impl, struct gk_op *op, const struct gk_join_args *a, struct gk_join_out *out);
     void (*status)(void *impl, struct gk_op *op, const struct gk_status_args *a, struct gk_status_out *out);
@@ -163,40 +157,5 @@ struct gk_queue {
     const struct gk_queue_ops *ops;
     void *impl;
 };
-
-static inline void
-gk_queue_join(const struct gk_queue *q, struct gk_op *op, const struct gk_join_args *a,
-              struct gk_join_out *out)
-{
-    q->ops->join(q->impl, op, a, out);
-}
-
-static inline void
-gk_queue_status(const struct gk_queue *q, struct gk_op *op, const struct gk_status_args *a,
-                struct gk_status_out *out)
-{
-    q->ops->status(q->impl, op, a, out);
-}
-
-static inline void
-gk_queue_verify(const struct gk_queue *q, struct gk_op *op, const struct gk_verify_args *a,
-                struct gk_verify_out *out)
-{
-    q->ops->verify(q->impl, op, a, out);
-}
-
-static inline void
-gk_queue_finish(const struct gk_queue *q, struct gk_op *op, const struct gk_user_args *a,
-                struct gk_finish_out *out)
-{
-    q->ops->finish(q->impl, op, a, out);
-}
-
-static inline void
-gk_queue_leave(const struct gk_queue *q, struct gk_op *op, const struct gk_user_args *a,
-               struct gk_leave_out *out)
-{
-    q->ops->leave(q->impl, op, a, out);
-}
 
 #endif

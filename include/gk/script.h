@@ -69,6 +69,8 @@ void gk_cmd_keys(struct gk_cmd *c, int nkeys);
 /* The key "gk:{<business>}:<suffix><id>" (id may be NULL): all keys of a business share its hash
  * tag. */
 void gk_cmd_key(struct gk_cmd *c, const char *business, const char *suffix, const char *id);
+/* The keys "gk:{<business>}:<suffix>" of the n suffixes, in order. */
+void gk_cmd_business_keys(struct gk_cmd *c, const char *business, const char *const *suffixes, size_t n);
 /* A key outside every business (GK_WORKER_METRICS_KEY). */
 void gk_cmd_global_key(struct gk_cmd *c, const char *key);
 /* The business's clock key gk:{<business>}:clock, for a script that reads the clock. */

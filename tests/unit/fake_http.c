@@ -30,6 +30,17 @@ fake_of(const struct gk_req *req)
     return (struct gk_fake_req *)(void *)((char *)(uintptr_t)req - offsetof(struct gk_fake_req, req));
 }
 
+/* The value of name among the n fields (name, value), compared with cmp, or NULL. */
+static const char *
+find(const char *const (*fields)[2], int n, const char *name, int (*cmp)(const char *, const char *))
+{
+    for (int i = 0; i < n; i++) {
+        if (cmp(fields[i][0], name) == 0)
+            return fields[i][1];
+    }
+    return NULL;
+}
+
 void
 gk_fake_req_init(struct gk_fake_req *f, const char *method, const char *path, const char *peer)
 {
@@ -44,22 +55,25 @@ gk_fake_req_init(struct gk_fake_req *f, const char *method, const char *path, co
     ck_assert_int_eq(gk_ip_parse(peer, f->req.peer_addr), GK_OK);
 }
 
+static void
+add(const char *(*fields)[2], int *n, const char *name, const char *value)
+{
+    ck_assert_int_lt(*n, GK_FAKE_FIELDS);
+    fields[*n][0] = name;
+    fields[*n][1] = value;
+    (*n)++;
+}
+
 void
 gk_fake_req_header(struct gk_fake_req *f, const char *name, const char *value)
 {
-    ck_assert_int_lt(f->n_headers, GK_FAKE_FIELDS);
-    f->headers[f->n_headers][0] = name;
-    f->headers[f->n_headers][1] = value;
-    f->n_headers++;
+    add(f->headers, &f->n_headers, name, value);
 }
 
 void
 gk_fake_req_cookie(struct gk_fake_req *f, const char *name, const char *value)
 {
-    ck_assert_int_lt(f->n_cookies, GK_FAKE_FIELDS);
-    f->cookies[f->n_cookies][0] = name;
-    f->cookies[f->n_cookies][1] = value;
-    f->n_cookies++;
+    add(f->cookies, &f->n_cookies, name, value);
 }
 
 bool
@@ -79,13 +93,7 @@ __wrap_gk_req_header(const struct gk_req *req, const char *name)
 {
     struct gk_fake_req *f = fake_of(req);
 
-    if (f == NULL)
-        return __real_gk_req_header(req, name);
-    for (int i = 0; i < f->n_headers; i++) {
-        if (strcasecmp(f->headers[i][0], name) == 0)
-            return f->headers[i][1];
-    }
-    return NULL;
+    return f != NULL ? find(f->headers, f->n_headers, name, strcasecmp) : __real_gk_req_header(req, name);
 }
 
 const char *
@@ -93,13 +101,7 @@ __wrap_gk_req_cookie(const struct gk_req *req, const char *name)
 {
     struct gk_fake_req *f = fake_of(req);
 
-    if (f == NULL)
-        return __real_gk_req_cookie(req, name);
-    for (int i = 0; i < f->n_cookies; i++) {
-        if (strcmp(f->cookies[i][0], name) == 0)
-            return f->cookies[i][1];
-    }
-    return NULL;
+    return f != NULL ? find(f->cookies, f->n_cookies, name, strcmp) : __real_gk_req_cookie(req, name);
 }
 
 void
@@ -132,11 +134,7 @@ __wrap_gk_req_resume(const struct gk_req *req)
 const char *
 gk_fake_resp_header(const struct gk_resp *resp, const char *name)
 {
-    for (size_t i = 0; i < resp->n_headers; i++) {
-        if (strcasecmp(resp->headers[i][0], name) == 0)
-            return resp->headers[i][1];
-    }
-    return NULL;
+    return find((const char *const(*)[2])resp->headers, (int)resp->n_headers, name, strcasecmp);
 }
 
 void

@@ -48,31 +48,6 @@ static struct fake_store {
     size_t held_size;
 } fs;
 
-static void
-ask(enum fake_kind kind, const char *business, const char *user, const char *ip, struct gk_rate rate)
-{
-    fs.calls++;
-    fs.kind = kind;
-    gk_strlcpy(fs.business, business, sizeof(fs.business));
-    gk_strlcpy(fs.user, user, sizeof(fs.user));
-    gk_strlcpy(fs.ip, ip, sizeof(fs.ip));
-    fs.rate = rate;
-}
-
-static void
-reply(struct gk_op *op, void *out, const void *answer, size_t size)
-{
-    fs.held = op;
-    fs.held_out = out;
-    fs.held_answer = answer;
-    fs.held_size = size;
-    if (fs.later)
-        return;
-    memcpy(out, answer, size);
-    op->rc = fs.rc;
-    op->done(op->arg);
-}
-
 /* Answers the held operation. */
 static void
 fake_answer(void)
@@ -83,47 +58,70 @@ fake_answer(void)
     fs.held->done(fs.held->arg);
 }
 
+/* Records what an operation asked (kind, who) and answers it with the size bytes at answer into
+ * out, now or when the test calls fake_answer. */
+static void
+fake(void *impl, enum fake_kind kind, const struct gk_user_args *who, struct gk_op *op, void *out,
+     const void *answer, size_t size)
+{
+    ck_assert_ptr_eq(impl, &fs);
+    fs.calls++;
+    fs.kind = kind;
+    gk_strlcpy(fs.business, who->business, sizeof(fs.business));
+    gk_strlcpy(fs.user, who->user, sizeof(fs.user));
+    gk_strlcpy(fs.ip, who->client_ip, sizeof(fs.ip));
+    fs.rate = who->rate;
+    fs.held = op;
+    fs.held_out = out;
+    fs.held_answer = answer;
+    fs.held_size = size;
+    if (!fs.later)
+        fake_answer();
+}
+
 static void
 f_join(void *impl, struct gk_op *op, const struct gk_join_args *a, struct gk_join_out *out)
 {
-    ck_assert_ptr_eq(impl, &fs);
-    ask(F_JOIN, a->business, a->user, a->client_ip, a->rate);
     fs.join_args = *a;
-    reply(op, out, &fs.join, sizeof(*out));
+    fake(impl, F_JOIN, &a->who, op, out, &fs.join, sizeof(*out));
 }
 
 static void
 f_status(void *impl, struct gk_op *op, const struct gk_status_args *a, struct gk_status_out *out)
 {
-    ck_assert_ptr_eq(impl, &fs);
-    ask(F_STATUS, a->business, a->user, a->client_ip, a->rate);
     fs.heartbeat = a->heartbeat;
-    reply(op, out, &fs.status, sizeof(*out));
+    fake(impl, F_STATUS, &a->who, op, out, &fs.status, sizeof(*out));
 }
 
 static void
 f_verify(void *impl, struct gk_op *op, const struct gk_verify_args *a, struct gk_verify_out *out)
 {
-    ck_assert_ptr_eq(impl, &fs);
-    ask(F_VERIFY, a->business, a->user, a->client_ip, a->rate);
     fs.gate = a->gate;
-    reply(op, out, &fs.verify, sizeof(*out));
+    fake(impl, F_VERIFY, &a->who, op, out, &fs.verify, sizeof(*out));
 }
 
 static void
 f_finish(void *impl, struct gk_op *op, const struct gk_user_args *a, struct gk_finish_out *out)
 {
-    ck_assert_ptr_eq(impl, &fs);
-    ask(F_FINISH, a->business, a->user, a->client_ip, a->rate);
-    reply(op, out, &fs.finish, sizeof(*out));
+    fake(impl, F_FINISH, a, op, out, &fs.finish, sizeof(*out));
 }
 
 static void
 f_leave(void *impl, struct gk_op *op, const struct gk_user_args *a, struct gk_leave_out *out)
 {
-    ck_assert_ptr_eq(impl, &fs);
-    ask(F_LEAVE, a->business, a->user, a->client_ip, a->rate);
-    reply(op, out, &fs.leave, sizeof(*out));
+    fake(impl, F_LEAVE, a, op, out, &fs.leave, sizeof(*out));
+}
+
+/* The last operation was kind, for u1 of business from PEER, under the limit limit per interval_s. */
+static void
+expect_asked(enum fake_kind kind, const char *business, uint32_t limit, uint32_t interval_s)
+{
+    ck_assert_int_eq(fs.kind, kind);
+    ck_assert_str_eq(fs.business, business);
+    ck_assert_str_eq(fs.user, "u1");
+    ck_assert_str_eq(fs.ip, PEER);
+    ck_assert_uint_eq(fs.rate.limit, limit);
+    ck_assert_uint_eq(fs.rate.interval_s, interval_s);
 }
 
 static const struct gk_queue_ops fake_ops = {f_join, f_status, f_verify, f_finish, f_leave};
@@ -222,6 +220,18 @@ req_token(struct gk_fake_req *f, const char *method, const char *path, const cha
     gk_fake_req_header(f, "jwt", tok);
 }
 
+/* Calls fn for u1 of shop, with a fresh token (and a user_id header, for enqueue). */
+static void
+call_with_token(handler_fn fn, struct gk_resp *resp)
+{
+    struct gk_fake_req f;
+    char tok[GK_TOKEN_BUF];
+
+    req_token(&f, "GET", "/queue/x", "shop", "u1", tok);
+    gk_fake_req_header(&f, "user_id", "u1");
+    call(fn, &f, resp);
+}
+
 /* ---- reading the answer ---- */
 
 static struct json_object *
@@ -248,31 +258,32 @@ field(struct json_object *o, const char *name)
     return v;
 }
 
-static const char *
-str(struct json_object *o, const char *name)
+/* The field name of o, which must have JSON type t. */
+static struct json_object *
+typed(struct json_object *o, const char *name, json_type t)
 {
     struct json_object *v = field(o, name);
 
-    ck_assert_msg(json_object_is_type(v, json_type_string), "%s is not a string", name);
-    return json_object_get_string(v);
+    ck_assert_msg(json_object_is_type(v, t), "%s is not a %s", name, json_type_to_name(t));
+    return v;
+}
+
+static const char *
+str(struct json_object *o, const char *name)
+{
+    return json_object_get_string(typed(o, name, json_type_string));
 }
 
 static int64_t
 num(struct json_object *o, const char *name)
 {
-    struct json_object *v = field(o, name);
-
-    ck_assert_msg(json_object_is_type(v, json_type_int), "%s is not an integer", name);
-    return json_object_get_int64(v);
+    return json_object_get_int64(typed(o, name, json_type_int));
 }
 
 static bool
 boolean(struct json_object *o, const char *name)
 {
-    struct json_object *v = field(o, name);
-
-    ck_assert_msg(json_object_is_type(v, json_type_boolean), "%s is not a boolean", name);
-    return json_object_get_boolean(v);
+    return json_object_get_boolean(typed(o, name, json_type_boolean));
 }
 
 static bool
@@ -293,6 +304,27 @@ expect_error(struct gk_resp *resp, int status, const char *code, const char *fie
         ck_assert_str_eq(str(o, "field"), fieldname);
     json_object_put(o);
     gk_fake_resp_free(resp);
+}
+
+/* Calls fn with f and expects the error answer status/code (and field, unless NULL). */
+static void
+expect_refusal(handler_fn fn, struct gk_fake_req *f, int status, const char *code, const char *fieldname)
+{
+    struct gk_resp resp;
+
+    call(fn, f, &resp);
+    expect_error(&resp, status, code, fieldname);
+}
+
+/* Calls fn with f and expects status; the body is not looked at. */
+static void
+expect_status(handler_fn fn, struct gk_fake_req *f, int status)
+{
+    struct gk_resp resp;
+
+    call(fn, f, &resp);
+    ck_assert_int_eq(resp.status, status);
+    gk_fake_resp_free(&resp);
 }
 
 /* resp is 429 rate_limited with Retry-After retry (whole seconds); frees it. */
@@ -338,18 +370,14 @@ START_TEST(business_header_missing_invalid_unknown)
 {
     for (size_t i = 0; i < GK_ARRAY_LEN(all_handlers); i++) {
         struct gk_fake_req f;
-        struct gk_resp resp;
 
         req(&f, "GET", "/queue/x", NULL);
         gk_fake_req_header(&f, "user_id", "u1");
-        call(all_handlers[i], &f, &resp);
-        expect_error(&resp, 400, "missing_header", "business_id");
+        expect_refusal(all_handlers[i], &f, 400, "missing_header", "business_id");
         req(&f, "GET", "/queue/x", "not valid!");
-        call(all_handlers[i], &f, &resp);
-        expect_error(&resp, 400, "invalid_header", "business_id");
+        expect_refusal(all_handlers[i], &f, 400, "invalid_header", "business_id");
         req(&f, "GET", "/queue/x", "nosuchshop");
-        call(all_handlers[i], &f, &resp);
-        expect_error(&resp, 404, "unknown_business", NULL);
+        expect_refusal(all_handlers[i], &f, 404, "unknown_business", NULL);
     }
     ck_assert_int_eq(fs.calls, 0);
 }
@@ -407,12 +435,7 @@ START_TEST(enqueue_new)
     gk_fake_resp_free(&resp);
     /* What the store was asked: the business's settings, the socket peer as the client. */
     ck_assert_int_eq(fs.calls, 1);
-    ck_assert_int_eq(fs.kind, F_JOIN);
-    ck_assert_str_eq(fs.business, "shop");
-    ck_assert_str_eq(fs.user, "u1");
-    ck_assert_str_eq(fs.ip, PEER);
-    ck_assert_uint_eq(fs.rate.limit, 100);
-    ck_assert_uint_eq(fs.rate.interval_s, 60);
+    expect_asked(F_JOIN, "shop", 100, 60);
     ck_assert_uint_eq(fs.join_args.max_queue_length, 0);
     ck_assert(!fs.join_args.passthrough);
     ck_assert_uint_eq(fs.join_args.max_active, 0);
@@ -519,8 +542,7 @@ START_TEST(enqueue_refused_before_the_store)
     struct gk_resp resp;
 
     req(&f, "POST", "/queue/enqueue", "shop");
-    call(gk_h_enqueue, &f, &resp);
-    expect_error(&resp, 400, "missing_header", "user_id");
+    expect_refusal(gk_h_enqueue, &f, 400, "missing_header", "user_id");
     enqueue("shop", "no spaces", &resp);
     expect_error(&resp, 400, "invalid_header", "user_id");
     enqueue("closed", "u1", &resp);
@@ -529,16 +551,13 @@ START_TEST(enqueue_refused_before_the_store)
     req(&f, "POST", "/queue/enqueue", "shop");
     gk_fake_req_header(&f, "user_id", "u1");
     gk_fake_req_header(&f, "Origin", "https://evil.example");
-    call(gk_h_enqueue, &f, &resp);
-    expect_error(&resp, 403, "origin_not_allowed", NULL);
+    expect_refusal(gk_h_enqueue, &f, 403, "origin_not_allowed", NULL);
     ck_assert_int_eq(fs.calls, 0);
     fs.join = (struct gk_join_out){.result = GK_JOIN_WAITING, .position = 1};
     req(&f, "POST", "/queue/enqueue", "shop");
     gk_fake_req_header(&f, "user-id", "u1");
     gk_fake_req_header(&f, "Origin", "https://shop.example");
-    call(gk_h_enqueue, &f, &resp);
-    ck_assert_int_eq(resp.status, 200);
-    gk_fake_resp_free(&resp);
+    expect_status(gk_h_enqueue, &f, 200);
     ck_assert_int_eq(fs.calls, 1);
 }
 END_TEST
@@ -547,32 +566,33 @@ END_TEST
 START_TEST(enqueue_client_ip)
 {
     struct gk_fake_req f;
-    struct gk_resp resp;
 
     fs.join = (struct gk_join_out){.result = GK_JOIN_WAITING, .position = 1};
     gk_fake_req_init(&f, "POST", "/queue/enqueue", "10.1.2.3");
     gk_fake_req_header(&f, "business_id", "shop");
     gk_fake_req_header(&f, "user_id", "u1");
     gk_fake_req_header(&f, "X-Forwarded-For", "198.51.100.9, 10.0.0.1");
-    call(gk_h_enqueue, &f, &resp);
-    gk_fake_resp_free(&resp);
+    expect_status(gk_h_enqueue, &f, 200);
     ck_assert_str_eq(fs.ip, "198.51.100.9");
     req(&f, "POST", "/queue/enqueue", "shop");
     gk_fake_req_header(&f, "user_id", "u1");
     gk_fake_req_header(&f, "X-Forwarded-For", "198.51.100.9");
-    call(gk_h_enqueue, &f, &resp);
-    gk_fake_resp_free(&resp);
+    expect_status(gk_h_enqueue, &f, 200);
     ck_assert_str_eq(fs.ip, PEER);
 }
 END_TEST
 
-START_TEST(enqueue_redis_down)
+/* Redis down, or silent past the pipeline's deadline: every queue handler answers 503. */
+START_TEST(redis_down_answers_503)
 {
-    struct gk_resp resp;
+    for (size_t i = 0; i < GK_ARRAY_LEN(all_handlers); i++) {
+        struct gk_resp resp;
 
-    fs.rc = GK_EREDIS;
-    enqueue("shop", "u1", &resp);
-    expect_redis_down(&resp);
+        fs.rc = GK_EREDIS;
+        call_with_token(all_handlers[i], &resp);
+        expect_redis_down(&resp);
+    }
+    ck_assert_int_eq(fs.calls, (int)GK_ARRAY_LEN(all_handlers));
 }
 END_TEST
 
@@ -648,12 +668,7 @@ START_TEST(status_waiting_returns_a_young_token_as_is)
     ck_assert_int_eq(num(o, "poll_after_ms"), 1000);
     json_object_put(o);
     gk_fake_resp_free(&resp);
-    ck_assert_int_eq(fs.kind, F_STATUS);
-    ck_assert_str_eq(fs.business, "polled");
-    ck_assert_str_eq(fs.user, "u1");
-    ck_assert_str_eq(fs.ip, PEER);
-    ck_assert_uint_eq(fs.rate.limit, 60);
-    ck_assert_uint_eq(fs.rate.interval_s, 60);
+    expect_asked(F_STATUS, "polled", 60, 60);
     ck_assert(fs.heartbeat);
 }
 END_TEST
@@ -729,20 +744,13 @@ START_TEST(status_not_found_and_expired)
 }
 END_TEST
 
-START_TEST(status_rate_limited_and_redis_down)
+START_TEST(status_rate_limited)
 {
-    struct gk_fake_req f;
     struct gk_resp resp;
-    char tok[GK_TOKEN_BUF];
 
     fs.status = (struct gk_status_out){.rate_limited = true, .retry_after_ms = 4500};
-    req_token(&f, "GET", "/queue/status", "shop", "u1", tok);
-    call(gk_h_status, &f, &resp);
+    call_with_token(gk_h_status, &resp);
     expect_limited(&resp, "5");
-    fs.rc = GK_EREDIS;
-    req_token(&f, "GET", "/queue/status", "shop", "u1", tok);
-    call(gk_h_status, &f, &resp);
-    expect_redis_down(&resp);
 }
 END_TEST
 
@@ -755,33 +763,26 @@ START_TEST(token_missing_bad_foreign)
     token("pass", "u1", 0, 300, other);
     for (size_t i = 0; i < GK_ARRAY_LEN(token_handlers); i++) {
         struct gk_fake_req f;
-        struct gk_resp resp;
 
         req(&f, "GET", "/queue/x", "shop");
-        call(token_handlers[i], &f, &resp);
-        expect_error(&resp, 400, "missing_header", "jwt");
+        expect_refusal(token_handlers[i], &f, 400, "missing_header", "jwt");
         req(&f, "GET", "/queue/x", "shop");
         gk_fake_req_header(&f, "jwt", "not.a.token");
-        call(token_handlers[i], &f, &resp);
-        expect_error(&resp, 401, "invalid_token", NULL);
+        expect_refusal(token_handlers[i], &f, 401, "invalid_token", NULL);
         req(&f, "GET", "/queue/x", "shop");
         gk_fake_req_header(&f, "jwt", other);
-        call(token_handlers[i], &f, &resp);
-        expect_error(&resp, 401, "invalid_token", NULL);
+        expect_refusal(token_handlers[i], &f, 401, "invalid_token", NULL);
     }
     ck_assert_int_eq(fs.calls, 0);
     {
         struct gk_fake_req f;
-        struct gk_resp resp;
         char bearer[GK_TOKEN_BUF + 16];
 
         token("shop", "u1", 0, 300, tok);
         snprintf(bearer, sizeof(bearer), "Bearer %s", tok);
         req(&f, "GET", "/queue/status", "shop");
         gk_fake_req_header(&f, "Authorization", bearer);
-        call(gk_h_status, &f, &resp);
-        ck_assert_int_eq(resp.status, 200);
-        gk_fake_resp_free(&resp);
+        expect_status(gk_h_status, &f, 200);
         ck_assert_str_eq(fs.user, "u1");
     }
 }
@@ -791,27 +792,21 @@ END_TEST
 
 START_TEST(verify_ready_and_not)
 {
-    struct gk_fake_req f;
     struct gk_resp resp;
     struct json_object *o;
-    char tok[GK_TOKEN_BUF];
 
     fs.verify = (struct gk_verify_out){.ready_until_ms = gk_now_ms() + 60000};
-    req_token(&f, "GET", "/queue/verify", "shop", "u1", tok);
-    call(gk_h_verify, &f, &resp);
+    call_with_token(gk_h_verify, &resp);
     ck_assert_int_eq(resp.status, 200);
     o = body(&resp);
     ck_assert_str_eq(str(o, "message"), "User is ready");
     ck_assert(boolean(o, "ready"));
     json_object_put(o);
     gk_fake_resp_free(&resp);
-    ck_assert_int_eq(fs.kind, F_VERIFY);
+    expect_asked(F_VERIFY, "shop", 1200, 60);
     ck_assert(!fs.gate);
-    ck_assert_uint_eq(fs.rate.limit, 1200);
-    ck_assert_uint_eq(fs.rate.interval_s, 60);
     fs.verify = (struct gk_verify_out){0};
-    req_token(&f, "GET", "/queue/verify", "shop", "u1", tok);
-    call(gk_h_verify, &f, &resp);
+    call_with_token(gk_h_verify, &resp);
     o = body(&resp);
     ck_assert_str_eq(str(o, "message"), "User is not ready");
     ck_assert(!boolean(o, "ready"));
@@ -824,42 +819,28 @@ END_TEST
 START_TEST(verify_and_gate_refuse_an_expired_token)
 {
     struct gk_fake_req f;
-    struct gk_resp resp;
     char tok[GK_TOKEN_BUF];
 
     token("shop", "u1", 400, -100, tok);
     req(&f, "GET", "/queue/verify", "shop");
     gk_fake_req_header(&f, "jwt", tok);
-    call(gk_h_verify, &f, &resp);
-    expect_error(&resp, 401, "token_expired", NULL);
+    expect_refusal(gk_h_verify, &f, 401, "token_expired", NULL);
     req(&f, "GET", "/queue/gate", "shop");
     gk_fake_req_cookie(&f, "gk_token", tok);
-    call(gk_h_gate, &f, &resp);
-    expect_error(&resp, 401, "token_expired", NULL);
+    expect_refusal(gk_h_gate, &f, 401, "token_expired", NULL);
     ck_assert_int_eq(fs.calls, 0);
 }
 END_TEST
 
-START_TEST(verify_rate_limited_and_redis_down)
+START_TEST(verify_and_gate_rate_limited)
 {
-    struct gk_fake_req f;
     struct gk_resp resp;
-    char tok[GK_TOKEN_BUF];
 
     fs.verify = (struct gk_verify_out){.retry_after_ms = 60000};
-    req_token(&f, "GET", "/queue/verify", "shop", "u1", tok);
-    call(gk_h_verify, &f, &resp);
+    call_with_token(gk_h_verify, &resp);
     expect_limited(&resp, "60");
-    req_token(&f, "GET", "/queue/gate", "shop", "u1", tok);
-    call(gk_h_gate, &f, &resp);
+    call_with_token(gk_h_gate, &resp);
     expect_limited(&resp, "60");
-    fs.rc = GK_EREDIS;
-    req_token(&f, "GET", "/queue/verify", "shop", "u1", tok);
-    call(gk_h_verify, &f, &resp);
-    expect_redis_down(&resp);
-    req_token(&f, "GET", "/queue/gate", "shop", "u1", tok);
-    call(gk_h_gate, &f, &resp);
-    expect_redis_down(&resp);
 }
 END_TEST
 
@@ -871,8 +852,7 @@ START_TEST(gate_answers)
     char tok[GK_TOKEN_BUF];
 
     req(&f, "GET", "/queue/gate", "shop");
-    call(gk_h_gate, &f, &resp);
-    expect_error(&resp, 401, "not_ready", NULL);
+    expect_refusal(gk_h_gate, &f, 401, "not_ready", NULL);
     ck_assert_int_eq(fs.calls, 0);
     token("shop", "u1", 0, 300, tok);
     fs.verify = (struct gk_verify_out){.ready_until_ms = gk_now_ms() + 60000};
@@ -888,92 +868,69 @@ START_TEST(gate_answers)
     fs.verify = (struct gk_verify_out){0};
     req(&f, "GET", "/queue/gate", "shop");
     gk_fake_req_cookie(&f, "gk_token", tok);
-    call(gk_h_gate, &f, &resp);
-    expect_error(&resp, 401, "not_ready", NULL);
+    expect_refusal(gk_h_gate, &f, 401, "not_ready", NULL);
     /* A proxy names the business in its own header, which wins over the visitor's. */
     fs.verify = (struct gk_verify_out){.ready_until_ms = gk_now_ms() + 60000};
     req(&f, "GET", "/queue/gate", "pass");
     gk_fake_req_header(&f, "X-Gatekeeper-Business", "shop");
     gk_fake_req_header(&f, "jwt", tok);
-    call(gk_h_gate, &f, &resp);
-    ck_assert_int_eq(resp.status, 204);
-    gk_fake_resp_free(&resp);
+    expect_status(gk_h_gate, &f, 204);
     ck_assert_str_eq(fs.business, "shop");
 }
 END_TEST
 
 /* ---- finish and leave ---- */
 
-/* finish or leave (fn) of u1 with a token issued age_s ago, expiring in exp_in_s; *o gets the
- * parsed 200 body. */
+/* finish or leave (fn) of u1 with a token issued age_s ago, expiring in exp_in_s: 200 with status
+ * and message. */
 static void
-release(handler_fn fn, int64_t age_s, int64_t exp_in_s, struct gk_resp *resp, struct json_object **o)
+expect_release(handler_fn fn, int64_t age_s, int64_t exp_in_s, const char *status, const char *message)
 {
     struct gk_fake_req f;
+    struct gk_resp resp;
+    struct json_object *o;
     char tok[GK_TOKEN_BUF];
 
     req(&f, "DELETE", "/queue/x", "shop");
     token("shop", "u1", age_s, exp_in_s, tok);
     gk_fake_req_header(&f, "jwt", tok);
-    call(fn, &f, resp);
-    ck_assert_int_eq(resp->status, 200);
-    *o = body(resp);
+    call(fn, &f, &resp);
+    ck_assert_int_eq(resp.status, 200);
+    o = body(&resp);
+    ck_assert_str_eq(str(o, "status"), status);
+    ck_assert_str_eq(str(o, "message"), message);
+    json_object_put(o);
+    gk_fake_resp_free(&resp);
+    /* ip_finish_limit, for both */
+    expect_asked(fn == gk_h_finish ? F_FINISH : F_LEAVE, "shop", 600, 60);
 }
 
-START_TEST(finish_answers)
+START_TEST(finish_and_leave_answers)
 {
-    struct gk_resp resp;
-    struct json_object *o;
+    static const struct {
+        handler_fn fn;
+        struct gk_finish_out finish;
+        struct gk_leave_out leave;
+        int64_t age_s, exp_in_s;
+        const char *status, *message;
+    } cases[] = {
+        {gk_h_finish, {.was_ready = true}, {0}, 0, 300, "ready_cleared", "User removed from ready state"},
+        /* Freeing a slot is always welcome: an expired (but genuine) token may do it. */
+        {gk_h_finish, {.was_ready = false}, {0}, 400, -100, "not_ready", "User is not in ready state"},
+        {gk_h_leave, {0}, {.left = GK_USER_WAITING}, 0, 300, "left", "User left the queue"},
+        {gk_h_leave, {0}, {.left = GK_USER_READY}, 400, -100, "left", "User gave up their ready slot"},
+        {gk_h_leave, {0}, {.left = GK_USER_NOT_FOUND}, 0, 300, "not_found", "User not found in queue"},
+    };
 
-    fs.finish = (struct gk_finish_out){.was_ready = true};
-    release(gk_h_finish, 0, 300, &resp, &o);
-    ck_assert_str_eq(str(o, "status"), "ready_cleared");
-    ck_assert_str_eq(str(o, "message"), "User removed from ready state");
-    json_object_put(o);
-    gk_fake_resp_free(&resp);
-    ck_assert_int_eq(fs.kind, F_FINISH);
-    ck_assert_str_eq(fs.user, "u1");
-    ck_assert_uint_eq(fs.rate.limit, 600);
-    ck_assert_uint_eq(fs.rate.interval_s, 60);
-    /* Freeing a slot is always welcome: an expired (but genuine) token may do it. */
-    fs.finish = (struct gk_finish_out){.was_ready = false};
-    release(gk_h_finish, 400, -100, &resp, &o);
-    ck_assert_str_eq(str(o, "status"), "not_ready");
-    ck_assert_str_eq(str(o, "message"), "User is not in ready state");
-    json_object_put(o);
-    gk_fake_resp_free(&resp);
+    for (size_t i = 0; i < GK_ARRAY_LEN(cases); i++) {
+        fs.finish = cases[i].finish;
+        fs.leave = cases[i].leave;
+        expect_release(cases[i].fn, cases[i].age_s, cases[i].exp_in_s, cases[i].status, cases[i].message);
+    }
 }
 END_TEST
 
-START_TEST(leave_answers)
-{
-    struct gk_resp resp;
-    struct json_object *o;
-
-    fs.leave = (struct gk_leave_out){.left = GK_USER_WAITING};
-    release(gk_h_leave, 0, 300, &resp, &o);
-    ck_assert_str_eq(str(o, "status"), "left");
-    ck_assert_str_eq(str(o, "message"), "User left the queue");
-    json_object_put(o);
-    gk_fake_resp_free(&resp);
-    ck_assert_int_eq(fs.kind, F_LEAVE);
-    ck_assert_uint_eq(fs.rate.limit, 600);
-    fs.leave = (struct gk_leave_out){.left = GK_USER_READY};
-    release(gk_h_leave, 400, -100, &resp, &o);
-    ck_assert_str_eq(str(o, "status"), "left");
-    ck_assert_str_eq(str(o, "message"), "User gave up their ready slot");
-    json_object_put(o);
-    gk_fake_resp_free(&resp);
-    fs.leave = (struct gk_leave_out){.left = GK_USER_NOT_FOUND};
-    release(gk_h_leave, 0, 300, &resp, &o);
-    ck_assert_str_eq(str(o, "status"), "not_found");
-    ck_assert_str_eq(str(o, "message"), "User not found in queue");
-    json_object_put(o);
-    gk_fake_resp_free(&resp);
-}
-END_TEST
-
-START_TEST(finish_and_leave_limited_refused_down)
+START_TEST(finish_and_leave_limited_and_refused)
 {
     struct gk_fake_req f;
     struct gk_resp resp;
@@ -981,32 +938,22 @@ START_TEST(finish_and_leave_limited_refused_down)
 
     fs.finish = (struct gk_finish_out){.retry_after_ms = 100};
     fs.leave = (struct gk_leave_out){.retry_after_ms = 100};
-    req_token(&f, "DELETE", "/queue/finish", "shop", "u1", tok);
-    call(gk_h_finish, &f, &resp);
+    call_with_token(gk_h_finish, &resp);
     expect_limited(&resp, "1");
-    req_token(&f, "DELETE", "/queue/leave", "shop", "u1", tok);
-    call(gk_h_leave, &f, &resp);
+    call_with_token(gk_h_leave, &resp);
     expect_limited(&resp, "1");
     /* leave changes the queue, so another site's page may not call it; finish is the backend's. */
     fs.calls = 0;
+    fs.leave = (struct gk_leave_out){.left = GK_USER_WAITING};
     req_token(&f, "DELETE", "/queue/leave", "shop", "u1", tok);
     gk_fake_req_header(&f, "Origin", "https://evil.example");
-    call(gk_h_leave, &f, &resp);
-    expect_error(&resp, 403, "origin_not_allowed", NULL);
+    expect_refusal(gk_h_leave, &f, 403, "origin_not_allowed", NULL);
     ck_assert_int_eq(fs.calls, 0);
     req_token(&f, "DELETE", "/queue/leave", "shop", "u1", tok);
     gk_fake_req_header(&f, "Origin", "https://gatekeeper.example");
     gk_fake_req_header(&f, "Sec-Fetch-Site", "same-origin");
-    call(gk_h_leave, &f, &resp);
-    gk_fake_resp_free(&resp);
+    expect_status(gk_h_leave, &f, 200);
     ck_assert_int_eq(fs.calls, 1);
-    fs.rc = GK_EREDIS;
-    req_token(&f, "DELETE", "/queue/finish", "shop", "u1", tok);
-    call(gk_h_finish, &f, &resp);
-    expect_redis_down(&resp);
-    req_token(&f, "DELETE", "/queue/leave", "shop", "u1", tok);
-    call(gk_h_leave, &f, &resp);
-    expect_redis_down(&resp);
 }
 END_TEST
 
@@ -1027,22 +974,21 @@ h_queue_suite(void)
     tcase_add_test(tc, enqueue_full_and_rate_limited);
     tcase_add_test(tc, enqueue_refused_before_the_store);
     tcase_add_test(tc, enqueue_client_ip);
-    tcase_add_test(tc, enqueue_redis_down);
+    tcase_add_test(tc, redis_down_answers_503);
     tcase_add_test(tc, answer_comes_later);
     tcase_add_test(tc, client_gone_before_the_answer);
     tcase_add_test(tc, status_waiting_returns_a_young_token_as_is);
     tcase_add_test(tc, status_renews_an_old_token);
     tcase_add_test(tc, status_ready);
     tcase_add_test(tc, status_not_found_and_expired);
-    tcase_add_test(tc, status_rate_limited_and_redis_down);
+    tcase_add_test(tc, status_rate_limited);
     tcase_add_test(tc, token_missing_bad_foreign);
     tcase_add_test(tc, verify_ready_and_not);
     tcase_add_test(tc, verify_and_gate_refuse_an_expired_token);
-    tcase_add_test(tc, verify_rate_limited_and_redis_down);
+    tcase_add_test(tc, verify_and_gate_rate_limited);
     tcase_add_test(tc, gate_answers);
-    tcase_add_test(tc, finish_answers);
-    tcase_add_test(tc, leave_answers);
-    tcase_add_test(tc, finish_and_leave_limited_refused_down);
+    tcase_add_test(tc, finish_and_leave_answers);
+    tcase_add_test(tc, finish_and_leave_limited_and_refused);
     suite_add_tcase(s, tc);
     return s;
 }
