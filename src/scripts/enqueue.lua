@@ -1,6 +1,7 @@
 -- enqueue: each user joins the queue once. One call serves one join, or the joins of one
 -- business that reach the pipeline together, so a burst pays Redis's per-script cost once; users
 -- are answered in order (a user named twice is answered as already waiting the second time).
+-- Its call is written by enqueue_cmd (src/pipeline_queue.c), in this order:
 -- KEYS: seq, wait, ready, hb, stats, events, clock, then one rate-limit key per user.
 -- ARGV: rate limit, rate interval ms, max queue length (0 = none), passthrough (0/1), ready ttl
 --       ms, heartbeat (0/1), events max, max active users (0 = none), test clock (0/1), then user

@@ -1,6 +1,7 @@
 -- status: where is each user? A waiting user's poll is a heartbeat. One call serves one poll,
 -- or the polls of one business that reach the pipeline together, so a burst pays Redis's
 -- per-script cost once; users are answered in order.
+-- Its call is written by status_cmd (src/pipeline_queue.c), in this order:
 -- KEYS: wait, ready, hb, stats, events, clock, then one rate-limit key per user.
 -- ARGV: rate limit, rate interval ms, heartbeat (0/1), events max, test clock (0/1), then
 --       user and client ip for each user.
