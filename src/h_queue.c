@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * h_queue.c -- the queue endpoints: enqueue, status, verify, finish, leave and gate.
- * Each does one Redis operation (one Lua script) and no PostgreSQL work: the business comes from
- * the in-memory cache, the token is checked in process. A handler validates, hands its operation
- * to the pipeline and suspends the request, freeing the thread; the operation's reply resumes it
- * and the handler's continuation (the *_reply functions) answers.
+ * Each does one queue operation (gk/queue.h: one Lua script in Redis) and no PostgreSQL work: the
+ * business comes from the in-memory cache, the token is checked in process. A handler validates,
+ * hands its operation to ctx->queue (the loop's pipeline; a fake in tests/unit/test_h_queue.c)
+ * and suspends the request, freeing the thread; the operation's answer resumes it and the
+ * handler's continuation (the *_reply functions) answers.
  */
 #include "gk/handlers.h"
 
@@ -18,7 +19,6 @@
 #include "gk/clientip.h"
 #include "gk/log.h"
 #include "gk/metrics.h"
-#include "gk/store.h"
 
 #define POLL_MIN_MS 1000
 #define POLL_MAX_MS 15000
@@ -157,13 +157,14 @@ put(char *b, const char *key, const char *value, const char *suffix)
     return b + k + v + x;
 }
 
-/* A queue request waiting for its Redis reply; freed by its continuation. */
+/* A queue request waiting for its Redis reply; freed by its continuation. It holds the strings
+ * its operation points to: the business (retained), the user and the client IP. */
 struct pending {
     struct gk_op op;
     struct gk_ctx ctx; /* app and a retained business; no per-thread handles */
     const struct gk_req *req;
-    enum gk_err rc;
     char user[GK_ID_BUF];
+    char ip[GK_IP_BUF];
     char token[GK_TOKEN_BUF]; /* status: the token the client sent, returned as is while young */
     int64_t token_exp;        /* its exp; 0 when signed with the previous secret (renew it) */
     union {
@@ -183,7 +184,8 @@ op_done(void *arg)
     gk_req_resume(pd->req);
 }
 
-/* Suspends req with a new pending operation for user; the caller submits pd->op next. */
+/* Suspends req with a new pending operation for user from the request's client IP; the caller
+ * submits pd->op next. */
 static struct pending *
 wait_for_redis(const struct gk_ctx *ctx, const struct gk_req *req, const char *user, gk_req_cont cont)
 {
@@ -191,11 +193,24 @@ wait_for_redis(const struct gk_ctx *ctx, const struct gk_req *req, const char *u
 
     pd->ctx = (struct gk_ctx){.app = ctx->app, .biz = gk_confcache_retain(ctx->biz)};
     pd->req = req;
-    pd->rc = GK_EREDIS;
+    pd->op.done = op_done;
+    pd->op.arg = pd;
+    pd->op.rc = GK_EREDIS;
     pd->token[0] = '\0';
     gk_strlcpy(pd->user, user, sizeof(pd->user));
+    client_ip(ctx, req, pd->ip);
     gk_req_suspend(req, cont, pd);
     return pd;
+}
+
+/* Who asks about pd's user (its business, retained; its client IP), under the per-IP limit
+ * limit and its interval, both fields of the business's config. */
+static struct gk_user_args
+who(const struct pending *pd, enum gk_bc_field limit, enum gk_bc_field interval)
+{
+    const struct gk_bizconf *c = &pd->ctx.biz->conf;
+
+    return (struct gk_user_args){pd->ctx.biz->id, pd->user, pd->ip, {c->num[limit], c->num[interval]}};
 }
 
 /* The common start of every continuation: false when there is nothing more to answer (the
@@ -205,7 +220,7 @@ pending_ok(struct pending *pd, struct gk_resp *resp)
 {
     if (resp == NULL)
         return false;
-    if (pd->rc != GK_OK) {
+    if (pd->op.rc != GK_OK) {
         /* The pipeline logs the outage once; one line per failed request would flood the log. */
         GK_RLOG(GK_LOG_DEBUG, "queue", pd->req->id, "msg=\"redis failed\" business=%s", pd->ctx.biz->id);
         gk_reply_unavailable(resp, "Redis");
@@ -331,9 +346,8 @@ void
 gk_h_enqueue(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
 {
     const struct gk_bizconf *c;
-    struct gk_join_args a = {0};
+    struct gk_join_args a;
     struct pending *pd;
-    char ip[GK_IP_BUF];
     const char *user;
 
     if (!gk_need_business(ctx, resp) || !gk_need_origin(ctx, req, resp) ||
@@ -344,18 +358,16 @@ gk_h_enqueue(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
         gk_reply_error(resp, 503, "queue_closed", "This queue is closed.", NULL);
         return;
     }
-    client_ip(ctx, req, ip);
-    a.business = ctx->biz->id;
-    a.user = user;
-    a.client_ip = ip;
-    a.rate = (struct gk_rate){c->num[GK_BC_IP_ENQUEUE_LIMIT], c->num[GK_BC_IP_ENQUEUE_LIMIT_INTERVAL]};
-    a.max_queue_length = c->num[GK_BC_MAX_QUEUE_LENGTH];
-    a.passthrough = c->queueing_method == GK_QM_PASSTHROUGH;
-    a.max_active = c->num[GK_BC_MAX_ACTIVE_USERS];
-    a.ready_ttl_s = c->num[GK_BC_READY_TTL_SECONDS];
-    a.heartbeat = c->num[GK_BC_ABANDON_AFTER_SECONDS] > 0;
     pd = wait_for_redis(ctx, req, user, enqueue_reply);
-    gk_pipeline_join(gk_req_companion(req), &pd->op, &a, &pd->out.join, &pd->rc, op_done, pd);
+    a = (struct gk_join_args){
+        .who = who(pd, GK_BC_IP_ENQUEUE_LIMIT, GK_BC_IP_ENQUEUE_LIMIT_INTERVAL),
+        .max_queue_length = c->num[GK_BC_MAX_QUEUE_LENGTH],
+        .passthrough = c->queueing_method == GK_QM_PASSTHROUGH,
+        .max_active = c->num[GK_BC_MAX_ACTIVE_USERS],
+        .ready_ttl_s = c->num[GK_BC_READY_TTL_SECONDS],
+        .heartbeat = c->num[GK_BC_ABANDON_AFTER_SECONDS] > 0,
+    };
+    ctx->queue.ops->join(ctx->queue.impl, &pd->op, &a, &pd->out.join);
 }
 
 static void
@@ -435,25 +447,23 @@ out:
 void
 gk_h_status(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
 {
-    const struct gk_bizconf *c;
+    struct gk_status_args a;
     struct gk_claims claims;
     struct pending *pd;
-    char ip[GK_IP_BUF];
     const char *token;
 
     if (!gk_need_business(ctx, resp) ||
         (token = need_token(ctx, req, resp, TOKEN_MAY_BE_EXPIRED, false, &claims)) == NULL)
         return;
-    c = &ctx->biz->conf;
-    client_ip(ctx, req, ip);
     pd = wait_for_redis(ctx, req, claims.user, status_reply);
     gk_strlcpy(pd->token, token, sizeof(pd->token));
     /* A token of the previous secret is renewed now, so rotation completes as visitors poll. */
     pd->token_exp = claims.previous_key ? 0 : claims.exp;
-    gk_pipeline_status(gk_req_companion(req), &pd->op, ctx->biz->id, claims.user, ip,
-                       (struct gk_rate){c->num[GK_BC_IP_STATUS_POLLING_LIMIT],
-                                        c->num[GK_BC_IP_STATUS_POLLING_LIMIT_INTERVAL]},
-                       c->num[GK_BC_ABANDON_AFTER_SECONDS] > 0, &pd->out.status, &pd->rc, op_done, pd);
+    a = (struct gk_status_args){
+        .who = who(pd, GK_BC_IP_STATUS_POLLING_LIMIT, GK_BC_IP_STATUS_POLLING_LIMIT_INTERVAL),
+        .heartbeat = ctx->biz->conf.num[GK_BC_ABANDON_AFTER_SECONDS] > 0,
+    };
+    ctx->queue.ops->status(ctx->queue.impl, &pd->op, &a, &pd->out.status);
 }
 
 /* Starts verify or gate for the token's user under ip_verify_limit; cont answers. */
@@ -461,16 +471,10 @@ static void
 submit_verify(struct gk_ctx *ctx, const struct gk_req *req, const struct gk_claims *claims, bool gate,
               gk_req_cont cont)
 {
-    const struct gk_bizconf *c = &ctx->biz->conf;
-    struct pending *pd;
-    char ip[GK_IP_BUF];
+    struct pending *pd = wait_for_redis(ctx, req, claims->user, cont);
+    struct gk_verify_args a = {who(pd, GK_BC_IP_VERIFY_LIMIT, GK_BC_IP_VERIFY_LIMIT_INTERVAL), gate};
 
-    client_ip(ctx, req, ip);
-    pd = wait_for_redis(ctx, req, claims->user, cont);
-    gk_pipeline_verify(
-        gk_req_companion(req), &pd->op, ctx->biz->id, claims->user, ip,
-        (struct gk_rate){c->num[GK_BC_IP_VERIFY_LIMIT], c->num[GK_BC_IP_VERIFY_LIMIT_INTERVAL]}, gate,
-        &pd->out.verify, &pd->rc, op_done, pd);
+    ctx->queue.ops->verify(ctx->queue.impl, &pd->op, &a, &pd->out.verify);
 }
 
 /* The common start of the verify and gate continuations: false when answered already (Redis
@@ -526,15 +530,6 @@ reply_status(struct gk_resp *resp, const char *status, const char *message)
     gk_reply_json(resp, 200, o);
 }
 
-/* ip_finish_limit, which finish and leave share. */
-static struct gk_rate
-finish_rate(const struct gk_ctx *ctx)
-{
-    const struct gk_bizconf *c = &ctx->biz->conf;
-
-    return (struct gk_rate){c->num[GK_BC_IP_FINISH_LIMIT], c->num[GK_BC_IP_FINISH_LIMIT_INTERVAL]};
-}
-
 static void
 finish_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
 {
@@ -556,16 +551,16 @@ void
 gk_h_finish(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
 {
     struct gk_claims claims;
+    struct gk_user_args a;
     struct pending *pd;
-    char ip[GK_IP_BUF];
 
     /* Freeing a slot is always welcome, so an expired (but genuine) token may do it. */
     if (!gk_need_business(ctx, resp) || !need_token(ctx, req, resp, TOKEN_MAY_BE_EXPIRED, false, &claims))
         return;
-    client_ip(ctx, req, ip);
     pd = wait_for_redis(ctx, req, claims.user, finish_reply);
-    gk_pipeline_finish(gk_req_companion(req), &pd->op, ctx->biz->id, claims.user, ip, finish_rate(ctx),
-                       &pd->out.finish, &pd->rc, op_done, pd);
+    /* finish and leave share ip_finish_limit */
+    a = who(pd, GK_BC_IP_FINISH_LIMIT, GK_BC_IP_FINISH_LIMIT_INTERVAL);
+    ctx->queue.ops->finish(ctx->queue.impl, &pd->op, &a, &pd->out.finish);
 }
 
 static void
@@ -591,16 +586,15 @@ void
 gk_h_leave(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
 {
     struct gk_claims claims;
+    struct gk_user_args a;
     struct pending *pd;
-    char ip[GK_IP_BUF];
 
     if (!gk_need_business(ctx, resp) || !gk_need_origin(ctx, req, resp) ||
         !need_token(ctx, req, resp, TOKEN_MAY_BE_EXPIRED, false, &claims))
         return;
-    client_ip(ctx, req, ip);
     pd = wait_for_redis(ctx, req, claims.user, leave_reply);
-    gk_pipeline_leave(gk_req_companion(req), &pd->op, ctx->biz->id, claims.user, ip, finish_rate(ctx),
-                      &pd->out.leave, &pd->rc, op_done, pd);
+    a = who(pd, GK_BC_IP_FINISH_LIMIT, GK_BC_IP_FINISH_LIMIT_INTERVAL);
+    ctx->queue.ops->leave(ctx->queue.impl, &pd->op, &a, &pd->out.leave);
 }
 
 static void

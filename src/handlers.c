@@ -13,6 +13,7 @@
 
 #include "gk/log.h"
 #include "gk/pg.h"
+#include "gk/pipeline.h"
 #include "gk/router.h"
 #include "gk/store.h"
 
@@ -247,7 +248,8 @@ gk_need_origin(const struct gk_ctx *ctx, const struct gk_req *req, struct gk_res
 }
 
 /* Runs route with a context for this thread: the offload threads' own Redis and PostgreSQL
- * handles (NULL on a loop thread, whose handlers never block). */
+ * handles, or on a loop thread, whose handlers never block, the queue operations of its pipeline
+ * (the loop's companion, see gk_handlers_companion). */
 static void
 serve(const struct gk_app *app, const struct gk_route *route, bool offloaded, const struct gk_req *req,
       struct gk_resp *resp)
@@ -259,6 +261,8 @@ serve(const struct gk_app *app, const struct gk_route *route, bool offloaded, co
 
         ctx.store = th->store;
         ctx.db = th->db;
+    } else {
+        ctx.queue = gk_pipeline_queue(gk_req_companion(req));
     }
     ctx.biz_header = gk_business_header(req);
     /* Read before the lookup: read after it, a first load finishing in between would turn a miss

@@ -8,7 +8,7 @@
  * request), applies the business's CORS origins to the answer, and hands the handler a context. Routes
  * that block run on the http module's offload threads, each with its own Redis and PostgreSQL handles (opened
  * on first use, closed when the thread exits); the others run on the event loop, and reach Redis through the
- * loop's pipeline (gk_req_companion).
+ * queue operations of the loop's pipeline (struct gk_ctx's queue, the loop's companion).
  */
 #ifndef GK_HANDLERS_H
 #define GK_HANDLERS_H
@@ -20,6 +20,7 @@
 #include "gk/config.h"
 #include "gk/crypto.h"
 #include "gk/http.h"
+#include "gk/queue.h"
 #include "gk/token.h"
 
 struct gk_monitor;
@@ -35,11 +36,13 @@ struct gk_app {
 };
 
 /* What a handler gets. store and db belong to the calling offload thread (NULL on a loop thread):
- * never keep them. */
+ * never keep them. queue is the loop's (its Redis pipeline; zero on an offload thread): the queue
+ * handlers' only way to Redis, through which unit tests give them a fake. */
 struct gk_ctx {
     const struct gk_app *app;
     struct gk_store *store;
     struct gk_pg *db;
+    struct gk_queue queue;
     const struct gk_business *biz; /* from the business_id header, or NULL; borrowed */
     const char *biz_header;        /* the raw business_id header value, or NULL */
     bool cache_loaded;             /* the config cache had loaded before biz was looked up */
@@ -53,8 +56,8 @@ const struct gk_routes *gk_handlers_routes(void);
 GK_MUSTCHECK enum gk_err gk_handlers_init(void);
 /* gk_http_handler for the whole API; arg is a struct gk_app. */
 void gk_handlers_dispatch(void *arg, const struct gk_req *req, struct gk_resp *resp);
-/* The loops' companion: a Redis pipeline per loop (gk_pipeline_new with app's Redis). app must
- * outlive the server. */
+/* The loops' companion: a Redis pipeline per loop (gk_pipeline_new with app's Redis), whose queue
+ * operations the dispatcher hands the loop's handlers. app must outlive the server. */
 struct gk_http_companion gk_handlers_companion(const struct gk_app *app);
 
 /* The key of an "Authorization: Bearer <key>" header and its length into *len, or NULL when there

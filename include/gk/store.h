@@ -1,6 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * store -- Redis, the only home of queue state (hiredis stays in store.c).
+ * store -- the blocking Redis handle, and what is done through it: the worker's scripts (the
+ * admission tick, its duration histogram), the queue counters, the maxmemory-policy check, and
+ * the activity stream (src/store_events.c). Queue state lives only in Redis; the request path
+ * reaches it without blocking through the pipeline instead (gk/pipeline.h). hiredis stays in
+ * src/store*.c and src/pipeline*.c.
  * One handle = one connection; not thread-safe: each offload or worker thread opens its own. A
  * handle never blocks for more than GK_STORE_TIMEOUT_MS per call; after a failure it reconnects on
  * a later call, at most once per GK_STORE_RETRY_MS, so an outage costs requests a fast 503, not a
@@ -41,156 +45,6 @@ GK_MUSTCHECK enum gk_err gk_store_ping(struct gk_store *st);
  * allowed (managed Redis), or answering nothing (logged as a warning); GK_EREDIS when Redis
  * cannot be reached (not logged: check again once it can). */
 GK_MUSTCHECK enum gk_err gk_store_check_eviction(struct gk_store *st);
-
-/*
- * Queue operations (through the pipeline below). Each is one Lua script (EVALSHA; reloaded on
- * NOSCRIPT), so each is atomic and costs one round trip, shared with concurrent requests. All keys of a
- * business share the hash tag {<business>}. Times come from Redis (TIME), never from this host's clock. Every
- * call returns GK_EREDIS when Redis cannot be reached; the out-struct is only meaningful on GK_OK. Ids must
- * already be validated. The measured admission rate is the `admit_rate` field of gk:{<business>}:stats, kept
- * by whoever admits users (the worker). Every change is also appended, in the same script, to the business's
- * activity stream (see gk/event.h).
- */
-
-/* A per-client-IP limit: `limit` requests per `interval_s`, bursts up to `limit`. */
-struct gk_rate {
-    uint32_t limit;
-    uint32_t interval_s;
-};
-
-enum gk_join_result {
-    GK_JOIN_NEW,          /* queued now at `position` */
-    GK_JOIN_WAITING,      /* was already queued, at `position` */
-    GK_JOIN_READY,        /* was already ready, until `ready_until_ms` */
-    GK_JOIN_ADMITTED,     /* passthrough: made ready at once, until `ready_until_ms` */
-    GK_JOIN_FULL,         /* the queue holds max_queue_length users */
-    GK_JOIN_RATE_LIMITED, /* this IP is over its limit; retry after `retry_after_ms` */
-};
-
-struct gk_join_args {
-    const char *business;
-    const char *user;
-    const char *client_ip;
-    struct gk_rate rate;
-    uint32_t max_queue_length; /* 0 = no limit */
-    bool passthrough;
-    uint32_t max_active; /* passthrough admits at once only below this many ready users; 0 = no cap */
-    uint32_t ready_ttl_s;
-    bool heartbeat; /* record the join time for abandonment */
-};
-
-struct gk_join_out {
-    enum gk_join_result result;
-    int64_t position;
-    int64_t ready_until_ms;
-    int64_t retry_after_ms;
-    double admit_rate; /* measured admissions per second for NEW/WAITING; 0 = not measured yet */
-    int64_t waiting;   /* for NEW/WAITING: how many users wait in all */
-};
-
-enum gk_user_state {
-    GK_USER_NOT_FOUND = 0,
-    GK_USER_WAITING,
-    GK_USER_READY,
-    GK_USER_EXPIRED, /* was admitted, but the ready time ran out */
-};
-
-struct gk_status_out {
-    bool rate_limited;
-    int64_t retry_after_ms;
-    enum gk_user_state state;
-    int64_t position;       /* 1-based rank when waiting */
-    int64_t ready_until_ms; /* when ready */
-    double admit_rate;      /* when waiting: measured admissions per second, 0 = not yet */
-    int64_t waiting;        /* when waiting: how many users wait in all */
-};
-
-/*
- * The pipeline: queue operations without blocking the calling thread. One Redis connection,
- * driven by the event loop of one thread (the HTTP loop's companion, see gk/http.h): operations
- * queued while the loop runs go out together at gk_pipeline_flush, so concurrent requests share
- * round trips. Each submit function copies its arguments into op (caller-owned, must stay valid
- * until done runs), and done(arg) is called exactly once, from gk_pipeline_run, _flush or _free,
- * after *rc and the out-parameter are set: GK_OK, or GK_EREDIS when Redis is down or did not
- * answer within GK_STORE_TIMEOUT_MS (down is answered at once, never queued). Not thread-safe:
- * every call comes from the loop's thread.
- */
-struct gk_pipeline; /* opaque */
-
-typedef void (*gk_op_done)(void *arg);
-
-#define GK_OP_ARGS 24
-#define GK_OP_BUF 2048
-
-/* One operation in flight. Callers allocate it; every field belongs to the pipeline. */
-struct gk_op {
-    int _kind, _script, _argc;
-    const char *_argv[GK_OP_ARGS];
-    size_t _argvlen[GK_OP_ARGS];
-    char _buf[GK_OP_BUF];
-    size_t _used;
-    bool _retried;
-    int64_t _deadline_ms;
-    void *_out;
-    enum gk_err *_rc;
-    gk_op_done _done;
-    void *_arg;
-    struct gk_op *_next;
-};
-
-/* A pipeline that connects on the first gk_pipeline_want, and reconnects every
- * GK_STORE_RETRY_MS while Redis is down. Caller owns it; free with gk_pipeline_free(). */
-struct gk_pipeline *gk_pipeline_new(const struct gk_redis_addr *addr, bool test_clock);
-/* Answers every operation still waiting (GK_EREDIS) and frees; NULL is accepted. */
-void gk_pipeline_free(struct gk_pipeline *p);
-/* Before the loop's poll: the descriptor to poll with *events (or -1), and *timeout_ms lowered
- * to the next deadline (a reconnect, the oldest operation's timeout). */
-int gk_pipeline_want(struct gk_pipeline *p, short *events, int *timeout_ms);
-/* After the poll, with what it returned for that descriptor (0 when none): reads replies and
- * answers their operations, and enforces the deadlines. */
-void gk_pipeline_run(struct gk_pipeline *p, short revents);
-/* Writes what was queued since the last flush, as one batch, even while earlier ones are in
- * flight. */
-void gk_pipeline_flush(struct gk_pipeline *p);
-
-/* Enqueues a->user unless already waiting or ready. */
-void gk_pipeline_join(struct gk_pipeline *p, struct gk_op *op, const struct gk_join_args *a,
-                      struct gk_join_out *out, enum gk_err *rc, gk_op_done done, void *arg);
-/* Where user stands; a waiting user's poll is also a heartbeat when heartbeat is set. */
-void gk_pipeline_status(struct gk_pipeline *p, struct gk_op *op, const char *business, const char *user,
-                        const char *client_ip, struct gk_rate rate, bool heartbeat, struct gk_status_out *out,
-                        enum gk_err *rc, gk_op_done done, void *arg);
-/* Answers of verify (and gate), finish and leave. retry_after_ms > 0: client_ip is over its
- * limit; nothing was done, and the rest is zero. */
-struct gk_verify_out {
-    int64_t retry_after_ms;
-    int64_t ready_until_ms; /* when the user's ready time runs out; 0 when not ready now */
-};
-
-struct gk_finish_out {
-    int64_t retry_after_ms;
-    bool was_ready; /* the user was ready (not expired) and is not any more */
-};
-
-struct gk_leave_out {
-    int64_t retry_after_ms;
-    enum gk_user_state left; /* where the user was: GK_USER_WAITING, _READY or _NOT_FOUND */
-};
-
-/* Is user ready now? Recorded as a verify event (gate says whether a proxy asked) when the
- * answer differs from the one last recorded for user, or that is a minute old. rate is
- * ip_verify_limit, shared by verify and gate. */
-void gk_pipeline_verify(struct gk_pipeline *p, struct gk_op *op, const char *business, const char *user,
-                        const char *client_ip, struct gk_rate rate, bool gate, struct gk_verify_out *out,
-                        enum gk_err *rc, gk_op_done done, void *arg);
-/* Removes user from ready. rate is ip_finish_limit, shared by finish and leave. */
-void gk_pipeline_finish(struct gk_pipeline *p, struct gk_op *op, const char *business, const char *user,
-                        const char *client_ip, struct gk_rate rate, struct gk_finish_out *out,
-                        enum gk_err *rc, gk_op_done done, void *arg);
-/* Removes user from waiting or ready. rate is ip_finish_limit, shared by finish and leave. */
-void gk_pipeline_leave(struct gk_pipeline *p, struct gk_op *op, const char *business, const char *user,
-                       const char *client_ip, struct gk_rate rate, struct gk_leave_out *out, enum gk_err *rc,
-                       gk_op_done done, void *arg);
 
 struct gk_stats_out {
     int64_t waiting;

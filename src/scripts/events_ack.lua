@@ -2,6 +2,7 @@
 -- stream below the oldest entry not yet committed: the oldest still pending in the group, or,
 -- with nothing pending, everything up to the last one delivered. Entries not yet delivered and
 -- entries delivered but not acknowledged (a consumer died mid-batch) are never trimmed.
+-- Its call is written by events_ack_cmd (src/store_events.c), in this order:
 -- KEYS: events. ARGV: group, entry ids... Returns the stream length after trimming.
 redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 2))
 local floor

@@ -1,4 +1,5 @@
 -- finish: the backend is done with this user; frees the slot at once.
+-- Its call is written by finish_cmd (src/pipeline_queue.c), in this order:
 -- KEYS: ready, stats, events, ratelimit, clock.
 -- ARGV: user, client ip, events max, rate limit, rate interval ms, test clock (0/1).
 -- Returns {'limited', retry_ms} or {'ok', 1 if the user was ready, 0 if not} (an expired entry

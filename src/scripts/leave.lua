@@ -1,4 +1,5 @@
 -- leave: the user gives up their place, waiting or ready.
+-- Its call is written by leave_cmd (src/pipeline_queue.c), in this order:
 -- KEYS: wait, ready, hb, stats, events, ratelimit, clock.
 -- ARGV: user, client ip, events max, rate limit, rate interval ms, test clock (0/1).
 -- Returns {'limited', retry_ms} or {'ok', 1 when they were waiting, 2 when ready, 0 when in

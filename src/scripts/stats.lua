@@ -1,4 +1,5 @@
 -- stats: counters and sizes of one business's queue. Read-only.
+-- Its call is written by stats_cmd (src/store.c), in this order:
 -- KEYS: wait, ready, stats, events, clock. ARGV: test clock (0/1).
 -- Returns {waiting, ready, admitted_total, enqueued_total, last_admission_ms, admit_rate,
 --          events_backlog, events_dropped, expired_total, evicted_total, ticks_total,

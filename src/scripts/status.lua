@@ -1,25 +1,40 @@
--- status: where is this user? Polling is a heartbeat.
--- KEYS: wait, ready, hb, ratelimit, stats, events, clock.
--- ARGV: user, rate limit, rate interval ms, heartbeat (0/1), client ip, events max, test clock (0/1).
--- Returns {'limited', retry_ms}, {'ready', until_ms}, {'waiting', rank, admit_rate, waiting},
--- {'expired'} or {'none'}. admit_rate is the measured admissions per second ('' if none yet);
--- waiting is how many users wait in all.
-local user = ARGV[1]
-local now = gk_now_ms(ARGV[7] == '1' and KEYS[7] or nil)
-local wait = gk_rate_check(KEYS[4], tonumber(ARGV[2]), tonumber(ARGV[3]), KEYS[6], KEYS[5], tonumber(ARGV[6]), now,
-                           'status', user, ARGV[5])
-if wait > 0 then
-  return {'limited', wait}
+-- status: where is each user? A waiting user's poll is a heartbeat. One call serves one poll,
+-- or the polls of one business that reach the pipeline together, so a burst pays Redis's
+-- per-script cost once; users are answered in order.
+-- Its call is written by status_cmd (src/pipeline_queue.c), in this order:
+-- KEYS: wait, ready, hb, stats, events, clock, then one rate-limit key per user.
+-- ARGV: rate limit, rate interval ms, heartbeat (0/1), events max, test clock (0/1), then
+--       user and client ip for each user.
+-- Returns one answer per user: {'limited', retry_ms}, {'ready', until_ms},
+-- {'waiting', rank, admit_rate, waiting}, {'expired'} or {'none'}. admit_rate is the measured
+-- admissions per second ('' if none yet); waiting is how many users wait in all.
+local now = gk_now_ms(ARGV[5] == '1' and KEYS[6] or nil)
+local limit, interval, heartbeat, evmax = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3] == '1', tonumber(ARGV[4])
+-- Read when the first waiting user needs them (nothing here changes either), so a poll that is
+-- refused or finds its user ready costs no more than it must.
+local rate, waiting
+local out = {}
+for i = 1, (#ARGV - 5) / 2 do
+  local user, ip = ARGV[4 + 2 * i], ARGV[5 + 2 * i]
+  local wait = gk_rate_check(KEYS[6 + i], limit, interval, KEYS[5], KEYS[4], evmax, now, 'status', user, ip)
+  if wait > 0 then
+    out[i] = {'limited', wait}
+  else
+    local rank = redis.call('ZRANK', KEYS[1], user)
+    if rank then
+      if heartbeat then redis.call('ZADD', KEYS[3], now, user) end
+      if not rate then
+        rate, waiting = redis.call('HGET', KEYS[4], 'admit_rate') or '', redis.call('ZCARD', KEYS[1])
+      end
+      out[i] = {'waiting', rank + 1, rate, waiting}
+    else
+      local ready_until = tonumber(redis.call('ZSCORE', KEYS[2], user))
+      if ready_until then
+        out[i] = ready_until > now and {'ready', ready_until} or {'expired'}
+      else
+        out[i] = {'none'}
+      end
+    end
+  end
 end
-
-local rank = redis.call('ZRANK', KEYS[1], user)
-if rank then
-  if ARGV[4] == '1' then redis.call('ZADD', KEYS[3], now, user) end
-  return {'waiting', rank + 1, redis.call('HGET', KEYS[5], 'admit_rate') or '', redis.call('ZCARD', KEYS[1])}
-end
-local ready_until = tonumber(redis.call('ZSCORE', KEYS[2], user))
-if ready_until then
-  if ready_until > now then return {'ready', ready_until} end
-  return {'expired'}
-end
-return {'none'}
+return out

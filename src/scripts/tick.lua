@@ -1,5 +1,6 @@
 -- tick: one admission tick of one business. Any number of workers may call it at any time: the
 -- tick runs only when due by Redis's clock, and the schedule key makes each tick happen once.
+-- Its call is written by tick_cmd (src/store.c), in this order:
 -- KEYS: wait, ready, hb, stats, tick (schedule), events, clock.
 -- ARGV: admission limit, frequency ms, ready ttl ms, max active (0 = no cap),
 --       abandon after ms (0 = never), random (0/1), events max, test clock (0/1).

@@ -1,4 +1,6 @@
--- verify: is this user ready now? KEYS: ready, stats, events, seen (this user's), ratelimit, clock.
+-- verify: is this user ready now?
+-- Its call is written by verify_cmd (src/pipeline_queue.c), in this order:
+-- KEYS: ready, stats, events, seen (this user's), ratelimit, clock.
 -- ARGV: user, client ip, events max, rate limit, rate interval ms, via ('verify' or 'gate'),
 --       test clock (0/1).
 -- Returns {'limited', retry_ms} or {'ok', ready-until ms, or 0 when not ready now}.

@@ -902,10 +902,10 @@ START_TEST(limiter_exact_at_the_slowest_and_waits)
 }
 END_TEST
 
-/* enqueue_many, the batched join, for passthrough under a cap of 2: four users in one call. */
+/* enqueue.lua, the batched join, for passthrough under a cap of 2: four users in one call. */
 START_TEST(passthrough_batch_admits_under_the_cap)
 {
-    char *script = gktest_lua("enqueue_many", NULL);
+    char *script = gktest_lua("enqueue", NULL);
     char biz[64], k[11][96];
     const char *argv[11 + 9 + 8];
     static const char *const args[] = {"100",     "60000", "0",       "1",  "600000",  "0",

@@ -15,7 +15,8 @@
     X(bizconf)                                                                                               \
     X(token)                                                                                                 \
     X(web)                                                                                                   \
-    X(metrics)
+    X(metrics)                                                                                               \
+    X(h_queue)
 
 #define GK_DECLARE_SUITE(name) Suite *name##_suite(void);
 GK_UNIT_SUITES(GK_DECLARE_SUITE)

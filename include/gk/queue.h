@@ -1,0 +1,161 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * queue -- the queue operations the handlers ask for (join, status, verify, finish, leave), typed:
+ * each takes its named inputs and fills its result, and is answered later, through a callback.
+ *
+ * struct gk_queue is the seam between the queue handlers (src/h_queue.c) and what carries the
+ * operations out: in the server, each event loop's Redis pipeline (gk_pipeline_queue, see
+ * gk/pipeline.h), where each operation is one Lua script, atomic, one round trip shared with
+ * concurrent requests, with its activity event appended in the same script (gk/event.h); in the
+ * handler unit tests, a fake that answers as the test says. Ids must already be validated. Times
+ * come from Redis's clock, never this host's. Calls come from one thread (the loop's).
+ */
+#ifndef GK_QUEUE_H
+#define GK_QUEUE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "gk/util.h"
+
+/* A per-client-IP limit: `limit` requests per `interval_s`, bursts up to `limit`. */
+struct gk_rate {
+    uint32_t limit;
+    uint32_t interval_s;
+};
+
+/* Inputs. Every string must stay valid until the operation is answered (done runs): the
+ * implementation may keep pointers to them. */
+
+/* Whose request about which user: what every operation's inputs begin with (the first member of
+ * each struct below). finish (remove the user from ready) and leave (from waiting or ready) take
+ * nothing else. */
+struct gk_user_args {
+    const char *business;
+    const char *user;
+    const char *client_ip;
+    struct gk_rate rate; /* the client IP's limit for this endpoint (finish and leave: ip_finish_limit) */
+};
+
+/* join: enqueue user unless already waiting or ready. */
+struct gk_join_args {
+    struct gk_user_args who;   /* rate: ip_enqueue_limit */
+    uint32_t max_queue_length; /* 0 = no limit */
+    bool passthrough;
+    uint32_t max_active; /* passthrough admits at once only below this many ready users; 0 = no cap */
+    uint32_t ready_ttl_s;
+    bool heartbeat; /* record the join time for abandonment */
+};
+
+/* status: where user stands. */
+struct gk_status_args {
+    struct gk_user_args who; /* rate: ip_status_polling_limit */
+    bool heartbeat;          /* a waiting user's poll is also a heartbeat */
+};
+
+/* verify (and gate): is user ready now? Recorded as a verify event when the answer differs from
+ * the one last recorded for user, or that is a minute old. */
+struct gk_verify_args {
+    struct gk_user_args who; /* rate: ip_verify_limit, shared by verify and gate */
+    bool gate;               /* a proxy asked (/queue/gate): recorded as via "gate" */
+};
+
+/* Results, meaningful only when the operation's rc is GK_OK. */
+
+enum gk_join_result {
+    GK_JOIN_NEW,          /* queued now at `position` */
+    GK_JOIN_WAITING,      /* was already queued, at `position` */
+    GK_JOIN_READY,        /* was already ready, until `ready_until_ms` */
+    GK_JOIN_ADMITTED,     /* passthrough: made ready at once, until `ready_until_ms` */
+    GK_JOIN_FULL,         /* the queue holds max_queue_length users */
+    GK_JOIN_RATE_LIMITED, /* this IP is over its limit; retry after `retry_after_ms` */
+};
+
+struct gk_join_out {
+    enum gk_join_result result;
+    int64_t position;
+    int64_t ready_until_ms;
+    int64_t retry_after_ms;
+    double admit_rate; /* measured admissions per second for NEW/WAITING; 0 = not measured yet */
+    int64_t waiting;   /* for NEW/WAITING: how many users wait in all */
+};
+
+enum gk_user_state {
+    GK_USER_NOT_FOUND = 0,
+    GK_USER_WAITING,
+    GK_USER_READY,
+    GK_USER_EXPIRED, /* was admitted, but the ready time ran out */
+};
+
+struct gk_status_out {
+    bool rate_limited;
+    int64_t retry_after_ms;
+    enum gk_user_state state;
+    int64_t position;       /* 1-based rank when waiting */
+    int64_t ready_until_ms; /* when ready */
+    double admit_rate;      /* when waiting: measured admissions per second, 0 = not yet */
+    int64_t waiting;        /* when waiting: how many users wait in all */
+};
+
+/* For verify, finish and leave, retry_after_ms > 0 says that client_ip is over its limit:
+ * nothing was done, and the rest is zero. */
+struct gk_verify_out {
+    int64_t retry_after_ms;
+    int64_t ready_until_ms; /* when the user's ready time runs out; 0 when not ready now */
+};
+
+struct gk_finish_out {
+    int64_t retry_after_ms;
+    bool was_ready; /* the user was ready (not expired) and is not any more */
+};
+
+struct gk_leave_out {
+    int64_t retry_after_ms;
+    enum gk_user_state left; /* where the user was: GK_USER_WAITING, _READY or _NOT_FOUND */
+};
+
+typedef void (*gk_op_done)(void *arg);
+
+struct gk_op_kind; /* the pipeline's */
+
+/* One operation in flight. The caller allocates it, sets done and arg, and keeps it (and the
+ * inputs' strings, and the result) until done runs; done(arg) runs exactly once, with rc set:
+ * GK_OK (the result filled), or GK_EREDIS when Redis is down or did not answer in time. It may
+ * run before the call that submitted the operation returns. */
+struct gk_op {
+    gk_op_done done;
+    void *arg;
+    enum gk_err rc;
+    /* The rest belongs to the implementation. */
+    const struct gk_op_kind *_kind;
+    void *_out;
+    union {
+        struct gk_join_args join;
+        struct gk_status_args status;
+        struct gk_verify_args verify;
+        struct gk_user_args user;
+    } _in; /* a copy; each member begins with (or is) a struct gk_user_args */
+    int64_t _deadline_ms;
+    struct gk_op *_next; /* in a list of the implementation's */
+    struct gk_op *_mate; /* the next operation that shares its Redis call */
+    int _n;              /* how many share the call (on the first of them) */
+    bool _retried;       /* sent again with the script's source after NOSCRIPT */
+};
+
+/* The operations. Each submits op, which is answered through op->done; one indirect call:
+ * q->ops->status(q->impl, op, &args, &out). */
+struct gk_queue_ops {
+    void (*join)(void *impl, struct gk_op *op, const struct gk_join_args *a, struct gk_join_out *out);
+    void (*status)(void *impl, struct gk_op *op, const struct gk_status_args *a, struct gk_status_out *out);
+    void (*verify)(void *impl, struct gk_op *op, const struct gk_verify_args *a, struct gk_verify_out *out);
+    void (*finish)(void *impl, struct gk_op *op, const struct gk_user_args *a, struct gk_finish_out *out);
+    void (*leave)(void *impl, struct gk_op *op, const struct gk_user_args *a, struct gk_leave_out *out);
+};
+
+/* An implementation of the operations: ops over impl. */
+struct gk_queue {
+    const struct gk_queue_ops *ops;
+    void *impl;
+};
+
+#endif
