@@ -13,7 +13,9 @@
  * each time more arrive (the loop's hup_fd reports them): a request head that passes, whole or
  * FIRST_PEEK bytes of it, goes to MHD (MHD_add_connection, which the same turn's MHD_run reads);
  * one that fails is answered here in JSON and closed; a start that is fine but not whole waits,
- * until the request deadline at most. So libmicrohttpd never reads a connection's first request
+ * until the request deadline at most, which the loop keeps itself (gk_http_conn_expire: its
+ * connections in a list, oldest first, closed a batch a turn, where the reaper would shut down
+ * thousands at once under its lock). So libmicrohttpd never reads a connection's first request
  * before it passed, at a cost per connection only: a peek (or two, when the bytes come after
  * the accept), none per request.
  *
@@ -24,11 +26,10 @@
  * request side clears it once the whole request is in; from then on the connection is never cut,
  * however long the answer waits (a suspended request waiting for Redis). A reaper thread wakes
  * every second and shuts down the socket of any connection that has been reading a request for
- * longer than CONNECTION_TIMEOUT; MHD, or the loop while the connection is its own, then sees the
- * end of the stream and closes it. No fd-reuse race: MHD calls the CLOSED notification before it
- * closes the socket, and the loop closes its own only after unlinking them, both under the lock
- * the reaper holds while it calls shutdown(), so the reaper only ever shuts down a descriptor
- * that is still the connection's.
+ * longer than CONNECTION_TIMEOUT; MHD then sees the end of the stream and closes it. No fd-reuse
+ * race: MHD calls the CLOSED notification before it closes the socket, and the loop closes its own
+ * only after unlinking them, both under the lock the reaper holds while it calls shutdown(), so the
+ * reaper only ever shuts down a descriptor that is still the connection's.
  */
 #include "gk/http.h"
 
@@ -61,7 +62,7 @@
 #define FIRST_MORE (-1)
 /* first_bytes: the connection ended, or failed, before its first request was whole. */
 #define FIRST_GONE (-2)
-/* Connections a loop accepts in one turn at most; the listening socket stays readable for more. */
+/* Connections a loop accepts, or closes at their deadline, in one turn at most. */
 #define ACCEPT_BATCH 64
 /* How long a loop leaves its listening socket alone once accept() ran out of descriptors. */
 #define ACCEPT_PAUSE_MS 100
@@ -139,7 +140,7 @@ conn_watch(struct loop *l, struct conn *cn)
 static bool
 conn_cut(struct conn *cn, int64_t since)
 {
-    if (cn->cut || since == READ_DONE || since == READ_CUT ||
+    if (cn->cut || since == READ_DONE || since == READ_CUT || since == READ_OURS ||
         !atomic_compare_exchange_strong(&cn->reading_since, &since, READ_CUT))
         return false;
     cn->cut = true;
@@ -176,7 +177,8 @@ conn_open(struct gk_http *h, int fd, const union peer *peer, socklen_t peer_len)
     cn->ours = true;
     cn->peer = *peer;
     cn->peer_len = peer_len;
-    atomic_init(&cn->reading_since, gk_mono_us());
+    cn->accepted_us = gk_mono_us();
+    atomic_init(&cn->reading_since, READ_OURS);
     pthread_mutex_lock(&h->conns_lock);
     if (h->n_conns >= h->max_conns || (h->per_ip_max > 0 && gk_http_addr_of(&peer->sa, addr, NULL, 0) &&
                                        (cn->ip = gk_http_ip_take(h, addr)) == NULL)) {
@@ -209,19 +211,48 @@ conn_unlink(struct gk_http *h, struct conn *cn)
     h->n_conns--;
 }
 
+/* Adds cn, just accepted, at the end of l's waiting list (the newest). */
+static void
+wait_add(struct loop *l, struct conn *cn)
+{
+    cn->wprev = l->waiting_tail;
+    if (l->waiting_tail != NULL)
+        l->waiting_tail->wnext = cn;
+    else
+        l->waiting_head = cn;
+    l->waiting_tail = cn;
+}
+
+/* Takes cn off l's waiting list: it is going to MHD, or closed. */
+static void
+wait_remove(struct loop *l, struct conn *cn)
+{
+    if (cn->wprev != NULL)
+        cn->wprev->wnext = cn->wnext;
+    else
+        l->waiting_head = cn->wnext;
+    if (cn->wnext != NULL)
+        cn->wnext->wprev = cn->wprev;
+    else
+        l->waiting_tail = cn->wprev;
+    cn->wprev = cn->wnext = NULL;
+}
+
 /* Closes a connection that is still the loop's. What the client sent is read first (up to
  * FIRST_DRAIN_MAX), so that the close is an end of stream and not a reset, which could lose an
  * answer sent just before. Unlinked before the close, so that the reaper never shuts down its
  * descriptor once closed (and perhaps reused). Closing drops it from hup_fd too. */
 static void
-conn_close_ours(struct gk_http *h, struct conn *cn)
+conn_close_ours(struct loop *l, struct conn *cn)
 {
+    struct gk_http *h = l->h;
     char junk[4096];
     size_t drained = 0;
     ssize_t r;
 
     while (drained < FIRST_DRAIN_MAX && (r = recv(cn->fd, junk, sizeof(junk), MSG_DONTWAIT)) > 0)
         drained += (size_t)r;
+    wait_remove(l, cn);
     pthread_mutex_lock(&h->conns_lock);
     conn_unlink(h, cn);
     pthread_mutex_unlock(&h->conns_lock);
@@ -262,8 +293,8 @@ gk_http_on_connection(void *cls, struct MHD_Connection *c, void **socket_context
         if (cn == NULL)
             return; /* not one of ours (none is): only MHD's idle timeout applies */
         l->adding = NULL;
-        /* The reading time hand_over held back: the deadline runs on from the accept. */
-        atomic_store(&cn->reading_since, l->adding_since);
+        /* From now on the reaper keeps its deadline, which runs on from the accept. */
+        atomic_store(&cn->reading_since, cn->accepted_us);
         *socket_context = cn;
         return;
     }
@@ -399,7 +430,7 @@ answer_first(struct loop *l, struct conn *cn, int status)
     GK_LOG(GK_LOG_INFO, "http",
            "msg=request method=- path=- route=- status=%d fd=%d reason=malformed_request_line", status,
            cn->fd);
-    conn_close_ours(l->h, cn);
+    conn_close_ours(l, cn);
 }
 
 /* Gives cn, whose first request passed, to MHD: from now on MHD reads it (in this turn's
@@ -408,9 +439,9 @@ answer_first(struct loop *l, struct conn *cn, int status)
 static void
 hand_over(struct loop *l, struct conn *cn)
 {
-    /* Not cut by the reaper while MHD takes it: if MHD failed before its STARTED notification, it
-     * closed the socket while the entry was still listed. STARTED puts the time back. */
-    l->adding_since = atomic_exchange(&cn->reading_since, READ_DONE);
+    /* Until STARTED, reading_since stays READ_OURS: should MHD fail before it, it closes the socket
+     * while the entry is still listed, and the reaper must not shut that descriptor down. */
+    wait_remove(l, cn);
     l->adding = cn;
     cn->ours = false;
     if (MHD_add_connection(l->daemon, cn->fd, &cn->peer.sa, cn->peer_len) != MHD_YES) {
@@ -453,7 +484,7 @@ first_bytes(struct loop *l, struct conn *cn, uint32_t events)
     if (status == FIRST_MORE && !ended && (cn->watched || conn_watch(l, cn)))
         return;
     if (status < 0)
-        conn_close_ours(l->h, cn);
+        conn_close_ours(l, cn);
     else if (status != 0)
         answer_first(l, cn, status);
     else
@@ -482,9 +513,38 @@ gk_http_conn_accept(struct loop *l)
             return;
         }
         cn = conn_open(l->h, fd, &peer, len);
-        if (cn != NULL)
+        if (cn != NULL) {
+            wait_add(l, cn);
             first_bytes(l, cn, 0);
+        }
     }
+}
+
+/* Closes, without an answer, l's own connections whose first request did not come whole within
+ * the request deadline (CONNECTION_TIMEOUT from the accept), ACCEPT_BATCH at most. Returns the
+ * milliseconds until the next one is due (0: more are due now), or -1 when none waits. */
+int
+gk_http_conn_expire(struct loop *l)
+{
+    int64_t now;
+
+    if (l->waiting_head == NULL || l->h->deadline_us <= 0)
+        return -1;
+    now = gk_mono_us();
+    for (int i = 0; l->waiting_head != NULL; i++) {
+        struct conn *cn = l->waiting_head;
+        int64_t left = cn->accepted_us + l->h->deadline_us - now;
+
+        if (left > 0)
+            return (int)((left + 999) / 1000);
+        if (i == ACCEPT_BATCH)
+            return 0;
+        GK_LOG(GK_LOG_DEBUG, "http",
+               "msg=\"request deadline passed, connection closed\" fd=%d reading_ms=%lld", cn->fd,
+               (long long)((now - cn->accepted_us) / 1000));
+        conn_close_ours(l, cn);
+    }
+    return -1;
 }
 
 /* Connection events, before MHD runs: the first bytes of the loop's own connections

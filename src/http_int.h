@@ -32,7 +32,8 @@ union peer {
 /* One open connection, from its accept by a loop (http_conn.c) to MHD's CLOSED notification, or
  * to the loop's own close while it was still the loop's (socket_context once MHD has it). */
 struct conn {
-    struct conn *prev, *next; /* in gk_http.conns, under conns_lock */
+    struct conn *prev, *next;   /* in gk_http.conns, under conns_lock */
+    struct conn *wprev, *wnext; /* in its loop's waiting list while it is the loop's (loop thread) */
     int fd;
     bool cut;            /* shut down by conn_cut (http_conn.c; under conns_lock) */
     bool peer_closed;    /* the client closed its side while a request was in (loop thread) */
@@ -41,8 +42,10 @@ struct conn {
     struct ip_count *ip; /* its address's count, when MAX_CONNECTIONS_PER_IP applies */
     union peer peer;     /* for MHD_add_connection */
     socklen_t peer_len;
+    int64_t accepted_us; /* gk_mono_us() at its accept */
     /* gk_mono_us() when it started reading its current request; READ_DONE once that request is
-     * complete. Stored without the lock; the reaper claims a late one with a compare-exchange. */
+     * complete; READ_OURS while it is the loop's, which keeps its deadline itself. Stored without
+     * the lock; the reaper claims a late one with a compare-exchange. */
     _Atomic int64_t reading_since;
 };
 
@@ -57,6 +60,7 @@ struct ip_count {
 
 #define READ_DONE INT64_C(0)
 #define READ_CUT INT64_C(-1)
+#define READ_OURS INT64_C(-2)
 
 #define OFFLOAD_THREADS 2
 
@@ -72,7 +76,8 @@ struct loop {
     int hup_fd;
     int64_t accept_after_ms; /* accept() ran out of descriptors: not again before this (gk_mono_ms) */
     struct conn *adding;     /* being handed to MHD (MHD_add_connection): its STARTED takes it */
-    int64_t adding_since;    /* its reading_since meanwhile */
+    /* Its own connections, oldest first: their first request is not whole yet (http_conn.c). */
+    struct conn *waiting_head, *waiting_tail;
     bool quiesced;
     bool started;
     bool rerun; /* a connection was resumed during MHD_run: run it again at once (loop thread) */
@@ -163,6 +168,7 @@ void gk_http_wake_loops(struct gk_http *h);
 
 /* http_conn.c: connections from their accept to MHD's CLOSED notification. */
 void gk_http_conn_accept(struct loop *l);
+int gk_http_conn_expire(struct loop *l);
 void gk_http_conn_close_ours(struct gk_http *h);
 void gk_http_on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
                            enum MHD_ConnectionNotificationCode code);

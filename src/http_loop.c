@@ -149,11 +149,13 @@ gk_http_loop_main(void *arg)
                                 {.fd = l->hup_fd, .events = POLLIN},
                                 {.fd = l->listen_fd, .events = POLLIN}};
         MHD_UNSIGNED_LONG_LONG mhd_ms;
-        int timeout = 1000;
+        int timeout = 1000, due = gk_http_conn_expire(l);
         uint64_t n;
 
         if (MHD_get_timeout(l->daemon, &mhd_ms) == MHD_YES && mhd_ms < (MHD_UNSIGNED_LONG_LONG)timeout)
             timeout = (int)mhd_ms;
+        if (due >= 0 && due < timeout)
+            timeout = due;
         if (l->accept_after_ms > 0) {
             /* accept() ran out of descriptors: leave the listening socket alone for a while. */
             int64_t left = l->accept_after_ms - gk_mono_ms();
