@@ -22,7 +22,8 @@
  * Request deadline. MHD 0.9.75's CONNECTION_TIMEOUT only measures silence, so a client sending a
  * byte now and then could hold a connection for ever. Every connection is therefore tracked from
  * its accept to its close (struct conn, in a list under conns_lock) with the time it started
- * reading its current request: at accept, then again when a request completes (keep-alive). The
+ * reading its current request: its accept (READ_OURS until MHD has it, the loop keeping that
+ * deadline meanwhile), then again when a request completes (keep-alive). The
  * request side clears it once the whole request is in; from then on the connection is never cut,
  * however long the answer waits (a suspended request waiting for Redis). A reaper thread wakes
  * every second and shuts down the socket of any connection that has been reading a request for
