@@ -1,17 +1,19 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * http.c -- see gk/http.h for the contract. The server's set-up and end: its event loops (one
- * libmicrohttpd daemon each, see http_loop.c), offload threads and request-deadline reaper; quiesce,
- * drain and stop; and the count of open connections per address across every loop, which no single
- * daemon can keep. The rest of the module, with what the files share in http_int.h:
+ * listening socket and one libmicrohttpd daemon each, see http_loop.c), offload threads and
+ * request-deadline reaper; quiesce, drain and stop; and the count of open connections per address
+ * across every loop. The rest of the module, with what the files share in http_int.h:
  *   http_loop.c  the event loop: a turn of epoll, wake-ups, the companion, offloaded requests;
- *   http_conn.c  each connection: its first bytes, a client's half-close, the request deadline;
+ *   http_conn.c  each connection: its accept and first bytes (before libmicrohttpd reads any), a
+ *                client's half-close, the request deadline;
  *   http_req.c   each request: its headers, cookies and checks, the response, the access log.
  * libmicrohttpd's types stay in these files.
  */
 #include "gk/http.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -152,6 +154,8 @@ teardown(struct gk_http *h)
         pthread_join(h->offload[i], NULL);
     pthread_cond_destroy(&h->jobs_cv);
     pthread_mutex_destroy(&h->jobs_lock);
+    /* Connections the loops had not handed to MHD yet are theirs to close. */
+    gk_http_conn_close_ours(h);
     for (uint32_t i = 0; i < h->n_loops; i++) {
         if (h->loops[i].daemon != NULL)
             MHD_stop_daemon(h->loops[i].daemon);
@@ -159,6 +163,8 @@ teardown(struct gk_http *h)
             close(h->loops[i].wake_fd);
         if (h->loops[i].hup_fd >= 0)
             close(h->loops[i].hup_fd);
+        if (h->loops[i].listen_fd >= 0)
+            close(h->loops[i].listen_fd);
     }
     reaper_stop(h);
     GK_ASSERT(h->conns == NULL);
@@ -166,23 +172,41 @@ teardown(struct gk_http *h)
     free(h);
 }
 
-/* The daemon of loop l, listening on sa (the port the first loop bound, for the others). */
-static struct MHD_Daemon *
-loop_daemon(struct gk_http *h, struct loop *l, const struct gk_http_opts *opts, const struct sockaddr *sa,
-            unsigned flags)
+/* A listening socket on sa for one loop: every loop has its own on the same port (SO_REUSEPORT),
+ * and the kernel spreads new connections evenly over them. -1 on failure. */
+static int
+listen_on(const struct sockaddr *sa, socklen_t len)
 {
-    /* The kernel spreads connections evenly over the loops, so each takes its share. */
-    unsigned limit = (unsigned)((opts->max_connections + h->n_loops - 1) / h->n_loops);
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), on = 1;
 
-    return MHD_start_daemon(flags, opts->port, NULL, NULL, gk_http_on_request, l,
+    if (fd < 0)
+        return -1;
+    /* As libmicrohttpd set up its own: IPv6 only on an IPv6 address. */
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0 ||
+        (sa->sa_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) != 0) ||
+        bind(fd, sa, len) != 0 || listen(fd, SOMAXCONN) != 0) {
+        int e = errno;
+
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+/* The daemon of loop l. It has no listening socket: the loop accepts, looks at each connection's
+ * first bytes and hands it over (MHD_add_connection, http_conn.c), after counting it against
+ * MAX_CONNECTIONS across every loop; MHD's own limit is only a backstop. */
+static struct MHD_Daemon *
+loop_daemon(struct loop *l, const struct gk_http_opts *opts, unsigned flags)
+{
+    return MHD_start_daemon(flags, 0, NULL, NULL, gk_http_on_request, l,
                             /* First, so that MHD's own complaints about later options reach our log too. */
-                            MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, sa,
-                            MHD_OPTION_LISTENING_ADDRESS_REUSE, 1U, MHD_OPTION_CONNECTION_LIMIT, limit,
-                            /* 0 = no limit, MHD's default. */
-                            MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)opts->max_connections_per_ip,
-                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)opts->connection_timeout,
-                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_POOL,
-                            MHD_OPTION_NOTIFY_COMPLETED, gk_http_on_completed, l,
+                            MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_CONNECTION_LIMIT,
+                            (unsigned)opts->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+                            (unsigned)opts->connection_timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                            (size_t)HTTP_POOL, MHD_OPTION_NOTIFY_COMPLETED, gk_http_on_completed, l,
                             MHD_OPTION_NOTIFY_CONNECTION, gk_http_on_connection, l, MHD_OPTION_END);
 }
 
@@ -191,8 +215,9 @@ gk_http_start(const struct gk_http_opts *opts, gk_http_handler fn, void *arg, ch
 {
     struct gk_http *h = gk_xcalloc(1, sizeof(*h));
     struct sockaddr_storage ss = {0};
+    socklen_t sslen;
     uint8_t addr[16];
-    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET;
     bool v4;
 
     conns_init(h);
@@ -204,6 +229,7 @@ gk_http_start(const struct gk_http_opts *opts, gk_http_handler fn, void *arg, ch
         h->loops[i].h = h;
         h->loops[i].wake_fd = -1;
         h->loops[i].hup_fd = -1;
+        h->loops[i].listen_fd = -1;
     }
     if (opts->companion != NULL)
         h->comp = *opts->companion;
@@ -218,16 +244,18 @@ gk_http_start(const struct gk_http_opts *opts, gk_http_handler fn, void *arg, ch
         in->sin_family = AF_INET;
         in->sin_port = htons(opts->port);
         memcpy(&in->sin_addr, addr + 12, 4);
+        sslen = sizeof(*in);
     } else {
         struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
 
         in6->sin6_family = AF_INET6;
         in6->sin6_port = htons(opts->port);
         memcpy(&in6->sin6_addr, addr, 16);
-        flags |= MHD_USE_IPv6;
+        sslen = sizeof(*in6);
     }
     h->fn = fn;
     h->arg = arg;
+    h->max_conns = opts->max_connections;
     h->per_ip_max = opts->max_connections_per_ip;
     /* 0 means no timeout to MHD, and so no deadline either. */
     h->deadline_us = (int64_t)opts->connection_timeout * 1000000;
@@ -243,20 +271,32 @@ gk_http_start(const struct gk_http_opts *opts, gk_http_handler fn, void *arg, ch
     for (uint32_t i = 0; i < h->n_loops; i++) {
         struct loop *l = &h->loops[i];
 
-        l->daemon = loop_daemon(h, l, opts, (const struct sockaddr *)&ss, flags);
-        if (l->daemon == NULL) {
-            snprintf(err, errlen, "cannot listen on %s:%u (address in use or not available)", opts->bind,
-                     opts->port);
+        l->listen_fd = listen_on((const struct sockaddr *)&ss, sslen);
+        if (l->listen_fd < 0) {
+            snprintf(err, errlen, "cannot listen on %s:%u (address in use or not available, errno %d)",
+                     opts->bind, opts->port, errno);
             goto fail;
         }
         if (i == 0) {
             /* The others bind the port this one got (opts->port may be 0: any free port). */
-            uint16_t port = htons(gk_http_port(h));
+            struct sockaddr_storage got;
+            socklen_t gotlen = sizeof(got);
 
+            if (getsockname(l->listen_fd, (struct sockaddr *)&got, &gotlen) != 0) {
+                snprintf(err, errlen, "cannot read the port of %s:%u", opts->bind, opts->port);
+                goto fail;
+            }
             if (v4)
-                ((struct sockaddr_in *)&ss)->sin_port = port;
+                ((struct sockaddr_in *)&ss)->sin_port = ((struct sockaddr_in *)&got)->sin_port;
             else
-                ((struct sockaddr_in6 *)&ss)->sin6_port = port;
+                ((struct sockaddr_in6 *)&ss)->sin6_port = ((struct sockaddr_in6 *)&got)->sin6_port;
+            h->port =
+                ntohs(v4 ? ((struct sockaddr_in *)&ss)->sin_port : ((struct sockaddr_in6 *)&ss)->sin6_port);
+        }
+        l->daemon = loop_daemon(l, opts, flags);
+        if (l->daemon == NULL) {
+            snprintf(err, errlen, "cannot start the HTTP daemon of event loop %u", i);
+            goto fail;
         }
         l->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         l->hup_fd = epoll_create1(EPOLL_CLOEXEC);
@@ -291,9 +331,7 @@ fail:
 uint16_t
 gk_http_port(const struct gk_http *h)
 {
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(h->loops[0].daemon, MHD_DAEMON_INFO_BIND_PORT);
-
-    return di != NULL ? di->port : 0;
+    return h->port;
 }
 
 void
@@ -302,7 +340,7 @@ gk_http_quiesce(struct gk_http *h)
     struct timespec pause = {0, 1000000L};
 
     atomic_store(&h->draining, true);
-    /* Each loop lets go of its listening socket on its own thread (MHD_run may be accepting). */
+    /* Each loop lets go of its listening socket on its own thread (it may be accepting). */
     atomic_store(&h->quiescing, true);
     gk_http_wake_loops(h);
     while (atomic_load(&h->quiesced) < h->n_loops)

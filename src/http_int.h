@@ -15,20 +15,37 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <microhttpd.h>
 
 #include "gk/http.h"
 
-/* One open connection, from MHD's STARTED notification to its CLOSED one (socket_context). */
+/* A client's address as accept() gives it. */
+union peer {
+    struct sockaddr sa;
+    struct sockaddr_in in;
+    struct sockaddr_in6 in6;
+};
+
+/* One open connection, from its accept by a loop (http_conn.c) to MHD's CLOSED notification, or
+ * to the loop's own close while it was still the loop's (socket_context once MHD has it). */
 struct conn {
-    struct conn *prev, *next; /* in gk_http.conns, under conns_lock */
+    struct conn *prev, *next;   /* in gk_http.conns, under conns_lock */
+    struct conn *wprev, *wnext; /* in its loop's waiting list while it is the loop's (loop thread) */
     int fd;
     bool cut;            /* shut down by conn_cut (http_conn.c; under conns_lock) */
     bool peer_closed;    /* the client closed its side while a request was in (loop thread) */
-    bool first_seen;     /* its first bytes were looked at (first_bytes; loop thread) */
+    bool ours;           /* the loop's still: its first request is not yet handed to MHD (loop thread) */
+    bool watched;        /* in its loop's hup_fd (loop thread) */
     struct ip_count *ip; /* its address's count, when MAX_CONNECTIONS_PER_IP applies */
+    union peer peer;     /* for MHD_add_connection */
+    socklen_t peer_len;
+    int64_t accepted_us; /* gk_mono_us() at its accept */
     /* gk_mono_us() when it started reading its current request; READ_DONE once that request is
-     * complete. Stored without the lock; the reaper claims a late one with a compare-exchange. */
+     * complete; READ_OURS while it is the loop's, which keeps its deadline itself. Stored without
+     * the lock; the reaper claims a late one with a compare-exchange. */
     _Atomic int64_t reading_since;
 };
 
@@ -43,16 +60,24 @@ struct ip_count {
 
 #define READ_DONE INT64_C(0)
 #define READ_CUT INT64_C(-1)
+#define READ_OURS INT64_C(-2)
 
 #define OFFLOAD_THREADS 2
 
-/* One event-loop thread: its daemon, its companion and a descriptor to wake it. */
+/* One event-loop thread: its listening socket, its daemon, its companion and a descriptor to wake it. */
 struct loop {
     struct gk_http *h;
-    struct MHD_Daemon *daemon;
-    void *comp;  /* the companion's object, or NULL (loop thread only once started) */
-    int wake_fd; /* eventfd: stop or quiesce */
-    int hup_fd;  /* epoll of its connections for EPOLLRDHUP: the client closed its side */
+    struct MHD_Daemon *daemon; /* without a listening socket: the loop accepts (http_conn.c) */
+    void *comp;                /* the companion's object, or NULL (loop thread only once started) */
+    int listen_fd;             /* its own, on the server's port (SO_REUSEPORT); -1 once quiesced */
+    int wake_fd;               /* eventfd: stop or quiesce */
+    /* epoll of its connections: their first bytes while they are the loop's (EPOLLIN), and
+     * EPOLLRDHUP: the client closed its side */
+    int hup_fd;
+    int64_t accept_after_ms; /* accept() ran out of descriptors: not again before this (gk_mono_ms) */
+    struct conn *adding;     /* being handed to MHD (MHD_add_connection): its STARTED takes it */
+    /* Its own connections, oldest first: their first request is not whole yet (http_conn.c). */
+    struct conn *waiting_head, *waiting_tail;
     bool quiesced;
     bool started;
     bool rerun; /* a connection was resumed during MHD_run: run it again at once (loop thread) */
@@ -66,6 +91,7 @@ struct gk_http {
     atomic_bool stopping;
     atomic_bool quiescing;
     atomic_uint quiesced; /* loops that let go of the listening socket */
+    uint16_t port;        /* the port the loops listen on */
     pthread_mutex_t jobs_lock;
     pthread_cond_t jobs_cv;
     struct req_state *jobs_head, *jobs_tail; /* offloaded requests not yet taken; jobs_lock */
@@ -81,6 +107,8 @@ struct gk_http {
     int64_t deadline_us;  /* a request must be read within this (CONNECTION_TIMEOUT) */
     pthread_mutex_t conns_lock;
     struct conn *conns;                  /* every open connection; guarded by conns_lock */
+    uint32_t n_conns;                    /* how many; guarded by conns_lock */
+    uint32_t max_conns;                  /* MAX_CONNECTIONS, across every loop */
     uint32_t per_ip_max;                 /* MAX_CONNECTIONS_PER_IP, 0 = none */
     struct ip_count *per_ip[IP_BUCKETS]; /* guarded by conns_lock */
     pthread_cond_t reaper_cv;            /* CLOCK_MONOTONIC; with conns_lock */
@@ -138,13 +166,17 @@ void *gk_http_loop_main(void *arg);
 void *gk_http_offload_main(void *arg);
 void gk_http_wake_loops(struct gk_http *h);
 
-/* http_conn.c: connections from MHD's STARTED notification to its CLOSED one. */
+/* http_conn.c: connections from their accept to MHD's CLOSED notification. */
+void gk_http_conn_accept(struct loop *l);
+int gk_http_conn_expire(struct loop *l);
+void gk_http_conn_close_ours(struct gk_http *h);
 void gk_http_on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
                            enum MHD_ConnectionNotificationCode code);
 void gk_http_conn_events(struct loop *l);
 void gk_http_conn_request_read(struct MHD_Connection *c);
 void gk_http_conn_next_request(struct loop *l, struct MHD_Connection *c);
 bool gk_http_peer_of(struct MHD_Connection *c, uint8_t addr[16], char *text, size_t textlen);
+bool gk_http_addr_of(const struct sockaddr *sa, uint8_t addr[16], char *text, size_t textlen);
 void *gk_http_reaper_main(void *arg);
 
 /* http_req.c: MHD's access handler and completed notification. */

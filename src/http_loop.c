@@ -2,13 +2,15 @@
 /*
  * http_loop.c -- the event loops, and the offload threads' hand-back to them.
  *
- * Each of HTTP_THREADS loop threads owns one libmicrohttpd daemon, run in external
- * epoll mode with a listening socket of its own on the same port (SO_REUSEPORT: the kernel
- * spreads connections evenly, where one shared socket let whichever loop woke first take them
- * all), and one companion: the Redis pipeline. A turn of the loop polls MHD's epoll descriptor, the
- * companion's socket, a wake-up descriptor and an epoll of connection events of its own (first bytes,
- * closed clients: http_conn.c); handles those; lets the companion read its replies (answering suspended
- * requests); runs MHD once (reading new requests, whose handlers queue Redis work, and writing answers); then
+ * Each of HTTP_THREADS loop threads owns a listening socket of its own on the server's port
+ * (SO_REUSEPORT: the kernel spreads connections evenly, where one shared socket let whichever loop
+ * woke first take them all), one libmicrohttpd daemon run in external epoll mode without a
+ * listening socket, and one companion: the Redis pipeline. A turn of the loop polls MHD's epoll
+ * descriptor, the listening socket, the companion's socket, a wake-up descriptor and an epoll of
+ * connection events of its own (first bytes, closed clients: http_conn.c); accepts new connections
+ * and handles those events (a connection goes to MHD only once its first request looks like one);
+ * lets the companion read its replies (answering suspended requests); runs MHD once (reading new
+ * requests, whose handlers queue Redis work, and writing answers); then
  * has the companion flush what the handlers queued, in one write. So a request, its Redis command and its
  * answer stay on one thread, and one Redis round trip serves every request that arrived together, with no
  * wake-up between threads. epoll keeps a turn's cost independent of idle connections. MHD 0.9.75's epoll loop
@@ -141,37 +143,53 @@ gk_http_loop_main(void *arg)
     int epoll_fd = di->epoll_fd;
 
     while (!atomic_load(&h->stopping)) {
-        struct pollfd fds[4] = {{.fd = epoll_fd, .events = POLLIN},
+        struct pollfd fds[5] = {{.fd = epoll_fd, .events = POLLIN},
                                 {.fd = l->wake_fd, .events = POLLIN},
                                 {.fd = -1},
-                                {.fd = l->hup_fd, .events = POLLIN}};
+                                {.fd = l->hup_fd, .events = POLLIN},
+                                {.fd = l->listen_fd, .events = POLLIN}};
         MHD_UNSIGNED_LONG_LONG mhd_ms;
-        int timeout = 1000;
+        int timeout = 1000, due = gk_http_conn_expire(l);
         uint64_t n;
 
         if (MHD_get_timeout(l->daemon, &mhd_ms) == MHD_YES && mhd_ms < (MHD_UNSIGNED_LONG_LONG)timeout)
             timeout = (int)mhd_ms;
+        if (due >= 0 && due < timeout)
+            timeout = due;
+        if (l->accept_after_ms > 0) {
+            /* accept() ran out of descriptors: leave the listening socket alone for a while. */
+            int64_t left = l->accept_after_ms - gk_mono_ms();
+
+            if (left > 0) {
+                fds[4].fd = -1;
+                if (left < timeout)
+                    timeout = (int)left;
+            } else
+                l->accept_after_ms = 0;
+        }
         if (l->rerun)
             timeout = 0;
         l->rerun = false;
         if (l->comp != NULL)
             fds[2].fd = h->comp.want(l->comp, &fds[2].events, &timeout);
-        if (poll(fds, 4, timeout) < 0 && errno != EINTR) {
+        if (poll(fds, 5, timeout) < 0 && errno != EINTR) {
             GK_LOG(GK_LOG_ERROR, "http", "msg=\"poll failed\" errno=%d", errno);
             continue;
         }
         if (fds[1].revents & POLLIN) {
             (void)!read(l->wake_fd, &n, sizeof(n));
             if (atomic_load(&h->quiescing) && !l->quiesced) {
-                MHD_socket fd = MHD_quiesce_daemon(l->daemon);
-
-                /* Closed, so that new connections fail at once instead of waiting in its backlog. */
-                if (fd != MHD_INVALID_SOCKET)
-                    close(fd);
+                /* Closed, so that new connections fail at once instead of waiting in its backlog.
+                 * Those accepted already are served (http_conn.c hands them to MHD as usual). */
+                close(l->listen_fd);
+                l->listen_fd = -1;
                 l->quiesced = true;
                 atomic_fetch_add(&h->quiesced, 1);
             }
         }
+        /* Both before MHD_run, which then reads the connections handed to it in this turn. */
+        if (l->listen_fd >= 0 && (fds[4].revents & POLLIN))
+            gk_http_conn_accept(l);
         if (fds[3].revents & POLLIN)
             gk_http_conn_events(l);
         if (l->comp != NULL)

@@ -31,6 +31,7 @@
 #include "gk/handlers.h"
 #include "gk/http.h"
 #include "gk/log.h"
+#include "gk/monitor.h"
 #include "gk/store.h"
 
 #define JWT_SECRET "fuzz-jwt-secret-0123456789abcdefghijklmnop"
@@ -56,6 +57,13 @@ static struct gk_config cfg;
 static struct gk_app app;
 static uint16_t port;
 static char *resp_buf;
+
+/* Redis is never reached here, so it cannot turn out to evict keys. */
+static void
+refused(void)
+{
+    abort();
+}
 
 static const char *
 env(void *arg, const char *key)
@@ -118,6 +126,9 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
     add_business("shop2", NULL, GK_QM_REJECT, "https://shop2.example");
     add_business("shop3", NULL, GK_QM_PASSTHROUGH, "http://localhost:3000");
     FUZZ_CHECK(gk_handlers_init() == GK_OK);
+    /* /health and /metrics read its snapshot: Redis and PostgreSQL down. */
+    app.monitor = gk_monitor_start(&cfg, app.cache, refused);
+    FUZZ_CHECK(app.monitor != NULL);
     opts.connection_timeout = cfg.connection_timeout;
     comp = gk_handlers_companion(&app);
     opts.companion = &comp;

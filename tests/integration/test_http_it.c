@@ -246,13 +246,12 @@ START_TEST(garbage_and_huge_headers_do_not_hurt)
 }
 END_TEST
 
-/* Sends raw on a fresh connection and reads until the server closes (5 s at most): asserts
+/* Sends raw on fd and reads until the server closes (5 s at most), then closes fd: asserts
  * exactly one answer, status and error code in a JSON body, and the close. */
 static void
-expect_raw_error_then_close(const char *raw, size_t len, int status, const char *code)
+expect_error_then_close(int fd, const char *raw, size_t len, int status, const char *code)
 {
     char buf[8192];
-    int fd = gktest_connect(gktest_srv.port);
     struct gktest_resp r;
     bool closed;
     size_t n;
@@ -264,6 +263,13 @@ expect_raw_error_then_close(const char *raw, size_t len, int status, const char 
     ck_assert_msg(gktest_parse_response(buf, n, &r), "no answer before the close");
     ck_assert_msg(strlen(r.head) + 2 + r.body_len == n, "more than one answer: %s", buf);
     expect_error(&r, status, code);
+}
+
+/* The same on a fresh connection, raw sent right after the connect. */
+static void
+expect_raw_error_then_close(const char *raw, size_t len, int status, const char *code)
+{
+    expect_error_then_close(gktest_connect(gktest_srv.port), raw, len, status, code);
 }
 
 /* A smuggled request hidden after a body the framing headers disagree on is never answered. */
@@ -315,6 +321,68 @@ START_TEST(malformed_first_lines_are_json_and_close_at_once)
 
         expect_raw_error_then_close(cases[i].raw, cases[i].len, cases[i].status, cases[i].code);
         ck_assert_msg(gktest_ms() - t0 < 1000, "case %zu closed after %lld ms", i, gktest_ms() - t0);
+    }
+}
+END_TEST
+
+/* The first request is looked at before libmicrohttpd reads any of it, however its bytes come:
+ * right behind the connect (libmicrohttpd used to read those first, now and then, and answer in
+ * HTML), NUL bytes that never end a line, or a head in two writes. Each bad one is JSON and
+ * closed at once; a good one in two writes is served. */
+START_TEST(first_request_is_checked_however_its_bytes_come)
+{
+    static const char nul_name[] = "GET /health?shallow HTTP/1.1\r\nHost: x\r\nbusi\0ness_id: b\r\n\r\n";
+    static const char nuls[] = "\0\0\0\0\0\0\0\0";
+#define PIECE(s) s, sizeof(s) - 1
+    static const struct {
+        const char *first;
+        const char *second;
+        size_t second_len;
+        int status; /* 200: served */
+        const char *code;
+    } pieces[] = {
+        {"GET /health?sha", PIECE("llow HTTP/1.1\r\nHost: x\r\n\r\n"), 200, NULL},
+        {"GET /health?shallow HTTP/1.1\r\nHo", PIECE("st: x\r\n\r\n"), 200, NULL},
+        {"GET /health?sha", PIECE("llow\x01 HTTP/1.1\r\nHost: x\r\n\r\n"), 400, "bad_request"},
+        {"GET /health?shallow HTTP/", PIECE("2.0\r\nHost: x\r\n\r\n"), 505, "http_version_not_supported"},
+        {"GET /health?shallow HTTP/1.1\r\n", PIECE("Host x\r\n\r\n"), 400, "bad_request"},
+        {"GET /health?shallow HTTP/1.1\r\nHost: x\r\n", PIECE("busi\0ness_id: b\r\n\r\n"), 400,
+         "bad_request"},
+        {"\r\n", PIECE("\0\0\0\0"), 400, "bad_request"},
+    };
+#undef PIECE
+    long long t0;
+
+    for (int i = 0; i < 300; i++) {
+        t0 = gktest_ms();
+        expect_raw_error_then_close(nul_name, sizeof(nul_name) - 1, 400, "bad_request");
+        ck_assert_msg(gktest_ms() - t0 < 1000, "connection %d closed after %lld ms", i, gktest_ms() - t0);
+    }
+    t0 = gktest_ms();
+    expect_raw_error_then_close(nuls, sizeof(nuls) - 1, 400, "bad_request");
+    ck_assert_msg(gktest_ms() - t0 < 1000, "NUL bytes closed after %lld ms", gktest_ms() - t0);
+    for (size_t i = 0; i < sizeof(pieces) / sizeof(pieces[0]); i++) {
+        int fd = gktest_connect(gktest_srv.port);
+        struct gktest_resp r;
+        char ct[64];
+
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(write(fd, pieces[i].first, strlen(pieces[i].first)),
+                         (ssize_t)strlen(pieces[i].first));
+        gktest_sleep_ms(100); /* the server sees the first piece alone */
+        t0 = gktest_ms();
+        if (pieces[i].status != 200) {
+            expect_error_then_close(fd, pieces[i].second, pieces[i].second_len, pieces[i].status,
+                                    pieces[i].code);
+            ck_assert_msg(gktest_ms() - t0 < 1000, "case %zu closed after %lld ms", i, gktest_ms() - t0);
+            continue;
+        }
+        ck_assert_msg(gktest_exchange(fd, pieces[i].second, pieces[i].second_len, &r), "case %zu: no answer",
+                      i);
+        close(fd);
+        ck_assert_msg(r.status == 200, "case %zu: %d %s", i, r.status, r.body);
+        ck_assert_str_eq(gktest_header(&r, "Content-Type", ct, sizeof(ct)), "application/json");
+        gktest_resp_free(&r);
     }
 }
 END_TEST
@@ -1110,6 +1178,7 @@ http_it_suite(void)
     tcase_add_test(conv, smuggling_shapes_are_400_and_close);
     tcase_add_test(conv, nul_in_a_header_value_is_400);
     tcase_add_test(conv, malformed_first_lines_are_json_and_close_at_once);
+    tcase_add_test(conv, first_request_is_checked_however_its_bytes_come);
     tcase_add_test(conv, oversized_head_is_431_json);
     suite_add_tcase(s, conv);
 
