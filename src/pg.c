@@ -56,6 +56,8 @@ res_in(const struct gk_pg_res *res)
     return (PGresult *)(uintptr_t)res;
 }
 
+static void set_errorv(struct gk_pg *pg, const char *fmt, va_list ap) GK_PRINTF(2, 0);
+
 static void
 set_errorv(struct gk_pg *pg, const char *fmt, va_list ap)
 {
