@@ -13,6 +13,7 @@
     X(worker)                                                                                                \
     X(events)                                                                                                \
     X(activity)                                                                                              \
+    X(monitor)                                                                                               \
     X(ops)                                                                                                   \
     X(shutdown)
 

@@ -45,6 +45,8 @@ void gktest_wait_ticks(const char *business, long long n);
 /* A unique id with the given prefix ("biz" -> "biz-<pid>-<n>"), for tests that must not share
  * state. Written into out (>= 64 bytes). */
 void gktest_unique_id(const char *prefix, char *out, size_t outlen);
+/* True when s ends with suffix. */
+bool gktest_ends_with(const char *s, const char *suffix);
 
 struct json_object;
 
