@@ -10,6 +10,8 @@
     X(cfgstore)                                                                                              \
     X(http)                                                                                                  \
     X(queue)                                                                                                 \
+    X(queue_stress)                                                                                          \
+    X(scripts)                                                                                               \
     X(worker)                                                                                                \
     X(events)                                                                                                \
     X(activity)                                                                                              \
