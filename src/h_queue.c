@@ -3,7 +3,7 @@
  * h_queue.c -- the queue endpoints: enqueue, status, verify, finish, leave and gate.
  * Each does one queue operation (gk/queue.h: one Lua script in Redis) and no PostgreSQL work: the
  * business comes from the in-memory cache, the token is checked in process. A handler validates,
- * hands its operation to ctx->queue (the loop's pipeline; a fake in tests/unit/test_h_queue.c)
+ * hands its operation to ctx->queue (the loop's pipeline; a fake in tests/unit/fake_queue.c)
  * and suspends the request, freeing the thread; the operation's answer resumes it and the
  * handler's continuation (the *_reply functions) answers.
  */

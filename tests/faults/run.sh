@@ -5,8 +5,9 @@
 # workers killed with SIGKILL again and again; Redis (AOF everysec, as `make run` and
 # docker-compose configure it) killed, killed with its AOF cut back by a second (a power loss),
 # and shut down, under load; PostgreSQL stopped under load. The load and every check are in
-# driver.py (Python 3 standard library only); this script provides the services. docs/FAILURES.md
-# explains what each phase shows and what it measured. About 90 s.
+# driver.py and the modules it imports (helpers.py, crowd.py, phases.py; Python 3 standard library
+# only); this script provides the services. docs/FAILURES.md explains what each phase shows and
+# what it measured. About 90 s.
 #
 # Runs itself again inside scripts/with-services --redis-aof --low-ports, which starts
 # redis-server (AOF everysec) and PostgreSQL on free 127.0.0.1 ports below the ephemeral range

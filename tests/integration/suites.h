@@ -10,9 +10,12 @@
     X(cfgstore)                                                                                              \
     X(http)                                                                                                  \
     X(queue)                                                                                                 \
+    X(queue_stress)                                                                                          \
+    X(scripts)                                                                                               \
     X(worker)                                                                                                \
     X(events)                                                                                                \
     X(activity)                                                                                              \
+    X(monitor)                                                                                               \
     X(ops)                                                                                                   \
     X(shutdown)
 

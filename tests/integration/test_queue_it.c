@@ -1,22 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * test_queue_it.c -- the queue endpoints against the built server and real Redis: every answer
- * of docs/API.md's queue section, exact positions (also under 32 concurrent clients), tokens (expired,
- * forged, truncated, alg none, other business, rotated secret), rate limits with Retry-After,
- * X-Forwarded-For trust, and a Redis outage with recovery.
+ * of docs/API.md's queue section, exact positions, tokens (expired, forged, truncated, alg none,
+ * other business, rotated secret), rate limits with Retry-After, X-Forwarded-For trust, and the
+ * ready window on the test clock. Under 32 concurrent clients and with Redis down or hung:
+ * test_queue_stress_it.c; the Lua scripts on their own: test_scripts_it.c.
  */
-#include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <json-c/json.h>
 
-#include <hiredis/hiredis.h>
-
-#include "gk/store.h"
 #include "gk/token.h"
 #include "integration/suites.h"
 #include "support/gktest.h"
@@ -26,54 +21,6 @@ static void
 business(char *id, size_t idlen, const char *patch)
 {
     gktest_new_business(gktest_srv.port, patch, id, idlen);
-}
-
-static void
-enqueue(uint16_t port, const char *biz, const char *user, const char *extra, struct gktest_resp *r)
-{
-    char h[512];
-
-    snprintf(h, sizeof(h), "business_id: %s\r\nuser_id: %s\r\n%s", biz, user, extra != NULL ? extra : "");
-    gktest_http(port, "POST", "/queue/enqueue", h, NULL, r);
-}
-
-/* Calls a token endpoint; token may be NULL (no header). */
-static void
-call(const char *method, const char *path, const char *biz, const char *token, struct gktest_resp *r)
-{
-    char h[2048];
-
-    snprintf(h, sizeof(h), "business_id: %s\r\n%s%s%s", biz, token != NULL ? "jwt: " : "",
-             token != NULL ? token : "", token != NULL ? "\r\n" : "");
-    gktest_http(gktest_srv.port, method, path, h, NULL, r);
-}
-
-/* Enqueues a new user and returns their token (copied into tok, >= GK_TOKEN_BUF). */
-static void
-join(const char *biz, const char *user, char *tok)
-{
-    struct gktest_resp r;
-
-    enqueue(gktest_srv.port, biz, user, NULL, &r);
-    ck_assert_msg(r.status == 200, "enqueue %s: %d %s", user, r.status, r.body);
-    snprintf(tok, GK_TOKEN_BUF, "%s", gktest_json_str(&r, "jwt"));
-    ck_assert(tok[0] != '\0');
-    gktest_resp_free(&r);
-}
-
-static long long
-position_of(const char *biz, const char *tok)
-{
-    struct gktest_resp r;
-    struct json_object *p;
-    long long v = -1;
-
-    call("GET", "/queue/status", biz, tok, &r);
-    ck_assert_msg(r.status == 200, "status: %d %s", r.status, r.body);
-    if (json_object_object_get_ex(r.json, "position", &p) && p != NULL)
-        v = json_object_get_int64(p);
-    gktest_resp_free(&r);
-    return v;
 }
 
 static bool
@@ -130,7 +77,7 @@ START_TEST(enqueue_then_duplicate)
     struct gktest_resp r;
 
     business(biz, sizeof(biz), "{}");
-    enqueue(gktest_srv.port, biz, "alice", NULL, &r);
+    gktest_enqueue(gktest_srv.port, biz, "alice", NULL, &r);
     ck_assert_int_eq(r.status, 200);
     ck_assert_str_eq(gktest_json_str(&r, "message"), "User enqueued successfully.");
     ck_assert_int_eq(gktest_json_int(&r, "position"), 1);
@@ -139,11 +86,11 @@ START_TEST(enqueue_then_duplicate)
     snprintf(tok, sizeof(tok), "%s", gktest_json_str(&r, "jwt"));
     ck_assert_int_gt(strlen(tok), 20);
     gktest_resp_free(&r);
-    enqueue(gktest_srv.port, biz, "bob", NULL, &r);
+    gktest_enqueue(gktest_srv.port, biz, "bob", NULL, &r);
     ck_assert_int_eq(gktest_json_int(&r, "position"), 2);
     gktest_resp_free(&r);
     /* The same user again: same place, no second token. */
-    enqueue(gktest_srv.port, biz, "alice", NULL, &r);
+    gktest_enqueue(gktest_srv.port, biz, "alice", NULL, &r);
     ck_assert_int_eq(r.status, 200);
     ck_assert_str_eq(gktest_json_str(&r, "jwt"), "");
     ck_assert_int_eq(gktest_json_int(&r, "position"), 1);
@@ -181,11 +128,11 @@ START_TEST(header_errors)
     ck_assert_int_eq(r.status, 400);
     ck_assert_str_eq(gktest_json_str(&r, "error"), "invalid_header");
     gktest_resp_free(&r);
-    enqueue(gktest_srv.port, "no-such-biz", "u1", NULL, &r);
+    gktest_enqueue(gktest_srv.port, "no-such-biz", "u1", NULL, &r);
     ck_assert_int_eq(r.status, 404);
     ck_assert_str_eq(gktest_json_str(&r, "error"), "unknown_business");
     gktest_resp_free(&r);
-    call("GET", "/queue/status", biz, NULL, &r);
+    gktest_queue_call("GET", "/queue/status", biz, NULL, &r);
     ck_assert_int_eq(r.status, 400);
     ck_assert_str_eq(gktest_json_str(&r, "field"), "jwt");
     gktest_resp_free(&r);
@@ -203,9 +150,9 @@ START_TEST(status_positions_are_exact_after_leaves_and_admissions)
     business(biz, sizeof(biz), "{}");
     for (int i = 0; i < 6; i++) {
         snprintf(user, sizeof(user), "u%d", i);
-        join(biz, user, tok[i]);
+        gktest_join(biz, user, tok[i]);
     }
-    call("GET", "/queue/status", biz, tok[2], &r);
+    gktest_queue_call("GET", "/queue/status", biz, tok[2], &r);
     ck_assert_int_eq(r.status, 200);
     ck_assert_str_eq(gktest_json_str(&r, "state"), "waiting");
     ck_assert_int_eq(gktest_json_int(&r, "position"), 3);
@@ -213,32 +160,32 @@ START_TEST(status_positions_are_exact_after_leaves_and_admissions)
     ck_assert_int_gt(strlen(gktest_json_str(&r, "jwt_token")), 20);
     ck_assert_int_ge(gktest_json_int(&r, "poll_after_ms"), 1000);
     gktest_resp_free(&r);
-    call("DELETE", "/queue/leave", biz, tok[1], &r);
+    gktest_queue_call("DELETE", "/queue/leave", biz, tok[1], &r);
     ck_assert_int_eq(r.status, 200);
     ck_assert_str_eq(gktest_json_str(&r, "status"), "left");
     gktest_resp_free(&r);
-    ck_assert_int_eq(position_of(biz, tok[2]), 2);
-    ck_assert_int_eq(position_of(biz, tok[5]), 5);
+    ck_assert_int_eq(gktest_position(biz, tok[2]), 2);
+    ck_assert_int_eq(gktest_position(biz, tok[5]), 5);
     admit(biz, 2); /* u0 and u2 */
-    ck_assert_int_eq(position_of(biz, tok[3]), 1);
-    ck_assert_int_eq(position_of(biz, tok[5]), 3);
-    call("GET", "/queue/status", biz, tok[2], &r);
+    ck_assert_int_eq(gktest_position(biz, tok[3]), 1);
+    ck_assert_int_eq(gktest_position(biz, tok[5]), 3);
+    gktest_queue_call("GET", "/queue/status", biz, tok[2], &r);
     ck_assert_str_eq(gktest_json_str(&r, "state"), "ready");
     ck_assert(flag(&r, "ready"));
     ck_assert(json_is_null(&r, "position"));
     gktest_resp_free(&r);
-    call("DELETE", "/queue/leave", biz, tok[1], &r);
+    gktest_queue_call("DELETE", "/queue/leave", biz, tok[1], &r);
     ck_assert_str_eq(gktest_json_str(&r, "status"), "not_found");
     gktest_resp_free(&r);
-    call("GET", "/queue/status", biz, tok[1], &r);
+    gktest_queue_call("GET", "/queue/status", biz, tok[1], &r);
     ck_assert_str_eq(gktest_json_str(&r, "state"), "not_found");
     ck_assert_str_eq(gktest_json_str(&r, "warning_msg"), "User not found in queue");
     gktest_resp_free(&r);
     /* A ready user who leaves frees the slot. */
-    call("DELETE", "/queue/leave", biz, tok[0], &r);
+    gktest_queue_call("DELETE", "/queue/leave", biz, tok[0], &r);
     ck_assert_str_eq(gktest_json_str(&r, "status"), "left");
     gktest_resp_free(&r);
-    call("GET", "/queue/verify", biz, tok[0], &r);
+    gktest_queue_call("GET", "/queue/verify", biz, tok[0], &r);
     ck_assert(!flag(&r, "ready"));
     gktest_resp_free(&r);
 }
@@ -252,17 +199,17 @@ START_TEST(eta_uses_the_measured_rate_once_there_is_one)
     business(biz, sizeof(biz), "{\"admission_limit\": 2, \"admission_frequency\": 10}");
     for (int i = 0; i < 5; i++) {
         snprintf(user, sizeof(user), "e%d", i);
-        join(biz, user, tok);
+        gktest_join(biz, user, tok);
     }
-    call("GET", "/queue/status", biz, tok, &r); /* position 5: three ticks of 2 every 10 s */
+    gktest_queue_call("GET", "/queue/status", biz, tok, &r); /* position 5: three ticks of 2 every 10 s */
     ck_assert_int_eq(gktest_json_int(&r, "eta_seconds"), 30);
     gktest_resp_free(&r);
     /* What the worker records: 0.5 admissions per second measured. */
     gktest_redis("HSET 'gk:{%s}:stats' admit_rate 0.5", biz);
-    call("GET", "/queue/status", biz, tok, &r);
+    gktest_queue_call("GET", "/queue/status", biz, tok, &r);
     ck_assert_int_eq(gktest_json_int(&r, "eta_seconds"), 10);
     gktest_resp_free(&r);
-    enqueue(gktest_srv.port, biz, "e5", NULL, &r);
+    gktest_enqueue(gktest_srv.port, biz, "e5", NULL, &r);
     ck_assert_int_eq(gktest_json_int(&r, "eta_seconds"), 12);
     gktest_resp_free(&r);
 }
@@ -277,9 +224,9 @@ START_TEST(random_shows_no_position_and_an_expected_eta)
              "{\"queueing_method\": \"random\", \"admission_limit\": 2, \"admission_frequency\": 10}");
     for (int i = 0; i < 5; i++) {
         snprintf(user, sizeof(user), "z%d", i);
-        join(biz, user, tok);
+        gktest_join(biz, user, tok);
     }
-    call("GET", "/queue/status", biz, tok, &r);
+    gktest_queue_call("GET", "/queue/status", biz, tok, &r);
     ck_assert_str_eq(gktest_json_str(&r, "state"), "waiting");
     ck_assert(json_is_null(&r, "position"));
     /* The average place of 5 is 3: two ticks of 2 every 10 s. */
@@ -294,32 +241,32 @@ START_TEST(verify_finish_gate_and_no_replay)
     struct gktest_resp r;
 
     business(biz, sizeof(biz), "{}");
-    join(biz, "dave", tok);
-    call("GET", "/queue/verify", biz, tok, &r);
+    gktest_join(biz, "dave", tok);
+    gktest_queue_call("GET", "/queue/verify", biz, tok, &r);
     ck_assert_int_eq(r.status, 200);
     ck_assert(!flag(&r, "ready"));
     ck_assert_str_eq(gktest_json_str(&r, "message"), "User is not ready");
     gktest_resp_free(&r);
-    call("GET", "/queue/gate", biz, tok, &r);
+    gktest_queue_call("GET", "/queue/gate", biz, tok, &r);
     ck_assert_int_eq(r.status, 401);
     gktest_resp_free(&r);
-    call("DELETE", "/queue/finish", biz, tok, &r);
+    gktest_queue_call("DELETE", "/queue/finish", biz, tok, &r);
     ck_assert_str_eq(gktest_json_str(&r, "status"), "not_ready");
     gktest_resp_free(&r);
     admit(biz, 1);
-    call("GET", "/queue/verify", biz, tok, &r);
+    gktest_queue_call("GET", "/queue/verify", biz, tok, &r);
     ck_assert(flag(&r, "ready"));
     ck_assert_str_eq(gktest_json_str(&r, "message"), "User is ready");
     gktest_resp_free(&r);
     /* Enqueue of a ready user says so. */
-    enqueue(gktest_srv.port, biz, "dave", NULL, &r);
+    gktest_enqueue(gktest_srv.port, biz, "dave", NULL, &r);
     ck_assert(flag(&r, "ready"));
     ck_assert(json_is_null(&r, "position"));
     ck_assert_str_eq(gktest_json_str(&r, "jwt"), "");
     ck_assert_str_eq(gktest_json_str(&r, "message"), "User is already ready.");
     gktest_resp_free(&r);
     /* Gate: token from header, from Authorization, from the cookie; business from its own header. */
-    call("GET", "/queue/gate", biz, tok, &r);
+    gktest_queue_call("GET", "/queue/gate", biz, tok, &r);
     ck_assert_int_eq(r.status, 204);
     gktest_resp_free(&r);
     snprintf(h, sizeof(h), "X-Gatekeeper-Business: %s\r\nCookie: a=b; gk_token=%s\r\n", biz, tok);
@@ -330,19 +277,19 @@ START_TEST(verify_finish_gate_and_no_replay)
     gktest_http(gktest_srv.port, "GET", "/queue/verify", h, NULL, &r);
     ck_assert(flag(&r, "ready"));
     gktest_resp_free(&r);
-    call("DELETE", "/queue/finish", biz, tok, &r);
+    gktest_queue_call("DELETE", "/queue/finish", biz, tok, &r);
     ck_assert_int_eq(r.status, 200);
     ck_assert_str_eq(gktest_json_str(&r, "status"), "ready_cleared");
     ck_assert_str_eq(gktest_json_str(&r, "message"), "User removed from ready state");
     gktest_resp_free(&r);
     /* No replay: the same token is not ready any more. */
-    call("GET", "/queue/verify", biz, tok, &r);
+    gktest_queue_call("GET", "/queue/verify", biz, tok, &r);
     ck_assert(!flag(&r, "ready"));
     gktest_resp_free(&r);
     gktest_http(gktest_srv.port, "GET", "/queue/gate", h, NULL, &r);
     ck_assert_int_eq(r.status, 401);
     gktest_resp_free(&r);
-    call("DELETE", "/queue/finish", biz, tok, &r);
+    gktest_queue_call("DELETE", "/queue/finish", biz, tok, &r);
     ck_assert_str_eq(gktest_json_str(&r, "status"), "not_ready");
     gktest_resp_free(&r);
 }
@@ -356,7 +303,7 @@ START_TEST(tokens_expired_forged_and_foreign)
 
     business(biz, sizeof(biz), "{}");
     business(other, sizeof(other), "{}");
-    join(biz, "erin", tok);
+    gktest_join(biz, "erin", tok);
     /* Expired but genuine: status refreshes it, verify refuses it. */
     snprintf(c.business, sizeof(c.business), "%s", biz);
     snprintf(c.user, sizeof(c.user), "erin");
@@ -367,7 +314,7 @@ START_TEST(tokens_expired_forged_and_foreign)
         ck_assert_int_eq(gk_token_issue(k, &c, bad, GK_TOKEN_BUF), GK_OK);
         gk_token_keys_free(k);
     }
-    call("GET", "/queue/status", biz, bad, &r);
+    gktest_queue_call("GET", "/queue/status", biz, bad, &r);
     ck_assert_int_eq(r.status, 200);
     ck_assert_str_eq(gktest_json_str(&r, "state"), "waiting");
     ck_assert_str_ne(gktest_json_str(&r, "jwt_token"), bad);
@@ -376,25 +323,25 @@ START_TEST(tokens_expired_forged_and_foreign)
         struct gktest_resp v;
 
         snprintf(fresh, sizeof(fresh), "%s", gktest_json_str(&r, "jwt_token"));
-        call("GET", "/queue/verify", biz, fresh, &v);
+        gktest_queue_call("GET", "/queue/verify", biz, fresh, &v);
         ck_assert_int_eq(v.status, 200);
         gktest_resp_free(&v);
     }
     gktest_resp_free(&r);
-    call("GET", "/queue/verify", biz, bad, &r);
+    gktest_queue_call("GET", "/queue/verify", biz, bad, &r);
     ck_assert_int_eq(r.status, 401);
     ck_assert_str_eq(gktest_json_str(&r, "error"), "token_expired");
     gktest_resp_free(&r);
     /* Forged: one character of the signature changed. */
     snprintf(bad, sizeof(bad), "%s", tok);
     bad[strlen(bad) - 2] = bad[strlen(bad) - 2] == 'A' ? 'B' : 'A';
-    call("GET", "/queue/status", biz, bad, &r);
+    gktest_queue_call("GET", "/queue/status", biz, bad, &r);
     ck_assert_int_eq(r.status, 401);
     ck_assert_str_eq(gktest_json_str(&r, "error"), "invalid_token");
     gktest_resp_free(&r);
     /* Truncated. */
     snprintf(bad, sizeof(bad), "%.*s", (int)strlen(tok) - 10, tok);
-    call("GET", "/queue/verify", biz, bad, &r);
+    gktest_queue_call("GET", "/queue/verify", biz, bad, &r);
     ck_assert_int_eq(r.status, 401);
     gktest_resp_free(&r);
     /* alg none: {"alg":"none","typ":"JWT"} . {"bid":biz,"sub":"erin",...} . (empty) */
@@ -410,15 +357,15 @@ START_TEST(tokens_expired_forged_and_foreign)
         ck_assert_ptr_nonnull(fgets(b64, sizeof(b64), p));
         pclose(p);
         snprintf(bad, sizeof(bad), "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.%s.", b64);
-        call("GET", "/queue/status", biz, bad, &r);
+        gktest_queue_call("GET", "/queue/status", biz, bad, &r);
         ck_assert_int_eq(r.status, 401);
         gktest_resp_free(&r);
-        call("GET", "/queue/gate", biz, bad, &r);
+        gktest_queue_call("GET", "/queue/gate", biz, bad, &r);
         ck_assert_int_eq(r.status, 401);
         gktest_resp_free(&r);
     }
     /* A token of another business. */
-    call("GET", "/queue/status", other, tok, &r);
+    gktest_queue_call("GET", "/queue/status", other, tok, &r);
     ck_assert_int_eq(r.status, 401);
     ck_assert_str_eq(gktest_json_str(&r, "error"), "invalid_token");
     gktest_resp_free(&r);
@@ -426,7 +373,7 @@ START_TEST(tokens_expired_forged_and_foreign)
     c.iat = gktest_unix_s();
     c.exp = c.iat + 300;
     sign(&c, "some-other-secret-0123456789abcdefghijklmnop", bad);
-    call("GET", "/queue/status", biz, bad, &r);
+    gktest_queue_call("GET", "/queue/status", biz, bad, &r);
     ck_assert_int_eq(r.status, 401);
     gktest_resp_free(&r);
     /* Oversized. */
@@ -435,7 +382,7 @@ START_TEST(tokens_expired_forged_and_foreign)
 
         memset(huge, 'a', 4999);
         huge[4999] = '\0';
-        call("GET", "/queue/status", biz, huge, &r);
+        gktest_queue_call("GET", "/queue/status", biz, huge, &r);
         ck_assert_int_eq(r.status, 401);
         gktest_resp_free(&r);
         free(huge);
@@ -453,13 +400,13 @@ START_TEST(rotated_secret_is_still_accepted)
     struct gktest_resp r;
 
     business(biz, sizeof(biz), "{}");
-    join(biz, "frank", tok);
+    gktest_join(biz, "frank", tok);
     snprintf(c.business, sizeof(c.business), "%s", biz);
     snprintf(c.user, sizeof(c.user), "frank");
     c.iat = gktest_unix_s();
     c.exp = c.iat + 300;
     sign(&c, old_secret, tok);
-    call("GET", "/queue/status", biz, tok, &r); /* this server does not know the old secret */
+    gktest_queue_call("GET", "/queue/status", biz, tok, &r); /* this server does not know the old secret */
     ck_assert_int_eq(r.status, 401);
     gktest_resp_free(&r);
     gktest_server_start(&rotated, extra);
@@ -475,7 +422,7 @@ START_TEST(rotated_secret_is_still_accepted)
     ck_assert_int_eq(verify_with(old_secret, gktest_json_str(&r, "jwt_token"), c.iat, &c), GK_TOKEN_INVALID);
     gktest_resp_free(&r);
     /* A young token of the current secret still comes back as it was. */
-    join(biz, "frank2", tok);
+    gktest_join(biz, "frank2", tok);
     snprintf(h, sizeof(h), "business_id: %s\r\njwt: %s\r\n", biz, tok);
     gktest_http(rotated.port, "GET", "/queue/status", h, NULL, &r);
     ck_assert_str_eq(gktest_json_str(&r, "jwt_token"), tok);
@@ -508,14 +455,14 @@ START_TEST(cross_site_changes_need_an_allowed_origin)
     business(biz, sizeof(biz), "{\"allowed_origins\": [\"https://shop.example\"]}");
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         snprintf(user, sizeof(user), "o%zu", i);
-        enqueue(gktest_srv.port, biz, user, cases[i].headers, &r);
+        gktest_enqueue(gktest_srv.port, biz, user, cases[i].headers, &r);
         ck_assert_msg(r.status == cases[i].status, "case %zu: %d %s", i, r.status, r.body);
         if (r.status == 403)
             ck_assert_str_eq(gktest_json_str(&r, "error"), "origin_not_allowed");
         gktest_resp_free(&r);
     }
     /* A refused enqueue queued nobody: o0 is new when it comes from the allowed origin. */
-    enqueue(gktest_srv.port, biz, "o0", "Origin: https://shop.example\r\n", &r);
+    gktest_enqueue(gktest_srv.port, biz, "o0", "Origin: https://shop.example\r\n", &r);
     ck_assert_str_eq(gktest_json_str(&r, "message"), "User enqueued successfully.");
     snprintf(tok, sizeof(tok), "%s", gktest_json_str(&r, "jwt"));
     gktest_resp_free(&r);
@@ -535,11 +482,11 @@ START_TEST(cross_site_changes_need_an_allowed_origin)
     gktest_resp_free(&r);
     /* "*" lets every origin in; an empty list no other site. */
     business(biz, sizeof(biz), "{\"allowed_origins\": [\"*\"]}");
-    enqueue(gktest_srv.port, biz, "o9", "Origin: https://evil.example\r\n", &r);
+    gktest_enqueue(gktest_srv.port, biz, "o9", "Origin: https://evil.example\r\n", &r);
     ck_assert_int_eq(r.status, 200);
     gktest_resp_free(&r);
     business(biz, sizeof(biz), "{\"allowed_origins\": []}");
-    enqueue(gktest_srv.port, biz, "o9", "Origin: https://evil.example\r\n", &r);
+    gktest_enqueue(gktest_srv.port, biz, "o9", "Origin: https://evil.example\r\n", &r);
     ck_assert_int_eq(r.status, 403);
     gktest_resp_free(&r);
 }
@@ -553,11 +500,11 @@ START_TEST(poll_after_is_at_most_a_third_of_abandon_after)
     /* One admission an hour: far back, the advice would be the 15 s maximum. */
     business(biz, sizeof(biz),
              "{\"abandon_after_seconds\": 30, \"admission_limit\": 1, \"admission_frequency\": 3600}");
-    join(biz, "w1", tok);
-    enqueue(gktest_srv.port, biz, "w2", NULL, &r);
+    gktest_join(biz, "w1", tok);
+    gktest_enqueue(gktest_srv.port, biz, "w2", NULL, &r);
     ck_assert_int_le(gktest_json_int(&r, "poll_after_ms"), 10000);
     gktest_resp_free(&r);
-    call("GET", "/queue/status", biz, tok, &r);
+    gktest_queue_call("GET", "/queue/status", biz, tok, &r);
     ck_assert_int_le(gktest_json_int(&r, "poll_after_ms"), 10000);
     ck_assert_int_ge(gktest_json_int(&r, "poll_after_ms"), 1000);
     gktest_resp_free(&r);
@@ -565,7 +512,7 @@ START_TEST(poll_after_is_at_most_a_third_of_abandon_after)
     business(biz, sizeof(biz),
              "{\"abandon_after_seconds\": 30, \"ip_status_polling_limit\": 1, "
              "\"ip_status_polling_limit_interval\": 60}");
-    enqueue(gktest_srv.port, biz, "w3", NULL, &r);
+    gktest_enqueue(gktest_srv.port, biz, "w3", NULL, &r);
     ck_assert_int_eq(gktest_json_int(&r, "poll_after_ms"), 10000);
     gktest_resp_free(&r);
 }
@@ -577,29 +524,29 @@ START_TEST(passthrough_reject_and_full)
     struct gktest_resp r;
 
     business(biz, sizeof(biz), "{\"queueing_method\": \"passthrough\"}");
-    enqueue(gktest_srv.port, biz, "gina", NULL, &r);
+    gktest_enqueue(gktest_srv.port, biz, "gina", NULL, &r);
     ck_assert_int_eq(r.status, 200);
     ck_assert(flag(&r, "ready"));
     ck_assert(json_is_null(&r, "position"));
     snprintf(tok, sizeof(tok), "%s", gktest_json_str(&r, "jwt"));
     gktest_resp_free(&r);
-    call("GET", "/queue/verify", biz, tok, &r);
+    gktest_queue_call("GET", "/queue/verify", biz, tok, &r);
     ck_assert(flag(&r, "ready"));
     gktest_resp_free(&r);
     business(biz, sizeof(biz), "{\"queueing_method\": \"reject\"}");
-    enqueue(gktest_srv.port, biz, "hank", NULL, &r);
+    gktest_enqueue(gktest_srv.port, biz, "hank", NULL, &r);
     ck_assert_int_eq(r.status, 503);
     ck_assert_str_eq(gktest_json_str(&r, "error"), "queue_closed");
     gktest_resp_free(&r);
     business(biz, sizeof(biz), "{\"max_queue_length\": 2}");
-    join(biz, "i1", tok);
-    join(biz, "i2", tok);
-    enqueue(gktest_srv.port, biz, "i3", NULL, &r);
+    gktest_join(biz, "i1", tok);
+    gktest_join(biz, "i2", tok);
+    gktest_enqueue(gktest_srv.port, biz, "i3", NULL, &r);
     ck_assert_int_eq(r.status, 503);
     ck_assert_str_eq(gktest_json_str(&r, "error"), "queue_full");
     gktest_resp_free(&r);
     /* Someone already in line is still answered. */
-    enqueue(gktest_srv.port, biz, "i2", NULL, &r);
+    gktest_enqueue(gktest_srv.port, biz, "i2", NULL, &r);
     ck_assert_int_eq(r.status, 200);
     ck_assert_int_eq(gktest_json_int(&r, "position"), 2);
     gktest_resp_free(&r);
@@ -616,9 +563,9 @@ START_TEST(rate_limits_at_their_boundaries)
              "\"ip_status_polling_limit\": 2, \"ip_status_polling_limit_interval\": 30}");
     for (int i = 0; i < 3; i++) {
         snprintf(user, sizeof(user), "r%d", i);
-        join(biz, user, tok);
+        gktest_join(biz, user, tok);
     }
-    enqueue(gktest_srv.port, biz, "r3", NULL, &r);
+    gktest_enqueue(gktest_srv.port, biz, "r3", NULL, &r);
     ck_assert_int_eq(r.status, 429);
     ck_assert_str_eq(gktest_json_str(&r, "error"), "rate_limited");
     /* One enqueue per 20 s is the steady rate, so the wait is at most that. */
@@ -627,12 +574,12 @@ START_TEST(rate_limits_at_their_boundaries)
     ck_assert_int_le(atoi(retry), 20);
     gktest_resp_free(&r);
     /* An untrusted peer cannot dodge the limit with X-Forwarded-For. */
-    enqueue(gktest_srv.port, biz, "r4", "X-Forwarded-For: 203.0.113.50\r\n", &r);
+    gktest_enqueue(gktest_srv.port, biz, "r4", "X-Forwarded-For: 203.0.113.50\r\n", &r);
     ck_assert_int_eq(r.status, 429);
     gktest_resp_free(&r);
-    ck_assert_int_eq(position_of(biz, tok), 3);
-    ck_assert_int_eq(position_of(biz, tok), 3);
-    call("GET", "/queue/status", biz, tok, &r);
+    ck_assert_int_eq(gktest_position(biz, tok), 3);
+    ck_assert_int_eq(gktest_position(biz, tok), 3);
+    gktest_queue_call("GET", "/queue/status", biz, tok, &r);
     ck_assert_int_eq(r.status, 429);
     ck_assert_ptr_nonnull(gktest_header(&r, "Retry-After", retry, sizeof(retry)));
     ck_assert_int_le(atoi(retry), 15);
@@ -663,25 +610,25 @@ START_TEST(verify_gate_finish_and_leave_have_their_own_limits)
     business(biz, sizeof(biz),
              "{\"ip_verify_limit\": 2, \"ip_verify_limit_interval\": 60, \"ip_finish_limit\": 1, "
              "\"ip_finish_limit_interval\": 30}");
-    join(biz, "lim", tok);
-    call("GET", "/queue/verify", biz, tok, &r);
+    gktest_join(biz, "lim", tok);
+    gktest_queue_call("GET", "/queue/verify", biz, tok, &r);
     ck_assert_int_eq(r.status, 200);
     gktest_resp_free(&r);
-    call("GET", "/queue/gate", biz, tok, &r);
+    gktest_queue_call("GET", "/queue/gate", biz, tok, &r);
     ck_assert_int_eq(r.status, 401); /* not admitted yet, but it counts */
     gktest_resp_free(&r);
     /* Verify and gate share one budget of 2 per 60 s: one more per 30 s. */
-    call("GET", "/queue/verify", biz, tok, &r);
+    gktest_queue_call("GET", "/queue/verify", biz, tok, &r);
     ck_assert_int_le(refused_for(&r), 30);
-    call("GET", "/queue/gate", biz, tok, &r);
+    gktest_queue_call("GET", "/queue/gate", biz, tok, &r);
     ck_assert_int_ge(refused_for(&r), 1);
     /* Finish and leave share theirs; enqueue and status keep their own. */
-    call("DELETE", "/queue/finish", biz, tok, &r);
+    gktest_queue_call("DELETE", "/queue/finish", biz, tok, &r);
     ck_assert_int_eq(r.status, 200);
     gktest_resp_free(&r);
-    call("DELETE", "/queue/leave", biz, tok, &r);
+    gktest_queue_call("DELETE", "/queue/leave", biz, tok, &r);
     ck_assert_int_le(refused_for(&r), 30);
-    ck_assert_int_eq(position_of(biz, tok), 1); /* the refused leave changed nothing */
+    ck_assert_int_eq(gktest_position(biz, tok), 1); /* the refused leave changed nothing */
     ck_assert_int_eq(gktest_redis_int("HGET 'gk:{%s}:stats' rate_limited_total", biz), 3);
 }
 END_TEST
@@ -698,12 +645,12 @@ START_TEST(trusted_proxy_forwarded_for_is_honoured)
     for (int i = 0; i < 4; i++) {
         snprintf(user, sizeof(user), "p%d", i);
         snprintf(xff, sizeof(xff), "X-Forwarded-For: 198.51.100.%d\r\n", i + 1);
-        enqueue(proxied.port, biz, user, xff, &r);
+        gktest_enqueue(proxied.port, biz, user, xff, &r);
         ck_assert_msg(r.status == 200, "client %d: %d", i, r.status);
         gktest_resp_free(&r);
     }
     /* The same forwarded client again is limited. */
-    enqueue(proxied.port, biz, "p9", "X-Forwarded-For: 6.6.6.6, 198.51.100.1\r\n", &r);
+    gktest_enqueue(proxied.port, biz, "p9", "X-Forwarded-For: 6.6.6.6, 198.51.100.1\r\n", &r);
     ck_assert_int_eq(r.status, 429);
     gktest_resp_free(&r);
     gktest_server_stop(&proxied);
@@ -731,11 +678,11 @@ expect_admitted(const char *biz, const char *tok, bool want)
 {
     struct gktest_resp r;
 
-    call("GET", "/queue/verify", biz, tok, &r);
+    gktest_queue_call("GET", "/queue/verify", biz, tok, &r);
     ck_assert_msg(r.status == 200, "verify: %d %s", r.status, r.body);
     ck_assert(flag(&r, "ready") == want);
     gktest_resp_free(&r);
-    call("GET", "/queue/gate", biz, tok, &r);
+    gktest_queue_call("GET", "/queue/gate", biz, tok, &r);
     ck_assert_int_eq(r.status, want ? 204 : 401);
     gktest_resp_free(&r);
 }
@@ -748,17 +695,17 @@ START_TEST(ready_token_lasts_the_ready_window)
     long long until;
 
     business(biz, sizeof(biz), "{\"jwt_expiry_seconds\": 60, \"ready_ttl_seconds\": 120}");
-    join(biz, "rita", tok);
+    gktest_join(biz, "rita", tok);
     until = admit_for(biz, "rita", 120000);
     /* The token from enqueue is young, but ends before the ready time: status renews it once, to
      * cover the ready time and the clock skew; after that it comes back as it is. */
-    call("GET", "/queue/status", biz, tok, &r);
+    gktest_queue_call("GET", "/queue/status", biz, tok, &r);
     ck_assert_str_eq(gktest_json_str(&r, "state"), "ready");
     snprintf(ready, sizeof(ready), "%s", gktest_json_str(&r, "jwt_token"));
     gktest_resp_free(&r);
     ck_assert_int_eq(verify_with(GKTEST_JWT_SECRET, ready, gktest_unix_s(), &c), GK_TOKEN_VALID);
     ck_assert_int_ge(c.exp, (until + 999) / 1000 + 30);
-    call("GET", "/queue/status", biz, ready, &r);
+    gktest_queue_call("GET", "/queue/status", biz, ready, &r);
     ck_assert_str_eq(gktest_json_str(&r, "jwt_token"), ready);
     gktest_resp_free(&r);
     /* 119 s into the ready time by Redis's clock, and past jwt_expiry_seconds by the token's own
@@ -772,7 +719,7 @@ START_TEST(ready_token_lasts_the_ready_window)
      * visitor anew, with a token (no "already ready" without one). */
     gktest_redis("INCRBY 'gk:{%s}:clock' 2000", biz);
     expect_admitted(biz, ready, false);
-    enqueue(gktest_srv.port, biz, "rita", NULL, &r);
+    gktest_enqueue(gktest_srv.port, biz, "rita", NULL, &r);
     ck_assert_str_eq(gktest_json_str(&r, "message"), "User enqueued successfully.");
     ck_assert_int_eq(gktest_json_int(&r, "position"), 1);
     ck_assert_int_gt(strlen(gktest_json_str(&r, "jwt")), 20);
@@ -781,7 +728,7 @@ START_TEST(ready_token_lasts_the_ready_window)
     business(
         biz, sizeof(biz),
         "{\"queueing_method\": \"passthrough\", \"jwt_expiry_seconds\": 60, \"ready_ttl_seconds\": 3600}");
-    enqueue(gktest_srv.port, biz, "paul", NULL, &r);
+    gktest_enqueue(gktest_srv.port, biz, "paul", NULL, &r);
     ck_assert(flag(&r, "ready"));
     ck_assert_int_eq(verify_with(GKTEST_JWT_SECRET, gktest_json_str(&r, "jwt"), gktest_unix_s(), &c),
                      GK_TOKEN_VALID);
@@ -792,376 +739,12 @@ START_TEST(ready_token_lasts_the_ready_window)
 }
 END_TEST
 
-/* ---- the rate limiter itself, gk_rate_limit in common.lua, at a fixed time ---- */
-
-/* n calls at now on key: how many were allowed, the last wait and how many refusals were their
- * interval's first (the ones the activity log records). */
-static const char limiter_body[] =
-    "local now, limit, interval = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n"
-    "local allowed, wait, firsts = 0, 0, 0\n"
-    "for i = 1, tonumber(ARGV[4]) do\n"
-    "  local w, first = gk_rate_limit(KEYS[1], now, limit, interval)\n"
-    "  if w == 0 then allowed = allowed + 1 else wait = w end\n"
-    "  if first then firsts = firsts + 1 end\n"
-    "end\n"
-    "return {allowed, wait, firsts}\n";
-
-struct burst {
-    long long allowed, wait, firsts;
-};
-
-static struct burst
-limiter(const char *key, long long now, long long limit, long long interval_ms, long long n)
-{
-    char *script = gktest_lua(NULL, limiter_body);
-    char a[4][24];
-    const char *argv[] = {key, a[0], a[1], a[2], a[3]};
-    struct redisReply *r;
-    struct burst b;
-
-    snprintf(a[0], sizeof(a[0]), "%lld", now);
-    snprintf(a[1], sizeof(a[1]), "%lld", limit);
-    snprintf(a[2], sizeof(a[2]), "%lld", interval_ms);
-    snprintf(a[3], sizeof(a[3]), "%lld", n);
-    r = gktest_eval(script, 1, argv, 5);
-    ck_assert(r->type == REDIS_REPLY_ARRAY && r->elements == 3);
-    b = (struct burst){r->element[0]->integer, r->element[1]->integer, r->element[2]->integer};
-    freeReplyObject(r);
-    free(script);
-    return b;
-}
-
-#define T0 1700000000000LL
-
-/* A burst of limit + 1, then exactly limit / 1000 more per ms (limit per s): the old limiter's
- * whole-microsecond emission interval let 700,000/s through at 1,000,000/s. */
-static void
-burst_then_refill(const char *key, long long limit)
-{
-    struct burst b = limiter(key, T0, limit, 1000, limit + 1);
-
-    ck_assert_int_eq(b.allowed, limit);
-    ck_assert_int_eq(b.wait, 1);
-    ck_assert_int_eq(b.firsts, 1);
-    b = limiter(key, T0 + 1, limit, 1000, 2000);
-    ck_assert_int_eq(b.allowed, limit / 1000);
-    ck_assert_int_eq(b.firsts, 0); /* the same interval: recorded once */
-    b = limiter(key, T0 + 11, limit, 1000, 20000);
-    ck_assert_int_eq(b.allowed, limit / 100); /* 10 ms later */
-    b = limiter(key, T0 + 1011, limit, 1000, limit + 1);
-    ck_assert_int_eq(b.allowed, limit); /* a whole interval refills the whole burst */
-    ck_assert_int_eq(b.firsts, 1);      /* and a new interval is recorded again */
-}
-
-START_TEST(limiter_exact_at_the_highest_limits)
-{
-    char key[64];
-    struct burst b;
-
-    gktest_unique_id("gk:{rl}:a", key, sizeof(key));
-    burst_then_refill(key, 700000);
-    gktest_unique_id("gk:{rl}:b", key, sizeof(key));
-    burst_then_refill(key, 1000000);
-    gktest_unique_id("gk:{rl}:c", key, sizeof(key));
-    b = limiter(key, T0, 999999, 1000, 1000000);
-    ck_assert_int_eq(b.allowed, 999999);
-    b = limiter(key, T0 + 1, 999999, 1000, 2000);
-    ck_assert_int_eq(b.allowed, 999); /* 999.999 requests' worth of refill */
-    b = limiter(key, T0 + 1001, 999999, 1000, 1000000);
-    ck_assert_int_eq(b.allowed, 999999);
-}
-END_TEST
-
-START_TEST(limiter_exact_at_the_slowest_and_waits)
-{
-    char key[64];
-    struct burst b;
-
-    gktest_unique_id("gk:{rl}:d", key, sizeof(key));
-    b = limiter(key, T0, 1, 86400000, 3);
-    ck_assert_int_eq(b.allowed, 1);
-    ck_assert_int_eq(b.wait, 86400000);
-    b = limiter(key, T0 + 86399999, 1, 86400000, 1);
-    ck_assert_int_eq(b.allowed, 0);
-    ck_assert_int_eq(b.wait, 1);
-    b = limiter(key, T0 + 86400000, 1, 86400000, 2);
-    ck_assert_int_eq(b.allowed, 1);
-    /* 3 per 60 s: one request per 20 s once the burst is spent. */
-    gktest_unique_id("gk:{rl}:e", key, sizeof(key));
-    b = limiter(key, T0, 3, 60000, 4);
-    ck_assert_int_eq(b.allowed, 3);
-    ck_assert_int_eq(b.wait, 20000);
-    b = limiter(key, T0 + 19999, 3, 60000, 1);
-    ck_assert_int_eq(b.wait, 1);
-    b = limiter(key, T0 + 20000, 3, 60000, 2);
-    ck_assert_int_eq(b.allowed, 1);
-    ck_assert_int_eq(b.wait, 20000);
-    /* The key lives no longer than its debt takes to drain (and the refusal's interval). */
-    ck_assert_int_le(gktest_redis_int("PTTL '%s'", key), 60000);
-    ck_assert_int_gt(gktest_redis_int("PTTL '%s'", key), 0);
-}
-END_TEST
-
-/* enqueue.lua, the batched join, for passthrough under a cap of 2: four users in one call. */
-START_TEST(passthrough_batch_admits_under_the_cap)
-{
-    char *script = gktest_lua("enqueue", NULL);
-    char biz[64], k[11][96];
-    const char *argv[11 + 9 + 8];
-    static const char *const args[] = {"100",     "60000", "0",       "1",  "600000",  "0",
-                                       "1000",    "2",     "0",       "q0", "1.2.3.4", "q1",
-                                       "1.2.3.4", "q2",    "1.2.3.4", "q3", "1.2.3.4"};
-    static const char *const suffixes[] = {"seq",   "wait", "ready", "hb",   "stats", "events",
-                                           "clock", "rl:0", "rl:1",  "rl:2", "rl:3"};
-    struct redisReply *r;
-
-    gktest_unique_id("pt", biz, sizeof(biz));
-    for (int i = 0; i < 11; i++) {
-        snprintf(k[i], sizeof(k[i]), "gk:{%s}:%s", biz, suffixes[i]);
-        argv[i] = k[i];
-    }
-    for (size_t i = 0; i < sizeof(args) / sizeof(args[0]); i++)
-        argv[11 + i] = args[i];
-    r = gktest_eval(script, 11, argv, 11 + (int)(sizeof(args) / sizeof(args[0])));
-    ck_assert(r->type == REDIS_REPLY_ARRAY && r->elements == 4);
-    for (int i = 0; i < 4; i++) {
-        const struct redisReply *e = r->element[i];
-
-        ck_assert(e->type == REDIS_REPLY_ARRAY && e->elements >= 2);
-        ck_assert_str_eq(e->element[0]->str, i < 2 ? "admitted" : "new");
-        if (i >= 2)
-            ck_assert_int_eq(e->element[1]->integer, i - 1); /* its place in line */
-    }
-    freeReplyObject(r);
-    free(script);
-    ck_assert_int_eq(gktest_redis_int("HGET 'gk:{%s}:stats' admitted_total", biz), 2);
-    ck_assert_int_gt(gktest_redis_int("HGET 'gk:{%s}:stats' last_admission_at", biz), 0);
-    ck_assert_int_eq(gktest_redis_int("ZCARD 'gk:{%s}:wait'", biz), 2);
-}
-END_TEST
-
-/* ---- 32 concurrent clients, 5,000 users ---- */
-
-#define CLIENTS 32
-#define USERS 5000
-
-struct worker_arg {
-    const char *biz;
-    int first, step;
-    long long *positions; /* by user index */
-    char (*tokens)[GK_TOKEN_BUF];
-    int errors;
-};
-
-static void *
-enqueue_worker(void *p)
-{
-    struct worker_arg *a = p;
-    int fd = gktest_connect(gktest_srv.port);
-
-    for (int u = a->first; u < USERS; u += a->step) {
-        char req[512];
-        struct gktest_resp r;
-        int n = snprintf(req, sizeof(req),
-                         "POST /queue/enqueue HTTP/1.1\r\nHost: x\r\nbusiness_id: %s\r\nuser_id: user%d\r\n"
-                         "Content-Length: 0\r\n\r\n",
-                         a->biz, u);
-
-        if (fd < 0 || !gktest_exchange(fd, req, (size_t)n, &r)) {
-            a->errors++;
-            if (fd >= 0)
-                close(fd);
-            fd = gktest_connect(gktest_srv.port);
-            continue;
-        }
-        if (r.status == 200 && r.json != NULL) {
-            struct json_object *v;
-            if (json_object_object_get_ex(r.json, "position", &v))
-                a->positions[u] = json_object_get_int64(v);
-            if (json_object_object_get_ex(r.json, "jwt", &v))
-                snprintf(a->tokens[u], GK_TOKEN_BUF, "%s", json_object_get_string(v));
-        } else {
-            a->errors++;
-        }
-        gktest_resp_free(&r);
-    }
-    if (fd >= 0)
-        close(fd);
-    return NULL;
-}
-
-/* Polls the status of its share of the users; every answer must be the user's own position. */
-static void *
-status_worker(void *p)
-{
-    struct worker_arg *a = p;
-    int fd = gktest_connect(gktest_srv.port);
-
-    for (int u = a->first; u < USERS; u += a->step) {
-        char req[2048];
-        struct gktest_resp r;
-        struct json_object *v;
-        int n = snprintf(req, sizeof(req),
-                         "GET /queue/status HTTP/1.1\r\nHost: x\r\nbusiness_id: %s\r\njwt: %s\r\n\r\n",
-                         a->biz, a->tokens[u]);
-
-        if (fd < 0 || !gktest_exchange(fd, req, (size_t)n, &r)) {
-            a->errors++;
-            if (fd >= 0)
-                close(fd);
-            fd = gktest_connect(gktest_srv.port);
-            continue;
-        }
-        if (r.status != 200 || r.json == NULL || !json_object_object_get_ex(r.json, "position", &v) ||
-            json_object_get_int64(v) != a->positions[u])
-            a->errors++;
-        gktest_resp_free(&r);
-    }
-    if (fd >= 0)
-        close(fd);
-    return NULL;
-}
-
-START_TEST(concurrent_enqueues_get_exact_distinct_positions)
-{
-    static long long positions[USERS];
-    static char tokens[USERS][GK_TOKEN_BUF];
-    static bool seen[USERS + 1];
-    struct worker_arg args[CLIENTS];
-    pthread_t t[CLIENTS];
-    char biz[64];
-    int errors = 0;
-
-    business(biz, sizeof(biz),
-             "{\"ip_enqueue_limit\": 1000000, \"ip_enqueue_limit_interval\": 1, \"ip_status_polling_limit\": "
-             "1000000, \"ip_status_polling_limit_interval\": 1}");
-    memset(positions, 0, sizeof(positions));
-    memset(seen, 0, sizeof(seen));
-    for (int i = 0; i < CLIENTS; i++) {
-        args[i] = (struct worker_arg){
-            .biz = biz, .first = i, .step = CLIENTS, .positions = positions, .tokens = tokens};
-        ck_assert_int_eq(pthread_create(&t[i], NULL, enqueue_worker, &args[i]), 0);
-    }
-    for (int i = 0; i < CLIENTS; i++) {
-        pthread_join(t[i], NULL);
-        errors += args[i].errors;
-    }
-    ck_assert_int_eq(errors, 0);
-    for (int u = 0; u < USERS; u++) {
-        ck_assert_msg(positions[u] >= 1 && positions[u] <= USERS, "user%d got position %lld", u,
-                      positions[u]);
-        ck_assert_msg(!seen[positions[u]], "position %lld given twice", positions[u]);
-        seen[positions[u]] = true;
-    }
-    /* 32 clients poll all 5,000 at once (the pipeline batches these polls): everyone is told
-     * their own place. */
-    for (int i = 0; i < CLIENTS; i++)
-        ck_assert_int_eq(pthread_create(&t[i], NULL, status_worker, &args[i]), 0);
-    for (int i = 0; i < CLIENTS; i++) {
-        pthread_join(t[i], NULL);
-        errors += args[i].errors;
-    }
-    ck_assert_int_eq(errors, 0);
-    /* A second round of the same users: every one is already in line, none gets a token. */
-    {
-        struct gktest_resp r;
-
-        enqueue(gktest_srv.port, biz, "user4999", NULL, &r);
-        ck_assert_str_eq(gktest_json_str(&r, "jwt"), "");
-        ck_assert_int_eq(gktest_json_int(&r, "position"), positions[4999]);
-        gktest_resp_free(&r);
-    }
-}
-END_TEST
-
-/* ---- Redis outage ---- */
-
-static void
-redis_up(void)
-{
-    gktest_redisctl("start");
-}
-
-START_TEST(redis_down_is_503_fast_and_recovers_alone)
-{
-    char biz[64], tok[GK_TOKEN_BUF];
-    struct gktest_resp r;
-    long long t0;
-    int status = 0;
-
-    business(biz, sizeof(biz), "{}");
-    join(biz, "olga", tok);
-    gktest_redisctl("stop");
-    t0 = gktest_ms();
-    call("GET", "/queue/status", biz, tok, &r);
-    ck_assert_int_lt(gktest_ms() - t0, 3000);
-    ck_assert_int_eq(r.status, 503);
-    ck_assert_str_eq(gktest_json_str(&r, "error"), "unavailable");
-    gktest_resp_free(&r);
-    t0 = gktest_ms();
-    enqueue(gktest_srv.port, biz, "pete", NULL, &r);
-    ck_assert_int_lt(gktest_ms() - t0, 3000);
-    ck_assert_int_eq(r.status, 503);
-    gktest_resp_free(&r);
-    gktest_redisctl("start");
-    for (t0 = gktest_ms(); gktest_ms() - t0 < 5000; gktest_sleep_ms(100)) {
-        call("GET", "/queue/status", biz, tok, &r);
-        status = r.status;
-        gktest_resp_free(&r);
-        if (status == 200)
-            break;
-    }
-    ck_assert_int_eq(status, 200);
-    /* Every pool thread is back once its reconnect backoff has passed. */
-    gktest_sleep_ms(GK_STORE_RETRY_MS + 100);
-    for (int i = 0; i < 8; i++)
-        ck_assert_int_eq(position_of(biz, tok), 1);
-}
-END_TEST
-
-static void
-redis_thawed(void)
-{
-    gktest_signal_redis(SIGCONT);
-}
-
-START_TEST(hung_redis_is_503_within_3s_and_recovers)
-{
-    char biz[64], tok[GK_TOKEN_BUF];
-    struct gktest_resp r;
-    long long t0;
-    int status = 0;
-
-    business(biz, sizeof(biz), "{}");
-    join(biz, "hung", tok);
-    gktest_signal_redis(SIGSTOP);
-    t0 = gktest_ms();
-    call("GET", "/queue/status", biz, tok, &r);
-    ck_assert_int_lt(gktest_ms() - t0, 3000);
-    ck_assert_int_eq(r.status, 503);
-    gktest_resp_free(&r);
-    gktest_signal_redis(SIGCONT);
-    for (t0 = gktest_ms(); gktest_ms() - t0 < 5000; gktest_sleep_ms(100)) {
-        call("GET", "/queue/status", biz, tok, &r);
-        status = r.status;
-        gktest_resp_free(&r);
-        if (status == 200)
-            break;
-    }
-    ck_assert_int_eq(status, 200);
-    ck_assert_int_eq(position_of(biz, tok), 1);
-}
-END_TEST
-
 Suite *
 queue_it_suite(void)
 {
     Suite *s = suite_create("queue");
     TCase *api = tcase_create("api");
-    TCase *load = tcase_create("concurrency");
-    TCase *outage = tcase_create("redis_outage");
     TCase *window = tcase_create("ready_window");
-    TCase *scripts_tc = tcase_create("scripts");
 
     tcase_add_unchecked_fixture(api, gktest_srv_up, gktest_srv_down);
     tcase_set_timeout(api, 30);
@@ -1185,24 +768,5 @@ queue_it_suite(void)
     tcase_set_timeout(window, 30);
     tcase_add_test(window, ready_token_lasts_the_ready_window);
     suite_add_tcase(s, window);
-
-    tcase_add_unchecked_fixture(load, gktest_srv_up, gktest_srv_down);
-    tcase_set_timeout(load, 120);
-    tcase_add_test(load, concurrent_enqueues_get_exact_distinct_positions);
-    suite_add_tcase(s, load);
-
-    tcase_add_unchecked_fixture(outage, gktest_srv_up, gktest_srv_down);
-    tcase_add_checked_fixture(outage, NULL, redis_thawed);
-    tcase_add_checked_fixture(outage, NULL, redis_up);
-    tcase_set_timeout(outage, 60);
-    tcase_add_test(outage, redis_down_is_503_fast_and_recovers_alone);
-    tcase_add_test(outage, hung_redis_is_503_within_3s_and_recovers);
-    suite_add_tcase(s, outage);
-
-    tcase_set_timeout(scripts_tc, 60);
-    tcase_add_test(scripts_tc, limiter_exact_at_the_highest_limits);
-    tcase_add_test(scripts_tc, limiter_exact_at_the_slowest_and_waits);
-    tcase_add_test(scripts_tc, passthrough_batch_admits_under_the_cap);
-    suite_add_tcase(s, scripts_tc);
     return s;
 }

@@ -81,6 +81,14 @@ gktest_unique_id(const char *prefix, char *out, size_t outlen)
     snprintf(out, outlen, "%s-%d-%u", prefix, (int)getpid(), atomic_fetch_add(&counter, 1));
 }
 
+bool
+gktest_ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+
+    return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
 /* Runs redis-cli with the formatted arguments; returns its first output line (trimmed) in out. */
 static void
 redis_cli(char *out, size_t outlen, const char *fmt, va_list ap)

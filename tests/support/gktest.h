@@ -45,6 +45,8 @@ void gktest_wait_ticks(const char *business, long long n);
 /* A unique id with the given prefix ("biz" -> "biz-<pid>-<n>"), for tests that must not share
  * state. Written into out (>= 64 bytes). */
 void gktest_unique_id(const char *prefix, char *out, size_t outlen);
+/* True when s ends with suffix. */
+bool gktest_ends_with(const char *s, const char *suffix);
 
 struct json_object;
 
@@ -127,6 +129,18 @@ void gktest_create_business(uint16_t port, const char *id, char *key, size_t key
 /* Creates a business with a unique id (into id, >= 64 bytes) and applies the config patch (a JSON
  * object text, "{}" for defaults). */
 void gktest_new_business(uint16_t port, const char *patch, char *id, size_t idlen);
+/* The queue endpoints, as a visitor's page calls them. POST /queue/enqueue as user of biz on port;
+ * extra: more header lines ("Name: value\r\n") or NULL. */
+void gktest_enqueue(uint16_t port, const char *biz, const char *user, const char *extra,
+                    struct gktest_resp *r);
+/* A token endpoint of gktest_srv for biz, with token in the jwt header (NULL: no header). */
+void gktest_queue_call(const char *method, const char *path, const char *biz, const char *token,
+                       struct gktest_resp *r);
+/* Enqueues a new user of biz on gktest_srv (asserts 200) and copies their token into tok
+ * (>= GK_TOKEN_BUF). */
+void gktest_join(const char *biz, const char *user, char *tok);
+/* The position GET /queue/status on gktest_srv gives tok's user (asserts 200), or -1 when null. */
+long long gktest_position(const char *biz, const char *tok);
 /* How many times slower than usual the binaries run (CK_TIMEOUT_MULTIPLIER, default 1: 3 under
  * the sanitizers, more under valgrind); waits for the server scale with it. */
 int gktest_slowdown(void);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* httpc.c -- a small raw HTTP/1.1 client and the server launcher for integration tests. */
+/* httpc.c -- a small raw HTTP/1.1 client, the server launcher, and the business and queue calls the
+ * integration tests share. */
 #include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
@@ -18,6 +19,7 @@
 
 #include <json-c/json.h>
 
+#include "gk/token.h"
 #include "support/gktest.h"
 
 #define IO_TIMEOUT_MS 10000
@@ -522,6 +524,53 @@ gktest_new_business(uint16_t port, const char *patch, char *id, size_t idlen)
     gktest_http(port, "POST", "/config", h, patch, &r);
     ck_assert_msg(r.status == 200, "config %s: %d %s", patch, r.status, r.body);
     gktest_resp_free(&r);
+}
+
+void
+gktest_enqueue(uint16_t port, const char *biz, const char *user, const char *extra, struct gktest_resp *r)
+{
+    char h[512];
+
+    snprintf(h, sizeof(h), "business_id: %s\r\nuser_id: %s\r\n%s", biz, user, extra != NULL ? extra : "");
+    gktest_http(port, "POST", "/queue/enqueue", h, NULL, r);
+}
+
+void
+gktest_queue_call(const char *method, const char *path, const char *biz, const char *token,
+                  struct gktest_resp *r)
+{
+    char h[2048];
+
+    snprintf(h, sizeof(h), "business_id: %s\r\n%s%s%s", biz, token != NULL ? "jwt: " : "",
+             token != NULL ? token : "", token != NULL ? "\r\n" : "");
+    gktest_http(gktest_srv.port, method, path, h, NULL, r);
+}
+
+void
+gktest_join(const char *biz, const char *user, char *tok)
+{
+    struct gktest_resp r;
+
+    gktest_enqueue(gktest_srv.port, biz, user, NULL, &r);
+    ck_assert_msg(r.status == 200, "enqueue %s: %d %s", user, r.status, r.body);
+    snprintf(tok, GK_TOKEN_BUF, "%s", gktest_json_str(&r, "jwt"));
+    ck_assert(tok[0] != '\0');
+    gktest_resp_free(&r);
+}
+
+long long
+gktest_position(const char *biz, const char *tok)
+{
+    struct gktest_resp r;
+    struct json_object *p;
+    long long v = -1;
+
+    gktest_queue_call("GET", "/queue/status", biz, tok, &r);
+    ck_assert_msg(r.status == 200, "status: %d %s", r.status, r.body);
+    if (json_object_object_get_ex(r.json, "position", &p) && p != NULL)
+        v = json_object_get_int64(p);
+    gktest_resp_free(&r);
+    return v;
 }
 
 struct gktest_server gktest_srv;

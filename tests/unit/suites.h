@@ -16,7 +16,8 @@
     X(token)                                                                                                 \
     X(web)                                                                                                   \
     X(metrics)                                                                                               \
-    X(h_queue)
+    X(h_queue)                                                                                               \
+    X(h_verify)
 
 #define GK_DECLARE_SUITE(name) Suite *name##_suite(void);
 GK_UNIT_SUITES(GK_DECLARE_SUITE)
