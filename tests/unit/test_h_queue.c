@@ -6,7 +6,7 @@
  * each test calls a gk_h_* handler as the dispatcher would, with a fake request (unit/fake_http.h)
  * and a context whose queue (gk/queue.h) is the fake store of unit/fake_queue.h: it records what
  * it was asked and answers with the typed result the test chose, at once or when the test says
- * (fake_answer).
+ * (fq_answer).
  */
 #include <json-c/json.h>
 #include <stdio.h>
@@ -23,24 +23,24 @@
 static int64_t
 num(struct json_object *o, const char *name)
 {
-    return json_object_get_int64(typed(o, name, json_type_int));
+    return json_object_get_int64(fq_typed(o, name, json_type_int));
 }
 
 static bool
 null(struct json_object *o, const char *name)
 {
-    return field(o, name) == NULL;
+    return fq_field(o, name) == NULL;
 }
 
 /* resp is 503 unavailable for Redis, with Retry-After; frees it. */
 static void
 expect_redis_down(struct gk_resp *resp)
 {
-    struct json_object *o = body(resp);
+    struct json_object *o = fq_body(resp);
 
     ck_assert_int_eq(resp->status, 503);
-    ck_assert_str_eq(str(o, "error"), "unavailable");
-    ck_assert_ptr_nonnull(strstr(str(o, "message"), "Redis"));
+    ck_assert_str_eq(fq_str(o, "error"), "unavailable");
+    ck_assert_ptr_nonnull(strstr(fq_str(o, "message"), "Redis"));
     ck_assert_str_eq(gk_fake_resp_header(resp, "Retry-After"), "2");
     json_object_put(o);
     gk_fake_resp_free(resp);
@@ -52,7 +52,7 @@ expect_token(const char *tok, const char *business, const char *user, int64_t mi
 {
     struct gk_claims c;
 
-    ck_assert_int_eq(gk_token_verify(app.tokens, tok, gk_now_ms() / 1000, &c), GK_TOKEN_VALID);
+    ck_assert_int_eq(gk_token_verify(fq_app.tokens, tok, gk_now_ms() / 1000, &c), GK_TOKEN_VALID);
     ck_assert_str_eq(c.business, business);
     ck_assert_str_eq(c.user, user);
     ck_assert_int_ge(c.exp, min_exp);
@@ -60,23 +60,23 @@ expect_token(const char *tok, const char *business, const char *user, int64_t mi
 
 /* ---- the checks every business-scoped handler makes first ---- */
 
-static const handler_fn all_handlers[] = {gk_h_enqueue, gk_h_status, gk_h_verify,
-                                          gk_h_finish,  gk_h_leave,  gk_h_gate};
+static const fq_handler_fn all_handlers[] = {gk_h_enqueue, gk_h_status, gk_h_verify,
+                                             gk_h_finish,  gk_h_leave,  gk_h_gate};
 
 START_TEST(business_header_missing_invalid_unknown)
 {
     for (size_t i = 0; i < GK_ARRAY_LEN(all_handlers); i++) {
         struct gk_fake_req f;
 
-        req(&f, "GET", "/queue/x", NULL);
+        fq_req(&f, "GET", "/queue/x", NULL);
         gk_fake_req_header(&f, "user_id", "u1");
-        expect_refusal(all_handlers[i], &f, 400, "missing_header", "business_id");
-        req(&f, "GET", "/queue/x", "not valid!");
-        expect_refusal(all_handlers[i], &f, 400, "invalid_header", "business_id");
-        req(&f, "GET", "/queue/x", "nosuchshop");
-        expect_refusal(all_handlers[i], &f, 404, "unknown_business", NULL);
+        fq_expect_refusal(all_handlers[i], &f, 400, "missing_header", "business_id");
+        fq_req(&f, "GET", "/queue/x", "not valid!");
+        fq_expect_refusal(all_handlers[i], &f, 400, "invalid_header", "business_id");
+        fq_req(&f, "GET", "/queue/x", "nosuchshop");
+        fq_expect_refusal(all_handlers[i], &f, 404, "unknown_business", NULL);
     }
-    ck_assert_int_eq(fs.calls, 0);
+    ck_assert_int_eq(fq_store.calls, 0);
 }
 END_TEST
 
@@ -87,29 +87,29 @@ START_TEST(business_unknown_before_first_load)
     struct gk_resp resp;
     struct json_object *o;
 
-    cache_loaded = false;
-    req(&f, "POST", "/queue/enqueue", "nosuchshop");
+    fq_cache_loaded = false;
+    fq_req(&f, "POST", "/queue/enqueue", "nosuchshop");
     gk_fake_req_header(&f, "user_id", "u1");
-    call(gk_h_enqueue, &f, &resp);
-    o = body(&resp);
-    ck_assert_ptr_nonnull(strstr(str(o, "message"), "PostgreSQL"));
+    fq_call(gk_h_enqueue, &f, &resp);
+    o = fq_body(&resp);
+    ck_assert_ptr_nonnull(strstr(fq_str(o, "message"), "PostgreSQL"));
     json_object_put(o);
-    expect_error(&resp, 503, "unavailable", NULL);
-    ck_assert_int_eq(fs.calls, 0);
+    fq_expect_error(&resp, 503, "unavailable", NULL);
+    ck_assert_int_eq(fq_store.calls, 0);
 }
 END_TEST
 
 /* ---- enqueue ---- */
 
-/* A join of user to business from PEER, answered with fs.join. */
+/* A join of user to business from PEER, answered with fq_store.join. */
 static void
 enqueue(const char *business, const char *user, struct gk_resp *resp)
 {
     struct gk_fake_req f;
 
-    req(&f, "POST", "/queue/enqueue", business);
+    fq_req(&f, "POST", "/queue/enqueue", business);
     gk_fake_req_header(&f, "user_id", user);
-    call(gk_h_enqueue, &f, resp);
+    fq_call(gk_h_enqueue, &f, resp);
 }
 
 START_TEST(enqueue_new)
@@ -117,27 +117,27 @@ START_TEST(enqueue_new)
     struct gk_resp resp;
     struct json_object *o;
 
-    fs.join = (struct gk_join_out){.result = GK_JOIN_NEW, .position = 250, .waiting = 250};
+    fq_store.join = (struct gk_join_out){.result = GK_JOIN_NEW, .position = 250, .waiting = 250};
     enqueue("shop", "u1", &resp);
     ck_assert_int_eq(resp.status, 200);
-    o = body(&resp);
-    expect_token(str(o, "jwt"), "shop", "u1", 0);
+    o = fq_body(&resp);
+    expect_token(fq_str(o, "jwt"), "shop", "u1", 0);
     ck_assert_int_eq(num(o, "position"), 250);
-    ck_assert(!boolean(o, "ready"));
+    ck_assert(!fq_boolean(o, "ready"));
     /* No measured rate yet: whole ticks at the configured one (100 users every 5 s). */
     ck_assert_int_eq(num(o, "eta_seconds"), 15);
     ck_assert_int_eq(num(o, "poll_after_ms"), 3000);
-    ck_assert_str_eq(str(o, "message"), "User enqueued successfully.");
+    ck_assert_str_eq(fq_str(o, "message"), "User enqueued successfully.");
     json_object_put(o);
     gk_fake_resp_free(&resp);
     /* What the store was asked: the business's settings, the socket peer as the client. */
-    ck_assert_int_eq(fs.calls, 1);
-    expect_asked(F_JOIN, "shop", 100, 60);
-    ck_assert_uint_eq(fs.join_args.max_queue_length, 0);
-    ck_assert(!fs.join_args.passthrough);
-    ck_assert_uint_eq(fs.join_args.max_active, 0);
-    ck_assert_uint_eq(fs.join_args.ready_ttl_s, 600);
-    ck_assert(!fs.join_args.heartbeat);
+    ck_assert_int_eq(fq_store.calls, 1);
+    fq_expect_asked(F_JOIN, "shop", 100, 60);
+    ck_assert_uint_eq(fq_store.join_args.max_queue_length, 0);
+    ck_assert(!fq_store.join_args.passthrough);
+    ck_assert_uint_eq(fq_store.join_args.max_active, 0);
+    ck_assert_uint_eq(fq_store.join_args.ready_ttl_s, 600);
+    ck_assert(!fq_store.join_args.heartbeat);
 }
 END_TEST
 
@@ -146,18 +146,19 @@ START_TEST(enqueue_waiting_with_measured_rate)
     struct gk_resp resp;
     struct json_object *o;
 
-    fs.join = (struct gk_join_out){.result = GK_JOIN_WAITING, .position = 40, .admit_rate = 4, .waiting = 90};
+    fq_store.join =
+        (struct gk_join_out){.result = GK_JOIN_WAITING, .position = 40, .admit_rate = 4, .waiting = 90};
     enqueue("polled", "u1", &resp);
     ck_assert_int_eq(resp.status, 200);
-    o = body(&resp);
-    ck_assert_str_eq(str(o, "jwt"), ""); /* one token per user: only the join that queued them */
+    o = fq_body(&resp);
+    ck_assert_str_eq(fq_str(o, "jwt"), ""); /* one token per user: only the join that queued them */
     ck_assert_int_eq(num(o, "position"), 40);
     ck_assert_int_eq(num(o, "eta_seconds"), 10); /* 40 places at 4 a second */
     ck_assert_int_eq(num(o, "poll_after_ms"), 2000);
-    ck_assert_str_eq(str(o, "message"), "User already in queue.");
+    ck_assert_str_eq(fq_str(o, "message"), "User already in queue.");
     json_object_put(o);
     gk_fake_resp_free(&resp);
-    ck_assert(fs.join_args.heartbeat); /* abandon_after_seconds is set */
+    ck_assert(fq_store.join_args.heartbeat); /* abandon_after_seconds is set */
 }
 END_TEST
 
@@ -166,15 +167,15 @@ START_TEST(enqueue_ready)
     struct gk_resp resp;
     struct json_object *o;
 
-    fs.join = (struct gk_join_out){.result = GK_JOIN_READY, .ready_until_ms = gk_now_ms() + 60000};
+    fq_store.join = (struct gk_join_out){.result = GK_JOIN_READY, .ready_until_ms = gk_now_ms() + 60000};
     enqueue("shop", "u1", &resp);
     ck_assert_int_eq(resp.status, 200);
-    o = body(&resp);
-    ck_assert_str_eq(str(o, "jwt"), "");
+    o = fq_body(&resp);
+    ck_assert_str_eq(fq_str(o, "jwt"), "");
     ck_assert(null(o, "position"));
-    ck_assert(boolean(o, "ready"));
+    ck_assert(fq_boolean(o, "ready"));
     ck_assert_int_eq(num(o, "eta_seconds"), 0);
-    ck_assert_str_eq(str(o, "message"), "User is already ready.");
+    ck_assert_str_eq(fq_str(o, "message"), "User is already ready.");
     json_object_put(o);
     gk_fake_resp_free(&resp);
 }
@@ -187,15 +188,15 @@ START_TEST(enqueue_admitted_passthrough)
     struct gk_resp resp;
     struct json_object *o;
 
-    fs.join = (struct gk_join_out){.result = GK_JOIN_ADMITTED, .ready_until_ms = until};
+    fq_store.join = (struct gk_join_out){.result = GK_JOIN_ADMITTED, .ready_until_ms = until};
     enqueue("pass", "u1", &resp);
-    ck_assert(fs.join_args.passthrough);
+    ck_assert(fq_store.join_args.passthrough);
     ck_assert_int_eq(resp.status, 200);
-    o = body(&resp);
-    expect_token(str(o, "jwt"), "pass", "u1", until / 1000 + 30);
-    ck_assert(boolean(o, "ready"));
+    o = fq_body(&resp);
+    expect_token(fq_str(o, "jwt"), "pass", "u1", until / 1000 + 30);
+    ck_assert(fq_boolean(o, "ready"));
     ck_assert(null(o, "position"));
-    ck_assert_str_eq(str(o, "message"), "User admitted.");
+    ck_assert_str_eq(fq_str(o, "message"), "User admitted.");
     json_object_put(o);
     gk_fake_resp_free(&resp);
 }
@@ -207,9 +208,9 @@ START_TEST(enqueue_random_has_no_position)
     struct gk_resp resp;
     struct json_object *o;
 
-    fs.join = (struct gk_join_out){.result = GK_JOIN_NEW, .position = 999, .waiting = 399};
+    fq_store.join = (struct gk_join_out){.result = GK_JOIN_NEW, .position = 999, .waiting = 399};
     enqueue("lottery", "u1", &resp);
-    o = body(&resp);
+    o = fq_body(&resp);
     ck_assert(null(o, "position"));
     ck_assert_int_eq(num(o, "eta_seconds"), 10); /* place 200: two ticks */
     json_object_put(o);
@@ -221,15 +222,15 @@ START_TEST(enqueue_full_and_rate_limited)
 {
     struct gk_resp resp;
 
-    fs.join = (struct gk_join_out){.result = GK_JOIN_FULL};
+    fq_store.join = (struct gk_join_out){.result = GK_JOIN_FULL};
     enqueue("shop", "u1", &resp);
-    expect_error(&resp, 503, "queue_full", NULL);
-    fs.join = (struct gk_join_out){.result = GK_JOIN_RATE_LIMITED, .retry_after_ms = 2001};
+    fq_expect_error(&resp, 503, "queue_full", NULL);
+    fq_store.join = (struct gk_join_out){.result = GK_JOIN_RATE_LIMITED, .retry_after_ms = 2001};
     enqueue("shop", "u1", &resp);
-    expect_limited(&resp, "3"); /* rounded up */
-    fs.join = (struct gk_join_out){.result = GK_JOIN_RATE_LIMITED, .retry_after_ms = 1};
+    fq_expect_limited(&resp, "3"); /* rounded up */
+    fq_store.join = (struct gk_join_out){.result = GK_JOIN_RATE_LIMITED, .retry_after_ms = 1};
     enqueue("shop", "u1", &resp);
-    expect_limited(&resp, "1");
+    fq_expect_limited(&resp, "1");
 }
 END_TEST
 
@@ -238,24 +239,24 @@ START_TEST(enqueue_refused_before_the_store)
     struct gk_fake_req f;
     struct gk_resp resp;
 
-    req(&f, "POST", "/queue/enqueue", "shop");
-    expect_refusal(gk_h_enqueue, &f, 400, "missing_header", "user_id");
+    fq_req(&f, "POST", "/queue/enqueue", "shop");
+    fq_expect_refusal(gk_h_enqueue, &f, 400, "missing_header", "user_id");
     enqueue("shop", "no spaces", &resp);
-    expect_error(&resp, 400, "invalid_header", "user_id");
+    fq_expect_error(&resp, 400, "invalid_header", "user_id");
     enqueue("closed", "u1", &resp);
-    expect_error(&resp, 503, "queue_closed", NULL);
+    fq_expect_error(&resp, 503, "queue_closed", NULL);
     /* A page of another site may not change the queue; the business's own site may. */
-    req(&f, "POST", "/queue/enqueue", "shop");
+    fq_req(&f, "POST", "/queue/enqueue", "shop");
     gk_fake_req_header(&f, "user_id", "u1");
     gk_fake_req_header(&f, "Origin", "https://evil.example");
-    expect_refusal(gk_h_enqueue, &f, 403, "origin_not_allowed", NULL);
-    ck_assert_int_eq(fs.calls, 0);
-    fs.join = (struct gk_join_out){.result = GK_JOIN_WAITING, .position = 1};
-    req(&f, "POST", "/queue/enqueue", "shop");
+    fq_expect_refusal(gk_h_enqueue, &f, 403, "origin_not_allowed", NULL);
+    ck_assert_int_eq(fq_store.calls, 0);
+    fq_store.join = (struct gk_join_out){.result = GK_JOIN_WAITING, .position = 1};
+    fq_req(&f, "POST", "/queue/enqueue", "shop");
     gk_fake_req_header(&f, "user-id", "u1");
     gk_fake_req_header(&f, "Origin", "https://shop.example");
-    expect_status(gk_h_enqueue, &f, 200);
-    ck_assert_int_eq(fs.calls, 1);
+    fq_expect_status(gk_h_enqueue, &f, 200);
+    ck_assert_int_eq(fq_store.calls, 1);
 }
 END_TEST
 
@@ -264,18 +265,18 @@ START_TEST(enqueue_client_ip)
 {
     struct gk_fake_req f;
 
-    fs.join = (struct gk_join_out){.result = GK_JOIN_WAITING, .position = 1};
+    fq_store.join = (struct gk_join_out){.result = GK_JOIN_WAITING, .position = 1};
     gk_fake_req_init(&f, "POST", "/queue/enqueue", "10.1.2.3");
     gk_fake_req_header(&f, "business_id", "shop");
     gk_fake_req_header(&f, "user_id", "u1");
     gk_fake_req_header(&f, "X-Forwarded-For", "198.51.100.9, 10.0.0.1");
-    expect_status(gk_h_enqueue, &f, 200);
-    ck_assert_str_eq(fs.ip, "198.51.100.9");
-    req(&f, "POST", "/queue/enqueue", "shop");
+    fq_expect_status(gk_h_enqueue, &f, 200);
+    ck_assert_str_eq(fq_store.ip, "198.51.100.9");
+    fq_req(&f, "POST", "/queue/enqueue", "shop");
     gk_fake_req_header(&f, "user_id", "u1");
     gk_fake_req_header(&f, "X-Forwarded-For", "198.51.100.9");
-    expect_status(gk_h_enqueue, &f, 200);
-    ck_assert_str_eq(fs.ip, PEER);
+    fq_expect_status(gk_h_enqueue, &f, 200);
+    ck_assert_str_eq(fq_store.ip, PEER);
 }
 END_TEST
 
@@ -285,11 +286,11 @@ START_TEST(redis_down_answers_503)
     for (size_t i = 0; i < GK_ARRAY_LEN(all_handlers); i++) {
         struct gk_resp resp;
 
-        fs.rc = GK_EREDIS;
-        call_with_token(all_handlers[i], &resp);
+        fq_store.rc = GK_EREDIS;
+        fq_call_with_token(all_handlers[i], &resp);
         expect_redis_down(&resp);
     }
-    ck_assert_int_eq(fs.calls, (int)GK_ARRAY_LEN(all_handlers));
+    ck_assert_int_eq(fq_store.calls, (int)GK_ARRAY_LEN(all_handlers));
 }
 END_TEST
 
@@ -300,15 +301,15 @@ START_TEST(answer_comes_later)
     struct gk_fake_req f;
     struct gk_resp resp;
 
-    fs.later = true;
-    fs.join = (struct gk_join_out){.result = GK_JOIN_NEW, .position = 1};
-    req(&f, "POST", "/queue/enqueue", "shop");
+    fq_store.later = true;
+    fq_store.join = (struct gk_join_out){.result = GK_JOIN_NEW, .position = 1};
+    fq_req(&f, "POST", "/queue/enqueue", "shop");
     gk_fake_req_header(&f, "user_id", "u1");
-    call(gk_h_enqueue, &f, &resp);
+    fq_call(gk_h_enqueue, &f, &resp);
     ck_assert_int_eq(f.suspended, 1);
     ck_assert_int_eq(f.resumed, 0);
     ck_assert_int_eq(resp.status, 0); /* nothing answered yet */
-    fake_answer();
+    fq_answer();
     ck_assert(gk_fake_req_finish(&f, &resp));
     ck_assert_int_eq(resp.status, 200);
     gk_fake_resp_free(&resp);
@@ -322,10 +323,10 @@ START_TEST(client_gone_before_the_answer)
     struct gk_resp resp;
     char tok[GK_TOKEN_BUF];
 
-    fs.later = true;
-    req_token(&f, "GET", "/queue/status", "shop", "u1", tok);
-    call(gk_h_status, &f, &resp);
-    fake_answer();
+    fq_store.later = true;
+    fq_req_token(&f, "GET", "/queue/status", "shop", "u1", tok);
+    fq_call(gk_h_status, &f, &resp);
+    fq_answer();
     ck_assert(gk_fake_req_finish(&f, NULL));
     ck_assert_int_eq(resp.status, 0);
 }
@@ -333,17 +334,17 @@ END_TEST
 
 /* ---- status ---- */
 
-/* A poll with tok, answered with fs.status; *o gets the parsed body. */
+/* A poll with tok, answered with fq_store.status; *o gets the parsed body. */
 static void
 status(const char *business, const char *tok, struct gk_resp *resp, struct json_object **o)
 {
     struct gk_fake_req f;
 
-    req(&f, "GET", "/queue/status", business);
+    fq_req(&f, "GET", "/queue/status", business);
     gk_fake_req_header(&f, "jwt", tok);
-    call(gk_h_status, &f, resp);
+    fq_call(gk_h_status, &f, resp);
     ck_assert_int_eq(resp->status, 200);
-    *o = body(resp);
+    *o = fq_body(resp);
 }
 
 START_TEST(status_waiting_returns_a_young_token_as_is)
@@ -352,21 +353,21 @@ START_TEST(status_waiting_returns_a_young_token_as_is)
     struct gk_resp resp;
     struct json_object *o;
 
-    token("polled", "u1", 0, 300, tok);
-    fs.status = (struct gk_status_out){.state = GK_USER_WAITING, .position = 7, .waiting = 20};
+    fq_token("polled", "u1", 0, 300, tok);
+    fq_store.status = (struct gk_status_out){.state = GK_USER_WAITING, .position = 7, .waiting = 20};
     status("polled", tok, &resp, &o);
     ck_assert(null(o, "warning_msg"));
-    ck_assert_str_eq(str(o, "jwt_token"), tok);
+    ck_assert_str_eq(fq_str(o, "jwt_token"), tok);
     ck_assert_int_eq(num(o, "position"), 7);
-    ck_assert(!boolean(o, "ready"));
-    ck_assert_str_eq(str(o, "state"), "waiting");
+    ck_assert(!fq_boolean(o, "ready"));
+    ck_assert_str_eq(fq_str(o, "state"), "waiting");
     ck_assert_int_eq(num(o, "eta_seconds"), 5);
     /* Polls come no faster than the status limit allows, and at most 40 s (a third of abandon). */
     ck_assert_int_eq(num(o, "poll_after_ms"), 1000);
     json_object_put(o);
     gk_fake_resp_free(&resp);
-    expect_asked(F_STATUS, "polled", 60, 60);
-    ck_assert(fs.heartbeat);
+    fq_expect_asked(F_STATUS, "polled", 60, 60);
+    ck_assert(fq_store.heartbeat);
 }
 END_TEST
 
@@ -378,17 +379,17 @@ START_TEST(status_renews_an_old_token)
     struct gk_resp resp;
     struct json_object *o;
 
-    fs.status = (struct gk_status_out){.state = GK_USER_WAITING, .position = 7};
-    token("shop", "u1", 200, 100, tok);
+    fq_store.status = (struct gk_status_out){.state = GK_USER_WAITING, .position = 7};
+    fq_token("shop", "u1", 200, 100, tok);
     status("shop", tok, &resp, &o);
-    ck_assert_str_ne(str(o, "jwt_token"), tok);
-    expect_token(str(o, "jwt_token"), "shop", "u1", gk_now_ms() / 1000 + 299);
-    ck_assert(!fs.heartbeat);
+    ck_assert_str_ne(fq_str(o, "jwt_token"), tok);
+    expect_token(fq_str(o, "jwt_token"), "shop", "u1", gk_now_ms() / 1000 + 299);
+    ck_assert(!fq_store.heartbeat);
     json_object_put(o);
     gk_fake_resp_free(&resp);
-    token("shop", "u1", 400, -100, tok);
+    fq_token("shop", "u1", 400, -100, tok);
     status("shop", tok, &resp, &o);
-    expect_token(str(o, "jwt_token"), "shop", "u1", gk_now_ms() / 1000 + 299);
+    expect_token(fq_str(o, "jwt_token"), "shop", "u1", gk_now_ms() / 1000 + 299);
     json_object_put(o);
     gk_fake_resp_free(&resp);
 }
@@ -402,14 +403,14 @@ START_TEST(status_ready)
     struct gk_resp resp;
     struct json_object *o;
 
-    fs.status = (struct gk_status_out){.state = GK_USER_READY, .ready_until_ms = until};
-    token("shop", "u1", 0, 300, tok);
+    fq_store.status = (struct gk_status_out){.state = GK_USER_READY, .ready_until_ms = until};
+    fq_token("shop", "u1", 0, 300, tok);
     status("shop", tok, &resp, &o);
     ck_assert(null(o, "warning_msg"));
-    expect_token(str(o, "jwt_token"), "shop", "u1", until / 1000 + 30);
+    expect_token(fq_str(o, "jwt_token"), "shop", "u1", until / 1000 + 30);
     ck_assert(null(o, "position"));
-    ck_assert(boolean(o, "ready"));
-    ck_assert_str_eq(str(o, "state"), "ready");
+    ck_assert(fq_boolean(o, "ready"));
+    ck_assert_str_eq(fq_str(o, "state"), "ready");
     ck_assert_int_eq(num(o, "eta_seconds"), 0);
     json_object_put(o);
     gk_fake_resp_free(&resp);
@@ -422,20 +423,20 @@ START_TEST(status_not_found_and_expired)
     struct gk_resp resp;
     struct json_object *o;
 
-    token("shop", "u1", 0, 300, tok);
-    fs.status = (struct gk_status_out){.state = GK_USER_NOT_FOUND};
+    fq_token("shop", "u1", 0, 300, tok);
+    fq_store.status = (struct gk_status_out){.state = GK_USER_NOT_FOUND};
     status("shop", tok, &resp, &o);
-    ck_assert_str_eq(str(o, "warning_msg"), "User not found in queue");
-    ck_assert_str_eq(str(o, "state"), "not_found");
+    ck_assert_str_eq(fq_str(o, "warning_msg"), "User not found in queue");
+    ck_assert_str_eq(fq_str(o, "state"), "not_found");
     ck_assert(null(o, "position"));
     ck_assert(null(o, "eta_seconds"));
-    ck_assert(!boolean(o, "ready"));
+    ck_assert(!fq_boolean(o, "ready"));
     json_object_put(o);
     gk_fake_resp_free(&resp);
-    fs.status = (struct gk_status_out){.state = GK_USER_EXPIRED};
+    fq_store.status = (struct gk_status_out){.state = GK_USER_EXPIRED};
     status("shop", tok, &resp, &o);
-    ck_assert_str_eq(str(o, "warning_msg"), "User's ready time has expired");
-    ck_assert_str_eq(str(o, "state"), "not_found");
+    ck_assert_str_eq(fq_str(o, "warning_msg"), "User's ready time has expired");
+    ck_assert_str_eq(fq_str(o, "state"), "not_found");
     json_object_put(o);
     gk_fake_resp_free(&resp);
 }
@@ -445,42 +446,42 @@ START_TEST(status_rate_limited)
 {
     struct gk_resp resp;
 
-    fs.status = (struct gk_status_out){.rate_limited = true, .retry_after_ms = 4500};
-    call_with_token(gk_h_status, &resp);
-    expect_limited(&resp, "5");
+    fq_store.status = (struct gk_status_out){.rate_limited = true, .retry_after_ms = 4500};
+    fq_call_with_token(gk_h_status, &resp);
+    fq_expect_limited(&resp, "5");
 }
 END_TEST
 
 /* The token, in jwt or Authorization: Bearer, must be genuine and the business's own. */
 START_TEST(token_missing_bad_foreign)
 {
-    static const handler_fn token_handlers[] = {gk_h_status, gk_h_verify, gk_h_finish, gk_h_leave};
+    static const fq_handler_fn token_handlers[] = {gk_h_status, gk_h_verify, gk_h_finish, gk_h_leave};
     char other[GK_TOKEN_BUF], tok[GK_TOKEN_BUF];
 
-    token("pass", "u1", 0, 300, other);
+    fq_token("pass", "u1", 0, 300, other);
     for (size_t i = 0; i < GK_ARRAY_LEN(token_handlers); i++) {
         struct gk_fake_req f;
 
-        req(&f, "GET", "/queue/x", "shop");
-        expect_refusal(token_handlers[i], &f, 400, "missing_header", "jwt");
-        req(&f, "GET", "/queue/x", "shop");
+        fq_req(&f, "GET", "/queue/x", "shop");
+        fq_expect_refusal(token_handlers[i], &f, 400, "missing_header", "jwt");
+        fq_req(&f, "GET", "/queue/x", "shop");
         gk_fake_req_header(&f, "jwt", "not.a.token");
-        expect_refusal(token_handlers[i], &f, 401, "invalid_token", NULL);
-        req(&f, "GET", "/queue/x", "shop");
+        fq_expect_refusal(token_handlers[i], &f, 401, "invalid_token", NULL);
+        fq_req(&f, "GET", "/queue/x", "shop");
         gk_fake_req_header(&f, "jwt", other);
-        expect_refusal(token_handlers[i], &f, 401, "invalid_token", NULL);
+        fq_expect_refusal(token_handlers[i], &f, 401, "invalid_token", NULL);
     }
-    ck_assert_int_eq(fs.calls, 0);
+    ck_assert_int_eq(fq_store.calls, 0);
     {
         struct gk_fake_req f;
         char bearer[GK_TOKEN_BUF + 16];
 
-        token("shop", "u1", 0, 300, tok);
+        fq_token("shop", "u1", 0, 300, tok);
         snprintf(bearer, sizeof(bearer), "Bearer %s", tok);
-        req(&f, "GET", "/queue/status", "shop");
+        fq_req(&f, "GET", "/queue/status", "shop");
         gk_fake_req_header(&f, "Authorization", bearer);
-        expect_status(gk_h_status, &f, 200);
-        ck_assert_str_eq(fs.user, "u1");
+        fq_expect_status(gk_h_status, &f, 200);
+        ck_assert_str_eq(fq_store.user, "u1");
     }
 }
 END_TEST
@@ -491,7 +492,7 @@ h_queue_suite(void)
     Suite *s = suite_create("h_queue");
     TCase *tc = tcase_create("answers");
 
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, fq_setup, fq_teardown);
     tcase_add_test(tc, business_header_missing_invalid_unknown);
     tcase_add_test(tc, business_unknown_before_first_load);
     tcase_add_test(tc, enqueue_new);

@@ -19,21 +19,21 @@ START_TEST(verify_ready_and_not)
     struct gk_resp resp;
     struct json_object *o;
 
-    fs.verify = (struct gk_verify_out){.ready_until_ms = gk_now_ms() + 60000};
-    call_with_token(gk_h_verify, &resp);
+    fq_store.verify = (struct gk_verify_out){.ready_until_ms = gk_now_ms() + 60000};
+    fq_call_with_token(gk_h_verify, &resp);
     ck_assert_int_eq(resp.status, 200);
-    o = body(&resp);
-    ck_assert_str_eq(str(o, "message"), "User is ready");
-    ck_assert(boolean(o, "ready"));
+    o = fq_body(&resp);
+    ck_assert_str_eq(fq_str(o, "message"), "User is ready");
+    ck_assert(fq_boolean(o, "ready"));
     json_object_put(o);
     gk_fake_resp_free(&resp);
-    expect_asked(F_VERIFY, "shop", 1200, 60);
-    ck_assert(!fs.gate);
-    fs.verify = (struct gk_verify_out){0};
-    call_with_token(gk_h_verify, &resp);
-    o = body(&resp);
-    ck_assert_str_eq(str(o, "message"), "User is not ready");
-    ck_assert(!boolean(o, "ready"));
+    fq_expect_asked(F_VERIFY, "shop", 1200, 60);
+    ck_assert(!fq_store.gate);
+    fq_store.verify = (struct gk_verify_out){0};
+    fq_call_with_token(gk_h_verify, &resp);
+    o = fq_body(&resp);
+    ck_assert_str_eq(fq_str(o, "message"), "User is not ready");
+    ck_assert(!fq_boolean(o, "ready"));
     json_object_put(o);
     gk_fake_resp_free(&resp);
 }
@@ -45,14 +45,14 @@ START_TEST(verify_and_gate_refuse_an_expired_token)
     struct gk_fake_req f;
     char tok[GK_TOKEN_BUF];
 
-    token("shop", "u1", 400, -100, tok);
-    req(&f, "GET", "/queue/verify", "shop");
+    fq_token("shop", "u1", 400, -100, tok);
+    fq_req(&f, "GET", "/queue/verify", "shop");
     gk_fake_req_header(&f, "jwt", tok);
-    expect_refusal(gk_h_verify, &f, 401, "token_expired", NULL);
-    req(&f, "GET", "/queue/gate", "shop");
+    fq_expect_refusal(gk_h_verify, &f, 401, "token_expired", NULL);
+    fq_req(&f, "GET", "/queue/gate", "shop");
     gk_fake_req_cookie(&f, "gk_token", tok);
-    expect_refusal(gk_h_gate, &f, 401, "token_expired", NULL);
-    ck_assert_int_eq(fs.calls, 0);
+    fq_expect_refusal(gk_h_gate, &f, 401, "token_expired", NULL);
+    ck_assert_int_eq(fq_store.calls, 0);
 }
 END_TEST
 
@@ -60,11 +60,11 @@ START_TEST(verify_and_gate_rate_limited)
 {
     struct gk_resp resp;
 
-    fs.verify = (struct gk_verify_out){.retry_after_ms = 60000};
-    call_with_token(gk_h_verify, &resp);
-    expect_limited(&resp, "60");
-    call_with_token(gk_h_gate, &resp);
-    expect_limited(&resp, "60");
+    fq_store.verify = (struct gk_verify_out){.retry_after_ms = 60000};
+    fq_call_with_token(gk_h_verify, &resp);
+    fq_expect_limited(&resp, "60");
+    fq_call_with_token(gk_h_gate, &resp);
+    fq_expect_limited(&resp, "60");
 }
 END_TEST
 
@@ -75,31 +75,31 @@ START_TEST(gate_answers)
     struct gk_resp resp;
     char tok[GK_TOKEN_BUF];
 
-    req(&f, "GET", "/queue/gate", "shop");
-    expect_refusal(gk_h_gate, &f, 401, "not_ready", NULL);
-    ck_assert_int_eq(fs.calls, 0);
-    token("shop", "u1", 0, 300, tok);
-    fs.verify = (struct gk_verify_out){.ready_until_ms = gk_now_ms() + 60000};
-    req(&f, "GET", "/queue/gate", "shop");
+    fq_req(&f, "GET", "/queue/gate", "shop");
+    fq_expect_refusal(gk_h_gate, &f, 401, "not_ready", NULL);
+    ck_assert_int_eq(fq_store.calls, 0);
+    fq_token("shop", "u1", 0, 300, tok);
+    fq_store.verify = (struct gk_verify_out){.ready_until_ms = gk_now_ms() + 60000};
+    fq_req(&f, "GET", "/queue/gate", "shop");
     gk_fake_req_cookie(&f, "gk_token", tok);
-    call(gk_h_gate, &f, &resp);
+    fq_call(gk_h_gate, &f, &resp);
     ck_assert_int_eq(resp.status, 204);
     ck_assert_uint_eq(resp.body_len, 0);
     gk_fake_resp_free(&resp);
-    ck_assert_int_eq(fs.kind, F_VERIFY);
-    ck_assert(fs.gate);
-    ck_assert_str_eq(fs.user, "u1");
-    fs.verify = (struct gk_verify_out){0};
-    req(&f, "GET", "/queue/gate", "shop");
+    ck_assert_int_eq(fq_store.kind, F_VERIFY);
+    ck_assert(fq_store.gate);
+    ck_assert_str_eq(fq_store.user, "u1");
+    fq_store.verify = (struct gk_verify_out){0};
+    fq_req(&f, "GET", "/queue/gate", "shop");
     gk_fake_req_cookie(&f, "gk_token", tok);
-    expect_refusal(gk_h_gate, &f, 401, "not_ready", NULL);
+    fq_expect_refusal(gk_h_gate, &f, 401, "not_ready", NULL);
     /* A proxy names the business in its own header, which wins over the visitor's. */
-    fs.verify = (struct gk_verify_out){.ready_until_ms = gk_now_ms() + 60000};
-    req(&f, "GET", "/queue/gate", "pass");
+    fq_store.verify = (struct gk_verify_out){.ready_until_ms = gk_now_ms() + 60000};
+    fq_req(&f, "GET", "/queue/gate", "pass");
     gk_fake_req_header(&f, "X-Gatekeeper-Business", "shop");
     gk_fake_req_header(&f, "jwt", tok);
-    expect_status(gk_h_gate, &f, 204);
-    ck_assert_str_eq(fs.business, "shop");
+    fq_expect_status(gk_h_gate, &f, 204);
+    ck_assert_str_eq(fq_store.business, "shop");
 }
 END_TEST
 
@@ -108,31 +108,31 @@ END_TEST
 /* finish or leave (fn) of u1 with a token issued age_s ago, expiring in exp_in_s: 200 with status
  * and message. */
 static void
-expect_release(handler_fn fn, int64_t age_s, int64_t exp_in_s, const char *status, const char *message)
+expect_release(fq_handler_fn fn, int64_t age_s, int64_t exp_in_s, const char *status, const char *message)
 {
     struct gk_fake_req f;
     struct gk_resp resp;
     struct json_object *o;
     char tok[GK_TOKEN_BUF];
 
-    req(&f, "DELETE", "/queue/x", "shop");
-    token("shop", "u1", age_s, exp_in_s, tok);
+    fq_req(&f, "DELETE", "/queue/x", "shop");
+    fq_token("shop", "u1", age_s, exp_in_s, tok);
     gk_fake_req_header(&f, "jwt", tok);
-    call(fn, &f, &resp);
+    fq_call(fn, &f, &resp);
     ck_assert_int_eq(resp.status, 200);
-    o = body(&resp);
-    ck_assert_str_eq(str(o, "status"), status);
-    ck_assert_str_eq(str(o, "message"), message);
+    o = fq_body(&resp);
+    ck_assert_str_eq(fq_str(o, "status"), status);
+    ck_assert_str_eq(fq_str(o, "message"), message);
     json_object_put(o);
     gk_fake_resp_free(&resp);
     /* ip_finish_limit, for both */
-    expect_asked(fn == gk_h_finish ? F_FINISH : F_LEAVE, "shop", 600, 60);
+    fq_expect_asked(fn == gk_h_finish ? F_FINISH : F_LEAVE, "shop", 600, 60);
 }
 
 START_TEST(finish_and_leave_answers)
 {
     static const struct {
-        handler_fn fn;
+        fq_handler_fn fn;
         struct gk_finish_out finish;
         struct gk_leave_out leave;
         int64_t age_s, exp_in_s;
@@ -147,8 +147,8 @@ START_TEST(finish_and_leave_answers)
     };
 
     for (size_t i = 0; i < GK_ARRAY_LEN(cases); i++) {
-        fs.finish = cases[i].finish;
-        fs.leave = cases[i].leave;
+        fq_store.finish = cases[i].finish;
+        fq_store.leave = cases[i].leave;
         expect_release(cases[i].fn, cases[i].age_s, cases[i].exp_in_s, cases[i].status, cases[i].message);
     }
 }
@@ -160,24 +160,24 @@ START_TEST(finish_and_leave_limited_and_refused)
     struct gk_resp resp;
     char tok[GK_TOKEN_BUF];
 
-    fs.finish = (struct gk_finish_out){.retry_after_ms = 100};
-    fs.leave = (struct gk_leave_out){.retry_after_ms = 100};
-    call_with_token(gk_h_finish, &resp);
-    expect_limited(&resp, "1");
-    call_with_token(gk_h_leave, &resp);
-    expect_limited(&resp, "1");
+    fq_store.finish = (struct gk_finish_out){.retry_after_ms = 100};
+    fq_store.leave = (struct gk_leave_out){.retry_after_ms = 100};
+    fq_call_with_token(gk_h_finish, &resp);
+    fq_expect_limited(&resp, "1");
+    fq_call_with_token(gk_h_leave, &resp);
+    fq_expect_limited(&resp, "1");
     /* leave changes the queue, so another site's page may not call it; finish is the backend's. */
-    fs.calls = 0;
-    fs.leave = (struct gk_leave_out){.left = GK_USER_WAITING};
-    req_token(&f, "DELETE", "/queue/leave", "shop", "u1", tok);
+    fq_store.calls = 0;
+    fq_store.leave = (struct gk_leave_out){.left = GK_USER_WAITING};
+    fq_req_token(&f, "DELETE", "/queue/leave", "shop", "u1", tok);
     gk_fake_req_header(&f, "Origin", "https://evil.example");
-    expect_refusal(gk_h_leave, &f, 403, "origin_not_allowed", NULL);
-    ck_assert_int_eq(fs.calls, 0);
-    req_token(&f, "DELETE", "/queue/leave", "shop", "u1", tok);
+    fq_expect_refusal(gk_h_leave, &f, 403, "origin_not_allowed", NULL);
+    ck_assert_int_eq(fq_store.calls, 0);
+    fq_req_token(&f, "DELETE", "/queue/leave", "shop", "u1", tok);
     gk_fake_req_header(&f, "Origin", "https://gatekeeper.example");
     gk_fake_req_header(&f, "Sec-Fetch-Site", "same-origin");
-    expect_status(gk_h_leave, &f, 200);
-    ck_assert_int_eq(fs.calls, 1);
+    fq_expect_status(gk_h_leave, &f, 200);
+    ck_assert_int_eq(fq_store.calls, 1);
 }
 END_TEST
 
@@ -187,7 +187,7 @@ h_verify_suite(void)
     Suite *s = suite_create("h_verify");
     TCase *tc = tcase_create("answers");
 
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, fq_setup, fq_teardown);
     tcase_add_test(tc, verify_ready_and_not);
     tcase_add_test(tc, verify_and_gate_refuse_an_expired_token);
     tcase_add_test(tc, verify_and_gate_rate_limited);
