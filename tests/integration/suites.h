@@ -9,6 +9,7 @@
 #define GK_IT_SUITES(X)                                                                                      \
     X(cfgstore)                                                                                              \
     X(http)                                                                                                  \
+    X(http_wire)                                                                                             \
     X(queue)                                                                                                 \
     X(queue_stress)                                                                                          \
     X(scripts)                                                                                               \

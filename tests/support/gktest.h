@@ -86,6 +86,8 @@ const char *gktest_header(const struct gktest_resp *r, const char *name, char *b
 const char *gktest_json_str(const struct gktest_resp *r, const char *key);
 long long gktest_json_int(const struct gktest_resp *r, const char *path); /* "a" or "a.b" */
 void gktest_resp_free(struct gktest_resp *r);
+/* Asserts status, JSON content type and error code of r (and a message), then frees it. */
+void gktest_expect_error(struct gktest_resp *r, int status, const char *code);
 
 /* A running build/gatekeeper. */
 struct gktest_server {

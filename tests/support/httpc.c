@@ -249,6 +249,18 @@ gktest_resp_free(struct gktest_resp *r)
     memset(r, 0, sizeof(*r));
 }
 
+void
+gktest_expect_error(struct gktest_resp *r, int status, const char *code)
+{
+    char ct[64];
+
+    ck_assert_msg(r->status == status, "want %d got %d: %s", status, r->status, r->body);
+    ck_assert_str_eq(gktest_header(r, "Content-Type", ct, sizeof(ct)), "application/json");
+    ck_assert_str_eq(gktest_json_str(r, "error"), code);
+    ck_assert(strlen(gktest_json_str(r, "message")) > 0);
+    gktest_resp_free(r);
+}
+
 uint16_t
 gktest_free_port(void)
 {
