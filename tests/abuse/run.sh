@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tests/abuse/run.sh BUILD_DIR [COMMAND [ARGS...]] -- `make test-abuse`: every attack of
 # docs/SECURITY.md against one real server, each checked for its documented answer while a
-# well-behaved client polls beside it and its latency is measured (tests/abuse/abuse.py).
+# well-behaved client polls beside it and its latency is measured (tests/abuse/abuse.py and the
+# modules it imports, helpers.py and attacks.py).
 #
 # Runs itself again inside scripts/with-services, which starts a throwaway redis-server and
 # PostgreSQL on free loopback ports in a temporary directory; there it starts two API servers
