@@ -97,8 +97,9 @@ struct gktest_server {
 };
 
 /* How long /health and the queue metrics may take to show a change: the monitor's background pass
- * (gk/monitor.h), twice, plus the time a failing check may take. */
-#define GKTEST_REFRESH_MS (2 * GK_MONITOR_PERIOD_MS + 3000)
+ * (gk/monitor.h), twice, plus the time a failing check may take; longer where the binaries run
+ * slower (gktest_slowdown: sanitizers, valgrind). */
+#define GKTEST_REFRESH_MS ((2 * GK_MONITOR_PERIOD_MS + 3000) * gktest_slowdown())
 /* Polls GET /health on port until it answers want with an activity_backlog of at least
  * min_backlog (< 0: any, or none), or GKTEST_REFRESH_MS has passed; the last answer goes into
  * out (caller frees), whatever it was. Asserts nothing, so it may run while a service is down. */
