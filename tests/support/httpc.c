@@ -276,8 +276,22 @@ gktest_free_port(void)
     return ntohs(sa.sin_port);
 }
 
-/* Builds the server environment: extra entries first, because getenv() returns the first match
- * and so they override the defaults that follow. */
+/* Whether one of extra sets the variable of entry ("NAME=value"). */
+static bool
+env_overridden(const char *entry, const char *const *extra)
+{
+    size_t n = strcspn(entry, "=") + 1;
+
+    for (size_t i = 0; extra != NULL && extra[i] != NULL; i++) {
+        if (strncmp(extra[i], entry, n) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Builds the server environment: the extra entries, then the defaults they do not override. Each
+ * variable appears once: programs that rebuild the environment (valgrind) may keep the last of
+ * two, where getenv() takes the first. */
 static char **
 server_env(uint16_t port, const char *const *extra)
 {
@@ -296,8 +310,10 @@ server_env(uint16_t port, const char *const *extra)
     snprintf(buf[6], sizeof(buf[6]), "HTTP_THREADS=2");
     /* Marks the process as the harness's, so run.sh can clean it up whatever happens. */
     snprintf(buf[7], sizeof(buf[7]), "GK_TEST_TMP=%s", gktest_env("GK_TEST_TMP"));
-    for (size_t i = 0; i < 8; i++)
-        env[n++] = buf[i];
+    for (size_t i = 0; i < 8; i++) {
+        if (!env_overridden(buf[i], extra))
+            env[n++] = buf[i];
+    }
     env[n] = NULL;
     return env;
 }
