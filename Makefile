@@ -94,8 +94,12 @@ test: deps test-unit test-compose test-docs test-integration
 	$(MAKE) --no-print-directory test-abuse
 	$(MAKE) --no-print-directory test-e2e
 
-# The loop a developer runs after each change: unit and integration tests (about two minutes).
-check: deps test-unit test-integration
+# The loop a developer runs after each change: the unit tests, then the integration suites in
+# two shards side by side, each inside its own Redis and PostgreSQL (GK_IT_SHARD, about a minute).
+check: deps test-unit all $(BUILD)/it-tests $(BUILD)/freeport
+	tests/integration/run.sh $(BUILD) env GK_IT_SHARD=0/2 $(BUILD)/it-tests & first=$$!; \
+	tests/integration/run.sh $(BUILD) env GK_IT_SHARD=1/2 $(BUILD)/it-tests; second=$$?; \
+	wait $$first && exit $$second
 
 test-unit: $(BUILD)/unit-tests
 	$(BUILD)/unit-tests
