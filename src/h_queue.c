@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include <json-c/json.h>
 
@@ -57,17 +56,13 @@ static const char *
 find_token(const struct gk_req *req, bool cookie)
 {
     const char *t = gk_req_header(req, "jwt");
-    const char *auth;
+    size_t len;
 
-    if (t != NULL)
-        return t;
-    auth = gk_req_header(req, "Authorization");
-    if (auth != NULL && strncasecmp(auth, "Bearer ", 7) == 0) {
-        for (t = auth + 7; *t == ' '; t++)
-            ;
-        return t;
-    }
-    return cookie ? gk_req_cookie(req, "gk_token") : NULL;
+    if (t == NULL)
+        t = gk_bearer(req, &len);
+    if (t == NULL && cookie)
+        t = gk_req_cookie(req, "gk_token");
+    return t;
 }
 
 enum token_use { TOKEN_FRESH, TOKEN_MAY_BE_EXPIRED };
@@ -214,7 +209,8 @@ who(const struct pending *pd, enum gk_bc_field limit, enum gk_bc_field interval)
 }
 
 /* The common start of every continuation: false when there is nothing more to answer (the
- * client left, or Redis failed and resp has the 503). pd is freed by pending_end. */
+ * client left; or resp has the 503 for a failed Redis, or the 429 for a client over its per-IP
+ * limit). pd is freed by pending_end. */
 static bool
 pending_ok(struct pending *pd, struct gk_resp *resp)
 {
@@ -224,6 +220,10 @@ pending_ok(struct pending *pd, struct gk_resp *resp)
         /* The pipeline logs the outage once; one line per failed request would flood the log. */
         GK_RLOG(GK_LOG_DEBUG, "queue", pd->req->id, "msg=\"redis failed\" business=%s", pd->ctx.biz->id);
         gk_reply_unavailable(resp, "Redis");
+        return false;
+    }
+    if (pd->op.retry_after_ms > 0) {
+        reply_rate_limited(resp, pd->op.retry_after_ms);
         return false;
     }
     return true;
@@ -295,9 +295,6 @@ enqueue_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
     if (!pending_ok(pd, resp))
         goto out;
     switch (out->result) {
-    case GK_JOIN_RATE_LIMITED:
-        reply_rate_limited(resp, out->retry_after_ms);
-        goto out;
     case GK_JOIN_FULL:
         gk_reply_error(resp, 503, "queue_full", "The queue is full; try again later.", NULL);
         goto out;
@@ -384,10 +381,6 @@ status_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
     (void)req;
     if (!pending_ok(pd, resp))
         goto out;
-    if (st->rate_limited) {
-        reply_rate_limited(resp, st->retry_after_ms);
-        goto out;
-    }
     min_exp = st->state == GK_USER_READY ? ready_exp(st->ready_until_ms) : 0;
     /* Clients always keep the returned token. A token with more than half its life left is
      * returned as it came (signing is the costliest part of a poll); an older one is renewed, so
@@ -477,17 +470,13 @@ submit_verify(struct gk_ctx *ctx, const struct gk_req *req, const struct gk_clai
     ctx->queue.ops->verify(ctx->queue.impl, &pd->op, &a, &pd->out.verify);
 }
 
-/* The common start of the verify and gate continuations: false when answered already (Redis
- * failed, or 429); else counts the answer by result. */
+/* The common start of the verify and gate continuations: pending_ok, and the answer counted by
+ * result. */
 static bool
 verify_answered(struct pending *pd, struct gk_resp *resp, bool gate)
 {
     if (!pending_ok(pd, resp))
         return false;
-    if (pd->out.verify.retry_after_ms > 0) {
-        reply_rate_limited(resp, pd->out.verify.retry_after_ms);
-        return false;
-    }
     gk_metrics_verify(pd->out.verify.ready_until_ms > 0, gate);
     return true;
 }
@@ -537,9 +526,7 @@ finish_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
 
     (void)req;
     if (pending_ok(pd, resp)) {
-        if (pd->out.finish.retry_after_ms > 0)
-            reply_rate_limited(resp, pd->out.finish.retry_after_ms);
-        else if (pd->out.finish.was_ready)
+        if (pd->out.finish.was_ready)
             reply_status(resp, "ready_cleared", "User removed from ready state");
         else
             reply_status(resp, "not_ready", "User is not in ready state");
@@ -570,9 +557,7 @@ leave_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
 
     (void)req;
     if (pending_ok(pd, resp)) {
-        if (pd->out.leave.retry_after_ms > 0)
-            reply_rate_limited(resp, pd->out.leave.retry_after_ms);
-        else if (pd->out.leave.left == GK_USER_WAITING)
+        if (pd->out.leave.left == GK_USER_WAITING)
             reply_status(resp, "left", "User left the queue");
         else if (pd->out.leave.left == GK_USER_READY)
             reply_status(resp, "left", "User gave up their ready slot");

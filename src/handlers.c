@@ -125,8 +125,8 @@ gk_bearer(const struct gk_req *req, size_t *len)
         return NULL;
     for (key = h + 7; *key == ' '; key++)
         ;
-    *len = strnlen(key, GK_SECRET_MAX + 1);
-    return *len == 0 || *len > GK_SECRET_MAX ? NULL : key;
+    *len = strlen(key);
+    return *len == 0 ? NULL : key;
 }
 
 /* Both spellings, because many proxies drop headers with underscores. Reverse proxies calling

@@ -28,6 +28,17 @@ tagged_reply(const redisReply *r, const char **kind, long long *n)
     return true;
 }
 
+/* Every queue script answers {'limited', retry ms} when the client IP is over its limit (common.lua's
+ * gk_rate_check): true, and op says so, when r is that answer. */
+static bool
+limited(const char *kind, long long n, struct gk_op *op)
+{
+    if (strcmp(kind, "limited") != 0)
+        return false;
+    op->retry_after_ms = n > 0 ? n : 1;
+    return true;
+}
+
 /* The optional fourth element: an integer, else 0. */
 static int64_t
 reply_int4(const redisReply *r)
@@ -56,6 +67,8 @@ parse_join(const redisReply *r, struct gk_op *op)
 
     if (!tagged_reply(r, &kind, &n))
         return false;
+    if (limited(kind, n, op))
+        return true;
     memset(out, 0, sizeof(*out));
     if (strcmp(kind, "new") == 0 || strcmp(kind, "waiting") == 0) {
         out->result = kind[0] == 'n' ? GK_JOIN_NEW : GK_JOIN_WAITING;
@@ -67,9 +80,6 @@ parse_join(const redisReply *r, struct gk_op *op)
         out->ready_until_ms = n;
     } else if (strcmp(kind, "full") == 0) {
         out->result = GK_JOIN_FULL;
-    } else if (strcmp(kind, "limited") == 0) {
-        out->result = GK_JOIN_RATE_LIMITED;
-        out->retry_after_ms = n;
     } else {
         return false;
     }
@@ -85,6 +95,8 @@ parse_status(const redisReply *r, struct gk_op *op)
 
     if (!tagged_reply(r, &kind, &n))
         return false;
+    if (limited(kind, n, op))
+        return true;
     memset(out, 0, sizeof(*out));
     if (strcmp(kind, "waiting") == 0) {
         out->state = GK_USER_WAITING;
@@ -96,9 +108,6 @@ parse_status(const redisReply *r, struct gk_op *op)
         out->ready_until_ms = n;
     } else if (strcmp(kind, "expired") == 0) {
         out->state = GK_USER_EXPIRED;
-    } else if (strcmp(kind, "limited") == 0) {
-        out->rate_limited = true;
-        out->retry_after_ms = n;
     } else if (strcmp(kind, "none") != 0) {
         return false;
     }
@@ -113,27 +122,24 @@ parse_ok(const redisReply *r, struct gk_op *op)
 {
     const char *kind;
     long long n;
-    int64_t retry = 0;
 
     if (!tagged_reply(r, &kind, &n) || r->elements != 2)
         return false;
-    if (strcmp(kind, "limited") == 0) {
-        retry = n;
-        n = 0;
-    } else if (strcmp(kind, "ok") != 0) {
+    if (limited(kind, n, op))
+        return true;
+    if (strcmp(kind, "ok") != 0)
         return false;
-    }
     switch (op->_kind->script) {
     case GK_SCRIPT_VERIFY:
-        *(struct gk_verify_out *)op->_out = (struct gk_verify_out){retry, n};
+        *(struct gk_verify_out *)op->_out = (struct gk_verify_out){n};
         break;
     case GK_SCRIPT_FINISH:
-        *(struct gk_finish_out *)op->_out = (struct gk_finish_out){retry, n == 1};
+        *(struct gk_finish_out *)op->_out = (struct gk_finish_out){n == 1};
         break;
     default:
-        *(struct gk_leave_out *)op->_out = (struct gk_leave_out){retry, n == 1   ? GK_USER_WAITING
-                                                                        : n == 2 ? GK_USER_READY
-                                                                                 : GK_USER_NOT_FOUND};
+        *(struct gk_leave_out *)op->_out = (struct gk_leave_out){n == 1   ? GK_USER_WAITING
+                                                                 : n == 2 ? GK_USER_READY
+                                                                          : GK_USER_NOT_FOUND};
         break;
     }
     return true;
@@ -315,6 +321,7 @@ start(void *impl, struct gk_op *op, const struct gk_op_kind *kind, const void *a
     memcpy(&op->_in, a, size);
     op->_kind = kind;
     op->_out = out;
+    op->retry_after_ms = 0;
     gk_pipeline_submit(impl, op);
 }
 

@@ -60,8 +60,9 @@ void gk_handlers_dispatch(void *arg, const struct gk_req *req, struct gk_resp *r
  * operations the dispatcher hands the loop's handlers. app must outlive the server. */
 struct gk_http_companion gk_handlers_companion(const struct gk_app *app);
 
-/* The key of an "Authorization: Bearer <key>" header and its length into *len, or NULL when there
- * is none, or it is empty or longer than GK_SECRET_MAX. Borrowed for the handler call. */
+/* The value of an "Authorization: Bearer <value>" header and its length into *len, or NULL when
+ * there is none or it is empty; its length is bounded by the request-head limit of the http
+ * module. Borrowed for the handler call. */
 const char *gk_bearer(const struct gk_req *req, size_t *len);
 /* The business header in any accepted spelling, or NULL. Borrowed for the handler call. */
 const char *gk_business_header(const struct gk_req *req);

@@ -60,22 +60,20 @@ struct gk_verify_args {
     bool gate;               /* a proxy asked (/queue/gate): recorded as via "gate" */
 };
 
-/* Results, meaningful only when the operation's rc is GK_OK. */
+/* Results, meaningful only when the operation's rc is GK_OK and its retry_after_ms is 0. */
 
 enum gk_join_result {
-    GK_JOIN_NEW,          /* queued now at `position` */
-    GK_JOIN_WAITING,      /* was already queued, at `position` */
-    GK_JOIN_READY,        /* was already ready, until `ready_until_ms` */
-    GK_JOIN_ADMITTED,     /* passthrough: made ready at once, until `ready_until_ms` */
-    GK_JOIN_FULL,         /* the queue holds max_queue_length users */
-    GK_JOIN_RATE_LIMITED, /* this IP is over its limit; retry after `retry_after_ms` */
+    GK_JOIN_NEW,      /* queued now at `position` */
+    GK_JOIN_WAITING,  /* was already queued, at `position` */
+    GK_JOIN_READY,    /* was already ready, until `ready_until_ms` */
+    GK_JOIN_ADMITTED, /* passthrough: made ready at once, until `ready_until_ms` */
+    GK_JOIN_FULL,     /* the queue holds max_queue_length users */
 };
 
 struct gk_join_out {
     enum gk_join_result result;
     int64_t position;
     int64_t ready_until_ms;
-    int64_t retry_after_ms;
     double admit_rate; /* measured admissions per second for NEW/WAITING; 0 = not measured yet */
     int64_t waiting;   /* for NEW/WAITING: how many users wait in all */
 };
@@ -88,8 +86,6 @@ enum gk_user_state {
 };
 
 struct gk_status_out {
-    bool rate_limited;
-    int64_t retry_after_ms;
     enum gk_user_state state;
     int64_t position;       /* 1-based rank when waiting */
     int64_t ready_until_ms; /* when ready */
@@ -97,20 +93,15 @@ struct gk_status_out {
     int64_t waiting;        /* when waiting: how many users wait in all */
 };
 
-/* For verify, finish and leave, retry_after_ms > 0 says that client_ip is over its limit:
- * nothing was done, and the rest is zero. */
 struct gk_verify_out {
-    int64_t retry_after_ms;
     int64_t ready_until_ms; /* when the user's ready time runs out; 0 when not ready now */
 };
 
 struct gk_finish_out {
-    int64_t retry_after_ms;
     bool was_ready; /* the user was ready (not expired) and is not any more */
 };
 
 struct gk_leave_out {
-    int64_t retry_after_ms;
     enum gk_user_state left; /* where the user was: GK_USER_WAITING, _READY or _NOT_FOUND */
 };
 
@@ -120,12 +111,15 @@ struct gk_op_kind; /* the pipeline's */
 
 /* One operation in flight. The caller allocates it, sets done and arg, and keeps it (and the
  * inputs' strings, and the result) until done runs; done(arg) runs exactly once, with rc set:
- * GK_OK (the result filled), or GK_EREDIS when Redis is down or did not answer in time. It may
- * run before the call that submitted the operation returns. */
+ * GK_OK, or GK_EREDIS when Redis is down or did not answer in time. With GK_OK, retry_after_ms
+ * > 0 says the client IP is over the operation's per-IP limit (every operation has one): nothing
+ * was done, and the result is not filled; else the result is filled. It may run before the call
+ * that submitted the operation returns. */
 struct gk_op {
     gk_op_done done;
     void *arg;
     enum gk_err rc;
+    int64_t retry_after_ms;
     /* The rest belongs to the implementation. */
     const struct gk_op_kind *_kind;
     void *_out;

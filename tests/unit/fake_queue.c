@@ -20,6 +20,7 @@ fq_answer(void)
     ck_assert_ptr_nonnull(fq_store.held);
     memcpy(fq_store.held_out, fq_store.held_answer, fq_store.held_size);
     fq_store.held->rc = fq_store.rc;
+    fq_store.held->retry_after_ms = fq_store.retry_after_ms;
     fq_store.held->done(fq_store.held->arg);
 }
 

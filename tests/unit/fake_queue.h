@@ -27,8 +27,9 @@
 enum fake_kind { F_NONE, F_JOIN, F_STATUS, F_VERIFY, F_FINISH, F_LEAVE };
 
 struct fake_store {
-    /* The answer: rc, and the result of the operation's kind. */
+    /* The answer: rc, the refusal (retry_after_ms > 0), and the result of the operation's kind. */
     enum gk_err rc;
+    int64_t retry_after_ms;
     bool later; /* hold the operation until fq_answer */
     struct gk_join_out join;
     struct gk_status_out status;

@@ -225,10 +225,10 @@ START_TEST(enqueue_full_and_rate_limited)
     fq_store.join = (struct gk_join_out){.result = GK_JOIN_FULL};
     enqueue("shop", "u1", &resp);
     fq_expect_error(&resp, 503, "queue_full", NULL);
-    fq_store.join = (struct gk_join_out){.result = GK_JOIN_RATE_LIMITED, .retry_after_ms = 2001};
+    fq_store.retry_after_ms = 2001;
     enqueue("shop", "u1", &resp);
     fq_expect_limited(&resp, "3"); /* rounded up */
-    fq_store.join = (struct gk_join_out){.result = GK_JOIN_RATE_LIMITED, .retry_after_ms = 1};
+    fq_store.retry_after_ms = 1;
     enqueue("shop", "u1", &resp);
     fq_expect_limited(&resp, "1");
 }
@@ -446,7 +446,7 @@ START_TEST(status_rate_limited)
 {
     struct gk_resp resp;
 
-    fq_store.status = (struct gk_status_out){.rate_limited = true, .retry_after_ms = 4500};
+    fq_store.retry_after_ms = 4500;
     fq_call_with_token(gk_h_status, &resp);
     fq_expect_limited(&resp, "5");
 }

@@ -60,7 +60,7 @@ START_TEST(verify_and_gate_rate_limited)
 {
     struct gk_resp resp;
 
-    fq_store.verify = (struct gk_verify_out){.retry_after_ms = 60000};
+    fq_store.retry_after_ms = 60000;
     fq_call_with_token(gk_h_verify, &resp);
     fq_expect_limited(&resp, "60");
     fq_call_with_token(gk_h_gate, &resp);
@@ -160,14 +160,14 @@ START_TEST(finish_and_leave_limited_and_refused)
     struct gk_resp resp;
     char tok[GK_TOKEN_BUF];
 
-    fq_store.finish = (struct gk_finish_out){.retry_after_ms = 100};
-    fq_store.leave = (struct gk_leave_out){.retry_after_ms = 100};
+    fq_store.retry_after_ms = 100;
     fq_call_with_token(gk_h_finish, &resp);
     fq_expect_limited(&resp, "1");
     fq_call_with_token(gk_h_leave, &resp);
     fq_expect_limited(&resp, "1");
     /* leave changes the queue, so another site's page may not call it; finish is the backend's. */
     fq_store.calls = 0;
+    fq_store.retry_after_ms = 0;
     fq_store.leave = (struct gk_leave_out){.left = GK_USER_WAITING};
     fq_req_token(&f, "DELETE", "/queue/leave", "shop", "u1", tok);
     gk_fake_req_header(&f, "Origin", "https://evil.example");
