@@ -18,7 +18,8 @@ SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-po
 
 LIB_SRC := $(filter-out src/main.c,$(wildcard src/*.c))
 # Files the server sends as they are, embedded as C strings (see scripts/embed-file).
-EMBED := docs/openapi.json docs/api-docs.html web/gatekeeper.js web/wait.html web/error.html
+EMBED := docs/openapi.json docs/api-docs.html web/gatekeeper.js web/wait.html web/error.html \
+         $(wildcard web/i18n/*.json) web/admin.html
 LIB_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRC)) $(BUILD)/gen/scripts.o \
            $(patsubst %,$(BUILD)/gen/embed/%.o,$(EMBED))
 LUA := $(wildcard src/scripts/*.lua)

@@ -56,6 +56,12 @@ static const char *const qmethod_names[] = {
     [GK_QM_REJECT] = "reject",
 };
 
+static const char *const page_parts[GK_PAGE_NPARTS] = {
+    [GK_PAGE_TITLE] = "title",       [GK_PAGE_MESSAGE] = "message",
+    [GK_PAGE_LOGO_URL] = "logo_url", [GK_PAGE_PRIMARY_COLOR] = "primary_color",
+    [GK_PAGE_LANGUAGE] = "language",
+};
+
 const char *
 gk_bizconf_field_name(enum gk_bc_field f)
 {
@@ -64,6 +70,10 @@ gk_bizconf_field_name(enum gk_bc_field f)
         return "queueing_method";
     if (f == GK_BC_ALLOWED_ORIGINS)
         return "allowed_origins";
+    if (f == GK_BC_ADMISSION_PAUSED)
+        return "admission_paused";
+    if (f == GK_BC_PAGE)
+        return "page";
     return num_fields[f].name;
 }
 
@@ -93,6 +103,7 @@ gk_bizconf_defaults(struct gk_bizconf *c)
     c->queueing_method = GK_QM_FIFO;
     c->n_origins = 1;
     gk_strlcpy(c->origins[0], "*", sizeof(c->origins[0]));
+    gk_strlcpy(c->page.language, "auto", sizeof(c->page.language));
 }
 
 enum gk_err
@@ -176,6 +187,148 @@ gk_origin_valid(const char *s)
             return false;
     }
     return *p == '\0';
+}
+
+const char *
+gk_page_part_name(enum gk_page_part p)
+{
+    GK_ASSERT((unsigned)p < GK_PAGE_NPARTS);
+    return page_parts[p];
+}
+
+/* The buffer of part p in page, and its size. */
+static char *
+page_part_buf(struct gk_page *page, enum gk_page_part p, size_t *size)
+{
+    switch (p) {
+    case GK_PAGE_TITLE:
+        *size = sizeof(page->title);
+        return page->title;
+    case GK_PAGE_MESSAGE:
+        *size = sizeof(page->message);
+        return page->message;
+    case GK_PAGE_LOGO_URL:
+        *size = sizeof(page->logo_url);
+        return page->logo_url;
+    case GK_PAGE_PRIMARY_COLOR:
+        *size = sizeof(page->primary_color);
+        return page->primary_color;
+    default:
+        GK_ASSERT(p == GK_PAGE_LANGUAGE);
+        *size = sizeof(page->language);
+        return page->language;
+    }
+}
+
+const char *
+gk_page_part_value(const struct gk_page *page, enum gk_page_part p)
+{
+    size_t size;
+
+    return page_part_buf((struct gk_page *)page, p, &size);
+}
+
+/* No C0 control character and no DEL: the texts are shown, never interpreted. */
+static bool
+text_ok(const char *s)
+{
+    for (; *s != '\0'; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch < 0x20 || ch == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+/* https://host[...] of printable ASCII without space, quotes, angle brackets, backslash or
+ * backtick: nothing a browser could read as the end of an attribute or a CSS url(). */
+static bool
+logo_url_ok(const char *s)
+{
+    if (strncmp(s, "https://", 8) != 0 || s[8] == '\0' || s[8] == '/')
+        return false;
+    for (; *s != '\0'; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch <= 0x20 || ch >= 0x7f || strchr("\"'<>\\`", ch) != NULL)
+            return false;
+    }
+    return true;
+}
+
+/* #rgb, #rgba, #rrggbb, #rrggbbaa, or rgb()/rgba()/hsl()/hsla() of digits, '.', ',', '%', '/',
+ * spaces and "deg": safe to place in a style sheet as it is. */
+static bool
+color_ok(const char *s)
+{
+    static const char *const fns[] = {"rgb(", "rgba(", "hsl(", "hsla("};
+    size_t n = strlen(s);
+
+    if (s[0] == '#') {
+        for (size_t i = 1; i < n; i++) {
+            if (!is_hex(s[i]))
+                return false;
+        }
+        return n == 4 || n == 5 || n == 7 || n == 9;
+    }
+    for (size_t f = 0; f < GK_ARRAY_LEN(fns); f++) {
+        size_t fl = strlen(fns[f]);
+
+        if (strncmp(s, fns[f], fl) != 0 || n < fl + 2 || s[n - 1] != ')')
+            continue;
+        for (size_t i = fl; i < n - 1; i++) {
+            if (!((s[i] >= '0' && s[i] <= '9') || strchr(".,%/ deg", s[i]) != NULL))
+                return false;
+        }
+        return true;
+    }
+    return false;
+}
+
+bool
+gk_page_part_ok(enum gk_page_part p, const char *s, char *msg, size_t msglen)
+{
+    struct gk_page probe;
+    size_t size;
+
+    page_part_buf(&probe, p, &size);
+    if (strnlen(s, size) >= size) {
+        snprintf(msg, msglen, "must be at most %zu bytes", size - 1);
+        return false;
+    }
+    switch (p) {
+    case GK_PAGE_LOGO_URL:
+        if (s[0] == '\0' || logo_url_ok(s))
+            return true;
+        snprintf(msg, msglen, "must be \"\" or an https:// URL without spaces, quotes or angle brackets");
+        return false;
+    case GK_PAGE_PRIMARY_COLOR:
+        if (s[0] == '\0' || color_ok(s))
+            return true;
+        snprintf(msg, msglen, "must be \"\" or a CSS colour: #rgb, #rrggbb, #rrggbbaa, rgb(...) or hsl(...)");
+        return false;
+    case GK_PAGE_LANGUAGE:
+        if (gk_i18n_setting_ok(s))
+            return true;
+        snprintf(msg, msglen, "must be \"auto\" or one of the page languages (docs/INTEGRATION.md)");
+        return false;
+    default:
+        if (text_ok(s))
+            return true;
+        snprintf(msg, msglen, "must be text without control characters");
+        return false;
+    }
+}
+
+bool
+gk_page_set_part(struct gk_page *page, enum gk_page_part p, const char *s, char *msg, size_t msglen)
+{
+    size_t size;
+    char *dst = page_part_buf(page, p, &size);
+
+    if (!gk_page_part_ok(p, s, msg, msglen))
+        return false;
+    gk_strlcpy(dst, s, size);
+    return true;
 }
 
 /* Copies an unknown key for the error report, cut at a UTF-8 character boundary. */
@@ -262,6 +415,55 @@ parse_origins(struct json_object *v, struct gk_bizconf_patch *out, char *msg, si
 }
 
 static enum gk_err
+parse_paused(struct json_object *v, struct gk_bizconf_patch *out, char *msg, size_t msglen)
+{
+    if (json_object_is_type(v, json_type_boolean)) {
+        out->v.admission_paused = json_object_get_boolean(v);
+        return GK_OK;
+    }
+    snprintf(msg, msglen, "must be true or false");
+    return GK_EINVAL;
+}
+
+/* `page`: an object with any subset of its parts; those given replace the stored ones. A part's
+ * error names it ("page.title"). */
+static enum gk_err
+parse_page(struct json_object *v, struct gk_bizconf_patch *out, char *field, size_t fieldlen, char *msg,
+           size_t msglen)
+{
+    if (!json_object_is_type(v, json_type_object)) {
+        snprintf(msg, msglen, "must be an object with title, message, logo_url, primary_color, language");
+        return GK_EINVAL;
+    }
+    json_object_object_foreach(v, key, val)
+    {
+        int p;
+        const char *s = json_object_is_type(val, json_type_string) ? json_object_get_string(val) : NULL;
+
+        for (p = 0; p < GK_PAGE_NPARTS; p++) {
+            if (strcmp(key, page_parts[p]) == 0)
+                break;
+        }
+        if (p == GK_PAGE_NPARTS) {
+            snprintf(field, fieldlen, "page.");
+            copy_key(field + 5, fieldlen - 5, key);
+            snprintf(msg, msglen, "unknown field");
+            return GK_EINVAL;
+        }
+        snprintf(field, fieldlen, "page.%s", page_parts[p]);
+        if (s == NULL || (size_t)json_object_get_string_len(val) != strlen(s)) {
+            snprintf(msg, msglen, "must be a string");
+            return GK_EINVAL;
+        }
+        if (!gk_page_set_part(&out->v.page, (enum gk_page_part)p, s, msg, msglen))
+            return GK_EINVAL;
+        out->page_set |= 1u << p;
+    }
+    field[0] = '\0';
+    return GK_OK;
+}
+
+static enum gk_err
 parse_field(const char *key, struct json_object *v, struct gk_bizconf_patch *out, char *field,
             size_t fieldlen, char *msg, size_t msglen)
 {
@@ -281,8 +483,14 @@ parse_field(const char *key, struct json_object *v, struct gk_bizconf_patch *out
         rc = parse_num((enum gk_bc_field)f, v, out, msg, msglen);
     else if (f == GK_BC_QUEUEING_METHOD)
         rc = parse_qmethod(v, out, msg, msglen);
-    else
+    else if (f == GK_BC_ALLOWED_ORIGINS)
         rc = parse_origins(v, out, msg, msglen);
+    else if (f == GK_BC_ADMISSION_PAUSED)
+        rc = parse_paused(v, out, msg, msglen);
+    else
+        rc = parse_page(v, out, field, fieldlen, msg, msglen);
+    if (rc != GK_OK && field[0] != '\0')
+        return rc;
     if (rc != GK_OK) {
         gk_strlcpy(field, gk_bizconf_field_name((enum gk_bc_field)f), fieldlen);
         return rc;
@@ -342,6 +550,15 @@ gk_bizconf_apply(struct gk_bizconf *c, const struct gk_bizconf_patch *p)
         c->n_origins = p->v.n_origins;
         memcpy(c->origins, p->v.origins, sizeof(c->origins));
     }
+    if (p->set & (1u << GK_BC_ADMISSION_PAUSED))
+        c->admission_paused = p->v.admission_paused;
+    for (int part = 0; part < GK_PAGE_NPARTS && (p->set & (1u << GK_BC_PAGE)); part++) {
+        size_t size;
+        char *dst = page_part_buf(&c->page, (enum gk_page_part)part, &size);
+
+        if (p->page_set & (1u << part))
+            gk_strlcpy(dst, gk_page_part_value(&p->v.page, (enum gk_page_part)part), size);
+    }
 }
 
 /* json-c returns NULL or -1 only when malloc fails; like gk_xmalloc, give up then. */
@@ -371,4 +588,12 @@ gk_bizconf_to_json(const struct gk_bizconf *c, struct json_object *obj)
             gk_panic(__FILE__, __LINE__, "json-c: out of memory");
     }
     add_or_die(obj, "allowed_origins", arr);
+    add_or_die(obj, "admission_paused", json_object_new_boolean(c->admission_paused));
+    arr = json_object_new_object();
+    if (arr == NULL)
+        gk_panic(__FILE__, __LINE__, "json-c: out of memory");
+    for (int p = 0; p < GK_PAGE_NPARTS; p++)
+        add_or_die(arr, page_parts[p],
+                   json_object_new_string(gk_page_part_value(&c->page, (enum gk_page_part)p)));
+    add_or_die(obj, "page", arr);
 }

@@ -29,6 +29,8 @@ struct row_cols {
     int num[GK_BC_NUMERIC];
     int queueing_method;
     int allowed_origins;
+    int admission_paused;
+    int page[GK_PAGE_NPARTS];
 };
 
 #define BUSINESS_COLS                                                                                        \
@@ -36,11 +38,13 @@ struct row_cols {
     "ready_ttl_seconds, ip_enqueue_limit, ip_enqueue_limit_interval, ip_status_polling_limit, "              \
     "ip_status_polling_limit_interval, max_active_users, abandon_after_seconds, max_queue_length, "          \
     "ip_verify_limit, ip_verify_limit_interval, ip_finish_limit, ip_finish_limit_interval, "                 \
-    "queueing_method, allowed_origins"
+    "queueing_method, allowed_origins, admission_paused, page_title, page_message, page_logo_url, "          \
+    "page_primary_color, page_language"
 
-/* Parameter $2+f is field f (enum gk_bc_field order); NULL keeps the stored value. $19 is the
- * client IP. The activity row's details are the fields that were set (jsonb_strip_nulls drops
- * the others), with their new values. */
+/* Parameter $2+f is field f (enum gk_bc_field order) up to admission_paused ($19); NULL keeps the
+ * stored value. $20 is the client IP; $21..$25 are the parts of `page` (enum gk_page_part order).
+ * The activity row's details are the fields that were set (jsonb_strip_nulls drops the others),
+ * with their new values. */
 static const char sql_update[] =
     "WITH u AS (UPDATE businesses SET "
     "admission_limit = COALESCE($2::integer, admission_limit), "
@@ -59,10 +63,16 @@ static const char sql_update[] =
     "ip_finish_limit = COALESCE($15::integer, ip_finish_limit), "
     "ip_finish_limit_interval = COALESCE($16::integer, ip_finish_limit_interval), "
     "queueing_method = COALESCE($17::text, queueing_method), "
-    "allowed_origins = COALESCE($18::text[], allowed_origins) "
+    "allowed_origins = COALESCE($18::text[], allowed_origins), "
+    "admission_paused = COALESCE($19::boolean, admission_paused), "
+    "page_title = COALESCE($21::text, page_title), "
+    "page_message = COALESCE($22::text, page_message), "
+    "page_logo_url = COALESCE($23::text, page_logo_url), "
+    "page_primary_color = COALESCE($24::text, page_primary_color), "
+    "page_language = COALESCE($25::text, page_language) "
     "WHERE id = $1 RETURNING " BUSINESS_COLS "), "
     "a AS (INSERT INTO activity_log (event_id, business_id, event, client_ip, details) "
-    "SELECT 'pg/' || gen_random_uuid(), u.id, '" GK_EV_CONFIG_CHANGE "', $19::inet, "
+    "SELECT 'pg/' || gen_random_uuid(), u.id, '" GK_EV_CONFIG_CHANGE "', $20::inet, "
     "jsonb_strip_nulls(jsonb_build_object("
     "'admission_limit', $2::integer, 'admission_frequency', $3::integer, "
     "'jwt_expiry_seconds', $4::integer, 'ready_ttl_seconds', $5::integer, "
@@ -72,11 +82,15 @@ static const char sql_update[] =
     "'max_queue_length', $12::integer, 'ip_verify_limit', $13::integer, "
     "'ip_verify_limit_interval', $14::integer, 'ip_finish_limit', $15::integer, "
     "'ip_finish_limit_interval', $16::integer, 'queueing_method', $17::text, 'allowed_origins', "
-    "$18::text[])) "
+    "$18::text[], 'admission_paused', $19::boolean, 'page', CASE WHEN num_nonnulls($21, $22, $23, $24, $25) "
+    "> 0 "
+    "THEN jsonb_build_object('title', $21::text, 'message', $22::text, 'logo_url', $23::text, "
+    "'primary_color', $24::text, 'language', $25::text) END)) "
     "FROM u) "
     "SELECT * FROM u";
 _Static_assert(GK_BC_IP_FINISH_LIMIT_INTERVAL == 14 && GK_BC_QUEUEING_METHOD == 15 &&
-                   GK_BC_ALLOWED_ORIGINS == 16 && GK_BC_NFIELDS == 17,
+                   GK_BC_ALLOWED_ORIGINS == 16 && GK_BC_ADMISSION_PAUSED == 17 && GK_BC_PAGE == 18 &&
+                   GK_BC_NFIELDS == 19 && GK_PAGE_NPARTS == 5,
                "sql_update numbers its parameters by enum gk_bc_field");
 
 static const char sql_get[] = "SELECT " BUSINESS_COLS " FROM businesses WHERE id = $1";
@@ -104,8 +118,16 @@ find_cols(const struct gk_pg_res *res, struct row_cols *c)
     c->version = gk_pg_res_col(res, "version");
     c->queueing_method = gk_pg_res_col(res, "queueing_method");
     c->allowed_origins = gk_pg_res_col(res, "allowed_origins");
+    c->admission_paused = gk_pg_res_col(res, "admission_paused");
     ok = c->id >= 0 && c->admin_key_hash >= 0 && c->version >= 0 && c->queueing_method >= 0 &&
-         c->allowed_origins >= 0;
+         c->allowed_origins >= 0 && c->admission_paused >= 0;
+    for (int p = 0; p < GK_PAGE_NPARTS; p++) {
+        char name[32];
+
+        snprintf(name, sizeof(name), "page_%s", gk_page_part_name((enum gk_page_part)p));
+        c->page[p] = gk_pg_res_col(res, name);
+        ok = ok && c->page[p] >= 0;
+    }
     for (int f = 0; f < GK_BC_NUMERIC; f++) {
         c->num[f] = gk_pg_res_col(res, gk_bizconf_field_name((enum gk_bc_field)f));
         ok = ok && c->num[f] >= 0;
@@ -177,6 +199,20 @@ parse_origins(const char *s, struct gk_bizconf *c)
     return *p == '\0';
 }
 
+/* The page_* columns of a row, each checked as the API checks it. */
+static bool
+parse_page(const struct gk_pg_res *res, int row, const struct row_cols *c, struct gk_page *out)
+{
+    char msg[128];
+
+    for (int p = 0; p < GK_PAGE_NPARTS; p++) {
+        if (!gk_page_set_part(out, (enum gk_page_part)p, gk_pg_res_value(res, row, c->page[p]), msg,
+                              sizeof(msg)))
+            return false;
+    }
+    return true;
+}
+
 /* Copies row `row` into *out; false when any value is missing or out of range. */
 static bool
 parse_row(const struct gk_pg_res *res, int row, const struct row_cols *c, struct gk_business *out)
@@ -208,7 +244,12 @@ parse_row(const struct gk_pg_res *res, int row, const struct row_cols *c, struct
     }
     if (gk_qmethod_parse(gk_pg_res_value(res, row, c->queueing_method), &out->conf.queueing_method) != GK_OK)
         return false;
-    return parse_origins(gk_pg_res_value(res, row, c->allowed_origins), &out->conf);
+    v = gk_pg_res_value(res, row, c->admission_paused);
+    if (strcmp(v, "t") != 0 && strcmp(v, "f") != 0)
+        return false;
+    out->conf.admission_paused = v[0] == 't';
+    return parse_page(res, row, c, &out->conf.page) &&
+           parse_origins(gk_pg_res_value(res, row, c->allowed_origins), &out->conf);
 }
 
 /* Reads the single row a statement returned: GK_ENOTFOUND when there is none. */
@@ -322,7 +363,7 @@ enum gk_err
 gk_cfgstore_update_config(struct gk_pg *pg, const char *id, const struct gk_bizconf_patch *patch,
                           const char *client_ip, struct gk_business *out)
 {
-    const char *params[1 + GK_BC_NFIELDS + 1] = {id};
+    const char *params[2 + GK_BC_PAGE + GK_PAGE_NPARTS] = {id};
     char nums[GK_BC_NUMERIC][GK_PG_U32_BUF];
     char origins[ORIGINS_LITERAL_BUF];
     struct gk_pg_res *res = NULL;
@@ -352,7 +393,21 @@ gk_cfgstore_update_config(struct gk_pg *pg, const char *id, const struct gk_bizc
         origins_literal(&patch->v, origins, sizeof(origins));
         params[1 + GK_BC_ALLOWED_ORIGINS] = origins;
     }
-    params[1 + GK_BC_NFIELDS] = gk_pg_inet_param(client_ip);
+    if (patch->set & (1u << GK_BC_ADMISSION_PAUSED))
+        params[1 + GK_BC_ADMISSION_PAUSED] = patch->v.admission_paused ? "true" : "false";
+    params[1 + GK_BC_PAGE] = gk_pg_inet_param(client_ip);
+    for (int p = 0; p < GK_PAGE_NPARTS && (patch->set & (1u << GK_BC_PAGE)); p++) {
+        const char *v = gk_page_part_value(&patch->v.page, (enum gk_page_part)p);
+        char msg[128];
+
+        if (!(patch->page_set & (1u << p)))
+            continue;
+        if (!gk_page_part_ok((enum gk_page_part)p, v, msg, sizeof(msg))) {
+            gk_pg_set_error(pg, "page: an invalid part");
+            return GK_EINVAL;
+        }
+        params[2 + GK_BC_PAGE + p] = v;
+    }
 
     rc = gk_pg_exec(pg, sql_update, (int)GK_ARRAY_LEN(params), params, &res);
     if (rc != GK_OK)

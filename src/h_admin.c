@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * h_admin.c -- POST /businesses, GET /config, POST /config, GET /stats, GET /activity.
+ * h_admin.c -- POST /businesses, GET /config, POST /config, GET /stats, GET /activity,
+ * GET /stats/history.
  * Auth is "Authorization: Bearer <key>": the operator key (ADMIN_TOKEN) or the business's own
  * admin key. Keys are compared as SHA-256 hashes in constant time; only hashes are stored.
  * Reads come from the in-memory cache; writes go to PostgreSQL in one statement and then into
@@ -332,5 +333,50 @@ gk_h_activity(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp
     json_object_object_add(o, "business_id", json_object_new_string(ctx->biz->id));
     json_object_object_add(o, "activity", page.rows);
     json_object_object_add(o, "next_before_id", page.n == limit ? json_object_new_int64(page.last_id) : NULL);
+    gk_reply_json(resp, 200, o);
+}
+
+void
+gk_h_stats_history(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
+{
+    struct gk_history_point *pts = NULL;
+    const char *v;
+    uint32_t minutes = 60;
+    size_t n = 0;
+    struct json_object *o, *arr;
+
+    if (!config_preamble(ctx, req, resp))
+        return;
+    v = gk_req_query(req, "minutes");
+    if (v != NULL && gk_parse_u32(v, 1, 60, &minutes) != GK_OK) {
+        gk_reply_error(resp, 400, "invalid_query", "minutes must be an integer from 1 to 60.", "minutes");
+        return;
+    }
+    pts = gk_xcalloc(GK_HISTORY_POINTS, sizeof(*pts));
+    if (gk_store_history_read(ctx->store, ctx->biz->id, (size_t)minutes * 60000 / GK_HISTORY_INTERVAL_MS, pts,
+                              &n) != GK_OK) {
+        GK_RLOG(GK_LOG_WARN, "admin", req->id, "msg=\"history read failed\" err=\"%s\"",
+                gk_store_errmsg(ctx->store));
+        free(pts);
+        gk_reply_unavailable(resp, "Redis");
+        return;
+    }
+    o = json_object_new_object();
+    arr = json_object_new_array();
+    json_object_object_add(o, "interval_seconds", json_object_new_int(GK_HISTORY_INTERVAL_MS / 1000));
+    for (size_t i = 0; i < n; i++) {
+        struct json_object *p = json_object_new_object();
+        char t[32];
+
+        gk_rfc3339(pts[i].t_ms, t, sizeof(t));
+        json_object_object_add(p, "t", json_object_new_string(t));
+        json_object_object_add(p, "waiting", json_object_new_int64(pts[i].waiting));
+        json_object_object_add(p, "ready", json_object_new_int64(pts[i].ready));
+        json_object_object_add(p, "enqueued", json_object_new_int64(pts[i].enqueued));
+        json_object_object_add(p, "admitted", json_object_new_int64(pts[i].admitted));
+        json_object_array_add(arr, p);
+    }
+    json_object_object_add(o, "points", arr);
+    free(pts);
     gk_reply_json(resp, 200, o);
 }

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * h_web.c -- what visitors' browsers load: GET /wait/<business_id> (the waiting-room page,
- * web/wait.html) and GET /gatekeeper.js (the browser client, web/gatekeeper.js), both embedded at
- * build time. The page gets its settings (business, a checked return_to, an optional user id) as
- * JSON inside it, and runs its inline script and style under a fresh CSP nonce per response.
- * Errors are small HTML pages (web/error.html), since a person reads them.
+ * h_web.c -- what browsers load: GET /wait/<business_id> (the waiting-room page,
+ * web/wait.html), GET /gatekeeper.js (the browser client, web/gatekeeper.js) and GET /admin (the
+ * operator console, web/admin.html), all embedded at build time. The page gets its settings (business, a
+ * checked return_to, an optional user id) as JSON inside it, and runs its inline script and style under a
+ * fresh CSP nonce per response. Errors are small HTML pages (web/error.html), since a person reads them.
  */
 #include "gk/handlers.h"
 
@@ -18,8 +18,10 @@
 #include "gk/web.h"
 
 /* Defined in the generated files of scripts/embed-file. */
-extern const char gk_file_web_wait_html[], gk_file_web_error_html[], gk_file_web_gatekeeper_js[];
-extern const size_t gk_file_web_wait_html_len, gk_file_web_error_html_len, gk_file_web_gatekeeper_js_len;
+extern const char gk_file_web_wait_html[], gk_file_web_error_html[], gk_file_web_gatekeeper_js[],
+    gk_file_web_admin_html[];
+extern const size_t gk_file_web_wait_html_len, gk_file_web_error_html_len, gk_file_web_gatekeeper_js_len,
+    gk_file_web_admin_html_len;
 
 #define WAIT_PREFIX "/wait/"
 #define HTML "text/html; charset=utf-8"
@@ -205,4 +207,23 @@ gk_h_client_js(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *res
     gk_resp_header(resp, "ETag", js_etag);
     /* Pages on the business's own site load it from here, also with <script crossorigin>. */
     gk_resp_header(resp, "Access-Control-Allow-Origin", "*");
+}
+
+void
+gk_h_admin(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
+{
+    char nonce[2 * NONCE_BYTES + 1];
+
+    (void)ctx;
+    (void)req;
+    if (!new_nonce(nonce)) {
+        gk_reply_error(resp, 500, "internal", "No randomness for the page.", NULL);
+        return;
+    }
+    {
+        const struct gk_web_var vars[] = {{"nonce", nonce}};
+
+        html_page(resp, 200, gk_file_web_admin_html, gk_file_web_admin_html_len, vars, GK_ARRAY_LEN(vars),
+                  nonce);
+    }
 }

@@ -36,11 +36,13 @@ static const struct gk_route api_routes[] = {
     {"POST", "/config", "config_post", gk_h_config_post, GK_RUN_OFFLOAD},
     {"GET", "/stats", "stats", gk_h_stats, GK_RUN_OFFLOAD},
     {"GET", "/activity", "activity", gk_h_activity, GK_RUN_OFFLOAD},
+    {"GET", "/stats/history", "stats_history", gk_h_stats_history, GK_RUN_OFFLOAD},
     {"GET", "/metrics", "metrics", gk_h_metrics, GK_RUN_LOOP},
     {"GET", "/openapi.json", "openapi", gk_h_openapi, GK_RUN_LOOP},
     {"GET", "/docs", "docs", gk_h_docs, GK_RUN_LOOP},
     {"GET", "/wait/*", "wait", gk_h_wait, GK_RUN_LOOP},
     {"GET", "/gatekeeper.js", "client_js", gk_h_client_js, GK_RUN_LOOP},
+    {"GET", "/admin", "admin", gk_h_admin, GK_RUN_LOOP},
 };
 
 static const struct gk_routes routes = {api_routes, GK_ARRAY_LEN(api_routes)};

@@ -19,6 +19,9 @@ tick_args(const struct gk_bizconf *c)
      * take every free slot, as many per tick as admission_limit may ever be. */
     if (c->queueing_method == GK_QM_PASSTHROUGH)
         gk_bizconf_field_range(GK_BC_ADMISSION_LIMIT, &min, &limit, &alt);
+    /* Paused: a tick that admits nobody still expires and evicts. */
+    if (c->admission_paused)
+        limit = 0;
     return (struct gk_tick_args){
         .admission_limit = limit,
         .frequency_s = c->num[GK_BC_ADMISSION_FREQUENCY],

@@ -2,7 +2,8 @@
 /*
  * main.c -- gatekeeper-worker: keeps the business config cache fresh (new businesses and config
  * changes are in force within a second), runs admission passes (admit.c) and, on a thread of its
- * own, the activity-log consumer (activity.c), until SIGINT or SIGTERM, which let the tick in hand
+ * own, the activity-log consumer (activity.c), and about once a second the queue's history
+ * points (history.c), until SIGINT or SIGTERM, which let the tick in hand
  * finish and exit 0. Run as many workers as you like. With HEARTBEAT_FILE set, every pass touches
  * that file, for container health checks. A Redis that may evict keys (maxmemory-policy other
  * than noeviction) stops it with exit status 1: at start, or at the first pass that reaches Redis
@@ -52,6 +53,7 @@ main(void)
     atomic_bool activity_stop = false;
     struct gk_activity activity = {.cfg = &cfg, .stop = &activity_stop};
     pthread_t activity_thread;
+    int64_t next_history_ms = 0;
     int rc;
 
     /* The helper threads start with SIGINT and SIGTERM blocked, so only this thread takes them and
@@ -84,6 +86,10 @@ main(void)
         if (gk_startup_redis_evicts(store, &policy_checked))
             goto out;
         ms = gk_worker_pass(store, cache, stop, &redis_up);
+        if (redis_up && gk_mono_ms() >= next_history_ms) {
+            gk_worker_history(store, cache, stop);
+            next_history_ms = gk_mono_ms() + GK_WORKER_HISTORY_EVERY_MS;
+        }
         pause = (struct timespec){ms / 1000, (long)(ms % 1000) * 1000000L};
 
         if (cfg.heartbeat_file[0] != '\0')

@@ -21,6 +21,11 @@
 int64_t gk_worker_pass(struct gk_store *st, struct gk_confcache *cache, const volatile sig_atomic_t *stop,
                        bool *redis_up);
 
+/* Offers every business a history point (GET /stats/history); called about once a second
+ * (GK_WORKER_HISTORY_EVERY_MS). Stops early when *stop becomes non-zero. */
+#define GK_WORKER_HISTORY_EVERY_MS 1000
+void gk_worker_history(struct gk_store *st, struct gk_confcache *cache, const volatile sig_atomic_t *stop);
+
 /* What the activity consumer thread needs; everything is borrowed for the thread's life. */
 struct gk_activity {
     const struct gk_config *cfg;

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "gk/i18n.h"
 #include "gk/util.h"
 
 struct json_object; /* json-c; only bizconf.c and the handlers include its header */
@@ -17,6 +18,11 @@ struct json_object; /* json-c; only bizconf.c and the handlers include its heade
 #define GK_ORIGINS_MAX 16    /* entries in allowed_origins */
 #define GK_ORIGIN_BUF 257    /* one origin, 1..256 bytes, plus NUL */
 #define GK_ADMIN_HASH_BUF 65 /* SHA-256 in lower-case hex, plus NUL */
+/* The waiting page's brand: bytes of each text, plus NUL. */
+#define GK_PAGE_TITLE_BUF 121
+#define GK_PAGE_MESSAGE_BUF 1001
+#define GK_PAGE_LOGO_URL_BUF 1025
+#define GK_PAGE_COLOR_BUF 65
 
 enum gk_qmethod { GK_QM_FIFO = 0, GK_QM_RANDOM, GK_QM_PASSTHROUGH, GK_QM_REJECT };
 
@@ -40,7 +46,29 @@ enum gk_bc_field {
     GK_BC_NUMERIC, /* count of numeric fields */
     GK_BC_QUEUEING_METHOD = GK_BC_NUMERIC,
     GK_BC_ALLOWED_ORIGINS,
+    GK_BC_ADMISSION_PAUSED,
+    GK_BC_PAGE,
     GK_BC_NFIELDS,
+};
+
+/* The parts of `page`, in the order of docs/API.md; bit (1u << part) in a patch's page_set. */
+enum gk_page_part {
+    GK_PAGE_TITLE = 0,
+    GK_PAGE_MESSAGE,
+    GK_PAGE_LOGO_URL,
+    GK_PAGE_PRIMARY_COLOR,
+    GK_PAGE_LANGUAGE,
+    GK_PAGE_NPARTS,
+};
+
+/* The waiting and error pages' brand. Texts are plain UTF-8 without control characters ("" means
+ * the default); the pages escape them wherever they go. */
+struct gk_page {
+    char title[GK_PAGE_TITLE_BUF];
+    char message[GK_PAGE_MESSAGE_BUF];
+    char logo_url[GK_PAGE_LOGO_URL_BUF];   /* "" or an https:// URL */
+    char primary_color[GK_PAGE_COLOR_BUF]; /* "" or a CSS colour: #rgb[a], #rrggbb[aa], rgb[a](), hsl[a]() */
+    char language[GK_LANG_BUF];            /* "auto" or a catalogue code (gk/i18n.h) */
 };
 
 struct gk_bizconf {
@@ -48,11 +76,15 @@ struct gk_bizconf {
     enum gk_qmethod queueing_method;
     uint32_t n_origins; /* 0..GK_ORIGINS_MAX; 0 means no cross-origin caller is allowed */
     char origins[GK_ORIGINS_MAX][GK_ORIGIN_BUF];
+    bool admission_paused; /* the worker admits nobody; expiry and eviction go on */
+    struct gk_page page;
 };
 
-/* A partial update: only the fields whose bit (1u << enum gk_bc_field) is in `set` apply. */
+/* A partial update: only the fields whose bit (1u << enum gk_bc_field) is in `set` apply, and of
+ * `page` only the parts whose bit (1u << enum gk_page_part) is in page_set. */
 struct gk_bizconf_patch {
     uint32_t set;
+    uint32_t page_set;
     struct gk_bizconf v;
 };
 
@@ -79,6 +111,16 @@ void gk_bizconf_defaults(struct gk_bizconf *c);
 GK_MUSTCHECK enum gk_err gk_qmethod_parse(const char *s, enum gk_qmethod *out);
 /* Method -> static name. */
 const char *gk_qmethod_name(enum gk_qmethod m);
+
+/* Name ("title", ...) of a part of `page`; static storage. */
+const char *gk_page_part_name(enum gk_page_part p);
+/* The part p of page as a string. Borrowed from page. */
+const char *gk_page_part_value(const struct gk_page *page, enum gk_page_part p);
+/* True when s is an allowed value of part p (length, characters, URL or colour syntax, language);
+ * else false with a message (for the field's error) in msg. */
+bool gk_page_part_ok(enum gk_page_part p, const char *s, char *msg, size_t msglen);
+/* Sets part p of *page to s when gk_page_part_ok allows it; else false, *page unchanged. */
+bool gk_page_set_part(struct gk_page *page, enum gk_page_part p, const char *s, char *msg, size_t msglen);
 
 /* True when s is "*" or an origin "http[s]://host[:port]" of 1..256 bytes, no path. */
 bool gk_origin_valid(const char *s);

@@ -95,6 +95,9 @@ void gk_h_config_get(struct gk_ctx *ctx, const struct gk_req *req, struct gk_res
 void gk_h_config_post(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);
 void gk_h_stats(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);
 void gk_h_activity(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);
+void gk_h_stats_history(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);
+/* GET /admin: the operator console (web/admin.html); it needs no key to load, only to act. */
+void gk_h_admin(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);
 void gk_h_metrics(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);
 void gk_h_openapi(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);
 void gk_h_docs(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);

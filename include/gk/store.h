@@ -126,4 +126,24 @@ GK_MUSTCHECK enum gk_err gk_store_events_claim(struct gk_store *st, const char *
 GK_MUSTCHECK enum gk_err gk_store_events_ack(struct gk_store *st, const char *business,
                                              const struct gk_event *events, size_t n);
 
+/* The last-hour history of GET /stats/history: one point per GK_HISTORY_INTERVAL_MS, the newest
+ * GK_HISTORY_POINTS (an hour) plus one, so that the oldest point's per-interval counts are known. */
+#define GK_HISTORY_INTERVAL_MS 10000
+#define GK_HISTORY_POINTS 360
+
+struct gk_history_point {
+    int64_t t_ms;           /* start of the interval */
+    int64_t waiting, ready; /* when the point was written */
+    int64_t enqueued;       /* enqueues during the interval before t_ms (since the previous point) */
+    int64_t admitted;       /* admissions, likewise */
+};
+
+/* Writes business's history point for the current interval unless one exists (any number of
+ * workers may call it; history.lua decides by Redis's clock). *written says whether it did. */
+GK_MUSTCHECK enum gk_err gk_store_history_record(struct gk_store *st, const char *business, bool *written);
+/* Reads business's newest points, at most max (<= GK_HISTORY_POINTS), oldest first, into
+ * out[0..*n). A point whose predecessor is not stored counts 0 enqueued and admitted. */
+GK_MUSTCHECK enum gk_err gk_store_history_read(struct gk_store *st, const char *business, size_t max,
+                                               struct gk_history_point *out, size_t *n);
+
 #endif

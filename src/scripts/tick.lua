@@ -2,7 +2,7 @@
 -- tick runs only when due by Redis's clock, and the schedule key makes each tick happen once.
 -- Its call is written by tick_cmd (src/store.c), in this order:
 -- KEYS: wait, ready, hb, stats, tick (schedule), events, clock.
--- ARGV: admission limit, frequency ms, ready ttl ms, max active (0 = no cap),
+-- ARGV: admission limit (0 = paused), frequency ms, ready ttl ms, max active (0 = no cap),
 --       abandon after ms (0 = never), random (0/1), events max, test clock (0/1).
 -- Every admission, expiry and eviction is also an activity event.
 -- Returns {'wait', ms until due} or
@@ -121,8 +121,8 @@ end
 if expired > 0 then redis.call('HINCRBY', KEYS[4], 'expired_total', expired) end
 if evicted > 0 then redis.call('HINCRBY', KEYS[4], 'evicted_total', evicted) end
 -- The measured admission rate (per second) that ETAs use: a moving average over ticks in which
--- someone was waiting, so an empty queue does not read as a stalled one.
-if waiting_before > 0 then
+-- someone was waiting, so an empty queue does not read as a stalled one (nor a paused one: limit 0).
+if waiting_before > 0 and limit > 0 then
   local sample = admitted * 1000 / freq
   local old = tonumber(redis.call('HGET', KEYS[4], 'admit_rate'))
   local rate = old and (old * 0.7 + sample * 0.3) or sample

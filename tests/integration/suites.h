@@ -18,6 +18,7 @@
     X(activity)                                                                                              \
     X(monitor)                                                                                               \
     X(ops)                                                                                                   \
+    X(console)                                                                                               \
     X(shutdown)
 
 #define GK_DECLARE_SUITE(name) Suite *name##_it_suite(void);

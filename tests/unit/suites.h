@@ -13,6 +13,7 @@
     X(confcache)                                                                                             \
     X(clientip)                                                                                              \
     X(bizconf)                                                                                               \
+    X(i18n)                                                                                                  \
     X(token)                                                                                                 \
     X(web)                                                                                                   \
     X(metrics)                                                                                               \

@@ -105,6 +105,10 @@ assert_conf_eq(const struct gk_bizconf *a, const struct gk_bizconf *b)
     ck_assert_uint_eq(a->n_origins, b->n_origins);
     for (uint32_t i = 0; i < a->n_origins; i++)
         ck_assert_str_eq(a->origins[i], b->origins[i]);
+    ck_assert_int_eq(a->admission_paused, b->admission_paused);
+    for (int p = 0; p < GK_PAGE_NPARTS; p++)
+        ck_assert_str_eq(gk_page_part_value(&a->page, (enum gk_page_part)p),
+                         gk_page_part_value(&b->page, (enum gk_page_part)p));
 }
 
 START_TEST(defaults_match_api)
@@ -573,6 +577,11 @@ START_TEST(to_json_round_trip)
     strcpy(c.origins[0], "*");
     strcpy(c.origins[1], "https://a.example:8443");
     strcpy(c.origins[2], "http://[::1]:3000");
+    c.admission_paused = true;
+    strcpy(c.page.title, "A \"title\"");
+    strcpy(c.page.logo_url, "https://a.example/logo.png");
+    strcpy(c.page.primary_color, "#123456");
+    strcpy(c.page.language, "zh-CN");
 
     gk_bizconf_to_json(&c, obj);
     ck_assert_int_eq(json_object_object_length(obj), GK_BC_NFIELDS);
@@ -611,6 +620,94 @@ START_TEST(to_json_round_trip)
 }
 END_TEST
 
+START_TEST(admission_paused_values)
+{
+    struct gk_bizconf c;
+    struct parsed r;
+
+    gk_bizconf_defaults(&c);
+    ck_assert(!c.admission_paused);
+    ck_assert_int_eq(parse_one("admission_paused", "true", &r), GK_OK);
+    gk_bizconf_apply(&c, &r.p);
+    ck_assert(c.admission_paused);
+    ck_assert_int_eq(parse_one("admission_paused", "false", &r), GK_OK);
+    gk_bizconf_apply(&c, &r.p);
+    ck_assert(!c.admission_paused);
+    for (const char *const *v = (const char *const[]){"1", "0", "\"true\"", "null", "[]", NULL}; *v != NULL;
+         v++) {
+        ck_assert_int_eq(parse_one("admission_paused", *v, &r), GK_EINVAL);
+        ck_assert_str_eq(r.field, "admission_paused");
+        ck_assert_str_eq(r.msg, "must be true or false");
+    }
+}
+END_TEST
+
+/* One part of page: accepted or refused, and the field named in the refusal. */
+static void
+check_part(const char *part, const char *json_value, bool ok)
+{
+    char body[2600], field[32];
+    struct parsed r;
+
+    snprintf(body, sizeof(body), "{\"page\": {\"%s\": %s}}", part, json_value);
+    parse(body, &r);
+    ck_assert_msg((r.rc == GK_OK) == ok, "%s=%s: %s", part, json_value, r.msg);
+    snprintf(field, sizeof(field), "page.%s", part);
+    if (!ok)
+        ck_assert_str_eq(r.field, field);
+}
+
+START_TEST(page_parts)
+{
+    struct gk_bizconf c;
+    struct parsed r;
+    char long_title[200];
+
+    gk_bizconf_defaults(&c);
+    ck_assert_str_eq(c.page.language, "auto");
+    ck_assert_str_eq(c.page.title, "");
+    check_part("title", "\"Summer sale <b>&</b> \u00e9t\u00e9\"", true);
+    check_part("title", "\"line\\nbreak\"", false);
+    check_part("title", "3", false);
+    snprintf(long_title, sizeof(long_title), "\"%0121d\"", 0);
+    check_part("title", long_title, false);
+    check_part("message", "\"\"", true);
+    check_part("logo_url", "\"https://cdn.example/logo.svg\"", true);
+    check_part("logo_url", "\"\"", true);
+    check_part("logo_url", "\"http://cdn.example/logo.svg\"", false);
+    check_part("logo_url", "\"javascript:alert(1)\"", false);
+    check_part("logo_url", "\"https://a.example/x\\\"onload=x\"", false);
+    check_part("logo_url", "\"https://a.example/a b\"", false);
+    check_part("logo_url", "\"https://\"", false);
+    check_part("primary_color", "\"#0a7\"", true);
+    check_part("primary_color", "\"#00aa77cc\"", true);
+    check_part("primary_color", "\"rgb(10, 20, 30)\"", true);
+    check_part("primary_color", "\"hsl(120deg 50% 40% / 0.5)\"", true);
+    check_part("primary_color", "\"#12345\"", false);
+    check_part("primary_color", "\"red;background:url(x)\"", false);
+    check_part("primary_color", "\"rgb(1,2,3);x\"", false);
+    check_part("language", "\"auto\"", true);
+    check_part("language", "\"ja\"", true);
+    check_part("language", "\"ar\"", true);
+    check_part("language", "\"klingon\"", false);
+    check_part("nope", "\"x\"", false);
+
+    /* Parts not given keep their value. */
+    parse("{\"page\": {\"title\": \"Big sale\", \"primary_color\": \"#ff0000\"}}", &r);
+    ck_assert_int_eq(r.rc, GK_OK);
+    gk_bizconf_apply(&c, &r.p);
+    parse("{\"page\": {\"language\": \"fr\"}}", &r);
+    ck_assert_int_eq(r.rc, GK_OK);
+    gk_bizconf_apply(&c, &r.p);
+    ck_assert_str_eq(c.page.title, "Big sale");
+    ck_assert_str_eq(c.page.primary_color, "#ff0000");
+    ck_assert_str_eq(c.page.language, "fr");
+    parse("{\"page\": []}", &r);
+    ck_assert_int_eq(r.rc, GK_EINVAL);
+    ck_assert_str_eq(r.field, "page");
+}
+END_TEST
+
 Suite *
 bizconf_suite(void)
 {
@@ -631,6 +728,8 @@ bizconf_suite(void)
     tcase_add_test(tc, origins_array);
     tcase_add_test(tc, partial_patch_and_apply);
     tcase_add_test(tc, to_json_round_trip);
+    tcase_add_test(tc, admission_paused_values);
+    tcase_add_test(tc, page_parts);
     suite_add_tcase(s, tc);
     return s;
 }

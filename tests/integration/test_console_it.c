@@ -1,0 +1,338 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_console_it.c -- what the operator console relies on, through the real server, worker,
+ * Redis and PostgreSQL: admission_paused and page stored, validated and read back (also after a
+ * reload from PostgreSQL); a paused business admits nobody while ready users still expire;
+ * GET /stats/history from the worker's points, the same on two nodes, bounded, and its 400s.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+#include <json-c/json.h>
+
+#include "integration/suites.h"
+#include "support/gktest.h"
+
+static const char *const test_clock[] = {"GK_TEST_CLOCK=1", NULL};
+
+static void
+admin(const char *method, const char *path, const char *biz, const char *body, struct gktest_resp *r)
+{
+    char h[256];
+
+    snprintf(h, sizeof(h), "business_id: %s\r\nAuthorization: Bearer " GKTEST_ADMIN_TOKEN "\r\n", biz);
+    gktest_http(gktest_srv.port, method, path, h, body, r);
+}
+
+static const char *
+page_part(const struct gktest_resp *r, const char *part)
+{
+    struct json_object *conf, *page, *v;
+
+    ck_assert(json_object_object_get_ex(r->json, "updated_config", &conf));
+    ck_assert(json_object_object_get_ex(conf, "page", &page));
+    ck_assert(json_object_object_get_ex(page, part, &v));
+    return json_object_get_string(v);
+}
+
+static bool
+paused(const struct gktest_resp *r)
+{
+    struct json_object *conf, *v;
+
+    ck_assert(json_object_object_get_ex(r->json, "updated_config", &conf));
+    ck_assert(json_object_object_get_ex(conf, "admission_paused", &v));
+    return json_object_get_boolean(v);
+}
+
+START_TEST(page_and_pause_round_trip)
+{
+    char biz[64];
+    struct gktest_resp r;
+
+    gktest_new_business(gktest_srv.port, "{}", biz, sizeof(biz));
+    admin("GET", "/config", biz, NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert(!paused(&r));
+    ck_assert_str_eq(page_part(&r, "language"), "auto");
+    ck_assert_str_eq(page_part(&r, "title"), "");
+    gktest_resp_free(&r);
+
+    admin("POST", "/config", biz,
+          "{\"admission_paused\": true, \"page\": {\"title\": \"Soldes <d'été>\", \"logo_url\": "
+          "\"https://cdn.example/logo.svg\", \"primary_color\": \"#aa0044\", \"language\": \"fr\"}}",
+          &r);
+    ck_assert_msg(r.status == 200, "%d %s", r.status, r.body);
+    ck_assert(paused(&r));
+    ck_assert_str_eq(page_part(&r, "title"), "Soldes <d'été>");
+    gktest_resp_free(&r);
+
+    /* Parts not given stay; the row reads back the same. */
+    admin("POST", "/config", biz, "{\"page\": {\"message\": \"Merci\"}}", &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(page_part(&r, "title"), "Soldes <d'été>");
+    ck_assert_str_eq(page_part(&r, "message"), "Merci");
+    ck_assert_str_eq(page_part(&r, "primary_color"), "#aa0044");
+    gktest_resp_free(&r);
+    {
+        char out[256], sql[256];
+
+        snprintf(sql, sizeof(sql),
+                 "SELECT admission_paused, page_title, page_language FROM businesses WHERE id = '%s'", biz);
+        gktest_psql(out, sizeof(out), sql);
+        ck_assert_msg(strstr(out, "t|Soldes <d'été>|fr") != NULL, "%s", out);
+        snprintf(sql, sizeof(sql),
+                 "SELECT count(*) FROM activity_log WHERE business_id = '%s' AND details ? 'page'", biz);
+        ck_assert_int_eq(gktest_psql_int(sql), 2);
+    }
+}
+END_TEST
+
+START_TEST(page_errors_name_the_part_and_change_nothing)
+{
+    static const struct {
+        const char *body, *field;
+    } bad[] = {
+        {"{\"page\": {\"logo_url\": \"http://a.example/x.png\"}}", "page.logo_url"},
+        {"{\"page\": {\"logo_url\": \"javascript:alert(1)\"}}", "page.logo_url"},
+        {"{\"page\": {\"primary_color\": \"red;x:url(y)\"}}", "page.primary_color"},
+        {"{\"page\": {\"language\": \"tlh\"}}", "page.language"},
+        {"{\"page\": {\"title\": 5}}", "page.title"},
+        {"{\"page\": {\"colour\": \"#fff\"}}", "page.colour"},
+        {"{\"page\": \"x\"}", "page"},
+        {"{\"admission_paused\": 1}", "admission_paused"},
+    };
+    char biz[64];
+    struct gktest_resp r;
+
+    gktest_new_business(gktest_srv.port, "{\"page\": {\"title\": \"Kept\"}}", biz, sizeof(biz));
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        admin("POST", "/config", biz, bad[i].body, &r);
+        ck_assert_msg(r.status == 422, "%s: %d", bad[i].body, r.status);
+        ck_assert_str_eq(gktest_json_str(&r, "field"), bad[i].field);
+        gktest_expect_error(&r, 422, "invalid_config");
+    }
+    admin("GET", "/config", biz, NULL, &r);
+    ck_assert_str_eq(page_part(&r, "title"), "Kept");
+    ck_assert(!paused(&r));
+    gktest_resp_free(&r);
+}
+END_TEST
+
+/* Paused: the tick admits nobody but still expires ready users; resumed: admissions go on. */
+START_TEST(paused_admits_nobody_and_expiry_goes_on)
+{
+    struct gktest_server w;
+    char biz[64], tok[1024];
+    struct gktest_resp r;
+    long long ticks;
+
+    gktest_new_business(gktest_srv.port,
+                        "{\"admission_frequency\": 1, \"admission_limit\": 1, \"ready_ttl_seconds\": 60}",
+                        biz, sizeof(biz));
+    gktest_join(biz, "a", tok);
+    gktest_worker_start(&w, test_clock);
+    gktest_redis("INCRBY 'gk:{%s}:clock' 1000", biz);
+    gktest_wait_ticks(biz, 1);
+    ck_assert_int_eq(gktest_redis_int("ZCARD 'gk:{%s}:ready'", biz), 1);
+
+    admin("POST", "/config", biz, "{\"admission_paused\": true}", &r);
+    ck_assert_int_eq(r.status, 200);
+    gktest_resp_free(&r);
+    gktest_sleep_ms(1500); /* the worker's cache hears of it */
+    gktest_join(biz, "b", tok);
+    ticks = gktest_redis_int("HGET 'gk:{%s}:stats' ticks_total", biz);
+    gktest_redis("INCRBY 'gk:{%s}:clock' 61000", biz);
+    gktest_wait_ticks(biz, ticks + 2);
+    ck_assert_int_eq(gktest_redis_int("ZCARD 'gk:{%s}:ready'", biz), 0); /* a expired */
+    ck_assert_int_eq(gktest_redis_int("ZCARD 'gk:{%s}:wait'", biz), 1);  /* b still waits */
+
+    admin("POST", "/config", biz, "{\"admission_paused\": false}", &r);
+    ck_assert_int_eq(r.status, 200);
+    gktest_resp_free(&r);
+    for (long long t0 = gktest_ms(); gktest_redis_int("ZCARD 'gk:{%s}:wait'", biz) > 0;) {
+        ck_assert_msg(gktest_ms() - t0 < 10000, "b not admitted after resume");
+        gktest_redis("INCRBY 'gk:{%s}:clock' 1000", biz);
+        gktest_sleep_ms(100);
+    }
+    ck_assert_int_eq(gktest_redis_int("ZCARD 'gk:{%s}:ready'", biz), 1);
+    gktest_server_stop(&w);
+}
+END_TEST
+
+static void
+history(uint16_t port, const char *biz, const char *query, struct gktest_resp *r)
+{
+    char h[256], path[128];
+
+    snprintf(h, sizeof(h), "business_id: %s\r\nAuthorization: Bearer " GKTEST_ADMIN_TOKEN "\r\n", biz);
+    snprintf(path, sizeof(path), "/stats/history%s", query);
+    gktest_http(port, "GET", path, h, NULL, r);
+}
+
+static struct json_object *
+points(const struct gktest_resp *r)
+{
+    struct json_object *v;
+
+    ck_assert_msg(r->status == 200, "%d %s", r->status, r->body);
+    ck_assert_int_eq(gktest_json_int(r, "interval_seconds"), 10);
+    ck_assert(json_object_object_get_ex(r->json, "points", &v));
+    return v;
+}
+
+static long long
+point_int(struct json_object *pts, size_t i, const char *key)
+{
+    struct json_object *v;
+
+    ck_assert(json_object_object_get_ex(json_object_array_get_idx(pts, i), key, &v));
+    return (long long)json_object_get_int64(v);
+}
+
+/* The worker writes a point per 10 s of (test) clock; two nodes answer the same. */
+START_TEST(history_points_from_the_worker_on_every_node)
+{
+    struct gktest_server w, other;
+    char biz[64], tok[1024], key[128];
+    struct gktest_resp a, b;
+    struct json_object *pts;
+    size_t n;
+
+    gktest_new_business(gktest_srv.port, "{\"admission_frequency\": 1, \"admission_limit\": 1}", biz,
+                        sizeof(biz));
+    gktest_server_start(&other, test_clock);
+    gktest_worker_start(&w, test_clock);
+    snprintf(key, sizeof(key), "gk:{%s}:history", biz);
+    for (int i = 0; i < 4; i++) {
+        long long len = gktest_redis_int("LLEN '%s'", key);
+        char user[8];
+
+        for (long long t0 = gktest_ms(); gktest_redis_int("LLEN '%s'", key) <= len;)
+            ck_assert_msg(gktest_ms() - t0 < 10000, "no history point %d", i);
+        snprintf(user, sizeof(user), "u%d", i);
+        gktest_join(biz, user, tok);
+        gktest_redis("INCRBY 'gk:{%s}:clock' 10000", biz);
+    }
+    for (long long t0 = gktest_ms(); gktest_redis_int("LLEN '%s'", key) < 5;)
+        ck_assert_msg(gktest_ms() - t0 < 10000, "no fifth history point");
+    history(gktest_srv.port, biz, "?minutes=60", &a);
+    history(other.port, biz, "", &b);
+    ck_assert_str_eq(a.body, b.body);
+    pts = points(&a);
+    n = json_object_array_length(pts);
+    ck_assert_uint_eq(n, 5);
+    {
+        long long enq = 0, adm = 0;
+
+        for (size_t i = 0; i < n; i++) {
+            enq += point_int(pts, i, "enqueued");
+            adm += point_int(pts, i, "admitted");
+            if (i > 0) /* in order */
+                ck_assert_int_lt(strcmp(json_object_get_string(json_object_object_get(
+                                            json_object_array_get_idx(pts, i - 1), "t")),
+                                        json_object_get_string(
+                                            json_object_object_get(json_object_array_get_idx(pts, i), "t"))),
+                                 0);
+        }
+        ck_assert_int_eq(enq, 4);
+        ck_assert_int_ge(adm, 1);
+    }
+    ck_assert_ptr_nonnull(
+        strchr(json_object_get_string(json_object_object_get(json_object_array_get_idx(pts, 0), "t")), 'T'));
+    gktest_resp_free(&a);
+    gktest_resp_free(&b);
+    gktest_server_stop(&w);
+    gktest_server_stop(&other);
+}
+END_TEST
+
+/* history.lua writes one point per interval and keeps 361; the read gives at most 360. */
+START_TEST(history_is_bounded)
+{
+    char *script = gktest_lua("history", NULL);
+    char biz[64], keys[5][128];
+    struct gktest_resp r;
+    struct json_object *pts;
+
+    gktest_new_business(gktest_srv.port, "{}", biz, sizeof(biz));
+    snprintf(keys[0], sizeof(keys[0]), "gk:{%s}:history", biz);
+    snprintf(keys[1], sizeof(keys[1]), "gk:{%s}:wait", biz);
+    snprintf(keys[2], sizeof(keys[2]), "gk:{%s}:ready", biz);
+    snprintf(keys[3], sizeof(keys[3]), "gk:{%s}:stats", biz);
+    snprintf(keys[4], sizeof(keys[4]), "gk:{%s}:clock", biz);
+    for (int i = 0; i < 400; i++) {
+        const char *argv[] = {keys[0], keys[1], keys[2], keys[3], keys[4], "10000", "361", "1"};
+        struct redisReply *rep = gktest_eval(script, 5, argv, 8);
+
+        ck_assert_int_eq(rep->integer, 1);
+        freeReplyObject(rep);
+        rep = gktest_eval(script, 5, argv, 8); /* same interval: nothing */
+        ck_assert_int_eq(rep->integer, 0);
+        freeReplyObject(rep);
+        gktest_redis("HINCRBY '%s' enqueued_total 2", keys[3]);
+        gktest_redis("INCRBY '%s' 10000", keys[4]);
+    }
+    free(script);
+    ck_assert_int_eq(gktest_redis_int("LLEN '%s'", keys[0]), 361);
+    ck_assert_int_gt(gktest_redis_int("PTTL '%s'", keys[0]), 0);
+    history(gktest_srv.port, biz, "", &r);
+    pts = points(&r);
+    ck_assert_uint_eq(json_object_array_length(pts), 360);
+    ck_assert_int_eq(point_int(pts, 0, "enqueued"), 2);
+    ck_assert_int_eq(point_int(pts, 359, "enqueued"), 2);
+    gktest_resp_free(&r);
+    history(gktest_srv.port, biz, "?minutes=1", &r);
+    ck_assert_uint_eq(json_object_array_length(points(&r)), 6);
+    gktest_resp_free(&r);
+}
+END_TEST
+
+START_TEST(history_errors)
+{
+    static const char *const bad[] = {"?minutes=0", "?minutes=61", "?minutes=abc",
+                                      "?minutes=", "?minutes=-1"};
+    char biz[64];
+    struct gktest_resp r;
+
+    gktest_new_business(gktest_srv.port, "{}", biz, sizeof(biz));
+    history(gktest_srv.port, biz, "", &r);
+    ck_assert_uint_eq(json_object_array_length(points(&r)), 0);
+    gktest_resp_free(&r);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        history(gktest_srv.port, biz, bad[i], &r);
+        ck_assert_msg(r.status == 400, "%s: %d", bad[i], r.status);
+        ck_assert_str_eq(gktest_json_str(&r, "field"), "minutes");
+        gktest_expect_error(&r, 400, "invalid_query");
+    }
+    {
+        char h[256];
+
+        snprintf(h, sizeof(h), "business_id: %s\r\nAuthorization: Bearer wrong\r\n", biz);
+        gktest_http(gktest_srv.port, "GET", "/stats/history", h, NULL, &r);
+        gktest_expect_error(&r, 401, "unauthorized");
+    }
+    history(gktest_srv.port, "no-such-business", "", &r);
+    gktest_expect_error(&r, 404, "unknown_business");
+}
+END_TEST
+
+Suite *
+console_it_suite(void)
+{
+    Suite *s = suite_create("console");
+    TCase *tc = tcase_create("config");
+
+    tcase_add_unchecked_fixture(tc, gktest_srv_up_test_clock, gktest_srv_down);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, page_and_pause_round_trip);
+    tcase_add_test(tc, page_errors_name_the_part_and_change_nothing);
+    tcase_add_test(tc, paused_admits_nobody_and_expiry_goes_on);
+    tcase_add_test(tc, history_points_from_the_worker_on_every_node);
+    tcase_add_test(tc, history_is_bounded);
+    tcase_add_test(tc, history_errors);
+    suite_add_tcase(s, tc);
+    return s;
+}
