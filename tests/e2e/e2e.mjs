@@ -21,6 +21,7 @@ import { createServer } from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { registerConsoleTests } from "./console.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const BUILD = need("GK_TEST_BUILD");
@@ -563,6 +564,19 @@ test("a given user id admitted in another browser gets a clear message, no redir
     equal(saved.userId, "given-id", "the same user id");
     await http("DELETE", `${GK}/queue/leave`, { "business-id": biz, Authorization: `Bearer ${saved.token}` });
     await context.close();
+});
+
+registerConsoleTests(test, {
+    http,
+    check,
+    equal,
+    waitFor,
+    sleep,
+    configure,
+    gk: () => GK,
+    ADMIN_TOKEN,
+    ARTIFACTS,
+    STEP_MS,
 });
 
 // ---------------------------------------------------------------------------------------------

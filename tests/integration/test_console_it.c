@@ -3,7 +3,9 @@
  * test_console_it.c -- what the operator console relies on, through the real server, worker,
  * Redis and PostgreSQL: admission_paused and page stored, validated and read back (also after a
  * reload from PostgreSQL); a paused business admits nobody while ready users still expire;
- * GET /stats/history from the worker's points, the same on two nodes, bounded, and its 400s.
+ * GET /stats/history from the worker's points, the same on two nodes, bounded, and its 400s; the
+ * waiting and error pages in the language Accept-Language or the business picks, with the brand
+ * escaped; GET /admin served under its CSP.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -319,6 +321,84 @@ START_TEST(history_errors)
 }
 END_TEST
 
+static void
+page(const char *path, const char *accept_language, struct gktest_resp *r)
+{
+    char h[256] = "";
+
+    if (accept_language != NULL)
+        snprintf(h, sizeof(h), "Accept-Language: %s\r\n", accept_language);
+    gktest_http(gktest_srv.port, "GET", path, h, NULL, r);
+}
+
+START_TEST(pages_speak_the_visitors_language_and_wear_the_brand)
+{
+    char biz[64], path[128], buf[400];
+    struct gktest_resp r;
+
+    gktest_new_business(
+        gktest_srv.port,
+        "{\"page\": {\"title\": \"<script>alert(1)</script>\", \"message\": \"a & b\", "
+        "\"logo_url\": \"https://cdn.example/l.png?a=1&b=2\", \"primary_color\": \"#123abc\"}}",
+        biz, sizeof(biz));
+    snprintf(path, sizeof(path), "/wait/%s", biz);
+    page(path, "fr-CH, fr;q=0.9, en;q=0.8", &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(gktest_header(&r, "Content-Language", buf, sizeof(buf)), "fr");
+    ck_assert_ptr_nonnull(strstr(r.body, "<html lang=\"fr\" dir=\"ltr\">"));
+    ck_assert_ptr_nonnull(strstr(r.body, "Quitter la file"));
+    ck_assert_ptr_nonnull(strstr(r.body, "<strong>"));
+    ck_assert_ptr_nonnull(strstr(r.body, "&lt;script&gt;alert(1)&lt;/script&gt;"));
+    ck_assert_ptr_null(strstr(r.body, "<script>alert"));
+    ck_assert_ptr_nonnull(strstr(r.body, "a &amp; b"));
+    ck_assert_ptr_nonnull(strstr(r.body, "src=\"https://cdn.example/l.png?a=1&amp;b=2\""));
+    ck_assert_ptr_nonnull(strstr(r.body, "--accent: #123abc;"));
+    ck_assert_ptr_nonnull(
+        strstr(gktest_header(&r, "Content-Security-Policy", buf, sizeof(buf)), "img-src https:"));
+    gktest_resp_free(&r);
+
+    page(path, "ar", &r);
+    ck_assert_ptr_nonnull(strstr(r.body, "<html lang=\"ar\" dir=\"rtl\">"));
+    gktest_resp_free(&r);
+    page(path, NULL, &r);
+    ck_assert_ptr_nonnull(strstr(r.body, "<html lang=\"en\""));
+    gktest_resp_free(&r);
+
+    admin("POST", "/config", biz, "{\"page\": {\"language\": \"ja\"}}", &r);
+    ck_assert_int_eq(r.status, 200);
+    gktest_resp_free(&r);
+    page(path, "fr", &r);
+    ck_assert_ptr_nonnull(strstr(r.body, "<html lang=\"ja\""));
+    gktest_resp_free(&r);
+    snprintf(path, sizeof(path), "/wait/%s?user_id=a%%20b", biz);
+    page(path, "fr", &r);
+    ck_assert_int_eq(r.status, 400);
+    ck_assert_ptr_nonnull(strstr(r.body, "<html lang=\"ja\""));
+    ck_assert_ptr_nonnull(strstr(r.body, "--accent: #123abc;"));
+    gktest_resp_free(&r);
+
+    page("/wait/no-such-business", "de-DE", &r);
+    ck_assert_int_eq(r.status, 404);
+    ck_assert_ptr_nonnull(strstr(r.body, "Kein solcher Warteraum"));
+    gktest_resp_free(&r);
+}
+END_TEST
+
+START_TEST(admin_page_is_served)
+{
+    struct gktest_resp r;
+    char csp[400];
+
+    page("/admin", NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_ptr_nonnull(strstr(r.body, "Gatekeeper console"));
+    ck_assert_ptr_nonnull(
+        strstr(gktest_header(&r, "Content-Security-Policy", csp, sizeof(csp)), "connect-src 'self'"));
+    ck_assert_ptr_null(strstr(r.body, "{{nonce}}"));
+    gktest_resp_free(&r);
+}
+END_TEST
+
 Suite *
 console_it_suite(void)
 {
@@ -333,6 +413,8 @@ console_it_suite(void)
     tcase_add_test(tc, history_points_from_the_worker_on_every_node);
     tcase_add_test(tc, history_is_bounded);
     tcase_add_test(tc, history_errors);
+    tcase_add_test(tc, pages_speak_the_visitors_language_and_wear_the_brand);
+    tcase_add_test(tc, admin_page_is_served);
     suite_add_tcase(s, tc);
     return s;
 }
