@@ -263,6 +263,9 @@ gk_h_stats(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
     json_object_object_add(o, "events_backlog", json_object_new_int64(st.events_backlog));
     json_object_object_add(o, "events_dropped", json_object_new_int64(st.events_dropped));
     json_object_object_add(o, "rate_limited_total", json_object_new_int64(st.rate_limited_total));
+    json_object_object_add(o, "expired_total", json_object_new_int64(st.expired_total));
+    json_object_object_add(o, "evicted_total", json_object_new_int64(st.evicted_total));
+    json_object_object_add(o, "finished_total", json_object_new_int64(st.finished_total));
     gk_reply_json(resp, 200, o);
 }
 

@@ -102,6 +102,13 @@ for name, v in {"ok": "shop1", "all_chars": "aZ09._:@-", "space": "shop 1", "max
                 "too_long": "a" * 129, "empty": "", "nul": b"ab\x00cd", "utf8": "caf\u00e9"}.items():
     write("fuzz_id", name, v)
 
+# Accept-Language
+for name, v in {"browser": "fr-CH, fr;q=0.9, en;q=0.8, de;q=0.7, *;q=0.5", "zh": "zh-Hant-TW;q=0.3,zh",
+                "q_zero": "ja;q=0", "bad_q": "es;q=2, it;q=0.1234", "star": "*", "empty": "",
+                "junk": ";;,,q=,-,a-,-b", "long": ",".join(["xx-YY;q=0.5"] * 200) + ",pt-BR",
+                "nul": b"de\x00fr"}.items():
+    write("fuzz_i18n", name, v)
+
 # X-Forwarded-For: first byte picks the peer (index into fuzz_clientip.c's list; 0x80 = no header)
 for name, v in {
     "trusted_v4": b"\x00" + b"198.51.100.7",

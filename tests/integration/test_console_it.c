@@ -150,6 +150,11 @@ START_TEST(paused_admits_nobody_and_expiry_goes_on)
     gktest_wait_ticks(biz, ticks + 2);
     ck_assert_int_eq(gktest_redis_int("ZCARD 'gk:{%s}:ready'", biz), 0); /* a expired */
     ck_assert_int_eq(gktest_redis_int("ZCARD 'gk:{%s}:wait'", biz), 1);  /* b still waits */
+    admin("GET", "/stats", biz, NULL, &r);
+    ck_assert_int_eq(gktest_json_int(&r, "expired_total"), 1);
+    ck_assert_int_eq(gktest_json_int(&r, "evicted_total"), 0);
+    ck_assert_int_eq(gktest_json_int(&r, "finished_total"), 0);
+    gktest_resp_free(&r);
 
     admin("POST", "/config", biz, "{\"admission_paused\": false}", &r);
     ck_assert_int_eq(r.status, 200);
