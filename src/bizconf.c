@@ -9,6 +9,7 @@
 #include "gk/bizconf.h"
 
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -196,36 +197,34 @@ gk_page_part_name(enum gk_page_part p)
     return page_parts[p];
 }
 
+/* Where each part of struct gk_page lives, and its buffer's size. */
+#define PAGE_PART(m)                                                                                         \
+    {                                                                                                        \
+        offsetof(struct gk_page, m), sizeof(((struct gk_page *)NULL)->m)                                     \
+    }
+static const struct {
+    size_t off, size;
+} page_part_at[GK_PAGE_NPARTS] = {
+    [GK_PAGE_TITLE] = PAGE_PART(title),       [GK_PAGE_MESSAGE] = PAGE_PART(message),
+    [GK_PAGE_LOGO_URL] = PAGE_PART(logo_url), [GK_PAGE_PRIMARY_COLOR] = PAGE_PART(primary_color),
+    [GK_PAGE_LANGUAGE] = PAGE_PART(language),
+};
+#undef PAGE_PART
+
 /* The buffer of part p in page, and its size. */
 static char *
 page_part_buf(struct gk_page *page, enum gk_page_part p, size_t *size)
 {
-    switch (p) {
-    case GK_PAGE_TITLE:
-        *size = sizeof(page->title);
-        return page->title;
-    case GK_PAGE_MESSAGE:
-        *size = sizeof(page->message);
-        return page->message;
-    case GK_PAGE_LOGO_URL:
-        *size = sizeof(page->logo_url);
-        return page->logo_url;
-    case GK_PAGE_PRIMARY_COLOR:
-        *size = sizeof(page->primary_color);
-        return page->primary_color;
-    default:
-        GK_ASSERT(p == GK_PAGE_LANGUAGE);
-        *size = sizeof(page->language);
-        return page->language;
-    }
+    GK_ASSERT((unsigned)p < GK_PAGE_NPARTS);
+    *size = page_part_at[p].size;
+    return (char *)page + page_part_at[p].off;
 }
 
 const char *
 gk_page_part_value(const struct gk_page *page, enum gk_page_part p)
 {
-    size_t size;
-
-    return page_part_buf((struct gk_page *)page, p, &size);
+    GK_ASSERT((unsigned)p < GK_PAGE_NPARTS);
+    return (const char *)page + page_part_at[p].off;
 }
 
 /* No C0 control character and no DEL: the texts are shown, never interpreted. */
@@ -287,10 +286,10 @@ color_ok(const char *s)
 bool
 gk_page_part_ok(enum gk_page_part p, const char *s, char *msg, size_t msglen)
 {
-    struct gk_page probe;
     size_t size;
 
-    page_part_buf(&probe, p, &size);
+    GK_ASSERT((unsigned)p < GK_PAGE_NPARTS);
+    size = page_part_at[p].size;
     if (strnlen(s, size) >= size) {
         snprintf(msg, msglen, "must be at most %zu bytes", size - 1);
         return false;

@@ -215,7 +215,7 @@ START_TEST(history_points_from_the_worker_on_every_node)
     snprintf(key, sizeof(key), "gk:{%s}:history", biz);
     for (int i = 0; i < 4; i++) {
         long long len = gktest_redis_int("LLEN '%s'", key);
-        char user[8];
+        char user[16];
 
         for (long long t0 = gktest_ms(); gktest_redis_int("LLEN '%s'", key) <= len;)
             ck_assert_msg(gktest_ms() - t0 < 10000, "no history point %d", i);
