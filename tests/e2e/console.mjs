@@ -118,6 +118,9 @@ export function registerConsoleTests(test, h) {
                 const before = await page.textContent("#activity-rows tr:first-child");
                 await page.click("#activity-older");
                 await page.waitForFunction((b) => document.querySelector("#activity-rows tr:first-child").textContent !== b, before);
+                check(!(await page.isDisabled("#activity-newer")), "a way back to newer rows");
+                await page.click("#activity-newer");
+                await page.waitForFunction(() => document.getElementById("activity-newer").disabled);
             }
 
             await page.setViewportSize({ width: 390, height: 844 });
