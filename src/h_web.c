@@ -81,7 +81,7 @@ new_nonce(char out[2 * NONCE_BYTES + 1])
     return true;
 }
 
-/* A page's template variables; the values (and names) it owns are freed by page_vars_free. */
+/* A page's template variables; the values (and names) it owns are freed by page_vars_cleanup. */
 struct page_vars {
     struct gk_web_var v[PAGE_VARS_MAX];
     size_t n;
@@ -109,7 +109,7 @@ pv_take(struct page_vars *pv, const char *name, char *value)
 }
 
 static void
-page_vars_free(struct page_vars *pv)
+page_vars_cleanup(struct page_vars *pv)
 {
     for (size_t i = 0; i < pv->n_owned; i++)
         free(pv->owned[i]);
@@ -168,7 +168,7 @@ lang_vars(struct page_vars *pv, const struct gk_lang *lang, const char *name_htm
 }
 
 /* s formatted into a new string. Caller frees. */
-static char *str_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *str_printf(const char *fmt, ...) GK_PRINTF(1, 2);
 static char *
 str_printf(const char *fmt, ...)
 {
@@ -260,7 +260,7 @@ error_page(struct gk_resp *resp, int status, const struct gk_req *req, const str
     lang_vars(&pv, lang, NULL);
     brand_vars(&pv, biz != NULL ? &biz->conf.page : NULL, lang);
     html_page(resp, status, gk_file_web_error_html, gk_file_web_error_html_len, pv.v, pv.n, nonce);
-    page_vars_free(&pv);
+    page_vars_cleanup(&pv);
     free(t);
     free(m);
 }
@@ -315,13 +315,13 @@ wait_page(struct gk_resp *resp, const struct gk_req *req, const struct gk_busine
     name_html = str_printf("<strong>%s</strong>", id_html);
     pv_add(&pv, "nonce", nonce, NULL, NULL);
     pv_take(&pv, "config", page_config(biz->id, return_to, user_id));
-    pv_add(&pv, "business_id", id_html, NULL, id_html);
     pv_add(&pv, "js_version", js_version, NULL, NULL);
     lang_vars(&pv, lang, name_html);
     brand_vars(&pv, &biz->conf.page, lang);
     html_page(resp, 200, gk_file_web_wait_html, gk_file_web_wait_html_len, pv.v, pv.n, nonce);
-    page_vars_free(&pv);
+    page_vars_cleanup(&pv);
     free(name_html);
+    free(id_html);
 }
 
 void

@@ -8,7 +8,6 @@
  */
 #include "gk/i18n.h"
 
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -22,9 +21,7 @@
 #define RANGE_MAX 32
 
 /* Defined in the generated files of scripts/embed-file. */
-#define CATALOGUE(name)                                                                                      \
-    extern const char gk_file_web_i18n_##name##_json[];                                                      \
-    extern const size_t gk_file_web_i18n_##name##_json_len;
+#define CATALOGUE(name) extern const char gk_file_web_i18n_##name##_json[];
 CATALOGUE(en)
 CATALOGUE(es)
 CATALOGUE(fr)
@@ -36,33 +33,14 @@ CATALOGUE(zh_CN)
 CATALOGUE(ar)
 #undef CATALOGUE
 
-/* English first: the fallback. The lengths are filled from the _len symbols in gk_i18n_at. */
-static const struct {
-    const char *code;
-    const char *dir;
-    const char *cat;
-    const size_t *len;
-} langs[] = {
-    {"en", "ltr", gk_file_web_i18n_en_json, &gk_file_web_i18n_en_json_len},
-    {"es", "ltr", gk_file_web_i18n_es_json, &gk_file_web_i18n_es_json_len},
-    {"fr", "ltr", gk_file_web_i18n_fr_json, &gk_file_web_i18n_fr_json_len},
-    {"de", "ltr", gk_file_web_i18n_de_json, &gk_file_web_i18n_de_json_len},
-    {"pt", "ltr", gk_file_web_i18n_pt_json, &gk_file_web_i18n_pt_json_len},
-    {"it", "ltr", gk_file_web_i18n_it_json, &gk_file_web_i18n_it_json_len},
-    {"ja", "ltr", gk_file_web_i18n_ja_json, &gk_file_web_i18n_ja_json_len},
-    {"zh-CN", "ltr", gk_file_web_i18n_zh_CN_json, &gk_file_web_i18n_zh_CN_json_len},
-    {"ar", "rtl", gk_file_web_i18n_ar_json, &gk_file_web_i18n_ar_json_len},
+/* English first: the fallback. */
+static const struct gk_lang langs[] = {
+    {"en", "ltr", gk_file_web_i18n_en_json}, {"es", "ltr", gk_file_web_i18n_es_json},
+    {"fr", "ltr", gk_file_web_i18n_fr_json}, {"de", "ltr", gk_file_web_i18n_de_json},
+    {"pt", "ltr", gk_file_web_i18n_pt_json}, {"it", "ltr", gk_file_web_i18n_it_json},
+    {"ja", "ltr", gk_file_web_i18n_ja_json}, {"zh-CN", "ltr", gk_file_web_i18n_zh_CN_json},
+    {"ar", "rtl", gk_file_web_i18n_ar_json},
 };
-
-static struct gk_lang table[GK_ARRAY_LEN(langs)];
-static pthread_once_t table_once = PTHREAD_ONCE_INIT;
-
-static void
-table_init(void)
-{
-    for (size_t i = 0; i < GK_ARRAY_LEN(langs); i++)
-        table[i] = (struct gk_lang){langs[i].code, langs[i].dir, langs[i].cat, *langs[i].len};
-}
 
 size_t
 gk_i18n_count(void)
@@ -74,8 +52,7 @@ const struct gk_lang *
 gk_i18n_at(size_t i)
 {
     GK_ASSERT(i < GK_ARRAY_LEN(langs));
-    pthread_once(&table_once, table_init);
-    return &table[i];
+    return &langs[i];
 }
 
 const struct gk_lang *
@@ -100,14 +77,16 @@ static const struct gk_lang *
 match_range(const char *r, size_t n)
 {
     char tag[RANGE_MAX + 1];
+    const struct gk_lang *exact;
     size_t primary;
 
     if (n == 0 || n > RANGE_MAX)
         return NULL;
     memcpy(tag, r, n);
     tag[n] = '\0';
-    if (gk_i18n_find(tag) != NULL)
-        return gk_i18n_find(tag);
+    exact = gk_i18n_find(tag);
+    if (exact != NULL)
+        return exact;
     primary = strcspn(tag, "-");
     for (size_t i = 0; i < GK_ARRAY_LEN(langs); i++) {
         const char *c = langs[i].code;
@@ -191,7 +170,7 @@ gk_i18n_pick(const char *setting, const char *accept_language)
 char *
 gk_i18n_string(const struct gk_lang *lang, const char *key)
 {
-    struct json_object *o = gk_json_parse_object(lang->catalogue, lang->catalogue_len);
+    struct json_object *o = gk_json_parse_object(lang->catalogue, strlen(lang->catalogue));
     struct json_object *v = NULL;
     char *s = NULL;
 

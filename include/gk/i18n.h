@@ -17,7 +17,6 @@ struct gk_lang {
     const char *code;      /* BCP 47 tag, as in <html lang>: "en", "zh-CN", ... */
     const char *dir;       /* "ltr" or "rtl" */
     const char *catalogue; /* the JSON object of web/i18n/<code>.json, NUL-terminated */
-    size_t catalogue_len;
 };
 
 /* The catalogue whose code is s (compared without regard to case), or NULL. Static storage. */

@@ -13,14 +13,14 @@
 START_TEST(catalogues_have_the_same_keys)
 {
     const struct gk_lang *en = gk_i18n_at(0);
-    struct json_object *ref = gk_json_parse_object(en->catalogue, en->catalogue_len);
+    struct json_object *ref = gk_json_parse_object(en->catalogue, strlen(en->catalogue));
 
     ck_assert_str_eq(en->code, "en");
     ck_assert_ptr_nonnull(ref);
     ck_assert_int_ge(gk_i18n_count(), 9);
     for (size_t i = 0; i < gk_i18n_count(); i++) {
         const struct gk_lang *l = gk_i18n_at(i);
-        struct json_object *o = gk_json_parse_object(l->catalogue, l->catalogue_len);
+        struct json_object *o = gk_json_parse_object(l->catalogue, strlen(l->catalogue));
 
         ck_assert_msg(o != NULL, "%s does not parse", l->code);
         ck_assert_int_eq(json_object_object_length(o), json_object_object_length(ref));
@@ -68,6 +68,24 @@ START_TEST(pick)
 }
 END_TEST
 
+/* docs/openapi.json lists exactly "auto" and the catalogues as page.language's values. */
+START_TEST(openapi_lists_the_languages)
+{
+    struct json_object *doc = json_object_from_file(GK_SOURCE_DIR "/docs/openapi.json"), *e = doc;
+    static const char *const path[] = {"components", "schemas",    "Config",   "properties",
+                                       "page",       "properties", "language", "enum"};
+
+    ck_assert_ptr_nonnull(doc);
+    for (size_t i = 0; i < sizeof(path) / sizeof(path[0]); i++)
+        ck_assert_msg(json_object_object_get_ex(e, path[i], &e), "no %s", path[i]);
+    ck_assert_uint_eq(json_object_array_length(e), gk_i18n_count() + 1);
+    ck_assert_str_eq(json_object_get_string(json_object_array_get_idx(e, 0)), "auto");
+    for (size_t i = 0; i < gk_i18n_count(); i++)
+        ck_assert_str_eq(json_object_get_string(json_object_array_get_idx(e, i + 1)), gk_i18n_at(i)->code);
+    json_object_put(doc);
+}
+END_TEST
+
 START_TEST(strings)
 {
     char *s = gk_i18n_string(gk_i18n_find("es"), "queue_closed");
@@ -87,6 +105,7 @@ i18n_suite(void)
     tcase_add_test(tc, catalogues_have_the_same_keys);
     tcase_add_test(tc, settings);
     tcase_add_test(tc, pick);
+    tcase_add_test(tc, openapi_lists_the_languages);
     tcase_add_test(tc, strings);
     suite_add_tcase(s, tc);
     return s;
