@@ -132,10 +132,14 @@ def check_compose(env_keys, compose_only):
     server, worker_keys = config_keys()
     check(len(server) > 5 and len(worker_keys) > 2, "could not read the key table of src/config.c")
     api_env, worker_env = as_dict(api.get("environment")), as_dict(worker.get("environment"))
-    for key in sorted(server - {"GK_TEST_CLOCK"}):
+    # One Redis or a cluster: a service passes exactly one of the two (both is a start-up error).
+    redis_keys = {"REDIS_URL", "REDIS_CLUSTER_NODES"}
+    for key in sorted(server - {"GK_TEST_CLOCK"} - redis_keys):
         check(key in api_env, f"api: {key} (read by the server) is not passed")
-    for key in sorted(worker_keys - {"GK_TEST_CLOCK"}):
+    for key in sorted(worker_keys - {"GK_TEST_CLOCK"} - redis_keys):
         check(key in worker_env, f"worker: {key} (read by the worker) is not passed")
+    for name, env in (("api", api_env), ("worker", worker_env)):
+        check(len(redis_keys & set(env)) == 1, f"{name}: passes not exactly one of REDIS_URL, REDIS_CLUSTER_NODES")
     for name, env in (("api", api_env), ("worker", worker_env)):
         check("GK_TEST_CLOCK" not in env, f"{name}: GK_TEST_CLOCK is for tests only")
     check(api_env.get("PORT") == "8000" and 8000 in container_ports(api), "api: container port 8000 not published")
