@@ -9,9 +9,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "gk/event.h"
 #include "store_int.h"
+
+/* On a cluster, how long a read that found nothing pauses instead of blocking (see
+ * gk_store_events_read). */
+#define GK_EVENTS_IDLE_MS 50
 
 static void
 u64_text(char *out, size_t len, uint64_t v)
@@ -207,23 +212,22 @@ gk_store_events_group(struct gk_store *st, const char *business)
     const char *argv[] = {"XGROUP", "CREATE", k, GK_EVENTS_GROUP, "0", "MKSTREAM"};
 
     gk_store_key(k, business, "events");
-    return gk_store_expect(st, (int)GK_ARRAY_LEN(argv), argv, "xgroup", group_there);
+    return gk_store_expect(st, k, (int)GK_ARRAY_LEN(argv), argv, "xgroup", group_there);
 }
 
-enum gk_err
-gk_store_events_read(struct gk_store *st, const char (*businesses)[GK_ID_BUF], size_t n, const char *consumer,
-                     bool pending, int block_ms, struct gk_event *out, size_t max, size_t *got)
+/* One XREADGROUP over the n streams (of one slot, on a cluster), COUNT per_stream each; appends
+ * to out[*got..max). */
+static enum gk_err
+read_streams(struct gk_store *st, const char (*businesses)[GK_ID_BUF], size_t n, const char *consumer,
+             bool pending, int block_ms, size_t per_stream, struct gk_event *out, size_t max, size_t *got)
 {
-    size_t argc = 0, per_stream = max / (n > 0 ? n : 1) / st->events_per_entry;
+    size_t argc = 0;
     const char **argv = gk_xcalloc(10 + 2 * n, sizeof(*argv));
     char(*keys)[GK_STORE_KEY_BUF] = gk_xcalloc(n > 0 ? n : 1, sizeof(*keys));
     char count[24], block[24];
     enum gk_err rc = GK_EREDIS;
     redisReply *r = NULL;
 
-    *got = 0;
-    if (n == 0 || max == 0)
-        goto out;
     u64_text(count, sizeof(count), per_stream > 0 ? per_stream : 1);
     u64_text(block, sizeof(block), (uint64_t)block_ms);
     argv[argc++] = "XREADGROUP";
@@ -243,7 +247,7 @@ gk_store_events_read(struct gk_store *st, const char (*businesses)[GK_ID_BUF], s
     }
     for (size_t i = 0; i < n; i++)
         argv[argc++] = pending ? "0" : ">";
-    r = gk_store_command(st, (int)argc, argv);
+    r = gk_store_command(st, keys[0], (int)argc, argv);
     if (r == NULL)
         goto out;
     if (r->type == REDIS_REPLY_NIL) { /* BLOCK timed out */
@@ -270,6 +274,36 @@ out:
 }
 
 enum gk_err
+gk_store_events_read(struct gk_store *st, const char (*businesses)[GK_ID_BUF], size_t n, const char *consumer,
+                     bool pending, int block_ms, struct gk_event *out, size_t max, size_t *got)
+{
+    size_t per_stream = max / (n > 0 ? n : 1) / st->events_per_entry;
+
+    *got = 0;
+    if (n == 0 || max == 0)
+        return GK_EREDIS;
+    if (per_stream == 0)
+        per_stream = 1;
+    if (st->map == NULL)
+        return read_streams(st, businesses, n, consumer, pending, block_ms, per_stream, out, max, got);
+    /* On a cluster one XREADGROUP may only name streams of one slot (else CROSSSLOT): one read per
+     * business, none waiting; with nothing new anywhere, a short pause stands for BLOCK. */
+    for (size_t i = 0; i < n && *got < max; i++) {
+        enum gk_err rc = read_streams(st, businesses + i, 1, consumer, pending, 0, per_stream, out, max, got);
+
+        if (rc != GK_OK)
+            return rc;
+    }
+    if (*got == 0 && !pending && block_ms > 0) {
+        struct timespec ts = {0,
+                              (long)(block_ms < GK_EVENTS_IDLE_MS ? block_ms : GK_EVENTS_IDLE_MS) * 1000000};
+
+        nanosleep(&ts, NULL);
+    }
+    return GK_OK;
+}
+
+enum gk_err
 gk_store_events_claim(struct gk_store *st, const char *business, const char *consumer, int64_t min_idle_ms,
                       struct gk_event *out, size_t max, size_t *got)
 {
@@ -282,7 +316,7 @@ gk_store_events_claim(struct gk_store *st, const char *business, const char *con
     gk_store_key(k, business, "events");
     u64_text(idle, sizeof(idle), (uint64_t)min_idle_ms);
     u64_text(count, sizeof(count), max / st->events_per_entry > 0 ? max / st->events_per_entry : 1);
-    r = gk_store_command(st, (int)GK_ARRAY_LEN(argv), argv);
+    r = gk_store_command(st, k, (int)GK_ARRAY_LEN(argv), argv);
     if (r == NULL)
         return GK_EREDIS;
     if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2) {
