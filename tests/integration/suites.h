@@ -18,7 +18,8 @@
     X(activity)                                                                                              \
     X(monitor)                                                                                               \
     X(ops)                                                                                                   \
-    X(shutdown)
+    X(shutdown)                                                                                              \
+    X(cluster)
 
 #define GK_DECLARE_SUITE(name) Suite *name##_it_suite(void);
 GK_IT_SUITES(GK_DECLARE_SUITE)

@@ -101,7 +101,8 @@ redis_cli(char *out, size_t outlen, const char *fmt, va_list ap)
     vsnprintf(args, sizeof(args), fmt, ap);
     /* -c: on a cluster, redis-cli follows the redirection to the node that holds the key. */
     snprintf(cmd, sizeof(cmd), "redis-cli --no-raw %s -u '%s' %s 2>&1",
-             getenv("GK_TEST_REDIS_CLUSTER_NODES") != NULL ? "-c" : "", gktest_env("GK_TEST_REDIS_URL"), args);
+             getenv("GK_TEST_REDIS_CLUSTER_NODES") != NULL ? "-c" : "", gktest_env("GK_TEST_REDIS_URL"),
+             args);
     p = popen(cmd, "r");
     ck_assert_ptr_nonnull(p);
     if (fgets(out, (int)outlen, p) == NULL)
@@ -229,10 +230,8 @@ gktest_lua(const char *name, const char *body)
     return out;
 }
 
-/* The port of the Redis that holds key: the harness's one Redis, or on a cluster the master that
- * serves key's slot, found with the library's slot map. */
-static int
-redis_port_for(const char *key)
+int
+gktest_redis_port_for(const char *key)
 {
     int port = atoi(gktest_env("GK_TEST_REDIS_PORT"));
     struct gk_cluster_map *m;
@@ -262,7 +261,8 @@ redis_port_for(const char *key)
 struct redisReply *
 gktest_eval(const char *script, int nkeys, const char *const *argv, int argc)
 {
-    redisContext *c = redisConnect("127.0.0.1", redis_port_for(nkeys > 0 && argc > 0 ? argv[0] : NULL));
+    redisContext *c =
+        redisConnect("127.0.0.1", gktest_redis_port_for(nkeys > 0 && argc > 0 ? argv[0] : NULL));
     const char **args = calloc((size_t)argc + 3, sizeof(*args));
     char nk[16];
     redisReply *r;
