@@ -17,6 +17,8 @@
 /* On a cluster, how long a read that found nothing pauses instead of blocking (see
  * gk_store_events_read). */
 #define GK_EVENTS_IDLE_MS 50
+/* On a cluster, how long a read waits for a replica to have its events (see wait_replica). */
+#define GK_EVENTS_WAIT_MS 100
 
 static void
 u64_text(char *out, size_t len, uint64_t v)
@@ -273,6 +275,25 @@ out:
     return rc;
 }
 
+/* Waits (at most GK_EVENTS_WAIT_MS) until a replica of business's master has everything written
+ * on this connection so far, and so the writes that made the events just read: an event the
+ * caller commits then survives a failover, so a promoted replica never admits again a user whose
+ * admission is in the log, nor lacks one the log shows. WAIT covers the whole replication stream
+ * up to this connection's last write (the XREADGROUP). Without an answering replica the events go
+ * on after the wait, without that guarantee (docs/FAILURES.md). */
+static void
+wait_replica(struct gk_store *st, const char *business)
+{
+    char k[GK_STORE_KEY_BUF], ms[24];
+    const char *argv[] = {"WAIT", "1", ms};
+    redisReply *r;
+
+    gk_store_key(k, business, "events");
+    u64_text(ms, sizeof(ms), GK_EVENTS_WAIT_MS);
+    r = gk_store_command(st, k, 3, argv);
+    freeReplyObject(r);
+}
+
 enum gk_err
 gk_store_events_read(struct gk_store *st, const char (*businesses)[GK_ID_BUF], size_t n, const char *consumer,
                      bool pending, int block_ms, struct gk_event *out, size_t max, size_t *got)
@@ -289,10 +310,13 @@ gk_store_events_read(struct gk_store *st, const char (*businesses)[GK_ID_BUF], s
     /* On a cluster one XREADGROUP may only name streams of one slot (else CROSSSLOT): one read per
      * business, none waiting; with nothing new anywhere, a short pause stands for BLOCK. */
     for (size_t i = 0; i < n && *got < max; i++) {
+        size_t before = *got;
         enum gk_err rc = read_streams(st, businesses + i, 1, consumer, pending, 0, per_stream, out, max, got);
 
         if (rc != GK_OK)
             return rc;
+        if (*got > before)
+            wait_replica(st, businesses[i]);
     }
     if (*got == 0 && !pending && block_ms > 0) {
         struct timespec ts = {0,
