@@ -98,47 +98,54 @@ node_host(const char *h, const char *from_host)
     return h == NULL || h[0] == '\0' || strcmp(h, "?") == 0 ? from_host : h;
 }
 
-/* Copies tmp into m when it covers any slot. */
-static enum gk_err
-commit(struct gk_cluster_map *m, const struct gk_cluster_map *tmp)
-{
-    for (size_t s = 0; s < GK_CLUSTER_SLOTS; s++) {
-        if (tmp->slot_node[s] != GK_CLUSTER_NO_NODE) {
-            *m = *tmp;
-            return GK_OK;
-        }
-    }
-    return GK_EINVAL;
-}
+/* Reads one entry of a map reply into tmp; false when it is malformed. */
+typedef bool (*entry_fn)(struct gk_cluster_map *tmp, const redisReply *e, const char *from_host);
 
-/* CLUSTER SLOTS: [[start, end, [host, port, id, ...], replicas...], ...]. */
-enum gk_err
-gk_cluster_map_parse_slots(struct gk_cluster_map *m, const struct redisReply *r, const char *from_host)
+/* Replaces m with the map the entries of r give, each read by one, when all are well formed and
+ * they cover any slot; else GK_EINVAL and m unchanged. */
+static enum gk_err
+parse_entries(struct gk_cluster_map *m, const redisReply *r, const char *from_host, entry_fn one)
 {
     struct gk_cluster_map *tmp = gk_xmalloc(sizeof(*tmp));
     enum gk_err rc = GK_EINVAL;
 
     gk_cluster_map_clear(tmp);
-    if (r->type != REDIS_REPLY_ARRAY)
-        goto out;
-    for (size_t i = 0; i < r->elements; i++) {
-        const redisReply *e = r->element[i], *n;
-
-        if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 || e->element[0]->type != REDIS_REPLY_INTEGER ||
-            e->element[1]->type != REDIS_REPLY_INTEGER)
-            goto out;
-        n = e->element[2];
-        if (n->type != REDIS_REPLY_ARRAY || n->elements < 2 || n->element[0]->type != REDIS_REPLY_STRING ||
-            n->element[1]->type != REDIS_REPLY_INTEGER)
-            goto out;
-        if (!assign(tmp, e->element[0]->integer, e->element[1]->integer,
-                    node_host(n->element[0]->str, from_host), n->element[1]->integer))
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        if (!one(tmp, r->element[i], from_host))
             goto out;
     }
-    rc = commit(m, tmp);
+    for (size_t s = 0; r->type == REDIS_REPLY_ARRAY && s < GK_CLUSTER_SLOTS; s++) {
+        if (tmp->slot_node[s] != GK_CLUSTER_NO_NODE) {
+            *m = *tmp;
+            rc = GK_OK;
+            break;
+        }
+    }
 out:
     free(tmp);
     return rc;
+}
+
+/* A CLUSTER SLOTS entry: [start, end, [host, port, id, ...], replicas...]. */
+static bool
+slots_entry(struct gk_cluster_map *tmp, const redisReply *e, const char *from_host)
+{
+    const redisReply *n;
+
+    if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 || e->element[0]->type != REDIS_REPLY_INTEGER ||
+        e->element[1]->type != REDIS_REPLY_INTEGER)
+        return false;
+    n = e->element[2];
+    return n->type == REDIS_REPLY_ARRAY && n->elements >= 2 && n->element[0]->type == REDIS_REPLY_STRING &&
+           n->element[1]->type == REDIS_REPLY_INTEGER &&
+           assign(tmp, e->element[0]->integer, e->element[1]->integer,
+                  node_host(n->element[0]->str, from_host), n->element[1]->integer);
+}
+
+enum gk_err
+gk_cluster_map_parse_slots(struct gk_cluster_map *m, const struct redisReply *r, const char *from_host)
+{
+    return parse_entries(m, r, from_host, slots_entry);
 }
 
 /* The value of field name in a flat [name, value, ...] array, or NULL. */
@@ -186,38 +193,33 @@ shard_master(const redisReply *nodes, const char *from_host, const char **host, 
     return false;
 }
 
-/* CLUSTER SHARDS: [[slots, [start, end, ...], nodes, [[id, .., port, n, ip, .., endpoint, ..,
- * role, .., health, ..], ...]], ...]. A shard without an online master leaves its slots unknown. */
+/* A CLUSTER SHARDS entry: [slots, [start, end, ...], nodes, [[id, .., port, n, ip, .., endpoint,
+ * .., role, .., health, ..], ...]]. A shard without an online master leaves its slots unknown. */
+static bool
+shard_entry(struct gk_cluster_map *tmp, const redisReply *e, const char *from_host)
+{
+    const redisReply *slots = field(e, "slots"), *nodes = field(e, "nodes");
+    const char *host;
+    long long port;
+
+    if (slots == NULL || nodes == NULL || slots->type != REDIS_REPLY_ARRAY || slots->elements % 2 != 0)
+        return false;
+    if (!shard_master(nodes, from_host, &host, &port))
+        return true;
+    for (size_t k = 0; k + 1 < slots->elements; k += 2) {
+        const redisReply *a = slots->element[k], *b = slots->element[k + 1];
+
+        if (a->type != REDIS_REPLY_INTEGER || b->type != REDIS_REPLY_INTEGER ||
+            !assign(tmp, a->integer, b->integer, host, port))
+            return false;
+    }
+    return true;
+}
+
 enum gk_err
 gk_cluster_map_parse_shards(struct gk_cluster_map *m, const struct redisReply *r, const char *from_host)
 {
-    struct gk_cluster_map *tmp = gk_xmalloc(sizeof(*tmp));
-    enum gk_err rc = GK_EINVAL;
-
-    gk_cluster_map_clear(tmp);
-    if (r->type != REDIS_REPLY_ARRAY)
-        goto out;
-    for (size_t i = 0; i < r->elements; i++) {
-        const redisReply *slots = field(r->element[i], "slots"), *nodes = field(r->element[i], "nodes");
-        const char *host;
-        long long port;
-
-        if (slots == NULL || nodes == NULL || slots->type != REDIS_REPLY_ARRAY || slots->elements % 2 != 0)
-            goto out;
-        if (!shard_master(nodes, from_host, &host, &port))
-            continue;
-        for (size_t k = 0; k + 1 < slots->elements; k += 2) {
-            const redisReply *a = slots->element[k], *b = slots->element[k + 1];
-
-            if (a->type != REDIS_REPLY_INTEGER || b->type != REDIS_REPLY_INTEGER ||
-                !assign(tmp, a->integer, b->integer, host, port))
-                goto out;
-        }
-    }
-    rc = commit(m, tmp);
-out:
-    free(tmp);
-    return rc;
+    return parse_entries(m, r, from_host, shard_entry);
 }
 
 /* "<slot> <host>:<port>" (the host may be empty, or an IPv6 address with colons). */

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * pipeline.c -- the pipeline's engine (see gk/pipeline.h): one non-blocking Redis connection,
- * driven by the HTTP loop thread that owns it; operations queued, grouped into shared script
- * calls, written, answered in order, timed out; reconnection, and the script's source once after
- * NOSCRIPT. What each kind of operation sends and how its answer reads is src/pipeline_queue.c's.
+ * pipeline.c -- the pipeline's engine (see gk/pipeline.h): one non-blocking Redis connection
+ * (on a cluster, one per master), driven by the HTTP loop thread that owns it; operations queued,
+ * grouped into shared script calls, written to the node of their slot, answered in order per
+ * connection, timed out; reconnection, the script's source once after NOSCRIPT, and a cluster's
+ * redirections and retries. What each kind of operation sends and how its answer reads is
+ * src/pipeline_queue.c's.
  *
  * The handlers that run on the loop's thread submit operations, and once the server has run
  * (every request that arrived together has been read), gk_pipeline_flush writes everything
