@@ -340,10 +340,11 @@ Suite *
 cluster_it_suite(void)
 {
     Suite *s = suite_create("cluster");
-    TCase *tc = tcase_create("cluster");
+    TCase *tc;
 
     if (getenv("GK_TEST_REDIS_CLUSTER_NODES") == NULL)
         return s; /* one Redis: nothing to test here */
+    tc = tcase_create("cluster");
     tcase_add_unchecked_fixture(tc, gktest_srv_up, gktest_srv_down);
     tcase_set_timeout(tc, 90);
     tcase_add_test(tc, businesses_spread_over_every_master);
