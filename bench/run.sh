@@ -57,46 +57,12 @@ run() {
 echo "# wrk -t1 -d${DURATION}s, $USERS users waiting, $(nproc) cores shared by wrk, server and Redis" >&2
 RESULTS=$TMP/results
 : >"$RESULTS"
-# Redis CPU seconds (user + sys) of the Redis on port $1 so far.
-cpu() { redis-cli -p "$1" INFO cpu | tr -d '\r' | awk -F: '/^used_cpu_(sys|user):/ { s += $2 } END { printf "%.6f", s }'; }
-# runcpu NAME SCRIPT CONNS PORTS...: run, plus each Redis's CPU microseconds per request, into CPU.
-CPU=$TMP/cpu
-: >"$CPU"
-runcpu() {
-    local name=$1 script=$2 conns=$3 p line before=() i=0 per=""
-    shift 3
-    for p in "$@"; do before+=("$(cpu "$p")"); done
-    line=$(run "$name" "$script" "$conns")
-    echo "$line" | tee -a "$RESULTS"
-    for p in "$@"; do
-        per="$per $(awk -v a="${before[$i]}" -v b="$(cpu "$p")" -v n="$(echo "$line" | awk '{ print $8 }')" \
-            'BEGIN { printf "%.1f", (n > 0 ? (b - a) * 1e6 / n : 0) }')"
-        i=$((i + 1))
-    done
-    echo "$name$per" >>"$CPU"
-}
 for c in 16 64 128 256; do
     run ceiling ceiling "$c" | tee -a "$RESULTS"
-    if [ "$c" = 64 ]; then runcpu status status "$c" "$RPORT"; else run status status "$c" | tee -a "$RESULTS"; fi
+    run status status "$c" | tee -a "$RESULTS"
 done
 run verify status 64 PATH_=/queue/verify | tee -a "$RESULTS"
-runcpu enqueue enqueue 64 "$RPORT"
-
-# The same status polls and joins through a second API server on a Redis Cluster of 3 masters
-# (+ 3 replicas) on this same machine: this shows what routing costs, not the scale-out (the
-# masters share the cores with everything else, and the one business lives on one master); the
-# Redis CPU each master spends per request is what gives the scale-out.
-SEED=${GK_TEST_REDIS_CLUSTER_NODES%%,*}
-SEED=${SEED##*:}
-mapfile -t MASTERS < <(redis-cli -p "$SEED" CLUSTER NODES | awk '$3 ~ /master/ && $3 !~ /fail/ { split($2, a, "[:@]"); print a[2] }')
-FILL_PORT=$SEED fill bench "$USERS" u
-CPORT=$(gk_free_port)
-env -u REDIS_URL REDIS_CLUSTER_NODES="$GK_TEST_REDIS_CLUSTER_NODES" PORT="$CPORT" "$BUILD/gatekeeper" \
-    2>"$TMP/server-cluster.log" &
-PIDS+=("$!")
-for _ in $(seq 100); do curl -fs "http://127.0.0.1:$CPORT/health" >/dev/null 2>&1 && break; sleep 0.1; done
-API=http://127.0.0.1:$CPORT runcpu status_cluster status 64 "${MASTERS[@]}"
-API=http://127.0.0.1:$CPORT runcpu enqueue_cluster enqueue 64 "${MASTERS[@]}"
+run enqueue enqueue 64 | tee -a "$RESULTS"
 
 # The flash crowd: an enqueue burst, then mostly status polls while a worker admits.
 cat "$ROOT/bench/wrk/report.lua" "$ROOT/bench/wrk/mix.lua" >"$TMP/mix.lua"
@@ -167,6 +133,50 @@ done
 RSS_END=$(rss)
 tee -a "$RESULTS" <"$TMP/soak.result"
 
+# Redis CPU seconds (user + sys) of the Redis on port $1 so far.
+cpu() { redis-cli -p "$1" INFO cpu | tr -d '\r' | awk -F: '/^used_cpu_(sys|user):/ { s += $2 } END { printf "%.6f", s }'; }
+# runcpu NAME SCRIPT CONNS PORTS... [VAR=value...]: run (with the VAR=value settings), plus each
+# Redis's CPU microseconds per request, into CPU.
+CPU=$TMP/cpu
+: >"$CPU"
+runcpu() {
+    local name=$1 script=$2 conns=$3 a line ports=() envs=() before=() i=0 per=""
+    shift 3
+    for a in "$@"; do
+        case "$a" in
+        *=*) envs+=("$a") ;;
+        *) ports+=("$a") ;;
+        esac
+    done
+    for a in "${ports[@]}"; do before+=("$(cpu "$a")"); done
+    line=$(run "$name" "$script" "$conns" "${envs[@]}")
+    echo "$line" | tee -a "$RESULTS"
+    for a in "${ports[@]}"; do
+        per="$per $(awk -v a="${before[$i]}" -v b="$(cpu "$a")" -v n="$(echo "$line" | awk '{ print $8 }')" \
+            'BEGIN { printf "%.1f", (n > 0 ? (b - a) * 1e6 / n : 0) }')"
+        i=$((i + 1))
+    done
+    echo "$name$per" >>"$CPU"
+}
+
+# Status polls and new joins on the one Redis, then the same through a second API server on a
+# Redis Cluster of 3 masters (+ 3 replicas) on this same machine, back to back: this shows what
+# routing costs, not the scale-out (the masters share the cores with everything else, and the one
+# business lives on one master); the Redis CPU each master spends per request gives the scale-out.
+SEED=${GK_TEST_REDIS_CLUSTER_NODES%%,*}
+SEED=${SEED##*:}
+mapfile -t MASTERS < <(redis-cli -p "$SEED" CLUSTER NODES | awk '$3 ~ /master/ && $3 !~ /fail/ { split($2, a, "[:@]"); print a[2] }')
+runcpu status_one status 64 "$RPORT"
+runcpu enqueue_one enqueue 64 "$RPORT" PREFIX=one
+FILL_PORT=$SEED fill bench "$USERS" u
+CPORT=$(gk_free_port)
+env -u REDIS_URL REDIS_CLUSTER_NODES="$GK_TEST_REDIS_CLUSTER_NODES" PORT="$CPORT" "$BUILD/gatekeeper" \
+    2>"$TMP/server-cluster.log" &
+PIDS+=("$!")
+for _ in $(seq 100); do curl -fs "http://127.0.0.1:$CPORT/health" >/dev/null 2>&1 && break; sleep 0.1; done
+API=http://127.0.0.1:$CPORT runcpu status_cluster status 64 "${MASTERS[@]}"
+API=http://127.0.0.1:$CPORT runcpu enqueue_cluster enqueue 64 "${MASTERS[@]}" PREFIX=cluster
+
 # Redis's own ceiling for what the routes do, from a client on this machine.
 RB=$(redis-benchmark -p "$RPORT" -c 50 -n 200000 -q zrank "gk:{bench}:wait" u5000 2>/dev/null |
     awk '{ for (i = 1; i <= NF; i++) if ($i ~ /requests/) print $(i - 1) }' | head -1)
@@ -191,9 +201,9 @@ mkdir -p "$ROOT/bench/results"
     echo
     echo "Redis alone (redis-benchmark, 50 clients, ZRANK): ${RB:-?} ops/s unpipelined, ${RBP:-?} ops/s pipelined 16."
     echo
-    echo "Redis CPU per request (user + sys, microseconds): one Redis for status and enqueue, then each of the"
-    echo "cluster's 3 masters for status_cluster and enqueue_cluster (the business lives on one of them; on"
-    echo "this machine the cluster rows show the routing's overhead, not the scale-out):"
+    echo "Redis CPU per request (user + sys, microseconds): the one Redis for status_one and enqueue_one, then"
+    echo "each of the cluster's 3 masters for status_cluster and enqueue_cluster (the business lives on one of"
+    echo "them; on this machine the cluster rows show the routing's overhead, not the scale-out):"
     echo
     awk '{ printf "- %s:", $1; for (i = 2; i <= NF; i++) printf " %s", $i; printf "\n" }' "$CPU"
     echo

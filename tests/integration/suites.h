@@ -13,13 +13,13 @@
     X(queue)                                                                                                 \
     X(queue_stress)                                                                                          \
     X(scripts)                                                                                               \
+    X(cluster)                                                                                               \
     X(worker)                                                                                                \
     X(events)                                                                                                \
     X(activity)                                                                                              \
     X(monitor)                                                                                               \
     X(ops)                                                                                                   \
-    X(shutdown)                                                                                              \
-    X(cluster)
+    X(shutdown)
 
 #define GK_DECLARE_SUITE(name) Suite *name##_it_suite(void);
 GK_IT_SUITES(GK_DECLARE_SUITE)
