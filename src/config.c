@@ -430,11 +430,18 @@ gk_redis_url_parse(const char *url, struct gk_redis_addr *out, char *err, size_t
         const char *colon = memchr(p, ':', (size_t)(at - p));
         const char *pw = colon != NULL ? colon + 1 : p;
         size_t pwlen = (size_t)(at - pw);
+        size_t ulen = colon != NULL ? (size_t)(colon - p) : 0;
 
         if (pwlen >= sizeof(a.password)) {
             snprintf(err, errlen, "password too long");
             return GK_EINVAL;
         }
+        if (ulen >= sizeof(a.user)) {
+            snprintf(err, errlen, "user too long");
+            return GK_EINVAL;
+        }
+        memcpy(a.user, p, ulen);
+        a.user[ulen] = '\0';
         memcpy(a.password, pw, pwlen);
         a.password[pwlen] = '\0';
         p = at + 1;

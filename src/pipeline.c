@@ -395,8 +395,11 @@ pipe_connect(struct pnode *n)
     /* Sent ahead of everything else on this connection; their replies need no callback: a
      * refused AUTH shows up as errors on the operations that follow. */
     if (a->password[0] != '\0') {
-        const char *argv[] = {"AUTH", a->password};
-        redisAsyncCommandArgv(ac, NULL, NULL, 2, argv, NULL);
+        const char *argv[] = {"AUTH", a->user, a->password};
+        int skip = a->user[0] == '\0'; /* AUTH [user] password */
+
+        argv[skip] = "AUTH";
+        redisAsyncCommandArgv(ac, NULL, NULL, 3 - skip, argv + skip, NULL);
     }
     if (a->db != 0) {
         char db[16];

@@ -91,9 +91,12 @@ node_connect(struct gk_store *st, struct gk_store_node *n)
         return GK_EREDIS;
     }
     if (st->addr.password[0] != '\0') {
-        const char *argv[] = {"AUTH", st->addr.password};
+        /* AUTH [user] password: the user only when the URL names one (ACL). */
+        const char *argv[] = {"AUTH", st->addr.user, st->addr.password};
+        int skip = st->addr.user[0] == '\0';
 
-        r = command(st, n, 2, argv);
+        argv[skip] = "AUTH";
+        r = command(st, n, 3 - skip, argv + skip);
         if (r == NULL)
             return GK_EREDIS;
         if (r->type == REDIS_REPLY_ERROR) {

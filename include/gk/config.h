@@ -41,6 +41,7 @@ struct gk_redis_seed {
 struct gk_redis_addr {
     char host[256];
     uint16_t port;
+    char user[128];     /* ACL user; "" = Redis's default user */
     char password[256]; /* "" when none */
     uint32_t db;
     bool cluster;

@@ -411,6 +411,32 @@ START_TEST(evicting_redis_that_comes_later_stops_server_and_worker)
 }
 END_TEST
 
+/* A Redis ACL user named in REDIS_URL: both programs AUTH as that user (AUTH user password). */
+START_TEST(redis_acl_user_from_the_url)
+{
+    char url[256], biz[64];
+    const char *env[] = {url, NULL};
+    struct gktest_server s, w;
+    struct gktest_resp r;
+
+    gktest_redis("ACL SETUSER gkacl on '>gk-acl-pw' '~*' '&*' '+@all'");
+    snprintf(url, sizeof(url), "REDIS_URL=redis://gkacl:gk-acl-pw@127.0.0.1:%s/0",
+             gktest_env("GK_TEST_REDIS_PORT"));
+    gktest_server_start(&s, env);
+    gktest_worker_start(&w, env);
+    gktest_new_business(s.port, "{}", biz, sizeof(biz));
+    gktest_enqueue(s.port, biz, "acl-user", NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    gktest_resp_free(&r);
+    gktest_sleep_ms(500); /* the worker's first pass */
+    /* The server's store and pipeline and the worker's store: every one signed in as gkacl. */
+    ck_assert_int_ge(gktest_redis_int("CLIENT KILL USER gkacl"), 3);
+    gktest_kill(&s);
+    gktest_kill(&w);
+    gktest_redis("ACL DELUSER gkacl");
+}
+END_TEST
+
 Suite *
 ops_it_suite(void)
 {
@@ -431,6 +457,7 @@ ops_it_suite(void)
     tcase_add_test(policy, evicting_redis_stops_server_and_worker_at_start);
     tcase_add_test(policy, unreadable_policy_is_a_warning);
     tcase_add_test(policy, evicting_redis_that_comes_later_stops_server_and_worker);
+    tcase_add_test(policy, redis_acl_user_from_the_url);
     suite_add_tcase(s, policy);
     return s;
 }

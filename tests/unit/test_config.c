@@ -189,9 +189,13 @@ START_TEST(redis_urls)
     ck_assert_uint_eq(a.db, 0);
     ck_assert_int_eq(gk_redis_url_parse("redis://user:p%40ss@[::1]:7000/3", &a, err, sizeof(err)), GK_OK);
     ck_assert_str_eq(a.host, "::1");
+    ck_assert_str_eq(a.user, "user");
     ck_assert_str_eq(a.password, "p%40ss");
     ck_assert_uint_eq(a.port, 7000);
     ck_assert_uint_eq(a.db, 3);
+    ck_assert_int_eq(gk_redis_url_parse("redis://:pw@h", &a, err, sizeof(err)), GK_OK);
+    ck_assert_str_eq(a.user, "");
+    ck_assert_str_eq(a.password, "pw");
     ck_assert_int_eq(gk_redis_url_parse("http://h", &a, err, sizeof(err)), GK_EINVAL);
     ck_assert_int_eq(gk_redis_url_parse("redis://", &a, err, sizeof(err)), GK_EINVAL);
     ck_assert_int_eq(gk_redis_url_parse("redis://h:0", &a, err, sizeof(err)), GK_EINVAL);
