@@ -11,7 +11,7 @@ WERROR ?= -Werror
 CFLAGS ?= -O2 -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(WERROR) -Iinclude -I$(BUILD)/gen -MMD -MP \
              $(shell pkg-config --cflags $(PKGS)) $(CFLAGS)
-LDLIBS = $(shell pkg-config --libs $(PKGS)) -pthread
+LDLIBS = $(shell pkg-config --libs $(PKGS)) -lm -pthread
 CHECK_CFLAGS = $(shell pkg-config --cflags $(TEST_PKGS))
 CHECK_LIBS = $(shell pkg-config --libs $(TEST_PKGS))
 SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer

@@ -266,7 +266,8 @@ parse_pow_mode(struct json_object *v, struct gk_bizconf_patch *out, char *msg, s
 
     if (json_object_is_type(v, json_type_string)) {
         s = json_object_get_string(v);
-        if ((size_t)json_object_get_string_len(v) == strlen(s) && gk_pow_mode_parse(s, &out->v.pow_mode) == GK_OK)
+        if ((size_t)json_object_get_string_len(v) == strlen(s) &&
+            gk_pow_mode_parse(s, &out->v.pow_mode) == GK_OK)
             return GK_OK;
     }
     snprintf(msg, msglen, "must be one of \"off\", \"on\", \"auto\"");

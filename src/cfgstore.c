@@ -210,7 +210,8 @@ parse_row(const struct gk_pg_res *res, int row, const struct row_cols *c, struct
             return false;
         out->conf.num[f] = x;
     }
-    if (gk_qmethod_parse(gk_pg_res_value(res, row, c->queueing_method), &out->conf.queueing_method) != GK_OK ||
+    if (gk_qmethod_parse(gk_pg_res_value(res, row, c->queueing_method), &out->conf.queueing_method) !=
+            GK_OK ||
         gk_pow_mode_parse(gk_pg_res_value(res, row, c->pow_mode), &out->conf.pow_mode) != GK_OK)
         return false;
     return parse_origins(gk_pg_res_value(res, row, c->allowed_origins), &out->conf);

@@ -2,25 +2,34 @@
 /* crypto.c -- see gk/crypto.h for the contract. */
 #include "gk/crypto.h"
 
+#include <limits.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
+
+static void
+hex_of(const unsigned char *md, unsigned n, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+
+    for (unsigned i = 0; i < n; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
 
 static void
 digest_hex(const EVP_MD *type, unsigned want, const void *data, size_t len, char *out)
 {
-    static const char hex[] = "0123456789abcdef";
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
 
     GK_ASSERT(EVP_Digest(data, len, md, &mdlen, type, NULL) == 1 && mdlen == want);
-    for (unsigned i = 0; i < want; i++) {
-        out[2 * i] = hex[md[i] >> 4];
-        out[2 * i + 1] = hex[md[i] & 15];
-    }
-    out[2 * want] = '\0';
+    hex_of(md, want, out);
 }
 
 void
@@ -33,6 +42,17 @@ void
 gk_sha256_hex(const void *data, size_t len, char out[GK_SHA256_HEX_BUF])
 {
     digest_hex(EVP_sha256(), 32, data, len, out);
+}
+
+void
+gk_hmac_sha256_hex(const void *key, size_t keylen, const void *data, size_t len, char out[GK_SHA256_HEX_BUF])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+
+    GK_ASSERT(keylen <= INT_MAX && HMAC(EVP_sha256(), key, (int)keylen, data, len, md, &mdlen) != NULL &&
+              mdlen == 32);
+    hex_of(md, 32, out);
 }
 
 enum gk_err

@@ -42,7 +42,7 @@ enum gk_bc_field {
     GK_BC_IP_FINISH_LIMIT, /* finish and leave share it */
     GK_BC_IP_FINISH_LIMIT_INTERVAL,
     GK_BC_POW_MAX_NUMBER, /* the work of one proof-of-work challenge (gk/pow.h) */
-    GK_BC_NUMERIC, /* count of numeric fields */
+    GK_BC_NUMERIC,        /* count of numeric fields */
     GK_BC_QUEUEING_METHOD = GK_BC_NUMERIC,
     GK_BC_ALLOWED_ORIGINS,
     GK_BC_POW_MODE,

@@ -23,6 +23,10 @@
 void gk_sha1_hex(const void *data, size_t len, char out[GK_SHA1_HEX_BUF]);
 /* SHA-256 of data in lower-case hex into out. */
 void gk_sha256_hex(const void *data, size_t len, char out[GK_SHA256_HEX_BUF]);
+/* HMAC-SHA256 of data under key, in lower-case hex, into out. One-shot (OpenSSL's HMAC()):
+ * for calls that are not on every request's path (gk/token.h keeps its own precomputed keys). */
+void gk_hmac_sha256_hex(const void *key, size_t keylen, const void *data, size_t len,
+                        char out[GK_SHA256_HEX_BUF]);
 /* Fills buf with n bytes from the system CSPRNG. GK_EINVAL if it fails (never partial). */
 GK_MUSTCHECK enum gk_err gk_random_bytes(void *buf, size_t n);
 /* A fresh admin key ("gk_" + base64url of 32 random bytes) into out. */

@@ -10,6 +10,7 @@
     X(config)                                                                                                \
     X(router)                                                                                                \
     X(crypto)                                                                                                \
+    X(pow)                                                                                                   \
     X(confcache)                                                                                             \
     X(clientip)                                                                                              \
     X(bizconf)                                                                                               \
