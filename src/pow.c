@@ -20,6 +20,7 @@
 #include <json-c/json.h>
 
 #include "gk/jsonutil.h"
+#include "gk/metrics.h"
 
 #define KEY_LABEL "gatekeeper pow challenge key"
 #define SALT_RANDOM_BYTES 12
@@ -158,17 +159,6 @@ gk_pow_challenge_new(const struct gk_pow *p, const char *business, uint32_t maxn
                        out->signature);
     out->maxnumber = maxnumber;
     return GK_OK;
-}
-
-size_t
-gk_pow_challenge_json(const struct gk_pow_challenge *c, char *out, size_t outlen)
-{
-    int n = snprintf(out, outlen,
-                     "{\"algorithm\":\"SHA-256\",\"challenge\":\"%s\",\"maxnumber\":%" PRIu32
-                     ",\"salt\":\"%s\",\"signature\":\"%s\"}",
-                     c->challenge, c->maxnumber, c->salt, c->signature);
-
-    return n > 0 && (size_t)n < outlen ? (size_t)n : 0;
 }
 
 static int
@@ -386,23 +376,21 @@ gk_pow_metrics_write(struct gk_pow *p, FILE *f)
         [GK_POW_REFUSED_REUSED] = "reused",
     };
 
-    fprintf(f,
-            "# HELP gatekeeper_pow_challenges_issued_total Proof-of-work challenges issued.\n"
-            "# TYPE gatekeeper_pow_challenges_issued_total counter\n"
-            "gatekeeper_pow_challenges_issued_total %" PRIu64 "\n",
+    gk_metrics_family(f, "gatekeeper_pow_challenges_issued_total", "counter",
+                      "Proof-of-work challenges issued (GET /queue/challenge and 428 answers).");
+    fprintf(f, "gatekeeper_pow_challenges_issued_total %" PRIu64 "\n",
             atomic_load_explicit(&p->events[GK_POW_ISSUED], memory_order_relaxed));
-    fprintf(f,
-            "# HELP gatekeeper_pow_solved_total Joins that carried a valid, unused proof of work.\n"
-            "# TYPE gatekeeper_pow_solved_total counter\n"
-            "gatekeeper_pow_solved_total %" PRIu64 "\n",
+    gk_metrics_family(f, "gatekeeper_pow_solved_total", "counter",
+                      "Joins that carried a valid proof of work, spent for the first time.");
+    fprintf(f, "gatekeeper_pow_solved_total %" PRIu64 "\n",
             atomic_load_explicit(&p->events[GK_POW_SOLVED], memory_order_relaxed));
-    fprintf(f, "# HELP gatekeeper_pow_refused_total Joins refused for their proof of work, by reason.\n"
-               "# TYPE gatekeeper_pow_refused_total counter\n");
+    gk_metrics_family(f, "gatekeeper_pow_refused_total", "counter",
+                      "Joins refused for their proof of work: missing (428), invalid or reused (403).");
     for (int ev = GK_POW_REFUSED_MISSING; ev <= GK_POW_REFUSED_REUSED; ev++)
         fprintf(f, "gatekeeper_pow_refused_total{reason=\"%s\"} %" PRIu64 "\n", reasons[ev],
                 atomic_load_explicit(&p->events[ev], memory_order_relaxed));
-    fprintf(f, "# HELP gatekeeper_pow_work The work (maxnumber) of the last challenge this node issued, per "
-               "business.\n# TYPE gatekeeper_pow_work gauge\n");
+    gk_metrics_family(f, "gatekeeper_pow_work", "gauge",
+                      "The work (maxnumber) of the last challenge this node issued, per business.");
     pthread_mutex_lock(&p->mu);
     for (size_t i = 0; i < GK_POW_BUSINESSES_MAX; i++) {
         if (p->slots[i].business[0] != '\0' && p->slots[i].work > 0)

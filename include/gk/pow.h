@@ -87,11 +87,6 @@ GK_MUSTCHECK enum gk_err gk_pow_challenge_new(const struct gk_pow *p, const char
                                               uint32_t maxnumber, int64_t now_s,
                                               struct gk_pow_challenge *out);
 
-/* Writes the challenge's JSON object text ({"algorithm", "challenge", "maxnumber", "salt",
- * "signature"}) into out; returns its length, or 0 if it does not fit. Nothing in a challenge
- * needs escaping. */
-size_t gk_pow_challenge_json(const struct gk_pow_challenge *c, char *out, size_t outlen);
-
 /* Checks the payload an X-Gatekeeper-Pow header carries (base64 of the ALTCHA JSON) for business
  * at now_s: GK_OK and *out filled when it is a solution of a challenge this service signed for
  * this business that has not expired; GK_EINVAL for anything else (malformed, wrong number,
