@@ -19,7 +19,7 @@
 
 #define CORS_ALLOW_HEADERS                                                                                   \
     "business_id, user_id, jwt, business-id, user-id, authorization, content-type, x-gatekeeper-business, "  \
-    "x-request-id"
+    "x-request-id, x-gatekeeper-pow"
 
 /* The map of the API: one line per route (method, path, name for logs and metrics, handler,
  * where it runs). gk_router_match searches it in order. */
