@@ -161,49 +161,6 @@ gk_pow_challenge_new(const struct gk_pow *p, const char *business, uint32_t maxn
     return GK_OK;
 }
 
-static int
-b64_value(char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+' || c == '-')
-        return 62;
-    if (c == '/' || c == '_')
-        return 63;
-    return -1;
-}
-
-size_t
-gk_pow_base64_decode(const char *in, size_t len, unsigned char *out, size_t outlen)
-{
-    uint32_t acc = 0;
-    size_t o = 0, i;
-    int bits = 0, v;
-
-    while (len > 0 && in[len - 1] == '=')
-        len--;
-    if (len % 4 == 1)
-        return SIZE_MAX;
-    for (i = 0; i < len; i++) {
-        v = b64_value(in[i]);
-        if (v < 0)
-            return SIZE_MAX;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (o >= outlen)
-                return SIZE_MAX;
-            out[o++] = (unsigned char)(acc >> bits);
-        }
-    }
-    return o;
-}
-
 bool
 gk_pow_solve(const struct gk_pow_challenge *c, uint64_t *number)
 {
@@ -312,8 +269,8 @@ gk_pow_verify(const struct gk_pow *p, const char *business, const char *payload,
     len = strnlen(payload, GK_POW_PAYLOAD_MAX + 1);
     if (len > GK_POW_PAYLOAD_MAX)
         return GK_EINVAL;
-    len = gk_pow_base64_decode(payload, len, json, sizeof(json));
-    if (len == SIZE_MAX || (root = gk_json_parse_object((const char *)json, len)) == NULL)
+    if (!gk_base64_decode(payload, len, GK_B64_ANY, json, sizeof(json), &len) ||
+        (root = gk_json_parse_object((const char *)json, len)) == NULL)
         goto out;
     alg = str_member(root, "algorithm", 16);
     challenge = str_member(root, "challenge", GK_SHA256_HEX_BUF - 1);

@@ -110,8 +110,4 @@ void gk_pow_metrics_write(struct gk_pow *p, FILE *f);
 bool gk_pow_solve(const struct gk_pow_challenge *c, uint64_t *number);
 size_t gk_pow_payload(const struct gk_pow_challenge *c, uint64_t number, char *out, size_t outlen);
 
-/* Base64 (standard or URL-safe alphabet, padding optional) of in[0..len) into out: the decoded
- * length, or SIZE_MAX when it is not base64 or does not fit in outlen. Exposed for tests. */
-size_t gk_pow_base64_decode(const char *in, size_t len, unsigned char *out, size_t outlen);
-
 #endif

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* test_pow.c -- challenges in ALTCHA's format: issue, solve, verify and every refusal; base64;
+/* test_pow.c -- challenges in ALTCHA's format: issue, solve, verify and every refusal;
  * the auto rule's rise and fall under an injected clock. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,21 +103,6 @@ START_TEST(tampered_payloads_refused)
 }
 END_TEST
 
-START_TEST(base64_both_alphabets)
-{
-    unsigned char out[8];
-
-    ck_assert_uint_eq(gk_pow_base64_decode("+/8=", 4, out, sizeof(out)), 2);
-    ck_assert_int_eq(out[0], 0xfb);
-    ck_assert_int_eq(out[1], 0xff);
-    ck_assert_uint_eq(gk_pow_base64_decode("-_8", 3, out, sizeof(out)), 2);
-    ck_assert_int_eq(out[0], 0xfb);
-    ck_assert_uint_eq(gk_pow_base64_decode("A", 1, out, sizeof(out)), SIZE_MAX);
-    ck_assert_uint_eq(gk_pow_base64_decode("A*AA", 4, out, sizeof(out)), SIZE_MAX);
-    ck_assert_uint_eq(gk_pow_base64_decode("AAAAAAAAAAAA", 12, out, sizeof(out)), SIZE_MAX);
-}
-END_TEST
-
 START_TEST(auto_work_follows_join_rate)
 {
     struct gk_pow *p = gk_pow_new(SECRET, NULL);
@@ -176,7 +161,6 @@ pow_suite(void)
     tcase_add_test(tc, challenge_shape);
     tcase_add_test(tc, solution_accepted_once_per_key);
     tcase_add_test(tc, tampered_payloads_refused);
-    tcase_add_test(tc, base64_both_alphabets);
     tcase_add_test(tc, auto_work_follows_join_rate);
     tcase_add_test(tc, many_businesses_bounded);
     suite_add_tcase(s, tc);
