@@ -50,6 +50,8 @@ $(BUILD)/freeport: $(BUILD)/tests/support/freeport.o
 	$(CC) $(LDFLAGS) -o $@ $^
 $(BUILD)/gk-bench-tokens: $(BUILD)/bench/tokens.o $(BUILD)/libgk.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/gk-bench-pow: $(BUILD)/bench/pow.o $(BUILD)/libgk.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # The Lua scripts, embedded as C strings, and their list (see scripts/embed-lua); every object
 # waits for the list, which gk/script.h includes.
@@ -134,7 +136,7 @@ test-abuse: all $(BUILD)/gk-bench-tokens
 	tests/abuse/run.sh $(BUILD)
 
 # Throughput and latency against the ceilings, measured in one run (not part of `make test`).
-bench: all $(BUILD)/gk-bench-tokens
+bench: all $(BUILD)/gk-bench-tokens $(BUILD)/gk-bench-pow
 	bench/run.sh $(BUILD)
 
 # 30 minutes (SOAK_SECONDS) of the flash-crowd mix at 70% of its measured peak: no 5xx, flat
