@@ -105,16 +105,26 @@ gk_bizconf_defaults(struct gk_bizconf *c)
     gk_strlcpy(c->origins[0], "*", sizeof(c->origins[0]));
 }
 
+/* The index of s among the n names, or -1. */
+static int
+name_index(const char *const *names, size_t n, const char *s)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(s, names[i]) == 0)
+            return (int)i;
+    }
+    return -1;
+}
+
 enum gk_err
 gk_qmethod_parse(const char *s, enum gk_qmethod *out)
 {
-    for (size_t i = 0; i < GK_ARRAY_LEN(qmethod_names); i++) {
-        if (strcmp(s, qmethod_names[i]) == 0) {
-            *out = (enum gk_qmethod)i;
-            return GK_OK;
-        }
-    }
-    return GK_EINVAL;
+    int i = name_index(qmethod_names, GK_ARRAY_LEN(qmethod_names), s);
+
+    if (i < 0)
+        return GK_EINVAL;
+    *out = (enum gk_qmethod)i;
+    return GK_OK;
 }
 
 const char *
@@ -127,13 +137,12 @@ gk_qmethod_name(enum gk_qmethod m)
 enum gk_err
 gk_pow_mode_parse(const char *s, enum gk_pow_mode *out)
 {
-    for (size_t i = 0; i < GK_ARRAY_LEN(pow_mode_names); i++) {
-        if (strcmp(s, pow_mode_names[i]) == 0) {
-            *out = (enum gk_pow_mode)i;
-            return GK_OK;
-        }
-    }
-    return GK_EINVAL;
+    int i = name_index(pow_mode_names, GK_ARRAY_LEN(pow_mode_names), s);
+
+    if (i < 0)
+        return GK_EINVAL;
+    *out = (enum gk_pow_mode)i;
+    return GK_OK;
 }
 
 const char *
@@ -243,18 +252,25 @@ parse_num(enum gk_bc_field f, struct json_object *v, struct gk_bizconf_patch *ou
     return GK_EINVAL;
 }
 
-static enum gk_err
-parse_qmethod(struct json_object *v, struct gk_bizconf_patch *out, char *msg, size_t msglen)
+/* v's text when it is a JSON string without an embedded NUL ("fifo\u0000x"), else NULL. */
+static const char *
+plain_string(struct json_object *v)
 {
     const char *s;
 
-    if (json_object_is_type(v, json_type_string)) {
-        s = json_object_get_string(v);
-        /* strlen() guards against an embedded NUL ("fifo\u0000x"). */
-        if ((size_t)json_object_get_string_len(v) == strlen(s) &&
-            gk_qmethod_parse(s, &out->v.queueing_method) == GK_OK)
-            return GK_OK;
-    }
+    if (!json_object_is_type(v, json_type_string))
+        return NULL;
+    s = json_object_get_string(v);
+    return (size_t)json_object_get_string_len(v) == strlen(s) ? s : NULL;
+}
+
+static enum gk_err
+parse_qmethod(struct json_object *v, struct gk_bizconf_patch *out, char *msg, size_t msglen)
+{
+    const char *s = plain_string(v);
+
+    if (s != NULL && gk_qmethod_parse(s, &out->v.queueing_method) == GK_OK)
+        return GK_OK;
     snprintf(msg, msglen, "must be one of \"fifo\", \"random\", \"passthrough\", \"reject\"");
     return GK_EINVAL;
 }
@@ -262,14 +278,10 @@ parse_qmethod(struct json_object *v, struct gk_bizconf_patch *out, char *msg, si
 static enum gk_err
 parse_pow_mode(struct json_object *v, struct gk_bizconf_patch *out, char *msg, size_t msglen)
 {
-    const char *s;
+    const char *s = plain_string(v);
 
-    if (json_object_is_type(v, json_type_string)) {
-        s = json_object_get_string(v);
-        if ((size_t)json_object_get_string_len(v) == strlen(s) &&
-            gk_pow_mode_parse(s, &out->v.pow_mode) == GK_OK)
-            return GK_OK;
-    }
+    if (s != NULL && gk_pow_mode_parse(s, &out->v.pow_mode) == GK_OK)
+        return GK_OK;
     snprintf(msg, msglen, "must be one of \"off\", \"on\", \"auto\"");
     return GK_EINVAL;
 }
