@@ -3,10 +3,11 @@
  * test_pow_it.c -- proof of work on joining against the built server and real Redis: the
  * challenge endpoint, every answer of an enqueue with pow_mode on (428 with a challenge, 403
  * pow_invalid, 403 pow_reused, a queued user's re-join with a token, status unaffected), a replay
- * across two API nodes accepted exactly once, auto raising the work under a join flood and
+ * sent at once to two API nodes accepted exactly once, auto raising the work under a join flood and
  * lowering it after, and the /metrics families. Solutions are found with gk_pow_solve, the C twin
  * of a browser's solver; the npm altcha-lib solver and the waiting page's are tests/e2e's.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,33 +160,83 @@ START_TEST(enqueue_with_pow_on)
 }
 END_TEST
 
-/* One solution sent to two API nodes over and over, first to one, then to the other: accepted
- * exactly once each round. */
+/* One join of a replay round, sent from its own thread once all of the round's are ready. */
+struct replay_join {
+    uint16_t port;
+    const char *biz, *payload;
+    char user[32];
+    pthread_barrier_t *start;
+    int status;
+    char error[32];
+};
+
+static void *
+replay_join_run(void *arg)
+{
+    struct replay_join *j = arg;
+    struct json_object *e;
+    struct gktest_resp r;
+
+    pthread_barrier_wait(j->start);
+    join_pow(j->port, j->biz, j->user, j->payload, NULL, &r);
+    j->status = r.status;
+    j->error[0] = '\0';
+    if (r.json != NULL && json_object_object_get_ex(r.json, "error", &e))
+        snprintf(j->error, sizeof(j->error), "%s", json_object_get_string(e));
+    gktest_resp_free(&r);
+    return NULL;
+}
+
+#define REPLAY_JOINS 4
+
+/* One solution sent at the same moment four times, twice to each of two API nodes, round after
+ * round: accepted exactly once each round, the others refused as reused. */
 START_TEST(replay_across_two_nodes_accepted_once)
 {
     struct gktest_server second;
-    char biz[64], payload[GK_POW_PAYLOAD_MAX], user[32];
+    char biz[64], payload[GK_POW_PAYLOAD_MAX];
+    struct replay_join joins[REPLAY_JOINS];
+    pthread_t threads[REPLAY_JOINS];
+    pthread_barrier_t start;
     struct gktest_resp r;
     int accepted = 0;
+    long long t0;
 
-    gktest_server_start(&second, NULL);
+    /* The second node loads the business, already configured, when it starts. */
     gktest_new_business(gktest_srv.port, "{\"pow_mode\": \"on\", \"pow_max_number\": 1000}", biz,
                         sizeof(biz));
+    gktest_server_start(&second, NULL);
+    for (t0 = gktest_ms(); gktest_ms() - t0 < 5000 * gktest_slowdown(); gktest_sleep_ms(20)) {
+        join_pow(second.port, biz, "probe", "e30=", NULL, &r);
+        accepted = r.status;
+        gktest_resp_free(&r);
+        if (accepted == 403)
+            break;
+    }
+    ck_assert_int_eq(accepted, 403);
     for (int round = 0; round < 10; round++) {
         uint16_t ports[2] = {gktest_srv.port, second.port};
 
         /* Challenges of one node are good at the other. */
         solved_payload(ports[round % 2], biz, payload, sizeof(payload));
+        ck_assert_int_eq(pthread_barrier_init(&start, NULL, REPLAY_JOINS), 0);
+        for (int i = 0; i < REPLAY_JOINS; i++) {
+            joins[i] =
+                (struct replay_join){.port = ports[i % 2], .biz = biz, .payload = payload, .start = &start};
+            snprintf(joins[i].user, sizeof(joins[i].user), "u%d-%d", round, i);
+            ck_assert_int_eq(pthread_create(&threads[i], NULL, replay_join_run, &joins[i]), 0);
+        }
         accepted = 0;
-        for (int i = 0; i < 4; i++) {
-            snprintf(user, sizeof(user), "u%d-%d", round, i);
-            join_pow(ports[(round + i) % 2], biz, user, payload, NULL, &r);
-            if (r.status == 200)
+        for (int i = 0; i < REPLAY_JOINS; i++) {
+            pthread_join(threads[i], NULL);
+            if (joins[i].status == 200)
                 accepted++;
             else
-                ck_assert_str_eq(gktest_json_str(&r, "error"), "pow_reused");
-            gktest_resp_free(&r);
+                ck_assert_msg(joins[i].status == 403 && strcmp(joins[i].error, "pow_reused") == 0,
+                              "round %d, join %d at port %u: %d %s", round, i, joins[i].port, joins[i].status,
+                              joins[i].error);
         }
+        pthread_barrier_destroy(&start);
         ck_assert_int_eq(accepted, 1);
     }
     ck_assert_int_eq(gktest_redis_int("ZCARD 'gk:{%s}:wait'", biz), 10);
