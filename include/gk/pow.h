@@ -12,8 +12,8 @@
  * no state: nothing is stored to issue a challenge; single use is the caller's (a Redis key per
  * challenge, see gk/queue.h).
  *
- * The challenge key is HMAC-SHA256(JWT_SECRET, "gatekeeper pow challenge key"): every API node
- * that shares JWT_SECRET derives the same key, and rotating the secret (JWT_SECRET_PREVIOUS) keeps
+ * The challenge key is the hex text of HMAC-SHA256(JWT_SECRET, "gatekeeper pow challenge key"):
+ * every API node that shares JWT_SECRET derives the same key, and rotating the secret (JWT_SECRET_PREVIOUS) keeps
  * challenges signed under the previous key valid until they expire.
  *
  * In pow_mode "auto" the work follows the business's join rate as this node sees it: the rate of

@@ -17,12 +17,12 @@
 // /queue/finish the test sends lets exactly one more user in, so every step is the test's choice.
 
 import { execFileSync, spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { createHmac, randomBytes } from "node:crypto";
 import { mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { solveChallenge } from "altcha-lib/v1";
+import { solveChallenge, verifySolution } from "altcha-lib/v1";
 import { chromium } from "playwright-core";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -34,6 +34,7 @@ const ARTIFACTS = process.env.GK_E2E_ARTIFACTS || path.join(ROOT, "tests/artifac
 const NGINX = process.env.GK_E2E_NGINX || "nginx";
 const CHROMIUM = process.env.GK_E2E_CHROMIUM || "/usr/bin/chromium";
 const ADMIN_TOKEN = randomBytes(24).toString("hex");
+const JWT_SECRET = randomBytes(32).toString("hex");
 const STEP_MS = 15000; // longest wait for one step (a tick is 1 s, a poll at most a few)
 
 const children = [];
@@ -177,7 +178,7 @@ async function setup() {
         BIND: "127.0.0.1",
         REDIS_URL,
         DATABASE_URL,
-        JWT_SECRET: randomBytes(32).toString("hex"),
+        JWT_SECRET,
         ADMIN_TOKEN,
         BUSINESS_IDS: "e2e-direct:e2e-wait:e2e-site:e2e-other:e2e-star:e2e-pow",
         TRUSTED_PROXIES: "127.0.0.1/32",
@@ -665,6 +666,9 @@ test("proof of work: a challenge solved by the npm altcha-lib solver is accepted
     const payload = Buffer.from(
         JSON.stringify({ algorithm: c.algorithm, challenge: c.challenge, number: solution.number, salt: c.salt, signature: c.signature })
     ).toString("base64");
+    // altcha-lib's own check agrees, given the challenge key the server derives from JWT_SECRET.
+    const key = createHmac("sha256", JWT_SECRET).update("gatekeeper pow challenge key").digest("hex");
+    equal(await verifySolution(payload, key), true, "altcha-lib's verifySolution");
     const r = await http("POST", `${GK}/queue/enqueue`, { "business-id": biz, "user-id": "altcha-node", "X-Gatekeeper-Pow": payload });
     equal(r.status, 200, `altcha-lib's solution: ${r.text}`);
     const replay = await http("POST", `${GK}/queue/enqueue`, { "business-id": biz, "user-id": "altcha-node-2", "X-Gatekeeper-Pow": payload });
