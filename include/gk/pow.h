@@ -13,8 +13,8 @@
  * challenge, see gk/queue.h).
  *
  * The challenge key is the hex text of HMAC-SHA256(JWT_SECRET, "gatekeeper pow challenge key"):
- * every API node that shares JWT_SECRET derives the same key, and rotating the secret (JWT_SECRET_PREVIOUS) keeps
- * challenges signed under the previous key valid until they expire.
+ * every API node that shares JWT_SECRET derives the same key, and rotating the secret
+ * (JWT_SECRET_PREVIOUS) keeps challenges signed under the previous key valid until they expire.
  *
  * In pow_mode "auto" the work follows the business's join rate as this node sees it: the rate of
  * joins that carried a valid proof, averaged with a time constant of GK_POW_RATE_TAU_MS; the work
