@@ -91,7 +91,7 @@ run: deps all
 
 # The fault, abuse and browser suites come last, one after the other: they take longest, load
 # the machine, and the browser tests need the most (Chromium, nginx, npm).
-test: deps test-unit test-compose test-docs test-integration
+test: deps test-unit test-compose test-docs test-integration test-cluster
 	$(MAKE) --no-print-directory test-faults
 	$(MAKE) --no-print-directory test-abuse
 	$(MAKE) --no-print-directory test-e2e
@@ -108,6 +108,14 @@ test-unit: $(BUILD)/unit-tests
 
 test-integration: all $(BUILD)/it-tests $(BUILD)/freeport
 	tests/integration/run.sh $(BUILD)
+
+# The queue, worker, activity and pow suites unchanged on a Redis Cluster of 3 masters + 3 replicas,
+# then the cluster suite (businesses on every master, failover and resharding under load).
+CLUSTER_SUITES := queue worker activity pow cluster
+.PHONY: test-cluster
+test-cluster: all $(BUILD)/it-tests $(BUILD)/freeport
+	GK_IT_CLUSTER=1 tests/integration/run.sh $(BUILD) sh -c \
+	  'for s in $(CLUSTER_SUITES); do CK_RUN_SUITE=$$s $(BUILD)/it-tests || exit 1; done'
 
 # docker-compose.yml, Dockerfile and .dockerignore, checked by reading them (no Docker engine here).
 .PHONY: test-compose
@@ -197,7 +205,7 @@ clean:
 	rm -rf build build-san build-fuzz build-vg
 
 help:
-	@echo "make [all|deps|run|check|test|test-unit|test-integration|test-faults|test-abuse|test-e2e|sanitize|valgrind|fuzz|fuzz-smoke|bench|soak|format-check|clean]"
+	@echo "make [all|deps|run|check|test|test-unit|test-integration|test-cluster|test-faults|test-abuse|test-e2e|sanitize|valgrind|fuzz|fuzz-smoke|bench|soak|format-check|clean]"
 
 -include $(ALL_OBJ:.o=.d)
 -include $(FUZZ_OBJ:.o=.d)

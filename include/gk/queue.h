@@ -140,6 +140,11 @@ struct gk_op {
     struct gk_op *_mate; /* the next operation that shares its Redis call */
     int _n;              /* how many share the call (on the first of them) */
     bool _retried;       /* sent again with the script's source after NOSCRIPT */
+    /* Redis Cluster (on the first operation of a call): when it was submitted, how many times it
+     * was retried later (TRYAGAIN, CLUSTERDOWN, its node down) and redirected (MOVED, ASK), and
+     * when it goes out again. */
+    int64_t _started_ms, _retry_at_ms;
+    int _tries, _redirects;
 };
 
 /* The operations. Each submits op, which is answered through op->done; one indirect call:

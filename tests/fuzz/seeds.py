@@ -130,6 +130,9 @@ for name, v in {
     "redis_bad": "REDIS_URL=redis://[::1:6379\n",
     "test_clock": "GK_TEST_CLOCK=1\nREDIS_URL=redis://10.0.0.1\n",
     "cidr_v6": "TRUSTED_PROXIES=2001:db8::/32,fe80::1\n",
+    "cluster": "REDIS_URL\nREDIS_CLUSTER_NODES=redis://:pw@10.0.0.1:7000,10.0.0.2:7001,[::1]:7002\n",
+    "cluster_and_url": "REDIS_CLUSTER_NODES=h:1,h:2\n",
+    "cluster_bad": "REDIS_URL\nREDIS_CLUSTER_NODES=h:1,,redis://h:2/3\n",
 }.items():
     write("fuzz_config", name, v)
 

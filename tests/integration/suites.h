@@ -14,6 +14,7 @@
     X(queue_stress)                                                                                          \
     X(pow)                                                                                                   \
     X(scripts)                                                                                               \
+    X(cluster)                                                                                               \
     X(worker)                                                                                                \
     X(events)                                                                                                \
     X(activity)                                                                                              \

@@ -8,6 +8,7 @@
 #define GK_UNIT_SUITES(X)                                                                                    \
     X(util)                                                                                                  \
     X(config)                                                                                                \
+    X(cluster)                                                                                               \
     X(router)                                                                                                \
     X(crypto)                                                                                                \
     X(pow)                                                                                                   \
