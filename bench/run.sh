@@ -63,6 +63,14 @@ for c in 16 64 128 256; do
 done
 run verify status 64 PATH_=/queue/verify | tee -a "$RESULTS"
 run enqueue enqueue 64 | tee -a "$RESULTS"
+# The same joins with proof of work on: what checking a proof (two hashes) and spending it (SET NX
+# in the join's script) cost the server. gk-bench-pow makes payloads that need no solving (a
+# browser's solving time is tests/e2e's).
+curl -fs -X POST "$API/businesses" -H "Authorization: Bearer $ADMIN_TOKEN" -d '{"business_id":"powbench"}' >/dev/null
+curl -fs -X POST "$API/config" -H 'business_id: powbench' -H "Authorization: Bearer $ADMIN_TOKEN" \
+    -d '{"pow_mode": "on", "ip_enqueue_limit": 1000000, "ip_enqueue_limit_interval": 1}' >/dev/null
+"$BUILD/gk-bench-pow" powbench $((25000 * DURATION)) >"$TMP/pow"
+run enqueue_pow enqueue_pow 64 PAYLOADS="$TMP/pow" BUSINESS=powbench | tee -a "$RESULTS"
 
 # The flash crowd: an enqueue burst, then mostly status polls while a worker admits.
 cat "$ROOT/bench/wrk/report.lua" "$ROOT/bench/wrk/mix.lua" >"$TMP/mix.lua"

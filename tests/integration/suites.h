@@ -12,6 +12,7 @@
     X(http_wire)                                                                                             \
     X(queue)                                                                                                 \
     X(queue_stress)                                                                                          \
+    X(pow)                                                                                                   \
     X(scripts)                                                                                               \
     X(cluster)                                                                                               \
     X(worker)                                                                                                \

@@ -240,6 +240,11 @@ check_config_schema(struct json_object *schema, bool whole)
     for (int m = GK_QM_FIFO; m <= GK_QM_REJECT; m++)
         ck_assert_str_eq(json_object_get_string(json_object_array_get_idx(e, (size_t)m)),
                          gk_qmethod_name((enum gk_qmethod)m));
+    e = get(get(props, "pow_mode"), "enum");
+    ck_assert_uint_eq(json_object_array_length(e), 3);
+    for (int m = GK_POW_OFF; m <= GK_POW_AUTO; m++)
+        ck_assert_str_eq(json_object_get_string(json_object_array_get_idx(e, (size_t)m)),
+                         gk_pow_mode_name((enum gk_pow_mode)m));
     origins = get(props, "allowed_origins");
     ck_assert_int_eq(int_member(origins, "maxItems"), GK_ORIGINS_MAX);
     ck_assert_int_eq(int_member(get(origins, "items"), "maxLength"), GK_ORIGIN_BUF - 1);

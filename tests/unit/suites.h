@@ -11,6 +11,7 @@
     X(cluster)                                                                                               \
     X(router)                                                                                                \
     X(crypto)                                                                                                \
+    X(pow)                                                                                                   \
     X(confcache)                                                                                             \
     X(clientip)                                                                                              \
     X(bizconf)                                                                                               \
