@@ -29,6 +29,7 @@ struct row_cols {
     int num[GK_BC_NUMERIC];
     int queueing_method;
     int allowed_origins;
+    int pow_mode;
     int admission_paused;
     int page[GK_PAGE_NPARTS];
 };
@@ -38,11 +39,12 @@ struct row_cols {
     "ready_ttl_seconds, ip_enqueue_limit, ip_enqueue_limit_interval, ip_status_polling_limit, "              \
     "ip_status_polling_limit_interval, max_active_users, abandon_after_seconds, max_queue_length, "          \
     "ip_verify_limit, ip_verify_limit_interval, ip_finish_limit, ip_finish_limit_interval, "                 \
-    "queueing_method, allowed_origins, admission_paused, page_title, page_message, page_logo_url, "          \
-    "page_primary_color, page_language"
+    "pow_max_number, queueing_method, allowed_origins, pow_mode, admission_paused, page_title, "             \
+    "page_message, "                                                                                         \
+    "page_logo_url, page_primary_color, page_language"
 
-/* Parameter $2+f is field f (enum gk_bc_field order) up to admission_paused ($19); NULL keeps the
- * stored value. $20 is the client IP; $21..$25 are the parts of `page` (enum gk_page_part order).
+/* Parameter $2+f is field f (enum gk_bc_field order) up to admission_paused ($21); NULL keeps the
+ * stored value. $22 is the client IP; $23..$27 are the parts of `page` (enum gk_page_part order).
  * The activity row's details are the fields that were set (jsonb_strip_nulls drops the others),
  * with their new values. */
 static const char sql_update[] =
@@ -62,17 +64,19 @@ static const char sql_update[] =
     "ip_verify_limit_interval = COALESCE($14::integer, ip_verify_limit_interval), "
     "ip_finish_limit = COALESCE($15::integer, ip_finish_limit), "
     "ip_finish_limit_interval = COALESCE($16::integer, ip_finish_limit_interval), "
-    "queueing_method = COALESCE($17::text, queueing_method), "
-    "allowed_origins = COALESCE($18::text[], allowed_origins), "
-    "admission_paused = COALESCE($19::boolean, admission_paused), "
-    "page_title = COALESCE($21::text, page_title), "
-    "page_message = COALESCE($22::text, page_message), "
-    "page_logo_url = COALESCE($23::text, page_logo_url), "
-    "page_primary_color = COALESCE($24::text, page_primary_color), "
-    "page_language = COALESCE($25::text, page_language) "
+    "pow_max_number = COALESCE($17::integer, pow_max_number), "
+    "queueing_method = COALESCE($18::text, queueing_method), "
+    "allowed_origins = COALESCE($19::text[], allowed_origins), "
+    "pow_mode = COALESCE($20::text, pow_mode), "
+    "admission_paused = COALESCE($21::boolean, admission_paused), "
+    "page_title = COALESCE($23::text, page_title), "
+    "page_message = COALESCE($24::text, page_message), "
+    "page_logo_url = COALESCE($25::text, page_logo_url), "
+    "page_primary_color = COALESCE($26::text, page_primary_color), "
+    "page_language = COALESCE($27::text, page_language) "
     "WHERE id = $1 RETURNING " BUSINESS_COLS "), "
     "a AS (INSERT INTO activity_log (event_id, business_id, event, client_ip, details) "
-    "SELECT 'pg/' || gen_random_uuid(), u.id, '" GK_EV_CONFIG_CHANGE "', $20::inet, "
+    "SELECT 'pg/' || gen_random_uuid(), u.id, '" GK_EV_CONFIG_CHANGE "', $22::inet, "
     "jsonb_strip_nulls(jsonb_build_object("
     "'admission_limit', $2::integer, 'admission_frequency', $3::integer, "
     "'jwt_expiry_seconds', $4::integer, 'ready_ttl_seconds', $5::integer, "
@@ -81,16 +85,16 @@ static const char sql_update[] =
     "'max_active_users', $10::integer, 'abandon_after_seconds', $11::integer, "
     "'max_queue_length', $12::integer, 'ip_verify_limit', $13::integer, "
     "'ip_verify_limit_interval', $14::integer, 'ip_finish_limit', $15::integer, "
-    "'ip_finish_limit_interval', $16::integer, 'queueing_method', $17::text, 'allowed_origins', "
-    "$18::text[], 'admission_paused', $19::boolean, 'page', CASE WHEN num_nonnulls($21, $22, $23, $24, $25) "
-    "> 0 "
-    "THEN jsonb_build_object('title', $21::text, 'message', $22::text, 'logo_url', $23::text, "
-    "'primary_color', $24::text, 'language', $25::text) END)) "
+    "'ip_finish_limit_interval', $16::integer, 'pow_max_number', $17::integer, "
+    "'queueing_method', $18::text, 'allowed_origins', $19::text[], 'pow_mode', $20::text, "
+    "'admission_paused', $21::boolean, 'page', CASE WHEN num_nonnulls($23, $24, $25, $26, $27) > 0 "
+    "THEN jsonb_build_object('title', $23::text, 'message', $24::text, 'logo_url', $25::text, "
+    "'primary_color', $26::text, 'language', $27::text) END)) "
     "FROM u) "
     "SELECT * FROM u";
-_Static_assert(GK_BC_IP_FINISH_LIMIT_INTERVAL == 14 && GK_BC_QUEUEING_METHOD == 15 &&
-                   GK_BC_ALLOWED_ORIGINS == 16 && GK_BC_ADMISSION_PAUSED == 17 && GK_BC_PAGE == 18 &&
-                   GK_BC_NFIELDS == 19 && GK_PAGE_NPARTS == 5,
+_Static_assert(GK_BC_POW_MAX_NUMBER == 15 && GK_BC_QUEUEING_METHOD == 16 && GK_BC_ALLOWED_ORIGINS == 17 &&
+                   GK_BC_POW_MODE == 18 && GK_BC_ADMISSION_PAUSED == 19 && GK_BC_PAGE == 20 &&
+                   GK_BC_NFIELDS == 21 && GK_PAGE_NPARTS == 5,
                "sql_update numbers its parameters by enum gk_bc_field");
 
 static const char sql_get[] = "SELECT " BUSINESS_COLS " FROM businesses WHERE id = $1";
@@ -118,9 +122,10 @@ find_cols(const struct gk_pg_res *res, struct row_cols *c)
     c->version = gk_pg_res_col(res, "version");
     c->queueing_method = gk_pg_res_col(res, "queueing_method");
     c->allowed_origins = gk_pg_res_col(res, "allowed_origins");
+    c->pow_mode = gk_pg_res_col(res, "pow_mode");
     c->admission_paused = gk_pg_res_col(res, "admission_paused");
     ok = c->id >= 0 && c->admin_key_hash >= 0 && c->version >= 0 && c->queueing_method >= 0 &&
-         c->allowed_origins >= 0 && c->admission_paused >= 0;
+         c->allowed_origins >= 0 && c->pow_mode >= 0 && c->admission_paused >= 0;
     for (int p = 0; p < GK_PAGE_NPARTS; p++) {
         char name[32];
 
@@ -242,7 +247,9 @@ parse_row(const struct gk_pg_res *res, int row, const struct row_cols *c, struct
             return false;
         out->conf.num[f] = x;
     }
-    if (gk_qmethod_parse(gk_pg_res_value(res, row, c->queueing_method), &out->conf.queueing_method) != GK_OK)
+    if (gk_qmethod_parse(gk_pg_res_value(res, row, c->queueing_method), &out->conf.queueing_method) !=
+            GK_OK ||
+        gk_pow_mode_parse(gk_pg_res_value(res, row, c->pow_mode), &out->conf.pow_mode) != GK_OK)
         return false;
     v = gk_pg_res_value(res, row, c->admission_paused);
     if (strcmp(v, "t") != 0 && strcmp(v, "f") != 0)
@@ -392,6 +399,13 @@ gk_cfgstore_update_config(struct gk_pg *pg, const char *id, const struct gk_bizc
         }
         origins_literal(&patch->v, origins, sizeof(origins));
         params[1 + GK_BC_ALLOWED_ORIGINS] = origins;
+    }
+    if (patch->set & (1u << GK_BC_POW_MODE)) {
+        if ((unsigned)patch->v.pow_mode > GK_POW_AUTO) {
+            gk_pg_set_error(pg, "pow_mode: no such mode");
+            return GK_EINVAL;
+        }
+        params[1 + GK_BC_POW_MODE] = gk_pow_mode_name(patch->v.pow_mode);
     }
     if (patch->set & (1u << GK_BC_ADMISSION_PAUSED))
         params[1 + GK_BC_ADMISSION_PAUSED] = patch->v.admission_paused ? "true" : "false";

@@ -89,7 +89,7 @@ gk_store_history_read(struct gk_store *st, const char *business, size_t max, str
     *n = 0;
     gk_store_key(key, business, HISTORY_SUFFIX);
     snprintf(from, sizeof(from), "-%zu", max + 1);
-    r = gk_store_command(st, 4, argv);
+    r = gk_store_command(st, key, 4, argv);
     if (r == NULL)
         return GK_EREDIS;
     if (r->type != REDIS_REPLY_ARRAY || r->elements > max + 1) {
