@@ -317,8 +317,11 @@ async def setup_businesses():
         "spoofed": {"ip_enqueue_limit": 20, "ip_enqueue_limit_interval": 3600},
         "open": {"ip_enqueue_limit": 1000000, "ip_enqueue_limit_interval": 1,
                  "ip_status_polling_limit": 1000000, "ip_status_polling_limit_interval": 1},
+        # The replay attack checks answers, not limits: its flood may run twice (a p99 retry),
+        # which must not reach the per-IP verify and finish budgets.
         "pass": {"queueing_method": "passthrough", "ip_enqueue_limit": 1000000,
-                 "ip_enqueue_limit_interval": 1},
+                 "ip_enqueue_limit_interval": 1, "ip_verify_limit": 1000000, "ip_verify_limit_interval": 1,
+                 "ip_finish_limit": 1000000, "ip_finish_limit_interval": 1},
         "biz-a": {"ip_enqueue_limit": 1000000, "ip_enqueue_limit_interval": 1,
                   "ip_status_polling_limit": 1000000, "ip_status_polling_limit_interval": 1},
         "biz-b": {"ip_status_polling_limit": 1000000, "ip_status_polling_limit_interval": 1},
