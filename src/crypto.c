@@ -6,6 +6,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 
 static void
@@ -33,6 +34,63 @@ void
 gk_sha256_hex(const void *data, size_t len, char out[GK_SHA256_HEX_BUF])
 {
     digest_hex(EVP_sha256(), 32, data, len, out);
+}
+
+void
+gk_sha256(const void *data, size_t len, unsigned char out[GK_SHA256_LEN])
+{
+    unsigned int mdlen = 0;
+
+    GK_ASSERT(EVP_Digest(data, len, out, &mdlen, EVP_sha256(), NULL) == 1 && mdlen == GK_SHA256_LEN);
+}
+
+void
+gk_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t len, unsigned char out[GK_SHA256_LEN])
+{
+    unsigned int mdlen = 0;
+
+    GK_ASSERT(HMAC(EVP_sha256(), key, (int)keylen, msg, len, out, &mdlen) != NULL && mdlen == GK_SHA256_LEN);
+}
+
+void
+gk_hex(const unsigned char *in, size_t n, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = hex[in[i] >> 4];
+        out[2 * i + 1] = hex[in[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+static int
+hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+enum gk_err
+gk_unhex(const char *in, unsigned char *out, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int hi, lo;
+
+        if (in[2 * i] == '\0' || in[2 * i + 1] == '\0')
+            return GK_EINVAL;
+        hi = hex_digit(in[2 * i]);
+        lo = hex_digit(in[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return GK_EINVAL;
+        out[i] = (unsigned char)(hi << 4 | lo);
+    }
+    return in[2 * n] == '\0' ? GK_OK : GK_EINVAL;
 }
 
 enum gk_err

@@ -334,3 +334,9 @@ gk_h_activity(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp
     json_object_object_add(o, "next_before_id", page.n == limit ? json_object_new_int64(page.last_id) : NULL);
     gk_reply_json(resp, 200, o);
 }
+
+bool
+gk_need_admin(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
+{
+    return config_preamble(ctx, req, resp);
+}

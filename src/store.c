@@ -261,7 +261,7 @@ gk_store_check_eviction(struct gk_store *st)
     return rc;
 }
 
-/* tick.lua: KEYS wait, ready, hb, stats, tick, events, clock; ARGV admission limit, frequency
+/* tick.lua: KEYS wait, ready, hb, stats, tick, events, clock, evs, seq; ARGV admission limit, frequency
  * ms, ready ttl ms, max active, abandon after ms, random, events max, test clock. */
 static void
 tick_cmd(const struct gk_store *st, struct gk_cmd *c, const char *business, const struct gk_tick_args *a)
@@ -269,9 +269,11 @@ tick_cmd(const struct gk_store *st, struct gk_cmd *c, const char *business, cons
     static const char *const keys[] = {"wait", "ready", "hb", "stats", "tick", "events"};
 
     gk_cmd_begin(c, GK_SCRIPT_TICK, st->sha[GK_SCRIPT_TICK]);
-    gk_cmd_keys(c, 7);
+    gk_cmd_keys(c, 9);
     gk_cmd_business_keys(c, business, keys, GK_ARRAY_LEN(keys));
     gk_cmd_clock_key(c, business);
+    gk_cmd_key(c, business, "evs", NULL);
+    gk_cmd_key(c, business, "seq", NULL);
     gk_cmd_num(c, a->admission_limit);
     gk_cmd_num(c, (uint64_t)a->frequency_s * 1000);
     gk_cmd_num(c, (uint64_t)a->ready_ttl_s * 1000);
@@ -282,8 +284,8 @@ tick_cmd(const struct gk_store *st, struct gk_cmd *c, const char *business, cons
     gk_cmd_clock_flag(c, st->test_clock);
 }
 
-/* tick.lua's answer: {'wait', ms until due} or {'ticked', admitted, expired, evicted, ms until
- * next, waiting, ready}. False if it has another shape. */
+/* tick.lua's answer: {'wait', ms until due}, {'ticked', admitted, expired, evicted, ms until
+ * next, waiting, ready} or {'draw', last ticket, n, event id}. False if it has another shape. */
 static bool
 parse_tick(const redisReply *r, struct gk_tick_out *out)
 {
@@ -291,6 +293,17 @@ parse_tick(const redisReply *r, struct gk_tick_out *out)
 
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 2 || e[0]->type != REDIS_REPLY_STRING)
         return false;
+    if (strcmp(e[0]->str, "draw") == 0) {
+        memset(out, 0, sizeof(*out));
+        if (r->elements != 4 || e[1]->type != REDIS_REPLY_INTEGER || e[2]->type != REDIS_REPLY_INTEGER ||
+            e[3]->type != REDIS_REPLY_STRING || e[3]->len >= sizeof(out->draw_event))
+            return false;
+        out->draw = true;
+        out->draw_last_ticket = e[1]->integer;
+        out->draw_n = e[2]->integer;
+        memcpy(out->draw_event, e[3]->str, e[3]->len + 1);
+        return true;
+    }
     for (size_t i = 1; i < r->elements; i++) {
         if (e[i]->type != REDIS_REPLY_INTEGER)
             return false;

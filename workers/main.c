@@ -20,6 +20,7 @@
 #include "gk/confcache.h"
 #include "gk/config.h"
 #include "gk/log.h"
+#include "gk/pg.h"
 #include "gk/startup.h"
 #include "gk/store.h"
 #include "worker.h"
@@ -48,6 +49,7 @@ main(void)
     struct gk_startup st;
     struct gk_confcache *cache = NULL;
     struct gk_store *store = NULL;
+    struct gk_pg *db = NULL;
     bool redis_up = true, activity_started = false, heartbeat_failing = false, policy_checked = false;
     atomic_bool activity_stop = false;
     struct gk_activity activity = {.cfg = &cfg, .stop = &activity_stop};
@@ -64,6 +66,7 @@ main(void)
     store = gk_store_open(&cfg.redis, cfg.test_clock);
     if (gk_startup_redis_evicts(store, &policy_checked))
         goto out;
+    db = gk_pg_open(cfg.database_url);
     cache = gk_confcache_new();
     activity.cache = cache;
     if (gk_confcache_start(cache, cfg.database_url, NULL, 0) != GK_OK) {
@@ -83,7 +86,7 @@ main(void)
 
         if (gk_startup_redis_evicts(store, &policy_checked))
             goto out;
-        ms = gk_worker_pass(store, cache, stop, &redis_up);
+        ms = gk_worker_pass(store, db, cache, stop, &redis_up);
         pause = (struct timespec){ms / 1000, (long)(ms % 1000) * 1000000L};
 
         if (cfg.heartbeat_file[0] != '\0')
@@ -99,6 +102,7 @@ out:
     if (activity_started)
         pthread_join(activity_thread, NULL);
     gk_store_close(store);
+    gk_pg_close(db);
     gk_confcache_stop(cache);
     gk_confcache_free(cache);
     return rc;

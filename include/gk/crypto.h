@@ -23,6 +23,17 @@
 void gk_sha1_hex(const void *data, size_t len, char out[GK_SHA1_HEX_BUF]);
 /* SHA-256 of data in lower-case hex into out. */
 void gk_sha256_hex(const void *data, size_t len, char out[GK_SHA256_HEX_BUF]);
+#define GK_SHA256_LEN 32
+
+/* SHA-256 of data into out (raw bytes). */
+void gk_sha256(const void *data, size_t len, unsigned char out[GK_SHA256_LEN]);
+/* HMAC-SHA256 of msg under key into out (raw bytes). */
+void gk_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t len,
+                    unsigned char out[GK_SHA256_LEN]);
+/* The n bytes of in as lower-case hex into out (2n characters and NUL). */
+void gk_hex(const unsigned char *in, size_t n, char *out);
+/* Reads exactly 2n hex digits (either case) of in into out[0..n). GK_EINVAL otherwise. */
+GK_MUSTCHECK enum gk_err gk_unhex(const char *in, unsigned char *out, size_t n);
 /* Fills buf with n bytes from the system CSPRNG. GK_EINVAL if it fails (never partial). */
 GK_MUSTCHECK enum gk_err gk_random_bytes(void *buf, size_t n);
 /* A fresh admin key ("gk_" + base64url of 32 random bytes) into out. */

@@ -1,16 +1,37 @@
 -- tick: one admission tick of one business. Any number of workers may call it at any time: the
 -- tick runs only when due by Redis's clock, and the schedule key makes each tick happen once.
 -- Its call is written by tick_cmd (src/store.c), in this order:
--- KEYS: wait, ready, hb, stats, tick (schedule), events, clock.
+-- KEYS: wait, ready, hb, stats, tick (schedule), events, clock, evs (the scheduled events' index,
+--       see gk_sched in common.lua), seq.
 -- ARGV: admission limit, frequency ms, ready ttl ms, max active (0 = no cap),
 --       abandon after ms (0 = never), random (0/1), events max, test clock (0/1).
 -- Every admission, expiry and eviction is also an activity event.
+-- While a scheduled event is open its config overrides (hash fields lim, freq, ttl, maxa) replace
+-- the first four; at its opening nobody is admitted until the worker has placed the pre-queue in
+-- draw order: until then the answer is {'draw', last ticket of the reserved block, n, event id}.
 -- Returns {'wait', ms until due} or
 --         {'ticked', admitted, expired, evicted, ms until next, waiting, ready}.
 local now = gk_now_ms(ARGV[8] == '1' and KEYS[7] or nil)
 local evmax = tonumber(ARGV[7])
 local limit, freq, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local max_active, abandon = tonumber(ARGV[4]), tonumber(ARGV[5])
+
+local ev = gk_sched(KEYS[8], now)
+if ev then
+  gk_sched_seal(ev, KEYS[9])
+  if not ev.placed then return {'draw', ev.sealed, ev.n, ev.id} end
+  -- Earlier events are over and placed: drop what is left of them.
+  for i = 1, #ev.older - 1 do
+    local old = ev.older[i]
+    redis.call('UNLINK', ev.prefix .. 'ev:' .. old, ev.prefix .. 'pq:' .. old)
+    redis.call('ZREM', KEYS[8], old)
+  end
+  if ev.phase == 'open' then
+    local o = redis.call('HMGET', ev.h, 'lim', 'freq', 'ttl', 'maxa')
+    limit, freq = tonumber(o[1]) or limit, tonumber(o[2]) or freq
+    ttl, max_active = tonumber(o[3]) or ttl, tonumber(o[4]) or max_active
+  end
+end
 
 local last = tonumber(redis.call('GET', KEYS[5]))
 if last and now < last + freq then return {'wait', last + freq - now} end

@@ -15,6 +15,7 @@
     X(scripts)                                                                                               \
     X(worker)                                                                                                \
     X(events)                                                                                                \
+    X(sched)                                                                                                 \
     X(activity)                                                                                              \
     X(monitor)                                                                                               \
     X(ops)                                                                                                   \
