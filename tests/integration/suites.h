@@ -16,6 +16,7 @@
     X(worker)                                                                                                \
     X(events)                                                                                                \
     X(sched)                                                                                                 \
+    X(chain)                                                                                                 \
     X(activity)                                                                                              \
     X(monitor)                                                                                               \
     X(ops)                                                                                                   \
