@@ -360,10 +360,38 @@ stats_cmd(const struct gk_store *st, struct gk_cmd *c, const char *business)
 }
 
 /* Reads the stats script's reply into *out; false (error text set) if it has another shape. */
+/* The fairness part of the stats reply: the tickets of the last admissions and the wait
+ * histogram (stats.lua). False if it has another shape. */
+static bool
+parse_fairness(const redisReply *fair, const redisReply *waits, struct gk_stats_out *out)
+{
+    int64_t tickets[GK_FAIR_WINDOW], cum = 0;
+
+    if (fair->type != REDIS_REPLY_ARRAY || fair->elements > GK_FAIR_WINDOW ||
+        waits->type != REDIS_REPLY_ARRAY || waits->elements != GK_WAIT_BUCKETS + 3)
+        return false;
+    for (size_t i = 0; i < fair->elements; i++) {
+        if (fair->element[i]->type != REDIS_REPLY_STRING ||
+            gk_parse_i64(fair->element[i]->str, 0, INT64_MAX, &tickets[i]) != GK_OK)
+            return false;
+    }
+    for (size_t i = 0; i < waits->elements; i++) {
+        if (waits->element[i]->type != REDIS_REPLY_INTEGER)
+            return false;
+    }
+    out->fair = gk_fairness_of(tickets, fair->elements);
+    for (size_t i = 0; i < GK_WAIT_BUCKETS; i++)
+        out->wait_le[i] = cum += waits->element[i]->integer;
+    out->wait_le[GK_WAIT_BUCKETS] = waits->element[GK_WAIT_BUCKETS + 1]->integer;
+    out->wait_sum_ms = waits->element[GK_WAIT_BUCKETS + 2]->integer;
+    return true;
+}
+
 static bool
 parse_stats(struct gk_store *st, const redisReply *r, struct gk_stats_out *out)
 {
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 13 || r->element[5]->type != REDIS_REPLY_STRING) {
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 15 || r->element[5]->type != REDIS_REPLY_STRING ||
+        !parse_fairness(r->element[13], r->element[14], out)) {
         gk_store_set_error(st, "stats", r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
         return false;
     }

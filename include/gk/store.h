@@ -18,6 +18,7 @@
 
 #include "gk/config.h"
 #include "gk/event.h"
+#include "gk/fairness.h"
 #include "gk/metrics.h"
 #include "gk/schedule.h"
 #include "gk/util.h"
@@ -61,6 +62,11 @@ struct gk_stats_out {
     int64_t ticks_total;        /* admission ticks run */
     int64_t finished_total;     /* ready users the business released with finish */
     int64_t rate_limited_total; /* requests refused by a per-IP rate limit (429) */
+    struct gk_fairness fair;    /* over the last GK_FAIR_WINDOW admissions */
+    /* Waits of admitted users: wait_le[i] waited at most gk_wait_bound_s(i) (cumulative),
+     * wait_le[GK_WAIT_BUCKETS] is all of them. */
+    int64_t wait_le[GK_WAIT_BUCKETS + 1];
+    int64_t wait_sum_ms;
 };
 
 /* Counters and sizes of business's queue, in one round trip. */

@@ -23,6 +23,9 @@ local ev = gk_sched(KEYS[#KEYS], now)
 if ev then gk_sched_seal(ev, KEYS[1]) end
 -- Tickets reserved for a pre-queue the worker has not placed yet stand ahead of a new user.
 local held = (ev and not ev.placed) and ev.n or 0
+-- Join times, sampled (a ticket and its time, every 16th ticket or once a second), for the waits
+-- tick.lua measures; the sample set gk:{<business>}:tt lives beside evs.
+local tt, tt_at = string.sub(KEYS[#KEYS], 1, -4) .. 'tt', tonumber(redis.call('HGET', KEYS[5], 'tt_at')) or 0
 local out = {}
 for i = 1, (#ARGV - 9) / 2 do
   local user, ip = ARGV[8 + 2 * i], ARGV[9 + 2 * i]
@@ -72,6 +75,11 @@ for i = 1, (#ARGV - 9) / 2 do
       local ticket = redis.call('INCR', KEYS[1])
       redis.call('HINCRBY', KEYS[5], 'enqueued_total', 1)
       redis.call('ZADD', KEYS[2], ticket, user)
+      if ticket % 16 == 0 or now - tt_at >= 1000 then
+        redis.call('ZADD', tt, ticket, ticket .. ':' .. now)
+        redis.call('HSET', KEYS[5], 'tt_at', now)
+        tt_at = now
+      end
       if heartbeat then redis.call('ZADD', KEYS[4], now, user) end
       waiting = waiting + 1
       gk_event(KEYS[6], KEYS[5], evmax, now, 'enqueue', user, ip, {position = waiting, ticket = ticket})

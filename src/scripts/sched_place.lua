@@ -26,6 +26,8 @@ for i = 1, n, 500 do
   redis.call('ZADD', KEYS[3], unpack(args))
   redis.call('ZADD', KEYS[4], 'NX', unpack(hb))
 end
+-- The pre-queue's wait is counted from the opening: one join-time sample for the block.
+redis.call('ZADD', string.sub(KEYS[3], 1, -5) .. 'tt', first, first .. ':' .. now)
 redis.call('HSET', KEYS[1], 'placed', '1')
 redis.call('UNLINK', KEYS[2])
 redis.call('HINCRBY', KEYS[5], 'enqueued_total', n)

@@ -358,6 +358,123 @@ START_TEST(cancel_before_opening_puts_the_prequeue_in_line)
 }
 END_TEST
 
+/* GET /stats of biz: its fairness object (caller frees r). */
+static struct json_object *
+fairness(const char *biz, struct gktest_resp *r)
+{
+    admin("GET", "/stats", biz, true, NULL, r);
+    ck_assert_msg(r->status == 200, "%d %s", r->status, r->body);
+    return json_object_object_get(r->json, "fairness");
+}
+
+/* Joins user to biz through node (one of three API nodes). */
+static void
+join_via(const struct gktest_server *node, const char *biz, const char *user)
+{
+    struct gktest_resp r;
+
+    gktest_enqueue(node->port, biz, user, NULL, &r);
+    ck_assert_msg(r.status == 200, "%d %s", r.status, r.body);
+    gktest_resp_free(&r);
+}
+
+/* Four workers and three API nodes: admissions are first come, first served (tau 1.0, no
+ * inversion), the waits are counted, and an event's pre-queue is admitted exactly in draw order. */
+START_TEST(fifo_and_draw_order_hold_across_nodes_and_workers)
+{
+    struct gktest_server node[3], w[4];
+    struct gktest_resp r;
+    struct json_object *f;
+    char biz[64], id[GK_SCHED_ID_BUF], user[16], path[96], draw_path[512], users_path[512],
+        names[PREQUEUED * 8] = "";
+    char cmd[1400], line[64], sql[640], drawn[PREQUEUED][64];
+    FILE *p;
+    int n = 0;
+
+    node[0] = gktest_srv;
+    gktest_server_start(&node[1], test_clock);
+    gktest_server_start(&node[2], test_clock);
+    gktest_new_business(gktest_srv.port, "{\"admission_limit\": 7, \"admission_frequency\": 60}", biz,
+                        sizeof(biz));
+    for (int i = 0; i < 4; i++)
+        gktest_worker_start(&w[i], test_clock);
+    gktest_wait_ticks(biz, 1);
+    for (int i = 0; i < 60; i++) {
+        snprintf(user, sizeof(user), "f%02d", i);
+        join_via(&node[i % 3], biz, user);
+    }
+    for (int k = 2; k <= 10; k++) { /* 9 ticks of 7: 60 and 3 to spare */
+        advance(biz, 60000);
+        gktest_wait_ticks(biz, k);
+    }
+    f = fairness(biz, &r);
+    ck_assert_int_eq(json_object_get_int64(json_object_object_get(f, "window")), 60);
+    ck_assert_int_eq(json_object_get_int64(json_object_object_get(f, "inversions")), 0);
+    ck_assert(json_object_get_double(json_object_object_get(f, "kendall_tau")) == 1.0);
+    ck_assert_int_eq(
+        json_object_get_int64(json_object_object_get(json_object_object_get(f, "wait_seconds"), "count")),
+        60);
+    gktest_resp_free(&r);
+
+    /* An event: its pre-queue joins through all three nodes, and is admitted in draw order. */
+    new_event(biz, 20, 80, 0, id);
+    advance(biz, 30000);
+    for (int i = 0; i < PREQUEUED; i++) {
+        snprintf(user, sizeof(user), "q%02d", i);
+        strcat(strcat(names, user), "\n");
+        join_via(&node[i % 3], biz, user);
+    }
+    advance(biz, 60000);
+    snprintf(path, sizeof(path), "/events/%s/draw", id);
+    for (long long t0 = gktest_ms();; gktest_sleep_ms(50)) {
+        admin("GET", path, biz, false, NULL, &r);
+        if (r.status == 200)
+            break;
+        ck_assert_msg(gktest_ms() - t0 < 10000, "no draw: %d %s", r.status, r.body);
+        gktest_resp_free(&r);
+    }
+    tmp_file("draw4.json", r.body, draw_path, sizeof(draw_path));
+    gktest_resp_free(&r);
+    tmp_file("participants4.txt", names, users_path, sizeof(users_path));
+    snprintf(cmd, sizeof(cmd), "python3 %s/tests/integration/draw_check.py %s %s", GK_SOURCE_DIR, draw_path,
+             users_path);
+    p = popen(cmd, "r");
+    ck_assert(p != NULL);
+    while (n < PREQUEUED && fgets(line, sizeof(line), p) != NULL) {
+        line[strcspn(line, "\n")] = '\0';
+        snprintf(drawn[n++], sizeof(drawn[0]), "%s", line);
+    }
+    ck_assert_int_eq(pclose(p), 0);
+    ck_assert_int_eq(n, PREQUEUED);
+    for (int k = 0; k < 6; k++) { /* 5 ticks of 7 take the 30 */
+        advance(biz, 60000);
+        gktest_wait_ticks(biz, 11 + k);
+    }
+    /* The admissions, in the order they happened: the activity log's admit rows of q users. */
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM activity_log WHERE business_id = '%s' AND event = 'admit' AND user_id "
+             "LIKE 'q%%'",
+             biz);
+    for (long long t0 = gktest_ms(); gktest_psql_int(sql) < PREQUEUED; gktest_sleep_ms(100))
+        ck_assert_msg(gktest_ms() - t0 < 15000, "admissions not logged");
+    for (int i = 0; i < PREQUEUED; i++) {
+        snprintf(sql, sizeof(sql),
+                 "SELECT count(*) FROM (SELECT user_id FROM activity_log WHERE business_id = '%s' AND event "
+                 "= 'admit' "
+                 "AND user_id LIKE 'q%%' ORDER BY id OFFSET %d LIMIT 1) s WHERE user_id = '%.63s'",
+                 biz, i, drawn[i]);
+        ck_assert_msg(gktest_psql_int(sql) == 1, "admission %d is not %s", i, drawn[i]);
+    }
+    f = fairness(biz, &r);
+    ck_assert(json_object_get_double(json_object_object_get(f, "kendall_tau")) == 1.0);
+    gktest_resp_free(&r);
+    for (int i = 0; i < 4; i++)
+        gktest_server_stop(&w[i]);
+    gktest_server_stop(&node[1]);
+    gktest_server_stop(&node[2]);
+}
+END_TEST
+
 Suite *
 sched_it_suite(void)
 {
@@ -365,11 +482,12 @@ sched_it_suite(void)
     TCase *tc = tcase_create("events");
 
     tcase_add_unchecked_fixture(tc, gktest_srv_up_test_clock, gktest_srv_down);
-    tcase_set_timeout(tc, 60);
+    tcase_set_timeout(tc, 120);
     tcase_add_test(tc, creation_is_validated);
     tcase_add_test(tc, prequeue_then_draw_then_fifo);
     tcase_add_test(tc, a_draw_forged_after_the_fact_fails_the_audit);
     tcase_add_test(tc, cancel_before_opening_puts_the_prequeue_in_line);
+    tcase_add_test(tc, fifo_and_draw_order_hold_across_nodes_and_workers);
     suite_add_tcase(s, tc);
     return s;
 }
