@@ -312,15 +312,15 @@ finish_cmd(struct gk_cmd *c, const struct gk_op *op, int n, bool test_clock)
     user_call_end(c, who(op), "rl:f:", NULL, test_clock);
 }
 
-/* leave.lua. KEYS: wait, ready, hb, stats, events, rate limit, clock. ARGV: user, client ip,
- * events max, rate limit, rate interval ms, test clock. */
+/* leave.lua. KEYS: wait, ready, hb, stats, events, evs, rate limit, clock. ARGV: user, client
+ * ip, events max, rate limit, rate interval ms, test clock. */
 static void
 leave_cmd(struct gk_cmd *c, const struct gk_op *op, int n, bool test_clock)
 {
-    static const char *const keys[] = {"wait", "ready", "hb", "stats", "events"};
+    static const char *const keys[] = {"wait", "ready", "hb", "stats", "events", "evs"};
 
     (void)n;
-    gk_cmd_keys(c, 7);
+    gk_cmd_keys(c, 8);
     gk_cmd_business_keys(c, who(op)->business, keys, GK_ARRAY_LEN(keys));
     user_call_end(c, who(op), "rl:f:", NULL, test_clock);
 }

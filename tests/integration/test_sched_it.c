@@ -322,7 +322,7 @@ END_TEST
 START_TEST(cancel_before_opening_puts_the_prequeue_in_line)
 {
     struct gktest_resp r;
-    char biz[64], id[GK_SCHED_ID_BUF], path[64], tok[3][GK_TOKEN_BUF], user[8];
+    char biz[64], id[GK_SCHED_ID_BUF], path[64], tok[3][GK_TOKEN_BUF], user[8], quitter[GK_TOKEN_BUF];
 
     gktest_new_business(gktest_srv.port, "{}", biz, sizeof(biz));
     new_event(biz, 10, 60, 0, id);
@@ -334,6 +334,16 @@ START_TEST(cancel_before_opening_puts_the_prequeue_in_line)
         snprintf(tok[i], sizeof(tok[i]), "%s", gktest_json_str(&r, "jwt"));
         gktest_resp_free(&r);
     }
+    /* Leaving the pre-queue while it is open: out of it (and out of the line after the cancel). */
+    gktest_enqueue(gktest_srv.port, biz, "quitter", NULL, &r);
+    ck_assert_str_eq(gktest_json_str(&r, "state"), "prequeue");
+    snprintf(quitter, sizeof(quitter), "%s", gktest_json_str(&r, "jwt"));
+    gktest_resp_free(&r);
+    gktest_queue_call("DELETE", "/queue/leave", biz, quitter, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(gktest_json_str(&r, "status"), "left");
+    gktest_resp_free(&r);
+    ck_assert_int_eq(gktest_redis_int("SCARD 'gk:{%s}:pq:%s'", biz, id), 3);
     snprintf(path, sizeof(path), "/events/%s", id);
     admin("DELETE", path, biz, false, NULL, &r);
     gktest_expect_error(&r, 401, "unauthorized");
