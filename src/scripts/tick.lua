@@ -54,7 +54,7 @@ end
 local ev = gk_sched(KEYS[8], now)
 if ev then
   gk_sched_seal(ev, KEYS[9])
-  if not ev.placed then return {'draw', ev.sealed, ev.n, ev.id} end
+  if ev.sealed and not ev.placed then return {'draw', ev.sealed, ev.n, ev.id} end
   -- Earlier events are over and placed: drop what is left of them.
   for i = 1, #ev.older - 1 do
     local old = ev.older[i]
