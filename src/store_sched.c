@@ -22,12 +22,31 @@ run(struct gk_store *st, struct gk_cmd *c)
     return r;
 }
 
+/* Runs c (freed) whose script answers an integer, into *out (may be NULL). GK_EREDIS (error text
+ * naming what) on failure or another answer. */
+static enum gk_err
+run_int(struct gk_store *st, struct gk_cmd *c, const char *what, int64_t *out)
+{
+    redisReply *r = run(st, c);
+    enum gk_err rc = GK_EREDIS;
+
+    if (r == NULL)
+        return GK_EREDIS;
+    if (r->type == REDIS_REPLY_INTEGER) {
+        if (out != NULL)
+            *out = r->integer;
+        rc = GK_OK;
+    } else {
+        gk_store_set_error(st, what, "unexpected reply");
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
 enum gk_err
 gk_store_sched_put(struct gk_store *st, const struct gk_sched_event *ev)
 {
     struct gk_cmd c;
-    redisReply *r;
-    enum gk_err rc = GK_EREDIS;
     /* Times in the scripts' units (ms); what the event does not override stays ''. */
     static const uint64_t unit[GK_SC_N] = {1, 1000, 1, 1000};
 
@@ -45,15 +64,7 @@ gk_store_sched_put(struct gk_store *st, const struct gk_sched_event *ev)
         else
             gk_cmd_arg(&c, "");
     }
-    r = run(st, &c);
-    if (r == NULL)
-        return GK_EREDIS;
-    if (r->type == REDIS_REPLY_INTEGER)
-        rc = GK_OK;
-    else
-        gk_store_set_error(st, "sched_put", "unexpected reply");
-    freeReplyObject(r);
-    return rc;
+    return run_int(st, &c, "sched_put", NULL);
 }
 
 enum gk_err
@@ -91,24 +102,12 @@ enum gk_err
 gk_store_now(struct gk_store *st, const char *business, int64_t *now_ms)
 {
     struct gk_cmd c;
-    redisReply *r;
-    enum gk_err rc = GK_EREDIS;
 
     gk_cmd_begin(&c, GK_SCRIPT_CLOCK, st->sha[GK_SCRIPT_CLOCK]);
     gk_cmd_keys(&c, 1);
     gk_cmd_clock_key(&c, business);
     gk_cmd_clock_flag(&c, st->test_clock);
-    r = run(st, &c);
-    if (r == NULL)
-        return GK_EREDIS;
-    if (r->type == REDIS_REPLY_INTEGER) {
-        *now_ms = r->integer;
-        rc = GK_OK;
-    } else {
-        gk_store_set_error(st, "clock", "unexpected reply");
-    }
-    freeReplyObject(r);
-    return rc;
+    return run_int(st, &c, "clock", now_ms);
 }
 
 void
@@ -166,7 +165,6 @@ gk_store_sched_place(struct gk_store *st, const char *business, const char *id, 
 {
     static const char *const keys[] = {"wait", "hb", "stats", "events"};
     struct gk_cmd c;
-    redisReply *r;
     enum gk_err rc = GK_EREDIS;
 
     gk_cmd_begin(&c, GK_SCRIPT_SCHED_PLACE, st->sha[GK_SCRIPT_SCHED_PLACE]);
@@ -181,15 +179,7 @@ gk_store_sched_place(struct gk_store *st, const char *business, const char *id, 
     gk_cmd_clock_flag(&c, st->test_clock);
     for (size_t i = 0; i < n; i++)
         gk_cmd_arg(&c, users[i]);
-    r = run(st, &c);
-    if (r == NULL) {
-        /* An error reply from the script itself: the draw does not match what was sealed. */
-        return strstr(gk_store_errmsg(st), "does not match") != NULL ? GK_EINVAL : GK_EREDIS;
-    }
-    if (r->type == REDIS_REPLY_INTEGER)
-        rc = GK_OK;
-    else
-        gk_store_set_error(st, "sched_place", "unexpected reply");
-    freeReplyObject(r);
-    return rc;
+    rc = run_int(st, &c, "sched_place", NULL);
+    /* An error reply from the script itself: the draw does not match what was sealed. */
+    return rc != GK_OK && strstr(gk_store_errmsg(st), "does not match") != NULL ? GK_EINVAL : rc;
 }

@@ -162,6 +162,23 @@ tmp_file(const char *name, const char *text, char *path, size_t pathlen)
     fclose(f);
 }
 
+/* Waits for the public draw at path (GET, business biz) and saves it as GK_TEST_TMP/name. */
+static void
+save_draw(const char *biz, const char *path, const char *name, char *file, size_t filelen)
+{
+    struct gktest_resp r;
+
+    for (long long t0 = gktest_ms();; gktest_sleep_ms(50)) {
+        admin("GET", path, biz, false, NULL, &r);
+        if (r.status == 200)
+            break;
+        ck_assert_msg(gktest_ms() - t0 < 10000, "no draw: %d %s", r.status, r.body);
+        gktest_resp_free(&r);
+    }
+    tmp_file(name, r.body, file, filelen);
+    gktest_resp_free(&r);
+}
+
 static int
 audit(const char *draw, const char *participants)
 {
@@ -248,15 +265,7 @@ START_TEST(prequeue_then_draw_then_fifo)
     ck_assert_int_eq(gktest_json_int(&r, "position"), PREQUEUED + 1);
     snprintf(late, sizeof(late), "%s", gktest_json_str(&r, "jwt"));
     gktest_resp_free(&r);
-    for (long long t0 = gktest_ms();; gktest_sleep_ms(50)) {
-        admin("GET", path, biz, false, NULL, &r);
-        if (r.status == 200)
-            break;
-        ck_assert_msg(gktest_ms() - t0 < 10000, "no draw: %d %s", r.status, r.body);
-        gktest_resp_free(&r);
-    }
-    tmp_file("draw.json", r.body, draw_path, sizeof(draw_path));
-    gktest_resp_free(&r);
+    save_draw(biz, path, "draw.json", draw_path, sizeof(draw_path));
     tmp_file("participants.txt", names, users_path, sizeof(users_path));
     expect_state(biz, id, "open");
 
@@ -439,15 +448,7 @@ START_TEST(fifo_and_draw_order_hold_across_nodes_and_workers)
     }
     advance(biz, 60000);
     snprintf(path, sizeof(path), "/events/%s/draw", id);
-    for (long long t0 = gktest_ms();; gktest_sleep_ms(50)) {
-        admin("GET", path, biz, false, NULL, &r);
-        if (r.status == 200)
-            break;
-        ck_assert_msg(gktest_ms() - t0 < 10000, "no draw: %d %s", r.status, r.body);
-        gktest_resp_free(&r);
-    }
-    tmp_file("draw4.json", r.body, draw_path, sizeof(draw_path));
-    gktest_resp_free(&r);
+    save_draw(biz, path, "draw4.json", draw_path, sizeof(draw_path));
     tmp_file("participants4.txt", names, users_path, sizeof(users_path));
     snprintf(cmd, sizeof(cmd), "python3 %s/tests/integration/draw_check.py %s %s", GK_SOURCE_DIR, draw_path,
              users_path);
