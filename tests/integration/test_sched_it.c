@@ -380,6 +380,38 @@ START_TEST(cancel_before_opening_puts_the_prequeue_in_line)
 }
 END_TEST
 
+/* An event's config overrides the business's from its opening to its end: 4 admissions a tick
+ * instead of 1 while it runs. */
+START_TEST(event_config_applies_while_it_runs)
+{
+    struct gktest_resp r;
+    struct gktest_server w;
+    char biz[64], user[16], tok[GK_TOKEN_BUF], sql[128];
+
+    gktest_new_business(gktest_srv.port, "{\"admission_limit\": 1, \"admission_frequency\": 60}", biz,
+                        sizeof(biz));
+    for (int i = 0; i < 20; i++) {
+        snprintf(user, sizeof(user), "c%02d", i);
+        gktest_join(biz, user, tok);
+    }
+    create_event(biz, 10, 100, 200, ", \"config\": {\"admission_limit\": 4}", &r);
+    ck_assert_int_eq(r.status, 201);
+    ck_assert_int_eq(gktest_json_int(&r, "config.admission_limit"), 4);
+    gktest_resp_free(&r);
+    snprintf(sql, sizeof(sql), "HGET 'gk:{%s}:stats' admitted_total", biz);
+    gktest_worker_start(&w, test_clock);
+    gktest_wait_ticks(biz, 1); /* before the event: 1 */
+    ck_assert_int_eq(gktest_redis_int("%s", sql), 1);
+    advance(biz, 120000); /* open: 4 a tick */
+    gktest_wait_ticks(biz, 2);
+    ck_assert_int_eq(gktest_redis_int("%s", sql), 5);
+    advance(biz, 120000); /* ended: 1 again */
+    gktest_wait_ticks(biz, 3);
+    ck_assert_int_eq(gktest_redis_int("%s", sql), 6);
+    gktest_server_stop(&w);
+}
+END_TEST
+
 /* GET /stats of biz: its fairness object (caller frees r). */
 static struct json_object *
 fairness(const char *biz, struct gktest_resp *r)
@@ -502,6 +534,7 @@ sched_it_suite(void)
     tcase_add_test(tc, a_draw_forged_after_the_fact_fails_the_audit);
     tcase_add_test(tc, cancel_before_opening_puts_the_prequeue_in_line);
     tcase_add_test(tc, fifo_and_draw_order_hold_across_nodes_and_workers);
+    tcase_add_test(tc, event_config_applies_while_it_runs);
     suite_add_tcase(s, tc);
     return s;
 }
