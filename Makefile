@@ -11,7 +11,7 @@ WERROR ?= -Werror
 CFLAGS ?= -O2 -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(WERROR) -Iinclude -I$(BUILD)/gen -MMD -MP \
              $(shell pkg-config --cflags $(PKGS)) $(CFLAGS)
-LDLIBS = $(shell pkg-config --libs $(PKGS)) -pthread
+LDLIBS = $(shell pkg-config --libs $(PKGS)) -lm -pthread
 CHECK_CFLAGS = $(shell pkg-config --cflags $(TEST_PKGS))
 CHECK_LIBS = $(shell pkg-config --libs $(TEST_PKGS))
 SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
@@ -53,6 +53,8 @@ $(BUILD)/freeport: $(BUILD)/tests/support/freeport.o
 	$(CC) $(LDFLAGS) -o $@ $^
 $(BUILD)/gk-bench-tokens: $(BUILD)/bench/tokens.o $(BUILD)/libgk.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/gk-bench-pow: $(BUILD)/bench/pow.o $(BUILD)/libgk.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # The Lua scripts, embedded as C strings, and their list (see scripts/embed-lua); every object
 # waits for the list, which gk/script.h includes.
@@ -92,7 +94,7 @@ run: deps all
 
 # The fault, abuse and browser suites come last, one after the other: they take longest, load
 # the machine, and the browser tests need the most (Chromium, nginx, npm).
-test: deps test-unit test-compose test-docs test-integration
+test: deps test-unit test-compose test-docs test-integration test-cluster
 	$(MAKE) --no-print-directory test-faults
 	$(MAKE) --no-print-directory test-abuse
 	$(MAKE) --no-print-directory test-e2e
@@ -109,6 +111,14 @@ test-unit: $(BUILD)/unit-tests
 
 test-integration: all $(BUILD)/it-tests $(BUILD)/freeport
 	tests/integration/run.sh $(BUILD)
+
+# The queue, worker, activity and pow suites unchanged on a Redis Cluster of 3 masters + 3 replicas,
+# then the cluster suite (businesses on every master, failover and resharding under load).
+CLUSTER_SUITES := queue worker activity pow cluster
+.PHONY: test-cluster
+test-cluster: all $(BUILD)/it-tests $(BUILD)/freeport
+	GK_IT_CLUSTER=1 tests/integration/run.sh $(BUILD) sh -c \
+	  'for s in $(CLUSTER_SUITES); do CK_RUN_SUITE=$$s $(BUILD)/it-tests || exit 1; done'
 
 # docker-compose.yml, Dockerfile and .dockerignore, checked by reading them (no Docker engine here).
 .PHONY: test-compose
@@ -137,7 +147,7 @@ test-abuse: all $(BUILD)/gk-bench-tokens
 	tests/abuse/run.sh $(BUILD)
 
 # Throughput and latency against the ceilings, measured in one run (not part of `make test`).
-bench: all $(BUILD)/gk-bench-tokens
+bench: all $(BUILD)/gk-bench-tokens $(BUILD)/gk-bench-pow
 	bench/run.sh $(BUILD)
 
 # 30 minutes (SOAK_SECONDS) of the flash-crowd mix at 70% of its measured peak: no 5xx, flat
@@ -198,7 +208,7 @@ clean:
 	rm -rf build build-san build-fuzz build-vg
 
 help:
-	@echo "make [all|deps|run|check|test|test-unit|test-integration|test-faults|test-abuse|test-e2e|sanitize|valgrind|fuzz|fuzz-smoke|bench|soak|format-check|clean]"
+	@echo "make [all|deps|run|check|test|test-unit|test-integration|test-cluster|test-faults|test-abuse|test-e2e|sanitize|valgrind|fuzz|fuzz-smoke|bench|soak|format-check|clean]"
 
 -include $(ALL_OBJ:.o=.d)
 -include $(FUZZ_OBJ:.o=.d)

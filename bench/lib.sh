@@ -16,11 +16,13 @@ gk_bench_cleanup() {
 }
 
 gk_bench_services() {
-    local fsync=()
+    local fsync=() cluster=()
     if [ "$1" = on ]; then fsync=(--pg-fsync); fi
+    # GK_BENCH_CLUSTER=1: a Redis Cluster too (GK_TEST_REDIS_CLUSTER_NODES), for bench/run.sh.
+    if [ "${GK_BENCH_CLUSTER:-0}" = 1 ]; then cluster=(--redis-cluster); fi
     shift
     if [ "${GK_SERVICES_PID:-}" != "$$" ]; then
-        exec "$ROOT/scripts/with-services" --redis --pg "${fsync[@]}" --build "$BUILD" --name bench \
+        exec "$ROOT/scripts/with-services" --redis "${cluster[@]}" --pg "${fsync[@]}" --build "$BUILD" --name bench \
             -- "$ROOT/bench/${0##*/}" "$@"
     fi
     TMP=$GK_TEST_TMP

@@ -8,7 +8,8 @@
 # cheapest route (/health?shallow, answered from memory) is the in-process ceiling every route is
 # compared with; redis-benchmark gives Redis's own ceiling for the commands the routes use. Then
 # scale and memory: status latency at 1,000 vs 10,000,000 waiting users, Redis bytes per waiting
-# user, one 10,000-user admission tick, and the server's RSS over a 5-minute mixed run. QUICK=1
+# user, one 10,000-user admission tick, and the server's RSS over a 5-minute mixed run; status and
+# enqueue once more through a Redis Cluster of 3 masters, with each master's CPU per request. QUICK=1
 # shortens everything (1M instead of 10M users, 30 s instead of 5 minutes). Not part of
 # `make test`.
 set -eu
@@ -26,7 +27,7 @@ done
 
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
-gk_bench_services off "$@"
+GK_BENCH_CLUSTER=1 gk_bench_services off "$@"
 gk_bench_server "$BUILD"
 curl -fs -X POST "$API/businesses" -H "Authorization: Bearer $ADMIN_TOKEN" -d '{"business_id":"bench"}' >/dev/null
 curl -fs -X POST "$API/config" -H 'business_id: bench' -H "Authorization: Bearer $ADMIN_TOKEN" \
@@ -35,8 +36,8 @@ curl -fs -X POST "$API/config" -H 'business_id: bench' -H "Authorization: Bearer
          "admission_limit": 100, "admission_frequency": 1}' >/dev/null
 
 # USERS waiting users u0..u(USERS-1) and their tokens.
-fill() { # business count prefix
-    redis-cli -p "$RPORT" EVAL "local n = tonumber(ARGV[1]) for i = 0, n - 1, 1000 do local a = {}
+fill() { # business count prefix (FILL_PORT: another Redis; -c follows a cluster's redirection)
+    redis-cli -c -p "${FILL_PORT:-$RPORT}" EVAL "local n = tonumber(ARGV[1]) for i = 0, n - 1, 1000 do local a = {}
         for j = i, math.min(i + 999, n - 1) do a[#a + 1] = j + 1 a[#a + 1] = ARGV[2] .. j end
         redis.call('ZADD', KEYS[1], unpack(a)) end redis.call('SET', KEYS[2], n) return n" \
         2 "gk:{$1}:wait" "gk:{$1}:seq" "$2" "$3" >/dev/null
@@ -62,6 +63,14 @@ for c in 16 64 128 256; do
 done
 run verify status 64 PATH_=/queue/verify | tee -a "$RESULTS"
 run enqueue enqueue 64 | tee -a "$RESULTS"
+# The same joins with proof of work on: what checking a proof (two hashes) and spending it (SET NX
+# in the join's script) cost the server. gk-bench-pow makes payloads that need no solving (a
+# browser's solving time is tests/e2e's).
+curl -fs -X POST "$API/businesses" -H "Authorization: Bearer $ADMIN_TOKEN" -d '{"business_id":"powbench"}' >/dev/null
+curl -fs -X POST "$API/config" -H 'business_id: powbench' -H "Authorization: Bearer $ADMIN_TOKEN" \
+    -d '{"pow_mode": "on", "ip_enqueue_limit": 1000000, "ip_enqueue_limit_interval": 1}' >/dev/null
+"$BUILD/gk-bench-pow" powbench $((25000 * DURATION)) >"$TMP/pow"
+run enqueue_pow enqueue_pow 64 PAYLOADS="$TMP/pow" BUSINESS=powbench | tee -a "$RESULTS"
 
 # The flash crowd: an enqueue burst, then mostly status polls while a worker admits.
 cat "$ROOT/bench/wrk/report.lua" "$ROOT/bench/wrk/mix.lua" >"$TMP/mix.lua"
@@ -132,6 +141,50 @@ done
 RSS_END=$(rss)
 tee -a "$RESULTS" <"$TMP/soak.result"
 
+# Redis CPU seconds (user + sys) of the Redis on port $1 so far.
+cpu() { redis-cli -p "$1" INFO cpu | tr -d '\r' | awk -F: '/^used_cpu_(sys|user):/ { s += $2 } END { printf "%.6f", s }'; }
+# runcpu NAME SCRIPT CONNS PORTS... [VAR=value...]: run (with the VAR=value settings), plus each
+# Redis's CPU microseconds per request, into CPU.
+CPU=$TMP/cpu
+: >"$CPU"
+runcpu() {
+    local name=$1 script=$2 conns=$3 a line ports=() envs=() before=() i=0 per=""
+    shift 3
+    for a in "$@"; do
+        case "$a" in
+        *=*) envs+=("$a") ;;
+        *) ports+=("$a") ;;
+        esac
+    done
+    for a in "${ports[@]}"; do before+=("$(cpu "$a")"); done
+    line=$(run "$name" "$script" "$conns" "${envs[@]}")
+    echo "$line" | tee -a "$RESULTS"
+    for a in "${ports[@]}"; do
+        per="$per $(awk -v a="${before[$i]}" -v b="$(cpu "$a")" -v n="$(echo "$line" | awk '{ print $8 }')" \
+            'BEGIN { printf "%.1f", (n > 0 ? (b - a) * 1e6 / n : 0) }')"
+        i=$((i + 1))
+    done
+    echo "$name$per" >>"$CPU"
+}
+
+# Status polls and new joins on the one Redis, then the same through a second API server on a
+# Redis Cluster of 3 masters (+ 3 replicas) on this same machine, back to back: this shows what
+# routing costs, not the scale-out (the masters share the cores with everything else, and the one
+# business lives on one master); the Redis CPU each master spends per request gives the scale-out.
+SEED=${GK_TEST_REDIS_CLUSTER_NODES%%,*}
+SEED=${SEED##*:}
+mapfile -t MASTERS < <(redis-cli -p "$SEED" CLUSTER NODES | awk '$3 ~ /master/ && $3 !~ /fail/ { split($2, a, "[:@]"); print a[2] }')
+runcpu status_one status 64 "$RPORT"
+runcpu enqueue_one enqueue 64 "$RPORT" PREFIX=one
+FILL_PORT=$SEED fill bench "$USERS" u
+CPORT=$(gk_free_port)
+env -u REDIS_URL REDIS_CLUSTER_NODES="$GK_TEST_REDIS_CLUSTER_NODES" PORT="$CPORT" "$BUILD/gatekeeper" \
+    2>"$TMP/server-cluster.log" &
+PIDS+=("$!")
+for _ in $(seq 100); do curl -fs "http://127.0.0.1:$CPORT/health" >/dev/null 2>&1 && break; sleep 0.1; done
+API=http://127.0.0.1:$CPORT runcpu status_cluster status 64 "${MASTERS[@]}"
+API=http://127.0.0.1:$CPORT runcpu enqueue_cluster enqueue 64 "${MASTERS[@]}" PREFIX=cluster
+
 # Redis's own ceiling for what the routes do, from a client on this machine.
 RB=$(redis-benchmark -p "$RPORT" -c 50 -n 200000 -q zrank "gk:{bench}:wait" u5000 2>/dev/null |
     awk '{ for (i = 1; i <= NF; i++) if ($i ~ /requests/) print $(i - 1) }' | head -1)
@@ -155,6 +208,12 @@ mkdir -p "$ROOT/bench/results"
              $1, $2, $3, (ceil[$2] > 0 ? $3 / ceil[$2] : 0), $4, $5, $6, $7 }' "$RESULTS" "$RESULTS"
     echo
     echo "Redis alone (redis-benchmark, 50 clients, ZRANK): ${RB:-?} ops/s unpipelined, ${RBP:-?} ops/s pipelined 16."
+    echo
+    echo "Redis CPU per request (user + sys, microseconds): the one Redis for status_one and enqueue_one, then"
+    echo "each of the cluster's 3 masters for status_cluster and enqueue_cluster (the business lives on one of"
+    echo "them; on this machine the cluster rows show the routing's overhead, not the scale-out):"
+    echo
+    awk '{ printf "- %s:", $1; for (i = 2; i <= NF; i++) printf " %s", $i; printf "\n" }' "$CPU"
     echo
     echo "| scale and memory | value |"
     echo "|---|---|"

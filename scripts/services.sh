@@ -215,6 +215,32 @@ gk_redis_start() {
     done
 }
 
+# gk_redis_cluster_node_start DIR PORT BUS: a Redis Cluster node on 127.0.0.1:PORT (cluster bus on
+# BUS) with its files in DIR, as gk_redis_start; nodes.conf in DIR keeps its place in the cluster
+# across a stop and start. Fails over after 1 s; with cluster-require-full-coverage no, the
+# other masters keep serving while one of them is down.
+gk_redis_cluster_node_start() {
+    gk_redis_start "$1" "$2" --save '' --appendonly no --cluster-enabled yes \
+        --cluster-config-file nodes.conf --cluster-port "$3" --cluster-node-timeout 1000 \
+        --cluster-require-full-coverage no --cluster-replica-validity-factor 0
+}
+
+# gk_redis_cluster_wait_ok PORT...: waits (30 s at most) until every node says cluster_state:ok.
+gk_redis_cluster_wait_ok() {
+    local p i
+    for p in "$@"; do
+        i=0
+        until redis-cli -p "$p" cluster info 2>/dev/null | tr -d '\r' | grep -qx 'cluster_state:ok'; do
+            i=$((i + 1))
+            if [ "$i" -gt 300 ]; then
+                gk_err "cluster node $p not ok after 30 s"
+                return 1
+            fi
+            sleep 0.1
+        done
+    done
+}
+
 # gk_redis_stop DIR
 # Stops the redis-server started by gk_redis_start DIR. SHUTDOWN SAVE writes dump.rdb even with
 # --save '', so a later gk_redis_start on the same DIR has the same data (the tests' outage

@@ -47,6 +47,7 @@ static const struct num_field num_fields[GK_BC_NUMERIC] = {
     [GK_BC_IP_VERIFY_LIMIT_INTERVAL] = {"ip_verify_limit_interval", 1, 86400, NO_ALT, 60},
     [GK_BC_IP_FINISH_LIMIT] = {"ip_finish_limit", 1, 1000000, NO_ALT, 600},
     [GK_BC_IP_FINISH_LIMIT_INTERVAL] = {"ip_finish_limit_interval", 1, 86400, NO_ALT, 60},
+    [GK_BC_POW_MAX_NUMBER] = {"pow_max_number", 1000, 10000000, NO_ALT, 100000},
 };
 
 static const char *const qmethod_names[] = {
@@ -54,6 +55,12 @@ static const char *const qmethod_names[] = {
     [GK_QM_RANDOM] = "random",
     [GK_QM_PASSTHROUGH] = "passthrough",
     [GK_QM_REJECT] = "reject",
+};
+
+static const char *const pow_mode_names[] = {
+    [GK_POW_OFF] = "off",
+    [GK_POW_ON] = "on",
+    [GK_POW_AUTO] = "auto",
 };
 
 const char *
@@ -64,6 +71,8 @@ gk_bizconf_field_name(enum gk_bc_field f)
         return "queueing_method";
     if (f == GK_BC_ALLOWED_ORIGINS)
         return "allowed_origins";
+    if (f == GK_BC_POW_MODE)
+        return "pow_mode";
     return num_fields[f].name;
 }
 
@@ -91,20 +100,31 @@ gk_bizconf_defaults(struct gk_bizconf *c)
     for (size_t i = 0; i < GK_BC_NUMERIC; i++)
         c->num[i] = num_fields[i].def;
     c->queueing_method = GK_QM_FIFO;
+    c->pow_mode = GK_POW_OFF;
     c->n_origins = 1;
     gk_strlcpy(c->origins[0], "*", sizeof(c->origins[0]));
+}
+
+/* The index of s among the n names, or -1. */
+static int
+name_index(const char *const *names, size_t n, const char *s)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(s, names[i]) == 0)
+            return (int)i;
+    }
+    return -1;
 }
 
 enum gk_err
 gk_qmethod_parse(const char *s, enum gk_qmethod *out)
 {
-    for (size_t i = 0; i < GK_ARRAY_LEN(qmethod_names); i++) {
-        if (strcmp(s, qmethod_names[i]) == 0) {
-            *out = (enum gk_qmethod)i;
-            return GK_OK;
-        }
-    }
-    return GK_EINVAL;
+    int i = name_index(qmethod_names, GK_ARRAY_LEN(qmethod_names), s);
+
+    if (i < 0)
+        return GK_EINVAL;
+    *out = (enum gk_qmethod)i;
+    return GK_OK;
 }
 
 const char *
@@ -112,6 +132,24 @@ gk_qmethod_name(enum gk_qmethod m)
 {
     GK_ASSERT((size_t)m < GK_ARRAY_LEN(qmethod_names));
     return qmethod_names[m];
+}
+
+enum gk_err
+gk_pow_mode_parse(const char *s, enum gk_pow_mode *out)
+{
+    int i = name_index(pow_mode_names, GK_ARRAY_LEN(pow_mode_names), s);
+
+    if (i < 0)
+        return GK_EINVAL;
+    *out = (enum gk_pow_mode)i;
+    return GK_OK;
+}
+
+const char *
+gk_pow_mode_name(enum gk_pow_mode m)
+{
+    GK_ASSERT((size_t)m < GK_ARRAY_LEN(pow_mode_names));
+    return pow_mode_names[m];
 }
 
 static bool
@@ -214,19 +252,37 @@ parse_num(enum gk_bc_field f, struct json_object *v, struct gk_bizconf_patch *ou
     return GK_EINVAL;
 }
 
-static enum gk_err
-parse_qmethod(struct json_object *v, struct gk_bizconf_patch *out, char *msg, size_t msglen)
+/* v's text when it is a JSON string without an embedded NUL ("fifo\u0000x"), else NULL. */
+static const char *
+plain_string(struct json_object *v)
 {
     const char *s;
 
-    if (json_object_is_type(v, json_type_string)) {
-        s = json_object_get_string(v);
-        /* strlen() guards against an embedded NUL ("fifo\u0000x"). */
-        if ((size_t)json_object_get_string_len(v) == strlen(s) &&
-            gk_qmethod_parse(s, &out->v.queueing_method) == GK_OK)
-            return GK_OK;
-    }
+    if (!json_object_is_type(v, json_type_string))
+        return NULL;
+    s = json_object_get_string(v);
+    return (size_t)json_object_get_string_len(v) == strlen(s) ? s : NULL;
+}
+
+static enum gk_err
+parse_qmethod(struct json_object *v, struct gk_bizconf_patch *out, char *msg, size_t msglen)
+{
+    const char *s = plain_string(v);
+
+    if (s != NULL && gk_qmethod_parse(s, &out->v.queueing_method) == GK_OK)
+        return GK_OK;
     snprintf(msg, msglen, "must be one of \"fifo\", \"random\", \"passthrough\", \"reject\"");
+    return GK_EINVAL;
+}
+
+static enum gk_err
+parse_pow_mode(struct json_object *v, struct gk_bizconf_patch *out, char *msg, size_t msglen)
+{
+    const char *s = plain_string(v);
+
+    if (s != NULL && gk_pow_mode_parse(s, &out->v.pow_mode) == GK_OK)
+        return GK_OK;
+    snprintf(msg, msglen, "must be one of \"off\", \"on\", \"auto\"");
     return GK_EINVAL;
 }
 
@@ -281,6 +337,8 @@ parse_field(const char *key, struct json_object *v, struct gk_bizconf_patch *out
         rc = parse_num((enum gk_bc_field)f, v, out, msg, msglen);
     else if (f == GK_BC_QUEUEING_METHOD)
         rc = parse_qmethod(v, out, msg, msglen);
+    else if (f == GK_BC_POW_MODE)
+        rc = parse_pow_mode(v, out, msg, msglen);
     else
         rc = parse_origins(v, out, msg, msglen);
     if (rc != GK_OK) {
@@ -342,6 +400,8 @@ gk_bizconf_apply(struct gk_bizconf *c, const struct gk_bizconf_patch *p)
         c->n_origins = p->v.n_origins;
         memcpy(c->origins, p->v.origins, sizeof(c->origins));
     }
+    if (p->set & (1u << GK_BC_POW_MODE))
+        c->pow_mode = p->v.pow_mode;
 }
 
 /* json-c returns NULL or -1 only when malloc fails; like gk_xmalloc, give up then. */
@@ -371,4 +431,5 @@ gk_bizconf_to_json(const struct gk_bizconf *c, struct json_object *obj)
             gk_panic(__FILE__, __LINE__, "json-c: out of memory");
     }
     add_or_die(obj, "allowed_origins", arr);
+    add_or_die(obj, "pow_mode", json_object_new_string(gk_pow_mode_name(c->pow_mode)));
 }

@@ -29,6 +29,7 @@ struct row_cols {
     int num[GK_BC_NUMERIC];
     int queueing_method;
     int allowed_origins;
+    int pow_mode;
 };
 
 #define BUSINESS_COLS                                                                                        \
@@ -36,9 +37,9 @@ struct row_cols {
     "ready_ttl_seconds, ip_enqueue_limit, ip_enqueue_limit_interval, ip_status_polling_limit, "              \
     "ip_status_polling_limit_interval, max_active_users, abandon_after_seconds, max_queue_length, "          \
     "ip_verify_limit, ip_verify_limit_interval, ip_finish_limit, ip_finish_limit_interval, "                 \
-    "queueing_method, allowed_origins"
+    "pow_max_number, queueing_method, allowed_origins, pow_mode"
 
-/* Parameter $2+f is field f (enum gk_bc_field order); NULL keeps the stored value. $19 is the
+/* Parameter $2+f is field f (enum gk_bc_field order); NULL keeps the stored value. $21 is the
  * client IP. The activity row's details are the fields that were set (jsonb_strip_nulls drops
  * the others), with their new values. */
 static const char sql_update[] =
@@ -58,11 +59,13 @@ static const char sql_update[] =
     "ip_verify_limit_interval = COALESCE($14::integer, ip_verify_limit_interval), "
     "ip_finish_limit = COALESCE($15::integer, ip_finish_limit), "
     "ip_finish_limit_interval = COALESCE($16::integer, ip_finish_limit_interval), "
-    "queueing_method = COALESCE($17::text, queueing_method), "
-    "allowed_origins = COALESCE($18::text[], allowed_origins) "
+    "pow_max_number = COALESCE($17::integer, pow_max_number), "
+    "queueing_method = COALESCE($18::text, queueing_method), "
+    "allowed_origins = COALESCE($19::text[], allowed_origins), "
+    "pow_mode = COALESCE($20::text, pow_mode) "
     "WHERE id = $1 RETURNING " BUSINESS_COLS "), "
     "a AS (INSERT INTO activity_log (event_id, business_id, event, client_ip, details) "
-    "SELECT 'pg/' || gen_random_uuid(), u.id, '" GK_EV_CONFIG_CHANGE "', $19::inet, "
+    "SELECT 'pg/' || gen_random_uuid(), u.id, '" GK_EV_CONFIG_CHANGE "', $21::inet, "
     "jsonb_strip_nulls(jsonb_build_object("
     "'admission_limit', $2::integer, 'admission_frequency', $3::integer, "
     "'jwt_expiry_seconds', $4::integer, 'ready_ttl_seconds', $5::integer, "
@@ -71,12 +74,12 @@ static const char sql_update[] =
     "'max_active_users', $10::integer, 'abandon_after_seconds', $11::integer, "
     "'max_queue_length', $12::integer, 'ip_verify_limit', $13::integer, "
     "'ip_verify_limit_interval', $14::integer, 'ip_finish_limit', $15::integer, "
-    "'ip_finish_limit_interval', $16::integer, 'queueing_method', $17::text, 'allowed_origins', "
-    "$18::text[])) "
+    "'ip_finish_limit_interval', $16::integer, 'pow_max_number', $17::integer, "
+    "'queueing_method', $18::text, 'allowed_origins', $19::text[], 'pow_mode', $20::text)) "
     "FROM u) "
     "SELECT * FROM u";
-_Static_assert(GK_BC_IP_FINISH_LIMIT_INTERVAL == 14 && GK_BC_QUEUEING_METHOD == 15 &&
-                   GK_BC_ALLOWED_ORIGINS == 16 && GK_BC_NFIELDS == 17,
+_Static_assert(GK_BC_POW_MAX_NUMBER == 15 && GK_BC_QUEUEING_METHOD == 16 && GK_BC_ALLOWED_ORIGINS == 17 &&
+                   GK_BC_POW_MODE == 18 && GK_BC_NFIELDS == 19,
                "sql_update numbers its parameters by enum gk_bc_field");
 
 static const char sql_get[] = "SELECT " BUSINESS_COLS " FROM businesses WHERE id = $1";
@@ -104,8 +107,9 @@ find_cols(const struct gk_pg_res *res, struct row_cols *c)
     c->version = gk_pg_res_col(res, "version");
     c->queueing_method = gk_pg_res_col(res, "queueing_method");
     c->allowed_origins = gk_pg_res_col(res, "allowed_origins");
+    c->pow_mode = gk_pg_res_col(res, "pow_mode");
     ok = c->id >= 0 && c->admin_key_hash >= 0 && c->version >= 0 && c->queueing_method >= 0 &&
-         c->allowed_origins >= 0;
+         c->allowed_origins >= 0 && c->pow_mode >= 0;
     for (int f = 0; f < GK_BC_NUMERIC; f++) {
         c->num[f] = gk_pg_res_col(res, gk_bizconf_field_name((enum gk_bc_field)f));
         ok = ok && c->num[f] >= 0;
@@ -206,7 +210,9 @@ parse_row(const struct gk_pg_res *res, int row, const struct row_cols *c, struct
             return false;
         out->conf.num[f] = x;
     }
-    if (gk_qmethod_parse(gk_pg_res_value(res, row, c->queueing_method), &out->conf.queueing_method) != GK_OK)
+    if (gk_qmethod_parse(gk_pg_res_value(res, row, c->queueing_method), &out->conf.queueing_method) !=
+            GK_OK ||
+        gk_pow_mode_parse(gk_pg_res_value(res, row, c->pow_mode), &out->conf.pow_mode) != GK_OK)
         return false;
     return parse_origins(gk_pg_res_value(res, row, c->allowed_origins), &out->conf);
 }
@@ -351,6 +357,13 @@ gk_cfgstore_update_config(struct gk_pg *pg, const char *id, const struct gk_bizc
         }
         origins_literal(&patch->v, origins, sizeof(origins));
         params[1 + GK_BC_ALLOWED_ORIGINS] = origins;
+    }
+    if (patch->set & (1u << GK_BC_POW_MODE)) {
+        if ((unsigned)patch->v.pow_mode > GK_POW_AUTO) {
+            gk_pg_set_error(pg, "pow_mode: no such mode");
+            return GK_EINVAL;
+        }
+        params[1 + GK_BC_POW_MODE] = gk_pow_mode_name(patch->v.pow_mode);
     }
     params[1 + GK_BC_NFIELDS] = gk_pg_inet_param(client_ip);
 

@@ -8,16 +8,17 @@
 #include <string.h>
 
 enum key_type {
-    T_PORT,      /* uint16, 1..65535 */
-    T_U32,       /* uint32 within [min, max] */
-    T_ADDR,      /* IPv4 or IPv6 literal */
-    T_REDIS_URL, /* parsed into cfg->redis as well */
-    T_STR,       /* free text up to the field size (DATABASE_URL: libpq checks it later) */
-    T_SECRET,    /* >= GK_SECRET_MIN bytes, not trivially weak; never logged */
-    T_IDS,       /* colon-separated business ids */
-    T_CIDRS,     /* comma-separated CIDRs */
-    T_LEVEL,     /* log level name */
-    T_FLAG,      /* "0" or "1" */
+    T_PORT,          /* uint16, 1..65535 */
+    T_U32,           /* uint32 within [min, max] */
+    T_ADDR,          /* IPv4 or IPv6 literal */
+    T_REDIS_URL,     /* parsed into cfg->redis as well */
+    T_REDIS_CLUSTER, /* seed nodes, parsed into cfg->redis as well */
+    T_STR,           /* free text up to the field size (DATABASE_URL: libpq checks it later) */
+    T_SECRET,        /* >= GK_SECRET_MIN bytes, not trivially weak; never logged */
+    T_IDS,           /* colon-separated business ids */
+    T_CIDRS,         /* comma-separated CIDRs */
+    T_LEVEL,         /* log level name */
+    T_FLAG,          /* "0" or "1" */
 };
 
 #define REQUIRED 1u
@@ -40,7 +41,9 @@ struct key {
 static const struct key keys[] = {
     {"PORT", T_PORT, GK_PROG_SERVER, OPTIONAL, "8000", 1, 65535, F(port)},
     {"BIND", T_ADDR, GK_PROG_SERVER, OPTIONAL, "127.0.0.1", 0, 0, F(bind)},
-    {"REDIS_URL", T_REDIS_URL, BOTH, REQUIRED, NULL, 0, 0, F(redis_url)},
+    /* One of the two is required: checked after the table. */
+    {"REDIS_URL", T_REDIS_URL, BOTH, OPTIONAL, NULL, 0, 0, F(redis_url)},
+    {"REDIS_CLUSTER_NODES", T_REDIS_CLUSTER, BOTH, OPTIONAL, NULL, 0, 0, F(redis_cluster_nodes)},
     {"DATABASE_URL", T_STR, BOTH, REQUIRED, NULL, 0, 0, F(database_url)},
     {"JWT_SECRET", T_SECRET, GK_PROG_SERVER, REQUIRED, NULL, 0, 0, F(jwt_secret)},
     {"JWT_SECRET_PREVIOUS", T_SECRET, GK_PROG_SERVER, OPTIONAL, NULL, 0, 0, F(jwt_secret_previous)},
@@ -168,11 +171,15 @@ parse_key(const struct key *k, const char *v, struct gk_config *c, char *why, si
         }
         break;
     case T_REDIS_URL:
+    case T_REDIS_CLUSTER:
+        if (*v == '\0')
+            break;
         if (strlen(v) >= k->size) {
             snprintf(why, whylen, "longer than %zu bytes", k->size - 1);
             return GK_EINVAL;
         }
-        if (gk_redis_url_parse(v, &c->redis, why, whylen) != GK_OK)
+        if ((k->type == T_REDIS_URL ? gk_redis_url_parse : gk_redis_cluster_parse)(v, &c->redis, why,
+                                                                                   whylen) != GK_OK)
             return GK_EINVAL;
         break;
     case T_STR:
@@ -230,6 +237,16 @@ is_loopback(const char *host)
     return memcmp(a, v6, 16) == 0 || (a[10] == 0xff && a[11] == 0xff && a[12] == 127);
 }
 
+static bool
+seeds_loopback(const struct gk_redis_addr *a)
+{
+    for (size_t i = 0; i < a->n_seeds; i++) {
+        if (!is_loopback(a->seeds[i].host))
+            return false;
+    }
+    return is_loopback(a->host);
+}
+
 enum gk_err
 gk_config_load(struct gk_config *out, enum gk_program prog, gk_env_fn env, void *arg, char *err,
                size_t errlen)
@@ -259,10 +276,17 @@ gk_config_load(struct gk_config *out, enum gk_program prog, gk_env_fn env, void 
             goto out;
         }
     }
+    if ((c->redis_url[0] != '\0') == (c->redis_cluster_nodes[0] != '\0')) {
+        snprintf(err, errlen,
+                 c->redis_url[0] != '\0' ? "REDIS_URL and REDIS_CLUSTER_NODES are both set: set one of them"
+                                         : "REDIS_URL (or REDIS_CLUSTER_NODES) is required but not set");
+        rc = GK_EINVAL;
+        goto out;
+    }
     /* A movable clock must never reach production: only a process confined to this machine may
      * have one. */
-    if (c->test_clock && (!is_loopback(c->redis.host) || (prog == GK_PROG_SERVER && !is_loopback(c->bind)))) {
-        snprintf(err, errlen, "GK_TEST_CLOCK is for tests only: it needs BIND and REDIS_URL on loopback");
+    if (c->test_clock && (!seeds_loopback(&c->redis) || (prog == GK_PROG_SERVER && !is_loopback(c->bind)))) {
+        snprintf(err, errlen, "GK_TEST_CLOCK is for tests only: it needs BIND and Redis on loopback");
         rc = GK_EINVAL;
         goto out;
     }
@@ -406,11 +430,18 @@ gk_redis_url_parse(const char *url, struct gk_redis_addr *out, char *err, size_t
         const char *colon = memchr(p, ':', (size_t)(at - p));
         const char *pw = colon != NULL ? colon + 1 : p;
         size_t pwlen = (size_t)(at - pw);
+        size_t ulen = colon != NULL ? (size_t)(colon - p) : 0;
 
         if (pwlen >= sizeof(a.password)) {
             snprintf(err, errlen, "password too long");
             return GK_EINVAL;
         }
+        if (ulen >= sizeof(a.user)) {
+            snprintf(err, errlen, "user too long");
+            return GK_EINVAL;
+        }
+        memcpy(a.user, p, ulen);
+        a.user[ulen] = '\0';
         memcpy(a.password, pw, pwlen);
         a.password[pwlen] = '\0';
         p = at + 1;
@@ -463,4 +494,58 @@ gk_redis_url_parse(const char *url, struct gk_redis_addr *out, char *err, size_t
     }
     *out = a;
     return GK_OK;
+}
+
+enum gk_err
+gk_redis_cluster_parse(const char *nodes, struct gk_redis_addr *out, char *err, size_t errlen)
+{
+    struct gk_redis_addr *a = gk_xcalloc(1, sizeof(*a));
+    const char *p = nodes;
+    enum gk_err rc = GK_EINVAL;
+
+    while (*p != '\0') {
+        size_t len = strcspn(p, ",");
+        char url[GK_URL_MAX];
+        struct gk_redis_addr one;
+        char why[128];
+        bool scheme = strncmp(p, "redis://", 8) == 0;
+
+        if (len == 0 || len + 8 >= sizeof(url)) {
+            snprintf(err, errlen, "entry %zu is empty or too long", a->n_seeds + 1);
+            goto out;
+        }
+        if (a->n_seeds == GK_REDIS_SEEDS_MAX) {
+            snprintf(err, errlen, "has more than %d nodes", GK_REDIS_SEEDS_MAX);
+            goto out;
+        }
+        snprintf(url, sizeof(url), "%s%.*s", scheme ? "" : "redis://", (int)len, p);
+        if (gk_redis_url_parse(url, &one, why, sizeof(why)) != GK_OK) {
+            snprintf(err, errlen, "entry %zu %s", a->n_seeds + 1, why);
+            goto out;
+        }
+        /* A cluster has database 0 only; credentials come once, with the first node. */
+        if (one.db != 0 || strchr(url + 8, '/') != NULL || (a->n_seeds > 0 && scheme)) {
+            snprintf(err, errlen,
+                     "entry %zu must be host:port (only the first may be a redis:// URL, without /db)",
+                     a->n_seeds + 1);
+            goto out;
+        }
+        if (a->n_seeds == 0)
+            *a = one;
+        gk_strlcpy(a->seeds[a->n_seeds].host, one.host, sizeof(a->seeds[0].host));
+        a->seeds[a->n_seeds++].port = one.port;
+        p += len;
+        if (*p == ',')
+            p++;
+    }
+    if (a->n_seeds == 0) {
+        snprintf(err, errlen, "names no node");
+        goto out;
+    }
+    a->cluster = true;
+    *out = *a;
+    rc = GK_OK;
+out:
+    free(a);
+    return rc;
 }

@@ -2,6 +2,7 @@
 /* crypto.c -- see gk/crypto.h for the contract. */
 #include "gk/crypto.h"
 
+#include <limits.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -10,18 +11,25 @@
 #include <openssl/rand.h>
 
 static void
-digest_hex(const EVP_MD *type, unsigned want, const void *data, size_t len, char *out)
+hex_of(const unsigned char *md, unsigned n, char *out)
 {
     static const char hex[] = "0123456789abcdef";
+
+    for (unsigned i = 0; i < n; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+static void
+digest_hex(const EVP_MD *type, unsigned want, const void *data, size_t len, char *out)
+{
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
 
     GK_ASSERT(EVP_Digest(data, len, md, &mdlen, type, NULL) == 1 && mdlen == want);
-    for (unsigned i = 0; i < want; i++) {
-        out[2 * i] = hex[md[i] >> 4];
-        out[2 * i + 1] = hex[md[i] & 15];
-    }
-    out[2 * want] = '\0';
+    hex_of(md, want, out);
 }
 
 void
@@ -49,19 +57,14 @@ gk_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t len, unsi
 {
     unsigned int mdlen = 0;
 
-    GK_ASSERT(HMAC(EVP_sha256(), key, (int)keylen, msg, len, out, &mdlen) != NULL && mdlen == GK_SHA256_LEN);
+    GK_ASSERT(keylen <= INT_MAX && HMAC(EVP_sha256(), key, (int)keylen, msg, len, out, &mdlen) != NULL &&
+              mdlen == GK_SHA256_LEN);
 }
 
 void
 gk_hex(const unsigned char *in, size_t n, char *out)
 {
-    static const char hex[] = "0123456789abcdef";
-
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = hex[in[i] >> 4];
-        out[2 * i + 1] = hex[in[i] & 15];
-    }
-    out[2 * n] = '\0';
+    hex_of(in, (unsigned)n, out);
 }
 
 static int
@@ -91,6 +94,59 @@ gk_unhex(const char *in, unsigned char *out, size_t n)
         out[i] = (unsigned char)(hi << 4 | lo);
     }
     return in[2 * n] == '\0' ? GK_OK : GK_EINVAL;
+}
+
+void
+gk_hmac_sha256_hex(const void *key, size_t keylen, const void *data, size_t len, char out[GK_SHA256_HEX_BUF])
+{
+    unsigned char md[GK_SHA256_LEN];
+
+    gk_hmac_sha256(key, keylen, data, len, md);
+    hex_of(md, GK_SHA256_LEN, out);
+}
+
+int
+gk_base64_value(unsigned char c, enum gk_b64 a)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '-' || (c == '+' && a == GK_B64_ANY))
+        return 62;
+    if (c == '_' || (c == '/' && a == GK_B64_ANY))
+        return 63;
+    return -1;
+}
+
+bool
+gk_base64_decode(const char *in, size_t len, enum gk_b64 a, unsigned char *out, size_t outcap, size_t *outlen)
+{
+    unsigned acc = 0, bits = 0;
+    size_t n = 0;
+
+    for (int pad = 0; a == GK_B64_ANY && pad < 2 && len > 0 && in[len - 1] == '='; pad++)
+        len--;
+    if (len % 4 == 1 || len / 4 * 3 + len % 4 * 3 / 4 > outcap)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        int v = gk_base64_value((unsigned char)in[i], a);
+
+        if (v < 0)
+            return false;
+        acc = (acc << 6 | (unsigned)v) & 0xfff; /* at most 12 pending bits are ever needed */
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[n++] = (unsigned char)(acc >> bits);
+        }
+    }
+    if ((acc & ((1u << bits) - 1)) != 0)
+        return false;
+    *outlen = n;
+    return true;
 }
 
 enum gk_err

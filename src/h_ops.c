@@ -53,6 +53,7 @@ gk_h_metrics(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
     fprintf(f, "gatekeeper_redis_up %d\n", snap->queues_ok ? 1 : 0);
     fwrite(snap->queue_text, 1, snap->queue_len, f);
     gk_monitor_release(snap);
+    gk_pow_metrics_write(ctx->app->pow, f);
     fclose(f);
     gk_resp_body(resp, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
 }

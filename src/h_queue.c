@@ -163,6 +163,7 @@ struct pending {
     char ip[GK_IP_BUF];
     char token[GK_TOKEN_BUF]; /* status: the token the client sent, returned as is while young */
     int64_t token_exp;        /* its exp; 0 when signed with the previous secret (renew it) */
+    struct gk_pow_proof pow;  /* enqueue: the proof of work its join spends (challenge "" = none) */
     union {
         struct gk_join_out join;
         struct gk_status_out status;
@@ -333,9 +334,12 @@ enqueue_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
     struct json_object *o;
 
     (void)req;
-    if (!pending_ok(pd, resp))
+    if (!pending_ok(pd, resp) || !gk_pow_spent(&pd->ctx, &pd->pow, out->result == GK_JOIN_POW_REUSED, resp))
         goto out;
     switch (out->result) {
+    case GK_JOIN_POW_REUSED: /* answered by gk_pow_spent: only a join that spent a proof hears it */
+        GK_ASSERT(pd->pow.challenge[0] != '\0');
+        goto out;
     case GK_JOIN_FULL:
         gk_reply_error(resp, 503, "queue_full", "The queue is full; try again later.", NULL);
         goto out;
@@ -395,6 +399,7 @@ gk_h_enqueue(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
 {
     const struct gk_bizconf *c;
     struct gk_join_args a;
+    struct gk_pow_proof proof;
     struct pending *pd;
     const char *user;
 
@@ -406,7 +411,10 @@ gk_h_enqueue(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
         gk_reply_error(resp, 503, "queue_closed", "This queue is closed.", NULL);
         return;
     }
+    if (!gk_need_pow(ctx, req, resp, user, &proof))
+        return;
     pd = wait_for_redis(ctx, req, user, enqueue_reply);
+    pd->pow = proof;
     a = (struct gk_join_args){
         .who = who(pd, GK_BC_IP_ENQUEUE_LIMIT, GK_BC_IP_ENQUEUE_LIMIT_INTERVAL),
         .max_queue_length = c->num[GK_BC_MAX_QUEUE_LENGTH],
@@ -414,6 +422,8 @@ gk_h_enqueue(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
         .max_active = c->num[GK_BC_MAX_ACTIVE_USERS],
         .ready_ttl_s = c->num[GK_BC_READY_TTL_SECONDS],
         .heartbeat = c->num[GK_BC_ABANDON_AFTER_SECONDS] > 0,
+        .pow = proof.challenge[0] != '\0' ? pd->pow.challenge : NULL,
+        .pow_ttl_ms = proof.challenge[0] != '\0' ? gk_pow_spent_ttl_ms(&proof) : 0,
     };
     ctx->queue.ops->join(ctx->queue.impl, &pd->op, &a, &pd->out.join);
 }

@@ -19,7 +19,7 @@
 
 #define CORS_ALLOW_HEADERS                                                                                   \
     "business_id, user_id, jwt, business-id, user-id, authorization, content-type, x-gatekeeper-business, "  \
-    "x-request-id"
+    "x-request-id, x-gatekeeper-pow"
 
 /* The map of the API: one line per route (method, path, name for logs and metrics, handler,
  * where it runs). gk_router_match searches it in order. */
@@ -30,6 +30,7 @@ static const struct gk_route api_routes[] = {
     {"DELETE", "/queue/finish", "finish", gk_h_finish, GK_RUN_LOOP},
     {"DELETE", "/queue/leave", "leave", gk_h_leave, GK_RUN_LOOP},
     {"GET", "/queue/gate", "gate", gk_h_gate, GK_RUN_LOOP},
+    {"GET", "/queue/challenge", "challenge", gk_h_challenge, GK_RUN_LOOP},
     {"GET", "/health", "health", gk_h_health, GK_RUN_LOOP},
     {"POST", "/businesses", "businesses", gk_h_business_create, GK_RUN_OFFLOAD},
     {"GET", "/config", "config_get", gk_h_config_get, GK_RUN_OFFLOAD},

@@ -94,6 +94,8 @@ parse_join(const redisReply *r, struct gk_op *op)
         out->opens_at_ms = n;
         out->joined_prequeue = reply_int3(r) == 1;
         out->now_ms = reply_int4(r);
+    } else if (strcmp(kind, "pow_reused") == 0) {
+        out->result = GK_JOIN_POW_REUSED;
     } else {
         return false;
     }
@@ -198,19 +200,22 @@ users(struct gk_cmd *c, const struct gk_op *first)
 }
 
 /* enqueue.lua. KEYS: seq, wait, ready, hb, stats, events, clock, then one rate-limit key per user,
- * then evs.
- * ARGV: rate limit, rate interval ms, max queue length, passthrough, ready ttl ms, heartbeat,
- * events max, max active users, test clock, then user and client ip for each user. */
+ * then one proof-of-work key per user, then evs. ARGV: rate limit, rate interval ms, max queue
+ * length, passthrough, ready ttl ms, heartbeat, events max, max active users, test clock, then
+ * user and client ip for each user, then the proof's ttl ms for each user (0: no proof). */
 static void
 enqueue_cmd(struct gk_cmd *c, const struct gk_op *first, int n, bool test_clock)
 {
     static const char *const keys[] = {"seq", "wait", "ready", "hb", "stats", "events"};
     const struct gk_join_args *a = &first->_in.join;
 
-    gk_cmd_keys(c, 8 + n);
+    gk_cmd_keys(c, 8 + 2 * n);
     gk_cmd_business_keys(c, a->who.business, keys, GK_ARRAY_LEN(keys));
     gk_cmd_clock_key(c, a->who.business);
     rate_keys(c, first, "rl:e:");
+    /* A join without a proof names the prefix alone, a key nothing writes. */
+    for (const struct gk_op *op = first; op != NULL; op = op->_mate)
+        gk_cmd_key(c, a->who.business, "pow:", op->_in.join.pow != NULL ? op->_in.join.pow : "");
     gk_cmd_key(c, a->who.business, "evs", NULL);
     gk_cmd_num(c, a->who.rate.limit);
     gk_cmd_num(c, (uint64_t)a->who.rate.interval_s * 1000);
@@ -222,6 +227,10 @@ enqueue_cmd(struct gk_cmd *c, const struct gk_op *first, int n, bool test_clock)
     gk_cmd_num(c, a->max_active);
     gk_cmd_clock_flag(c, test_clock);
     users(c, first);
+    for (const struct gk_op *op = first; op != NULL; op = op->_mate)
+        gk_cmd_num(c, op->_in.join.pow != NULL && op->_in.join.pow_ttl_ms > 0
+                          ? (uint64_t)op->_in.join.pow_ttl_ms
+                          : 0);
 }
 
 /* Everything but the user and the client IP: what the call's shared part is made of. */

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gk/cluster.h"
+
 /* The sources, in the generated scripts.c. */
 #define GK_SCRIPT_EXTERN(NAME, name, reads_clock) extern const char gk_lua_##name[];
 GK_LUA_SCRIPTS(GK_SCRIPT_EXTERN)
@@ -121,6 +123,7 @@ gk_cmd_begin(struct gk_cmd *c, enum gk_script s, const char *sha)
     c->argc = 0;
     c->keys_left = 0;
     c->keys_given = c->clock_key = c->clock_flag = false;
+    c->slot = -1;
     c->script = s;
     bulk1(c, sha != NULL ? "EVALSHA" : "EVAL");
     bulk1(c, sha != NULL ? sha : scripts[s].src);
@@ -150,6 +153,8 @@ gk_cmd_key(struct gk_cmd *c, const char *business, const char *suffix, const cha
     const char *part[5] = {"gk:{", business, "}:", suffix, id};
 
     one_key(c);
+    if (c->slot < 0)
+        c->slot = gk_cluster_business_slot(business);
     bulk(c, part, id != NULL ? 5 : 4);
 }
 
@@ -164,6 +169,8 @@ void
 gk_cmd_global_key(struct gk_cmd *c, const char *key)
 {
     one_key(c);
+    if (c->slot < 0)
+        c->slot = gk_cluster_key_slot(key, strlen(key));
     bulk1(c, key);
 }
 
@@ -237,6 +244,13 @@ gk_cmd_as_eval(const struct gk_cmd *c, struct gk_cmd *out)
     out->keys_left = c->keys_left;
     out->clock_key = c->clock_key;
     out->clock_flag = c->clock_flag;
+    out->slot = c->slot;
+}
+
+int
+gk_cmd_slot(const struct gk_cmd *c)
+{
+    return c->slot;
 }
 
 void

@@ -7,12 +7,15 @@
  */
 #include "gk/store.h"
 
+#include <errno.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <time.h>
 
+#include "gk/cluster.h"
 #include "gk/log.h"
 #include "store_int.h"
 
@@ -23,68 +26,83 @@ gk_store_set_error(struct gk_store *st, const char *what, const char *detail)
 }
 
 static void
-drop(struct gk_store *st)
+sleep_ms(int64_t ms)
 {
-    if (st->ctx != NULL)
-        redisFree(st->ctx);
-    st->ctx = NULL;
-    st->next_try_ms = gk_mono_ms() + GK_STORE_RETRY_MS;
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
 }
 
-/* Runs one command on the connected handle; drops the connection on I/O errors. */
-static redisReply *
-command(struct gk_store *st, int argc, const char **argv)
+static void
+drop(struct gk_store_node *n)
 {
-    redisReply *r = redisCommandArgv(st->ctx, argc, argv, NULL);
+    if (n->ctx != NULL)
+        redisFree(n->ctx);
+    n->ctx = NULL;
+    n->next_try_ms = gk_mono_ms() + GK_STORE_RETRY_MS;
+}
+
+/* Runs one command on node n, connected; drops the connection on I/O errors. */
+static redisReply *
+command(struct gk_store *st, struct gk_store_node *n, int argc, const char **argv)
+{
+    redisReply *r = redisCommandArgv(n->ctx, argc, argv, NULL);
 
     if (r == NULL) {
-        gk_store_set_error(st, "command", st->ctx->errstr);
-        drop(st);
+        gk_store_set_error(st, "command", n->ctx->errstr);
+        drop(n);
     }
     return r;
 }
 
+/* Connects n unless connected, with AUTH (every node) and SELECT (one Redis only). */
 static enum gk_err
-connect_if_needed(struct gk_store *st)
+node_connect(struct gk_store *st, struct gk_store_node *n)
 {
     struct timeval tv = {GK_STORE_TIMEOUT_MS / 1000, (GK_STORE_TIMEOUT_MS % 1000) * 1000};
     char db[16];
     redisReply *r;
 
-    if (st->ctx != NULL) {
-        struct pollfd p = {.fd = st->ctx->fd, .events = POLLIN};
+    if (n->ctx != NULL) {
+        struct pollfd p = {.fd = n->ctx->fd, .events = POLLIN};
 
         /* Redis never speaks first, so an idle connection that is readable was closed (a restart):
          * reconnect now rather than fail this request. Retrying after sending instead could run a
          * script twice and lose its answer. */
         if (poll(&p, 1, 0) == 0)
             return GK_OK;
-        drop(st);
-        st->next_try_ms = 0;
+        drop(n);
+        n->next_try_ms = 0;
     }
-    if (gk_mono_ms() < st->next_try_ms)
-        return GK_EREDIS;
-    st->ctx = redisConnectWithTimeout(st->addr.host, st->addr.port, tv);
-    if (st->ctx == NULL || st->ctx->err) {
-        gk_store_set_error(st, "connect", st->ctx != NULL ? st->ctx->errstr : "out of memory");
-        drop(st);
+    if (gk_mono_ms() < n->next_try_ms) {
+        gk_store_set_error(st, "connect", "down, retrying soon");
         return GK_EREDIS;
     }
-    if (redisSetTimeout(st->ctx, tv) != REDIS_OK || redisEnableKeepAlive(st->ctx) != REDIS_OK) {
-        gk_store_set_error(st, "connect", st->ctx->errstr);
-        drop(st);
+    n->ctx = redisConnectWithTimeout(n->host, n->port, tv);
+    if (n->ctx == NULL || n->ctx->err) {
+        gk_store_set_error(st, "connect", n->ctx != NULL ? n->ctx->errstr : "out of memory");
+        drop(n);
+        return GK_EREDIS;
+    }
+    if (redisSetTimeout(n->ctx, tv) != REDIS_OK || redisEnableKeepAlive(n->ctx) != REDIS_OK) {
+        gk_store_set_error(st, "connect", n->ctx->errstr);
+        drop(n);
         return GK_EREDIS;
     }
     if (st->addr.password[0] != '\0') {
-        const char *argv[] = {"AUTH", st->addr.password};
+        /* AUTH [user] password: the user only when the URL names one (ACL). */
+        const char *argv[] = {"AUTH", st->addr.user, st->addr.password};
+        int skip = st->addr.user[0] == '\0';
 
-        r = command(st, 2, argv);
+        argv[skip] = "AUTH";
+        r = command(st, n, 3 - skip, argv + skip);
         if (r == NULL)
             return GK_EREDIS;
         if (r->type == REDIS_REPLY_ERROR) {
             gk_store_set_error(st, "auth", "refused");
             freeReplyObject(r);
-            drop(st);
+            drop(n);
             return GK_EREDIS;
         }
         freeReplyObject(r);
@@ -93,13 +111,13 @@ connect_if_needed(struct gk_store *st)
         const char *argv[] = {"SELECT", db};
 
         snprintf(db, sizeof(db), "%u", st->addr.db);
-        r = command(st, 2, argv);
+        r = command(st, n, 2, argv);
         if (r == NULL)
             return GK_EREDIS;
         if (r->type == REDIS_REPLY_ERROR) {
             gk_store_set_error(st, "select", r->str);
             freeReplyObject(r);
-            drop(st);
+            drop(n);
             return GK_EREDIS;
         }
         freeReplyObject(r);
@@ -107,33 +125,202 @@ connect_if_needed(struct gk_store *st)
     return GK_OK;
 }
 
-redisReply *
-gk_store_command(struct gk_store *st, int argc, const char **argv)
+/* The connection slot of host:port, added when new (the least recently added one is reused when
+ * all are taken: a cluster this big only moves a handle's connections around). */
+static struct gk_store_node *
+node_at(struct gk_store *st, const char *host, uint16_t port)
 {
-    return connect_if_needed(st) == GK_OK ? command(st, argc, argv) : NULL;
+    struct gk_store_node *n;
+
+    for (size_t i = 0; i < st->n_nodes; i++) {
+        if (st->nodes[i].port == port && strcmp(st->nodes[i].host, host) == 0)
+            return &st->nodes[i];
+    }
+    if (st->n_nodes < GK_CLUSTER_NODES_MAX) {
+        n = &st->nodes[st->n_nodes++];
+    } else {
+        n = &st->nodes[st->next_reuse++ % GK_CLUSTER_NODES_MAX];
+        drop(n);
+    }
+    gk_strlcpy(n->host, host, sizeof(n->host));
+    n->port = port;
+    n->ctx = NULL;
+    n->next_try_ms = 0;
+    return n;
+}
+
+/* Reads the slot map from node n: CLUSTER SHARDS, or CLUSTER SLOTS before Redis 7. */
+static enum gk_err
+map_from(struct gk_store *st, struct gk_store_node *n)
+{
+    const char *shards[] = {"CLUSTER", "SHARDS"}, *slots[] = {"CLUSTER", "SLOTS"};
+    enum gk_err rc = GK_EREDIS;
+    redisReply *r;
+
+    if (node_connect(st, n) != GK_OK)
+        return GK_EREDIS;
+    r = command(st, n, 2, shards);
+    if (r != NULL && gk_cluster_map_parse_shards(st->map, r, n->host) == GK_OK) {
+        freeReplyObject(r);
+        return GK_OK;
+    }
+    if (r != NULL) {
+        freeReplyObject(r);
+        r = command(st, n, 2, slots);
+    }
+    if (r != NULL && gk_cluster_map_parse_slots(st->map, r, n->host) == GK_OK)
+        rc = GK_OK;
+    else if (r != NULL)
+        gk_store_set_error(st, "cluster map", r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+    freeReplyObject(r);
+    return rc;
+}
+
+/* Reads the slot map again from the first node that answers, the known masters first, then the
+ * seeds; at most once per GK_CLUSTER_REFRESH_MIN_MS (redirections come in storms). */
+static void
+refresh(struct gk_store *st)
+{
+    struct gk_cluster_node known[GK_CLUSTER_NODES_MAX];
+    size_t n_known = st->map->n_nodes;
+    int64_t now = gk_mono_ms();
+
+    if (now < st->next_refresh_ms)
+        return;
+    st->next_refresh_ms = now + GK_CLUSTER_REFRESH_MIN_MS;
+    memcpy(known, st->map->nodes, n_known * sizeof(known[0]));
+    for (size_t i = 0; i < n_known; i++) {
+        if (map_from(st, node_at(st, known[i].host, known[i].port)) == GK_OK)
+            return;
+    }
+    for (size_t i = 0; i < st->addr.n_seeds; i++) {
+        if (map_from(st, node_at(st, st->addr.seeds[i].host, st->addr.seeds[i].port)) == GK_OK)
+            return;
+    }
+}
+
+/* The node for slot (-1: any master), or NULL while the map does not know one. */
+static struct gk_store_node *
+pick(struct gk_store *st, int slot)
+{
+    const struct gk_cluster_node *m;
+
+    if (st->map == NULL)
+        return &st->nodes[0];
+    m = slot >= 0 ? gk_cluster_map_lookup(st->map, (uint16_t)slot)
+                  : (st->map->n_nodes > 0 ? &st->map->nodes[0] : NULL);
+    if (m == NULL) {
+        refresh(st);
+        m = slot >= 0 ? gk_cluster_map_lookup(st->map, (uint16_t)slot)
+                      : (st->map->n_nodes > 0 ? &st->map->nodes[0] : NULL);
+    }
+    if (m == NULL) {
+        gk_store_set_error(st, "cluster", "no node serves the slot");
+        return NULL;
+    }
+    return node_at(st, m->host, m->port);
+}
+
+/* Sends the command buf (len bytes) to n, after ASKING when asking, and reads its reply; NULL
+ * (error text set, connection dropped) on an I/O error. */
+static redisReply *
+send_raw(struct gk_store *st, struct gk_store_node *n, const char *buf, size_t len, bool asking)
+{
+    static const char ask[] = "*1\r\n$6\r\nASKING\r\n";
+    redisReply *r = NULL;
+
+    if ((asking && redisAppendFormattedCommand(n->ctx, ask, sizeof(ask) - 1) != REDIS_OK) ||
+        redisAppendFormattedCommand(n->ctx, buf, len) != REDIS_OK)
+        goto fail;
+    if (asking) {
+        if (redisGetReply(n->ctx, (void **)&r) != REDIS_OK || r == NULL)
+            goto fail;
+        freeReplyObject(r);
+        r = NULL;
+    }
+    if (redisGetReply(n->ctx, (void **)&r) == REDIS_OK && r != NULL)
+        return r;
+fail:
+    gk_store_set_error(st, "command", n->ctx->errstr);
+    drop(n);
+    return NULL;
+}
+
+/* Runs the command buf (len bytes) on the node that serves slot (-1: any), and returns its reply
+ * (NULL, error text set, when it cannot). On one Redis, simply sends it. On a cluster, follows
+ * MOVED (the map learns the slot's node) and ASK (once, after ASKING), and retries TRYAGAIN,
+ * CLUSTERDOWN and a node that cannot be reached with a growing delay and a fresh map, within
+ * GK_CLUSTER_RETRY_BUDGET_MS (a failover). A command whose connection failed after it was sent
+ * is never sent again: it may have run. */
+static redisReply *
+route(struct gk_store *st, int slot, const char *buf, size_t len)
+{
+    struct gk_store_node *to = NULL;
+    int64_t start = gk_mono_ms();
+    int redirects = 0, tries = 0;
+    bool asking = false;
+
+    for (;;) {
+        struct gk_store_node *n = to != NULL ? to : pick(st, slot);
+        struct gk_cluster_redirect d;
+        redisReply *r;
+        size_t idx;
+
+        st->cur = n;
+        if (n != NULL && node_connect(st, n) == GK_OK) {
+            r = send_raw(st, n, buf, len, asking);
+            if (r == NULL || st->map == NULL || r->type != REDIS_REPLY_ERROR)
+                return r;
+            switch (gk_cluster_classify(r->str, n->host, &d)) {
+            case GK_CLUSTER_OK:
+                return r;
+            case GK_CLUSTER_MOVED:
+                if (gk_cluster_map_node(st->map, d.to.host, d.to.port, &idx) == GK_OK)
+                    st->map->slot_node[d.slot] = (uint8_t)idx;
+                /* fall through */
+            case GK_CLUSTER_ASK:
+                if (++redirects > GK_CLUSTER_REDIRECTS_MAX) {
+                    gk_store_set_error(st, "cluster", "too many redirections");
+                    freeReplyObject(r);
+                    return NULL;
+                }
+                asking = strncmp(r->str, "ASK", 3) == 0 && r->str[3] == ' ';
+                to = asking ? node_at(st, d.to.host, d.to.port) : NULL;
+                freeReplyObject(r);
+                continue;
+            case GK_CLUSTER_TRYAGAIN:
+                gk_store_set_error(st, "cluster", r->str);
+                freeReplyObject(r);
+                break;
+            }
+        }
+        if (st->map == NULL ||
+            gk_mono_ms() - start + gk_cluster_backoff_ms(tries) > GK_CLUSTER_RETRY_BUDGET_MS)
+            return NULL;
+        sleep_ms(gk_cluster_backoff_ms(tries++));
+        refresh(st);
+        to = NULL;
+        asking = false;
+    }
+}
+
+redisReply *
+gk_store_command(struct gk_store *st, const char *key, int argc, const char **argv)
+{
+    char *buf = NULL;
+    int len = redisFormatCommandArgv(&buf, argc, argv, NULL);
+    redisReply *r;
+
+    GK_ASSERT(len > 0);
+    r = route(st, key != NULL ? gk_cluster_key_slot(key, strlen(key)) : -1, buf, (size_t)len);
+    redisFreeCommand(buf);
+    return r;
 }
 
 void
 gk_store_key(char out[GK_STORE_KEY_BUF], const char *business, const char *suffix)
 {
     snprintf(out, GK_STORE_KEY_BUF, "gk:{%s}:%s", business, suffix);
-}
-
-/* Sends c and reads its reply; NULL (error text set, connection dropped) on an I/O error. */
-static redisReply *
-send_cmd(struct gk_store *st, struct gk_cmd *c)
-{
-    size_t len;
-    const char *buf = gk_cmd_end(c, &len);
-    redisReply *r = NULL;
-
-    if (redisAppendFormattedCommand(st->ctx, buf, len) != REDIS_OK ||
-        redisGetReply(st->ctx, (void **)&r) != REDIS_OK || r == NULL) {
-        gk_store_set_error(st, "command", st->ctx->errstr);
-        drop(st);
-        return NULL;
-    }
-    return r;
 }
 
 static bool
@@ -145,19 +332,19 @@ noscript(const redisReply *r)
 redisReply *
 gk_store_script(struct gk_store *st, struct gk_cmd *c)
 {
-    redisReply *r;
+    size_t len;
+    const char *buf = gk_cmd_end(c, &len);
+    redisReply *r = route(st, gk_cmd_slot(c), buf, len);
 
-    if (connect_if_needed(st) != GK_OK)
-        return NULL;
-    r = send_cmd(st, c);
     if (noscript(r)) {
-        /* Redis lost its script cache (restart, SCRIPT FLUSH): the body once, through EVAL, which
-         * also caches it again. */
+        /* Redis lost its script cache (restart, SCRIPT FLUSH, a promoted replica): the body once,
+         * through EVAL, which also caches it again. */
         struct gk_cmd *ev = gk_xmalloc(sizeof(*ev));
 
         freeReplyObject(r);
         gk_cmd_as_eval(c, ev);
-        r = send_cmd(st, ev);
+        buf = gk_cmd_end(ev, &len);
+        r = route(st, gk_cmd_slot(ev), buf, len);
         gk_cmd_free(ev);
         free(ev);
     }
@@ -178,7 +365,14 @@ gk_store_open(const struct gk_redis_addr *addr, bool test_clock)
     st->test_clock = test_clock;
     st->events_per_entry = 1;
     gk_script_shas(st->sha);
-    (void)connect_if_needed(st);
+    if (addr->cluster) {
+        st->map = gk_xmalloc(sizeof(*st->map));
+        gk_cluster_map_clear(st->map);
+        refresh(st);
+    } else {
+        (void)node_at(st, addr->host, addr->port);
+        (void)node_connect(st, &st->nodes[0]);
+    }
     return st;
 }
 
@@ -187,8 +381,11 @@ gk_store_close(struct gk_store *st)
 {
     if (st == NULL)
         return;
-    if (st->ctx != NULL)
-        redisFree(st->ctx);
+    for (size_t i = 0; i < st->n_nodes; i++) {
+        if (st->nodes[i].ctx != NULL)
+            redisFree(st->nodes[i].ctx);
+    }
+    free(st->map);
     free(st);
 }
 
@@ -199,10 +396,10 @@ gk_store_errmsg(const struct gk_store *st)
 }
 
 enum gk_err
-gk_store_expect(struct gk_store *st, int argc, const char **argv, const char *what,
+gk_store_expect(struct gk_store *st, const char *key, int argc, const char **argv, const char *what,
                 bool (*ok)(const redisReply *r))
 {
-    redisReply *r = gk_store_command(st, argc, argv);
+    redisReply *r = gk_store_command(st, key, argc, argv);
     enum gk_err rc = GK_EREDIS;
 
     if (r == NULL)
@@ -226,38 +423,63 @@ gk_store_ping(struct gk_store *st)
 {
     const char *argv[] = {"PING"};
 
-    return gk_store_expect(st, 1, argv, "ping", pong);
+    return gk_store_expect(st, NULL, 1, argv, "ping", pong);
+}
+
+/* What one node's answer to CONFIG GET maxmemory-policy says; see gk_store_check_eviction. */
+static enum gk_err
+eviction_of(const redisReply *r)
+{
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 && r->element[1]->type == REDIS_REPLY_STRING) {
+        if (strcmp(r->element[1]->str, "noeviction") == 0)
+            return GK_OK;
+        GK_LOG(GK_LOG_ERROR, "store",
+               "msg=\"Redis maxmemory-policy is %s: at maxmemory Redis would evict keys, and so lose "
+               "whole queues; set maxmemory-policy noeviction (redis.conf, or CONFIG SET maxmemory-policy "
+               "noeviction) and size maxmemory for the queues; refusing to run\"",
+               r->element[1]->str);
+        return GK_EINVAL;
+    }
+    GK_LOG(GK_LOG_WARN, "store",
+           "msg=\"cannot read Redis maxmemory-policy; make sure it is noeviction, or Redis may evict "
+           "whole queues\" err=\"%s\"",
+           r->type == REDIS_REPLY_ERROR ? r->str : "CONFIG GET answered no value");
+    return GK_EDENIED;
 }
 
 enum gk_err
 gk_store_check_eviction(struct gk_store *st)
 {
     const char *argv[] = {"CONFIG", "GET", "maxmemory-policy"};
-    enum gk_err rc = GK_EDENIED;
+    struct gk_cluster_node masters[GK_CLUSTER_NODES_MAX];
+    size_t n_masters;
+    enum gk_err rc = GK_OK;
     redisReply *r;
 
-    r = gk_store_command(st, 3, argv);
-    if (r == NULL)
-        return GK_EREDIS;
-    if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 && r->element[1]->type == REDIS_REPLY_STRING) {
-        if (strcmp(r->element[1]->str, "noeviction") == 0) {
-            rc = GK_OK;
-        } else {
-            GK_LOG(
-                GK_LOG_ERROR, "store",
-                "msg=\"Redis maxmemory-policy is %s: at maxmemory Redis would evict keys, and so lose "
-                "whole queues; set maxmemory-policy noeviction (redis.conf, or CONFIG SET maxmemory-policy "
-                "noeviction) and size maxmemory for the queues; refusing to run\"",
-                r->element[1]->str);
-            rc = GK_EINVAL;
-        }
-    } else {
-        GK_LOG(GK_LOG_WARN, "store",
-               "msg=\"cannot read Redis maxmemory-policy; make sure it is noeviction, or Redis may evict "
-               "whole queues\" err=\"%s\"",
-               r->type == REDIS_REPLY_ERROR ? r->str : "CONFIG GET answered no value");
+    if (st->map == NULL) {
+        r = gk_store_command(st, NULL, 3, argv);
+        if (r == NULL)
+            return GK_EREDIS;
+        rc = eviction_of(r);
+        freeReplyObject(r);
+        return rc;
     }
-    freeReplyObject(r);
+    /* Every master holds queues: each must keep them. */
+    if (pick(st, -1) == NULL)
+        return GK_EREDIS;
+    n_masters = st->map->n_nodes;
+    memcpy(masters, st->map->nodes, n_masters * sizeof(masters[0]));
+    for (size_t i = 0; i < n_masters && rc != GK_EINVAL; i++) {
+        struct gk_store_node *n = node_at(st, masters[i].host, masters[i].port);
+        enum gk_err one;
+
+        if (node_connect(st, n) != GK_OK || (r = command(st, n, 3, argv)) == NULL)
+            return GK_EREDIS;
+        one = eviction_of(r);
+        freeReplyObject(r);
+        if (one != GK_OK)
+            rc = one;
+    }
     return rc;
 }
 
@@ -439,6 +661,7 @@ gk_store_stats(struct gk_store *st, const char *business, struct gk_stats_out *o
 static enum gk_err
 stats_round(struct gk_store *st, const char (*ids)[GK_ID_BUF], size_t n, struct gk_stats_out *out, bool *lost)
 {
+    struct gk_store_node *node = &st->nodes[0];
     enum gk_err rc = GK_OK;
 
     *lost = false;
@@ -451,11 +674,11 @@ stats_round(struct gk_store *st, const char (*ids)[GK_ID_BUF], size_t n, struct 
         stats_cmd(st, &c, ids[i]);
         buf = gk_cmd_end(&c, &len);
         /* hiredis copies the command at once, so the buffer may go. */
-        ok = redisAppendFormattedCommand(st->ctx, buf, len);
+        ok = redisAppendFormattedCommand(node->ctx, buf, len);
         gk_cmd_free(&c);
         if (ok != REDIS_OK) {
-            gk_store_set_error(st, "command", st->ctx->errstr);
-            drop(st);
+            gk_store_set_error(st, "command", node->ctx->errstr);
+            drop(node);
             return GK_EREDIS;
         }
     }
@@ -463,9 +686,9 @@ stats_round(struct gk_store *st, const char (*ids)[GK_ID_BUF], size_t n, struct 
     for (size_t i = 0; i < n; i++) {
         redisReply *r = NULL;
 
-        if (redisGetReply(st->ctx, (void **)&r) != REDIS_OK || r == NULL) {
-            gk_store_set_error(st, "command", st->ctx->errstr);
-            drop(st);
+        if (redisGetReply(node->ctx, (void **)&r) != REDIS_OK || r == NULL) {
+            gk_store_set_error(st, "command", node->ctx->errstr);
+            drop(node);
             return GK_EREDIS;
         }
         if (noscript(r))
@@ -480,17 +703,24 @@ stats_round(struct gk_store *st, const char (*ids)[GK_ID_BUF], size_t n, struct 
 enum gk_err
 gk_store_stats_many(struct gk_store *st, const char (*ids)[GK_ID_BUF], size_t n, struct gk_stats_out *out)
 {
-    for (size_t i = 0; i < n; i += GK_STORE_PIPELINE_MAX) {
+    /* A cluster's businesses live on several nodes: one call each, routed. */
+    for (size_t i = 0; st->map != NULL && i < n; i++) {
+        enum gk_err rc = gk_store_stats(st, ids[i], &out[i]);
+
+        if (rc != GK_OK)
+            return rc;
+    }
+    for (size_t i = 0; st->map == NULL && i < n; i += GK_STORE_PIPELINE_MAX) {
         size_t k = n - i < GK_STORE_PIPELINE_MAX ? n - i : GK_STORE_PIPELINE_MAX;
-        enum gk_err rc = connect_if_needed(st);
+        enum gk_err rc = node_connect(st, &st->nodes[0]);
         bool lost = false;
 
         if (rc == GK_OK)
             rc = stats_round(st, ids + i, k, out + i, &lost);
         /* A Redis that lost its script cache (a restart) gets the body once, then the round again. */
-        if (rc != GK_OK && st->ctx != NULL && lost) {
+        if (rc != GK_OK && st->nodes[0].ctx != NULL && lost) {
             const char *argv[] = {"SCRIPT", "LOAD", gk_script_src(GK_SCRIPT_STATS)};
-            redisReply *r = command(st, 3, argv);
+            redisReply *r = command(st, &st->nodes[0], 3, argv);
 
             freeReplyObject(r);
             rc = r != NULL ? stats_round(st, ids + i, k, out + i, &lost) : GK_EREDIS;
@@ -555,7 +785,7 @@ gk_store_worker_ticks(struct gk_store *st, struct gk_metrics_hist *out)
         argv[2 + i] = fields[i];
     }
     argv[argc - 1] = "sum_us";
-    r = gk_store_command(st, argc, argv);
+    r = gk_store_command(st, GK_WORKER_METRICS_KEY, argc, argv);
     if (r == NULL)
         return GK_EREDIS;
     if (r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)argc - 2) {

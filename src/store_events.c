@@ -9,9 +9,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "gk/event.h"
 #include "store_int.h"
+
+/* On a cluster, how long a read that found nothing pauses instead of blocking (see
+ * gk_store_events_read). */
+#define GK_EVENTS_IDLE_MS 50
+/* On a cluster, how long a read waits for a replica to have its events (see wait_replica). */
+#define GK_EVENTS_WAIT_MS 100
 
 static void
 u64_text(char *out, size_t len, uint64_t v)
@@ -207,23 +214,22 @@ gk_store_events_group(struct gk_store *st, const char *business)
     const char *argv[] = {"XGROUP", "CREATE", k, GK_EVENTS_GROUP, "0", "MKSTREAM"};
 
     gk_store_key(k, business, "events");
-    return gk_store_expect(st, (int)GK_ARRAY_LEN(argv), argv, "xgroup", group_there);
+    return gk_store_expect(st, k, (int)GK_ARRAY_LEN(argv), argv, "xgroup", group_there);
 }
 
-enum gk_err
-gk_store_events_read(struct gk_store *st, const char (*businesses)[GK_ID_BUF], size_t n, const char *consumer,
-                     bool pending, int block_ms, struct gk_event *out, size_t max, size_t *got)
+/* One XREADGROUP over the n streams (of one slot, on a cluster), COUNT per_stream each; appends
+ * to out[*got..max). */
+static enum gk_err
+read_streams(struct gk_store *st, const char (*businesses)[GK_ID_BUF], size_t n, const char *consumer,
+             bool pending, int block_ms, size_t per_stream, struct gk_event *out, size_t max, size_t *got)
 {
-    size_t argc = 0, per_stream = max / (n > 0 ? n : 1) / st->events_per_entry;
+    size_t argc = 0;
     const char **argv = gk_xcalloc(10 + 2 * n, sizeof(*argv));
     char(*keys)[GK_STORE_KEY_BUF] = gk_xcalloc(n > 0 ? n : 1, sizeof(*keys));
     char count[24], block[24];
     enum gk_err rc = GK_EREDIS;
     redisReply *r = NULL;
 
-    *got = 0;
-    if (n == 0 || max == 0)
-        goto out;
     u64_text(count, sizeof(count), per_stream > 0 ? per_stream : 1);
     u64_text(block, sizeof(block), (uint64_t)block_ms);
     argv[argc++] = "XREADGROUP";
@@ -243,7 +249,7 @@ gk_store_events_read(struct gk_store *st, const char (*businesses)[GK_ID_BUF], s
     }
     for (size_t i = 0; i < n; i++)
         argv[argc++] = pending ? "0" : ">";
-    r = gk_store_command(st, (int)argc, argv);
+    r = gk_store_command(st, keys[0], (int)argc, argv);
     if (r == NULL)
         goto out;
     if (r->type == REDIS_REPLY_NIL) { /* BLOCK timed out */
@@ -269,6 +275,58 @@ out:
     return rc;
 }
 
+/* Waits (at most GK_EVENTS_WAIT_MS) until a replica of business's master has everything written
+ * on this connection so far, and so the writes that made the events just read: an event the
+ * caller commits then survives a failover, so a promoted replica never admits again a user whose
+ * admission is in the log, nor lacks one the log shows. WAIT covers the whole replication stream
+ * up to this connection's last write (the XREADGROUP). Without an answering replica the events go
+ * on after the wait, without that guarantee (docs/FAILURES.md). */
+static void
+wait_replica(struct gk_store *st, const char *business)
+{
+    char k[GK_STORE_KEY_BUF], ms[24];
+    const char *argv[] = {"WAIT", "1", ms};
+    redisReply *r;
+
+    gk_store_key(k, business, "events");
+    u64_text(ms, sizeof(ms), GK_EVENTS_WAIT_MS);
+    r = gk_store_command(st, k, 3, argv);
+    freeReplyObject(r);
+}
+
+enum gk_err
+gk_store_events_read(struct gk_store *st, const char (*businesses)[GK_ID_BUF], size_t n, const char *consumer,
+                     bool pending, int block_ms, struct gk_event *out, size_t max, size_t *got)
+{
+    size_t per_stream = max / (n > 0 ? n : 1) / st->events_per_entry;
+
+    *got = 0;
+    if (n == 0 || max == 0)
+        return GK_EREDIS;
+    if (per_stream == 0)
+        per_stream = 1;
+    if (st->map == NULL)
+        return read_streams(st, businesses, n, consumer, pending, block_ms, per_stream, out, max, got);
+    /* On a cluster one XREADGROUP may only name streams of one slot (else CROSSSLOT): one read per
+     * business, none waiting; with nothing new anywhere, a short pause stands for BLOCK. */
+    for (size_t i = 0; i < n && *got < max; i++) {
+        size_t before = *got;
+        enum gk_err rc = read_streams(st, businesses + i, 1, consumer, pending, 0, per_stream, out, max, got);
+
+        if (rc != GK_OK)
+            return rc;
+        if (*got > before)
+            wait_replica(st, businesses[i]);
+    }
+    if (*got == 0 && !pending && block_ms > 0) {
+        struct timespec ts = {0,
+                              (long)(block_ms < GK_EVENTS_IDLE_MS ? block_ms : GK_EVENTS_IDLE_MS) * 1000000};
+
+        nanosleep(&ts, NULL);
+    }
+    return GK_OK;
+}
+
 enum gk_err
 gk_store_events_claim(struct gk_store *st, const char *business, const char *consumer, int64_t min_idle_ms,
                       struct gk_event *out, size_t max, size_t *got)
@@ -282,7 +340,7 @@ gk_store_events_claim(struct gk_store *st, const char *business, const char *con
     gk_store_key(k, business, "events");
     u64_text(idle, sizeof(idle), (uint64_t)min_idle_ms);
     u64_text(count, sizeof(count), max / st->events_per_entry > 0 ? max / st->events_per_entry : 1);
-    r = gk_store_command(st, (int)GK_ARRAY_LEN(argv), argv);
+    r = gk_store_command(st, k, (int)GK_ARRAY_LEN(argv), argv);
     if (r == NULL)
         return GK_EREDIS;
     if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2) {

@@ -131,7 +131,7 @@ gk_store_sched_members(struct gk_store *st, const char *business, const char *id
     *n = 0;
     snprintf(suffix, sizeof(suffix), "pq:%s", id);
     gk_store_key(key, business, suffix);
-    r = gk_store_command(st, 2, argv);
+    r = gk_store_command(st, key, 2, argv);
     if (r == NULL)
         return GK_EREDIS;
     if (r->type != REDIS_REPLY_ARRAY) {

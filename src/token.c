@@ -32,6 +32,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "gk/crypto.h"
 #include "gk/jsonutil.h"
 
 #define SIG_LEN 32                     /* HMAC-SHA256 output */
@@ -123,50 +124,6 @@ claim_id_ok(const char id[GK_ID_BUF])
     return gk_id_valid(id, strnlen(id, GK_ID_BUF));
 }
 
-static int
-b64url_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
-}
-
-/* Decodes unpadded base64url in[0..len) into out (outcap bytes). Refuses non-alphabet bytes, a
- * length of 1 mod 4, and non-zero leftover bits, so only the canonical spelling decodes. */
-static bool
-b64url_decode(const char *in, size_t len, unsigned char *out, size_t outcap, size_t *outlen)
-{
-    unsigned acc = 0, bits = 0;
-    size_t n = 0;
-
-    if (len % 4 == 1 || len / 4 * 3 + len % 4 * 3 / 4 > outcap)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        int v = b64url_value((unsigned char)in[i]);
-
-        if (v < 0)
-            return false;
-        acc = (acc << 6 | (unsigned)v) & 0xfff; /* at most 12 pending bits are ever needed */
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[n++] = (unsigned char)(acc >> bits);
-        }
-    }
-    if ((acc & ((1u << bits) - 1)) != 0)
-        return false;
-    *outlen = n;
-    return true;
-}
-
 /* Finds the two dots of "header.payload.signature" in token[0..len): three non-empty segments of
  * base64url characters, nothing else. */
 static bool
@@ -180,7 +137,7 @@ split_token(const char *token, size_t len, size_t *dot1, size_t *dot2)
             if (ndots == 2)
                 return false;
             dots[ndots++] = i;
-        } else if (b64url_value((unsigned char)token[i]) < 0) {
+        } else if (gk_base64_value((unsigned char)token[i], GK_B64_URL) < 0) {
             return false;
         }
     }
@@ -198,7 +155,7 @@ parse_segment(const char *seg, size_t len, struct json_object **obj)
     char buf[SEG_BUF];
     size_t n;
 
-    if (!b64url_decode(seg, len, (unsigned char *)buf, sizeof(buf), &n))
+    if (!gk_base64_decode(seg, len, GK_B64_URL, (unsigned char *)buf, sizeof(buf), &n))
         return false;
     *obj = gk_json_parse_object(buf, n);
     return *obj != NULL;
@@ -313,7 +270,7 @@ signature_ok(const struct gk_token_keys *k, const char *token, size_t dot2, size
     unsigned char sig[SIG_LEN];
     size_t n;
 
-    if (!b64url_decode(token + dot2 + 1, len - dot2 - 1, sig, sizeof(sig), &n) || n != SIG_LEN)
+    if (!gk_base64_decode(token + dot2 + 1, len - dot2 - 1, GK_B64_URL, sig, sizeof(sig), &n) || n != SIG_LEN)
         return false;
     *previous = false;
     if (mac_matches(&k->macs[0], token, dot2, sig))
@@ -404,7 +361,7 @@ issued_claims(const char *seg, size_t len, struct gk_claims *c)
     const char *p = buf, *end;
     size_t n;
 
-    if (!b64url_decode(seg, len, (unsigned char *)buf, sizeof(buf), &n))
+    if (!gk_base64_decode(seg, len, GK_B64_URL, (unsigned char *)buf, sizeof(buf), &n))
         return false;
     end = buf + n;
     return expect(&p, end, "{\"bid\":\"") && scan_id(&p, end, c->business) &&

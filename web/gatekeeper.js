@@ -12,6 +12,12 @@
  * a new tab, keeps the place: enqueue() with the same user id answers with the same place.
  * Requests that fail for passing reasons (network errors, 5xx, 429 rate limits) are retried
  * after Retry-After or an exponential backoff; everything else rejects with a GatekeeperError.
+ *
+ * When the business asks joins for a proof of work (428 pow_required), enqueue() solves the
+ * challenge (ALTCHA's format) in a Web Worker running this same file, so the page never
+ * freezes, and joins again with the solution; on pow_invalid or pow_reused it solves one new
+ * challenge and tries once more. Where no worker can start, it solves on the page in short
+ * slices. opts.onPow({state: "solving" | "done" | "failed"}) lets a page say so.
  */
 (function (root, factory) {
     if (typeof module === "object" && module.exports) {
@@ -28,6 +34,76 @@
     const BACKOFF_FIRST_MS = 1000;
     const BACKOFF_MAX_MS = 30000;
     const RETRY_AFTER_MAX_MS = 120000;
+    const POW_SLICE = 5000; /* hashes between two yields when solving on the page */
+    /* This file's own URL, for the solver's worker; captured while it is being loaded. */
+    const SCRIPT_URL =
+        typeof document !== "undefined" && document.currentScript ? document.currentScript.src : null;
+
+    /* SHA-256 of an ASCII string, in hex. Plain JavaScript: synchronous (a solver needs tens of
+     * thousands in a row, which WebCrypto's promises make slow) and available outside secure
+     * contexts. */
+    const K256 = new Uint32Array([
+        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+        0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+        0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+        0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+        0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+        0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+        0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+    ]);
+    const W256 = new Uint32Array(64);
+    const M256 = new Uint32Array(64); /* the padded message: strings of up to 247 bytes */
+    const H256 = new Int32Array(8);
+    const HEX = [];
+    for (let i = 0; i < 256; i++) HEX.push((i < 16 ? "0" : "") + i.toString(16));
+    function sha256hex(str) {
+        const n = str.length;
+        const blocks = ((n + 8) >> 6) + 1;
+        const m = M256;
+        const w = W256;
+        m.fill(0, 0, blocks * 16);
+        for (let i = 0; i < n; i++) m[i >> 2] |= (str.charCodeAt(i) & 0xff) << (24 - (i & 3) * 8);
+        m[n >> 2] |= 0x80 << (24 - (n & 3) * 8);
+        m[blocks * 16 - 1] = n * 8;
+        let h0 = 0x6a09e667, h1 = 0xbb67ae85 | 0, h2 = 0x3c6ef372, h3 = 0xa54ff53a | 0;
+        let h4 = 0x510e527f, h5 = 0x9b05688c | 0, h6 = 0x1f83d9ab, h7 = 0x5be0cd19;
+        for (let b = 0; b < blocks; b++) {
+            for (let t = 0; t < 16; t++) w[t] = m[b * 16 + t];
+            for (let t = 16; t < 64; t++) {
+                const x = w[t - 15], y = w[t - 2];
+                const s0 = ((x >>> 7) | (x << 25)) ^ ((x >>> 18) | (x << 14)) ^ (x >>> 3);
+                const s1 = ((y >>> 17) | (y << 15)) ^ ((y >>> 19) | (y << 13)) ^ (y >>> 10);
+                w[t] = (w[t - 16] + s0 + w[t - 7] + s1) | 0;
+            }
+            let a = h0, bb = h1, c = h2, d = h3, e = h4, f = h5, g = h6, h = h7;
+            for (let t = 0; t < 64; t++) {
+                const S1 = ((e >>> 6) | (e << 26)) ^ ((e >>> 11) | (e << 21)) ^ ((e >>> 25) | (e << 7));
+                const t1 = (h + S1 + ((e & f) ^ (~e & g)) + K256[t] + w[t]) | 0;
+                const S0 = ((a >>> 2) | (a << 30)) ^ ((a >>> 13) | (a << 19)) ^ ((a >>> 22) | (a << 10));
+                const t2 = (S0 + ((a & bb) ^ (a & c) ^ (bb & c))) | 0;
+                h = g; g = f; f = e; e = (d + t1) | 0; d = c; c = bb; bb = a; a = (t1 + t2) | 0;
+            }
+            h0 = (h0 + a) | 0; h1 = (h1 + bb) | 0; h2 = (h2 + c) | 0; h3 = (h3 + d) | 0;
+            h4 = (h4 + e) | 0; h5 = (h5 + f) | 0; h6 = (h6 + g) | 0; h7 = (h7 + h) | 0;
+        }
+        H256[0] = h0; H256[1] = h1; H256[2] = h2; H256[3] = h3;
+        H256[4] = h4; H256[5] = h5; H256[6] = h6; H256[7] = h7;
+        let out = "";
+        for (let i = 0; i < 8; i++) {
+            const v = H256[i];
+            out += HEX[(v >>> 24) & 255] + HEX[(v >>> 16) & 255] + HEX[(v >>> 8) & 255] + HEX[v & 255];
+        }
+        return out;
+    }
+
+    /* The number n in [from, to] with sha256hex(salt + n) === challenge, or null. */
+    function solveRange(challenge, salt, from, to) {
+        for (let n = from; n <= to; n++) {
+            if (sha256hex(salt + n) === challenge) return n;
+        }
+        return null;
+    }
 
     /* code is the server's error code ("invalid_token", "queue_full", ...) or one of the client's
      * own: "not_found" (no longer in the queue), "token_lost" (this user id is queued, but its
@@ -104,6 +180,71 @@
                 removeItem: (k) => m.delete(k),
             };
         }
+    }
+
+    /* Solves challenge c on the page, a slice at a time, so the page stays responsive. */
+    async function solveInSlices(c, signal) {
+        for (let from = 0; from <= c.maxnumber; from += POW_SLICE) {
+            const n = solveRange(c.challenge, c.salt, from, Math.min(from + POW_SLICE - 1, c.maxnumber));
+            if (n !== null) return n;
+            await sleep(0, signal);
+        }
+        return null;
+    }
+
+    /* Solves challenge c in a Web Worker running this file (from its own origin, or through a
+     * blob that imports it); on the page when no worker starts. Resolves with the number or
+     * null. */
+    function solve(c, signal) {
+        let w = null;
+        try {
+            if (SCRIPT_URL && typeof Worker !== "undefined") {
+                const sameOrigin = new URL(SCRIPT_URL).origin === location.origin;
+                const boot = "importScripts(" + JSON.stringify(SCRIPT_URL) + ");";
+                w = sameOrigin
+                    ? new Worker(SCRIPT_URL)
+                    : new Worker(URL.createObjectURL(new Blob([boot], { type: "text/javascript" })));
+            }
+        } catch (e) {
+            w = null;
+        }
+        if (w === null) return solveInSlices(c, signal);
+        return new Promise(function (resolve, reject) {
+            function end() {
+                w.terminate();
+                if (signal) signal.removeEventListener("abort", abort);
+            }
+            function abort() {
+                end();
+                reject(new GatekeeperError("aborted", "Aborted."));
+            }
+            w.onmessage = function (e) {
+                end();
+                resolve(e.data && Number.isInteger(e.data.number) ? e.data.number : null);
+            };
+            w.onerror = function (e) {
+                /* Refused by a content security policy, or failed to load: solve here. */
+                if (e && e.preventDefault) e.preventDefault();
+                end();
+                solveInSlices(c, signal).then(resolve, reject);
+            };
+            if (signal) signal.addEventListener("abort", abort, { once: true });
+            w.postMessage({ challenge: c.challenge, salt: c.salt, maxnumber: c.maxnumber });
+        });
+    }
+
+    /* The X-Gatekeeper-Pow value for challenge c solved with number: ALTCHA's payload. */
+    function powPayload(c, number) {
+        const p = { algorithm: c.algorithm, challenge: c.challenge, number: number, salt: c.salt, signature: c.signature };
+        return btoa(JSON.stringify(p));
+    }
+
+    /* Inside the solver's worker, this file only answers challenges. */
+    if (typeof WorkerGlobalScope !== "undefined" && self instanceof WorkerGlobalScope) {
+        self.onmessage = function (e) {
+            const c = e.data || {};
+            self.postMessage({ number: solveRange(String(c.challenge), String(c.salt), 0, Number(c.maxnumber) || 0) });
+        };
     }
 
     class Gatekeeper {
@@ -238,14 +379,23 @@
          * if that token is not stored here, rejects with code "token_lost" (the error's body
          * says whether the user is ready). Call waitUntilReady() next even when the answer is
          * ready: its first poll renews a stored token so that it lasts the whole ready time.
-         * opts: {signal, onRetry({reason, delayMs, status})}. */
+         * A proof of work the business asks for is solved on the way (see the top of this file).
+         * opts: {signal, onRetry({reason, delayMs, status}), onPow({state})}. */
         async enqueue(userId, opts) {
             if (userId === undefined || userId === null) userId = this._saved.userId || randomId();
             if (!ID_RE.test(userId)) {
                 throw new GatekeeperError("invalid_user", "userId must be 1-128 of A-Z a-z 0-9 . _ : @ -.");
             }
             const kept = userId === this._saved.userId ? this._saved.token : null;
-            const r = await this._call("POST", "/queue/enqueue", { "user-id": userId }, opts);
+            /* A user already queued shows their token and is not asked for a proof again. */
+            const headers = kept ? { "user-id": userId, Authorization: "Bearer " + kept } : { "user-id": userId };
+            let r;
+            try {
+                r = await this._call("POST", "/queue/enqueue", headers, opts);
+            } catch (e) {
+                if (e.code !== "pow_required" || !e.body || !e.body.challenge) throw e;
+                r = await this._enqueueWithPow(headers, e.body.challenge, opts);
+            }
             const token = r.jwt ? r.jwt : kept;
             if (!token) {
                 this._save(userId, null);
@@ -258,6 +408,31 @@
             }
             this._save(userId, token);
             return r;
+        }
+
+        /* Joins with a solution of challenge; once more with a new challenge when the server
+         * finds the solution invalid or spent (a challenge that expired meanwhile, say). */
+        async _enqueueWithPow(headers, challenge, opts) {
+            const onPow = (opts && opts.onPow) || function () {};
+            const signal = opts && opts.signal;
+            for (let attempt = 0; ; attempt++) {
+                onPow({ state: "solving", maxnumber: challenge.maxnumber });
+                const n = await solve(challenge, signal);
+                try {
+                    if (n === null) throw new GatekeeperError("pow_invalid", "The challenge has no solution.");
+                    const h = Object.assign({ "X-Gatekeeper-Pow": powPayload(challenge, n) }, headers);
+                    const r = await this._call("POST", "/queue/enqueue", h, opts);
+                    onPow({ state: "done" });
+                    return r;
+                } catch (e) {
+                    const again = e.code === "pow_invalid" || e.code === "pow_reused" || e.code === "pow_required";
+                    if (!again || attempt >= 1) {
+                        if (e.code !== "aborted") onPow({ state: again ? "failed" : "done" });
+                        throw e;
+                    }
+                }
+                challenge = await this._call("GET", "/queue/challenge", {}, opts);
+            }
         }
 
         /* Polls /queue/status until the user is ready, at the server's poll_after_ms with jitter,

@@ -20,6 +20,10 @@ struct json_object; /* json-c; only bizconf.c and the handlers include its heade
 
 enum gk_qmethod { GK_QM_FIFO = 0, GK_QM_RANDOM, GK_QM_PASSTHROUGH, GK_QM_REJECT };
 
+/* Whether a join must carry a proof of work (gk/pow.h): never, always at pow_max_number, or
+ * always at a work that follows the business's join rate. */
+enum gk_pow_mode { GK_POW_OFF = 0, GK_POW_ON, GK_POW_AUTO };
+
 /* Numeric fields, in the order of docs/API.md's field table. The enum value indexes the field table. */
 enum gk_bc_field {
     GK_BC_ADMISSION_LIMIT = 0,
@@ -37,9 +41,11 @@ enum gk_bc_field {
     GK_BC_IP_VERIFY_LIMIT_INTERVAL,
     GK_BC_IP_FINISH_LIMIT, /* finish and leave share it */
     GK_BC_IP_FINISH_LIMIT_INTERVAL,
-    GK_BC_NUMERIC, /* count of numeric fields */
+    GK_BC_POW_MAX_NUMBER, /* the work of one proof-of-work challenge (gk/pow.h) */
+    GK_BC_NUMERIC,        /* count of numeric fields */
     GK_BC_QUEUEING_METHOD = GK_BC_NUMERIC,
     GK_BC_ALLOWED_ORIGINS,
+    GK_BC_POW_MODE,
     GK_BC_NFIELDS,
 };
 
@@ -48,6 +54,7 @@ struct gk_bizconf {
     enum gk_qmethod queueing_method;
     uint32_t n_origins; /* 0..GK_ORIGINS_MAX; 0 means no cross-origin caller is allowed */
     char origins[GK_ORIGINS_MAX][GK_ORIGIN_BUF];
+    enum gk_pow_mode pow_mode;
 };
 
 /* A partial update: only the fields whose bit (1u << enum gk_bc_field) is in `set` apply. */
@@ -79,6 +86,11 @@ void gk_bizconf_defaults(struct gk_bizconf *c);
 GK_MUSTCHECK enum gk_err gk_qmethod_parse(const char *s, enum gk_qmethod *out);
 /* Method -> static name. */
 const char *gk_qmethod_name(enum gk_qmethod m);
+
+/* "off", "on", "auto" -> mode; GK_EINVAL for anything else. */
+GK_MUSTCHECK enum gk_err gk_pow_mode_parse(const char *s, enum gk_pow_mode *out);
+/* Mode -> static name. */
+const char *gk_pow_mode_name(enum gk_pow_mode m);
 
 /* True when s is "*" or an origin "http[s]://host[:port]" of 1..256 bytes, no path. */
 bool gk_origin_valid(const char *s);

@@ -29,17 +29,31 @@ struct gk_cidr {
     uint8_t prefix; /* 0..128 */
 };
 
+#define GK_REDIS_SEEDS_MAX 16 /* entries in REDIS_CLUSTER_NODES */
+
+struct gk_redis_seed {
+    char host[256];
+    uint16_t port;
+};
+
+/* One Redis (REDIS_URL), or a Redis Cluster (REDIS_CLUSTER_NODES: cluster set, host and port are
+ * the first seed's, db 0). Only the store and the pipeline look at cluster and the seeds. */
 struct gk_redis_addr {
     char host[256];
     uint16_t port;
+    char user[128];     /* ACL user; "" = Redis's default user */
     char password[256]; /* "" when none */
     uint32_t db;
+    bool cluster;
+    size_t n_seeds;
+    struct gk_redis_seed seeds[GK_REDIS_SEEDS_MAX];
 };
 
 struct gk_config {
     uint16_t port;
     char bind[64];
     char redis_url[GK_URL_MAX];
+    char redis_cluster_nodes[GK_URL_MAX];
     struct gk_redis_addr redis;
     char database_url[GK_URL_MAX];
     char jwt_secret[GK_SECRET_MAX + 1];
@@ -91,5 +105,10 @@ bool gk_cidr_match(const struct gk_cidr *nets, size_t n, const uint8_t addr[16])
 /* Parses redis://[[user]:password@]host[:port][/db]. GK_EINVAL with the reason in err. */
 GK_MUSTCHECK enum gk_err gk_redis_url_parse(const char *url, struct gk_redis_addr *out, char *err,
                                             size_t errlen);
+/* Parses REDIS_CLUSTER_NODES: comma-separated seed nodes "host:port" ("[v6]:port"), any reachable
+ * one enough; the first may carry credentials as in REDIS_URL ("redis://[[user]:password@]host:
+ * port"), which then apply to every node. GK_EINVAL with the reason in err. */
+GK_MUSTCHECK enum gk_err gk_redis_cluster_parse(const char *nodes, struct gk_redis_addr *out, char *err,
+                                                size_t errlen);
 
 #endif

@@ -34,6 +34,22 @@ void gk_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t len,
 void gk_hex(const unsigned char *in, size_t n, char *out);
 /* Reads exactly 2n hex digits (either case) of in into out[0..n). GK_EINVAL otherwise. */
 GK_MUSTCHECK enum gk_err gk_unhex(const char *in, unsigned char *out, size_t n);
+/* HMAC-SHA256 of data under key, in lower-case hex, into out. One-shot (OpenSSL's HMAC()):
+ * for calls that are not on every request's path (gk/token.h keeps its own precomputed keys). */
+void gk_hmac_sha256_hex(const void *key, size_t keylen, const void *data, size_t len,
+                        char out[GK_SHA256_HEX_BUF]);
+/* Alphabets of gk_base64_decode. */
+enum gk_b64 {
+    GK_B64_URL, /* base64url without padding, as in JWTs */
+    GK_B64_ANY, /* the standard or the URL-safe alphabet, with or without padding */
+};
+/* The value 0..63 of the base64 character c in alphabet a, or -1. */
+int gk_base64_value(unsigned char c, enum gk_b64 a);
+/* Decodes in[0..len) into out (outcap bytes) and sets *outlen. False for a character outside the
+ * alphabet, a length of 1 mod 4 (padding aside), non-zero leftover bits (so only the canonical
+ * spelling decodes), or more than outcap bytes. Thread-safe. */
+bool gk_base64_decode(const char *in, size_t len, enum gk_b64 a, unsigned char *out, size_t outcap,
+                      size_t *outlen);
 /* Fills buf with n bytes from the system CSPRNG. GK_EINVAL if it fails (never partial). */
 GK_MUSTCHECK enum gk_err gk_random_bytes(void *buf, size_t n);
 /* A fresh admin key ("gk_" + base64url of 32 random bytes) into out. */

@@ -20,6 +20,7 @@
 #include "gk/config.h"
 #include "gk/crypto.h"
 #include "gk/http.h"
+#include "gk/pow.h"
 #include "gk/queue.h"
 #include "gk/token.h"
 
@@ -31,6 +32,7 @@ struct gk_app {
     struct gk_confcache *cache;
     struct gk_token_keys *tokens;
     struct gk_monitor *monitor;                 /* what /health and /metrics report */
+    struct gk_pow *pow;                         /* proof-of-work challenges (gk/pow.h) */
     char operator_key_hash[GK_SHA256_HEX_BUF];  /* SHA-256 of ADMIN_TOKEN */
     char metrics_token_hash[GK_SHA256_HEX_BUF]; /* SHA-256 of METRICS_TOKEN; "" = /metrics is open */
 };
@@ -74,6 +76,19 @@ bool gk_need_business(const struct gk_ctx *ctx, struct gk_resp *resp);
  * CORS. Calls without Origin (servers) and from the called site itself pass. True when the
  * handler may go on. */
 bool gk_need_origin(const struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);
+/* For a join (ctx->biz set) of user: with pow_mode on or auto, the X-Gatekeeper-Pow payload must
+ * be a valid solution of a challenge for this business (gk/pow.h), unless the request carries a
+ * fresh token of this business for this very user (already queued: not charged again). Refuses
+ * with 428 pow_required (the body carries a fresh challenge) or 403 pow_invalid. True when the
+ * handler may go on; then *proof holds the proof to spend, its challenge "" when none is. */
+bool gk_need_pow(const struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp, const char *user,
+                 struct gk_pow_proof *proof);
+/* How long a join must remember proof as spent (past its expiry, for clock skew), in ms. */
+int64_t gk_pow_spent_ttl_ms(const struct gk_pow_proof *proof);
+/* After a join that spent proof (its challenge non-empty): counts it for /metrics and the auto
+ * rule; when it had been spent before (reused), answers 403 pow_reused and returns false. */
+bool gk_pow_spent(const struct gk_ctx *ctx, const struct gk_pow_proof *proof, bool reused,
+                  struct gk_resp *resp);
 /* 503 unavailable naming what is down, with Retry-After. */
 void gk_reply_unavailable(struct gk_resp *resp, const char *what);
 
@@ -89,6 +104,7 @@ void gk_h_verify(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *r
 void gk_h_finish(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);
 void gk_h_leave(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);
 void gk_h_gate(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);
+void gk_h_challenge(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);
 void gk_h_health(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);
 void gk_h_business_create(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);
 void gk_h_config_get(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);

@@ -9,6 +9,12 @@
  * gk_pipeline_run, _flush or _free: GK_EREDIS when Redis is down (answered at once, never
  * queued) or did not answer within GK_STORE_TIMEOUT_MS. A Redis that lost its script cache gets
  * the script's source once (NOSCRIPT). Not thread-safe: every call comes from the loop's thread.
+ *
+ * On a Redis Cluster (addr->cluster) it holds one such connection per master, watched through
+ * one epoll descriptor (the one gk_pipeline_want returns), and sends each call to the master of
+ * its keys' slot (gk_cmd_slot, so every operation is routed by its business without code of its
+ * own); redirections, refusals and a master that is away are handled as gk/cluster.h says, a
+ * call being answered GK_EREDIS once GK_CLUSTER_RETRY_BUDGET_MS have passed.
  */
 #ifndef GK_PIPELINE_H
 #define GK_PIPELINE_H

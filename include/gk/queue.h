@@ -45,6 +45,11 @@ struct gk_join_args {
     uint32_t max_active; /* passthrough admits at once only below this many ready users; 0 = no cap */
     uint32_t ready_ttl_s;
     bool heartbeat; /* record the join time for abandonment */
+    /* A verified proof of work (gk/pow.h), spent by this join, or NULL: its challenge, remembered
+     * as used for pow_ttl_ms (past its expiry), so a second join with it is GK_JOIN_POW_REUSED.
+     * A join refused for its client IP's rate does not spend it. */
+    const char *pow;
+    int64_t pow_ttl_ms;
 };
 
 /* status: where user stands. */
@@ -63,13 +68,14 @@ struct gk_verify_args {
 /* Results, meaningful only when the operation's rc is GK_OK and its retry_after_ms is 0. */
 
 enum gk_join_result {
-    GK_JOIN_NEW,      /* queued now at `position` */
-    GK_JOIN_WAITING,  /* was already queued, at `position` */
-    GK_JOIN_READY,    /* was already ready, until `ready_until_ms` */
-    GK_JOIN_ADMITTED, /* passthrough: made ready at once, until `ready_until_ms` */
-    GK_JOIN_FULL,     /* the queue holds max_queue_length users */
-    GK_JOIN_PREQUEUE, /* in a scheduled event's pre-queue, which opens at `opens_at_ms` */
-    GK_JOIN_CLOSED,   /* the scheduled event has ended: no new joins */
+    GK_JOIN_NEW,        /* queued now at `position` */
+    GK_JOIN_WAITING,    /* was already queued, at `position` */
+    GK_JOIN_READY,      /* was already ready, until `ready_until_ms` */
+    GK_JOIN_ADMITTED,   /* passthrough: made ready at once, until `ready_until_ms` */
+    GK_JOIN_FULL,       /* the queue holds max_queue_length users */
+    GK_JOIN_POW_REUSED, /* its proof of work was spent before; nothing else was done */
+    GK_JOIN_PREQUEUE,   /* in a scheduled event's pre-queue, which opens at `opens_at_ms` */
+    GK_JOIN_CLOSED,     /* the scheduled event has ended: no new joins */
 };
 
 struct gk_join_out {
@@ -142,6 +148,11 @@ struct gk_op {
     struct gk_op *_mate; /* the next operation that shares its Redis call */
     int _n;              /* how many share the call (on the first of them) */
     bool _retried;       /* sent again with the script's source after NOSCRIPT */
+    /* Redis Cluster (on the first operation of a call): when it was submitted, how many times it
+     * was retried later (TRYAGAIN, CLUSTERDOWN, its node down) and redirected (MOVED, ASK), and
+     * when it goes out again. */
+    int64_t _started_ms, _retry_at_ms;
+    int _tries, _redirects;
 };
 
 /* The operations. Each submits op, which is answered through op->done; one indirect call:

@@ -57,6 +57,7 @@ struct gk_cmd {
     int keys_left;   /* declared by gk_cmd_keys, counted down by every key */
     bool keys_given; /* gk_cmd_keys was called */
     bool clock_key, clock_flag;
+    int slot; /* the Redis Cluster slot of the first key, -1 before it */
     enum gk_script script;
     char small[GK_CMD_SMALL];
 };
@@ -87,6 +88,9 @@ const char *gk_cmd_end(struct gk_cmd *c, size_t *len);
 /* The ended command c again, as EVAL of the script's source: for a Redis that lost its script
  * cache (NOSCRIPT). Release out with gk_cmd_free; it is ended already (gk_cmd_end gives it). */
 void gk_cmd_as_eval(const struct gk_cmd *c, struct gk_cmd *out);
+/* The Redis Cluster hash slot of c's first key (every key of a call shares it: one business),
+ * -1 when it has none yet. The store and the pipeline route the command by it. */
+int gk_cmd_slot(const struct gk_cmd *c);
 /* Frees what c took from the heap. */
 void gk_cmd_free(struct gk_cmd *c);
 

@@ -5,7 +5,11 @@
  * the activity stream (src/store_events.c). Queue state lives only in Redis; the request path
  * reaches it without blocking through the pipeline instead (gk/pipeline.h). hiredis stays in
  * src/store*.c and src/pipeline*.c.
- * One handle = one connection; not thread-safe: each offload or worker thread opens its own. A
+ * On a Redis Cluster (addr->cluster) a handle holds one connection per master it reached and
+ * sends each command to the master of its key's slot, following redirections and retrying
+ * refusals and an unreachable master for up to GK_CLUSTER_RETRY_BUDGET_MS (gk/cluster.h); the
+ * activity stream is then read per business, and waited on until a replica has it.
+ * One handle = one connection (per node); not thread-safe: each offload or worker thread opens its own. A
  * handle never blocks for more than GK_STORE_TIMEOUT_MS per call; after a failure it reconnects on
  * a later call, at most once per GK_STORE_RETRY_MS, so an outage costs requests a fast 503, not a
  * hang.

@@ -2,17 +2,22 @@
 -- business that reach the pipeline together, so a burst pays Redis's per-script cost once; users
 -- are answered in order (a user named twice is answered as already waiting the second time).
 -- Its call is written by enqueue_cmd (src/pipeline_queue.c), in this order:
--- KEYS: seq, wait, ready, hb, stats, events, clock, then one rate-limit key per user, then evs
---       (the scheduled events' index, see gk_sched in common.lua).
+-- KEYS: seq, wait, ready, hb, stats, events, clock, then one rate-limit key per user, then one
+--       proof-of-work key per user (gk:{b}:pow:<challenge>), then evs (the scheduled events'
+--       index, see gk_sched in common.lua).
 -- ARGV: rate limit, rate interval ms, max queue length (0 = none), passthrough (0/1), ready ttl
 --       ms, heartbeat (0/1), events max, max active users (0 = none), test clock (0/1), then user
---       and client ip for each user.
--- Returns one answer per user: {'limited', retry_ms}, {'ready', until_ms}, {'waiting', rank},
--- {'full'}, {'admitted', until_ms} or {'new', rank}; 'waiting' and 'new' add the measured
--- admissions per second ('' if none yet) and how many users wait in all.
+--       and client ip for each user, then for each user how long to remember its proof of work as
+--       spent, in ms (0 = the join carries none).
+-- A proof is spent once (SET NX) by a join that is not over its rate limit; a second join with it
+-- is answered {'pow_reused'} and does nothing else.
+-- Returns one answer per user: {'limited', retry_ms}, {'pow_reused'}, {'ready', until_ms},
+-- {'waiting', rank}, {'full'}, {'admitted', until_ms} or {'new', rank}; 'waiting' and 'new' add
+-- the measured admissions per second ('' if none yet) and how many users wait in all.
 -- While a scheduled event's pre-queue is open (or its draw is still to place them), a user who is
 -- neither waiting nor ready is in the pre-queue: {'prequeue', opens_at ms, 1 if joined now else
--- 0, now ms}, or {'full'} past max queue length or 1,000,000 (GK_SCHED_PARTICIPANTS_MAX); from the event's end new joins get {'closed'}.
+-- 0, now ms}, or {'full'} past max queue length or 1,000,000 (GK_SCHED_PARTICIPANTS_MAX); from
+-- the event's end new joins get {'closed'}.
 local now = gk_now_ms(ARGV[9] == '1' and KEYS[7] or nil)
 local limit, interval, max = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local passthrough, ttl, heartbeat, evmax = ARGV[4] == '1', tonumber(ARGV[5]), ARGV[6] == '1', tonumber(ARGV[7])
@@ -27,12 +32,15 @@ local held = (ev and not ev.placed) and ev.n or 0
 -- tick.lua measures; the sample set gk:{<business>}:tt lives beside evs.
 local tt, tt_at = string.sub(KEYS[#KEYS], 1, -4) .. 'tt', tonumber(redis.call('HGET', KEYS[5], 'tt_at')) or 0
 local out = {}
-for i = 1, (#ARGV - 9) / 2 do
-  local user, ip = ARGV[8 + 2 * i], ARGV[9 + 2 * i]
+local n = (#ARGV - 9) / 3
+for i = 1, n do
+  local user, ip, pow_ttl = ARGV[8 + 2 * i], ARGV[9 + 2 * i], tonumber(ARGV[9 + 2 * n + i])
   local wait = gk_rate_check(KEYS[7 + i], limit, interval, KEYS[6], KEYS[5], evmax, now, 'enqueue', user, ip)
   local ready_until = tonumber(redis.call('ZSCORE', KEYS[3], user))
   if wait > 0 then
     out[i] = {'limited', wait}
+  elseif pow_ttl > 0 and not redis.call('SET', KEYS[7 + n + i], '1', 'NX', 'PX', pow_ttl) then
+    out[i] = {'pow_reused'}
   elseif ready_until and ready_until > now then
     out[i] = {'ready', ready_until}
   else

@@ -3,7 +3,9 @@
 once) and a flood (run beside the well-behaved client), and ATTACKS, the list abuse.py runs in
 order. Built from helpers.py; see abuse.py."""
 import asyncio
+import base64
 import hashlib
+import json
 import os
 import random
 from collections import Counter
@@ -569,6 +571,57 @@ async def oversized_flood():
         expect_only("oversized.flood", seen, {"401 invalid_token"})]
 
 
+# -- joins without, or with a forged, proof of work ----------------------------------------------
+
+
+def pow_payload(c, number):
+    doc = {"algorithm": c["algorithm"], "challenge": c["challenge"], "number": number, "salt": c["salt"],
+           "signature": c["signature"]}
+    return base64.b64encode(json.dumps(doc).encode()).decode()
+
+
+def pow_solve(c):
+    for n in range(c["maxnumber"] + 1):
+        if hashlib.sha256(f"{c['salt']}{n}".encode()).hexdigest() == c["challenge"]:
+            return n
+    raise RuntimeError("the challenge has no solution")
+
+
+POW = [("business_id", "guarded")]
+
+
+async def pow_probe():
+    checks = []
+    got = (await enqueue("guarded", "pow-probe")).label()
+    checks.append(expect("pow.probe", got == "428 pow_required", f"no proof: {got}"))
+    c = (await call("GET", "/queue/challenge", POW)).json()
+    forged = dict(c, challenge="0" * 64)
+    got = (await enqueue("guarded", "pow-probe", extra=[("X-Gatekeeper-Pow", pow_payload(forged, 0))])).label()
+    checks.append(expect("pow.probe", got == "403 pow_invalid", f"a challenge of the client's making: {got}"))
+    good = pow_payload(c, pow_solve(c))
+    got = (await enqueue("guarded", "pow-probe", extra=[("X-Gatekeeper-Pow", good)])).label()
+    checks.append(expect("pow.probe", got == "200", f"a solution: {got}"))
+    got = (await enqueue("guarded", "pow-probe-2", extra=[("X-Gatekeeper-Pow", good)])).label()
+    checks.append(expect("pow.probe", got == "403 pow_reused", f"the same solution again: {got}"))
+    return checks
+
+
+async def pow_flood():
+    c = (await call("GET", "/queue/challenge", POW)).json()
+    forged = [pow_payload(dict(c, challenge=f"{i:064x}"), i) for i in range(100)]
+
+    async def unit(i):
+        kind = i % 3
+        if kind == 0:
+            return (await call("GET", "/queue/challenge", POW)).label()
+        extra = [("X-Gatekeeper-Pow", forged[i % len(forged)])] if kind == 1 else []
+        return (await enqueue("guarded", f"pow-flood-{i}", extra=extra)).label()
+
+    seen = await flood(unit, rate=300)
+    return summary(seen), vol(seen, "requests"), [
+        expect_only("pow.flood", seen, {"200", "403 pow_invalid", "428 pow_required"})]
+
+
 async def no_probe():
     return []
 
@@ -603,6 +656,9 @@ ATTACKS = [
            forged_probe("HS512"), forged_flood("HS512")),
     Attack("alg-RS256", "RS256 token (carrying a valid HS256 MAC)", "401 invalid_token",
            forged_probe("RS256"), forged_flood("RS256")),
+    Attack("pow", "joins with no or a forged proof of work, and challenge requests (pow_mode on)",
+           "428 pow_required / 403 pow_invalid before any Redis work; challenges 200, stateless",
+           pow_probe, pow_flood),
     Attack("oversized", "oversized token (over 1024 bytes)", "401 invalid_token; over 16 KiB of headers: 431 headers_too_large",
            oversized_probe, oversized_flood),
 ]

@@ -322,6 +322,7 @@ async def setup_businesses():
         "biz-a": {"ip_enqueue_limit": 1000000, "ip_enqueue_limit_interval": 1,
                   "ip_status_polling_limit": 1000000, "ip_status_polling_limit_interval": 1},
         "biz-b": {"ip_status_polling_limit": 1000000, "ip_status_polling_limit_interval": 1},
+        "guarded": {"pow_mode": "on", "ip_enqueue_limit": 1000000, "ip_enqueue_limit_interval": 1},
     }
     for biz, c in conf.items():
         r = await call("POST", "/businesses", [operator()], json.dumps({"business_id": biz}).encode())

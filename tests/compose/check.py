@@ -3,7 +3,8 @@
 """check.py -- structural test of docker-compose.yml, Dockerfile and .dockerignore (`make test`).
 
 No Docker engine runs where the tests run, so this reads the files instead of starting them:
-the four services and what each needs (AOF, init scripts, ports, health checks, restart policies,
+the four services and what each needs (and the Redis Cluster variant's nodes, cluster creation and
+seed list) (AOF, init scripts, ports, health checks, restart policies,
 start order), the environment against .env.example and the configuration table in src/config.c,
 and a multi-stage Dockerfile whose final stage runs as an unprivileged user. When the
 `docker compose` plugin happens to be installed, `docker compose config` validates the file too.
@@ -132,10 +133,14 @@ def check_compose(env_keys, compose_only):
     server, worker_keys = config_keys()
     check(len(server) > 5 and len(worker_keys) > 2, "could not read the key table of src/config.c")
     api_env, worker_env = as_dict(api.get("environment")), as_dict(worker.get("environment"))
-    for key in sorted(server - {"GK_TEST_CLOCK"}):
+    # One Redis or a cluster: a service passes exactly one of the two (both is a start-up error).
+    redis_keys = {"REDIS_URL", "REDIS_CLUSTER_NODES"}
+    for key in sorted(server - {"GK_TEST_CLOCK"} - redis_keys):
         check(key in api_env, f"api: {key} (read by the server) is not passed")
-    for key in sorted(worker_keys - {"GK_TEST_CLOCK"}):
+    for key in sorted(worker_keys - {"GK_TEST_CLOCK"} - redis_keys):
         check(key in worker_env, f"worker: {key} (read by the worker) is not passed")
+    for name, env in (("api", api_env), ("worker", worker_env)):
+        check(len(redis_keys & set(env)) == 1, f"{name}: passes not exactly one of REDIS_URL, REDIS_CLUSTER_NODES")
     for name, env in (("api", api_env), ("worker", worker_env)):
         check("GK_TEST_CLOCK" not in env, f"{name}: GK_TEST_CLOCK is for tests only")
     check(api_env.get("PORT") == "8000" and 8000 in container_ports(api), "api: container port 8000 not published")
@@ -150,6 +155,56 @@ def check_compose(env_keys, compose_only):
         check(var in env_keys, f"docker-compose.yml uses ${{{var}}}, which .env.example does not list")
     for var in ("JWT_SECRET", "ADMIN_TOKEN", "POSTGRES_PASSWORD"):
         check(re.search(r"\$\{" + var + r":\?", text) is not None, f"{var} is not required (${{{var}:?...}})")
+
+
+def check_compose_cluster(env_keys):
+    """docker-compose.cluster.yml: 6 cluster nodes, the one-shot that creates the cluster, and the
+    API and worker on REDIS_CLUSTER_NODES naming nodes that exist."""
+    name = "docker-compose.cluster.yml"
+    text = read(name)
+    doc = yaml.safe_load(text)
+    services = doc.get("services") or {}
+    nodes = {n: s for n, s in services.items() if re.match(r"^redis-\d+$", n)}
+    check(len(nodes) == 6, f"{name}: {len(nodes)} redis nodes, want 6 (3 masters + 3 replicas)")
+    addrs = set()
+    for n, svc in nodes.items():
+        cmd = " ".join(svc.get("command") or [])
+        for opt in ("--cluster-enabled yes", "--cluster-require-full-coverage no", "--appendonly yes",
+                    "--appendfsync everysec", "--maxmemory-policy noeviction"):
+            check(opt in cmd, f"{name}: {n}: {opt} missing")
+        check(any(str(v).endswith(":/data") for v in svc.get("volumes", [])), f"{name}: {n}: /data is not on a volume")
+        check("redis-cli" in healthcheck_ok(n, svc), f"{name}: {n}: healthcheck does not ping")
+        nets = svc.get("networks") or {}
+        for net in (nets.values() if isinstance(nets, dict) else []):
+            if isinstance(net, dict) and net.get("ipv4_address"):
+                addrs.add(net["ipv4_address"])
+    check(len(addrs) == 6, f"{name}: the redis nodes need 6 fixed addresses")
+    init = services.get("redis-cluster-init", {})
+    init_cmd = " ".join(str(c) for c in (init.get("command") or []))
+    check("--cluster create" in init_cmd and "--cluster-replicas 1" in init_cmd,
+          f"{name}: redis-cluster-init does not create the cluster with one replica per master")
+    check(set(re.findall(r"(\d+\.\d+\.\d+\.\d+):6379", init_cmd)) == addrs,
+          f"{name}: redis-cluster-init does not name every node")
+    server, worker_keys = config_keys()
+    for prog, keys in (("api", server), ("worker", worker_keys)):
+        svc = services.get(prog, {})
+        env = as_dict(svc.get("environment"))
+        check("REDIS_URL" not in env, f"{name}: {prog}: passes REDIS_URL beside REDIS_CLUSTER_NODES")
+        seeds = str(env.get("REDIS_CLUSTER_NODES", "")).split(",")
+        check(all(s.rsplit(":", 1)[0] in addrs for s in seeds) and seeds != [""],
+              f"{name}: {prog}: REDIS_CLUSTER_NODES must name redis nodes")
+        for key in sorted(keys - {"GK_TEST_CLOCK", "REDIS_URL"}):
+            check(key in env, f"{name}: {prog}: {key} is not passed")
+        for key in env:
+            check(key in env_keys, f"{name}: {prog}: passes {key}, which .env.example does not list")
+        deps = svc.get("depends_on") or {}
+        check((deps.get("redis-cluster-init") or {}).get("condition") == "service_completed_successfully",
+              f"{name}: {prog}: does not wait for the cluster to be created")
+        check((deps.get("postgres") or {}).get("condition") == "service_healthy",
+              f"{name}: {prog}: does not wait for postgres to be healthy")
+        check(svc.get("restart") in ("always", "unless-stopped"), f"{name}: {prog}: no restart policy")
+    for var in sorted(set(re.findall(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)", text))):
+        check(var in env_keys, f"{name} uses ${{{var}}}, which .env.example does not list")
 
 
 def check_dockerfile():
@@ -183,15 +238,17 @@ def docker_compose_config():
         print("check.py: no `docker compose` here; checked the structure only", file=sys.stderr)
         return
     env = dict(os.environ, JWT_SECRET="x" * 32, ADMIN_TOKEN="y" * 32, POSTGRES_PASSWORD="z")
-    r = subprocess.run(["docker", "compose", "-f", os.path.join(ROOT, "docker-compose.yml"), "config", "-q"],
-                       capture_output=True, text=True, env=env, cwd=ROOT)
-    check(r.returncode == 0, "docker compose config: " + r.stderr.strip())
+    for name in ("docker-compose.yml", "docker-compose.cluster.yml"):
+        r = subprocess.run(["docker", "compose", "-f", os.path.join(ROOT, name), "config", "-q"],
+                           capture_output=True, text=True, env=env, cwd=ROOT)
+        check(r.returncode == 0, f"docker compose config ({name}): " + r.stderr.strip())
 
 
 def main():
     env_keys, compose_only = env_example_keys()
     check(len(env_keys) > 0, ".env.example lists no variables")
     check_compose(env_keys, compose_only)
+    check_compose_cluster(env_keys)
     check_dockerfile()
     check_dockerignore()
     docker_compose_config()
@@ -199,7 +256,8 @@ def main():
         print("check.py: " + f, file=sys.stderr)
     if failures:
         return 1
-    print("check.py: docker-compose.yml, Dockerfile and .dockerignore hold together", file=sys.stderr)
+    print("check.py: docker-compose.yml, docker-compose.cluster.yml, Dockerfile and .dockerignore hold together",
+          file=sys.stderr)
     return 0
 
 

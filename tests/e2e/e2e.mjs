@@ -9,17 +9,20 @@
 // nginx lets a ready visitor through, sends others to the waiting room and refuses the cookie
 // after /queue/finish, and lets an admitted visitor browse for the whole ready time however short
 // the token's own life, then queues them again. Screenshots go to tests/artifacts/. Ends with
-// "N passed, N failed".
+// "N passed, N failed". With proof of work on: the page solves in a worker and is let in, its
+// client retries once past a refused solution, and the npm altcha-lib solver's solution is
+// accepted; the browser's solving time at the default work is printed.
 //
 // The worker admits one user per second, and max_active_users = 1 holds the line: each
 // /queue/finish the test sends lets exactly one more user in, so every step is the test's choice.
 
 import { execFileSync, spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { createHmac, randomBytes } from "node:crypto";
 import { mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { solveChallenge, verifySolution } from "altcha-lib/v1";
 import { chromium } from "playwright-core";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -31,6 +34,7 @@ const ARTIFACTS = process.env.GK_E2E_ARTIFACTS || path.join(ROOT, "tests/artifac
 const NGINX = process.env.GK_E2E_NGINX || "nginx";
 const CHROMIUM = process.env.GK_E2E_CHROMIUM || "/usr/bin/chromium";
 const ADMIN_TOKEN = randomBytes(24).toString("hex");
+const JWT_SECRET = randomBytes(32).toString("hex");
 const STEP_MS = 15000; // longest wait for one step (a tick is 1 s, a poll at most a few)
 
 const children = [];
@@ -174,9 +178,9 @@ async function setup() {
         BIND: "127.0.0.1",
         REDIS_URL,
         DATABASE_URL,
-        JWT_SECRET: randomBytes(32).toString("hex"),
+        JWT_SECRET,
         ADMIN_TOKEN,
-        BUSINESS_IDS: "e2e-direct:e2e-wait:e2e-site:e2e-other:e2e-star",
+        BUSINESS_IDS: "e2e-direct:e2e-wait:e2e-site:e2e-other:e2e-star:e2e-pow",
         TRUSTED_PROXIES: "127.0.0.1/32",
         LOG_LEVEL: "warn",
     });
@@ -198,6 +202,8 @@ async function setup() {
     await configure("e2e-site", { ...line, allowed_origins: [] });
     await configure("e2e-other", { ...line, max_active_users: 0, queueing_method: "passthrough" });
     await configure("e2e-star", { allowed_origins: ["*"] });
+    // Proof of work at the default work; joining is admission, so a solved join ends ready.
+    await configure("e2e-pow", { queueing_method: "passthrough", pow_mode: "on", ip_enqueue_limit: 100000 });
 
     // After the config, so that the worker's first look already sees one admission per second.
     const worker = start("e2e-worker", path.join(BUILD, "gatekeeper-worker"), [], {
@@ -563,6 +569,111 @@ test("a given user id admitted in another browser gets a clear message, no redir
     equal(saved.userId, "given-id", "the same user id");
     await http("DELETE", `${GK}/queue/leave`, { "business-id": biz, Authorization: `Bearer ${saved.token}` });
     await context.close();
+});
+
+// ---- proof of work (pow_mode on, the default work) ----
+
+test("proof of work: the page checks the browser in a worker and is let in", async (ctx) => {
+    const biz = "e2e-pow";
+    const context = await ctx.browser.newContext();
+    const page = (ctx.page = await context.newPage());
+    // Every title the page shows, in order (the check may pass too fast to catch by polling).
+    await page.addInitScript(() => {
+        window.__titles = [];
+        document.addEventListener("DOMContentLoaded", () => {
+            const el = document.getElementById("gk-title");
+            new MutationObserver(() => window.__titles.push(el.textContent)).observe(el, {
+                childList: true,
+                characterData: true,
+                subtree: true,
+            });
+        });
+    });
+    const workers = [];
+    page.on("worker", (w) => workers.push(w.url()));
+    await page.goto(`${GK}/wait/${biz}`);
+    await page.waitForFunction(() => document.getElementById("gk-title").textContent === "It\u2019s your turn!", null, {
+        timeout: STEP_MS,
+    });
+    const titles = await page.evaluate(() => window.__titles);
+    check(titles.includes("Checking your browser\u2026"), `the check is shown: ${JSON.stringify(titles)}`);
+    check(workers.some((u) => u.includes("/gatekeeper.js")), `solved in a worker: ${JSON.stringify(workers)}`);
+    const saved = await page.evaluate((k) => JSON.parse(localStorage.getItem(k)), `gatekeeper::${biz}`);
+    check(saved && saved.token, "a token is stored");
+    // The same visitor again: their token spares them a second proof.
+    const again = await http("POST", `${GK}/queue/enqueue`, {
+        "business-id": biz,
+        "user-id": saved.userId,
+        Authorization: `Bearer ${saved.token}`,
+    });
+    equal(again.status, 200, `re-join with the token: ${again.text}`);
+
+    // The browser's solving time at the default work, ten joins of the page's own client.
+    const times = await page.evaluate(async (b) => {
+        const out = [];
+        for (let i = 0; i < 10; i++) {
+            const mem = new Map();
+            const storage = { getItem: (k) => mem.get(k) ?? null, setItem: (k, v) => mem.set(k, v), removeItem: (k) => mem.delete(k) };
+            const gk = new Gatekeeper({ baseUrl: "", businessId: b, storage });
+            let t0 = 0;
+            await gk.enqueue(undefined, {
+                onPow: (p) => {
+                    if (p.state === "solving") t0 = performance.now();
+                    if (p.state === "done") out.push(performance.now() - t0);
+                },
+            });
+        }
+        return out;
+    }, biz);
+    equal(times.length, 10, "ten solved joins");
+    times.sort((a, b) => a - b);
+    console.log(
+        `  browser solving time at pow_max_number 100000 (incl. the join): median ${times[5].toFixed(0)} ms, ` +
+            `max ${times[9].toFixed(0)} ms over 10`
+    );
+    await context.close();
+});
+
+test("proof of work: gatekeeper.js solves a new challenge once after pow_invalid", async (ctx) => {
+    const biz = "e2e-pow";
+    const context = await ctx.browser.newContext();
+    const page = (ctx.page = await context.newPage());
+    await page.goto(`${GK}/wait/${biz}`);
+    await page.waitForFunction(() => document.getElementById("gk-title").textContent === "It\u2019s your turn!");
+    const states = await page.evaluate(async (b) => {
+        const seen = [];
+        const mem = new Map();
+        const storage = { getItem: (k) => mem.get(k) ?? null, setItem: (k, v) => mem.set(k, v), removeItem: (k) => mem.delete(k) };
+        const gk = new Gatekeeper({ baseUrl: "", businessId: b, storage });
+        // A challenge whose signature is not the server's: refused, then a real one is solved.
+        const forged = { algorithm: "SHA-256", challenge: "0".repeat(64), maxnumber: 1000, salt: "00?expires=9999999999&", signature: "0".repeat(64) };
+        const r = await gk._enqueueWithPow({ "user-id": "retry-once" }, forged, { onPow: (p) => seen.push(p.state) });
+        return { seen, ready: r.ready };
+    }, biz);
+    equal(JSON.stringify(states.seen), JSON.stringify(["solving", "solving", "done"]), "two attempts");
+    equal(states.ready, true, "let in");
+    await context.close();
+});
+
+test("proof of work: a challenge solved by the npm altcha-lib solver is accepted", async () => {
+    const biz = "e2e-pow";
+    const missing = await http("POST", `${GK}/queue/enqueue`, { "business-id": biz, "user-id": "altcha-node" });
+    equal(missing.status, 428, `no proof: ${missing.text}`);
+    const c = (await http("GET", `${GK}/queue/challenge`, { "business-id": biz })).json;
+    equal(c.maxnumber, 100000, "the default work");
+    const solution = await solveChallenge(c.challenge, c.salt, c.algorithm, c.maxnumber).promise;
+    check(solution && Number.isInteger(solution.number), "altcha-lib found the number");
+    const payload = Buffer.from(
+        JSON.stringify({ algorithm: c.algorithm, challenge: c.challenge, number: solution.number, salt: c.salt, signature: c.signature })
+    ).toString("base64");
+    // altcha-lib's own check agrees, given the challenge key the server derives from JWT_SECRET.
+    const key = createHmac("sha256", JWT_SECRET).update("gatekeeper pow challenge key").digest("hex");
+    equal(await verifySolution(payload, key), true, "altcha-lib's verifySolution");
+    const r = await http("POST", `${GK}/queue/enqueue`, { "business-id": biz, "user-id": "altcha-node", "X-Gatekeeper-Pow": payload });
+    equal(r.status, 200, `altcha-lib's solution: ${r.text}`);
+    const replay = await http("POST", `${GK}/queue/enqueue`, { "business-id": biz, "user-id": "altcha-node-2", "X-Gatekeeper-Pow": payload });
+    equal(replay.status, 403, "replayed");
+    equal(replay.json.error, "pow_reused", "replay error");
 });
 
 // ---------------------------------------------------------------------------------------------

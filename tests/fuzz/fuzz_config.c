@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * fuzz_config -- environment values through gk_config_load (from a table, not the process
- * environment), and each value on its own through gk_redis_url_parse, gk_cidr_parse and
- * gk_ip_parse.
+ * environment), and each value on its own through gk_redis_url_parse, gk_redis_cluster_parse,
+ * gk_cidr_parse and gk_ip_parse.
  * Input: lines "KEY=VALUE" ("KEY" alone means unset). Keys the input does not name get a valid
  * baseline, so the fuzzer reaches every key rather than stopping at the first required one.
  * Checks: a refused load names the variable first; an accepted one holds only values within the
@@ -65,11 +65,26 @@ check_cidr(const struct gk_cidr *c)
     FUZZ_CHECK(gk_cidr_match(c, 1, c->addr));
 }
 
+/* A cluster's seeds: 1..GK_REDIS_SEEDS_MAX real addresses, the first being host:port, db 0. */
+static void
+check_seeds(const struct gk_redis_addr *a)
+{
+    if (!a->cluster) {
+        FUZZ_CHECK(a->n_seeds == 0);
+        return;
+    }
+    FUZZ_CHECK(a->n_seeds >= 1 && a->n_seeds <= GK_REDIS_SEEDS_MAX && a->db == 0);
+    FUZZ_CHECK(strcmp(a->seeds[0].host, a->host) == 0 && a->seeds[0].port == a->port);
+    for (size_t i = 0; i < a->n_seeds; i++)
+        FUZZ_CHECK(a->seeds[i].host[0] != '\0' && a->seeds[i].port >= 1);
+}
+
 static void
 check_loaded(const struct gk_config *c, enum gk_program prog)
 {
     FUZZ_CHECK(memchr(c->redis.host, '\0', sizeof(c->redis.host)) != NULL && c->redis.host[0] != '\0');
     FUZZ_CHECK(c->redis.port >= 1 && c->redis.db <= 15);
+    check_seeds(&c->redis);
     FUZZ_CHECK(c->database_url[0] != '\0');
     if (prog == GK_PROG_WORKER)
         return;
@@ -101,6 +116,11 @@ one_value(const char *v)
     } else {
         FUZZ_CHECK(err[0] != '\0' && memchr(err, '\0', sizeof(err)) != NULL);
     }
+    err[0] = '\0';
+    if (gk_redis_cluster_parse(v, &ra, err, sizeof(err)) == GK_OK)
+        check_seeds(&ra);
+    else
+        FUZZ_CHECK(err[0] != '\0' && memchr(err, '\0', sizeof(err)) != NULL);
     if (gk_cidr_parse(v, &cidr) == GK_OK)
         check_cidr(&cidr);
     (void)gk_ip_parse(v, addr);

@@ -121,6 +121,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
     app.cfg = &cfg;
     app.cache = gk_confcache_new();
     app.tokens = gk_token_keys_new(cfg.jwt_secret, cfg.jwt_secret_previous);
+    app.pow = gk_pow_new(cfg.jwt_secret, cfg.jwt_secret_previous);
     gk_sha256_hex(cfg.admin_token, strlen(cfg.admin_token), app.operator_key_hash);
     add_business("shop1", SHOP1_KEY, GK_QM_FIFO, NULL);
     add_business("shop2", NULL, GK_QM_REJECT, "https://shop2.example");

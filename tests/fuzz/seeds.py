@@ -143,6 +143,9 @@ for name, v in {
     "redis_bad": "REDIS_URL=redis://[::1:6379\n",
     "test_clock": "GK_TEST_CLOCK=1\nREDIS_URL=redis://10.0.0.1\n",
     "cidr_v6": "TRUSTED_PROXIES=2001:db8::/32,fe80::1\n",
+    "cluster": "REDIS_URL\nREDIS_CLUSTER_NODES=redis://:pw@10.0.0.1:7000,10.0.0.2:7001,[::1]:7002\n",
+    "cluster_and_url": "REDIS_CLUSTER_NODES=h:1,h:2\n",
+    "cluster_bad": "REDIS_URL\nREDIS_CLUSTER_NODES=h:1,,redis://h:2/3\n",
 }.items():
     write("fuzz_config", name, v)
 
@@ -204,3 +207,27 @@ for name, v in {
     "folded": "GET /queue/status HTTP/1.1\r\nHost: x\r\nbusiness_id: shop1\r\n  continued\r\n\r\n",
 }.items():
     write("fuzz_http", name, v)
+
+
+# proof-of-work payloads: ALTCHA's JSON in base64, under the key fuzz_pow.c derives from the secrets
+def pow_payload(secret=JWT_SECRET, business="shop1", expires=1800000300, number=7, shift=0):
+    key = hmac.new(secret, b"gatekeeper pow challenge key", hashlib.sha256).hexdigest().encode()
+    salt = f"00112233445566778899aabb?expires={expires}&business={business}&"
+    challenge = hashlib.sha256(f"{salt}{number}".encode()).hexdigest()
+    sig = hmac.new(key, challenge.encode(), hashlib.sha256).hexdigest()
+    p = {"algorithm": "SHA-256", "challenge": challenge, "number": number + shift, "salt": salt,
+         "signature": sig}
+    return base64.b64encode(json.dumps(p, separators=(",", ":")).encode()).decode()
+
+
+for name, v in {
+    "valid": pow_payload(),
+    "previous_key": pow_payload(secret=JWT_PREVIOUS),
+    "url_safe": pow_payload().replace("+", "-").replace("/", "_").rstrip("="),
+    "wrong_number": pow_payload(shift=1),
+    "other_business": pow_payload(business="shop2"),
+    "expired": pow_payload(expires=1700000000),
+    "not_base64": "!!!",
+    "empty_object": base64.b64encode(b"{}").decode(),
+}.items():
+    write("fuzz_pow", name, v)

@@ -9,6 +9,8 @@
 # left behind. Never skips: a server that cannot start fails the run. Exit status is the
 # command's status (1 if setup failed). On failure the temporary directory is kept and its logs'
 # tails printed. GK_TEST_WRAPPER and CK_TIMEOUT_MULTIPLIER (`make valgrind`) pass through.
+# GK_IT_CLUSTER=1 (`make test-cluster`): a Redis Cluster of 3 masters + 3 replicas instead of the
+# one Redis; the servers the tests start get REDIS_CLUSTER_NODES.
 set -eu
 
 if [ $# -lt 1 ]; then
@@ -24,4 +26,6 @@ if [ "$1" = "$BUILD/it-tests" ] && [ ! -x "$1" ]; then
     exit 1
 fi
 cd "$ROOT"
-exec "$ROOT/scripts/with-services" --redis --pg --build "$BUILD" --name it --keep-on-failure -- "$@"
+REDIS=--redis
+if [ "${GK_IT_CLUSTER:-0}" = 1 ]; then REDIS=--redis-cluster; fi
+exec "$ROOT/scripts/with-services" "$REDIS" --pg --build "$BUILD" --name it --keep-on-failure -- "$@"

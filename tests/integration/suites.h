@@ -12,7 +12,9 @@
     X(http_wire)                                                                                             \
     X(queue)                                                                                                 \
     X(queue_stress)                                                                                          \
+    X(pow)                                                                                                   \
     X(scripts)                                                                                               \
+    X(cluster)                                                                                               \
     X(worker)                                                                                                \
     X(events)                                                                                                \
     X(sched)                                                                                                 \

@@ -31,6 +31,7 @@ assert_conf_eq(const struct gk_bizconf *a, const struct gk_bizconf *b)
         ck_assert_msg(a->num[i] == b->num[i], "%s: %u != %u", gk_bizconf_field_name((enum gk_bc_field)i),
                       a->num[i], b->num[i]);
     ck_assert_int_eq(a->queueing_method, b->queueing_method);
+    ck_assert_int_eq(a->pow_mode, b->pow_mode);
     ck_assert_uint_eq(a->n_origins, b->n_origins);
     for (uint32_t i = 0; i < a->n_origins; i++)
         ck_assert_str_eq(a->origins[i], b->origins[i]);
@@ -153,8 +154,11 @@ START_TEST(update_partial_keeps_other_fields)
     ck_assert_int_eq(gk_cfgstore_create_business(cs, id, HASH_A, "127.0.0.1", &b), GK_OK);
     gk_bizconf_defaults(&want);
 
-    p.set = (1u << GK_BC_ADMISSION_LIMIT) | (1u << GK_BC_QUEUEING_METHOD) | (1u << GK_BC_ALLOWED_ORIGINS);
+    p.set = (1u << GK_BC_ADMISSION_LIMIT) | (1u << GK_BC_QUEUEING_METHOD) | (1u << GK_BC_ALLOWED_ORIGINS) |
+            (1u << GK_BC_POW_MODE) | (1u << GK_BC_POW_MAX_NUMBER);
     p.v.num[GK_BC_ADMISSION_LIMIT] = 7;
+    p.v.num[GK_BC_POW_MAX_NUMBER] = 5000;
+    p.v.pow_mode = GK_POW_AUTO;
     p.v.num[GK_BC_JWT_EXPIRY_SECONDS] = 1; /* not in set: must be ignored */
     p.v.queueing_method = GK_QM_RANDOM;
     p.v.n_origins = 2;

@@ -640,6 +640,7 @@ START_TEST(bad_environment_stops_at_start_naming_the_variable)
     const char *bad_threads[] = {redis, db, jwt, adm, "HTTP_THREADS=0", NULL};
     const char *bad_level[] = {redis, db, jwt, adm, "LOG_LEVEL=loud", NULL};
     const char *no_redis[] = {db, jwt, adm, NULL};
+    const char *both_redis[] = {redis, "REDIS_CLUSTER_NODES=127.0.0.1:1", db, jwt, adm, NULL};
 
     expect_config_error(no_jwt, "JWT_SECRET");
     expect_config_error(short_jwt, "JWT_SECRET");
@@ -655,6 +656,7 @@ START_TEST(bad_environment_stops_at_start_naming_the_variable)
     expect_config_error(bad_threads, "HTTP_THREADS");
     expect_config_error(bad_level, "LOG_LEVEL");
     expect_config_error(no_redis, "REDIS_URL");
+    expect_config_error(both_redis, "REDIS_CLUSTER_NODES");
 }
 END_TEST
 

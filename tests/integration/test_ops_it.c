@@ -249,6 +249,11 @@ check_config_schema(struct json_object *schema, bool whole)
     for (int m = GK_QM_FIFO; m <= GK_QM_REJECT; m++)
         ck_assert_str_eq(json_object_get_string(json_object_array_get_idx(e, (size_t)m)),
                          gk_qmethod_name((enum gk_qmethod)m));
+    e = get(get(props, "pow_mode"), "enum");
+    ck_assert_uint_eq(json_object_array_length(e), 3);
+    for (int m = GK_POW_OFF; m <= GK_POW_AUTO; m++)
+        ck_assert_str_eq(json_object_get_string(json_object_array_get_idx(e, (size_t)m)),
+                         gk_pow_mode_name((enum gk_pow_mode)m));
     origins = get(props, "allowed_origins");
     ck_assert_int_eq(int_member(origins, "maxItems"), GK_ORIGINS_MAX);
     ck_assert_int_eq(int_member(get(origins, "items"), "maxLength"), GK_ORIGIN_BUF - 1);
@@ -420,6 +425,32 @@ START_TEST(evicting_redis_that_comes_later_stops_server_and_worker)
 }
 END_TEST
 
+/* A Redis ACL user named in REDIS_URL: both programs AUTH as that user (AUTH user password). */
+START_TEST(redis_acl_user_from_the_url)
+{
+    char url[256], biz[64];
+    const char *env[] = {url, NULL};
+    struct gktest_server s, w;
+    struct gktest_resp r;
+
+    gktest_redis("ACL SETUSER gkacl on '>gk-acl-pw' '~*' '&*' '+@all'");
+    snprintf(url, sizeof(url), "REDIS_URL=redis://gkacl:gk-acl-pw@127.0.0.1:%s/0",
+             gktest_env("GK_TEST_REDIS_PORT"));
+    gktest_server_start(&s, env);
+    gktest_worker_start(&w, env);
+    gktest_new_business(s.port, "{}", biz, sizeof(biz));
+    gktest_enqueue(s.port, biz, "acl-user", NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    gktest_resp_free(&r);
+    gktest_sleep_ms(500); /* the worker's first pass */
+    /* The server's store and pipeline and the worker's store: every one signed in as gkacl. */
+    ck_assert_int_ge(gktest_redis_int("CLIENT KILL USER gkacl"), 3);
+    gktest_kill(&s);
+    gktest_kill(&w);
+    gktest_redis("ACL DELUSER gkacl");
+}
+END_TEST
+
 Suite *
 ops_it_suite(void)
 {
@@ -440,6 +471,7 @@ ops_it_suite(void)
     tcase_add_test(policy, evicting_redis_stops_server_and_worker_at_start);
     tcase_add_test(policy, unreadable_policy_is_a_warning);
     tcase_add_test(policy, evicting_redis_that_comes_later_stops_server_and_worker);
+    tcase_add_test(policy, redis_acl_user_from_the_url);
     suite_add_tcase(s, policy);
     return s;
 }

@@ -441,7 +441,7 @@ START_TEST(fifo_and_draw_order_hold_across_nodes_and_workers)
     struct json_object *f;
     char biz[64], id[GK_SCHED_ID_BUF], user[16], path[96], draw_path[512], users_path[512],
         names[PREQUEUED * 8] = "";
-    char cmd[1400], line[64], sql[640], drawn[PREQUEUED][64];
+    char cmd[1400], line[64], sql[800], drawn[PREQUEUED][64];
     FILE *p;
     int n = 0;
 
@@ -496,7 +496,9 @@ START_TEST(fifo_and_draw_order_hold_across_nodes_and_workers)
         advance(biz, 60000);
         gktest_wait_ticks(biz, 11 + k);
     }
-    /* The admissions, in the order they happened: the activity log's admit rows of q users. */
+    /* The admissions, in the order they happened: the activity log's admit rows of q users in
+     * the order of their stream entries ("<business>/<ms>-<seq>/<index>"; several consumers write
+     * them, so row ids need not follow it). */
     snprintf(sql, sizeof(sql),
              "SELECT count(*) FROM activity_log WHERE business_id = '%s' AND event = 'admit' AND user_id "
              "LIKE 'q%%'",
@@ -504,11 +506,14 @@ START_TEST(fifo_and_draw_order_hold_across_nodes_and_workers)
     for (long long t0 = gktest_ms(); gktest_psql_int(sql) < PREQUEUED; gktest_sleep_ms(100))
         ck_assert_msg(gktest_ms() - t0 < 15000, "admissions not logged");
     for (int i = 0; i < PREQUEUED; i++) {
-        snprintf(sql, sizeof(sql),
-                 "SELECT count(*) FROM (SELECT user_id FROM activity_log WHERE business_id = '%s' AND event "
-                 "= 'admit' "
-                 "AND user_id LIKE 'q%%' ORDER BY id OFFSET %d LIMIT 1) s WHERE user_id = '%.63s'",
-                 biz, i, drawn[i]);
+        snprintf(
+            sql, sizeof(sql),
+            "SELECT count(*) FROM (SELECT user_id FROM (SELECT user_id, split_part(event_id, '/', 2) AS e, "
+            "split_part(event_id, '/', 3) AS k FROM activity_log WHERE business_id = '%s' AND event = "
+            "'admit' AND user_id LIKE 'q%%') t ORDER BY split_part(e, '-', 1)::bigint, "
+            "split_part(e, '-', 2)::bigint, coalesce(nullif(k, ''), '0')::integer OFFSET %d LIMIT 1) s "
+            "WHERE user_id = '%.63s'",
+            biz, i, drawn[i]);
         ck_assert_msg(gktest_psql_int(sql) == 1, "admission %d is not %s", i, drawn[i]);
     }
     f = fairness(biz, &r);

@@ -123,41 +123,45 @@ START_TEST(limiter_exact_at_the_slowest_and_waits)
 }
 END_TEST
 
-/* enqueue.lua, the batched join, for passthrough under a cap of 2: four users in one call. */
+/* enqueue.lua, the batched join, for passthrough under a cap of 2: four users in one call, the
+ * last two with the same proof of work, which only the first of them spends. */
 START_TEST(passthrough_batch_admits_under_the_cap)
 {
     char *script = gktest_lua("enqueue", NULL);
-    char biz[64], k[11][96];
-    const char *argv[11 + 9 + 8];
-    static const char *const args[] = {"100",     "60000", "0",       "1",  "600000",  "0",
-                                       "1000",    "2",     "0",       "q0", "1.2.3.4", "q1",
-                                       "1.2.3.4", "q2",    "1.2.3.4", "q3", "1.2.3.4"};
-    static const char *const suffixes[] = {"seq",   "wait", "ready", "hb",   "stats", "events",
-                                           "clock", "rl:0", "rl:1",  "rl:2", "rl:3"};
+    char biz[64], k[15][96];
+    const char *argv[15 + 9 + 12];
+    static const char *const args[] = {
+        "100", "60000",   "0",  "1",       "600000", "0",       "1000", "2", "0",     "q0",   "1.2.3.4",
+        "q1",  "1.2.3.4", "q2", "1.2.3.4", "q3",     "1.2.3.4", "0",    "0", "60000", "60000"};
+    static const char *const suffixes[] = {"seq",    "wait",  "ready", "hb",    "stats",
+                                           "events", "clock", "rl:0",  "rl:1",  "rl:2",
+                                           "rl:3",   "pow:",  "pow:",  "pow:x", "pow:x"};
+    static const char *const want[] = {"admitted", "admitted", "new", "pow_reused"};
     struct redisReply *r;
 
     gktest_unique_id("pt", biz, sizeof(biz));
-    for (int i = 0; i < 11; i++) {
+    for (int i = 0; i < 15; i++) {
         snprintf(k[i], sizeof(k[i]), "gk:{%s}:%s", biz, suffixes[i]);
         argv[i] = k[i];
     }
     for (size_t i = 0; i < sizeof(args) / sizeof(args[0]); i++)
-        argv[11 + i] = args[i];
-    r = gktest_eval(script, 11, argv, 11 + (int)(sizeof(args) / sizeof(args[0])));
+        argv[15 + i] = args[i];
+    r = gktest_eval(script, 15, argv, 15 + (int)(sizeof(args) / sizeof(args[0])));
     ck_assert(r->type == REDIS_REPLY_ARRAY && r->elements == 4);
     for (int i = 0; i < 4; i++) {
         const struct redisReply *e = r->element[i];
 
-        ck_assert(e->type == REDIS_REPLY_ARRAY && e->elements >= 2);
-        ck_assert_str_eq(e->element[0]->str, i < 2 ? "admitted" : "new");
-        if (i >= 2)
-            ck_assert_int_eq(e->element[1]->integer, i - 1); /* its place in line */
+        ck_assert(e->type == REDIS_REPLY_ARRAY && e->elements >= 1);
+        ck_assert_str_eq(e->element[0]->str, want[i]);
     }
+    ck_assert_int_eq(r->element[2]->element[1]->integer, 1); /* its place in line */
     freeReplyObject(r);
     free(script);
     ck_assert_int_eq(gktest_redis_int("HGET 'gk:{%s}:stats' admitted_total", biz), 2);
     ck_assert_int_gt(gktest_redis_int("HGET 'gk:{%s}:stats' last_admission_at", biz), 0);
-    ck_assert_int_eq(gktest_redis_int("ZCARD 'gk:{%s}:wait'", biz), 2);
+    ck_assert_int_eq(gktest_redis_int("ZCARD 'gk:{%s}:wait'", biz), 1);
+    ck_assert_int_gt(gktest_redis_int("PTTL 'gk:{%s}:pow:x'", biz), 0);
+    ck_assert_int_eq(gktest_redis_int("EXISTS 'gk:{%s}:pow:'", biz), 0);
 }
 END_TEST
 

@@ -13,6 +13,8 @@
 
 #include <hiredis/hiredis.h>
 
+#include "gk/cluster.h"
+
 static const char *const required_env[] = {"GK_TEST_REDIS_URL", "GK_TEST_DATABASE_URL", "GK_TEST_BUILD",
                                            "GK_TEST_TMP",       "GK_TEST_PGCTL",        "GK_TEST_REDISCTL"};
 
@@ -97,7 +99,10 @@ redis_cli(char *out, size_t outlen, const char *fmt, va_list ap)
     FILE *p;
 
     vsnprintf(args, sizeof(args), fmt, ap);
-    snprintf(cmd, sizeof(cmd), "redis-cli --no-raw -u '%s' %s 2>&1", gktest_env("GK_TEST_REDIS_URL"), args);
+    /* -c: on a cluster, redis-cli follows the redirection to the node that holds the key. */
+    snprintf(cmd, sizeof(cmd), "redis-cli --no-raw %s -u '%s' %s 2>&1",
+             getenv("GK_TEST_REDIS_CLUSTER_NODES") != NULL ? "-c" : "", gktest_env("GK_TEST_REDIS_URL"),
+             args);
     p = popen(cmd, "r");
     ck_assert_ptr_nonnull(p);
     if (fgets(out, (int)outlen, p) == NULL)
@@ -225,10 +230,39 @@ gktest_lua(const char *name, const char *body)
     return out;
 }
 
+int
+gktest_redis_port_for(const char *key)
+{
+    int port = atoi(gktest_env("GK_TEST_REDIS_PORT"));
+    struct gk_cluster_map *m;
+    const struct gk_cluster_node *n;
+    redisContext *c;
+    redisReply *r;
+
+    if (getenv("GK_TEST_REDIS_CLUSTER_NODES") == NULL || key == NULL)
+        return port;
+    m = malloc(sizeof(*m));
+    ck_assert_ptr_nonnull(m);
+    gk_cluster_map_clear(m);
+    c = redisConnect("127.0.0.1", port);
+    ck_assert_msg(c != NULL && c->err == 0, "redis connect failed");
+    r = redisCommand(c, "CLUSTER SHARDS");
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(gk_cluster_map_parse_shards(m, r, "127.0.0.1"), GK_OK);
+    n = gk_cluster_map_lookup(m, gk_cluster_key_slot(key, strlen(key)));
+    ck_assert_ptr_nonnull(n);
+    port = n->port;
+    freeReplyObject(r);
+    redisFree(c);
+    free(m);
+    return port;
+}
+
 struct redisReply *
 gktest_eval(const char *script, int nkeys, const char *const *argv, int argc)
 {
-    redisContext *c = redisConnect("127.0.0.1", atoi(gktest_env("GK_TEST_REDIS_PORT")));
+    redisContext *c =
+        redisConnect("127.0.0.1", gktest_redis_port_for(nkeys > 0 && argc > 0 ? argv[0] : NULL));
     const char **args = calloc((size_t)argc + 3, sizeof(*args));
     char nk[16];
     redisReply *r;

@@ -23,7 +23,11 @@ void gktest_pgctl(const char *verb);
 void gktest_redisctl(const char *verb);
 /* Sends sig to the harness's redis-server (SIGSTOP: a Redis that hangs rather than refuses). */
 void gktest_signal_redis(int sig);
-/* Runs one command through redis-cli against the harness's Redis; asserts it is no error. */
+/* The port of the Redis that holds key: the harness's one Redis, or on a cluster (GK_IT_CLUSTER=1)
+ * the master that serves key's slot now, found with the library's slot map (gk/cluster.h). */
+int gktest_redis_port_for(const char *key);
+/* Runs one command through redis-cli against the harness's Redis (on a cluster, the node that
+ * holds its key); asserts it is no error. */
 void gktest_redis(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The same, for a command whose answer is an integer (or a number string; nil = 0). */
 long long gktest_redis_int(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -302,7 +302,12 @@ server_env(uint16_t port, const char *const *extra)
     for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 48; i++)
         env[n++] = (char *)(uintptr_t)extra[i];
     snprintf(buf[0], sizeof(buf[0]), "PORT=%u", port);
-    snprintf(buf[1], sizeof(buf[1]), "REDIS_URL=%s", gktest_env("GK_TEST_REDIS_URL"));
+    /* On a cluster (make test-cluster) the servers get its seed nodes instead, unless the test
+     * names its own Redis. */
+    if (getenv("GK_TEST_REDIS_CLUSTER_NODES") != NULL && !env_overridden("REDIS_URL=", extra))
+        snprintf(buf[1], sizeof(buf[1]), "REDIS_CLUSTER_NODES=%s", gktest_env("GK_TEST_REDIS_CLUSTER_NODES"));
+    else
+        snprintf(buf[1], sizeof(buf[1]), "REDIS_URL=%s", gktest_env("GK_TEST_REDIS_URL"));
     snprintf(buf[2], sizeof(buf[2]), "DATABASE_URL=%s", gktest_env("GK_TEST_DATABASE_URL"));
     snprintf(buf[3], sizeof(buf[3]), "JWT_SECRET=%s", GKTEST_JWT_SECRET);
     snprintf(buf[4], sizeof(buf[4]), "ADMIN_TOKEN=%s", GKTEST_ADMIN_TOKEN);

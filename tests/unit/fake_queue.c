@@ -108,6 +108,10 @@ add_business(const char *id, enum gk_qmethod m, uint32_t abandon_s)
     b.conf.num[GK_BC_ABANDON_AFTER_SECONDS] = abandon_s;
     b.conf.n_origins = 1;
     gk_strlcpy(b.conf.origins[0], "https://shop.example", sizeof(b.conf.origins[0]));
+    if (strcmp(id, "guarded") == 0) {
+        b.conf.pow_mode = GK_POW_ON;
+        b.conf.num[GK_BC_POW_MAX_NUMBER] = 1000;
+    }
     gk_confcache_put(fq_app.cache, &b);
 }
 
@@ -118,13 +122,16 @@ fq_setup(void)
     memset(&cfg, 0, sizeof(cfg));
     cfg.n_trusted_proxies = 1;
     ck_assert_int_eq(gk_cidr_parse("10.0.0.0/8", &cfg.trusted_proxies[0]), GK_OK);
-    fq_app =
-        (struct gk_app){.cfg = &cfg, .cache = gk_confcache_new(), .tokens = gk_token_keys_new(SECRET, NULL)};
+    fq_app = (struct gk_app){.cfg = &cfg,
+                             .cache = gk_confcache_new(),
+                             .tokens = gk_token_keys_new(SECRET, NULL),
+                             .pow = gk_pow_new(SECRET, NULL)};
     add_business("shop", GK_QM_FIFO, 0);
     add_business("polled", GK_QM_FIFO, 120);
     add_business("pass", GK_QM_PASSTHROUGH, 0);
     add_business("closed", GK_QM_REJECT, 0);
     add_business("lottery", GK_QM_RANDOM, 0);
+    add_business("guarded", GK_QM_FIFO, 0);
     fq_cache_loaded = true;
 }
 
@@ -133,6 +140,7 @@ fq_teardown(void)
 {
     gk_confcache_free(fq_app.cache);
     gk_token_keys_free(fq_app.tokens);
+    gk_pow_free(fq_app.pow);
 }
 
 /* ---- calling a handler ---- */

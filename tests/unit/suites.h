@@ -8,8 +8,10 @@
 #define GK_UNIT_SUITES(X)                                                                                    \
     X(util)                                                                                                  \
     X(config)                                                                                                \
+    X(cluster)                                                                                               \
     X(router)                                                                                                \
     X(crypto)                                                                                                \
+    X(pow)                                                                                                   \
     X(confcache)                                                                                             \
     X(clientip)                                                                                              \
     X(bizconf)                                                                                               \

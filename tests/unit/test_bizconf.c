@@ -31,6 +31,7 @@ static const struct {
     {GK_BC_IP_VERIFY_LIMIT_INTERVAL, "ip_verify_limit_interval", 60, 1, 86400, NO_ALT},
     {GK_BC_IP_FINISH_LIMIT, "ip_finish_limit", 600, 1, 1000000, NO_ALT},
     {GK_BC_IP_FINISH_LIMIT_INTERVAL, "ip_finish_limit_interval", 60, 1, 86400, NO_ALT},
+    {GK_BC_POW_MAX_NUMBER, "pow_max_number", 100000, 1000, 10000000, NO_ALT},
 };
 
 /* Result of one parse, with the output buffers sized as a handler would size them. */
@@ -102,6 +103,7 @@ assert_conf_eq(const struct gk_bizconf *a, const struct gk_bizconf *b)
     for (int i = 0; i < GK_BC_NUMERIC; i++)
         ck_assert_uint_eq(a->num[i], b->num[i]);
     ck_assert_int_eq(a->queueing_method, b->queueing_method);
+    ck_assert_int_eq(a->pow_mode, b->pow_mode);
     ck_assert_uint_eq(a->n_origins, b->n_origins);
     for (uint32_t i = 0; i < a->n_origins; i++)
         ck_assert_str_eq(a->origins[i], b->origins[i]);
@@ -388,6 +390,33 @@ START_TEST(queueing_method_values)
 }
 END_TEST
 
+START_TEST(pow_mode_values)
+{
+    static const char *const names[] = {"off", "on", "auto"};
+    static const char *const bad[] = {"\"OFF\"", "\"\"", "\"always\"", "true", "0", "null"};
+    struct gk_bizconf c;
+    char v[32];
+    struct parsed r;
+
+    gk_bizconf_defaults(&c);
+    ck_assert_int_eq(c.pow_mode, GK_POW_OFF);
+    ck_assert_str_eq(gk_bizconf_field_name(GK_BC_POW_MODE), "pow_mode");
+    for (int i = 0; i < 3; i++) {
+        snprintf(v, sizeof(v), "\"%s\"", names[i]);
+        ck_assert_int_eq(parse_one("pow_mode", v, &r), GK_OK);
+        ck_assert_uint_eq(r.p.set, 1u << GK_BC_POW_MODE);
+        ck_assert_int_eq(r.p.v.pow_mode, i);
+        ck_assert_str_eq(gk_pow_mode_name((enum gk_pow_mode)i), names[i]);
+        gk_bizconf_apply(&c, &r.p);
+        ck_assert_int_eq(c.pow_mode, i);
+    }
+    for (size_t i = 0; i < GK_ARRAY_LEN(bad); i++) {
+        ck_assert_msg(parse_one("pow_mode", bad[i], &r) == GK_EINVAL, "accepted %s", bad[i]);
+        ck_assert_str_eq(r.field, "pow_mode");
+    }
+}
+END_TEST
+
 START_TEST(origin_syntax)
 {
     static const char *const good[] = {
@@ -627,6 +656,7 @@ bizconf_suite(void)
     tcase_add_test(tc, malformed_bodies);
     tcase_add_test(tc, whitespace_and_empty_object);
     tcase_add_test(tc, queueing_method_values);
+    tcase_add_test(tc, pow_mode_values);
     tcase_add_test(tc, origin_syntax);
     tcase_add_test(tc, origins_array);
     tcase_add_test(tc, partial_patch_and_apply);

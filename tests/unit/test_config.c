@@ -101,6 +101,34 @@ START_TEST(missing_required_is_named)
 }
 END_TEST
 
+/* REDIS_CLUSTER_NODES replaces REDIS_URL: one of them, never both. */
+START_TEST(redis_or_cluster)
+{
+    static struct gk_config c;
+    const char *cluster[] = {"REDIS_CLUSTER_NODES=127.0.0.1:7000,127.0.0.1:7001", "DATABASE_URL=x=y", NULL};
+    const char *both[] = {"REDIS_URL=redis://h", "REDIS_CLUSTER_NODES=h:7000", "DATABASE_URL=x=y", NULL};
+    const char *neither[] = {"DATABASE_URL=x=y", NULL};
+    const char *bad[] = {"REDIS_CLUSTER_NODES=h:7000,h:x", "DATABASE_URL=x=y", NULL};
+    char err[200];
+
+    ck_assert_int_eq(
+        gk_config_load(&c, GK_PROG_WORKER, table_env, (void *)(uintptr_t)cluster, err, sizeof(err)), GK_OK);
+    ck_assert(c.redis.cluster);
+    ck_assert_uint_eq(c.redis.n_seeds, 2);
+    ck_assert_uint_eq(c.redis.seeds[1].port, 7001);
+    ck_assert_int_eq(gk_config_load(&c, GK_PROG_WORKER, table_env, (void *)(uintptr_t)both, err, sizeof(err)),
+                     GK_EINVAL);
+    ck_assert_str_eq(err, "REDIS_URL and REDIS_CLUSTER_NODES are both set: set one of them");
+    ck_assert_int_eq(
+        gk_config_load(&c, GK_PROG_WORKER, table_env, (void *)(uintptr_t)neither, err, sizeof(err)),
+        GK_EINVAL);
+    ck_assert_str_eq(err, "REDIS_URL (or REDIS_CLUSTER_NODES) is required but not set");
+    ck_assert_int_eq(gk_config_load(&c, GK_PROG_WORKER, table_env, (void *)(uintptr_t)bad, err, sizeof(err)),
+                     GK_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "REDIS_CLUSTER_NODES entry 2"));
+}
+END_TEST
+
 START_TEST(lists_parse)
 {
     static struct gk_config c;
@@ -161,9 +189,13 @@ START_TEST(redis_urls)
     ck_assert_uint_eq(a.db, 0);
     ck_assert_int_eq(gk_redis_url_parse("redis://user:p%40ss@[::1]:7000/3", &a, err, sizeof(err)), GK_OK);
     ck_assert_str_eq(a.host, "::1");
+    ck_assert_str_eq(a.user, "user");
     ck_assert_str_eq(a.password, "p%40ss");
     ck_assert_uint_eq(a.port, 7000);
     ck_assert_uint_eq(a.db, 3);
+    ck_assert_int_eq(gk_redis_url_parse("redis://:pw@h", &a, err, sizeof(err)), GK_OK);
+    ck_assert_str_eq(a.user, "");
+    ck_assert_str_eq(a.password, "pw");
     ck_assert_int_eq(gk_redis_url_parse("http://h", &a, err, sizeof(err)), GK_EINVAL);
     ck_assert_int_eq(gk_redis_url_parse("redis://", &a, err, sizeof(err)), GK_EINVAL);
     ck_assert_int_eq(gk_redis_url_parse("redis://h:0", &a, err, sizeof(err)), GK_EINVAL);
@@ -209,6 +241,7 @@ config_suite(void)
     tcase_add_test(tc, defaults_and_required);
     tcase_add_test(tc, each_error_names_its_variable);
     tcase_add_test(tc, missing_required_is_named);
+    tcase_add_test(tc, redis_or_cluster);
     tcase_add_test(tc, lists_parse);
     tcase_add_test(tc, cidr_edges);
     tcase_add_test(tc, redis_urls);

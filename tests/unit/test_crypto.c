@@ -16,6 +16,29 @@ START_TEST(sha256_vectors)
 }
 END_TEST
 
+START_TEST(base64_alphabets)
+{
+    unsigned char out[8];
+    size_t n;
+
+    ck_assert(gk_base64_decode("+/8=", 4, GK_B64_ANY, out, sizeof(out), &n));
+    ck_assert_uint_eq(n, 2);
+    ck_assert_int_eq(out[0], 0xfb);
+    ck_assert_int_eq(out[1], 0xff);
+    ck_assert(gk_base64_decode("-_8", 3, GK_B64_ANY, out, sizeof(out), &n) && n == 2 && out[0] == 0xfb);
+    ck_assert(gk_base64_decode("-_8", 3, GK_B64_URL, out, sizeof(out), &n) && n == 2 && out[1] == 0xff);
+    /* JWT segments: no padding, no standard alphabet, canonical only. */
+    ck_assert(!gk_base64_decode("+/8", 3, GK_B64_URL, out, sizeof(out), &n));
+    ck_assert(!gk_base64_decode("-_8=", 4, GK_B64_URL, out, sizeof(out), &n));
+    ck_assert(!gk_base64_decode("-_9", 3, GK_B64_URL, out, sizeof(out), &n));
+    ck_assert(!gk_base64_decode("A", 1, GK_B64_ANY, out, sizeof(out), &n));
+    ck_assert(!gk_base64_decode("A*AA", 4, GK_B64_ANY, out, sizeof(out), &n));
+    ck_assert(!gk_base64_decode("AAAAAAAAAAAA", 12, GK_B64_ANY, out, sizeof(out), &n));
+    ck_assert_int_eq(gk_base64_value('+', GK_B64_URL), -1);
+    ck_assert_int_eq(gk_base64_value('_', GK_B64_URL), 63);
+}
+END_TEST
+
 START_TEST(admin_keys_are_random_and_url_safe)
 {
     char a[GK_ADMIN_KEY_BUF], b[GK_ADMIN_KEY_BUF];
@@ -51,6 +74,7 @@ crypto_suite(void)
     TCase *tc = tcase_create("core");
 
     tcase_add_test(tc, sha256_vectors);
+    tcase_add_test(tc, base64_alphabets);
     tcase_add_test(tc, admin_keys_are_random_and_url_safe);
     tcase_add_test(tc, key_matching);
     suite_add_tcase(s, tc);

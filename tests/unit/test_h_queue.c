@@ -298,6 +298,77 @@ START_TEST(enqueue_refused_before_the_store)
 END_TEST
 
 /* Behind a trusted proxy the client is the one X-Forwarded-For names; elsewhere it is ignored. */
+/* A join of u1 to guarded with the X-Gatekeeper-Pow payload (NULL: none) and token (NULL: none). */
+static void
+enqueue_pow(const char *payload, const char *token, struct gk_resp *resp)
+{
+    struct gk_fake_req f;
+
+    fq_req(&f, "POST", "/queue/enqueue", "guarded");
+    gk_fake_req_header(&f, "user_id", "u1");
+    if (payload != NULL)
+        gk_fake_req_header(&f, "X-Gatekeeper-Pow", payload);
+    if (token != NULL)
+        gk_fake_req_header(&f, "jwt", token);
+    fq_call(gk_h_enqueue, &f, resp);
+}
+
+START_TEST(enqueue_proof_of_work)
+{
+    struct gk_pow_challenge c;
+    struct gk_resp resp;
+    struct json_object *o, *ch;
+    char payload[GK_POW_PAYLOAD_MAX], tok[GK_TOKEN_BUF];
+    uint64_t n;
+
+    /* Missing: 428 with a challenge, and the store is never asked. */
+    enqueue_pow(NULL, NULL, &resp);
+    ck_assert_int_eq(resp.status, 428);
+    o = fq_body(&resp);
+    ck_assert_str_eq(fq_str(o, "error"), "pow_required");
+    ch = fq_typed(o, "challenge", json_type_object);
+    ck_assert_str_eq(fq_str(ch, "algorithm"), "SHA-256");
+    ck_assert_int_eq(num(ch, "maxnumber"), 1000);
+    gk_strlcpy(c.challenge, fq_str(ch, "challenge"), sizeof(c.challenge));
+    gk_strlcpy(c.salt, fq_str(ch, "salt"), sizeof(c.salt));
+    gk_strlcpy(c.signature, fq_str(ch, "signature"), sizeof(c.signature));
+    c.maxnumber = 1000;
+    json_object_put(o);
+    gk_fake_resp_free(&resp);
+    ck_assert_int_eq(fq_store.calls, 0);
+    /* Wrong: 403 pow_invalid, still without the store. */
+    ck_assert(gk_pow_solve(&c, &n));
+    ck_assert_uint_gt(gk_pow_payload(&c, n + 1, payload, sizeof(payload)), 0);
+    enqueue_pow(payload, NULL, &resp);
+    fq_expect_error(&resp, 403, "pow_invalid", "X-Gatekeeper-Pow");
+    ck_assert_int_eq(fq_store.calls, 0);
+    /* Solved: the join spends it, for longer than the challenge lives. */
+    ck_assert_uint_gt(gk_pow_payload(&c, n, payload, sizeof(payload)), 0);
+    fq_store.join = (struct gk_join_out){.result = GK_JOIN_NEW, .position = 1, .waiting = 1};
+    enqueue_pow(payload, NULL, &resp);
+    ck_assert_int_eq(resp.status, 200);
+    gk_fake_resp_free(&resp);
+    ck_assert_int_eq(fq_store.calls, 1);
+    ck_assert_int_gt(fq_store.join_args.pow_ttl_ms, (GK_POW_TTL_S - 5) * 1000);
+    /* The store says it was spent before: 403 pow_reused. */
+    fq_store.join = (struct gk_join_out){.result = GK_JOIN_POW_REUSED};
+    enqueue_pow(payload, NULL, &resp);
+    fq_expect_error(&resp, 403, "pow_reused", "X-Gatekeeper-Pow");
+    /* The user's own token: no proof needed, none spent. */
+    fq_token("guarded", "u1", 0, 300, tok);
+    fq_store.join = (struct gk_join_out){.result = GK_JOIN_WAITING, .position = 1, .waiting = 1};
+    enqueue_pow(NULL, tok, &resp);
+    ck_assert_int_eq(resp.status, 200);
+    gk_fake_resp_free(&resp);
+    ck_assert_int_eq(fq_store.join_args.pow_ttl_ms, 0);
+    /* Another user's token does not count. */
+    fq_token("guarded", "u2", 0, 300, tok);
+    enqueue_pow(NULL, tok, &resp);
+    ck_assert_int_eq(resp.status, 428);
+    gk_fake_resp_free(&resp);
+}
+END_TEST
+
 START_TEST(enqueue_client_ip)
 {
     struct gk_fake_req f;
@@ -562,6 +633,7 @@ h_queue_suite(void)
     tcase_add_test(tc, enqueue_full_and_rate_limited);
     tcase_add_test(tc, enqueue_prequeue_and_closed);
     tcase_add_test(tc, enqueue_refused_before_the_store);
+    tcase_add_test(tc, enqueue_proof_of_work);
     tcase_add_test(tc, enqueue_client_ip);
     tcase_add_test(tc, redis_down_answers_503);
     tcase_add_test(tc, answer_comes_later);
