@@ -114,7 +114,7 @@ test-integration: all $(BUILD)/it-tests $(BUILD)/freeport
 
 # The queue, worker, activity and pow suites unchanged on a Redis Cluster of 3 masters + 3 replicas,
 # then the cluster suite (businesses on every master, failover and resharding under load).
-CLUSTER_SUITES := queue worker activity pow cluster
+CLUSTER_SUITES := queue worker activity pow cluster sched
 .PHONY: test-cluster
 test-cluster: all $(BUILD)/it-tests $(BUILD)/freeport
 	GK_IT_CLUSTER=1 tests/integration/run.sh $(BUILD) sh -c \
