@@ -24,20 +24,23 @@ LIB_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRC)) $(BUILD)/gen/scripts.o \
            $(patsubst %,$(BUILD)/gen/embed/%.o,$(EMBED))
 LUA := $(wildcard src/scripts/*.lua)
 WORKER_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard workers/*.c))
+AUDIT_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard audit/*.c))
 UNIT_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/unit/*.c))
 IT_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/integration/*.c) \
             $(filter-out tests/support/freeport.c,$(wildcard tests/support/*.c)))
-ALL_OBJ := $(LIB_OBJ) $(BUILD)/src/main.o $(WORKER_OBJ) $(UNIT_OBJ) $(IT_OBJ) $(BUILD)/tests/support/freeport.o
+ALL_OBJ := $(LIB_OBJ) $(BUILD)/src/main.o $(WORKER_OBJ) $(AUDIT_OBJ) $(UNIT_OBJ) $(IT_OBJ) $(BUILD)/tests/support/freeport.o
 
 .PHONY: all run test check test-unit test-integration sanitize clean deps format-check help bench
 
-all: $(BUILD)/gatekeeper $(BUILD)/gatekeeper-worker
+all: $(BUILD)/gatekeeper $(BUILD)/gatekeeper-worker $(BUILD)/gatekeeper-audit
 
 $(BUILD)/libgk.a: $(LIB_OBJ)
 	$(AR) rcs $@ $^
 $(BUILD)/gatekeeper: $(BUILD)/src/main.o $(BUILD)/libgk.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 $(BUILD)/gatekeeper-worker: $(WORKER_OBJ) $(BUILD)/libgk.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/gatekeeper-audit: $(AUDIT_OBJ) $(BUILD)/libgk.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 # The handler tests call handlers with requests that have no connection behind them
 # (tests/unit/fake_http.h): these request calls go to the fakes first, which pass real requests on.
@@ -112,7 +115,7 @@ test-integration: all $(BUILD)/it-tests $(BUILD)/freeport
 
 # The queue, worker, activity and pow suites unchanged on a Redis Cluster of 3 masters + 3 replicas,
 # then the cluster suite (businesses on every master, failover and resharding under load).
-CLUSTER_SUITES := queue worker activity pow console cluster
+CLUSTER_SUITES := queue worker activity pow console sched cluster
 .PHONY: test-cluster
 test-cluster: all $(BUILD)/it-tests $(BUILD)/freeport
 	GK_IT_CLUSTER=1 tests/integration/run.sh $(BUILD) sh -c \
@@ -200,7 +203,7 @@ fuzz-smoke:
 
 format-check:
 	scripts/install-deps --format
-	clang-format --dry-run --Werror src/*.[ch] include/gk/*.h workers/*.[ch] tests/*/*.[ch]
+	clang-format --dry-run --Werror src/*.[ch] include/gk/*.h workers/*.[ch] audit/*.[ch] tests/*/*.[ch]
 
 clean:
 	rm -rf build build-san build-fuzz build-vg

@@ -25,17 +25,55 @@
 #define EVENT_PARAMS 7
 #define EVENTS_PER_STMT 1000
 #define EVENTS_STMT_NAME "gk_insert_events"
-/* Longest row of VALUES: the fixed text plus 7 placeholders of up to 4 digits, and a comma. */
-#define EVENT_ROW_SQL_MAX 96
+/* Longest row of VALUES: the fixed text, its ordinal and 7 placeholders of up to 4 digits, and a
+ * comma. */
+#define EVENT_ROW_SQL_MAX 128
 #define TS_MS_MAX INT64_C(253402300799999) /* 9999-12-31T23:59:59.999Z */
 
-static const char sql_events_head[] = "INSERT INTO activity_log (event_id, business_id, user_id, event, "
-                                      "created_at, client_ip, details) VALUES ";
-static const char sql_events_tail[] = " ON CONFLICT (event_id) DO NOTHING";
-/* Retention: the oldest rows first, by the created_at index (sql/004). */
+/* A batch is written hash-chained (sql/006_activity_hash.sql) under its businesses' head locks,
+ * taken first in the same transaction (sql_lock_heads, in a fixed order: no deadlock between two
+ * workers). One statement then leaves out the events written already (a redelivered batch), draws
+ * the ids in the batch's order, chains each business's rows from its head in id order (gk_chain)
+ * and moves the heads; under the lock no other writer of the business can come in between. */
+static const char sql_lock_heads[] =
+    "INSERT INTO activity_chain (business_id) SELECT DISTINCT unnest($1::text[]) ORDER BY 1 "
+    "ON CONFLICT (business_id) DO UPDATE SET head = activity_chain.head";
+static const char sql_events_head[] =
+    "WITH v (ord, event_id, business_id, user_id, event, created_at, client_ip, details) AS (VALUES ";
+static const char sql_events_tail[] =
+    "), n AS (SELECT * FROM v WHERE (SELECT a.id FROM activity_log a WHERE a.event_id = v.event_id) IS NULL "
+    "ORDER BY ord), "
+    "i AS (SELECT nextval('activity_log_id_seq') AS id, n.* FROM n), "
+    "c AS (SELECT business_id, 0::bigint AS id, head AS x FROM activity_chain "
+    "WHERE business_id IN (SELECT business_id FROM i) UNION ALL "
+    "SELECT business_id, id, gk_activity_canon(id, event_id, business_id, user_id, event, created_at, "
+    "client_ip, "
+    "details) FROM i), "
+    "w AS (SELECT id, gk_chain(x) OVER (PARTITION BY business_id ORDER BY id) AS hash FROM c), "
+    "ins AS (INSERT INTO activity_log (id, event_id, business_id, user_id, event, created_at, client_ip, "
+    "details, "
+    "hash) SELECT i.id, i.event_id, i.business_id, i.user_id, i.event, i.created_at, i.client_ip, i.details, "
+    "w.hash FROM i JOIN w ON w.id = i.id RETURNING business_id, id, hash) "
+    "UPDATE activity_chain h SET head = x.hash FROM (SELECT DISTINCT ON (business_id) business_id, hash FROM "
+    "ins "
+    "ORDER BY business_id, id DESC) x WHERE h.business_id = x.business_id";
+/* Retention keeps each business's hash chain checkable (sql/006): it deletes a prefix of the
+ * business's rows in id order (chain order), up to its first row not old enough, and stores the
+ * last deleted row's hash as the anchor the rest chains from, in the same statement. */
+static const char sql_prune_businesses[] =
+    "SELECT business_id FROM activity_chain UNION SELECT id FROM businesses";
 static const char sql_prune[] =
-    "DELETE FROM activity_log WHERE id IN (SELECT id FROM activity_log "
-    "WHERE created_at < now() - $1::integer * interval '1 day' ORDER BY created_at LIMIT $2::integer)";
+    "WITH cut AS (SELECT id, created_at FROM activity_log WHERE business_id = $1 ORDER BY id LIMIT "
+    "$3::integer), "
+    "lim AS (SELECT coalesce(min(id), 9223372036854775807) AS m FROM cut "
+    "WHERE created_at >= now() - $2::integer * interval '1 day'), "
+    "del AS (DELETE FROM activity_log a USING lim WHERE a.id IN (SELECT id FROM cut) AND a.id < lim.m "
+    "RETURNING a.id, a.hash), "
+    "last AS (SELECT id, hash FROM del ORDER BY id DESC LIMIT 1), "
+    "up AS (UPDATE activity_chain c SET anchor = coalesce(last.hash, c.anchor), anchor_id = last.id FROM "
+    "last "
+    "WHERE c.business_id = $1 RETURNING 1) "
+    "SELECT count(*) FROM del";
 /* Any fixed number: the advisory lock that lets one process prune at a time. */
 #define PRUNE_LOCK "7351082461"
 /* before_id = INT64_MAX for the first page, so one statement (and one index range) serves all. */
@@ -97,7 +135,7 @@ compact_json(const char *s, char *out, size_t outlen)
     return true;
 }
 
-/* "($1,$2,...),(...) ON CONFLICT ..." for k rows into sql (room for k * EVENT_ROW_SQL_MAX bytes
+/* "(0,$1,$2,...),(...) ..., the rest" for k rows into sql (room for k * EVENT_ROW_SQL_MAX bytes
  * and the tail). */
 static void
 events_values_sql(char *sql, size_t k)
@@ -106,9 +144,11 @@ events_values_sql(char *sql, size_t k)
 
     for (size_t r = 0; r < k; r++) {
         int p = (int)(r * EVENT_PARAMS);
-        int w = snprintf(sql + n, EVENT_ROW_SQL_MAX,
-                         "%s($%d,$%d,$%d,$%d,to_timestamp($%d::bigint/1000.0),$%d::inet,$%d::jsonb)",
-                         r > 0 ? "," : "", p + 1, p + 2, p + 3, p + 4, p + 5, p + 6, p + 7);
+        int w = snprintf(
+            sql + n, EVENT_ROW_SQL_MAX,
+            "%s(%zu,$%d::text,$%d::text,$%d::text,$%d::text,to_timestamp($%d::bigint/1000.0),$%d::inet,"
+            "$%d::jsonb)",
+            r > 0 ? "," : "", r, p + 1, p + 2, p + 3, p + 4, p + 5, p + 6, p + 7);
 
         GK_ASSERT(w > 0 && w < EVENT_ROW_SQL_MAX);
         n += (size_t)w;
@@ -139,6 +179,36 @@ insert_rows(struct gk_pg *pg, char *sql, size_t k, const char *const *params)
     return rc;
 }
 
+/* Locks the chain heads of the businesses of events[0..n) (sql_lock_heads). */
+static enum gk_err
+lock_heads(struct gk_pg *pg, const struct gk_event *events, size_t n)
+{
+    size_t len = 3, o = 0;
+    struct gk_pg_res *res = NULL;
+    const char *p[1];
+    enum gk_err rc;
+    char *arr;
+
+    for (size_t i = 0; i < n; i++)
+        len += strlen(events[i].business) + 3;
+    arr = gk_xmalloc(len);
+    arr[o++] = '{';
+    for (size_t i = 0; i < n; i++) {
+        /* Consecutive events mostly share their business: each run is named once. */
+        if (i > 0 && strcmp(events[i].business, events[i - 1].business) == 0)
+            continue;
+        /* Quoted: ids hold no quote or backslash (gk_id_valid). */
+        o += (size_t)sprintf(arr + o, "%s\"%s\"", o > 1 ? "," : "", events[i].business);
+    }
+    arr[o++] = '}';
+    arr[o] = '\0';
+    p[0] = arr;
+    rc = gk_pg_exec(pg, sql_lock_heads, 1, p, &res);
+    gk_pg_res_free(res);
+    free(arr);
+    return rc;
+}
+
 enum gk_err
 gk_activitylog_insert(struct gk_pg *pg, const struct gk_event *events, size_t n)
 {
@@ -159,6 +229,7 @@ gk_activitylog_insert(struct gk_pg *pg, const struct gk_event *events, size_t n)
     rc = gk_pg_begin(pg);
     if (rc != GK_OK)
         goto out;
+    rc = lock_heads(pg, events, n);
     for (size_t done = 0, k; rc == GK_OK && done < n; done += k) {
         k = n - done < cap ? n - done : cap;
         for (size_t r = 0; r < k; r++) {
@@ -243,13 +314,36 @@ out:
     return rc;
 }
 
+/* Prunes one business, batch by batch, until a batch deletes fewer or the time is up. */
+static enum gk_err
+prune_business(struct gk_pg *pg, const char *business, const char *days, int64_t until_ms, int64_t *deleted)
+{
+    char b[GK_PG_U32_BUF];
+    const char *params[3] = {business, days, b};
+    struct gk_pg_res *res = NULL;
+    enum gk_err rc;
+    int64_t n;
+
+    snprintf(b, sizeof(b), "%d", GK_ACTIVITYLOG_PRUNE_BATCH);
+    do {
+        gk_pg_res_free(res);
+        res = NULL;
+        rc = gk_pg_exec(pg, sql_prune, 3, params, &res);
+        if (rc != GK_OK)
+            break;
+        n = strtoll(gk_pg_res_value(res, 0, 0), NULL, 10);
+        *deleted += n;
+    } while (n == GK_ACTIVITYLOG_PRUNE_BATCH && gk_mono_ms() < until_ms);
+    gk_pg_res_free(res);
+    return rc;
+}
+
 enum gk_err
 gk_activitylog_prune(struct gk_pg *pg, uint32_t days, int64_t budget_ms, int64_t *deleted)
 {
-    char d[GK_PG_U32_BUF], b[GK_PG_U32_BUF];
-    const char *params[2] = {d, b};
-    struct gk_pg_res *res = NULL;
-    int64_t t0 = gk_mono_ms(), n;
+    char d[GK_PG_U32_BUF];
+    struct gk_pg_res *res = NULL, *biz = NULL;
+    int64_t until = gk_mono_ms() + budget_ms;
     enum gk_err rc;
 
     *deleted = 0;
@@ -257,22 +351,18 @@ gk_activitylog_prune(struct gk_pg *pg, uint32_t days, int64_t budget_ms, int64_t
     if (rc != GK_OK || strcmp(gk_pg_res_value(res, 0, 0), "t") != 0)
         goto out;
     snprintf(d, sizeof(d), "%" PRIu32, days);
-    snprintf(b, sizeof(b), "%d", GK_ACTIVITYLOG_PRUNE_BATCH);
-    do {
-        gk_pg_res_free(res);
-        rc = gk_pg_exec(pg, sql_prune, 2, params, &res);
-        if (rc != GK_OK)
-            break;
-        n = gk_pg_res_affected(res);
-        *deleted += n;
-    } while (n == GK_ACTIVITYLOG_PRUNE_BATCH && gk_mono_ms() - t0 < budget_ms);
+    rc = gk_pg_exec(pg, sql_prune_businesses, 0, NULL, &biz);
+    for (int i = 0; rc == GK_OK && i < gk_pg_res_rows(biz) && gk_mono_ms() < until; i++)
+        rc = prune_business(pg, gk_pg_res_value(biz, i, 0), d, until, deleted);
     /* A connection that broke meanwhile took the lock with it. */
     if (gk_pg_connected(pg)) {
         gk_pg_res_free(res);
+        res = NULL;
         if (gk_pg_exec(pg, "SELECT pg_advisory_unlock(" PRUNE_LOCK ")", 0, NULL, &res) != GK_OK)
             gk_pg_disconnect(pg); /* ending the session releases the lock */
     }
 out:
+    gk_pg_res_free(biz);
     gk_pg_res_free(res);
     return rc;
 }

@@ -45,14 +45,64 @@ gk_sha256_hex(const void *data, size_t len, char out[GK_SHA256_HEX_BUF])
 }
 
 void
-gk_hmac_sha256_hex(const void *key, size_t keylen, const void *data, size_t len, char out[GK_SHA256_HEX_BUF])
+gk_sha256(const void *data, size_t len, unsigned char out[GK_SHA256_LEN])
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
 
-    GK_ASSERT(keylen <= INT_MAX && HMAC(EVP_sha256(), key, (int)keylen, data, len, md, &mdlen) != NULL &&
-              mdlen == 32);
-    hex_of(md, 32, out);
+    GK_ASSERT(EVP_Digest(data, len, out, &mdlen, EVP_sha256(), NULL) == 1 && mdlen == GK_SHA256_LEN);
+}
+
+void
+gk_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t len, unsigned char out[GK_SHA256_LEN])
+{
+    unsigned int mdlen = 0;
+
+    GK_ASSERT(keylen <= INT_MAX && HMAC(EVP_sha256(), key, (int)keylen, msg, len, out, &mdlen) != NULL &&
+              mdlen == GK_SHA256_LEN);
+}
+
+void
+gk_hex(const unsigned char *in, size_t n, char *out)
+{
+    hex_of(in, (unsigned)n, out);
+}
+
+static int
+hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+enum gk_err
+gk_unhex(const char *in, unsigned char *out, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int hi, lo;
+
+        if (in[2 * i] == '\0' || in[2 * i + 1] == '\0')
+            return GK_EINVAL;
+        hi = hex_digit(in[2 * i]);
+        lo = hex_digit(in[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return GK_EINVAL;
+        out[i] = (unsigned char)(hi << 4 | lo);
+    }
+    return in[2 * n] == '\0' ? GK_OK : GK_EINVAL;
+}
+
+void
+gk_hmac_sha256_hex(const void *key, size_t keylen, const void *data, size_t len, char out[GK_SHA256_HEX_BUF])
+{
+    unsigned char md[GK_SHA256_LEN];
+
+    gk_hmac_sha256(key, keylen, data, len, md);
+    hex_of(md, GK_SHA256_LEN, out);
 }
 
 int

@@ -239,6 +239,31 @@ rate_json(double v)
     return json_object_new_double_s(strtod(buf, NULL), buf);
 }
 
+/* {"window", "inversions", "kendall_tau", "wait_seconds": {"le": {"1": n, ..., "+Inf": n},
+ * "count", "sum"}}: how far admissions stray from join order, and how long admitted users
+ * waited (gk/fairness.h). */
+static struct json_object *
+fairness_json(const struct gk_stats_out *st)
+{
+    struct json_object *f = json_object_new_object(), *w = json_object_new_object(),
+                       *le = json_object_new_object();
+    char bound[24];
+
+    for (size_t i = 0; i < GK_WAIT_BUCKETS; i++) {
+        snprintf(bound, sizeof(bound), "%lld", (long long)gk_wait_bound_s(i));
+        json_object_object_add(le, bound, json_object_new_int64(st->wait_le[i]));
+    }
+    json_object_object_add(le, "+Inf", json_object_new_int64(st->wait_le[GK_WAIT_BUCKETS]));
+    json_object_object_add(w, "le", le);
+    json_object_object_add(w, "count", json_object_new_int64(st->wait_le[GK_WAIT_BUCKETS]));
+    json_object_object_add(w, "sum", json_object_new_double((double)st->wait_sum_ms / 1000.0));
+    json_object_object_add(f, "window", json_object_new_int64(st->fair.n));
+    json_object_object_add(f, "inversions", json_object_new_int64(st->fair.inversions));
+    json_object_object_add(f, "kendall_tau", json_object_new_double(st->fair.tau));
+    json_object_object_add(f, "wait_seconds", w);
+    return f;
+}
+
 void
 gk_h_stats(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
 {
@@ -266,6 +291,7 @@ gk_h_stats(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
     json_object_object_add(o, "expired_total", json_object_new_int64(st.expired_total));
     json_object_object_add(o, "evicted_total", json_object_new_int64(st.evicted_total));
     json_object_object_add(o, "finished_total", json_object_new_int64(st.finished_total));
+    json_object_object_add(o, "fairness", fairness_json(&st));
     gk_reply_json(resp, 200, o);
 }
 
@@ -382,4 +408,10 @@ gk_h_stats_history(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp 
     json_object_object_add(o, "points", arr);
     free(pts);
     gk_reply_json(resp, 200, o);
+}
+
+bool
+gk_need_admin(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
+{
+    return config_preamble(ctx, req, resp);
 }

@@ -18,6 +18,7 @@
 #include "gk/clientip.h"
 #include "gk/log.h"
 #include "gk/metrics.h"
+#include "gk/schedule.h"
 
 #define POLL_MIN_MS 1000
 #define POLL_MAX_MS 15000
@@ -283,6 +284,46 @@ eta_place(enum gk_qmethod m, int64_t position, int64_t waiting)
     return m == GK_QM_RANDOM && waiting > 0 ? (waiting + 1) / 2 : position;
 }
 
+/* Until a scheduled event opens, at most POLL_MAX_MS between polls, and one poll just after the
+ * opening, when the visitor gets a place. */
+static int64_t
+prequeue_poll_ms(const struct gk_bizconf *c, int64_t opens_in_ms)
+{
+    int64_t ms = poll_after_ms(c, opens_in_ms / 1000);
+
+    return opens_in_ms >= 0 && opens_in_ms + 250 < ms ? opens_in_ms + 250 : ms;
+}
+
+static int64_t
+opens_in_seconds(int64_t opens_at_ms, int64_t now_ms)
+{
+    return opens_at_ms > now_ms ? (opens_at_ms - now_ms + 999) / 1000 : 0;
+}
+
+/* The enqueue answer of a visitor in a scheduled event's pre-queue. */
+static void
+reply_prequeue(struct gk_resp *resp, const struct gk_bizconf *c, const struct gk_join_out *out,
+               const char *token)
+{
+    struct json_object *o = json_object_new_object();
+    char at[GK_SCHED_TIME_BUF];
+
+    gk_sched_time_str(out->opens_at_ms, at);
+    json_object_object_add(o, "jwt", json_object_new_string(token));
+    json_object_object_add(o, "state", json_object_new_string("prequeue"));
+    json_object_object_add(o, "position", NULL);
+    json_object_object_add(o, "ready", json_object_new_boolean(0));
+    json_object_object_add(o, "opens_at", json_object_new_string(at));
+    json_object_object_add(o, "opens_in_seconds",
+                           json_object_new_int64(opens_in_seconds(out->opens_at_ms, out->now_ms)));
+    json_object_object_add(o, "poll_after_ms",
+                           json_object_new_int64(prequeue_poll_ms(c, out->opens_at_ms - out->now_ms)));
+    json_object_object_add(o, "message",
+                           json_object_new_string(out->joined_prequeue ? "User joined the pre-queue."
+                                                                       : "User already in the pre-queue."));
+    gk_reply_json(resp, 200, o);
+}
+
 static void
 enqueue_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
 {
@@ -301,6 +342,16 @@ enqueue_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
         goto out;
     case GK_JOIN_FULL:
         gk_reply_error(resp, 503, "queue_full", "The queue is full; try again later.", NULL);
+        goto out;
+    case GK_JOIN_CLOSED:
+        gk_reply_error(resp, 503, "queue_closed", "This queue is closed.", NULL);
+        goto out;
+    case GK_JOIN_PREQUEUE:
+        if (out->joined_prequeue && !issue_token(&pd->ctx, pd->user, 0, token)) {
+            gk_reply_error(resp, 500, "internal", "The token could not be issued.", NULL);
+            goto out;
+        }
+        reply_prequeue(resp, c, out, token);
         goto out;
     case GK_JOIN_NEW:
     case GK_JOIN_ADMITTED:
@@ -384,7 +435,7 @@ status_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
     const struct gk_bizconf *c = &pd->ctx.biz->conf;
     const struct gk_status_out *st = &pd->out.status;
     char token[GK_TOKEN_BUF], *body, *b, position[GK_U64_BUF] = "null", eta_text[GK_U64_BUF] = "null";
-    char poll_text[GK_U64_BUF];
+    char poll_text[GK_U64_BUF], opens_at[GK_SCHED_TIME_BUF] = "", opens_in[GK_U64_BUF] = "";
     const char *warning = "null", *state = "not_found";
     int64_t poll_ms, min_exp;
 
@@ -413,6 +464,9 @@ status_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
     case GK_USER_EXPIRED:
         warning = "\"User's ready time has expired\"";
         break;
+    case GK_USER_PREQUEUE:
+        state = "prequeue";
+        break;
     case GK_USER_NOT_FOUND:
         warning = "\"User not found in queue\"";
         break;
@@ -425,6 +479,10 @@ status_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
             gk_u64_str((uint64_t)st->position, position);
         gk_u64_str((uint64_t)eta, eta_text);
         poll_ms = poll_after_ms(c, eta);
+    } else if (st->state == GK_USER_PREQUEUE) {
+        poll_ms = prequeue_poll_ms(c, st->opens_at_ms - st->now_ms);
+        gk_sched_time_str(st->opens_at_ms, opens_at);
+        gk_u64_str((uint64_t)opens_in_seconds(st->opens_at_ms, st->now_ms), opens_in);
     } else {
         if (st->state == GK_USER_READY)
             gk_strlcpy(eta_text, "0", sizeof(eta_text));
@@ -433,7 +491,7 @@ status_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
     gk_u64_str((uint64_t)poll_ms, poll_text);
     /* The hottest answer of all, written directly: every value is a number, a fixed string or
      * a token in base64url, so nothing needs escaping, and a JSON tree (or a format string)
-     * per poll is not free. The parts are bounded: the token by GK_TOKEN_BUF, the rest by 200. */
+     * per poll is not free. The parts are bounded: the token by GK_TOKEN_BUF, the rest by 256. */
     b = body = gk_xmalloc(GK_TOKEN_BUF + 256);
     b = put(b, "{\"warning_msg\":", warning, "");
     b = put(b, ",\"jwt_token\":\"", token, "\"");
@@ -441,6 +499,10 @@ status_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
     b = put(b, ",\"ready\":", st->state == GK_USER_READY ? "true" : "false", "");
     b = put(b, ",\"state\":\"", state, "\"");
     b = put(b, ",\"eta_seconds\":", eta_text, "");
+    if (st->state == GK_USER_PREQUEUE) {
+        b = put(b, ",\"opens_at\":\"", opens_at, "\"");
+        b = put(b, ",\"opens_in_seconds\":", opens_in, "");
+    }
     b = put(b, ",\"poll_after_ms\":", poll_text, "}");
     gk_resp_body(resp, 200, NULL, body, (size_t)(b - body));
 out:

@@ -44,6 +44,12 @@ static const struct gk_route api_routes[] = {
     {"GET", "/wait/*", "wait", gk_h_wait, GK_RUN_LOOP},
     {"GET", "/gatekeeper.js", "client_js", gk_h_client_js, GK_RUN_LOOP},
     {"GET", "/admin", "admin", gk_h_admin, GK_RUN_LOOP},
+    {"POST", "/events", "events_create", gk_h_events_create, GK_RUN_OFFLOAD},
+    {"GET", "/events", "events_list", gk_h_events_list, GK_RUN_OFFLOAD},
+    {"GET", "/events/+", "event", gk_h_event_get, GK_RUN_OFFLOAD},
+    {"DELETE", "/events/+", "event_cancel", gk_h_event_cancel, GK_RUN_OFFLOAD},
+    {"GET", "/events/+/draw", "event_draw", gk_h_event_get, GK_RUN_OFFLOAD},
+    {"GET", "/events/+/participants", "event_participants", gk_h_event_get, GK_RUN_OFFLOAD},
 };
 
 static const struct gk_routes routes = {api_routes, GK_ARRAY_LEN(api_routes)};

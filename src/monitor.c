@@ -80,6 +80,34 @@ snap_unref(struct snap *s)
     }
 }
 
+/* The fairness families of the n businesses (gk/fairness.h). */
+static void
+render_fairness(FILE *f, char (*ids)[GK_ID_BUF], const struct gk_stats_out *stats, size_t n)
+{
+    gk_metrics_family(f, "gatekeeper_fifo_inversions", "gauge",
+                      "Pairs among the last 256 admitted users admitted against their join order.");
+    for (size_t b = 0; b < n; b++)
+        fprintf(f, "gatekeeper_fifo_inversions{business=\"%s\"} %" PRId64 "\n", ids[b],
+                stats[b].fair.inversions);
+    gk_metrics_family(
+        f, "gatekeeper_fifo_kendall_tau", "gauge",
+        "Kendall tau between join and admission order over the last 256 admissions (1 = FIFO).");
+    for (size_t b = 0; b < n; b++)
+        fprintf(f, "gatekeeper_fifo_kendall_tau{business=\"%s\"} %.6f\n", ids[b], stats[b].fair.tau);
+    gk_metrics_family(f, "gatekeeper_wait_seconds", "histogram", "How long admitted users waited in line.");
+    for (size_t b = 0; b < n; b++) {
+        for (size_t i = 0; i < GK_WAIT_BUCKETS; i++)
+            fprintf(f, "gatekeeper_wait_seconds_bucket{business=\"%s\",le=\"%" PRId64 "\"} %" PRId64 "\n",
+                    ids[b], gk_wait_bound_s(i), stats[b].wait_le[i]);
+        fprintf(f, "gatekeeper_wait_seconds_bucket{business=\"%s\",le=\"+Inf\"} %" PRId64 "\n", ids[b],
+                stats[b].wait_le[GK_WAIT_BUCKETS]);
+        fprintf(f, "gatekeeper_wait_seconds_sum{business=\"%s\"} %.3f\n", ids[b],
+                (double)stats[b].wait_sum_ms / 1000.0);
+        fprintf(f, "gatekeeper_wait_seconds_count{business=\"%s\"} %" PRId64 "\n", ids[b],
+                stats[b].wait_le[GK_WAIT_BUCKETS]);
+    }
+}
+
 /* The queue metric families of the n businesses, and the tick histogram, as Prometheus text. */
 static char *
 render(char (*ids)[GK_ID_BUF], const struct gk_stats_out *stats, size_t n,
@@ -97,6 +125,7 @@ render(char (*ids)[GK_ID_BUF], const struct gk_stats_out *stats, size_t n,
             fprintf(f, "%s{business=\"%s\"} %" PRId64 "\n", biz_families[i].name, ids[b], *v);
         }
     }
+    render_fairness(f, ids, stats, n);
     gk_metrics_family(f, "gatekeeper_worker_tick_duration_seconds", "histogram",
                       "Admission ticks that ran, as the workers measured them (Redis round trip included).");
     gk_metrics_hist_write(f, "gatekeeper_worker_tick_duration_seconds", NULL, NULL, ticks);

@@ -46,6 +46,13 @@ reply_int4(const redisReply *r)
     return r->elements >= 4 && r->element[3]->type == REDIS_REPLY_INTEGER ? r->element[3]->integer : 0;
 }
 
+/* The optional third element as an integer, else 0. */
+static int64_t
+reply_int3(const redisReply *r)
+{
+    return r->elements >= 3 && r->element[2]->type == REDIS_REPLY_INTEGER ? r->element[2]->integer : 0;
+}
+
 /* The optional third element: a decimal rate, or "" / absent for none. */
 static double
 reply_rate(const redisReply *r)
@@ -80,6 +87,13 @@ parse_join(const redisReply *r, struct gk_op *op)
         out->ready_until_ms = n;
     } else if (strcmp(kind, "full") == 0) {
         out->result = GK_JOIN_FULL;
+    } else if (strcmp(kind, "closed") == 0) {
+        out->result = GK_JOIN_CLOSED;
+    } else if (strcmp(kind, "prequeue") == 0) {
+        out->result = GK_JOIN_PREQUEUE;
+        out->opens_at_ms = n;
+        out->joined_prequeue = reply_int3(r) == 1;
+        out->now_ms = reply_int4(r);
     } else if (strcmp(kind, "pow_reused") == 0) {
         out->result = GK_JOIN_POW_REUSED;
     } else {
@@ -110,6 +124,10 @@ parse_status(const redisReply *r, struct gk_op *op)
         out->ready_until_ms = n;
     } else if (strcmp(kind, "expired") == 0) {
         out->state = GK_USER_EXPIRED;
+    } else if (strcmp(kind, "prequeue") == 0) {
+        out->state = GK_USER_PREQUEUE;
+        out->opens_at_ms = n;
+        out->now_ms = reply_int3(r);
     } else if (strcmp(kind, "none") != 0) {
         return false;
     }
@@ -182,22 +200,23 @@ users(struct gk_cmd *c, const struct gk_op *first)
 }
 
 /* enqueue.lua. KEYS: seq, wait, ready, hb, stats, events, clock, then one rate-limit key per user,
- * then one proof-of-work key per user. ARGV: rate limit, rate interval ms, max queue length,
- * passthrough, ready ttl ms, heartbeat, events max, max active users, test clock, then user and
- * client ip for each user, then the proof's ttl ms for each user (0: no proof). */
+ * then one proof-of-work key per user, then evs. ARGV: rate limit, rate interval ms, max queue
+ * length, passthrough, ready ttl ms, heartbeat, events max, max active users, test clock, then
+ * user and client ip for each user, then the proof's ttl ms for each user (0: no proof). */
 static void
 enqueue_cmd(struct gk_cmd *c, const struct gk_op *first, int n, bool test_clock)
 {
     static const char *const keys[] = {"seq", "wait", "ready", "hb", "stats", "events"};
     const struct gk_join_args *a = &first->_in.join;
 
-    gk_cmd_keys(c, 7 + 2 * n);
+    gk_cmd_keys(c, 8 + 2 * n);
     gk_cmd_business_keys(c, a->who.business, keys, GK_ARRAY_LEN(keys));
     gk_cmd_clock_key(c, a->who.business);
     rate_keys(c, first, "rl:e:");
     /* A join without a proof names the prefix alone, a key nothing writes. */
     for (const struct gk_op *op = first; op != NULL; op = op->_mate)
         gk_cmd_key(c, a->who.business, "pow:", op->_in.join.pow != NULL ? op->_in.join.pow : "");
+    gk_cmd_key(c, a->who.business, "evs", NULL);
     gk_cmd_num(c, a->who.rate.limit);
     gk_cmd_num(c, (uint64_t)a->who.rate.interval_s * 1000);
     gk_cmd_num(c, a->max_queue_length);
@@ -225,7 +244,8 @@ join_batches_with(const struct gk_op *x, const struct gk_op *y)
            a->ready_ttl_s == b->ready_ttl_s && a->heartbeat == b->heartbeat;
 }
 
-/* status.lua. KEYS: wait, ready, hb, stats, events, clock, then one rate-limit key per user.
+/* status.lua. KEYS: wait, ready, hb, stats, events, clock, then one rate-limit key per user, then
+ * evs.
  * ARGV: rate limit, rate interval ms, heartbeat, events max, test clock, then user and client
  * ip for each user. */
 static void
@@ -234,10 +254,11 @@ status_cmd(struct gk_cmd *c, const struct gk_op *first, int n, bool test_clock)
     static const char *const keys[] = {"wait", "ready", "hb", "stats", "events"};
     const struct gk_status_args *a = &first->_in.status;
 
-    gk_cmd_keys(c, 6 + n);
+    gk_cmd_keys(c, 7 + n);
     gk_cmd_business_keys(c, a->who.business, keys, GK_ARRAY_LEN(keys));
     gk_cmd_clock_key(c, a->who.business);
     rate_keys(c, first, "rl:s:");
+    gk_cmd_key(c, a->who.business, "evs", NULL);
     gk_cmd_num(c, a->who.rate.limit);
     gk_cmd_num(c, (uint64_t)a->who.rate.interval_s * 1000);
     gk_cmd_bool(c, a->heartbeat);
@@ -300,15 +321,15 @@ finish_cmd(struct gk_cmd *c, const struct gk_op *op, int n, bool test_clock)
     user_call_end(c, who(op), "rl:f:", NULL, test_clock);
 }
 
-/* leave.lua. KEYS: wait, ready, hb, stats, events, rate limit, clock. ARGV: user, client ip,
- * events max, rate limit, rate interval ms, test clock. */
+/* leave.lua. KEYS: wait, ready, hb, stats, events, evs, rate limit, clock. ARGV: user, client
+ * ip, events max, rate limit, rate interval ms, test clock. */
 static void
 leave_cmd(struct gk_cmd *c, const struct gk_op *op, int n, bool test_clock)
 {
-    static const char *const keys[] = {"wait", "ready", "hb", "stats", "events"};
+    static const char *const keys[] = {"wait", "ready", "hb", "stats", "events", "evs"};
 
     (void)n;
-    gk_cmd_keys(c, 7);
+    gk_cmd_keys(c, 8);
     gk_cmd_business_keys(c, who(op)->business, keys, GK_ARRAY_LEN(keys));
     user_call_end(c, who(op), "rl:f:", NULL, test_clock);
 }

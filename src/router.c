@@ -8,15 +8,27 @@
 
 #include "gk/util.h"
 
-/* Exact, or by prefix when the route's path ends in '*'. */
+/* Exact, where each '+' of the route's path stands for one non-empty segment; or by prefix when
+ * the route's path ends in '*'. */
 static bool
 path_matches(const char *route_path, const char *path)
 {
-    size_t n = strlen(route_path);
+    const char *r = route_path, *p = path;
 
-    if (n > 0 && route_path[n - 1] == '*')
-        return strncmp(route_path, path, n - 1) == 0;
-    return strcmp(route_path, path) == 0;
+    for (; *r != '\0'; r++) {
+        if (*r == '*' && r[1] == '\0')
+            return true;
+        if (*r == '+') {
+            size_t seg = strcspn(p, "/");
+
+            if (seg == 0)
+                return false;
+            p += seg;
+        } else if (*r != *p++) {
+            return false;
+        }
+    }
+    return *p == '\0';
 }
 
 enum gk_route_result

@@ -483,7 +483,7 @@ gk_store_check_eviction(struct gk_store *st)
     return rc;
 }
 
-/* tick.lua: KEYS wait, ready, hb, stats, tick, events, clock; ARGV admission limit, frequency
+/* tick.lua: KEYS wait, ready, hb, stats, tick, events, clock, evs, seq; ARGV admission limit, frequency
  * ms, ready ttl ms, max active, abandon after ms, random, events max, test clock. */
 static void
 tick_cmd(const struct gk_store *st, struct gk_cmd *c, const char *business, const struct gk_tick_args *a)
@@ -491,9 +491,11 @@ tick_cmd(const struct gk_store *st, struct gk_cmd *c, const char *business, cons
     static const char *const keys[] = {"wait", "ready", "hb", "stats", "tick", "events"};
 
     gk_cmd_begin(c, GK_SCRIPT_TICK, st->sha[GK_SCRIPT_TICK]);
-    gk_cmd_keys(c, 7);
+    gk_cmd_keys(c, 9);
     gk_cmd_business_keys(c, business, keys, GK_ARRAY_LEN(keys));
     gk_cmd_clock_key(c, business);
+    gk_cmd_key(c, business, "evs", NULL);
+    gk_cmd_key(c, business, "seq", NULL);
     gk_cmd_num(c, a->admission_limit);
     gk_cmd_num(c, (uint64_t)a->frequency_s * 1000);
     gk_cmd_num(c, (uint64_t)a->ready_ttl_s * 1000);
@@ -504,8 +506,8 @@ tick_cmd(const struct gk_store *st, struct gk_cmd *c, const char *business, cons
     gk_cmd_clock_flag(c, st->test_clock);
 }
 
-/* tick.lua's answer: {'wait', ms until due} or {'ticked', admitted, expired, evicted, ms until
- * next, waiting, ready}. False if it has another shape. */
+/* tick.lua's answer: {'wait', ms until due}, {'ticked', admitted, expired, evicted, ms until
+ * next, waiting, ready} or {'draw', last ticket, n, event id}. False if it has another shape. */
 static bool
 parse_tick(const redisReply *r, struct gk_tick_out *out)
 {
@@ -513,6 +515,17 @@ parse_tick(const redisReply *r, struct gk_tick_out *out)
 
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 2 || e[0]->type != REDIS_REPLY_STRING)
         return false;
+    if (strcmp(e[0]->str, "draw") == 0) {
+        memset(out, 0, sizeof(*out));
+        if (r->elements != 4 || e[1]->type != REDIS_REPLY_INTEGER || e[2]->type != REDIS_REPLY_INTEGER ||
+            e[3]->type != REDIS_REPLY_STRING || e[3]->len >= sizeof(out->draw_event))
+            return false;
+        out->draw = true;
+        out->draw_last_ticket = e[1]->integer;
+        out->draw_n = e[2]->integer;
+        memcpy(out->draw_event, e[3]->str, e[3]->len + 1);
+        return true;
+    }
     for (size_t i = 1; i < r->elements; i++) {
         if (e[i]->type != REDIS_REPLY_INTEGER)
             return false;
@@ -569,10 +582,38 @@ stats_cmd(const struct gk_store *st, struct gk_cmd *c, const char *business)
 }
 
 /* Reads the stats script's reply into *out; false (error text set) if it has another shape. */
+/* The fairness part of the stats reply: the tickets of the last admissions and the wait
+ * histogram (stats.lua). False if it has another shape. */
+static bool
+parse_fairness(const redisReply *fair, const redisReply *waits, struct gk_stats_out *out)
+{
+    int64_t tickets[GK_FAIR_WINDOW], cum = 0;
+
+    if (fair->type != REDIS_REPLY_ARRAY || fair->elements > GK_FAIR_WINDOW ||
+        waits->type != REDIS_REPLY_ARRAY || waits->elements != GK_WAIT_BUCKETS + 3)
+        return false;
+    for (size_t i = 0; i < fair->elements; i++) {
+        if (fair->element[i]->type != REDIS_REPLY_STRING ||
+            gk_parse_i64(fair->element[i]->str, 0, INT64_MAX, &tickets[i]) != GK_OK)
+            return false;
+    }
+    for (size_t i = 0; i < waits->elements; i++) {
+        if (waits->element[i]->type != REDIS_REPLY_INTEGER)
+            return false;
+    }
+    out->fair = gk_fairness_of(tickets, fair->elements);
+    for (size_t i = 0; i < GK_WAIT_BUCKETS; i++)
+        out->wait_le[i] = cum += waits->element[i]->integer;
+    out->wait_le[GK_WAIT_BUCKETS] = waits->element[GK_WAIT_BUCKETS + 1]->integer;
+    out->wait_sum_ms = waits->element[GK_WAIT_BUCKETS + 2]->integer;
+    return true;
+}
+
 static bool
 parse_stats(struct gk_store *st, const redisReply *r, struct gk_stats_out *out)
 {
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 13 || r->element[5]->type != REDIS_REPLY_STRING) {
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 15 || r->element[5]->type != REDIS_REPLY_STRING ||
+        !parse_fairness(r->element[13], r->element[14], out)) {
         gk_store_set_error(st, "stats", r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
         return false;
     }

@@ -40,9 +40,9 @@ copy_str(const redisReply *v, char *out, size_t outlen)
 static bool
 known_type(const char *t)
 {
-    static const char *const types[] = {GK_EV_ENQUEUE, GK_EV_ADMIT,        GK_EV_VERIFY,
-                                        GK_EV_FINISH,  GK_EV_LEAVE,        GK_EV_EXPIRE,
-                                        GK_EV_EVICT,   GK_EV_RATE_LIMITED, GK_EV_CONFIG_CHANGE};
+    static const char *const types[] = {GK_EV_ENQUEUE,       GK_EV_ADMIT,    GK_EV_VERIFY, GK_EV_FINISH,
+                                        GK_EV_LEAVE,         GK_EV_EXPIRE,   GK_EV_EVICT,  GK_EV_RATE_LIMITED,
+                                        GK_EV_CONFIG_CHANGE, GK_EV_PREQUEUE, GK_EV_DRAW};
 
     for (size_t i = 0; i < GK_ARRAY_LEN(types); i++) {
         if (strcmp(t, types[i]) == 0)

@@ -455,7 +455,8 @@
                 if (typeof s.jwt_token === "string" && s.jwt_token) this._save(this._saved.userId, s.jwt_token);
                 if (opts.onUpdate) opts.onUpdate(s);
                 if (s.state === "ready") return s;
-                if (s.state !== "waiting") {
+                /* prequeue: a scheduled event's, before its opening; polled like waiting. */
+                if (s.state !== "waiting" && s.state !== "prequeue") {
                     throw new GatekeeperError("not_found", s.warning_msg || "Not in the queue.", 200, s);
                 }
                 const next = Number.isFinite(s.poll_after_ms) && s.poll_after_ms > 0 ? s.poll_after_ms : 5000;

@@ -46,8 +46,8 @@ tick_done(struct gk_store *st, const char *business, const struct gk_tick_out *o
 }
 
 int64_t
-gk_worker_pass(struct gk_store *st, struct gk_confcache *cache, const volatile sig_atomic_t *stop,
-               bool *redis_up)
+gk_worker_pass(struct gk_store *st, struct gk_pg *db, struct gk_confcache *cache,
+               const volatile sig_atomic_t *stop, bool *redis_up)
 {
     size_t n = 0;
     char(*ids)[GK_ID_BUF] = gk_confcache_ids(cache, &n);
@@ -73,6 +73,12 @@ gk_worker_pass(struct gk_store *st, struct gk_confcache *cache, const volatile s
         if (!*redis_up)
             GK_LOG(GK_LOG_INFO, "worker", "msg=\"redis back; ticks resumed\"");
         *redis_up = true;
+        if (out.draw) {
+            /* Ticks of this business wait for it; the next pass ticks (or draws again). */
+            if (gk_worker_draw(st, db, ids[i], &out) == GK_OK)
+                sleep_ms = 0;
+            continue;
+        }
         if (out.ran)
             tick_done(st, ids[i], &out, gk_mono_us() - t0);
         if (out.next_in_ms < sleep_ms)

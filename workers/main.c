@@ -21,6 +21,7 @@
 #include "gk/confcache.h"
 #include "gk/config.h"
 #include "gk/log.h"
+#include "gk/pg.h"
 #include "gk/startup.h"
 #include "gk/store.h"
 #include "worker.h"
@@ -49,6 +50,7 @@ main(void)
     struct gk_startup st;
     struct gk_confcache *cache = NULL;
     struct gk_store *store = NULL;
+    struct gk_pg *db = NULL;
     bool redis_up = true, activity_started = false, heartbeat_failing = false, policy_checked = false;
     atomic_bool activity_stop = false;
     struct gk_activity activity = {.cfg = &cfg, .stop = &activity_stop};
@@ -66,6 +68,7 @@ main(void)
     store = gk_store_open(&cfg.redis, cfg.test_clock);
     if (gk_startup_redis_evicts(store, &policy_checked))
         goto out;
+    db = gk_pg_open(cfg.database_url);
     cache = gk_confcache_new();
     activity.cache = cache;
     if (gk_confcache_start(cache, cfg.database_url, NULL, 0) != GK_OK) {
@@ -85,7 +88,7 @@ main(void)
 
         if (gk_startup_redis_evicts(store, &policy_checked))
             goto out;
-        ms = gk_worker_pass(store, cache, stop, &redis_up);
+        ms = gk_worker_pass(store, db, cache, stop, &redis_up);
         if (redis_up && gk_mono_ms() >= next_history_ms) {
             gk_worker_history(store, cache, stop);
             next_history_ms = gk_mono_ms() + GK_WORKER_HISTORY_EVERY_MS;
@@ -105,6 +108,7 @@ out:
     if (activity_started)
         pthread_join(activity_thread, NULL);
     gk_store_close(store);
+    gk_pg_close(db);
     gk_confcache_stop(cache);
     gk_confcache_free(cache);
     return rc;

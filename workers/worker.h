@@ -10,16 +10,23 @@
 
 #include "gk/confcache.h"
 #include "gk/config.h"
+#include "gk/pg.h"
 #include "gk/store.h"
 
 #define GK_WORKER_MAX_SLEEP_MS 200 /* picks up new businesses, config and test-clock moves quickly */
 
 /* Offers one admission tick to every business the cache holds; the script decides whether it is
- * due. Stops early when *stop becomes non-zero (the tick in hand is finished). Returns how long
- * to sleep before the next pass (at most GK_WORKER_MAX_SLEEP_MS). *redis_up tracks outages so
- * that each is logged once. */
-int64_t gk_worker_pass(struct gk_store *st, struct gk_confcache *cache, const volatile sig_atomic_t *stop,
-                       bool *redis_up);
+ * due. A tick that waits for a scheduled event's draw gets it (db: the worker's PostgreSQL). Stops early when
+ * *stop becomes non-zero (the tick in hand is finished). Returns how long to sleep before the next pass (at
+ * most GK_WORKER_MAX_SLEEP_MS). *redis_up tracks outages so that each is logged once. */
+int64_t gk_worker_pass(struct gk_store *st, struct gk_pg *db, struct gk_confcache *cache,
+                       const volatile sig_atomic_t *stop, bool *redis_up);
+
+/* Draws the scheduled event of business whose tick answered t (t->draw), records the draw in
+ * PostgreSQL (db) and places the pre-queue in Redis (draw.c). Logged; the caller retries on the
+ * next pass when it fails. */
+enum gk_err gk_worker_draw(struct gk_store *st, struct gk_pg *db, const char *business,
+                           const struct gk_tick_out *t);
 
 /* Offers every business a history point (GET /stats/history); called about once a second
  * (GK_WORKER_HISTORY_EVERY_MS). Stops early when *stop becomes non-zero. */

@@ -23,6 +23,17 @@
 void gk_sha1_hex(const void *data, size_t len, char out[GK_SHA1_HEX_BUF]);
 /* SHA-256 of data in lower-case hex into out. */
 void gk_sha256_hex(const void *data, size_t len, char out[GK_SHA256_HEX_BUF]);
+#define GK_SHA256_LEN 32
+
+/* SHA-256 of data into out (raw bytes). */
+void gk_sha256(const void *data, size_t len, unsigned char out[GK_SHA256_LEN]);
+/* HMAC-SHA256 of msg under key into out (raw bytes). */
+void gk_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t len,
+                    unsigned char out[GK_SHA256_LEN]);
+/* The n bytes of in as lower-case hex into out (2n characters and NUL). */
+void gk_hex(const unsigned char *in, size_t n, char *out);
+/* Reads exactly 2n hex digits (either case) of in into out[0..n). GK_EINVAL otherwise. */
+GK_MUSTCHECK enum gk_err gk_unhex(const char *in, unsigned char *out, size_t n);
 /* HMAC-SHA256 of data under key, in lower-case hex, into out. One-shot (OpenSSL's HMAC()):
  * for calls that are not on every request's path (gk/token.h keeps its own precomputed keys). */
 void gk_hmac_sha256_hex(const void *key, size_t keylen, const void *data, size_t len,

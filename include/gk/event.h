@@ -35,6 +35,8 @@
 #define GK_EV_RATE_LIMITED "rate_limited"
 #define GK_EV_CONFIG_CHANGE "config_change"
 #define GK_EV_BUSINESS_CREATED "business_created"
+#define GK_EV_PREQUEUE "prequeue" /* joined a scheduled event's pre-queue */
+#define GK_EV_DRAW "draw"         /* placed in line by a scheduled event's draw */
 
 struct gk_event {
     char id[GK_EVENT_ID_BUF]; /* "<business>/<stream id>[/<index>]" */

@@ -120,4 +120,15 @@ void gk_h_docs(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *res
 void gk_h_wait(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);
 void gk_h_client_js(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);
 
+/* The admin preamble of every per-business admin route (h_admin.c): the business header, then
+ * the business's or the operator's key (401), then the business (gk_need_business). True when
+ * the handler may go on. */
+bool gk_need_admin(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);
+
+/* Scheduled events (h_events.c). */
+void gk_h_events_create(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);
+void gk_h_events_list(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);
+void gk_h_event_get(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);
+void gk_h_event_cancel(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp);
+
 #endif

@@ -74,21 +74,27 @@ enum gk_join_result {
     GK_JOIN_ADMITTED,   /* passthrough: made ready at once, until `ready_until_ms` */
     GK_JOIN_FULL,       /* the queue holds max_queue_length users */
     GK_JOIN_POW_REUSED, /* its proof of work was spent before; nothing else was done */
+    GK_JOIN_PREQUEUE,   /* in a scheduled event's pre-queue, which opens at `opens_at_ms` */
+    GK_JOIN_CLOSED,     /* the scheduled event has ended: no new joins */
 };
 
 struct gk_join_out {
     enum gk_join_result result;
     int64_t position;
     int64_t ready_until_ms;
-    double admit_rate; /* measured admissions per second for NEW/WAITING; 0 = not measured yet */
-    int64_t waiting;   /* for NEW/WAITING: how many users wait in all */
+    double admit_rate;    /* measured admissions per second for NEW/WAITING; 0 = not measured yet */
+    int64_t waiting;      /* for NEW/WAITING: how many users wait in all */
+    int64_t opens_at_ms;  /* for PREQUEUE */
+    bool joined_prequeue; /* for PREQUEUE: the user joined it now (else was in it already) */
+    int64_t now_ms;       /* for PREQUEUE: Redis's time of the answer */
 };
 
 enum gk_user_state {
     GK_USER_NOT_FOUND = 0,
     GK_USER_WAITING,
     GK_USER_READY,
-    GK_USER_EXPIRED, /* was admitted, but the ready time ran out */
+    GK_USER_EXPIRED,  /* was admitted, but the ready time ran out */
+    GK_USER_PREQUEUE, /* in a scheduled event's pre-queue, not placed by its draw yet */
 };
 
 struct gk_status_out {
@@ -97,6 +103,8 @@ struct gk_status_out {
     int64_t ready_until_ms; /* when ready */
     double admit_rate;      /* when waiting: measured admissions per second, 0 = not yet */
     int64_t waiting;        /* when waiting: how many users wait in all */
+    int64_t opens_at_ms;    /* when in a pre-queue: when the event opens (Redis's clock) */
+    int64_t now_ms;         /* when in a pre-queue: Redis's time of the answer */
 };
 
 struct gk_verify_out {

@@ -24,7 +24,8 @@ enum gk_route_run {
 
 struct gk_route {
     const char *method;
-    const char *path; /* exact, or a prefix when it ends in '*' (the waiting room: "/wait/shop1") */
+    const char *path; /* exact, or a prefix when it ends in '*' (the waiting room: "/wait/shop1");
+                       * each '+' stands for one non-empty segment ("/events/+/draw") */
     const char *name; /* for logs and metrics */
     gk_handler_fn fn;
     enum gk_route_run run;

@@ -22,7 +22,9 @@
 
 #include "gk/config.h"
 #include "gk/event.h"
+#include "gk/fairness.h"
 #include "gk/metrics.h"
+#include "gk/schedule.h"
 #include "gk/util.h"
 
 #define GK_STORE_TIMEOUT_MS 2000
@@ -64,6 +66,11 @@ struct gk_stats_out {
     int64_t ticks_total;        /* admission ticks run */
     int64_t finished_total;     /* ready users the business released with finish */
     int64_t rate_limited_total; /* requests refused by a per-IP rate limit (429) */
+    struct gk_fairness fair;    /* over the last GK_FAIR_WINDOW admissions */
+    /* Waits of admitted users: wait_le[i] waited at most gk_wait_bound_s(i) (cumulative),
+     * wait_le[GK_WAIT_BUCKETS] is all of them. */
+    int64_t wait_le[GK_WAIT_BUCKETS + 1];
+    int64_t wait_sum_ms;
 };
 
 /* Counters and sizes of business's queue, in one round trip. */
@@ -91,12 +98,40 @@ struct gk_tick_out {
     int64_t next_in_ms; /* until the next tick is due, by Redis's clock */
     int64_t waiting;    /* after the tick */
     int64_t ready;      /* after the tick */
+    /* A scheduled event opened and its pre-queue waits for the draw: nothing else ran. The worker
+     * draws and calls gk_store_sched_place with these. */
+    bool draw;
+    int64_t draw_last_ticket, draw_n;
+    char draw_event[GK_SCHED_ID_BUF];
 };
 
 /* Runs business's admission tick if it is due by Redis's clock: expire, evict, admit, count, all
  * in one script. Any number of workers may call this concurrently; each tick happens once. */
 GK_MUSTCHECK enum gk_err gk_store_tick(struct gk_store *st, const char *business,
                                        const struct gk_tick_args *a, struct gk_tick_out *out);
+
+/*
+ * Scheduled events (src/store_sched.c; docs/EVENTS.md): their mirror in Redis, which enqueue,
+ * status and tick read (gk_sched in src/scripts/common.lua), and the draw's placement.
+ */
+
+/* Mirrors ev (validated, stored in PostgreSQL) for its business. */
+GK_MUSTCHECK enum gk_err gk_store_sched_put(struct gk_store *st, const struct gk_sched_event *ev);
+/* Cancels event id of business unless it has opened by Redis's clock (then *late); its
+ * pre-queue joins the line. */
+GK_MUSTCHECK enum gk_err gk_store_sched_cancel(struct gk_store *st, const char *business, const char *id,
+                                               bool *late);
+/* Redis's time for business in ms (with its test-clock offset when the handle has one). */
+GK_MUSTCHECK enum gk_err gk_store_now(struct gk_store *st, const char *business, int64_t *now_ms);
+/* The user ids in event id's pre-queue, at most max: *users (an array of *n strings) is the
+ * caller's, freed with gk_store_strings_free. GK_ENOMEM when it holds more than max. */
+GK_MUSTCHECK enum gk_err gk_store_sched_members(struct gk_store *st, const char *business, const char *id,
+                                                size_t max, char ***users, size_t *n);
+void gk_store_strings_free(char **strs, size_t n);
+/* Places users[0..n) (the pre-queue in draw order) on the tickets ending at last_ticket; a no-op
+ * when another worker did it. GK_EINVAL when they do not match the sealed pre-queue. */
+GK_MUSTCHECK enum gk_err gk_store_sched_place(struct gk_store *st, const char *business, const char *id,
+                                              int64_t last_ticket, const char *const *users, size_t n);
 
 /* Adds one tick's duration (as the worker measured it, round trip included) to the histogram all
  * workers share, the hash gk:metrics:worker: one field per bucket, HINCRBY, one round trip. */

@@ -97,3 +97,46 @@ local function gk_passthrough_room(wait, ready, now, max_active)
   if redis.call('ZCARD', wait) > 0 then return false end
   return redis.call('ZCOUNT', ready, '(' .. now, '+inf') < max_active
 end
+
+-- gk_sched: the business's scheduled event that applies at now, or nil (docs/EVENTS.md). evs is
+-- the index gk:{<business>}:evs (event id -> prequeue_opens_at ms); each event has a hash
+-- gk:{<business>}:ev:<id> (open, end: ms, end 0 = none; sealed, n, placed once opened) and a
+-- pre-queue set gk:{<business>}:pq:<id>, named from the index's prefix (same business, same
+-- slot). The event that applies is the last whose pre-queue has opened (events never overlap);
+-- older ones are gone once tick.lua drops them. phase: 'prequeue' before open, 'open' until end,
+-- then 'closed' (new joins refused until the next event's pre-queue opens).
+local function gk_sched(evs, now)
+  local ids = redis.call('ZRANGEBYSCORE', evs, '-inf', now)
+  if #ids == 0 then return nil end
+  local pre = string.sub(evs, 1, -4)
+  local e = {id = ids[#ids], older = ids, prefix = pre}
+  e.h, e.pq = pre .. 'ev:' .. e.id, pre .. 'pq:' .. e.id
+  local f = redis.call('HMGET', e.h, 'open', 'end', 'sealed', 'n', 'placed')
+  e.open, e.stop = tonumber(f[1]), tonumber(f[2]) or 0
+  if not e.open then return nil end
+  e.sealed, e.n, e.placed = tonumber(f[3]), tonumber(f[4]) or 0, f[5] == '1'
+  if now < e.open then
+    e.phase = 'prequeue'
+  elseif e.stop == 0 or now < e.stop then
+    e.phase = 'open'
+  else
+    e.phase = 'closed'
+  end
+  return e
+end
+
+-- gk_sched_seal: at the first join or tick at or after opening, fixes the pre-queue (N visitors)
+-- and reserves the next N tickets of seq for them, so that everyone who joins later gets a
+-- ticket behind the block; the worker then fills the block in draw order (sched_place.lua).
+local function gk_sched_seal(e, seq)
+  if e.phase == 'prequeue' or e.sealed then return end
+  e.n = redis.call('SCARD', e.pq)
+  e.sealed = redis.call('INCRBY', seq, e.n)
+  e.placed = e.n == 0
+  redis.call('HSET', e.h, 'sealed', e.sealed, 'n', e.n, 'placed', e.placed and '1' or '0')
+end
+
+-- gk_sched_waits: is user in e's pre-queue, still to be placed by the draw?
+local function gk_sched_waits(e, user)
+  return e ~= nil and not e.placed and redis.call('SISMEMBER', e.pq, user) == 1
+end

@@ -1,16 +1,74 @@
 -- tick: one admission tick of one business. Any number of workers may call it at any time: the
 -- tick runs only when due by Redis's clock, and the schedule key makes each tick happen once.
 -- Its call is written by tick_cmd (src/store.c), in this order:
--- KEYS: wait, ready, hb, stats, tick (schedule), events, clock.
+-- KEYS: wait, ready, hb, stats, tick (schedule), events, clock, evs (the scheduled events' index,
+--       see gk_sched in common.lua), seq.
 -- ARGV: admission limit (0 = paused), frequency ms, ready ttl ms, max active (0 = no cap),
 --       abandon after ms (0 = never), random (0/1), events max, test clock (0/1).
 -- Every admission, expiry and eviction is also an activity event.
+-- While a scheduled event is open its config overrides (hash fields lim, freq, ttl, maxa) replace
+-- the first four; at its opening nobody is admitted until the worker has placed the pre-queue in
+-- draw order: until then the answer is {'draw', last ticket of the reserved block, n, event id}.
 -- Returns {'wait', ms until due} or
 --         {'ticked', admitted, expired, evicted, ms until next, waiting, ready}.
 local now = gk_now_ms(ARGV[8] == '1' and KEYS[7] or nil)
 local evmax = tonumber(ARGV[7])
 local limit, freq, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local max_active, abandon = tonumber(ARGV[4]), tonumber(ARGV[5])
+
+-- gk_fairness: records the tickets of admitted users (in admission order) in the list
+-- gk:{<business>}:fair, the last GK_FAIR_WINDOW of them, for fairness's inversions and Kendall
+-- tau; and their waits (now minus the join-time sample at or before each ticket, see enqueue.lua)
+-- (of all `admitted`; random admission records the first GK_FAIR_WINDOW tickets of a tick only)
+-- in the stats fields wait_b1..wait_b10 (up to 1, 5, 10, 30, 60, 300, 900, 1800, 3600, 7200 s),
+-- wait_inf, wait_count and wait_sum_ms. At most 64 waits are looked up per tick, evenly spread,
+-- each standing for its share of the tick's admissions. Samples below the oldest waiting ticket
+-- but the last are dropped.
+local GK_FAIR_WINDOW = 256
+local GK_WAIT_BOUNDS = {1000, 5000, 10000, 30000, 60000, 300000, 900000, 1800000, 3600000, 7200000}
+local function gk_fairness(evs, stats, now, tickets, admitted)
+  local pre = string.sub(evs, 1, -4)
+  local fair, tt, n = pre .. 'fair', pre .. 'tt', #tickets
+  if n == 0 then return end
+  local from = math.max(1, n - GK_FAIR_WINDOW + 1)
+  redis.call('RPUSH', fair, unpack(tickets, from, n))
+  redis.call('LTRIM', fair, -GK_FAIR_WINDOW, -1)
+  local samples = math.min(n, 64)
+  for s = 1, samples do
+    local i = math.floor((s - 1) * n / samples) + 1
+    local weight = math.floor(s * admitted / samples) - math.floor((s - 1) * admitted / samples)
+    local at = redis.call('ZREVRANGEBYSCORE', tt, tickets[i], '-inf', 'LIMIT', 0, 1)[1]
+    if at then
+      local wait = math.max(0, now - tonumber(string.match(at, ':(%d+)$')))
+      local field = 'wait_inf'
+      for b = 1, #GK_WAIT_BOUNDS do
+        if wait <= GK_WAIT_BOUNDS[b] then field = 'wait_b' .. b break end
+      end
+      redis.call('HINCRBY', stats, field, weight)
+      redis.call('HINCRBY', stats, 'wait_count', weight)
+      redis.call('HINCRBY', stats, 'wait_sum_ms', wait * weight)
+    end
+  end
+end
+
+local ev = gk_sched(KEYS[8], now)
+if ev then
+  gk_sched_seal(ev, KEYS[9])
+  if ev.sealed and not ev.placed then return {'draw', ev.sealed, ev.n, ev.id} end
+  -- Earlier events are over and placed: drop what is left of them.
+  for i = 1, #ev.older - 1 do
+    local old = ev.older[i]
+    redis.call('UNLINK', ev.prefix .. 'ev:' .. old, ev.prefix .. 'pq:' .. old)
+    redis.call('ZREM', KEYS[8], old)
+  end
+  if ev.phase == 'open' then
+    local o = redis.call('HMGET', ev.h, 'lim', 'freq', 'ttl', 'maxa')
+    -- A pause (limit 0) outranks the event's admission limit.
+    if limit > 0 then limit = tonumber(o[1]) or limit end
+    freq = tonumber(o[2]) or freq
+    ttl, max_active = tonumber(o[3]) or ttl, tonumber(o[4]) or max_active
+  end
+end
 
 local last = tonumber(redis.call('GET', KEYS[5]))
 if last and now < last + freq then return {'wait', last + freq - now} end
@@ -88,12 +146,18 @@ if max_active > 0 then n = math.min(n, max_active - redis.call('ZCARD', KEYS[2])
 local admitted = 0
 if n > 0 and waiting_before > 0 then
   local users = {}
+  local tickets = {}
   if ARGV[6] == '1' then
     users = redis.call('ZRANDMEMBER', KEYS[1], n) -- distinct members, uniformly
+    for i = 1, math.min(#users, GK_FAIR_WINDOW) do tickets[i] = tonumber(redis.call('ZSCORE', KEYS[1], users[i])) end
   else
     local popped = redis.call('ZPOPMIN', KEYS[1], n)
-    for i = 1, #popped, 2 do users[#users + 1] = popped[i] end
+    for i = 1, #popped, 2 do
+      users[#users + 1] = popped[i]
+      tickets[#tickets + 1] = tonumber(popped[i + 1])
+    end
   end
+  gk_fairness(KEYS[8], KEYS[4], now, tickets, #users)
   local until_ms = now + ttl
   -- Heartbeats exist only while abandonment is on; skip 10,000 lookups otherwise.
   local hb = abandon > 0
@@ -113,6 +177,12 @@ if n > 0 and waiting_before > 0 then
             {method = ARGV[6] == '1' and 'random' or 'fifo', ready_until = until_ms})
 end
 
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2]
+if oldest then
+  local tt = string.sub(KEYS[8], 1, -4) .. 'tt'
+  local keep = redis.call('ZREVRANGEBYSCORE', tt, oldest, '-inf', 'WITHSCORES', 'LIMIT', 0, 1)[2]
+  if keep then redis.call('ZREMRANGEBYSCORE', tt, '-inf', '(' .. keep) end
+end
 redis.call('HINCRBY', KEYS[4], 'ticks_total', 1)
 if admitted > 0 then
   redis.call('HINCRBY', KEYS[4], 'admitted_total', admitted)

@@ -694,6 +694,46 @@ registerConsoleTests(test, {
 
 // The last line of the run; also kept in ARTIFACTS/summary.txt, which run.sh prints again after the
 // harness's log tails when something failed.
+test("a scheduled event's pre-queue shows a countdown, then a place in line at the opening", async (ctx) => {
+    const biz = "e2e-sale";
+    const admin = { Authorization: `Bearer ${ADMIN_TOKEN}`, "Content-Type": "application/json" };
+    let r = await http("POST", `${GK}/businesses`, admin, JSON.stringify({ business_id: biz }));
+    equal(r.status, 201, `create ${biz}: ${r.text}`);
+    // No admissions during the test: the place at the opening stays as drawn.
+    await configure(biz, { admission_frequency: 3600, ip_enqueue_limit: 100000, ip_status_polling_limit: 100000 });
+    await sleep(1500); // the worker's first, empty tick of the new business
+    const opens = Date.now() + 10000;
+    r = await http("POST", `${GK}/events`, { ...admin, "business-id": biz }, JSON.stringify({
+        name: "Launch",
+        prequeue_opens_at: new Date(Date.now() - 60000).toISOString(),
+        opens_at: new Date(opens).toISOString(),
+        ends_at: null,
+    }));
+    equal(r.status, 201, `event: ${r.text}`);
+    equal((await enqueue(GK, biz, "early-bird")).state, "prequeue", "a pre-queued visitor");
+
+    const context = await ctx.browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const page = (ctx.page = await context.newPage());
+    await page.goto(`${GK}/wait/${biz}`);
+    await page.waitForFunction(() => document.getElementById("gk-title").textContent === "The sale opens soon",
+        null, { timeout: STEP_MS });
+    const first = await page.textContent("#gk-eta");
+    check(/^Opens in 0:(0\d|10)$/.test(first), `a countdown is shown (${first})`);
+    await sleep(2100);
+    const later = await page.textContent("#gk-eta");
+    check(later !== first && /^Opens in 0:0\d$/.test(later), `the countdown runs (${first} -> ${later})`);
+    equal(await page.textContent("#gk-position"), "\u2013", "no place before the opening");
+    await page.screenshot({ path: path.join(ARTIFACTS, "prequeue.png"), fullPage: true });
+
+    // At the opening the draw places both pre-queued visitors: this one is 1st or 2nd.
+    await page.waitForFunction(() => /^[12]$/.test(document.getElementById("gk-position").textContent), null, {
+        timeout: STEP_MS + 10000,
+    });
+    equal(await page.textContent("#gk-title"), "You are in line", "the page shows the line");
+    check(Date.now() >= opens - 1000, "not before the opening");
+    await context.close();
+});
+
 function summary(line) {
     console.log(line);
     writeFileSync(path.join(ARTIFACTS, "summary.txt"), line + "\n");

@@ -97,6 +97,19 @@ for name, tok in {
 }.items():
     write("fuzz_token", name, tok)
 
+# POST /events bodies (and, the same input, RFC 3339 times)
+for name, v in {
+    "ok": '{"name":"Launch","prequeue_opens_at":"2030-01-01T09:30:00Z","opens_at":"2030-01-01T10:00:00Z",'
+          '"ends_at":null,"config":{"admission_limit":500,"ready_ttl_seconds":300}}',
+    "offset": '{"name":"x","prequeue_opens_at":"2030-01-01T10:00:00.5+01:00","opens_at":"2030-01-01T10:00:00Z"}',
+    "order": '{"name":"x","prequeue_opens_at":"2030-01-01T11:00:00Z","opens_at":"2030-01-01T10:00:00Z"}',
+    "bad_conf": '{"name":"x","prequeue_opens_at":"2030-01-01T09:00:00Z","opens_at":"2030-01-01T10:00:00Z",'
+                '"config":{"admission_limit":0}}',
+    "time": "2030-01-01T10:00:00.123Z",
+    "time_offset": "2030-01-01T10:00:00-05:30",
+}.items():
+    write("fuzz_event", name, v)
+
 # identity headers
 for name, v in {"ok": "shop1", "all_chars": "aZ09._:@-", "space": "shop 1", "max": "a" * 128,
                 "too_long": "a" * 129, "empty": "", "nul": b"ab\x00cd", "utf8": "caf\u00e9"}.items():

@@ -17,6 +17,8 @@
     X(cluster)                                                                                               \
     X(worker)                                                                                                \
     X(events)                                                                                                \
+    X(sched)                                                                                                 \
+    X(chain)                                                                                                 \
     X(activity)                                                                                              \
     X(monitor)                                                                                               \
     X(ops)                                                                                                   \

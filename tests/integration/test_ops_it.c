@@ -48,17 +48,26 @@ get(struct json_object *o, const char *key)
     return v;
 }
 
-/* A documented path ("/wait/{business_id}") and a route path ("/wait/ *" without the space)
- * name the same thing: equal, or the route's trailing '*' standing for one template segment. */
+/* A documented path ("/wait/{business_id}", "/events/{event_id}/draw") and a route path name the
+ * same thing: equal, where each '+' of the route stands for one template segment of the document,
+ * and a trailing '*' for a last one. */
 static bool
 same_path(const char *doc_path, const char *route_path)
 {
-    size_t n = strlen(route_path);
+    const char *d = doc_path;
 
-    if (n > 0 && route_path[n - 1] == '*')
-        return strncmp(doc_path, route_path, n - 1) == 0 && doc_path[n - 1] == '{' &&
-               strchr(doc_path + n - 1, '/') == NULL && gktest_ends_with(doc_path, "}");
-    return strcmp(doc_path, route_path) == 0;
+    for (const char *r = route_path; *r != '\0'; r++) {
+        if (*r == '+' || (*r == '*' && r[1] == '\0')) {
+            size_t seg = strcspn(d, "/");
+
+            if (*d != '{' || seg < 2 || d[seg - 1] != '}')
+                return false;
+            d += seg;
+        } else if (*r != *d++) {
+            return false;
+        }
+    }
+    return *d == '\0';
 }
 
 /* doc_path with each {template} replaced by "x". */

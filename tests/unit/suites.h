@@ -20,7 +20,8 @@
     X(web)                                                                                                   \
     X(metrics)                                                                                               \
     X(h_queue)                                                                                               \
-    X(h_verify)
+    X(h_verify)                                                                                              \
+    X(sched)
 
 #define GK_DECLARE_SUITE(name) Suite *name##_suite(void);
 GK_UNIT_SUITES(GK_DECLARE_SUITE)

@@ -234,6 +234,43 @@ START_TEST(enqueue_full_and_rate_limited)
 }
 END_TEST
 
+/* A scheduled event's pre-queue: a token for the one who joined, no place, the opening; after
+ * the event's end, queue_closed. */
+START_TEST(enqueue_prequeue_and_closed)
+{
+    struct gk_resp resp;
+    struct json_object *o;
+
+    fq_store.join = (struct gk_join_out){.result = GK_JOIN_PREQUEUE,
+                                         .opens_at_ms = 1796637600000LL,
+                                         .now_ms = 1796637600000LL - 90500,
+                                         .joined_prequeue = true};
+    enqueue("shop", "u1", &resp);
+    ck_assert_int_eq(resp.status, 200);
+    o = fq_body(&resp);
+    expect_token(fq_str(o, "jwt"), "shop", "u1", 0);
+    ck_assert_str_eq(fq_str(o, "state"), "prequeue");
+    ck_assert(null(o, "position"));
+    ck_assert_str_eq(fq_str(o, "opens_at"), "2026-12-07T10:00:00Z");
+    ck_assert_int_eq(num(o, "opens_in_seconds"), 91);
+    ck_assert_str_eq(fq_str(o, "message"), "User joined the pre-queue.");
+    json_object_put(o);
+    gk_fake_resp_free(&resp);
+    fq_store.join.joined_prequeue = false;
+    fq_store.join.now_ms = fq_store.join.opens_at_ms - 100;
+    enqueue("shop", "u1", &resp);
+    o = fq_body(&resp);
+    ck_assert_str_eq(fq_str(o, "jwt"), "");
+    /* The next poll comes just after the opening. */
+    ck_assert_int_eq(num(o, "poll_after_ms"), 350);
+    json_object_put(o);
+    gk_fake_resp_free(&resp);
+    fq_store.join = (struct gk_join_out){.result = GK_JOIN_CLOSED};
+    enqueue("shop", "u1", &resp);
+    fq_expect_error(&resp, 503, "queue_closed", NULL);
+}
+END_TEST
+
 START_TEST(enqueue_refused_before_the_store)
 {
     struct gk_fake_req f;
@@ -466,6 +503,28 @@ START_TEST(status_renews_an_old_token)
 }
 END_TEST
 
+START_TEST(status_prequeue)
+{
+    char tok[GK_TOKEN_BUF];
+    struct gk_resp resp;
+    struct json_object *o;
+
+    fq_token("shop", "u1", 0, 300, tok);
+    fq_store.status = (struct gk_status_out){
+        .state = GK_USER_PREQUEUE, .opens_at_ms = 1796637600000LL, .now_ms = 1796637600000LL - 30000};
+    status("shop", tok, &resp, &o);
+    ck_assert_str_eq(fq_str(o, "state"), "prequeue");
+    ck_assert(null(o, "position"));
+    ck_assert(null(o, "eta_seconds"));
+    ck_assert(null(o, "warning_msg"));
+    ck_assert_str_eq(fq_str(o, "opens_at"), "2026-12-07T10:00:00Z");
+    ck_assert_int_eq(num(o, "opens_in_seconds"), 30);
+    ck_assert_int_eq(num(o, "poll_after_ms"), 6000);
+    json_object_put(o);
+    gk_fake_resp_free(&resp);
+}
+END_TEST
+
 /* Ready: a token that lasts the whole ready time (the page stops polling). */
 START_TEST(status_ready)
 {
@@ -572,6 +631,7 @@ h_queue_suite(void)
     tcase_add_test(tc, enqueue_admitted_passthrough);
     tcase_add_test(tc, enqueue_random_has_no_position);
     tcase_add_test(tc, enqueue_full_and_rate_limited);
+    tcase_add_test(tc, enqueue_prequeue_and_closed);
     tcase_add_test(tc, enqueue_refused_before_the_store);
     tcase_add_test(tc, enqueue_proof_of_work);
     tcase_add_test(tc, enqueue_client_ip);
@@ -580,6 +640,7 @@ h_queue_suite(void)
     tcase_add_test(tc, client_gone_before_the_answer);
     tcase_add_test(tc, status_waiting_returns_a_young_token_as_is);
     tcase_add_test(tc, status_renews_an_old_token);
+    tcase_add_test(tc, status_prequeue);
     tcase_add_test(tc, status_ready);
     tcase_add_test(tc, status_not_found_and_expired);
     tcase_add_test(tc, status_rate_limited);

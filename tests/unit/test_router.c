@@ -51,6 +51,34 @@ START_TEST(prefix)
 }
 END_TEST
 
+/* '+' is one whole, non-empty segment. */
+START_TEST(segment)
+{
+    const struct gk_routes *api = gk_handlers_routes();
+    const struct gk_route *r;
+    char allow[96];
+
+    ck_assert_int_eq(gk_router_match(api, "GET", "/events/ev_1", &r, allow, sizeof(allow)), GK_ROUTE_FOUND);
+    ck_assert_str_eq(r->name, "event");
+    ck_assert_str_eq(allow, "GET, DELETE, OPTIONS");
+    ck_assert_int_eq(gk_router_match(api, "GET", "/events/ev_1/draw", &r, allow, sizeof(allow)),
+                     GK_ROUTE_FOUND);
+    ck_assert_str_eq(r->name, "event_draw");
+    ck_assert_int_eq(gk_router_match(api, "DELETE", "/events/ev_1/draw", &r, allow, sizeof(allow)),
+                     GK_ROUTE_BAD_METHOD);
+    ck_assert_str_eq(allow, "GET, OPTIONS");
+    ck_assert_int_eq(gk_router_match(api, "GET", "/events/ev_1/participants", &r, allow, sizeof(allow)),
+                     GK_ROUTE_FOUND);
+    ck_assert_int_eq(gk_router_match(api, "GET", "/events//draw", &r, allow, sizeof(allow)),
+                     GK_ROUTE_NOT_FOUND);
+    ck_assert_int_eq(gk_router_match(api, "GET", "/events/", &r, allow, sizeof(allow)), GK_ROUTE_NOT_FOUND);
+    ck_assert_int_eq(gk_router_match(api, "GET", "/events/a/b", &r, allow, sizeof(allow)),
+                     GK_ROUTE_NOT_FOUND);
+    ck_assert_int_eq(gk_router_match(api, "GET", "/events", &r, allow, sizeof(allow)), GK_ROUTE_FOUND);
+    ck_assert_str_eq(r->name, "events_list");
+}
+END_TEST
+
 /* The matcher knows no handler: any table will do, and only its entries can match. */
 START_TEST(own_table)
 {
@@ -83,6 +111,7 @@ router_suite(void)
 
     tcase_add_test(tc, lookup);
     tcase_add_test(tc, prefix);
+    tcase_add_test(tc, segment);
     tcase_add_test(tc, own_table);
     suite_add_tcase(s, tc);
     return s;
