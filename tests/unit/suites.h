@@ -14,6 +14,7 @@
     X(clientip)                                                                                              \
     X(bizconf)                                                                                               \
     X(token)                                                                                                 \
+    X(qview)                                                                                                 \
     X(web)                                                                                                   \
     X(metrics)                                                                                               \
     X(h_queue)                                                                                               \
