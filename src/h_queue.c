@@ -105,11 +105,13 @@ ready_exp(int64_t ready_until_ms)
     return (ready_until_ms + 999) / 1000 + CLOCK_SKEW_S;
 }
 
-/* A token valid for jwt_expiry_seconds, or until min_exp (seconds) if that is later. */
+/* A token valid for jwt_expiry_seconds, or until min_exp (seconds) if that is later, carrying
+ * the user's ticket (0 = none). */
 static bool
-issue_token(const struct gk_ctx *ctx, const char *user, int64_t min_exp, char out[GK_TOKEN_BUF])
+issue_token(const struct gk_ctx *ctx, const char *user, int64_t min_exp, int64_t ticket,
+            char out[GK_TOKEN_BUF])
 {
-    struct gk_claims c = {0};
+    struct gk_claims c = {.ticket = ticket};
 
     gk_strlcpy(c.business, ctx->biz->id, sizeof(c.business));
     gk_strlcpy(c.user, user, sizeof(c.user));
@@ -162,6 +164,7 @@ struct pending {
     char ip[GK_IP_BUF];
     char token[GK_TOKEN_BUF]; /* status: the token the client sent, returned as is while young */
     int64_t token_exp;        /* its exp; 0 when signed with the previous secret (renew it) */
+    int64_t ticket;           /* status: its ticket (0 = none) */
     union {
         struct gk_join_out join;
         struct gk_status_out status;
@@ -302,7 +305,8 @@ enqueue_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
     case GK_JOIN_ADMITTED:
         /* Only the request that created the entry gets a token: one token per user_id. */
         if (!issue_token(&pd->ctx, pd->user,
-                         out->result == GK_JOIN_ADMITTED ? ready_exp(out->ready_until_ms) : 0, token)) {
+                         out->result == GK_JOIN_ADMITTED ? ready_exp(out->ready_until_ms) : 0, out->ticket,
+                         token)) {
             gk_reply_error(resp, 500, "internal", "The token could not be issued.", NULL);
             goto out;
         }
@@ -386,10 +390,10 @@ status_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
      * returned as it came (signing is the costliest part of a poll); an older one is renewed, so
      * a client polling as told never holds an expired token. So is a ready user's token that
      * would end before their ready time: the page stops polling once the user is ready. */
-    if (pd->token[0] != '\0' && pd->token_exp >= min_exp &&
+    if (pd->token[0] != '\0' && pd->token_exp >= min_exp && (st->ticket == 0 || st->ticket == pd->ticket) &&
         pd->token_exp - gk_now_ms() / 1000 > (int64_t)c->num[GK_BC_JWT_EXPIRY_SECONDS] / 2)
         gk_strlcpy(token, pd->token, sizeof(token));
-    else if (!issue_token(&pd->ctx, pd->user, min_exp, token)) {
+    else if (!issue_token(&pd->ctx, pd->user, min_exp, st->ticket != 0 ? st->ticket : pd->ticket, token)) {
         gk_reply_error(resp, 500, "internal", "The token could not be issued.", NULL);
         goto out;
     }
@@ -452,9 +456,12 @@ gk_h_status(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
     gk_strlcpy(pd->token, token, sizeof(pd->token));
     /* A token of the previous secret is renewed now, so rotation completes as visitors poll. */
     pd->token_exp = claims.previous_key ? 0 : claims.exp;
+    pd->ticket = claims.ticket;
     a = (struct gk_status_args){
         .who = who(pd, GK_BC_IP_STATUS_POLLING_LIMIT, GK_BC_IP_STATUS_POLLING_LIMIT_INTERVAL),
         .heartbeat = ctx->biz->conf.num[GK_BC_ABANDON_AFTER_SECONDS] > 0,
+        /* Random admission has no place in line to compute: its polls stay with Redis. */
+        .ticket = ctx->biz->conf.queueing_method != GK_QM_RANDOM ? claims.ticket : 0,
     };
     ctx->queue.ops->status(ctx->queue.impl, &pd->op, &a, &pd->out.status);
 }

@@ -281,15 +281,21 @@ mac(const struct hmac_key *hk, const char *msg, size_t msglen, unsigned char md[
 enum gk_err
 gk_token_issue(const struct gk_token_keys *k, const struct gk_claims *c, char *out, size_t outlen)
 {
-    char payload[2 * GK_ID_BUF + 96];
+    char payload[2 * GK_ID_BUF + 128];
     unsigned char md[SIG_LEN];
     size_t n = sizeof(issued_header) - 1;
     int plen;
 
-    if (!claim_id_ok(c->business) || !claim_id_ok(c->user) || c->iat < 0 || c->exp < 0)
+    if (!claim_id_ok(c->business) || !claim_id_ok(c->user) || c->iat < 0 || c->exp < 0 || c->ticket < 0 ||
+        c->ticket >= 1000000000000000000LL)
         return GK_EINVAL;
-    plen = snprintf(payload, sizeof(payload), "{\"bid\":\"%s\",\"exp\":%lld,\"iat\":%lld,\"sub\":\"%s\"}",
-                    c->business, (long long)c->exp, (long long)c->iat, c->user);
+    if (c->ticket > 0)
+        plen = snprintf(payload, sizeof(payload),
+                        "{\"bid\":\"%s\",\"exp\":%lld,\"iat\":%lld,\"sub\":\"%s\",\"tkt\":%lld}", c->business,
+                        (long long)c->exp, (long long)c->iat, c->user, (long long)c->ticket);
+    else
+        plen = snprintf(payload, sizeof(payload), "{\"bid\":\"%s\",\"exp\":%lld,\"iat\":%lld,\"sub\":\"%s\"}",
+                        c->business, (long long)c->exp, (long long)c->iat, c->user);
     GK_ASSERT(plen > 0 && (size_t)plen < sizeof(payload));
     /* header.payload.signature, each part at most 4/3 of its bytes */
     if (n + 1 + ((size_t)plen + 2) / 3 * 4 + 1 + 44 + 1 > outlen || outlen < GK_TOKEN_BUF)
@@ -350,6 +356,16 @@ read_time(struct json_object *body, const char *name, int64_t *out)
     return *out >= 0 && *out < INT64_MAX;
 }
 
+/* The optional "tkt" claim: absent (0) or a positive integer. */
+static bool
+read_ticket(struct json_object *body, int64_t *out)
+{
+    *out = 0;
+    if (!json_object_object_get_ex(body, "tkt", NULL))
+        return true;
+    return read_time(body, "tkt", out) && *out > 0;
+}
+
 /* Advances *p past lit if the text continues with it. */
 static bool
 expect(const char **p, const char *end, const char *lit)
@@ -394,9 +410,9 @@ scan_int(const char **p, const char *end, int64_t *out)
     return true;
 }
 
-/* The claims exactly as we issue them, {"bid":"<id>","exp":<n>,"iat":<n>,"sub":"<id>"}, read
- * without building a JSON tree (the poll path). Any other spelling, however valid, is left to
- * json-c. */
+/* The claims exactly as we issue them, {"bid":"<id>","exp":<n>,"iat":<n>,"sub":"<id>"} with
+ * ,"tkt":<n> before the brace when there is a ticket, read without building a JSON tree (the
+ * poll path). Any other spelling, however valid, is left to json-c. */
 static bool
 issued_claims(const char *seg, size_t len, struct gk_claims *c)
 {
@@ -410,7 +426,10 @@ issued_claims(const char *seg, size_t len, struct gk_claims *c)
     return expect(&p, end, "{\"bid\":\"") && scan_id(&p, end, c->business) &&
            expect(&p, end, "\",\"exp\":") && scan_int(&p, end, &c->exp) && expect(&p, end, ",\"iat\":") &&
            scan_int(&p, end, &c->iat) && expect(&p, end, ",\"sub\":\"") && scan_id(&p, end, c->user) &&
-           expect(&p, end, "\"}") && p == end;
+           (c->ticket = 0,
+            expect(&p, end, "\"}") || (expect(&p, end, "\",\"tkt\":") && scan_int(&p, end, &c->ticket) &&
+                                       c->ticket > 0 && expect(&p, end, "}"))) &&
+           p == end;
 }
 
 enum gk_token_status
@@ -437,7 +456,7 @@ gk_token_verify(const struct gk_token_keys *k, const char *token, int64_t now_s,
     if (!issued_claims(token + dot1 + 1, dot2 - dot1 - 1, &tmp) &&
         (!parse_segment(token + dot1 + 1, dot2 - dot1 - 1, &body) || !read_id(body, "bid", tmp.business) ||
          !read_id(body, "sub", tmp.user) || !read_time(body, "iat", &tmp.iat) ||
-         !read_time(body, "exp", &tmp.exp)))
+         !read_time(body, "exp", &tmp.exp) || !read_ticket(body, &tmp.ticket)))
         goto out;
     if (tmp.exp <= tmp.iat)
         goto out;

@@ -24,6 +24,8 @@ struct gk_claims {
     char user[GK_ID_BUF];     /* "sub" claim */
     int64_t iat;              /* seconds since the epoch */
     int64_t exp;              /* seconds since the epoch */
+    int64_t ticket;           /* "tkt" claim: the user's ticket in the line (their score in the waiting
+                               * set), signed so a node may place them from memory; 0 = none */
     bool previous_key;        /* set by gk_token_verify: signed with the previous secret, so due for
                                * renewal; gk_token_issue ignores it (it always signs with the current) */
 };

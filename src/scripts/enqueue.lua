@@ -8,7 +8,7 @@
 --       and client ip for each user.
 -- Returns one answer per user: {'limited', retry_ms}, {'ready', until_ms}, {'waiting', rank},
 -- {'full'}, {'admitted', until_ms} or {'new', rank}; 'waiting' and 'new' add the measured
--- admissions per second ('' if none yet) and how many users wait in all.
+-- admissions per second ('' if none yet), how many users wait in all and the user's ticket.
 local now = gk_now_ms(ARGV[9] == '1' and KEYS[7] or nil)
 local limit, interval, max = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local passthrough, ttl, heartbeat, evmax = ARGV[4] == '1', tonumber(ARGV[5]), ARGV[6] == '1', tonumber(ARGV[7])
@@ -32,7 +32,7 @@ for i = 1, (#ARGV - 9) / 2 do
     end
     local rank = redis.call('ZRANK', KEYS[2], user)
     if rank then
-      out[i] = {'waiting', rank + 1, rate, waiting}
+      out[i] = {'waiting', rank + 1, rate, waiting, tonumber(redis.call('ZSCORE', KEYS[2], user))}
     elseif max > 0 and waiting >= max then
       out[i] = {'full'}
     elseif passthrough and gk_passthrough_room(KEYS[2], KEYS[3], now, max_active) then
@@ -53,7 +53,7 @@ for i = 1, (#ARGV - 9) / 2 do
       if heartbeat then redis.call('ZADD', KEYS[4], now, user) end
       waiting = waiting + 1
       gk_event(KEYS[6], KEYS[5], evmax, now, 'enqueue', user, ip, {position = waiting, ticket = ticket})
-      out[i] = {'new', waiting, rate, waiting}
+      out[i] = {'new', waiting, rate, waiting, ticket}
     end
   end
 end

@@ -6,8 +6,9 @@
 -- ARGV: rate limit, rate interval ms, heartbeat (0/1), events max, test clock (0/1), then
 --       user and client ip for each user.
 -- Returns one answer per user: {'limited', retry_ms}, {'ready', until_ms},
--- {'waiting', rank, admit_rate, waiting}, {'expired'} or {'none'}. admit_rate is the measured
--- admissions per second ('' if none yet); waiting is how many users wait in all.
+-- {'waiting', rank, admit_rate, waiting, ticket}, {'expired'} or {'none'}. admit_rate is the
+-- measured admissions per second ('' if none yet); waiting is how many users wait in all; ticket
+-- is the user's score in the waiting set.
 local now = gk_now_ms(ARGV[5] == '1' and KEYS[6] or nil)
 local limit, interval, heartbeat, evmax = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3] == '1', tonumber(ARGV[4])
 -- Read when the first waiting user needs them (nothing here changes either), so a poll that is
@@ -26,7 +27,7 @@ for i = 1, (#ARGV - 5) / 2 do
       if not rate then
         rate, waiting = redis.call('HGET', KEYS[4], 'admit_rate') or '', redis.call('ZCARD', KEYS[1])
       end
-      out[i] = {'waiting', rank + 1, rate, waiting}
+      out[i] = {'waiting', rank + 1, rate, waiting, tonumber(redis.call('ZSCORE', KEYS[1], user))}
     else
       local ready_until = tonumber(redis.call('ZSCORE', KEYS[2], user))
       if ready_until then

@@ -1,10 +1,11 @@
 -- tick: one admission tick of one business. Any number of workers may call it at any time: the
 -- tick runs only when due by Redis's clock, and the schedule key makes each tick happen once.
 -- Its call is written by tick_cmd (src/store.c), in this order:
--- KEYS: wait, ready, hb, stats, tick (schedule), events, clock.
+-- KEYS: wait, ready, hb, stats, tick (schedule), events, clock, gone, gone_seq (the departure log).
 -- ARGV: admission limit, frequency ms, ready ttl ms, max active (0 = no cap),
 --       abandon after ms (0 = never), random (0/1), events max, test clock (0/1).
--- Every admission, expiry and eviction is also an activity event.
+-- Every admission, expiry and eviction is also an activity event; every ticket that leaves the
+-- waiting set goes to the departure log (gk_departed).
 -- Returns {'wait', ms until due} or
 --         {'ticked', admitted, expired, evicted, ms until next, waiting, ready}.
 local now = gk_now_ms(ARGV[8] == '1' and KEYS[7] or nil)
@@ -65,13 +66,16 @@ else
 end
 
 local evicted = 0
+local departed = {}
 if abandon > 0 then
   -- Bounded per tick; the rest goes next tick.
   local gone = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now - abandon, 'WITHSCORES', 'LIMIT', 0, 100000)
   local users = {}
   for i = 1, #gone, 2 do
     users[#users + 1] = gone[i]
-    if redis.call('ZREM', KEYS[1], gone[i]) == 1 then
+    local ticket = redis.call('ZSCORE', KEYS[1], gone[i])
+    if ticket and redis.call('ZREM', KEYS[1], gone[i]) == 1 then
+      departed[#departed + 1] = ticket
       evicted = evicted + 1
       gk_event(KEYS[6], KEYS[4], evmax, now, 'evict', gone[i], '', {idle_ms = now - tonumber(gone[i + 1])})
     end
@@ -88,11 +92,15 @@ if max_active > 0 then n = math.min(n, max_active - redis.call('ZCARD', KEYS[2])
 local admitted = 0
 if n > 0 and waiting_before > 0 then
   local users = {}
+  local picked
   if ARGV[6] == '1' then
-    users = redis.call('ZRANDMEMBER', KEYS[1], n) -- distinct members, uniformly
+    picked = redis.call('ZRANDMEMBER', KEYS[1], n, 'WITHSCORES') -- distinct members, uniformly
   else
-    local popped = redis.call('ZPOPMIN', KEYS[1], n)
-    for i = 1, #popped, 2 do users[#users + 1] = popped[i] end
+    picked = redis.call('ZPOPMIN', KEYS[1], n)
+  end
+  for i = 1, #picked, 2 do
+    users[#users + 1] = picked[i]
+    departed[#departed + 1] = picked[i + 1]
   end
   local until_ms = now + ttl
   -- Heartbeats exist only while abandonment is on; skip 10,000 lookups otherwise.
@@ -113,6 +121,7 @@ if n > 0 and waiting_before > 0 then
             {method = ARGV[6] == '1' and 'random' or 'fifo', ready_until = until_ms})
 end
 
+gk_departed(KEYS[8], KEYS[9], departed)
 redis.call('HINCRBY', KEYS[4], 'ticks_total', 1)
 if admitted > 0 then
   redis.call('HINCRBY', KEYS[4], 'admitted_total', admitted)

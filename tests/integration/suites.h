@@ -12,6 +12,7 @@
     X(http_wire)                                                                                             \
     X(queue)                                                                                                 \
     X(queue_stress)                                                                                          \
+    X(qview)                                                                                                 \
     X(scripts)                                                                                               \
     X(worker)                                                                                                \
     X(events)                                                                                                \

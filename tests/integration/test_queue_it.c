@@ -41,14 +41,16 @@ flag(const struct gktest_resp *r, const char *key)
     return json_object_get_boolean(v);
 }
 
-/* Moves the first n waiting users to ready, as an admission tick would. */
+/* Moves the first n waiting users to ready, as an admission tick would (their tickets in the
+ * departure log, which the nodes' views follow). */
 static void
 admit(const char *biz, int n)
 {
     gktest_redis("EVAL \"local u = redis.call('ZPOPMIN', KEYS[1], ARGV[1]) "
-                 "for i = 1, #u, 2 do redis.call('ZADD', KEYS[2], 9999999999999, u[i]) end\" 2 "
-                 "'gk:{%s}:wait' 'gk:{%s}:ready' %d",
-                 biz, biz, n);
+                 "for i = 1, #u, 2 do redis.call('ZADD', KEYS[2], 9999999999999, u[i]) "
+                 "redis.call('RPUSH', KEYS[3], u[i + 1]) redis.call('INCR', KEYS[4]) end\" 4 "
+                 "'gk:{%s}:wait' 'gk:{%s}:ready' 'gk:{%s}:gone' 'gk:{%s}:gone_seq' %d",
+                 biz, biz, biz, biz, n);
 }
 
 static void
@@ -667,9 +669,12 @@ admit_for(const char *biz, const char *user, long long ttl_ms)
     return gktest_redis_int(
         "EVAL \"local t = redis.call('TIME') local u = t[1] * 1000 + math.floor(t[2] / 1000) "
         "+ (tonumber(redis.call('GET', KEYS[3])) or 0) + ARGV[2] "
+        "local s = redis.call('ZSCORE', KEYS[1], ARGV[1]) "
+        "if s then redis.call('RPUSH', KEYS[4], s) redis.call('INCR', KEYS[5]) end "
         "redis.call('ZREM', KEYS[1], ARGV[1]) redis.call('ZADD', KEYS[2], u, ARGV[1]) "
-        "return u\" 3 'gk:{%s}:wait' 'gk:{%s}:ready' 'gk:{%s}:clock' %s %lld",
-        biz, biz, biz, user, ttl_ms);
+        "return u\" 5 'gk:{%s}:wait' 'gk:{%s}:ready' 'gk:{%s}:clock' 'gk:{%s}:gone' 'gk:{%s}:gone_seq' %s "
+        "%lld",
+        biz, biz, biz, biz, biz, user, ttl_ms);
 }
 
 /* verify and gate agree that tok's user is (not) admitted. */

@@ -15,6 +15,7 @@
     X(bizconf)                                                                                               \
     X(token)                                                                                                 \
     X(qview)                                                                                                 \
+    X(iplimit)                                                                                               \
     X(web)                                                                                                   \
     X(metrics)                                                                                               \
     X(h_queue)                                                                                               \

@@ -1,0 +1,30 @@
+-- departures: what an API node needs to bring its view of a business's line up to date
+-- (src/qnode.c): the departure log from the node's cursor on, or, for a rebuild, the tickets of
+-- the waiting set above a ticket. Read-only; any number of nodes read at once.
+-- Its call is written by departures_cmd (src/pipeline_queue.c), in this order:
+-- KEYS: seq, gone, gone_seq, stats, wait.
+-- ARGV: mode ('log' or 'scan'), from (log: how many departures the node has applied; scan: the
+--       ticket to read above), max entries.
+-- Returns {mode, departures ever recorded, newest ticket, admit_rate ('' if none), tickets...}:
+-- for 'log', the departed tickets from the cursor on (up to max), or mode 'behind' and no
+-- tickets when the log no longer holds the cursor's entry; for 'scan', up to max tickets of the
+-- waiting set above `from`, ascending.
+local mode, from, max = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local total = tonumber(redis.call('GET', KEYS[3])) or 0
+local newest = tonumber(redis.call('GET', KEYS[1])) or 0
+local rate = redis.call('HGET', KEYS[4], 'admit_rate') or ''
+local out = {mode, total, newest, rate}
+if mode == 'log' then
+  local len = redis.call('LLEN', KEYS[2])
+  if from < total - len or from > total then
+    out[1] = 'behind'
+    return out
+  end
+  local start = from - (total - len)
+  local got = redis.call('LRANGE', KEYS[2], start, start + max - 1)
+  for i = 1, #got do out[4 + i] = tonumber(got[i]) end
+else
+  local got = redis.call('ZRANGEBYSCORE', KEYS[5], '(' .. from, '+inf', 'WITHSCORES', 'LIMIT', 0, max)
+  for i = 2, #got, 2 do out[#out + 1] = tonumber(got[i]) end
+end
+return out
