@@ -16,6 +16,7 @@
     X(token)                                                                                                 \
     X(qview)                                                                                                 \
     X(iplimit)                                                                                               \
+    X(qnode)                                                                                                 \
     X(web)                                                                                                   \
     X(metrics)                                                                                               \
     X(h_queue)                                                                                               \
