@@ -16,11 +16,15 @@
 #include <json-c/json.h>
 
 #include "gk/clientip.h"
+#include "gk/eta.h"
 #include "gk/log.h"
 #include "gk/metrics.h"
 
 #define POLL_MIN_MS 1000
-#define POLL_MAX_MS 15000
+#define POLL_MAX_MS 15000     /* within the first thousand places */
+#define POLL_NEAR_MAX_MS 2000 /* the next hundred poll often: they move fastest */
+#define POLL_FAR_MAX_MS 60000 /* far back, polls can be rare: a place there changes slowly */
+#define POLL_HIDDEN_MS 60000  /* a hidden tab without abandonment */
 /* How far the clocks of Redis (ready times) and of the nodes (token expiry) may drift apart. */
 #define CLOCK_SKEW_S 30
 
@@ -239,35 +243,61 @@ pending_end(struct pending *pd)
     free(pd);
 }
 
-/* Seconds until a user at position is admitted: at the measured rate once there is one (it
- * reflects finishes, caps and expiries), else at the configured rate in whole ticks. */
-static int64_t
-eta_seconds(const struct gk_bizconf *c, int64_t position, double admit_rate)
+/* The estimate for a user at position (gk/eta.h): at the measured rate once there is one (it
+ * reflects finishes, caps and expiries), else at the configured rate in whole ticks; abandon is
+ * the measured share of departures that were not admissions (0 = unknown). */
+static struct gk_eta
+eta_of(const struct gk_bizconf *c, int64_t position, double admit_rate, double abandon)
 {
-    int64_t limit = c->num[GK_BC_ADMISSION_LIMIT], freq = c->num[GK_BC_ADMISSION_FREQUENCY];
-    double eta;
+    struct gk_eta e;
 
-    if (admit_rate <= 0)
-        return (position + limit - 1) / limit * freq;
-    eta = (double)position / admit_rate;
-    return eta < 1e9 ? (int64_t)(eta + 0.999) : 1000000000;
+    gk_eta_estimate(&(struct gk_eta_in){.place = position,
+                                        .rate = admit_rate,
+                                        .abandon = abandon,
+                                        .limit = c->num[GK_BC_ADMISSION_LIMIT],
+                                        .freq_s = c->num[GK_BC_ADMISSION_FREQUENCY]},
+                    &e);
+    return e;
 }
 
-/* Poll sooner near the front, later far back, and never faster than the status rate limit; but
- * never later than a third of abandon_after_seconds, which wins over the rate limit: a refused
- * poll costs a retry, an eviction the place. */
+/* The longest a client may wait between polls: a third of abandon_after_seconds, so that one
+ * polling as told (even 20% late, as the client's jitter may be) is never evicted; without
+ * abandonment, a minute. */
 static int64_t
-poll_after_ms(const struct gk_bizconf *c, int64_t eta_s)
+poll_ceiling_ms(const struct gk_bizconf *c)
 {
-    int64_t ms = eta_s * 1000 / 5;
+    int64_t abandon_ms = (int64_t)c->num[GK_BC_ABANDON_AFTER_SECONDS] * 1000;
+
+    return abandon_ms > 0 ? abandon_ms / 3 : POLL_HIDDEN_MS;
+}
+
+/* Poll sooner near the front, later far back (the estimated wait over 5, at most 2 s within the
+ * first hundred places, 15 s within the first thousand, a minute beyond), and never faster than
+ * the status rate limit; but never later than poll_ceiling_ms, which wins over the rate limit: a
+ * refused poll costs a retry, an eviction the place. position 0: not waiting. */
+static int64_t
+poll_after_ms(const struct gk_bizconf *c, int64_t eta_s, int64_t position)
+{
+    int64_t ms = eta_s * 1000 / 5, ceiling = poll_ceiling_ms(c);
+    int64_t max = position <= 100 ? POLL_NEAR_MAX_MS : position <= 1000 ? POLL_MAX_MS : POLL_FAR_MAX_MS;
     int64_t floor_ms = ((int64_t)c->num[GK_BC_IP_STATUS_POLLING_LIMIT_INTERVAL] * 1000 +
                         c->num[GK_BC_IP_STATUS_POLLING_LIMIT] - 1) /
                        c->num[GK_BC_IP_STATUS_POLLING_LIMIT];
-    int64_t abandon_ms = (int64_t)c->num[GK_BC_ABANDON_AFTER_SECONDS] * 1000;
 
-    ms = ms < POLL_MIN_MS ? POLL_MIN_MS : ms > POLL_MAX_MS ? POLL_MAX_MS : ms;
+    if (position == 0)
+        max = POLL_MAX_MS;
+    ms = ms < POLL_MIN_MS ? POLL_MIN_MS : ms > max ? max : ms;
     ms = ms > floor_ms ? ms : floor_ms;
-    return abandon_ms > 0 && ms > abandon_ms / 3 ? abandon_ms / 3 : ms;
+    return ms > ceiling ? ceiling : ms;
+}
+
+/* How long a hidden tab may wait between polls: the ceiling, or poll_ms if that is longer. */
+static int64_t
+poll_hidden_ms(const struct gk_bizconf *c, int64_t poll_ms)
+{
+    int64_t ceiling = poll_ceiling_ms(c);
+
+    return ceiling > poll_ms ? ceiling : poll_ms;
 }
 
 static struct json_object *
@@ -318,13 +348,19 @@ enqueue_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
     o = json_object_new_object();
     json_object_object_add(o, "jwt", json_object_new_string(token));
     if (out->result == GK_JOIN_NEW || out->result == GK_JOIN_WAITING) {
-        int64_t eta =
-            eta_seconds(c, eta_place(c->queueing_method, out->position, out->waiting), out->admit_rate);
+        struct gk_eta eta =
+            eta_of(c, eta_place(c->queueing_method, out->position, out->waiting), out->admit_rate, 0);
+        int64_t poll_ms = poll_after_ms(c, eta.seconds, out->position);
+        struct json_object *range = json_object_new_array();
 
+        json_object_array_add(range, json_object_new_int64(eta.low));
+        json_object_array_add(range, json_object_new_int64(eta.high));
         json_object_object_add(o, "position", position_json(c->queueing_method, out->position));
         json_object_object_add(o, "ready", json_object_new_boolean(0));
-        json_object_object_add(o, "eta_seconds", json_object_new_int64(eta));
-        json_object_object_add(o, "poll_after_ms", json_object_new_int64(poll_after_ms(c, eta)));
+        json_object_object_add(o, "eta_seconds", json_object_new_int64(eta.seconds));
+        json_object_object_add(o, "eta_seconds_range", range);
+        json_object_object_add(o, "poll_after_ms", json_object_new_int64(poll_ms));
+        json_object_object_add(o, "poll_hidden_ms", json_object_new_int64(poll_hidden_ms(c, poll_ms)));
         json_object_object_add(o, "message",
                                json_object_new_string(out->result == GK_JOIN_NEW
                                                           ? "User enqueued successfully."
@@ -378,7 +414,7 @@ status_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
     const struct gk_bizconf *c = &pd->ctx.biz->conf;
     const struct gk_status_out *st = &pd->out.status;
     char token[GK_TOKEN_BUF], *body, *b, position[GK_U64_BUF] = "null", eta_text[GK_U64_BUF] = "null";
-    char poll_text[GK_U64_BUF];
+    char poll_text[GK_U64_BUF], hidden_text[GK_U64_BUF], range_text[2 * GK_U64_BUF + 4] = "null";
     const char *warning = "null", *state = "not_found";
     int64_t poll_ms, min_exp;
 
@@ -412,30 +448,36 @@ status_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
         break;
     }
     if (st->state == GK_USER_WAITING) {
-        int64_t eta =
-            eta_seconds(c, eta_place(c->queueing_method, st->position, st->waiting), st->admit_rate);
+        struct gk_eta eta =
+            eta_of(c, eta_place(c->queueing_method, st->position, st->waiting), st->admit_rate, st->abandon);
 
         if (c->queueing_method != GK_QM_RANDOM)
             gk_u64_str((uint64_t)st->position, position);
-        gk_u64_str((uint64_t)eta, eta_text);
-        poll_ms = poll_after_ms(c, eta);
+        gk_u64_str((uint64_t)eta.seconds, eta_text);
+        snprintf(range_text, sizeof(range_text), "[%lld,%lld]", (long long)eta.low, (long long)eta.high);
+        poll_ms = poll_after_ms(c, eta.seconds, st->position);
     } else {
-        if (st->state == GK_USER_READY)
+        if (st->state == GK_USER_READY) {
             gk_strlcpy(eta_text, "0", sizeof(eta_text));
-        poll_ms = poll_after_ms(c, 0);
+            gk_strlcpy(range_text, "[0,0]", sizeof(range_text));
+        }
+        poll_ms = poll_after_ms(c, 0, 0);
     }
     gk_u64_str((uint64_t)poll_ms, poll_text);
+    gk_u64_str((uint64_t)poll_hidden_ms(c, poll_ms), hidden_text);
     /* The hottest answer of all, written directly: every value is a number, a fixed string or
      * a token in base64url, so nothing needs escaping, and a JSON tree (or a format string)
-     * per poll is not free. The parts are bounded: the token by GK_TOKEN_BUF, the rest by 200. */
-    b = body = gk_xmalloc(GK_TOKEN_BUF + 256);
+     * per poll is not free. The parts are bounded: the token by GK_TOKEN_BUF, the rest by 400. */
+    b = body = gk_xmalloc(GK_TOKEN_BUF + 512);
     b = put(b, "{\"warning_msg\":", warning, "");
     b = put(b, ",\"jwt_token\":\"", token, "\"");
     b = put(b, ",\"position\":", position, "");
     b = put(b, ",\"ready\":", st->state == GK_USER_READY ? "true" : "false", "");
     b = put(b, ",\"state\":\"", state, "\"");
     b = put(b, ",\"eta_seconds\":", eta_text, "");
-    b = put(b, ",\"poll_after_ms\":", poll_text, "}");
+    b = put(b, ",\"eta_seconds_range\":", range_text, "");
+    b = put(b, ",\"poll_after_ms\":", poll_text, "");
+    b = put(b, ",\"poll_hidden_ms\":", hidden_text, "}");
     gk_resp_body(resp, 200, NULL, body, (size_t)(b - body));
 out:
     pending_end(pd);

@@ -339,23 +339,24 @@ departures_cmd(struct gk_cmd *c, const struct gk_op *op, int n, bool test_clock)
     gk_cmd_num(c, a->max);
 }
 
-/* {mode, total, newest, admit_rate, tickets...} */
+/* {mode, total, newest, admit_rate, admitted_total, tickets...} */
 static bool
 parse_departures(const redisReply *r, struct gk_op *op)
 {
     struct gk_departures_out *out = op->_out;
     const struct gk_departures_args *a = &op->_in.departures;
 
-    if (r->type != REDIS_REPLY_ARRAY || r->elements < 4 || r->elements - 4 > a->max ||
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 5 || r->elements - 5 > a->max ||
         r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_INTEGER ||
-        r->element[2]->type != REDIS_REPLY_INTEGER)
+        r->element[2]->type != REDIS_REPLY_INTEGER || r->element[4]->type != REDIS_REPLY_INTEGER)
         return false;
     out->behind = strcmp(r->element[0]->str, "behind") == 0;
     out->total = r->element[1]->integer;
     out->newest = r->element[2]->integer;
     out->admit_rate = reply_rate(r);
+    out->admitted = r->element[4]->integer;
     out->n = 0;
-    for (size_t i = 4; i < r->elements; i++) {
+    for (size_t i = 5; i < r->elements; i++) {
         if (r->element[i]->type != REDIS_REPLY_INTEGER)
             return false;
         out->tickets[out->n++] = r->element[i]->integer;

@@ -42,6 +42,7 @@ struct biz {
     struct gk_qview *view; /* NULL until the first build completes */
     int64_t synced_ms;     /* when the read the view is current as of was sent; 0 = not current */
     double admit_rate;
+    double abandon; /* share of departures that were not admissions */
     _Atomic int64_t last_poll_ms;
     /* The read chain: its holder only. */
     atomic_bool busy;
@@ -244,6 +245,15 @@ scanned(struct biz *b, const struct gk_departures_out *o)
     submit_read(b);
 }
 
+/* The share of departures that were not admissions, from a read's totals. */
+static double
+abandon_of(const struct gk_departures_out *o)
+{
+    double a = o->total > 0 ? 1 - (double)o->admitted / (double)o->total : 0;
+
+    return a > 0 ? a : 0;
+}
+
 /* A read of the log into v: tickets up to the newest are known, those read have left. */
 static enum gk_err
 apply(struct gk_qview *v, const struct gk_departures_out *o)
@@ -293,6 +303,7 @@ read_done(void *arg)
         /* A view with part of the reads' departures is not current: polls go to Redis. */
         b->synced_ms = caught && rc == GK_OK ? b->read_at : 0;
         b->admit_rate = o->admit_rate;
+        b->abandon = abandon_of(o);
         pthread_rwlock_unlock(&n->lock);
     } else if (caught && rc == GK_OK) {
         /* The rebuild is current: it replaces the view at once. */
@@ -302,6 +313,7 @@ read_done(void *arg)
         b->building = NULL;
         b->synced_ms = b->read_at;
         b->admit_rate = o->admit_rate;
+        b->abandon = abandon_of(o);
         pthread_rwlock_unlock(&n->lock);
     }
     gk_qview_free(old);
@@ -412,6 +424,7 @@ from_memory(struct gk_qnode *n, const struct gk_status_args *a, struct gk_status
                 *out = (struct gk_status_out){.state = GK_USER_WAITING,
                                               .position = gk_qview_below(b->view, a->ticket) + 1,
                                               .admit_rate = b->admit_rate,
+                                              .abandon = b->abandon,
                                               .waiting = gk_qview_count(b->view)};
         }
     }

@@ -12,6 +12,8 @@
  * a new tab, keeps the place: enqueue() with the same user id answers with the same place.
  * Requests that fail for passing reasons (network errors, 5xx, 429 rate limits) are retried
  * after Retry-After or an exponential backoff; everything else rejects with a GatekeeperError.
+ * While the page is hidden it polls at the server's poll_hidden_ms (slowly, but within the
+ * abandonment window), and at once when the page is shown again.
  */
 (function (root, factory) {
     if (typeof module === "object" && module.exports) {
@@ -40,6 +42,10 @@
             this.status = status || 0;
             this.body = body || null;
         }
+    }
+
+    function pageHidden() {
+        return typeof document !== "undefined" && document.hidden === true;
     }
 
     /* Between 80% and 120% of ms, so that many clients spread out. */
@@ -283,7 +289,12 @@
                 if (s.state !== "waiting") {
                     throw new GatekeeperError("not_found", s.warning_msg || "Not in the queue.", 200, s);
                 }
-                const next = Number.isFinite(s.poll_after_ms) && s.poll_after_ms > 0 ? s.poll_after_ms : 5000;
+                let next = Number.isFinite(s.poll_after_ms) && s.poll_after_ms > 0 ? s.poll_after_ms : 5000;
+                /* A hidden page polls as rarely as the server allows without eviction
+                 * (poll_hidden_ms), and at once when it is shown again (the wakers). */
+                if (pageHidden() && Number.isFinite(s.poll_hidden_ms) && s.poll_hidden_ms > next) {
+                    next = s.poll_hidden_ms;
+                }
                 await sleep(jitter(next), opts.signal, this._wakers);
             }
         }

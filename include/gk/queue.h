@@ -119,6 +119,8 @@ struct gk_status_out {
     double admit_rate;      /* when waiting: measured admissions per second, 0 = not yet */
     int64_t waiting;        /* when waiting: how many users wait in all */
     int64_t ticket;         /* when waiting: the user's ticket; 0 when answered from memory */
+    double abandon;         /* when waiting, answered from memory: the share of departures from
+                             * the line that were not admissions; 0 = unknown */
 };
 
 struct gk_departures_out {
@@ -126,6 +128,7 @@ struct gk_departures_out {
     int64_t total;     /* departures ever recorded */
     int64_t newest;    /* the newest ticket handed out */
     double admit_rate; /* measured admissions per second, 0 = not yet */
+    int64_t admitted;  /* admissions ever (passthrough ones included) */
     int64_t *tickets;  /* the caller's buffer of args.max entries, set before the call */
     uint32_t n;        /* tickets filled */
 };

@@ -5,7 +5,8 @@
 -- KEYS: seq, gone, gone_seq, stats, wait.
 -- ARGV: mode ('log' or 'scan'), from (log: how many departures the node has applied; scan: the
 --       ticket to read above), max entries.
--- Returns {mode, departures ever recorded, newest ticket, admit_rate ('' if none), tickets...}:
+-- Returns {mode, departures ever recorded, newest ticket, admit_rate ('' if none), admissions
+-- ever (stats.admitted_total), tickets...}:
 -- for 'log', the departed tickets from the cursor on (up to max), or mode 'behind' and no
 -- tickets when the log no longer holds the cursor's entry; for 'scan', up to max tickets of the
 -- waiting set above `from`, ascending.
@@ -13,7 +14,7 @@ local mode, from, max = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local total = tonumber(redis.call('GET', KEYS[3])) or 0
 local newest = tonumber(redis.call('GET', KEYS[1])) or 0
 local rate = redis.call('HGET', KEYS[4], 'admit_rate') or ''
-local out = {mode, total, newest, rate}
+local out = {mode, total, newest, rate, tonumber(redis.call('HGET', KEYS[4], 'admitted_total')) or 0}
 if mode == 'log' then
   local len = redis.call('LLEN', KEYS[2])
   if from < total - len or from > total then
@@ -22,7 +23,7 @@ if mode == 'log' then
   end
   local start = from - (total - len)
   local got = redis.call('LRANGE', KEYS[2], start, start + max - 1)
-  for i = 1, #got do out[4 + i] = tonumber(got[i]) end
+  for i = 1, #got do out[5 + i] = tonumber(got[i]) end
 else
   local got = redis.call('ZRANGEBYSCORE', KEYS[5], '(' .. from, '+inf', 'WITHSCORES', 'LIMIT', 0, max)
   for i = 2, #got, 2 do out[#out + 1] = tonumber(got[i]) end

@@ -17,6 +17,7 @@
     X(qview)                                                                                                 \
     X(iplimit)                                                                                               \
     X(qnode)                                                                                                 \
+    X(eta)                                                                                                   \
     X(web)                                                                                                   \
     X(metrics)                                                                                               \
     X(h_queue)                                                                                               \

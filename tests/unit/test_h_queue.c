@@ -347,6 +347,46 @@ status(const char *business, const char *tok, struct gk_resp *resp, struct json_
     *o = fq_body(resp);
 }
 
+/* The range around the ETA, and polls that grow rare far back, but never past a third of
+ * abandon_after_seconds, also in a hidden tab. */
+START_TEST(status_far_back_eta_range_and_poll_intervals)
+{
+    char tok[GK_TOKEN_BUF];
+    struct gk_resp resp;
+    struct json_object *o, *range;
+
+    fq_token("shop", "u1", 0, 300, tok);
+    fq_store.status =
+        (struct gk_status_out){.state = GK_USER_WAITING, .position = 5000, .admit_rate = 10, .waiting = 6000};
+    status("shop", tok, &resp, &o);
+    ck_assert_int_eq(num(o, "eta_seconds"), 500);
+    ck_assert(json_object_object_get_ex(o, "eta_seconds_range", &range));
+    ck_assert_int_eq(json_object_array_length(range), 2);
+    ck_assert_int_eq(json_object_get_int64(json_object_array_get_idx(range, 0)), 333);  /* 15 a second */
+    ck_assert_int_eq(json_object_get_int64(json_object_array_get_idx(range, 1)), 1000); /* 5 a second */
+    ck_assert_int_eq(num(o, "poll_after_ms"), 60000);
+    ck_assert_int_eq(num(o, "poll_hidden_ms"), 60000);
+    json_object_put(o);
+    gk_fake_resp_free(&resp);
+    /* the next hundred poll often */
+    fq_store.status =
+        (struct gk_status_out){.state = GK_USER_WAITING, .position = 90, .admit_rate = 1, .waiting = 90};
+    status("shop", tok, &resp, &o);
+    ck_assert_int_eq(num(o, "poll_after_ms"), 2000);
+    json_object_put(o);
+    gk_fake_resp_free(&resp);
+    /* abandonment on (120 s): 40 s at most, hidden or not */
+    fq_token("polled", "u1", 0, 300, tok);
+    fq_store.status =
+        (struct gk_status_out){.state = GK_USER_WAITING, .position = 5000, .admit_rate = 10, .waiting = 6000};
+    status("polled", tok, &resp, &o);
+    ck_assert_int_eq(num(o, "poll_after_ms"), 40000);
+    ck_assert_int_eq(num(o, "poll_hidden_ms"), 40000);
+    json_object_put(o);
+    gk_fake_resp_free(&resp);
+}
+END_TEST
+
 START_TEST(status_waiting_returns_a_young_token_as_is)
 {
     char tok[GK_TOKEN_BUF];
@@ -507,6 +547,7 @@ h_queue_suite(void)
     tcase_add_test(tc, answer_comes_later);
     tcase_add_test(tc, client_gone_before_the_answer);
     tcase_add_test(tc, status_waiting_returns_a_young_token_as_is);
+    tcase_add_test(tc, status_far_back_eta_range_and_poll_intervals);
     tcase_add_test(tc, status_renews_an_old_token);
     tcase_add_test(tc, status_ready);
     tcase_add_test(tc, status_not_found_and_expired);

@@ -207,9 +207,16 @@ check_every_ticket(void)
 
     for (int64_t t = 1; t <= fr.newest; t++) {
         int64_t pos = -1;
-        bool mem = poll_ticket(t, false, &pos);
+        bool mem;
 
-        ck_assert_int_eq(mem, fr.waiting[t]);
+        /* Rounds go on meanwhile (the line does not change), so that a slow machine's check
+         * never finds the view stale. */
+        if (t % 1000 == 0)
+            gk_qnode_loop_drive(loop);
+        mem = poll_ticket(t, false, &pos);
+
+        ck_assert_msg(mem == fr.waiting[t], "ticket %lld of %lld: memory %d, waiting %d", (long long)t,
+                      (long long)fr.newest, mem, fr.waiting[t]);
         if (mem)
             ck_assert_int_eq(pos, ahead + 1);
         ahead += fr.waiting[t];
@@ -329,7 +336,8 @@ START_TEST(rate_limit_in_memory)
     }
     q.ops->status(q.impl, &op, &a, &out);
     ck_assert_int_eq(op.rc, GK_OK);
-    ck_assert_int_eq(op.retry_after_ms, 30000);
+    ck_assert_int_ge(op.retry_after_ms, 29000); /* 30 s, less the time since */
+    ck_assert_int_le(op.retry_after_ms, 30000);
 }
 END_TEST
 
