@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * tokens.c -- for `make bench`: prints N queue tokens, one per line, for users u0..u(N-1) of a
- * business, signed with JWT_SECRET from the environment, valid for an hour. The users themselves
- * are put into Redis by bench/run.sh.
+ * business, signed with JWT_SECRET from the environment, valid for an hour, each carrying its
+ * user's ticket as bench/run.sh's fill hands them out (u<i> holds ticket i + 1), so that a node
+ * answers their polls from memory. The users themselves are put into Redis by bench/run.sh.
  * Usage: gk-bench-tokens BUSINESS N
  */
 #include <stdio.h>
@@ -24,7 +25,7 @@ main(int argc, char **argv)
     }
     keys = gk_token_keys_new(secret, NULL);
     for (long i = 0; i < n; i++) {
-        struct gk_claims c = {.iat = gk_now_ms() / 1000};
+        struct gk_claims c = {.iat = gk_now_ms() / 1000, .ticket = i + 1};
 
         c.exp = c.iat + 3600;
         snprintf(c.business, sizeof(c.business), "%s", argv[1]);

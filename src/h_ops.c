@@ -78,6 +78,7 @@ gk_h_metrics(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
     gk_monitor_release(snap);
     if (ctx->app->qnode != NULL)
         write_qnode(f, ctx->app->qnode);
+    gk_metrics_write_eta(f);
     fclose(f);
     gk_resp_body(resp, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
 }

@@ -109,13 +109,21 @@ ready_exp(int64_t ready_until_ms)
     return (ready_until_ms + 999) / 1000 + CLOCK_SKEW_S;
 }
 
+/* What a token carries about the user's place: their ticket, and the ETA shown when they joined
+ * with when that was (gk/token.h); zeros for none. */
+struct line_claims {
+    int64_t ticket, eta, joined;
+};
+
 /* A token valid for jwt_expiry_seconds, or until min_exp (seconds) if that is later, carrying
- * the user's ticket (0 = none). */
+ * line. */
 static bool
-issue_token(const struct gk_ctx *ctx, const char *user, int64_t min_exp, int64_t ticket,
+issue_token(const struct gk_ctx *ctx, const char *user, int64_t min_exp, struct line_claims line,
             char out[GK_TOKEN_BUF])
 {
-    struct gk_claims c = {.ticket = ticket};
+    struct gk_claims c = {.ticket = line.ticket,
+                          .eta = line.ticket > 0 ? line.eta : 0,
+                          .joined = line.ticket > 0 ? line.joined : 0};
 
     gk_strlcpy(c.business, ctx->biz->id, sizeof(c.business));
     gk_strlcpy(c.user, user, sizeof(c.user));
@@ -168,7 +176,7 @@ struct pending {
     char ip[GK_IP_BUF];
     char token[GK_TOKEN_BUF]; /* status: the token the client sent, returned as is while young */
     int64_t token_exp;        /* its exp; 0 when signed with the previous secret (renew it) */
-    int64_t ticket;           /* status: its ticket (0 = none) */
+    struct line_claims line;  /* status: what it carries about the user's place */
     union {
         struct gk_join_out join;
         struct gk_status_out status;
@@ -332,15 +340,25 @@ enqueue_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
         gk_reply_error(resp, 503, "queue_full", "The queue is full; try again later.", NULL);
         goto out;
     case GK_JOIN_NEW:
-    case GK_JOIN_ADMITTED:
+    case GK_JOIN_ADMITTED: {
+        struct line_claims line = {0};
+
+        /* The ETA shown now goes into the token, to measure its error at admission. */
+        if (out->result == GK_JOIN_NEW)
+            line = (struct line_claims){
+                out->ticket,
+                eta_of(c, eta_place(c->queueing_method, out->position, out->waiting), out->admit_rate, 0)
+                    .seconds,
+                gk_now_ms() / 1000};
+
         /* Only the request that created the entry gets a token: one token per user_id. */
         if (!issue_token(&pd->ctx, pd->user,
-                         out->result == GK_JOIN_ADMITTED ? ready_exp(out->ready_until_ms) : 0, out->ticket,
-                         token)) {
+                         out->result == GK_JOIN_ADMITTED ? ready_exp(out->ready_until_ms) : 0, line, token)) {
             gk_reply_error(resp, 500, "internal", "The token could not be issued.", NULL);
             goto out;
         }
         break;
+    }
     case GK_JOIN_WAITING:
     case GK_JOIN_READY:
         break;
@@ -417,19 +435,30 @@ status_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
     char poll_text[GK_U64_BUF], hidden_text[GK_U64_BUF], range_text[2 * GK_U64_BUF + 4] = "null";
     const char *warning = "null", *state = "not_found";
     int64_t poll_ms, min_exp;
+    struct line_claims line;
 
     (void)req;
     if (!pending_ok(pd, resp))
         goto out;
     min_exp = st->state == GK_USER_READY ? ready_exp(st->ready_until_ms) : 0;
+    line = pd->line;
+    if (st->ticket != 0 && st->ticket != line.ticket) /* joined again: a new place */
+        line = (struct line_claims){st->ticket, 0, 0};
+    if (st->state == GK_USER_READY && line.joined > 0) {
+        /* Admitted: how the wait compares with the ETA shown at joining. The new token drops
+         * the join, so that it is counted once. */
+        if (line.eta > 0)
+            gk_metrics_eta_ratio((double)(gk_now_ms() / 1000 - line.joined) / (double)line.eta);
+        line.eta = line.joined = 0;
+    }
     /* Clients always keep the returned token. A token with more than half its life left is
      * returned as it came (signing is the costliest part of a poll); an older one is renewed, so
      * a client polling as told never holds an expired token. So is a ready user's token that
      * would end before their ready time: the page stops polling once the user is ready. */
-    if (pd->token[0] != '\0' && pd->token_exp >= min_exp && (st->ticket == 0 || st->ticket == pd->ticket) &&
+    if (pd->token[0] != '\0' && pd->token_exp >= min_exp && memcmp(&line, &pd->line, sizeof(line)) == 0 &&
         pd->token_exp - gk_now_ms() / 1000 > (int64_t)c->num[GK_BC_JWT_EXPIRY_SECONDS] / 2)
         gk_strlcpy(token, pd->token, sizeof(token));
-    else if (!issue_token(&pd->ctx, pd->user, min_exp, st->ticket != 0 ? st->ticket : pd->ticket, token)) {
+    else if (!issue_token(&pd->ctx, pd->user, min_exp, line, token)) {
         gk_reply_error(resp, 500, "internal", "The token could not be issued.", NULL);
         goto out;
     }
@@ -498,7 +527,7 @@ gk_h_status(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
     gk_strlcpy(pd->token, token, sizeof(pd->token));
     /* A token of the previous secret is renewed now, so rotation completes as visitors poll. */
     pd->token_exp = claims.previous_key ? 0 : claims.exp;
-    pd->ticket = claims.ticket;
+    pd->line = (struct line_claims){claims.ticket, claims.eta, claims.joined};
     a = (struct gk_status_args){
         .who = who(pd, GK_BC_IP_STATUS_POLLING_LIMIT, GK_BC_IP_STATUS_POLLING_LIMIT_INTERVAL),
         .heartbeat = ctx->biz->conf.num[GK_BC_ABANDON_AFTER_SECONDS] > 0,

@@ -26,6 +26,9 @@ struct gk_claims {
     int64_t exp;              /* seconds since the epoch */
     int64_t ticket;           /* "tkt" claim: the user's ticket in the line (their score in the waiting
                                * set), signed so a node may place them from memory; 0 = none */
+    int64_t eta;              /* with a ticket, "eta" and "jat" claims: the ETA in seconds shown when */
+    int64_t joined;           /* the user joined, and when that was (seconds since the epoch), to
+                               * measure the ETA's error at admission; joined 0 = none */
     bool previous_key;        /* set by gk_token_verify: signed with the previous secret, so due for
                                * renewal; gk_token_issue ignores it (it always signs with the current) */
 };

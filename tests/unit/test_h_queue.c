@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "gk/handlers.h"
+#include "gk/metrics.h"
 #include "gk/token.h"
 #include "unit/fake_http.h"
 #include "unit/fake_queue.h"
@@ -387,6 +388,49 @@ START_TEST(status_far_back_eta_range_and_poll_intervals)
 }
 END_TEST
 
+/* A token that carries its ticket and the ETA shown at joining: passed on to the store, kept
+ * while waiting; at admission the error is counted once (the new token drops the join). */
+START_TEST(status_ticket_and_eta_error_at_admission)
+{
+    struct gk_claims c = {.iat = gk_now_ms() / 1000,
+                          .exp = gk_now_ms() / 1000 + 300,
+                          .ticket = 17,
+                          .eta = 100,
+                          .joined = gk_now_ms() / 1000 - 60};
+    char tok[GK_TOKEN_BUF], *text = NULL;
+    struct gk_claims back;
+    struct gk_resp resp;
+    struct json_object *o;
+    size_t len = 0;
+    FILE *f;
+
+    gk_strlcpy(c.business, "shop", sizeof(c.business));
+    gk_strlcpy(c.user, "u1", sizeof(c.user));
+    ck_assert_int_eq(gk_token_issue(fq_app.tokens, &c, tok, sizeof(tok)), GK_OK);
+    fq_store.status = (struct gk_status_out){.state = GK_USER_WAITING, .position = 3, .waiting = 9};
+    status("shop", tok, &resp, &o);
+    ck_assert_int_eq(fq_store.ticket, 17);
+    ck_assert_str_eq(fq_str(o, "jwt_token"), tok);
+    json_object_put(o);
+    gk_fake_resp_free(&resp);
+    fq_store.status = (struct gk_status_out){.state = GK_USER_READY, .ready_until_ms = gk_now_ms() + 600000};
+    status("shop", tok, &resp, &o);
+    ck_assert_int_eq(gk_token_verify(fq_app.tokens, fq_str(o, "jwt_token"), gk_now_ms() / 1000, &back),
+                     GK_TOKEN_VALID);
+    ck_assert_int_eq(back.ticket, 17);
+    ck_assert_int_eq(back.joined, 0);
+    json_object_put(o);
+    gk_fake_resp_free(&resp);
+    f = open_memstream(&text, &len);
+    gk_metrics_write_eta(f);
+    fclose(f);
+    /* waited 60 s of the 100 shown */
+    ck_assert_ptr_nonnull(strstr(text, "gatekeeper_eta_error_ratio_bucket{le=\"0.5\"} 0\n"));
+    ck_assert_ptr_nonnull(strstr(text, "gatekeeper_eta_error_ratio_bucket{le=\"0.75\"} 1\n"));
+    free(text);
+}
+END_TEST
+
 START_TEST(status_waiting_returns_a_young_token_as_is)
 {
     char tok[GK_TOKEN_BUF];
@@ -548,6 +592,7 @@ h_queue_suite(void)
     tcase_add_test(tc, client_gone_before_the_answer);
     tcase_add_test(tc, status_waiting_returns_a_young_token_as_is);
     tcase_add_test(tc, status_far_back_eta_range_and_poll_intervals);
+    tcase_add_test(tc, status_ticket_and_eta_error_at_admission);
     tcase_add_test(tc, status_renews_an_old_token);
     tcase_add_test(tc, status_ready);
     tcase_add_test(tc, status_not_found_and_expired);

@@ -135,12 +135,35 @@ START_TEST(ticket_claim_round_trip)
     ck_assert_int_eq(gk_token_issue(k, &in, tok, sizeof(tok)), GK_OK);
     ck_assert_int_eq(gk_token_verify(k, tok, 1000, &out), GK_TOKEN_VALID);
     ck_assert_int_eq(out.ticket, 0);
+    in.ticket = 42;
+    in.eta = 90;
+    in.joined = 1000;
+    ck_assert_int_eq(gk_token_issue(k, &in, tok, sizeof(tok)), GK_OK);
+    ck_assert_int_eq(gk_token_verify(k, tok, 1000, &out), GK_TOKEN_VALID);
+    ck_assert_int_eq(out.ticket, 42);
+    ck_assert_int_eq(out.eta, 90);
+    ck_assert_int_eq(out.joined, 1000);
     in.ticket = -1;
     ck_assert_int_eq(gk_token_issue(k, &in, tok, sizeof(tok)), GK_EINVAL);
     craft(crafted, HS256_HDR, "{\"bid\":\"shop1\",\"sub\":\"u\",\"iat\":1000,\"exp\":1300,\"tkt\":7}", SECRET,
           EVP_sha256());
     ck_assert_int_eq(gk_token_verify(k, crafted, 1000, &out), GK_TOKEN_VALID);
     ck_assert_int_eq(out.ticket, 7);
+    craft(crafted, HS256_HDR,
+          "{\"bid\":\"shop1\",\"sub\":\"u\",\"iat\":1000,\"exp\":1300,\"tkt\":7,\"jat\":999,\"eta\":5}",
+          SECRET, EVP_sha256());
+    ck_assert_int_eq(gk_token_verify(k, crafted, 1000, &out), GK_TOKEN_VALID);
+    ck_assert_int_eq(out.eta, 5);
+    ck_assert_int_eq(out.joined, 999);
+    /* the join's ETA comes with its time, and only with a ticket */
+    craft(crafted, HS256_HDR,
+          "{\"bid\":\"shop1\",\"sub\":\"u\",\"iat\":1000,\"exp\":1300,\"tkt\":7,\"eta\":5}", SECRET,
+          EVP_sha256());
+    ck_assert_int_eq(gk_token_verify(k, crafted, 1000, &out), GK_TOKEN_INVALID);
+    craft(crafted, HS256_HDR,
+          "{\"bid\":\"shop1\",\"sub\":\"u\",\"iat\":1000,\"exp\":1300,\"eta\":5,\"jat\":9}", SECRET,
+          EVP_sha256());
+    ck_assert_int_eq(gk_token_verify(k, crafted, 1000, &out), GK_TOKEN_INVALID);
     craft(crafted, HS256_HDR, "{\"bid\":\"shop1\",\"sub\":\"u\",\"iat\":1000,\"exp\":1300,\"tkt\":0}", SECRET,
           EVP_sha256());
     ck_assert_int_eq(gk_token_verify(k, crafted, 1000, &out), GK_TOKEN_INVALID);
