@@ -199,3 +199,4 @@ help:
 
 -include $(ALL_OBJ:.o=.d)
 -include $(FUZZ_OBJ:.o=.d)
+-include $(BUILD)/bench/tokens.d

@@ -42,7 +42,7 @@ fill() { # business count prefix
         2 "gk:{$1}:wait" "gk:{$1}:seq" "$2" "$3" >/dev/null
 }
 fill bench "$USERS" u
-"$BUILD/gk-bench-tokens" bench "$USERS" >"$TMP/tokens"
+"$BUILD/gk-bench-tokens" bench "$USERS" tickets >"$TMP/tokens"
 
 # A /metrics gauge of the server (its first sample).
 metric() { curl -fs "$API/metrics" | awk -v m="$1" '$1 == m { print $2 + 0; exit }'; }
@@ -95,9 +95,9 @@ run flash_mix mix 64 | tee -a "$RESULTS"
 
 # Scale: the same status poll with 1,000 and with 10,000,000 users waiting (O(log n) rank).
 fill small 1000 u
-"$BUILD/gk-bench-tokens" small 1000 >"$TMP/tokens.small"
+"$BUILD/gk-bench-tokens" small 1000 tickets >"$TMP/tokens.small"
 fill huge "${HUGE_USERS:-10000000}" u
-"$BUILD/gk-bench-tokens" huge 1000 >"$TMP/tokens.huge"
+"$BUILD/gk-bench-tokens" huge 1000 tickets >"$TMP/tokens.huge"
 for b in small huge; do
     curl -fs -X POST "$API/businesses" -H "Authorization: Bearer $ADMIN_TOKEN" -d "{\"business_id\":\"$b\"}" >/dev/null
     curl -fs -X POST "$API/config" -H "business_id: $b" -H "Authorization: Bearer $ADMIN_TOKEN" \

@@ -109,10 +109,10 @@ ready_exp(int64_t ready_until_ms)
     return (ready_until_ms + 999) / 1000 + CLOCK_SKEW_S;
 }
 
-/* What a token carries about the user's place: their ticket, and the ETA shown when they joined
- * with when that was (gk/token.h); zeros for none. */
+/* What a token carries about the user's place: their ticket, the ETA shown when they joined with
+ * when that was, and the last place shown (gk/token.h); zeros for none. */
 struct line_claims {
-    int64_t ticket, eta, joined;
+    int64_t ticket, eta, joined, shown;
 };
 
 /* A token valid for jwt_expiry_seconds, or until min_exp (seconds) if that is later, carrying
@@ -123,7 +123,8 @@ issue_token(const struct gk_ctx *ctx, const char *user, int64_t min_exp, struct 
 {
     struct gk_claims c = {.ticket = line.ticket,
                           .eta = line.ticket > 0 ? line.eta : 0,
-                          .joined = line.ticket > 0 ? line.joined : 0};
+                          .joined = line.ticket > 0 ? line.joined : 0,
+                          .shown = line.ticket > 0 ? line.shown : 0};
 
     gk_strlcpy(c.business, ctx->biz->id, sizeof(c.business));
     gk_strlcpy(c.user, user, sizeof(c.user));
@@ -349,7 +350,7 @@ enqueue_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
                 out->ticket,
                 eta_of(c, eta_place(c->queueing_method, out->position, out->waiting), out->admit_rate, 0)
                     .seconds,
-                gk_now_ms() / 1000};
+                gk_now_ms() / 1000, c->queueing_method != GK_QM_RANDOM ? out->position : 0};
 
         /* Only the request that created the entry gets a token: one token per user_id. */
         if (!issue_token(&pd->ctx, pd->user,
@@ -436,6 +437,7 @@ status_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
     const char *warning = "null", *state = "not_found";
     int64_t poll_ms, min_exp;
     struct line_claims line;
+    int64_t position_now;
 
     (void)req;
     if (!pending_ok(pd, resp))
@@ -443,7 +445,17 @@ status_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
     min_exp = st->state == GK_USER_READY ? ready_exp(st->ready_until_ms) : 0;
     line = pd->line;
     if (st->ticket != 0 && st->ticket != line.ticket) /* joined again: a new place */
-        line = (struct line_claims){st->ticket, 0, 0};
+        line = (struct line_claims){st->ticket, 0, 0, 0};
+    position_now = st->position;
+    if (st->state == GK_USER_WAITING && c->queueing_method != GK_QM_RANDOM) {
+        /* Nodes' views of the line differ in age by up to a refresh: a place shown once is
+         * never taken back (the visitor is at most there now). */
+        if (line.shown > 0 && position_now > line.shown)
+            position_now = line.shown;
+        line.shown = position_now;
+    } else {
+        line.shown = 0;
+    }
     if (st->state == GK_USER_READY && line.joined > 0) {
         /* Admitted: how the wait compares with the ETA shown at joining. The new token drops
          * the join, so that it is counted once. */
@@ -478,13 +490,13 @@ status_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
     }
     if (st->state == GK_USER_WAITING) {
         struct gk_eta eta =
-            eta_of(c, eta_place(c->queueing_method, st->position, st->waiting), st->admit_rate, st->abandon);
+            eta_of(c, eta_place(c->queueing_method, position_now, st->waiting), st->admit_rate, st->abandon);
 
         if (c->queueing_method != GK_QM_RANDOM)
-            gk_u64_str((uint64_t)st->position, position);
+            gk_u64_str((uint64_t)position_now, position);
         gk_u64_str((uint64_t)eta.seconds, eta_text);
         snprintf(range_text, sizeof(range_text), "[%lld,%lld]", (long long)eta.low, (long long)eta.high);
-        poll_ms = poll_after_ms(c, eta.seconds, st->position);
+        poll_ms = poll_after_ms(c, eta.seconds, position_now);
     } else {
         if (st->state == GK_USER_READY) {
             gk_strlcpy(eta_text, "0", sizeof(eta_text));
@@ -527,7 +539,7 @@ gk_h_status(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
     gk_strlcpy(pd->token, token, sizeof(pd->token));
     /* A token of the previous secret is renewed now, so rotation completes as visitors poll. */
     pd->token_exp = claims.previous_key ? 0 : claims.exp;
-    pd->line = (struct line_claims){claims.ticket, claims.eta, claims.joined};
+    pd->line = (struct line_claims){claims.ticket, claims.eta, claims.joined, claims.shown};
     a = (struct gk_status_args){
         .who = who(pd, GK_BC_IP_STATUS_POLLING_LIMIT, GK_BC_IP_STATUS_POLLING_LIMIT_INTERVAL),
         .heartbeat = ctx->biz->conf.num[GK_BC_ABANDON_AFTER_SECONDS] > 0,

@@ -140,8 +140,9 @@ locate(const struct gk_qview *v, int64_t t, int64_t *rel)
     return *rel >= 0;
 }
 
-bool
-gk_qview_depart(struct gk_qview *v, int64_t t)
+/* Sets ticket t live or departed: true when that changed it. */
+static bool
+set_live(struct gk_qview *v, int64_t t, bool live)
 {
     int64_t rel;
     uint64_t m;
@@ -149,29 +150,24 @@ gk_qview_depart(struct gk_qview *v, int64_t t)
     if (!locate(v, t, &rel))
         return false;
     m = 1ULL << (rel % 64);
-    if ((v->bits[rel / 64] & m) == 0)
+    if (((v->bits[rel / 64] & m) != 0) == live)
         return false;
-    v->bits[rel / 64] &= ~m;
-    fen_add(v, rel / GK_QVIEW_BLOCK, -1);
-    v->live--;
+    v->bits[rel / 64] ^= m;
+    fen_add(v, rel / GK_QVIEW_BLOCK, live ? 1 : -1);
+    v->live += live ? 1 : -1;
     return true;
+}
+
+bool
+gk_qview_depart(struct gk_qview *v, int64_t t)
+{
+    return set_live(v, t, false);
 }
 
 bool
 gk_qview_revive(struct gk_qview *v, int64_t t)
 {
-    int64_t rel;
-    uint64_t m;
-
-    if (!locate(v, t, &rel))
-        return false;
-    m = 1ULL << (rel % 64);
-    if ((v->bits[rel / 64] & m) != 0)
-        return false;
-    v->bits[rel / 64] |= m;
-    fen_add(v, rel / GK_QVIEW_BLOCK, 1);
-    v->live++;
-    return true;
+    return set_live(v, t, true);
 }
 
 void

@@ -288,21 +288,22 @@ gk_token_issue(const struct gk_token_keys *k, const struct gk_claims *c, char *o
 
     if (!claim_id_ok(c->business) || !claim_id_ok(c->user) || c->iat < 0 || c->exp < 0 || c->ticket < 0 ||
         c->ticket >= 1000000000000000000LL || c->eta < 0 || c->eta >= 1000000000000000000LL ||
-        c->joined < 0 || c->joined >= 1000000000000000000LL)
+        c->joined < 0 || c->joined >= 1000000000000000000LL || c->shown < 0 ||
+        c->shown >= 1000000000000000000LL)
         return GK_EINVAL;
-    if (c->ticket > 0 && c->joined > 0)
-        plen = snprintf(payload, sizeof(payload),
-                        "{\"bid\":\"%s\",\"exp\":%lld,\"iat\":%lld,\"sub\":\"%s\",\"tkt\":%lld,\"eta\":%lld,"
-                        "\"jat\":%lld}",
-                        c->business, (long long)c->exp, (long long)c->iat, c->user, (long long)c->ticket,
-                        (long long)c->eta, (long long)c->joined);
-    else if (c->ticket > 0)
-        plen = snprintf(payload, sizeof(payload),
-                        "{\"bid\":\"%s\",\"exp\":%lld,\"iat\":%lld,\"sub\":\"%s\",\"tkt\":%lld}", c->business,
-                        (long long)c->exp, (long long)c->iat, c->user, (long long)c->ticket);
-    else
-        plen = snprintf(payload, sizeof(payload), "{\"bid\":\"%s\",\"exp\":%lld,\"iat\":%lld,\"sub\":\"%s\"}",
-                        c->business, (long long)c->exp, (long long)c->iat, c->user);
+    plen = snprintf(payload, sizeof(payload), "{\"bid\":\"%s\",\"exp\":%lld,\"iat\":%lld,\"sub\":\"%s\"",
+                    c->business, (long long)c->exp, (long long)c->iat, c->user);
+    if (c->ticket > 0) {
+        plen +=
+            snprintf(payload + plen, sizeof(payload) - (size_t)plen, ",\"tkt\":%lld", (long long)c->ticket);
+        if (c->joined > 0)
+            plen += snprintf(payload + plen, sizeof(payload) - (size_t)plen, ",\"eta\":%lld,\"jat\":%lld",
+                             (long long)c->eta, (long long)c->joined);
+        if (c->shown > 0)
+            plen += snprintf(payload + plen, sizeof(payload) - (size_t)plen, ",\"pos\":%lld",
+                             (long long)c->shown);
+    }
+    plen += snprintf(payload + plen, sizeof(payload) - (size_t)plen, "}");
     GK_ASSERT(plen > 0 && (size_t)plen < sizeof(payload));
     /* header.payload.signature, each part at most 4/3 of its bytes */
     if (n + 1 + ((size_t)plen + 2) / 3 * 4 + 1 + 44 + 1 > outlen || outlen < GK_TOKEN_BUF)
@@ -364,15 +365,18 @@ read_time(struct json_object *body, const char *name, int64_t *out)
 }
 
 /* The optional "tkt" claim: absent (0) or a positive integer; with it, optionally both "eta" (a
- * non-negative integer) and "jat" (positive). */
+ * non-negative integer) and "jat" (positive), and "pos" (positive). */
 static bool
 read_ticket(struct json_object *body, struct gk_claims *c)
 {
     bool eta, jat;
 
-    c->ticket = c->eta = c->joined = 0;
+    c->ticket = c->eta = c->joined = c->shown = 0;
     if (!json_object_object_get_ex(body, "tkt", NULL))
-        return !json_object_object_get_ex(body, "eta", NULL) && !json_object_object_get_ex(body, "jat", NULL);
+        return !json_object_object_get_ex(body, "eta", NULL) &&
+               !json_object_object_get_ex(body, "jat", NULL) && !json_object_object_get_ex(body, "pos", NULL);
+    if (json_object_object_get_ex(body, "pos", NULL) && !(read_time(body, "pos", &c->shown) && c->shown > 0))
+        return false;
     if (!read_time(body, "tkt", &c->ticket) || c->ticket <= 0)
         return false;
     eta = json_object_object_get_ex(body, "eta", NULL);
@@ -428,8 +432,8 @@ scan_int(const char **p, const char *end, int64_t *out)
 
 /* The claims exactly as we issue them, {"bid":"<id>","exp":<n>,"iat":<n>,"sub":"<id>"} with
  * ,"tkt":<n> before the brace when there is a ticket, and after it ,"eta":<n>,"jat":<n> when
- * the join's ETA is recorded, read without building a JSON tree (the poll path). Any other
- * spelling, however valid, is left to json-c. */
+ * the join's ETA is recorded and ,"pos":<n> when a place was shown, read without building a JSON
+ * tree (the poll path). Any other spelling, however valid, is left to json-c. */
 static bool
 issued_claims(const char *seg, size_t len, struct gk_claims *c)
 {
@@ -440,7 +444,7 @@ issued_claims(const char *seg, size_t len, struct gk_claims *c)
     if (!b64url_decode(seg, len, (unsigned char *)buf, sizeof(buf), &n))
         return false;
     end = buf + n;
-    c->ticket = c->eta = c->joined = 0;
+    c->ticket = c->eta = c->joined = c->shown = 0;
     if (!(expect(&p, end, "{\"bid\":\"") && scan_id(&p, end, c->business) && expect(&p, end, "\",\"exp\":") &&
           scan_int(&p, end, &c->exp) && expect(&p, end, ",\"iat\":") && scan_int(&p, end, &c->iat) &&
           expect(&p, end, ",\"sub\":\"") && scan_id(&p, end, c->user) && expect(&p, end, "\"")))

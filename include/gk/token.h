@@ -29,6 +29,8 @@ struct gk_claims {
     int64_t eta;              /* with a ticket, "eta" and "jat" claims: the ETA in seconds shown when */
     int64_t joined;           /* the user joined, and when that was (seconds since the epoch), to
                                * measure the ETA's error at admission; joined 0 = none */
+    int64_t shown;            /* with a ticket, "pos" claim: the last place shown, which later answers
+                               * never exceed (nodes' views differ in age); 0 = none */
     bool previous_key;        /* set by gk_token_verify: signed with the previous secret, so due for
                                * renewal; gk_token_issue ignores it (it always signs with the current) */
 };

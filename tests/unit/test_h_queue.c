@@ -396,7 +396,8 @@ START_TEST(status_ticket_and_eta_error_at_admission)
                           .exp = gk_now_ms() / 1000 + 300,
                           .ticket = 17,
                           .eta = 100,
-                          .joined = gk_now_ms() / 1000 - 60};
+                          .joined = gk_now_ms() / 1000 - 60,
+                          .shown = 3};
     char tok[GK_TOKEN_BUF], *text = NULL;
     struct gk_claims back;
     struct gk_resp resp;
@@ -410,7 +411,24 @@ START_TEST(status_ticket_and_eta_error_at_admission)
     fq_store.status = (struct gk_status_out){.state = GK_USER_WAITING, .position = 3, .waiting = 9};
     status("shop", tok, &resp, &o);
     ck_assert_int_eq(fq_store.ticket, 17);
+    ck_assert_str_eq(fq_str(o, "jwt_token"), tok); /* nothing changed: no signing */
+    json_object_put(o);
+    gk_fake_resp_free(&resp);
+    /* A node whose view is older says 5: the place shown (3) is not taken back. */
+    fq_store.status = (struct gk_status_out){.state = GK_USER_WAITING, .position = 5, .waiting = 9};
+    status("shop", tok, &resp, &o);
+    ck_assert_int_eq(num(o, "position"), 3);
     ck_assert_str_eq(fq_str(o, "jwt_token"), tok);
+    json_object_put(o);
+    gk_fake_resp_free(&resp);
+    /* A newer one says 2: shown, and kept in a new token. */
+    fq_store.status = (struct gk_status_out){.state = GK_USER_WAITING, .position = 2, .waiting = 9};
+    status("shop", tok, &resp, &o);
+    ck_assert_int_eq(num(o, "position"), 2);
+    ck_assert_int_eq(gk_token_verify(fq_app.tokens, fq_str(o, "jwt_token"), gk_now_ms() / 1000, &back),
+                     GK_TOKEN_VALID);
+    ck_assert_int_eq(back.shown, 2);
+    ck_assert_int_eq(back.joined, c.joined);
     json_object_put(o);
     gk_fake_resp_free(&resp);
     fq_store.status = (struct gk_status_out){.state = GK_USER_READY, .ready_until_ms = gk_now_ms() + 600000};

@@ -10,18 +10,25 @@
 #include "gk/metrics.h"
 #include "unit/suites.h"
 
-/* The whole request-family text, caller frees. */
+/* What write renders, caller frees. */
 static char *
-render_http(void)
+render(void (*write)(FILE *f))
 {
     char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
 
     ck_assert_ptr_nonnull(f);
-    gk_metrics_write_http(f);
+    write(f);
     fclose(f);
     return text;
+}
+
+/* The whole request-family text, caller frees. */
+static char *
+render_http(void)
+{
+    return render(gk_metrics_write_http);
 }
 
 START_TEST(buckets_have_inclusive_upper_bounds)
@@ -91,18 +98,13 @@ END_TEST
 
 START_TEST(eta_errors_are_a_cumulative_histogram)
 {
-    char *text = NULL;
-    size_t len = 0;
-    FILE *f;
+    char *text;
 
     gk_metrics_eta_ratio(1.0);  /* exact: le 1 */
     gk_metrics_eta_ratio(0.6);  /* le 0.75 */
     gk_metrics_eta_ratio(12.5); /* +Inf */
     gk_metrics_eta_ratio(-1);   /* nonsense: not counted */
-    f = open_memstream(&text, &len);
-    ck_assert_ptr_nonnull(f);
-    gk_metrics_write_eta(f);
-    fclose(f);
+    text = render(gk_metrics_write_eta);
     ck_assert_ptr_nonnull(strstr(text, "# TYPE gatekeeper_eta_error_ratio histogram\n"));
     ck_assert_ptr_nonnull(strstr(text, "gatekeeper_eta_error_ratio_bucket{le=\"0.5\"} 0\n"));
     ck_assert_ptr_nonnull(strstr(text, "gatekeeper_eta_error_ratio_bucket{le=\"0.75\"} 1\n"));
