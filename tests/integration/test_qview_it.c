@@ -240,6 +240,43 @@ START_TEST(polls_from_memory_run_no_status_script)
 }
 END_TEST
 
+/* A node that fell behind the trimmed departure log rebuilds its view from the waiting set and
+ * is exact again. */
+START_TEST(behind_the_trimmed_log_rebuilds)
+{
+    static char tok[30][GK_TOKEN_BUF];
+    char biz[64], user[32], state[32];
+    long long pos;
+
+    gktest_new_business(node[0].port,
+                        "{\"ip_enqueue_limit\": 1000000, \"ip_status_polling_limit\": 1000000, "
+                        "\"ip_finish_limit\": 1000000}",
+                        biz, sizeof(biz));
+    for (int u = 0; u < 30; u++) {
+        struct gktest_resp r;
+
+        snprintf(user, sizeof(user), "t%d", u);
+        gktest_enqueue(node[0].port, biz, user, NULL, &r);
+        ck_assert_int_eq(r.status, 200);
+        snprintf(tok[u], GK_TOKEN_BUF, "%s", gktest_json_str(&r, "jwt"));
+        gktest_resp_free(&r);
+    }
+    poll_on(node[1].port, biz, tok[0], state, sizeof(state), &pos);
+    gktest_sleep_ms(3 * GK_QNODE_REFRESH_MS * gktest_slowdown() + 200);
+    /* Leaves the node has not read yet, then the log loses them. */
+    for (int u = 0; u < 10; u += 2)
+        leave_on(node[0].port, biz, tok[u]);
+    gktest_redis("DEL 'gk:{%s}:gone'", biz);
+    gktest_sleep_ms(3 * GK_QNODE_REFRESH_MS * gktest_slowdown() + 200);
+    for (int u = 1; u < 30; u++) {
+        if (u < 10 && u % 2 == 0)
+            continue;
+        poll_on(node[1].port, biz, tok[u], state, sizeof(state), &pos);
+        ck_assert_int_eq(pos, gktest_redis_int("ZRANK 'gk:{%s}:wait' t%d", biz, u) + 1);
+    }
+}
+END_TEST
+
 Suite *
 qview_it_suite(void)
 {
@@ -250,6 +287,7 @@ qview_it_suite(void)
     tcase_add_unchecked_fixture(tc, nodes_up, nodes_down);
     tcase_add_test(tc, positions_equal_zrank_on_every_node);
     tcase_add_test(tc, polls_from_memory_run_no_status_script);
+    tcase_add_test(tc, behind_the_trimmed_log_rebuilds);
     suite_add_tcase(s, tc);
     return s;
 }
