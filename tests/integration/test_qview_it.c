@@ -38,6 +38,32 @@ nodes_down(void)
         gktest_server_stop(&node[i]);
 }
 
+/* A new business of every node: created through node 0, then known to each node (the config
+ * cache hears of it within milliseconds, but a loaded machine may take longer). */
+static void
+new_business(const char *patch, char *biz, size_t len)
+{
+    char headers[200];
+
+    gktest_new_business(node[0].port, patch, biz, len);
+    snprintf(headers, sizeof(headers), "X-Gatekeeper-Business: %s\r\n", biz);
+    for (int i = 0; i < NODES; i++) {
+        long long t0 = gktest_ms();
+        int status;
+
+        do {
+            struct gktest_resp r;
+
+            gktest_http(node[i].port, "GET", "/queue/status", headers, NULL, &r);
+            status = r.status; /* 400 missing_header (no token) once the node knows the business */
+            gktest_resp_free(&r);
+            if (status == 404)
+                gktest_sleep_ms(20);
+        } while (status == 404 && gktest_ms() - t0 < 10000);
+        ck_assert_int_eq(status, 400);
+    }
+}
+
 /* GET /queue/status on port for tok: its state and position (-1 when null). */
 static void
 poll_on(uint16_t port, const char *biz, const char *tok, char *state, size_t statelen, long long *position)
@@ -132,10 +158,9 @@ START_TEST(positions_equal_zrank_on_every_node)
     unsigned seed = 7;
     int joined = 0;
 
-    gktest_new_business(node[0].port,
-                        "{\"ip_enqueue_limit\": 1000000, \"ip_status_polling_limit\": 1000000, "
-                        "\"ip_finish_limit\": 1000000}",
-                        biz, sizeof(biz));
+    new_business("{\"ip_enqueue_limit\": 1000000, \"ip_status_polling_limit\": 1000000, "
+                 "\"ip_finish_limit\": 1000000}",
+                 biz, sizeof(biz));
     for (int round = 0; round < 4; round++) {
         /* joins on any node */
         for (int n = 0; n < USERS / 4; n++, joined++) {
@@ -214,8 +239,7 @@ START_TEST(polls_from_memory_run_no_status_script)
     char biz[64], user[32], state[32];
     long long pos, before;
 
-    gktest_new_business(node[0].port, "{\"ip_enqueue_limit\": 1000000, \"ip_status_polling_limit\": 1000000}",
-                        biz, sizeof(biz));
+    new_business("{\"ip_enqueue_limit\": 1000000, \"ip_status_polling_limit\": 1000000}", biz, sizeof(biz));
     for (int u = 0; u < 50; u++) {
         struct gktest_resp r;
 
@@ -248,10 +272,9 @@ START_TEST(behind_the_trimmed_log_rebuilds)
     char biz[64], user[32], state[32];
     long long pos;
 
-    gktest_new_business(node[0].port,
-                        "{\"ip_enqueue_limit\": 1000000, \"ip_status_polling_limit\": 1000000, "
-                        "\"ip_finish_limit\": 1000000}",
-                        biz, sizeof(biz));
+    new_business("{\"ip_enqueue_limit\": 1000000, \"ip_status_polling_limit\": 1000000, "
+                 "\"ip_finish_limit\": 1000000}",
+                 biz, sizeof(biz));
     for (int u = 0; u < 30; u++) {
         struct gktest_resp r;
 
