@@ -233,22 +233,31 @@ START_TEST(positions_equal_zrank_on_every_node)
 END_TEST
 
 /* The polls of a steady line cost Redis nothing per poll: no status script runs for them. */
-START_TEST(polls_from_memory_run_no_status_script)
+/* Users <prefix>0 .. <prefix>(n-1) join through node 0, in order; their tokens into tok. */
+static void
+join_users(const char *biz, const char *prefix, int n, char (*tok)[GK_TOKEN_BUF])
 {
-    static char tok[50][GK_TOKEN_BUF];
-    char biz[64], user[32], state[32];
-    long long pos, before;
+    char user[32];
 
-    new_business("{\"ip_enqueue_limit\": 1000000, \"ip_status_polling_limit\": 1000000}", biz, sizeof(biz));
-    for (int u = 0; u < 50; u++) {
+    for (int u = 0; u < n; u++) {
         struct gktest_resp r;
 
-        snprintf(user, sizeof(user), "s%d", u);
+        snprintf(user, sizeof(user), "%s%d", prefix, u);
         gktest_enqueue(node[0].port, biz, user, NULL, &r);
         ck_assert_int_eq(r.status, 200);
         snprintf(tok[u], GK_TOKEN_BUF, "%s", gktest_json_str(&r, "jwt"));
         gktest_resp_free(&r);
     }
+}
+
+START_TEST(polls_from_memory_run_no_status_script)
+{
+    static char tok[50][GK_TOKEN_BUF];
+    char biz[64], state[32];
+    long long pos, before;
+
+    new_business("{\"ip_enqueue_limit\": 1000000, \"ip_status_polling_limit\": 1000000}", biz, sizeof(biz));
+    join_users(biz, "s", 50, tok);
     /* The first poll makes each node follow the line. */
     for (int i = 0; i < NODES; i++)
         poll_on(node[i].port, biz, tok[0], state, sizeof(state), &pos);
@@ -269,21 +278,13 @@ END_TEST
 START_TEST(behind_the_trimmed_log_rebuilds)
 {
     static char tok[30][GK_TOKEN_BUF];
-    char biz[64], user[32], state[32];
+    char biz[64], state[32];
     long long pos;
 
     new_business("{\"ip_enqueue_limit\": 1000000, \"ip_status_polling_limit\": 1000000, "
                  "\"ip_finish_limit\": 1000000}",
                  biz, sizeof(biz));
-    for (int u = 0; u < 30; u++) {
-        struct gktest_resp r;
-
-        snprintf(user, sizeof(user), "t%d", u);
-        gktest_enqueue(node[0].port, biz, user, NULL, &r);
-        ck_assert_int_eq(r.status, 200);
-        snprintf(tok[u], GK_TOKEN_BUF, "%s", gktest_json_str(&r, "jwt"));
-        gktest_resp_free(&r);
-    }
+    join_users(biz, "t", 30, tok);
     poll_on(node[1].port, biz, tok[0], state, sizeof(state), &pos);
     gktest_sleep_ms(3 * GK_QNODE_REFRESH_MS * gktest_slowdown() + 200);
     /* Leaves the node has not read yet, then the log loses them. */
