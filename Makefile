@@ -213,3 +213,4 @@ help:
 
 -include $(ALL_OBJ:.o=.d)
 -include $(FUZZ_OBJ:.o=.d)
+-include $(BUILD)/bench/tokens.d

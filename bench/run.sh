@@ -43,7 +43,23 @@ fill() { # business count prefix (FILL_PORT: another Redis; -c follows a cluster
         2 "gk:{$1}:wait" "gk:{$1}:seq" "$2" "$3" >/dev/null
 }
 fill bench "$USERS" u
-"$BUILD/gk-bench-tokens" bench "$USERS" >"$TMP/tokens"
+"$BUILD/gk-bench-tokens" bench "$USERS" tickets >"$TMP/tokens"
+
+# A /metrics gauge of the server (its first sample).
+metric() { curl -fs "$API/metrics" | awk -v m="$1" '$1 == m { print $2 + 0; exit }'; }
+# warm BUSINESS TOKENS TICKETS: one poll makes the node follow the business's line; waits (up to
+# 120 s) until its views hold TICKETS tickets in all, so that the runs measure polls from memory.
+warm() {
+    curl -fs "$API/queue/status" -H "business_id: $1" -H "jwt: $(head -1 "$2")" >/dev/null || true
+    for _ in $(seq 1200); do
+        [ "$(metric gatekeeper_status_view_tickets)" -ge "$3" ] 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "bench: the node did not finish reading $1's line" >&2
+}
+# Redis commands processed so far (INFO commandstats counts those a script runs, too).
+redis_cmds() { redis-cli -p "$RPORT" INFO commandstats | awk -F'[=,:]' '/^cmdstat_/ { n += $3 } END { print n + 0 }'; }
+warm bench "$TMP/tokens" "$USERS"
 
 # run NAME SCRIPT CONNECTIONS [env...] -> "NAME c rps p50 p99 p999 errors requests"
 run() {
@@ -59,7 +75,13 @@ RESULTS=$TMP/results
 : >"$RESULTS"
 for c in 16 64 128 256; do
     run ceiling ceiling "$c" | tee -a "$RESULTS"
-    run status status "$c" | tee -a "$RESULTS"
+    cmds0=$(redis_cmds)
+    run status status "$c" | tee -a "$RESULTS" >"$TMP/status.$c"
+    cmds1=$(redis_cmds)
+    # Redis commands per status poll: everything Redis ran during the run (the node's background
+    # reads and heartbeat batches included), over the polls answered.
+    awk -v c="$c" -v d=$((cmds1 - cmds0)) '{ printf "%s %.4f\n", c, ($8 > 0 ? d / $8 : 0) }' "$TMP/status.$c" \
+        >>"$TMP/cmds_per_poll"
 done
 run verify status 64 PATH_=/queue/verify | tee -a "$RESULTS"
 run enqueue enqueue 64 | tee -a "$RESULTS"
@@ -82,14 +104,18 @@ run flash_mix mix 64 | tee -a "$RESULTS"
 
 # Scale: the same status poll with 1,000 and with 10,000,000 users waiting (O(log n) rank).
 fill small 1000 u
-"$BUILD/gk-bench-tokens" small 1000 >"$TMP/tokens.small"
+"$BUILD/gk-bench-tokens" small 1000 tickets >"$TMP/tokens.small"
 fill huge "${HUGE_USERS:-10000000}" u
-"$BUILD/gk-bench-tokens" huge 1000 >"$TMP/tokens.huge"
+"$BUILD/gk-bench-tokens" huge 1000 tickets >"$TMP/tokens.huge"
 for b in small huge; do
     curl -fs -X POST "$API/businesses" -H "Authorization: Bearer $ADMIN_TOKEN" -d "{\"business_id\":\"$b\"}" >/dev/null
     curl -fs -X POST "$API/config" -H "business_id: $b" -H "Authorization: Bearer $ADMIN_TOKEN" \
         -d '{"ip_status_polling_limit": 1000000, "ip_status_polling_limit_interval": 1}' >/dev/null
 done
+warm small "$TMP/tokens.small" $((USERS + 1000))
+VIEW0=$(metric gatekeeper_status_view_bytes)
+warm huge "$TMP/tokens.huge" $((USERS + 1000 + ${HUGE_USERS:-10000000}))
+VIEW_HUGE=$(( $(metric gatekeeper_status_view_bytes) - VIEW0 ))
 run status_1k status 64 TOKENS="$TMP/tokens.small" BUSINESS=small | tee -a "$RESULTS"
 run status_10M status 64 TOKENS="$TMP/tokens.huge" BUSINESS=huge | tee -a "$RESULTS"
 kill "$WORKER" 2>/dev/null && wait "$WORKER" 2>/dev/null
@@ -222,6 +248,8 @@ mkdir -p "$ROOT/bench/results"
     awk '$1 == "status_1k" { a = $5 } $1 == "status_10M" { b = $5 }
          END { printf "| status p99 with 1,000 vs %s waiting | %s ms vs %s ms (%.2fx) |\n", "'"${HUGE_USERS:-10000000}"'", a, b, (a > 0 ? b / a : 0) }' "$RESULTS"
     echo "| one admission tick of 10,000 users | ${TICK_MS:-?} ms |"
+    echo "| API node memory of its view of ${HUGE_USERS:-10000000} waiting (status from memory) | ${VIEW_HUGE:-?} bytes ($(awk -v b="${VIEW_HUGE:-0}" -v n="${HUGE_USERS:-10000000}" 'BEGIN { printf "%.2f bits per waiting user", b * 8 / n }')) |"
+    awk '{ printf "| Redis commands per status poll, %s connections, %s waiting | %s |\n", $1, "'"$USERS"'", $2 }' "$TMP/cmds_per_poll"
     echo "| API server RSS over a ${SOAK}s mixed run: start / max / end | $RSS_START / $RSS_MAX / $RSS_END kB ($(awk -v a="$RSS_START" -v b="$RSS_END" 'BEGIN { printf "%+.1f%%", (b - a) * 100 / a }')) |"
 } >"$OUT"
 cat "$OUT"

@@ -1,12 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * tokens.c -- for `make bench`: prints N queue tokens, one per line, for users u0..u(N-1) of a
- * business, signed with JWT_SECRET from the environment, valid for an hour. The users themselves
- * are put into Redis by bench/run.sh.
- * Usage: gk-bench-tokens BUSINESS N
+ * business, signed with JWT_SECRET from the environment, valid for an hour. With "tickets", each
+ * carries its user's ticket as bench/run.sh's fill hands them out (u<i> holds ticket i + 1), so
+ * that a node answers their polls from memory; without, the tokens carry none (users who join in
+ * any order: their first status answer brings a token with their ticket). The users themselves
+ * are put into Redis by bench/run.sh (or join through the API).
+ * Usage: gk-bench-tokens BUSINESS N [tickets]
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "gk/token.h"
 
@@ -18,13 +22,14 @@ main(int argc, char **argv)
     char tok[GK_TOKEN_BUF];
     long n;
 
-    if (argc != 3 || secret == NULL || (n = strtol(argv[2], NULL, 10)) <= 0) {
-        fprintf(stderr, "usage: JWT_SECRET=... gk-bench-tokens BUSINESS N\n");
+    if (argc < 3 || argc > 4 || (argc == 4 && strcmp(argv[3], "tickets") != 0) || secret == NULL ||
+        (n = strtol(argv[2], NULL, 10)) <= 0) {
+        fprintf(stderr, "usage: JWT_SECRET=... gk-bench-tokens BUSINESS N [tickets]\n");
         return 2;
     }
     keys = gk_token_keys_new(secret, NULL);
     for (long i = 0; i < n; i++) {
-        struct gk_claims c = {.iat = gk_now_ms() / 1000};
+        struct gk_claims c = {.iat = gk_now_ms() / 1000, .ticket = argc == 4 ? i + 1 : 0};
 
         c.exp = c.iat + 3600;
         snprintf(c.business, sizeof(c.business), "%s", argv[1]);

@@ -65,9 +65,9 @@ static const char sql_prune_businesses[] =
 static const char sql_prune[] =
     "WITH cut AS (SELECT id, created_at FROM activity_log WHERE business_id = $1 ORDER BY id LIMIT "
     "$3::integer), "
-    "lim AS (SELECT coalesce(min(id), 9223372036854775807) AS m FROM cut "
-    "WHERE created_at >= now() - $2::integer * interval '1 day'), "
-    "del AS (DELETE FROM activity_log a USING lim WHERE a.id IN (SELECT id FROM cut) AND a.id < lim.m "
+    "lim AS (SELECT coalesce(min(id) FILTER (WHERE created_at >= now() - $2::integer * interval '1 day'), "
+    "max(id) + 1, 0) AS m FROM cut), "
+    "del AS (DELETE FROM activity_log a USING lim WHERE a.business_id = $1 AND a.id < lim.m "
     "RETURNING a.id, a.hash), "
     "last AS (SELECT id, hash FROM del ORDER BY id DESC LIMIT 1), "
     "up AS (UPDATE activity_chain c SET anchor = coalesce(last.hash, c.anchor), anchor_id = last.id FROM "

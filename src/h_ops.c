@@ -14,10 +14,33 @@
 
 #include "gk/metrics.h"
 #include "gk/monitor.h"
+#include "gk/qnode.h"
 
 /* Defined in the generated files of scripts/embed-file. */
 extern const char gk_file_docs_openapi_json[], gk_file_docs_api_docs_html[];
 extern const size_t gk_file_docs_openapi_json_len, gk_file_docs_api_docs_html_len;
+
+/* The node's memory of the lines (gk/qnode.h). */
+static void
+write_qnode(FILE *f, struct gk_qnode *n)
+{
+    struct gk_qnode_stats st;
+
+    gk_qnode_stats(n, &st);
+    gk_metrics_family(f, "gatekeeper_status_views", "gauge",
+                      "Businesses whose line this node follows to answer status polls from memory.");
+    fprintf(f, "gatekeeper_status_views %lld\n", (long long)st.views);
+    gk_metrics_family(f, "gatekeeper_status_view_tickets", "gauge",
+                      "Waiting tickets in this node's views of the lines.");
+    fprintf(f, "gatekeeper_status_view_tickets %lld\n", (long long)st.live);
+    gk_metrics_family(f, "gatekeeper_status_view_bytes", "gauge",
+                      "Memory of this node's views of the lines.");
+    fprintf(f, "gatekeeper_status_view_bytes %zu\n", st.view_bytes);
+    gk_metrics_family(f, "gatekeeper_status_polls_total", "counter",
+                      "Status polls with a ticket, by who answered: this node's memory or Redis.");
+    fprintf(f, "gatekeeper_status_polls_total{answered=\"memory\"} %lld\n", (long long)st.from_memory);
+    fprintf(f, "gatekeeper_status_polls_total{answered=\"redis\"} %lld\n", (long long)st.to_redis);
+}
 
 void
 gk_h_metrics(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
@@ -54,6 +77,9 @@ gk_h_metrics(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
     fwrite(snap->queue_text, 1, snap->queue_len, f);
     gk_monitor_release(snap);
     gk_pow_metrics_write(ctx->app->pow, f);
+    if (ctx->app->qnode != NULL)
+        write_qnode(f, ctx->app->qnode);
+    gk_metrics_write_eta(f);
     fclose(f);
     gk_resp_body(resp, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
 }

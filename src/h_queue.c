@@ -16,12 +16,16 @@
 #include <json-c/json.h>
 
 #include "gk/clientip.h"
+#include "gk/eta.h"
 #include "gk/log.h"
 #include "gk/metrics.h"
 #include "gk/schedule.h"
 
 #define POLL_MIN_MS 1000
-#define POLL_MAX_MS 15000
+#define POLL_MAX_MS 15000     /* within the first thousand places */
+#define POLL_NEAR_MAX_MS 2000 /* the next hundred poll often: they move fastest */
+#define POLL_FAR_MAX_MS 60000 /* far back, polls can be rare: a place there changes slowly */
+#define POLL_HIDDEN_MS 60000  /* a hidden tab without abandonment */
 /* How far the clocks of Redis (ready times) and of the nodes (token expiry) may drift apart. */
 #define CLOCK_SKEW_S 30
 
@@ -106,11 +110,22 @@ ready_exp(int64_t ready_until_ms)
     return (ready_until_ms + 999) / 1000 + CLOCK_SKEW_S;
 }
 
-/* A token valid for jwt_expiry_seconds, or until min_exp (seconds) if that is later. */
+/* What a token carries about the user's place: their ticket, the ETA shown when they joined with
+ * when that was, and the last place shown (gk/token.h); zeros for none. */
+struct line_claims {
+    int64_t ticket, eta, joined, shown;
+};
+
+/* A token valid for jwt_expiry_seconds, or until min_exp (seconds) if that is later, carrying
+ * line. */
 static bool
-issue_token(const struct gk_ctx *ctx, const char *user, int64_t min_exp, char out[GK_TOKEN_BUF])
+issue_token(const struct gk_ctx *ctx, const char *user, int64_t min_exp, struct line_claims line,
+            char out[GK_TOKEN_BUF])
 {
-    struct gk_claims c = {0};
+    struct gk_claims c = {.ticket = line.ticket,
+                          .eta = line.ticket > 0 ? line.eta : 0,
+                          .joined = line.ticket > 0 ? line.joined : 0,
+                          .shown = line.ticket > 0 ? line.shown : 0};
 
     gk_strlcpy(c.business, ctx->biz->id, sizeof(c.business));
     gk_strlcpy(c.user, user, sizeof(c.user));
@@ -164,6 +179,7 @@ struct pending {
     char token[GK_TOKEN_BUF]; /* status: the token the client sent, returned as is while young */
     int64_t token_exp;        /* its exp; 0 when signed with the previous secret (renew it) */
     struct gk_pow_proof pow;  /* enqueue: the proof of work its join spends (challenge "" = none) */
+    struct line_claims line;  /* status: what it carries about the user's place */
     union {
         struct gk_join_out join;
         struct gk_status_out status;
@@ -238,35 +254,61 @@ pending_end(struct pending *pd)
     free(pd);
 }
 
-/* Seconds until a user at position is admitted: at the measured rate once there is one (it
- * reflects finishes, caps and expiries), else at the configured rate in whole ticks. */
-static int64_t
-eta_seconds(const struct gk_bizconf *c, int64_t position, double admit_rate)
+/* The estimate for a user at position (gk/eta.h): at the measured rate once there is one (it
+ * reflects finishes, caps and expiries), else at the configured rate in whole ticks; abandon is
+ * the measured share of departures that were not admissions (0 = unknown). */
+static struct gk_eta
+eta_of(const struct gk_bizconf *c, int64_t position, double admit_rate, double abandon)
 {
-    int64_t limit = c->num[GK_BC_ADMISSION_LIMIT], freq = c->num[GK_BC_ADMISSION_FREQUENCY];
-    double eta;
+    struct gk_eta e;
 
-    if (admit_rate <= 0)
-        return (position + limit - 1) / limit * freq;
-    eta = (double)position / admit_rate;
-    return eta < 1e9 ? (int64_t)(eta + 0.999) : 1000000000;
+    gk_eta_estimate(&(struct gk_eta_in){.place = position,
+                                        .rate = admit_rate,
+                                        .abandon = abandon,
+                                        .limit = c->num[GK_BC_ADMISSION_LIMIT],
+                                        .freq_s = c->num[GK_BC_ADMISSION_FREQUENCY]},
+                    &e);
+    return e;
 }
 
-/* Poll sooner near the front, later far back, and never faster than the status rate limit; but
- * never later than a third of abandon_after_seconds, which wins over the rate limit: a refused
- * poll costs a retry, an eviction the place. */
+/* The longest a client may wait between polls: a third of abandon_after_seconds, so that one
+ * polling as told (even 20% late, as the client's jitter may be) is never evicted; without
+ * abandonment, a minute. */
 static int64_t
-poll_after_ms(const struct gk_bizconf *c, int64_t eta_s)
+poll_ceiling_ms(const struct gk_bizconf *c)
 {
-    int64_t ms = eta_s * 1000 / 5;
+    int64_t abandon_ms = (int64_t)c->num[GK_BC_ABANDON_AFTER_SECONDS] * 1000;
+
+    return abandon_ms > 0 ? abandon_ms / 3 : POLL_HIDDEN_MS;
+}
+
+/* Poll sooner near the front, later far back (the estimated wait over 5, at most 2 s within the
+ * first hundred places, 15 s within the first thousand, a minute beyond), and never faster than
+ * the status rate limit; but never later than poll_ceiling_ms, which wins over the rate limit: a
+ * refused poll costs a retry, an eviction the place. position 0: not waiting. */
+static int64_t
+poll_after_ms(const struct gk_bizconf *c, int64_t eta_s, int64_t position)
+{
+    int64_t ms = eta_s * 1000 / 5, ceiling = poll_ceiling_ms(c);
+    int64_t max = position <= 100 ? POLL_NEAR_MAX_MS : position <= 1000 ? POLL_MAX_MS : POLL_FAR_MAX_MS;
     int64_t floor_ms = ((int64_t)c->num[GK_BC_IP_STATUS_POLLING_LIMIT_INTERVAL] * 1000 +
                         c->num[GK_BC_IP_STATUS_POLLING_LIMIT] - 1) /
                        c->num[GK_BC_IP_STATUS_POLLING_LIMIT];
-    int64_t abandon_ms = (int64_t)c->num[GK_BC_ABANDON_AFTER_SECONDS] * 1000;
 
-    ms = ms < POLL_MIN_MS ? POLL_MIN_MS : ms > POLL_MAX_MS ? POLL_MAX_MS : ms;
+    if (position == 0)
+        max = POLL_MAX_MS;
+    ms = ms < POLL_MIN_MS ? POLL_MIN_MS : ms > max ? max : ms;
     ms = ms > floor_ms ? ms : floor_ms;
-    return abandon_ms > 0 && ms > abandon_ms / 3 ? abandon_ms / 3 : ms;
+    return ms > ceiling ? ceiling : ms;
+}
+
+/* How long a hidden tab may wait between polls: the ceiling, or poll_ms if that is longer. */
+static int64_t
+poll_hidden_ms(const struct gk_bizconf *c, int64_t poll_ms)
+{
+    int64_t ceiling = poll_ceiling_ms(c);
+
+    return ceiling > poll_ms ? ceiling : poll_ms;
 }
 
 static struct json_object *
@@ -289,7 +331,7 @@ eta_place(enum gk_qmethod m, int64_t position, int64_t waiting)
 static int64_t
 prequeue_poll_ms(const struct gk_bizconf *c, int64_t opens_in_ms)
 {
-    int64_t ms = poll_after_ms(c, opens_in_ms / 1000);
+    int64_t ms = poll_after_ms(c, opens_in_ms / 1000, 0);
 
     return opens_in_ms >= 0 && opens_in_ms + 250 < ms ? opens_in_ms + 250 : ms;
 }
@@ -347,21 +389,32 @@ enqueue_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
         gk_reply_error(resp, 503, "queue_closed", "This queue is closed.", NULL);
         goto out;
     case GK_JOIN_PREQUEUE:
-        if (out->joined_prequeue && !issue_token(&pd->ctx, pd->user, 0, token)) {
+        if (out->joined_prequeue && !issue_token(&pd->ctx, pd->user, 0, (struct line_claims){0}, token)) {
             gk_reply_error(resp, 500, "internal", "The token could not be issued.", NULL);
             goto out;
         }
         reply_prequeue(resp, c, out, token);
         goto out;
     case GK_JOIN_NEW:
-    case GK_JOIN_ADMITTED:
+    case GK_JOIN_ADMITTED: {
+        struct line_claims line = {0};
+
+        /* The ETA shown now goes into the token, to measure its error at admission. */
+        if (out->result == GK_JOIN_NEW)
+            line = (struct line_claims){
+                out->ticket,
+                eta_of(c, eta_place(c->queueing_method, out->position, out->waiting), out->admit_rate, 0)
+                    .seconds,
+                gk_now_ms() / 1000, c->queueing_method != GK_QM_RANDOM ? out->position : 0};
+
         /* Only the request that created the entry gets a token: one token per user_id. */
         if (!issue_token(&pd->ctx, pd->user,
-                         out->result == GK_JOIN_ADMITTED ? ready_exp(out->ready_until_ms) : 0, token)) {
+                         out->result == GK_JOIN_ADMITTED ? ready_exp(out->ready_until_ms) : 0, line, token)) {
             gk_reply_error(resp, 500, "internal", "The token could not be issued.", NULL);
             goto out;
         }
         break;
+    }
     case GK_JOIN_WAITING:
     case GK_JOIN_READY:
         break;
@@ -369,13 +422,19 @@ enqueue_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
     o = json_object_new_object();
     json_object_object_add(o, "jwt", json_object_new_string(token));
     if (out->result == GK_JOIN_NEW || out->result == GK_JOIN_WAITING) {
-        int64_t eta =
-            eta_seconds(c, eta_place(c->queueing_method, out->position, out->waiting), out->admit_rate);
+        struct gk_eta eta =
+            eta_of(c, eta_place(c->queueing_method, out->position, out->waiting), out->admit_rate, 0);
+        int64_t poll_ms = poll_after_ms(c, eta.seconds, out->position);
+        struct json_object *range = json_object_new_array();
 
+        json_object_array_add(range, json_object_new_int64(eta.low));
+        json_object_array_add(range, json_object_new_int64(eta.high));
         json_object_object_add(o, "position", position_json(c->queueing_method, out->position));
         json_object_object_add(o, "ready", json_object_new_boolean(0));
-        json_object_object_add(o, "eta_seconds", json_object_new_int64(eta));
-        json_object_object_add(o, "poll_after_ms", json_object_new_int64(poll_after_ms(c, eta)));
+        json_object_object_add(o, "eta_seconds", json_object_new_int64(eta.seconds));
+        json_object_object_add(o, "eta_seconds_range", range);
+        json_object_object_add(o, "poll_after_ms", json_object_new_int64(poll_ms));
+        json_object_object_add(o, "poll_hidden_ms", json_object_new_int64(poll_hidden_ms(c, poll_ms)));
         json_object_object_add(o, "message",
                                json_object_new_string(out->result == GK_JOIN_NEW
                                                           ? "User enqueued successfully."
@@ -435,22 +494,45 @@ status_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
     const struct gk_bizconf *c = &pd->ctx.biz->conf;
     const struct gk_status_out *st = &pd->out.status;
     char token[GK_TOKEN_BUF], *body, *b, position[GK_U64_BUF] = "null", eta_text[GK_U64_BUF] = "null";
-    char poll_text[GK_U64_BUF], opens_at[GK_SCHED_TIME_BUF] = "", opens_in[GK_U64_BUF] = "";
+    char poll_text[GK_U64_BUF], hidden_text[GK_U64_BUF], range_text[2 * GK_U64_BUF + 4] = "null";
+    char opens_at[GK_SCHED_TIME_BUF] = "", opens_in[GK_U64_BUF] = "";
     const char *warning = "null", *state = "not_found";
     int64_t poll_ms, min_exp;
+    struct line_claims line;
+    int64_t position_now;
 
     (void)req;
     if (!pending_ok(pd, resp))
         goto out;
     min_exp = st->state == GK_USER_READY ? ready_exp(st->ready_until_ms) : 0;
+    line = pd->line;
+    if (st->ticket != 0 && st->ticket != line.ticket) /* joined again: a new place */
+        line = (struct line_claims){st->ticket, 0, 0, 0};
+    position_now = st->position;
+    if (st->state == GK_USER_WAITING && c->queueing_method != GK_QM_RANDOM) {
+        /* Nodes' views of the line differ in age by up to a refresh: a place shown once is
+         * never taken back (the visitor is at most there now). */
+        if (line.shown > 0 && position_now > line.shown)
+            position_now = line.shown;
+        line.shown = position_now;
+    } else {
+        line.shown = 0;
+    }
+    if (st->state == GK_USER_READY && line.joined > 0) {
+        /* Admitted: how the wait compares with the ETA shown at joining. The new token drops
+         * the join, so that it is counted once. */
+        if (line.eta > 0)
+            gk_metrics_eta_ratio((double)(gk_now_ms() / 1000 - line.joined) / (double)line.eta);
+        line.eta = line.joined = 0;
+    }
     /* Clients always keep the returned token. A token with more than half its life left is
      * returned as it came (signing is the costliest part of a poll); an older one is renewed, so
      * a client polling as told never holds an expired token. So is a ready user's token that
      * would end before their ready time: the page stops polling once the user is ready. */
-    if (pd->token[0] != '\0' && pd->token_exp >= min_exp &&
+    if (pd->token[0] != '\0' && pd->token_exp >= min_exp && memcmp(&line, &pd->line, sizeof(line)) == 0 &&
         pd->token_exp - gk_now_ms() / 1000 > (int64_t)c->num[GK_BC_JWT_EXPIRY_SECONDS] / 2)
         gk_strlcpy(token, pd->token, sizeof(token));
-    else if (!issue_token(&pd->ctx, pd->user, min_exp, token)) {
+    else if (!issue_token(&pd->ctx, pd->user, min_exp, line, token)) {
         gk_reply_error(resp, 500, "internal", "The token could not be issued.", NULL);
         goto out;
     }
@@ -472,27 +554,31 @@ status_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
         break;
     }
     if (st->state == GK_USER_WAITING) {
-        int64_t eta =
-            eta_seconds(c, eta_place(c->queueing_method, st->position, st->waiting), st->admit_rate);
+        struct gk_eta eta =
+            eta_of(c, eta_place(c->queueing_method, position_now, st->waiting), st->admit_rate, st->abandon);
 
         if (c->queueing_method != GK_QM_RANDOM)
-            gk_u64_str((uint64_t)st->position, position);
-        gk_u64_str((uint64_t)eta, eta_text);
-        poll_ms = poll_after_ms(c, eta);
+            gk_u64_str((uint64_t)position_now, position);
+        gk_u64_str((uint64_t)eta.seconds, eta_text);
+        snprintf(range_text, sizeof(range_text), "[%lld,%lld]", (long long)eta.low, (long long)eta.high);
+        poll_ms = poll_after_ms(c, eta.seconds, position_now);
     } else if (st->state == GK_USER_PREQUEUE) {
         poll_ms = prequeue_poll_ms(c, st->opens_at_ms - st->now_ms);
         gk_sched_time_str(st->opens_at_ms, opens_at);
         gk_u64_str((uint64_t)opens_in_seconds(st->opens_at_ms, st->now_ms), opens_in);
     } else {
-        if (st->state == GK_USER_READY)
+        if (st->state == GK_USER_READY) {
             gk_strlcpy(eta_text, "0", sizeof(eta_text));
-        poll_ms = poll_after_ms(c, 0);
+            gk_strlcpy(range_text, "[0,0]", sizeof(range_text));
+        }
+        poll_ms = poll_after_ms(c, 0, 0);
     }
     gk_u64_str((uint64_t)poll_ms, poll_text);
+    gk_u64_str((uint64_t)poll_hidden_ms(c, poll_ms), hidden_text);
     /* The hottest answer of all, written directly: every value is a number, a fixed string or
      * a token in base64url, so nothing needs escaping, and a JSON tree (or a format string)
-     * per poll is not free. The parts are bounded: the token by GK_TOKEN_BUF, the rest by 256. */
-    b = body = gk_xmalloc(GK_TOKEN_BUF + 256);
+     * per poll is not free. The parts are bounded: the token by GK_TOKEN_BUF, the rest by 512. */
+    b = body = gk_xmalloc(GK_TOKEN_BUF + 512);
     b = put(b, "{\"warning_msg\":", warning, "");
     b = put(b, ",\"jwt_token\":\"", token, "\"");
     b = put(b, ",\"position\":", position, "");
@@ -503,7 +589,9 @@ status_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
         b = put(b, ",\"opens_at\":\"", opens_at, "\"");
         b = put(b, ",\"opens_in_seconds\":", opens_in, "");
     }
-    b = put(b, ",\"poll_after_ms\":", poll_text, "}");
+    b = put(b, ",\"eta_seconds_range\":", range_text, "");
+    b = put(b, ",\"poll_after_ms\":", poll_text, "");
+    b = put(b, ",\"poll_hidden_ms\":", hidden_text, "}");
     gk_resp_body(resp, 200, NULL, body, (size_t)(b - body));
 out:
     pending_end(pd);
@@ -524,9 +612,12 @@ gk_h_status(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
     gk_strlcpy(pd->token, token, sizeof(pd->token));
     /* A token of the previous secret is renewed now, so rotation completes as visitors poll. */
     pd->token_exp = claims.previous_key ? 0 : claims.exp;
+    pd->line = (struct line_claims){claims.ticket, claims.eta, claims.joined, claims.shown};
     a = (struct gk_status_args){
         .who = who(pd, GK_BC_IP_STATUS_POLLING_LIMIT, GK_BC_IP_STATUS_POLLING_LIMIT_INTERVAL),
         .heartbeat = ctx->biz->conf.num[GK_BC_ABANDON_AFTER_SECONDS] > 0,
+        /* Random admission has no place in line to compute: its polls stay with Redis. */
+        .ticket = ctx->biz->conf.queueing_method != GK_QM_RANDOM ? claims.ticket : 0,
     };
     ctx->queue.ops->status(ctx->queue.impl, &pd->op, &a, &pd->out.status);
 }

@@ -14,6 +14,7 @@
 #include "gk/log.h"
 #include "gk/pg.h"
 #include "gk/pipeline.h"
+#include "gk/qnode.h"
 #include "gk/router.h"
 #include "gk/store.h"
 
@@ -256,6 +257,19 @@ gk_need_origin(const struct gk_ctx *ctx, const struct gk_req *req, struct gk_res
     return false;
 }
 
+/* What each loop thread runs beside its connections: its Redis pipeline, and its share of the
+ * node's memory of the lines (NULL without one). */
+struct loop_comp {
+    struct gk_pipeline *pipe;
+    struct gk_qnode_loop *qloop;
+};
+
+static struct gk_queue
+loop_queue(struct loop_comp *c)
+{
+    return c->qloop != NULL ? gk_qnode_loop_queue(c->qloop) : gk_pipeline_queue(c->pipe);
+}
+
 /* Runs route with a context for this thread: the offload threads' own Redis and PostgreSQL
  * handles, or on a loop thread, whose handlers never block, the queue operations of its pipeline
  * (the loop's companion, see gk_handlers_companion). */
@@ -271,7 +285,7 @@ serve(const struct gk_app *app, const struct gk_route *route, bool offloaded, co
         ctx.store = th->store;
         ctx.db = th->db;
     } else {
-        ctx.queue = gk_pipeline_queue(gk_req_companion(req));
+        ctx.queue = loop_queue(gk_req_companion(req));
     }
     ctx.biz_header = gk_business_header(req);
     /* Read before the lookup: read after it, a first load finishing in between would turn a miss
@@ -332,32 +346,53 @@ static void *
 pipe_open(void *arg)
 {
     const struct gk_app *app = arg;
+    struct loop_comp *c = gk_xcalloc(1, sizeof(*c));
 
-    return gk_pipeline_new(&app->cfg->redis, app->cfg->test_clock);
+    c->pipe = gk_pipeline_new(&app->cfg->redis, app->cfg->test_clock);
+    if (c->pipe == NULL) {
+        free(c);
+        return NULL;
+    }
+    if (app->qnode != NULL)
+        c->qloop = gk_qnode_loop_new(app->qnode, gk_pipeline_queue(c->pipe));
+    return c;
 }
 
 static void
 pipe_close(void *obj)
 {
-    gk_pipeline_free(obj);
+    struct loop_comp *c = obj;
+
+    /* The pipeline answers what the node's reads still wait for before their loop goes. */
+    gk_pipeline_free(c->pipe);
+    gk_qnode_loop_free(c->qloop);
+    free(c);
 }
 
 static int
 pipe_want(void *obj, short *events, int *timeout_ms)
 {
-    return gk_pipeline_want(obj, events, timeout_ms);
+    struct loop_comp *c = obj;
+
+    if (c->qloop != NULL)
+        gk_qnode_loop_want(c->qloop, timeout_ms);
+    return gk_pipeline_want(c->pipe, events, timeout_ms);
 }
 
 static void
 pipe_run(void *obj, short revents)
 {
-    gk_pipeline_run(obj, revents);
+    gk_pipeline_run(((struct loop_comp *)obj)->pipe, revents);
 }
 
 static void
 pipe_flush(void *obj)
 {
-    gk_pipeline_flush(obj);
+    struct loop_comp *c = obj;
+
+    if (c->qloop != NULL)
+        gk_qnode_loop_drive(c->qloop);
+    gk_pipeline_flush(c->pipe);
 }
 
 struct gk_http_companion

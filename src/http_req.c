@@ -491,6 +491,15 @@ gk_http_on_request(void *cls, struct MHD_Connection *c, const char *url, const c
     st->req.body = st->body != NULL ? st->body : "";
     st->req.body_len = st->body_len;
     h->fn(h->arg, &st->req, &st->resp);
+    if (st->cont != NULL && atomic_load(&st->phase) == PHASE_DONE) {
+        /* Answered before the handler returned (a status poll from the node's memory): its
+         * continuation answers now, without a suspension and an extra turn of the loop. */
+        gk_req_cont cont = st->cont;
+
+        st->cont = NULL;
+        cont(st->cont_arg, &st->req, &st->resp);
+        return queue(c, st);
+    }
     if (st->cont != NULL) {
         /* The handler waits for something: free this thread until gk_req_resume. Whoever comes
          * second of "suspended" and "done" resumes the connection. */

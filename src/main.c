@@ -21,6 +21,7 @@
 #include "gk/log.h"
 #include "gk/monitor.h"
 #include "gk/pow.h"
+#include "gk/qnode.h"
 #include "gk/startup.h"
 #include "gk/token.h"
 
@@ -58,6 +59,7 @@ main(void)
     app.cache = gk_confcache_new();
     app.tokens = gk_token_keys_new(cfg.jwt_secret, cfg.jwt_secret_previous);
     app.pow = gk_pow_new(cfg.jwt_secret, cfg.jwt_secret_previous);
+    app.qnode = gk_qnode_new();
     comp = gk_handlers_companion(&app);
     if (gk_handlers_init() != GK_OK ||
         gk_confcache_start(app.cache, cfg.database_url, (const char(*)[GK_ID_BUF])cfg.business_ids,
@@ -105,5 +107,6 @@ out:
     gk_confcache_free(app.cache);
     gk_token_keys_free(app.tokens);
     gk_pow_free(app.pow);
+    gk_qnode_free(app.qnode);
     return rc;
 }

@@ -180,3 +180,43 @@ gk_metrics_write_http(FILE *f)
                     atomic_load_explicit(&verifies[ready][gate], memory_order_relaxed));
     }
 }
+
+/* ---- ETA calibration ---- */
+
+#define ETA_BUCKETS 11
+static const double eta_bounds[ETA_BUCKETS] = {0.25, 0.5, 0.75, 0.9, 1, 1.1, 1.25, 1.5, 2, 3, 5};
+static const char *const eta_le[ETA_BUCKETS] = {"0.25", "0.5", "0.75", "0.9", "1", "1.1",
+                                                "1.25", "1.5", "2",    "3",   "5"};
+static _Atomic uint64_t eta_bucket[ETA_BUCKETS + 1];
+static _Atomic uint64_t eta_sum_millis; /* the ratios' sum, in thousandths */
+
+void
+gk_metrics_eta_ratio(double ratio)
+{
+    size_t i = 0;
+
+    if (!(ratio >= 0))
+        return;
+    while (i < ETA_BUCKETS && ratio > eta_bounds[i])
+        i++;
+    atomic_fetch_add_explicit(&eta_bucket[i], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&eta_sum_millis,
+                              ratio < 1e9 ? (uint64_t)(ratio * 1000 + 0.5) : 1000000000000ULL,
+                              memory_order_relaxed);
+}
+
+void
+gk_metrics_write_eta(FILE *f)
+{
+    uint64_t cum = 0, sum = atomic_load_explicit(&eta_sum_millis, memory_order_relaxed);
+
+    gk_metrics_family(f, "gatekeeper_eta_error_ratio", "histogram",
+                      "Admitted visitors' wait over the ETA they were shown when they joined (1 = exact).");
+    for (size_t i = 0; i <= ETA_BUCKETS; i++) {
+        cum += atomic_load_explicit(&eta_bucket[i], memory_order_relaxed);
+        fprintf(f, "gatekeeper_eta_error_ratio_bucket{le=\"%s\"} %" PRIu64 "\n",
+                i < ETA_BUCKETS ? eta_le[i] : "+Inf", cum);
+    }
+    fprintf(f, "gatekeeper_eta_error_ratio_sum %" PRIu64 ".%03" PRIu64 "\n", sum / 1000, sum % 1000);
+    fprintf(f, "gatekeeper_eta_error_ratio_count %" PRIu64 "\n", cum);
+}

@@ -53,6 +53,13 @@ reply_int3(const redisReply *r)
     return r->elements >= 3 && r->element[2]->type == REDIS_REPLY_INTEGER ? r->element[2]->integer : 0;
 }
 
+/* The optional fifth element (a ticket): an integer, else 0. */
+static int64_t
+reply_int5(const redisReply *r)
+{
+    return r->elements >= 5 && r->element[4]->type == REDIS_REPLY_INTEGER ? r->element[4]->integer : 0;
+}
+
 /* The optional third element: a decimal rate, or "" / absent for none. */
 static double
 reply_rate(const redisReply *r)
@@ -82,6 +89,7 @@ parse_join(const redisReply *r, struct gk_op *op)
         out->position = n;
         out->admit_rate = reply_rate(r);
         out->waiting = reply_int4(r);
+        out->ticket = reply_int5(r);
     } else if (strcmp(kind, "ready") == 0 || strcmp(kind, "admitted") == 0) {
         out->result = kind[0] == 'r' ? GK_JOIN_READY : GK_JOIN_ADMITTED;
         out->ready_until_ms = n;
@@ -119,6 +127,7 @@ parse_status(const redisReply *r, struct gk_op *op)
         out->position = n;
         out->admit_rate = reply_rate(r);
         out->waiting = reply_int4(r);
+        out->ticket = reply_int5(r);
     } else if (strcmp(kind, "ready") == 0) {
         out->state = GK_USER_READY;
         out->ready_until_ms = n;
@@ -321,17 +330,93 @@ finish_cmd(struct gk_cmd *c, const struct gk_op *op, int n, bool test_clock)
     user_call_end(c, who(op), "rl:f:", NULL, test_clock);
 }
 
-/* leave.lua. KEYS: wait, ready, hb, stats, events, evs, rate limit, clock. ARGV: user, client
- * ip, events max, rate limit, rate interval ms, test clock. */
+/* The departure log's keys (see gk_departed in common.lua). */
+static const char *const log_keys[] = {"gone", "gone_seq"};
+
+/* leave.lua. KEYS: wait, ready, hb, stats, events, evs, rate limit, clock, gone, gone_seq. ARGV:
+ * user, client ip, events max, rate limit, rate interval ms, test clock. */
 static void
 leave_cmd(struct gk_cmd *c, const struct gk_op *op, int n, bool test_clock)
 {
     static const char *const keys[] = {"wait", "ready", "hb", "stats", "events", "evs"};
 
     (void)n;
-    gk_cmd_keys(c, 8);
+    gk_cmd_keys(c, 10);
     gk_cmd_business_keys(c, who(op)->business, keys, GK_ARRAY_LEN(keys));
-    user_call_end(c, who(op), "rl:f:", NULL, test_clock);
+    gk_cmd_key(c, who(op)->business, "rl:f:", who(op)->client_ip);
+    gk_cmd_clock_key(c, who(op)->business);
+    gk_cmd_business_keys(c, who(op)->business, log_keys, GK_ARRAY_LEN(log_keys));
+    gk_cmd_arg(c, who(op)->user);
+    gk_cmd_arg(c, who(op)->client_ip);
+    gk_cmd_num(c, GK_EVENTS_STREAM_MAX);
+    gk_cmd_num(c, who(op)->rate.limit);
+    gk_cmd_num(c, (uint64_t)who(op)->rate.interval_s * 1000);
+    gk_cmd_clock_flag(c, test_clock);
+}
+
+/* departures.lua. KEYS: seq, gone, gone_seq, stats, wait, evs. ARGV: mode, from, max. */
+static void
+departures_cmd(struct gk_cmd *c, const struct gk_op *op, int n, bool test_clock)
+{
+    static const char *const keys[] = {"seq", "gone", "gone_seq", "stats", "wait", "evs"};
+    const struct gk_departures_args *a = &op->_in.departures;
+
+    (void)n;
+    (void)test_clock;
+    gk_cmd_keys(c, 6);
+    gk_cmd_business_keys(c, a->who.business, keys, GK_ARRAY_LEN(keys));
+    gk_cmd_arg(c, a->mode == GK_DEPARTURES_LOG ? "log" : "scan");
+    gk_cmd_num(c, (uint64_t)a->from);
+    gk_cmd_num(c, a->max);
+}
+
+/* {mode, total, newest, admit_rate, admitted_total, tickets...} */
+static bool
+parse_departures(const redisReply *r, struct gk_op *op)
+{
+    struct gk_departures_out *out = op->_out;
+    const struct gk_departures_args *a = &op->_in.departures;
+
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 5 || r->elements - 5 > a->max ||
+        r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_INTEGER ||
+        r->element[2]->type != REDIS_REPLY_INTEGER || r->element[4]->type != REDIS_REPLY_INTEGER)
+        return false;
+    out->behind = strcmp(r->element[0]->str, "behind") == 0;
+    out->total = r->element[1]->integer;
+    out->newest = r->element[2]->integer;
+    out->admit_rate = reply_rate(r);
+    out->admitted = r->element[4]->integer;
+    out->n = 0;
+    for (size_t i = 5; i < r->elements; i++) {
+        if (r->element[i]->type != REDIS_REPLY_INTEGER)
+            return false;
+        out->tickets[out->n++] = r->element[i]->integer;
+    }
+    return true;
+}
+
+/* heartbeat.lua. KEYS: hb, clock. ARGV: test clock, then the users. */
+static void
+heartbeat_cmd(struct gk_cmd *c, const struct gk_op *op, int n, bool test_clock)
+{
+    const struct gk_heartbeat_args *a = &op->_in.heartbeat;
+
+    (void)n;
+    gk_cmd_keys(c, 2);
+    gk_cmd_key(c, a->who.business, "hb", NULL);
+    gk_cmd_clock_key(c, a->who.business);
+    gk_cmd_clock_flag(c, test_clock);
+    for (uint32_t i = 0; i < a->n; i++)
+        gk_cmd_arg(c, a->users[i]);
+}
+
+static bool
+parse_heartbeat(const redisReply *r, struct gk_op *op)
+{
+    if (r->type != REDIS_REPLY_INTEGER)
+        return false;
+    ((struct gk_heartbeat_out *)op->_out)->updated = r->integer;
+    return true;
 }
 
 static const struct gk_op_kind join_kind = {GK_SCRIPT_ENQUEUE, join_batches_with, enqueue_cmd, parse_join};
@@ -340,6 +425,9 @@ static const struct gk_op_kind status_kind = {GK_SCRIPT_STATUS, status_batches_w
 static const struct gk_op_kind verify_kind = {GK_SCRIPT_VERIFY, NULL, verify_cmd, parse_ok};
 static const struct gk_op_kind finish_kind = {GK_SCRIPT_FINISH, NULL, finish_cmd, parse_ok};
 static const struct gk_op_kind leave_kind = {GK_SCRIPT_LEAVE, NULL, leave_cmd, parse_ok};
+static const struct gk_op_kind departures_kind = {GK_SCRIPT_DEPARTURES, NULL, departures_cmd,
+                                                  parse_departures};
+static const struct gk_op_kind heartbeat_kind = {GK_SCRIPT_HEARTBEAT, NULL, heartbeat_cmd, parse_heartbeat};
 
 /* ---- struct gk_queue ---- */
 
@@ -386,7 +474,20 @@ q_leave(void *impl, struct gk_op *op, const struct gk_user_args *a, struct gk_le
     start(impl, op, &leave_kind, a, sizeof(*a), out);
 }
 
-static const struct gk_queue_ops pipeline_ops = {q_join, q_status, q_verify, q_finish, q_leave};
+static void
+q_departures(void *impl, struct gk_op *op, const struct gk_departures_args *a, struct gk_departures_out *out)
+{
+    start(impl, op, &departures_kind, a, sizeof(*a), out);
+}
+
+static void
+q_heartbeat(void *impl, struct gk_op *op, const struct gk_heartbeat_args *a, struct gk_heartbeat_out *out)
+{
+    start(impl, op, &heartbeat_kind, a, sizeof(*a), out);
+}
+
+static const struct gk_queue_ops pipeline_ops = {q_join,  q_status,     q_verify,   q_finish,
+                                                 q_leave, q_departures, q_heartbeat};
 
 struct gk_queue
 gk_pipeline_queue(struct gk_pipeline *p)

@@ -483,19 +483,21 @@ gk_store_check_eviction(struct gk_store *st)
     return rc;
 }
 
-/* tick.lua: KEYS wait, ready, hb, stats, tick, events, clock, evs, seq; ARGV admission limit, frequency
- * ms, ready ttl ms, max active, abandon after ms, random, events max, test clock. */
+/* tick.lua: KEYS wait, ready, hb, stats, tick, events, clock, evs, seq, gone, gone_seq; ARGV admission limit,
+ * frequency ms, ready ttl ms, max active, abandon after ms, random, events max, test clock. */
 static void
 tick_cmd(const struct gk_store *st, struct gk_cmd *c, const char *business, const struct gk_tick_args *a)
 {
     static const char *const keys[] = {"wait", "ready", "hb", "stats", "tick", "events"};
+    static const char *const log_keys[] = {"gone", "gone_seq"};
 
     gk_cmd_begin(c, GK_SCRIPT_TICK, st->sha[GK_SCRIPT_TICK]);
-    gk_cmd_keys(c, 9);
+    gk_cmd_keys(c, 11);
     gk_cmd_business_keys(c, business, keys, GK_ARRAY_LEN(keys));
     gk_cmd_clock_key(c, business);
     gk_cmd_key(c, business, "evs", NULL);
     gk_cmd_key(c, business, "seq", NULL);
+    gk_cmd_business_keys(c, business, log_keys, GK_ARRAY_LEN(log_keys));
     gk_cmd_num(c, a->admission_limit);
     gk_cmd_num(c, (uint64_t)a->frequency_s * 1000);
     gk_cmd_num(c, (uint64_t)a->ready_ttl_s * 1000);

@@ -238,15 +238,29 @@ mac(const struct hmac_key *hk, const char *msg, size_t msglen, unsigned char md[
 enum gk_err
 gk_token_issue(const struct gk_token_keys *k, const struct gk_claims *c, char *out, size_t outlen)
 {
-    char payload[2 * GK_ID_BUF + 96];
+    char payload[2 * GK_ID_BUF + 192];
     unsigned char md[SIG_LEN];
     size_t n = sizeof(issued_header) - 1;
     int plen;
 
-    if (!claim_id_ok(c->business) || !claim_id_ok(c->user) || c->iat < 0 || c->exp < 0)
+    if (!claim_id_ok(c->business) || !claim_id_ok(c->user) || c->iat < 0 || c->exp < 0 || c->ticket < 0 ||
+        c->ticket >= 1000000000000000000LL || c->eta < 0 || c->eta >= 1000000000000000000LL ||
+        c->joined < 0 || c->joined >= 1000000000000000000LL || c->shown < 0 ||
+        c->shown >= 1000000000000000000LL)
         return GK_EINVAL;
-    plen = snprintf(payload, sizeof(payload), "{\"bid\":\"%s\",\"exp\":%lld,\"iat\":%lld,\"sub\":\"%s\"}",
+    plen = snprintf(payload, sizeof(payload), "{\"bid\":\"%s\",\"exp\":%lld,\"iat\":%lld,\"sub\":\"%s\"",
                     c->business, (long long)c->exp, (long long)c->iat, c->user);
+    if (c->ticket > 0) {
+        plen +=
+            snprintf(payload + plen, sizeof(payload) - (size_t)plen, ",\"tkt\":%lld", (long long)c->ticket);
+        if (c->joined > 0)
+            plen += snprintf(payload + plen, sizeof(payload) - (size_t)plen, ",\"eta\":%lld,\"jat\":%lld",
+                             (long long)c->eta, (long long)c->joined);
+        if (c->shown > 0)
+            plen += snprintf(payload + plen, sizeof(payload) - (size_t)plen, ",\"pos\":%lld",
+                             (long long)c->shown);
+    }
+    plen += snprintf(payload + plen, sizeof(payload) - (size_t)plen, "}");
     GK_ASSERT(plen > 0 && (size_t)plen < sizeof(payload));
     /* header.payload.signature, each part at most 4/3 of its bytes */
     if (n + 1 + ((size_t)plen + 2) / 3 * 4 + 1 + 44 + 1 > outlen || outlen < GK_TOKEN_BUF)
@@ -307,6 +321,28 @@ read_time(struct json_object *body, const char *name, int64_t *out)
     return *out >= 0 && *out < INT64_MAX;
 }
 
+/* The optional "tkt" claim: absent (0) or a positive integer; with it, optionally both "eta" (a
+ * non-negative integer) and "jat" (positive), and "pos" (positive). */
+static bool
+read_ticket(struct json_object *body, struct gk_claims *c)
+{
+    bool eta, jat;
+
+    c->ticket = c->eta = c->joined = c->shown = 0;
+    if (!json_object_object_get_ex(body, "tkt", NULL))
+        return !json_object_object_get_ex(body, "eta", NULL) &&
+               !json_object_object_get_ex(body, "jat", NULL) && !json_object_object_get_ex(body, "pos", NULL);
+    if (json_object_object_get_ex(body, "pos", NULL) && !(read_time(body, "pos", &c->shown) && c->shown > 0))
+        return false;
+    if (!read_time(body, "tkt", &c->ticket) || c->ticket <= 0)
+        return false;
+    eta = json_object_object_get_ex(body, "eta", NULL);
+    jat = json_object_object_get_ex(body, "jat", NULL);
+    if (eta != jat)
+        return false;
+    return !eta || (read_time(body, "eta", &c->eta) && read_time(body, "jat", &c->joined) && c->joined > 0);
+}
+
 /* Advances *p past lit if the text continues with it. */
 static bool
 expect(const char **p, const char *end, const char *lit)
@@ -351,9 +387,10 @@ scan_int(const char **p, const char *end, int64_t *out)
     return true;
 }
 
-/* The claims exactly as we issue them, {"bid":"<id>","exp":<n>,"iat":<n>,"sub":"<id>"}, read
- * without building a JSON tree (the poll path). Any other spelling, however valid, is left to
- * json-c. */
+/* The claims exactly as we issue them, {"bid":"<id>","exp":<n>,"iat":<n>,"sub":"<id>"} with
+ * ,"tkt":<n> before the brace when there is a ticket, and after it ,"eta":<n>,"jat":<n> when
+ * the join's ETA is recorded and ,"pos":<n> when a place was shown, read without building a JSON
+ * tree (the poll path). Any other spelling, however valid, is left to json-c. */
 static bool
 issued_claims(const char *seg, size_t len, struct gk_claims *c)
 {
@@ -364,10 +401,19 @@ issued_claims(const char *seg, size_t len, struct gk_claims *c)
     if (!gk_base64_decode(seg, len, GK_B64_URL, (unsigned char *)buf, sizeof(buf), &n))
         return false;
     end = buf + n;
-    return expect(&p, end, "{\"bid\":\"") && scan_id(&p, end, c->business) &&
-           expect(&p, end, "\",\"exp\":") && scan_int(&p, end, &c->exp) && expect(&p, end, ",\"iat\":") &&
-           scan_int(&p, end, &c->iat) && expect(&p, end, ",\"sub\":\"") && scan_id(&p, end, c->user) &&
-           expect(&p, end, "\"}") && p == end;
+    c->ticket = c->eta = c->joined = c->shown = 0;
+    if (!(expect(&p, end, "{\"bid\":\"") && scan_id(&p, end, c->business) && expect(&p, end, "\",\"exp\":") &&
+          scan_int(&p, end, &c->exp) && expect(&p, end, ",\"iat\":") && scan_int(&p, end, &c->iat) &&
+          expect(&p, end, ",\"sub\":\"") && scan_id(&p, end, c->user) && expect(&p, end, "\"")))
+        return false;
+    if (expect(&p, end, ",\"tkt\":")) {
+        if (!scan_int(&p, end, &c->ticket) || c->ticket <= 0)
+            return false;
+        if (expect(&p, end, ",\"eta\":") && !(scan_int(&p, end, &c->eta) && expect(&p, end, ",\"jat\":") &&
+                                              scan_int(&p, end, &c->joined) && c->joined > 0))
+            return false;
+    }
+    return expect(&p, end, "}") && p == end;
 }
 
 enum gk_token_status
@@ -394,7 +440,7 @@ gk_token_verify(const struct gk_token_keys *k, const char *token, int64_t now_s,
     if (!issued_claims(token + dot1 + 1, dot2 - dot1 - 1, &tmp) &&
         (!parse_segment(token + dot1 + 1, dot2 - dot1 - 1, &body) || !read_id(body, "bid", tmp.business) ||
          !read_id(body, "sub", tmp.user) || !read_time(body, "iat", &tmp.iat) ||
-         !read_time(body, "exp", &tmp.exp)))
+         !read_time(body, "exp", &tmp.exp) || !read_ticket(body, &tmp)))
         goto out;
     if (tmp.exp <= tmp.iat)
         goto out;

@@ -18,6 +18,9 @@
  * freezes, and joins again with the solution; on pow_invalid or pow_reused it solves one new
  * challenge and tries once more. Where no worker can start, it solves on the page in short
  * slices. opts.onPow({state: "solving" | "done" | "failed"}) lets a page say so.
+ *
+ * While the page is hidden it polls at the server's poll_hidden_ms (slowly, but within the
+ * abandonment window), and at once when the page is shown again.
  */
 (function (root, factory) {
     if (typeof module === "object" && module.exports) {
@@ -116,6 +119,10 @@
             this.status = status || 0;
             this.body = body || null;
         }
+    }
+
+    function pageHidden() {
+        return typeof document !== "undefined" && document.hidden === true;
     }
 
     /* Between 80% and 120% of ms, so that many clients spread out. */
@@ -459,7 +466,12 @@
                 if (s.state !== "waiting" && s.state !== "prequeue") {
                     throw new GatekeeperError("not_found", s.warning_msg || "Not in the queue.", 200, s);
                 }
-                const next = Number.isFinite(s.poll_after_ms) && s.poll_after_ms > 0 ? s.poll_after_ms : 5000;
+                let next = Number.isFinite(s.poll_after_ms) && s.poll_after_ms > 0 ? s.poll_after_ms : 5000;
+                /* A hidden page polls as rarely as the server allows without eviction
+                 * (poll_hidden_ms), and at once when it is shown again (the wakers). */
+                if (pageHidden() && Number.isFinite(s.poll_hidden_ms) && s.poll_hidden_ms > next) {
+                    next = s.poll_hidden_ms;
+                }
                 await sleep(jitter(next), opts.signal, this._wakers);
             }
         }

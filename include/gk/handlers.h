@@ -25,6 +25,7 @@
 #include "gk/token.h"
 
 struct gk_monitor;
+struct gk_qnode;
 
 /* Shared by all threads; read-only once the server runs. */
 struct gk_app {
@@ -33,6 +34,7 @@ struct gk_app {
     struct gk_token_keys *tokens;
     struct gk_monitor *monitor;                 /* what /health and /metrics report */
     struct gk_pow *pow;                         /* proof-of-work challenges (gk/pow.h) */
+    struct gk_qnode *qnode;                     /* the node's memory of the lines; NULL = none */
     char operator_key_hash[GK_SHA256_HEX_BUF];  /* SHA-256 of ADMIN_TOKEN */
     char metrics_token_hash[GK_SHA256_HEX_BUF]; /* SHA-256 of METRICS_TOKEN; "" = /metrics is open */
 };
@@ -59,7 +61,8 @@ GK_MUSTCHECK enum gk_err gk_handlers_init(void);
 /* gk_http_handler for the whole API; arg is a struct gk_app. */
 void gk_handlers_dispatch(void *arg, const struct gk_req *req, struct gk_resp *resp);
 /* The loops' companion: a Redis pipeline per loop (gk_pipeline_new with app's Redis), whose queue
- * operations the dispatcher hands the loop's handlers. app must outlive the server. */
+ * operations the dispatcher hands the loop's handlers, status answered from app's qnode when it
+ * can be (gk/qnode.h), which the companion also drives. app must outlive the server. */
 struct gk_http_companion gk_handlers_companion(const struct gk_app *app);
 
 /* The value of an "Authorization: Bearer <value>" header and its length into *len, or NULL when

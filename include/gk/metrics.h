@@ -53,4 +53,10 @@ void gk_metrics_hist_write(FILE *f, const char *name, const char *label, const c
  * gatekeeper_verify_total{result,via}. */
 void gk_metrics_write_http(FILE *f);
 
+/* Counts one admitted visitor's ETA error: the wait they had over the ETA shown when they
+ * joined. Thread-safe, lock-free. */
+void gk_metrics_eta_ratio(double ratio);
+/* Writes gatekeeper_eta_error_ratio, the histogram of those ratios (1 = exact). */
+void gk_metrics_write_eta(FILE *f);
+
 #endif

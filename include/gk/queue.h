@@ -8,7 +8,10 @@
  * gk/pipeline.h), where each operation is one Lua script, atomic, one round trip shared with
  * concurrent requests, with its activity event appended in the same script (gk/event.h); in the
  * handler unit tests, a fake that answers as the test says. Ids must already be validated. Times
- * come from Redis's clock, never this host's. Calls come from one thread (the loop's).
+ * come from Redis's clock, never this host's. Calls come from one thread (the loop's). Two more
+ * operations serve the node's memory of the lines (gk/qnode.h) rather than a request: reading
+ * a business's departure log (departures) and writing the heartbeats of the polls answered from
+ * memory (heartbeat).
  */
 #ifndef GK_QUEUE_H
 #define GK_QUEUE_H
@@ -56,6 +59,29 @@ struct gk_join_args {
 struct gk_status_args {
     struct gk_user_args who; /* rate: ip_status_polling_limit */
     bool heartbeat;          /* a waiting user's poll is also a heartbeat */
+    int64_t ticket;          /* the user's ticket from their token (FIFO only), 0 = unknown: a
+                              * node that knows the line answers from memory (gk/qnode.h) */
+};
+
+/* departures: what a node needs to keep its view of a business's line (gk/qnode.h). who names
+ * the business only (user and client_ip "", no rate limit). */
+enum gk_departures_mode {
+    GK_DEPARTURES_LOG,  /* the departure log from `from` (departures already applied) on */
+    GK_DEPARTURES_SCAN, /* the waiting set's tickets above the ticket `from` (a rebuild) */
+};
+
+struct gk_departures_args {
+    struct gk_user_args who;
+    enum gk_departures_mode mode;
+    int64_t from;
+    uint32_t max; /* at most this many tickets; the result's buffer holds them */
+};
+
+/* heartbeat: users (n of them, each waiting) polled now; who names the business only. */
+struct gk_heartbeat_args {
+    struct gk_user_args who;
+    const char *const *users;
+    uint32_t n;
 };
 
 /* verify (and gate): is user ready now? Recorded as a verify event when the answer differs from
@@ -84,6 +110,7 @@ struct gk_join_out {
     int64_t ready_until_ms;
     double admit_rate;    /* measured admissions per second for NEW/WAITING; 0 = not measured yet */
     int64_t waiting;      /* for NEW/WAITING: how many users wait in all */
+    int64_t ticket;       /* for NEW/WAITING: the user's ticket (their score in the line) */
     int64_t opens_at_ms;  /* for PREQUEUE */
     bool joined_prequeue; /* for PREQUEUE: the user joined it now (else was in it already) */
     int64_t now_ms;       /* for PREQUEUE: Redis's time of the answer */
@@ -105,6 +132,23 @@ struct gk_status_out {
     int64_t waiting;        /* when waiting: how many users wait in all */
     int64_t opens_at_ms;    /* when in a pre-queue: when the event opens (Redis's clock) */
     int64_t now_ms;         /* when in a pre-queue: Redis's time of the answer */
+    int64_t ticket;         /* when waiting: the user's ticket; 0 when answered from memory */
+    double abandon;         /* when waiting, answered from memory: the share of departures from
+                             * the line that were not admissions; 0 = unknown */
+};
+
+struct gk_departures_out {
+    bool behind;       /* LOG: the log no longer holds entry `from`: rebuild (SCAN) */
+    int64_t total;     /* departures ever recorded */
+    int64_t newest;    /* the newest ticket handed out */
+    double admit_rate; /* measured admissions per second, 0 = not yet */
+    int64_t admitted;  /* admissions ever (passthrough ones included) */
+    int64_t *tickets;  /* the caller's buffer of args.max entries, set before the call */
+    uint32_t n;        /* tickets filled */
+};
+
+struct gk_heartbeat_out {
+    int64_t updated; /* heartbeat entries written */
 };
 
 struct gk_verify_out {
@@ -142,6 +186,8 @@ struct gk_op {
         struct gk_status_args status;
         struct gk_verify_args verify;
         struct gk_user_args user;
+        struct gk_departures_args departures;
+        struct gk_heartbeat_args heartbeat;
     } _in; /* a copy; each member begins with (or is) a struct gk_user_args */
     int64_t _deadline_ms;
     struct gk_op *_next; /* in a list of the implementation's */
@@ -163,6 +209,10 @@ struct gk_queue_ops {
     void (*verify)(void *impl, struct gk_op *op, const struct gk_verify_args *a, struct gk_verify_out *out);
     void (*finish)(void *impl, struct gk_op *op, const struct gk_user_args *a, struct gk_finish_out *out);
     void (*leave)(void *impl, struct gk_op *op, const struct gk_user_args *a, struct gk_leave_out *out);
+    void (*departures)(void *impl, struct gk_op *op, const struct gk_departures_args *a,
+                       struct gk_departures_out *out);
+    void (*heartbeat)(void *impl, struct gk_op *op, const struct gk_heartbeat_args *a,
+                      struct gk_heartbeat_out *out);
 };
 
 /* An implementation of the operations: ops over impl. */

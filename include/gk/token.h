@@ -24,6 +24,13 @@ struct gk_claims {
     char user[GK_ID_BUF];     /* "sub" claim */
     int64_t iat;              /* seconds since the epoch */
     int64_t exp;              /* seconds since the epoch */
+    int64_t ticket;           /* "tkt" claim: the user's ticket in the line (their score in the waiting
+                               * set), signed so a node may place them from memory; 0 = none */
+    int64_t eta;              /* with a ticket, "eta" and "jat" claims: the ETA in seconds shown when */
+    int64_t joined;           /* the user joined, and when that was (seconds since the epoch), to
+                               * measure the ETA's error at admission; joined 0 = none */
+    int64_t shown;            /* with a ticket, "pos" claim: the last place shown, which later answers
+                               * never exceed (nodes' views differ in age); 0 = none */
     bool previous_key;        /* set by gk_token_verify: signed with the previous secret, so due for
                                * renewal; gk_token_issue ignores it (it always signs with the current) */
 };

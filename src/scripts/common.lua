@@ -70,6 +70,19 @@ local function gk_events(stream, stats, max, now, kind, users, ip, details)
   if stored < n then redis.call('HINCRBY', stats, 'events_dropped', n - stored) end
 end
 
+-- gk_departed: records tickets (scores of the waiting set) of users who left it, in the order
+-- they left, in the business's departure log: the list `gone`, bounded to the newest
+-- GK_GONE_MAX entries, and `seq`, how many were ever recorded. API nodes read it to keep their
+-- view of the line (src/qnode.c), so every script that removes from the waiting set calls it.
+local GK_GONE_MAX = 262144
+local function gk_departed(gone, seq, tickets)
+  local n, len = #tickets, 0
+  if n == 0 then return end
+  for i = 1, n, 1000 do len = redis.call('RPUSH', gone, unpack(tickets, i, math.min(i + 999, n))) end
+  redis.call('INCRBY', seq, n)
+  if len > GK_GONE_MAX then redis.call('LTRIM', gone, -GK_GONE_MAX, -1) end
+end
+
 local function gk_event(stream, stats, max, now, kind, user, ip, details)
   gk_events(stream, stats, max, now, kind, {user}, ip, details)
 end

@@ -13,7 +13,8 @@
 -- is answered {'pow_reused'} and does nothing else.
 -- Returns one answer per user: {'limited', retry_ms}, {'pow_reused'}, {'ready', until_ms},
 -- {'waiting', rank}, {'full'}, {'admitted', until_ms} or {'new', rank}; 'waiting' and 'new' add
--- the measured admissions per second ('' if none yet) and how many users wait in all.
+-- the measured admissions per second ('' if none yet), how many users wait in all and the user's
+-- ticket.
 -- While a scheduled event's pre-queue is open (or its draw is still to place them), a user who is
 -- neither waiting nor ready is in the pre-queue: {'prequeue', opens_at ms, 1 if joined now else
 -- 0, now ms}, or {'full'} past max queue length or 1,000,000 (GK_SCHED_PARTICIPANTS_MAX); from
@@ -51,7 +52,10 @@ for i = 1, n do
     end
     local rank = redis.call('ZRANK', KEYS[2], user)
     if rank then
-      out[i] = {'waiting', rank + 1, rate, waiting}
+      local ticket = tonumber(redis.call('ZSCORE', KEYS[2], user))
+      -- Behind a pre-queue block still to place: the block is ahead too.
+      local ahead = (held > 0 and ev.sealed and ticket > ev.sealed) and held or 0
+      out[i] = {'waiting', rank + 1 + ahead, rate, waiting + held, ticket}
     elseif ev and ev.phase == 'prequeue' then
       if redis.call('SISMEMBER', ev.pq, user) == 1 then
         out[i] = {'prequeue', ev.open, 0, now}
@@ -91,7 +95,7 @@ for i = 1, n do
       if heartbeat then redis.call('ZADD', KEYS[4], now, user) end
       waiting = waiting + 1
       gk_event(KEYS[6], KEYS[5], evmax, now, 'enqueue', user, ip, {position = waiting, ticket = ticket})
-      out[i] = {'new', waiting + held, rate, waiting + held}
+      out[i] = {'new', waiting + held, rate, waiting + held, ticket}
     end
   end
 end

@@ -1,7 +1,7 @@
 -- leave: the user gives up their place, waiting or ready.
 -- Its call is written by leave_cmd (src/pipeline_queue.c), in this order:
 -- KEYS: wait, ready, hb, stats, events, evs (the scheduled events' index, see gk_sched in
---       common.lua), ratelimit, clock.
+--       common.lua), ratelimit, clock, gone, gone_seq (the departure log).
 -- ARGV: user, client ip, events max, rate limit, rate interval ms, test clock (0/1).
 -- Returns {'limited', retry_ms} or {'ok', 1 when they were waiting (or in a pre-queue still open),
 -- 2 when ready, 0 when in neither}. A pre-queue that has opened is fixed until the draw places it.
@@ -11,8 +11,10 @@ local wait = gk_rate_check(KEYS[7], tonumber(ARGV[4]), tonumber(ARGV[5]), KEYS[5
                            user, ip)
 if wait > 0 then return {'limited', wait} end
 local left = 0
-if redis.call('ZREM', KEYS[1], user) == 1 then
+local ticket = redis.call('ZSCORE', KEYS[1], user)
+if ticket and redis.call('ZREM', KEYS[1], user) == 1 then
   left = 1
+  gk_departed(KEYS[9], KEYS[10], {ticket})
 elseif redis.call('ZREM', KEYS[2], user) == 1 then
   left = 2
 else

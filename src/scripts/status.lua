@@ -7,8 +7,9 @@
 -- ARGV: rate limit, rate interval ms, heartbeat (0/1), events max, test clock (0/1), then
 --       user and client ip for each user.
 -- Returns one answer per user: {'limited', retry_ms}, {'ready', until_ms},
--- {'waiting', rank, admit_rate, waiting}, {'expired'} or {'none'}. admit_rate is the measured
--- admissions per second ('' if none yet); waiting is how many users wait in all.
+-- {'waiting', rank, admit_rate, waiting, ticket}, {'expired'} or {'none'}. admit_rate is the
+-- measured admissions per second ('' if none yet); waiting is how many users wait in all; ticket
+-- is the user's score in the waiting set.
 -- A user in a scheduled event's pre-queue (not placed by its draw yet) gets {'prequeue', opens_at
 -- ms, now ms}.
 local now = gk_now_ms(ARGV[5] == '1' and KEYS[6] or nil)
@@ -29,7 +30,14 @@ for i = 1, (#ARGV - 5) / 2 do
       if not rate then
         rate, waiting = redis.call('HGET', KEYS[4], 'admit_rate') or '', redis.call('ZCARD', KEYS[1])
       end
-      out[i] = {'waiting', rank + 1, rate, waiting}
+      local ticket = tonumber(redis.call('ZSCORE', KEYS[1], user))
+      if ev == nil then ev = gk_sched(KEYS[#KEYS], now) or false end
+      -- Behind a pre-queue block reserved at the opening and still to place: the block is ahead.
+      if ev and ev.sealed and not ev.placed and ticket > ev.sealed then
+        out[i] = {'waiting', rank + 1 + ev.n, rate, waiting + ev.n, ticket}
+      else
+        out[i] = {'waiting', rank + 1, rate, waiting, ticket}
+      end
     else
       local ready_until = tonumber(redis.call('ZSCORE', KEYS[2], user))
       if ready_until then

@@ -2,10 +2,11 @@
 -- tick runs only when due by Redis's clock, and the schedule key makes each tick happen once.
 -- Its call is written by tick_cmd (src/store.c), in this order:
 -- KEYS: wait, ready, hb, stats, tick (schedule), events, clock, evs (the scheduled events' index,
---       see gk_sched in common.lua), seq.
+--       see gk_sched in common.lua), seq, gone, gone_seq (the departure log).
 -- ARGV: admission limit (0 = paused), frequency ms, ready ttl ms, max active (0 = no cap),
 --       abandon after ms (0 = never), random (0/1), events max, test clock (0/1).
--- Every admission, expiry and eviction is also an activity event.
+-- Every admission, expiry and eviction is also an activity event; every ticket that leaves the
+-- waiting set goes to the departure log (gk_departed).
 -- While a scheduled event is open its config overrides (hash fields lim, freq, ttl, maxa) replace
 -- the first four; at its opening nobody is admitted until the worker has placed the pre-queue in
 -- draw order: until then the answer is {'draw', last ticket of the reserved block, n, event id}.
@@ -19,7 +20,7 @@ local max_active, abandon = tonumber(ARGV[4]), tonumber(ARGV[5])
 -- gk_fairness: records the tickets of admitted users (in admission order) in the list
 -- gk:{<business>}:fair, the last GK_FAIR_WINDOW of them, for fairness's inversions and Kendall
 -- tau; and their waits (now minus the join-time sample at or before each ticket, see enqueue.lua)
--- (of all `admitted`; random admission records the first GK_FAIR_WINDOW tickets of a tick only)
+-- (of all `admitted`)
 -- in the stats fields wait_b1..wait_b10 (up to 1, 5, 10, 30, 60, 300, 900, 1800, 3600, 7200 s),
 -- wait_inf, wait_count and wait_sum_ms. At most 64 waits are looked up per tick, evenly spread,
 -- each standing for its share of the tick's admissions. Samples below the oldest waiting ticket
@@ -123,13 +124,16 @@ else
 end
 
 local evicted = 0
+local departed = {}
 if abandon > 0 then
   -- Bounded per tick; the rest goes next tick.
   local gone = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now - abandon, 'WITHSCORES', 'LIMIT', 0, 100000)
   local users = {}
   for i = 1, #gone, 2 do
     users[#users + 1] = gone[i]
-    if redis.call('ZREM', KEYS[1], gone[i]) == 1 then
+    local ticket = redis.call('ZSCORE', KEYS[1], gone[i])
+    if ticket and redis.call('ZREM', KEYS[1], gone[i]) == 1 then
+      departed[#departed + 1] = ticket
       evicted = evicted + 1
       gk_event(KEYS[6], KEYS[4], evmax, now, 'evict', gone[i], '', {idle_ms = now - tonumber(gone[i + 1])})
     end
@@ -147,15 +151,16 @@ local admitted = 0
 if n > 0 and waiting_before > 0 then
   local users = {}
   local tickets = {}
+  local picked
   if ARGV[6] == '1' then
-    users = redis.call('ZRANDMEMBER', KEYS[1], n) -- distinct members, uniformly
-    for i = 1, math.min(#users, GK_FAIR_WINDOW) do tickets[i] = tonumber(redis.call('ZSCORE', KEYS[1], users[i])) end
+    picked = redis.call('ZRANDMEMBER', KEYS[1], n, 'WITHSCORES') -- distinct members, uniformly
   else
-    local popped = redis.call('ZPOPMIN', KEYS[1], n)
-    for i = 1, #popped, 2 do
-      users[#users + 1] = popped[i]
-      tickets[#tickets + 1] = tonumber(popped[i + 1])
-    end
+    picked = redis.call('ZPOPMIN', KEYS[1], n)
+  end
+  for i = 1, #picked, 2 do
+    users[#users + 1] = picked[i]
+    departed[#departed + 1] = picked[i + 1]
+    tickets[#tickets + 1] = tonumber(picked[i + 1])
   end
   gk_fairness(KEYS[8], KEYS[4], now, tickets, #users)
   local until_ms = now + ttl
@@ -183,6 +188,7 @@ if oldest then
   local keep = redis.call('ZREVRANGEBYSCORE', tt, oldest, '-inf', 'WITHSCORES', 'LIMIT', 0, 1)[2]
   if keep then redis.call('ZREMRANGEBYSCORE', tt, '-inf', '(' .. keep) end
 end
+gk_departed(KEYS[10], KEYS[11], departed)
 redis.call('HINCRBY', KEYS[4], 'ticks_total', 1)
 if admitted > 0 then
   redis.call('HINCRBY', KEYS[4], 'admitted_total', admitted)

@@ -181,7 +181,7 @@ async function setup() {
         DATABASE_URL,
         JWT_SECRET,
         ADMIN_TOKEN,
-        BUSINESS_IDS: "e2e-direct:e2e-wait:e2e-site:e2e-other:e2e-star:e2e-pow",
+        BUSINESS_IDS: "e2e-direct:e2e-wait:e2e-site:e2e-other:e2e-star:e2e-pow:e2e-hidden",
         TRUSTED_PROXIES: "127.0.0.1/32",
         LOG_LEVEL: "warn",
     });
@@ -205,6 +205,7 @@ async function setup() {
     await configure("e2e-star", { allowed_origins: ["*"] });
     // Proof of work at the default work; joining is admission, so a solved join ends ready.
     await configure("e2e-pow", { queueing_method: "passthrough", pow_mode: "on", ip_enqueue_limit: 100000 });
+    await configure("e2e-hidden", { ...line, allowed_origins: [], abandon_after_seconds: 30 });
 
     // After the config, so that the worker's first look already sees one admission per second.
     const worker = start("e2e-worker", path.join(BUILD, "gatekeeper-worker"), [], {
@@ -412,14 +413,56 @@ test("a reload keeps the place (phone screen); leave gives it up; joining again 
     await page.click("#gk-leave");
     await page.waitForFunction(() => document.getElementById("gk-title").textContent === "You left the queue.");
     check(await page.isVisible("#gk-rejoin"), "a way back in is offered");
-    equal((await status(GK, biz, c3)).position, 2, "c3 moved up");
-    equal((await status(GK, biz, before.token)).state, "not_found", "the visitor is out");
+    // Within a refresh of the node's view of the line (polls are answered from its memory).
+    await waitFor("c3 moved up", async () => (await status(GK, biz, c3)).position === 2, 2000);
+    await waitFor("the visitor is out", async () => (await status(GK, biz, before.token)).state === "not_found", 2000);
     equal((await stats(biz)).waiting, 2, "waiting after leave");
     await page.screenshot({ path: path.join(ARTIFACTS, "waiting-room-left.png") });
 
     await page.click("#gk-rejoin");
     await positionIs(page, 3); // at the back, behind a1 and c3
     check(await page.isVisible("#gk-leave"), "leave is offered again");
+    await context.close();
+});
+
+/* Sets what the Page Visibility API says, as a browser does when the tab goes to the background. */
+async function setHidden(page, hidden) {
+    await page.evaluate((h) => {
+        Object.defineProperty(document, "hidden", { configurable: true, get: () => h });
+        Object.defineProperty(document, "visibilityState", { configurable: true, get: () => (h ? "hidden" : "visible") });
+        document.dispatchEvent(new Event("visibilitychange"));
+    }, hidden);
+}
+
+test("a hidden tab polls slowly, is not evicted for it, and polls at once when shown", async (ctx) => {
+    const biz = "e2e-hidden";
+    const first = (await enqueue(GK, biz, "h0")).jwt; // takes the one slot and keeps it
+    await waitFor("h0 admitted", async () => (await status(GK, biz, first)).state === "ready");
+
+    const context = await ctx.browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const page = (ctx.page = await context.newPage());
+    const polls = [];
+    page.on("request", (r) => r.url().includes("/queue/status") && polls.push(Date.now()));
+    await page.goto(`${GK}/wait/${biz}`);
+    await positionIs(page, 1);
+    const answer = await status(GK, biz, (await page.evaluate(() => JSON.parse(localStorage.getItem("gatekeeper::e2e-hidden")))).token);
+    equal(answer.poll_hidden_ms, 10000, "poll_hidden_ms: a third of abandon_after_seconds");
+    check(answer.poll_after_ms <= 2000, `the front polls often (${answer.poll_after_ms} ms)`);
+
+    await setHidden(page, true);
+    await sleep(3000); // the sleep that began while visible ends
+    const from = polls.length;
+    await sleep(32000); // longer than abandon_after_seconds
+    const hiddenPolls = polls.length - from;
+    check(hiddenPolls >= 2 && hiddenPolls <= 4, `hidden: a poll every 8-12 s (${hiddenPolls} in 32 s)`);
+    const token = (await page.evaluate(() => JSON.parse(localStorage.getItem("gatekeeper::e2e-hidden")))).token;
+    equal((await status(GK, biz, token)).state, "waiting", "not evicted while hidden");
+
+    const before = polls.length;
+    const shown = Date.now();
+    await setHidden(page, false);
+    await waitFor("a poll at once when shown", async () => polls.length > before, 2000);
+    check(polls[before] - shown < 1000, `polled ${polls[before] - shown} ms after being shown`);
     await context.close();
 });
 

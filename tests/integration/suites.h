@@ -13,6 +13,7 @@
     X(queue)                                                                                                 \
     X(queue_stress)                                                                                          \
     X(pow)                                                                                                   \
+    X(qview)                                                                                                 \
     X(scripts)                                                                                               \
     X(cluster)                                                                                               \
     X(worker)                                                                                                \

@@ -313,6 +313,55 @@ START_TEST(prequeue_then_draw_then_fifo)
 }
 END_TEST
 
+/* Polls of gktest_srv answered from its memory of the lines so far. */
+static long long
+memory_polls(void)
+{
+    struct gktest_resp r;
+    const char *p;
+    long long n;
+
+    gktest_http(gktest_srv.port, "GET", "/metrics", NULL, NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    p = strstr(r.body, "gatekeeper_status_polls_total{answered=\"memory\"} ");
+    ck_assert_ptr_nonnull(p);
+    n = atoll(strchr(p, '}') + 2);
+    gktest_resp_free(&r);
+    return n;
+}
+
+/* Between the opening and the worker's draw (none runs here), a later arrival's place counts the
+ * block reserved for the pre-queue, whether Redis answers the poll or the node's memory (whose
+ * first view is built from the waiting set, where the block is not yet). */
+START_TEST(a_late_arrival_counts_the_block_before_the_draw)
+{
+    struct gktest_resp r;
+    char biz[64], id[GK_SCHED_ID_BUF], user[16], late[GK_TOKEN_BUF];
+    long long from_memory = memory_polls();
+
+    gktest_new_business(gktest_srv.port, "{}", biz, sizeof(biz));
+    new_event(biz, 20, 4000, 0, id);
+    advance(biz, 30000);
+    for (int i = 0; i < 5; i++) {
+        snprintf(user, sizeof(user), "q%d", i);
+        gktest_enqueue(gktest_srv.port, biz, user, NULL, &r);
+        ck_assert_str_eq(gktest_json_str(&r, "state"), "prequeue");
+        gktest_resp_free(&r);
+    }
+    advance(biz, 4000000); /* open */
+    gktest_enqueue(gktest_srv.port, biz, "late", NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_int_eq(gktest_json_int(&r, "position"), 6);
+    snprintf(late, sizeof(late), "%s", gktest_json_str(&r, "jwt"));
+    gktest_resp_free(&r);
+    for (int i = 0; i < 20; i++) {
+        ck_assert_int_eq(status_of(biz, late, "waiting"), 6);
+        gktest_sleep_ms(100);
+    }
+    ck_assert_int_gt(memory_polls(), from_memory);
+}
+END_TEST
+
 START_TEST(a_draw_forged_after_the_fact_fails_the_audit)
 {
     char path[512];
@@ -536,6 +585,7 @@ sched_it_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, creation_is_validated);
     tcase_add_test(tc, prequeue_then_draw_then_fifo);
+    tcase_add_test(tc, a_late_arrival_counts_the_block_before_the_draw);
     tcase_add_test(tc, a_draw_forged_after_the_fact_fails_the_audit);
     tcase_add_test(tc, cancel_before_opening_puts_the_prequeue_in_line);
     tcase_add_test(tc, fifo_and_draw_order_hold_across_nodes_and_workers);

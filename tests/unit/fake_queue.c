@@ -56,6 +56,7 @@ static void
 f_status(void *impl, struct gk_op *op, const struct gk_status_args *a, struct gk_status_out *out)
 {
     fq_store.heartbeat = a->heartbeat;
+    fq_store.ticket = a->ticket;
     fake(impl, F_STATUS, &a->who, op, out, &fq_store.status, sizeof(*out));
 }
 
@@ -89,7 +90,23 @@ fq_expect_asked(enum fake_kind kind, const char *business, uint32_t limit, uint3
     ck_assert_uint_eq(fq_store.rate.interval_s, interval_s);
 }
 
-static const struct gk_queue_ops fake_ops = {f_join, f_status, f_verify, f_finish, f_leave};
+/* The node's own operations (gk/qnode.h): a handler never asks for them. */
+static void
+f_departures(void *impl, struct gk_op *op, const struct gk_departures_args *a, struct gk_departures_out *out)
+{
+    (void)impl, (void)op, (void)a, (void)out;
+    ck_abort_msg("a handler asked for departures");
+}
+
+static void
+f_heartbeat(void *impl, struct gk_op *op, const struct gk_heartbeat_args *a, struct gk_heartbeat_out *out)
+{
+    (void)impl, (void)op, (void)a, (void)out;
+    ck_abort_msg("a handler asked for heartbeat");
+}
+
+static const struct gk_queue_ops fake_ops = {f_join,  f_status,     f_verify,   f_finish,
+                                             f_leave, f_departures, f_heartbeat};
 
 /* ---- the fq_app: businesses in a config cache, token keys ---- */
 

@@ -43,6 +43,7 @@ struct fake_store {
     struct gk_rate rate;
     struct gk_join_args join_args; /* its strings are not kept */
     bool heartbeat, gate;
+    int64_t ticket; /* status: the ticket the handler passed */
     /* The operation held (later). */
     struct gk_op *held;
     void *held_out;

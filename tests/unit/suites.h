@@ -17,6 +17,10 @@
     X(bizconf)                                                                                               \
     X(i18n)                                                                                                  \
     X(token)                                                                                                 \
+    X(qview)                                                                                                 \
+    X(iplimit)                                                                                               \
+    X(qnode)                                                                                                 \
+    X(eta)                                                                                                   \
     X(web)                                                                                                   \
     X(metrics)                                                                                               \
     X(h_queue)                                                                                               \

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "gk/handlers.h"
+#include "gk/metrics.h"
 #include "gk/token.h"
 #include "unit/fake_http.h"
 #include "unit/fake_queue.h"
@@ -455,6 +456,107 @@ status(const char *business, const char *tok, struct gk_resp *resp, struct json_
     *o = fq_body(resp);
 }
 
+/* The range around the ETA, and polls that grow rare far back, but never past a third of
+ * abandon_after_seconds, also in a hidden tab. */
+START_TEST(status_far_back_eta_range_and_poll_intervals)
+{
+    char tok[GK_TOKEN_BUF];
+    struct gk_resp resp;
+    struct json_object *o, *range;
+
+    fq_token("shop", "u1", 0, 300, tok);
+    fq_store.status =
+        (struct gk_status_out){.state = GK_USER_WAITING, .position = 5000, .admit_rate = 10, .waiting = 6000};
+    status("shop", tok, &resp, &o);
+    ck_assert_int_eq(num(o, "eta_seconds"), 500);
+    ck_assert(json_object_object_get_ex(o, "eta_seconds_range", &range));
+    ck_assert_int_eq(json_object_array_length(range), 2);
+    ck_assert_int_eq(json_object_get_int64(json_object_array_get_idx(range, 0)), 333);  /* 15 a second */
+    ck_assert_int_eq(json_object_get_int64(json_object_array_get_idx(range, 1)), 1000); /* 5 a second */
+    ck_assert_int_eq(num(o, "poll_after_ms"), 60000);
+    ck_assert_int_eq(num(o, "poll_hidden_ms"), 60000);
+    json_object_put(o);
+    gk_fake_resp_free(&resp);
+    /* the next hundred poll often */
+    fq_store.status =
+        (struct gk_status_out){.state = GK_USER_WAITING, .position = 90, .admit_rate = 1, .waiting = 90};
+    status("shop", tok, &resp, &o);
+    ck_assert_int_eq(num(o, "poll_after_ms"), 2000);
+    json_object_put(o);
+    gk_fake_resp_free(&resp);
+    /* abandonment on (120 s): 40 s at most, hidden or not */
+    fq_token("polled", "u1", 0, 300, tok);
+    fq_store.status =
+        (struct gk_status_out){.state = GK_USER_WAITING, .position = 5000, .admit_rate = 10, .waiting = 6000};
+    status("polled", tok, &resp, &o);
+    ck_assert_int_eq(num(o, "poll_after_ms"), 40000);
+    ck_assert_int_eq(num(o, "poll_hidden_ms"), 40000);
+    json_object_put(o);
+    gk_fake_resp_free(&resp);
+}
+END_TEST
+
+/* A token that carries its ticket and the ETA shown at joining: passed on to the store, kept
+ * while waiting; at admission the error is counted once (the new token drops the join). */
+START_TEST(status_ticket_and_eta_error_at_admission)
+{
+    struct gk_claims c = {.iat = gk_now_ms() / 1000,
+                          .exp = gk_now_ms() / 1000 + 300,
+                          .ticket = 17,
+                          .eta = 100,
+                          .joined = gk_now_ms() / 1000 - 60,
+                          .shown = 3};
+    char tok[GK_TOKEN_BUF], *text = NULL;
+    struct gk_claims back;
+    struct gk_resp resp;
+    struct json_object *o;
+    size_t len = 0;
+    FILE *f;
+
+    gk_strlcpy(c.business, "shop", sizeof(c.business));
+    gk_strlcpy(c.user, "u1", sizeof(c.user));
+    ck_assert_int_eq(gk_token_issue(fq_app.tokens, &c, tok, sizeof(tok)), GK_OK);
+    fq_store.status = (struct gk_status_out){.state = GK_USER_WAITING, .position = 3, .waiting = 9};
+    status("shop", tok, &resp, &o);
+    ck_assert_int_eq(fq_store.ticket, 17);
+    ck_assert_str_eq(fq_str(o, "jwt_token"), tok); /* nothing changed: no signing */
+    json_object_put(o);
+    gk_fake_resp_free(&resp);
+    /* A node whose view is older says 5: the place shown (3) is not taken back. */
+    fq_store.status = (struct gk_status_out){.state = GK_USER_WAITING, .position = 5, .waiting = 9};
+    status("shop", tok, &resp, &o);
+    ck_assert_int_eq(num(o, "position"), 3);
+    ck_assert_str_eq(fq_str(o, "jwt_token"), tok);
+    json_object_put(o);
+    gk_fake_resp_free(&resp);
+    /* A newer one says 2: shown, and kept in a new token. */
+    fq_store.status = (struct gk_status_out){.state = GK_USER_WAITING, .position = 2, .waiting = 9};
+    status("shop", tok, &resp, &o);
+    ck_assert_int_eq(num(o, "position"), 2);
+    ck_assert_int_eq(gk_token_verify(fq_app.tokens, fq_str(o, "jwt_token"), gk_now_ms() / 1000, &back),
+                     GK_TOKEN_VALID);
+    ck_assert_int_eq(back.shown, 2);
+    ck_assert_int_eq(back.joined, c.joined);
+    json_object_put(o);
+    gk_fake_resp_free(&resp);
+    fq_store.status = (struct gk_status_out){.state = GK_USER_READY, .ready_until_ms = gk_now_ms() + 600000};
+    status("shop", tok, &resp, &o);
+    ck_assert_int_eq(gk_token_verify(fq_app.tokens, fq_str(o, "jwt_token"), gk_now_ms() / 1000, &back),
+                     GK_TOKEN_VALID);
+    ck_assert_int_eq(back.ticket, 17);
+    ck_assert_int_eq(back.joined, 0);
+    json_object_put(o);
+    gk_fake_resp_free(&resp);
+    f = open_memstream(&text, &len);
+    gk_metrics_write_eta(f);
+    fclose(f);
+    /* waited 60 s of the 100 shown */
+    ck_assert_ptr_nonnull(strstr(text, "gatekeeper_eta_error_ratio_bucket{le=\"0.5\"} 0\n"));
+    ck_assert_ptr_nonnull(strstr(text, "gatekeeper_eta_error_ratio_bucket{le=\"0.75\"} 1\n"));
+    free(text);
+}
+END_TEST
+
 START_TEST(status_waiting_returns_a_young_token_as_is)
 {
     char tok[GK_TOKEN_BUF];
@@ -639,6 +741,8 @@ h_queue_suite(void)
     tcase_add_test(tc, answer_comes_later);
     tcase_add_test(tc, client_gone_before_the_answer);
     tcase_add_test(tc, status_waiting_returns_a_young_token_as_is);
+    tcase_add_test(tc, status_far_back_eta_range_and_poll_intervals);
+    tcase_add_test(tc, status_ticket_and_eta_error_at_admission);
     tcase_add_test(tc, status_renews_an_old_token);
     tcase_add_test(tc, status_prequeue);
     tcase_add_test(tc, status_ready);

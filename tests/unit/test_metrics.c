@@ -10,18 +10,25 @@
 #include "gk/metrics.h"
 #include "unit/suites.h"
 
-/* The whole request-family text, caller frees. */
+/* What write renders, caller frees. */
 static char *
-render_http(void)
+render(void (*write)(FILE *f))
 {
     char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
 
     ck_assert_ptr_nonnull(f);
-    gk_metrics_write_http(f);
+    write(f);
     fclose(f);
     return text;
+}
+
+/* The whole request-family text, caller frees. */
+static char *
+render_http(void)
+{
+    return render(gk_metrics_write_http);
 }
 
 START_TEST(buckets_have_inclusive_upper_bounds)
@@ -85,6 +92,27 @@ START_TEST(verifies_are_counted_by_result_and_caller)
     ck_assert_ptr_nonnull(strstr(text, "gatekeeper_verify_total{result=\"ready\",via=\"gate\"} 0\n"));
     ck_assert_ptr_nonnull(strstr(text, "gatekeeper_verify_total{result=\"not_ready\",via=\"verify\"} 0\n"));
     ck_assert_ptr_nonnull(strstr(text, "gatekeeper_verify_total{result=\"not_ready\",via=\"gate\"} 1\n"));
+    free(text);
+}
+END_TEST
+
+START_TEST(eta_errors_are_a_cumulative_histogram)
+{
+    char *text;
+
+    gk_metrics_eta_ratio(1.0);  /* exact: le 1 */
+    gk_metrics_eta_ratio(0.6);  /* le 0.75 */
+    gk_metrics_eta_ratio(12.5); /* +Inf */
+    gk_metrics_eta_ratio(-1);   /* nonsense: not counted */
+    text = render(gk_metrics_write_eta);
+    ck_assert_ptr_nonnull(strstr(text, "# TYPE gatekeeper_eta_error_ratio histogram\n"));
+    ck_assert_ptr_nonnull(strstr(text, "gatekeeper_eta_error_ratio_bucket{le=\"0.5\"} 0\n"));
+    ck_assert_ptr_nonnull(strstr(text, "gatekeeper_eta_error_ratio_bucket{le=\"0.75\"} 1\n"));
+    ck_assert_ptr_nonnull(strstr(text, "gatekeeper_eta_error_ratio_bucket{le=\"1\"} 2\n"));
+    ck_assert_ptr_nonnull(strstr(text, "gatekeeper_eta_error_ratio_bucket{le=\"5\"} 2\n"));
+    ck_assert_ptr_nonnull(strstr(text, "gatekeeper_eta_error_ratio_bucket{le=\"+Inf\"} 3\n"));
+    ck_assert_ptr_nonnull(strstr(text, "gatekeeper_eta_error_ratio_sum 14.100\n"));
+    ck_assert_ptr_nonnull(strstr(text, "gatekeeper_eta_error_ratio_count 3\n"));
     free(text);
 }
 END_TEST
@@ -154,6 +182,7 @@ metrics_suite(void)
     tcase_add_test(tc, requests_are_counted_by_route_and_code);
     tcase_add_test(tc, verifies_are_counted_by_result_and_caller);
     tcase_add_test(tc, histogram_without_label);
+    tcase_add_test(tc, eta_errors_are_a_cumulative_histogram);
     tcase_add_test(tc, concurrent_counting_loses_nothing);
     suite_add_tcase(s, tc);
     return s;

@@ -118,6 +118,62 @@ START_TEST(issue_verify_round_trip)
 }
 END_TEST
 
+/* The ticket claim: carried and verified when set, absent otherwise; only a positive integer
+ * is accepted in a token signed by someone else's spelling. */
+START_TEST(ticket_claim_round_trip)
+{
+    struct gk_token_keys *k = gk_token_keys_new(SECRET, NULL);
+    struct gk_claims in = claims("shop1", "user-1", 1000, 1300), out;
+    char tok[GK_TOKEN_BUF], crafted[BIG];
+
+    in.ticket = 123456789012345678LL;
+    ck_assert_int_eq(gk_token_issue(k, &in, tok, sizeof(tok)), GK_OK);
+    ck_assert_int_eq(gk_token_verify(k, tok, 1000, &out), GK_TOKEN_VALID);
+    ck_assert_int_eq(out.ticket, 123456789012345678LL);
+    ck_assert_str_eq(out.user, "user-1");
+    in.ticket = 0;
+    ck_assert_int_eq(gk_token_issue(k, &in, tok, sizeof(tok)), GK_OK);
+    ck_assert_int_eq(gk_token_verify(k, tok, 1000, &out), GK_TOKEN_VALID);
+    ck_assert_int_eq(out.ticket, 0);
+    in.ticket = 42;
+    in.eta = 90;
+    in.joined = 1000;
+    ck_assert_int_eq(gk_token_issue(k, &in, tok, sizeof(tok)), GK_OK);
+    ck_assert_int_eq(gk_token_verify(k, tok, 1000, &out), GK_TOKEN_VALID);
+    ck_assert_int_eq(out.ticket, 42);
+    ck_assert_int_eq(out.eta, 90);
+    ck_assert_int_eq(out.joined, 1000);
+    in.ticket = -1;
+    ck_assert_int_eq(gk_token_issue(k, &in, tok, sizeof(tok)), GK_EINVAL);
+    craft(crafted, HS256_HDR, "{\"bid\":\"shop1\",\"sub\":\"u\",\"iat\":1000,\"exp\":1300,\"tkt\":7}", SECRET,
+          EVP_sha256());
+    ck_assert_int_eq(gk_token_verify(k, crafted, 1000, &out), GK_TOKEN_VALID);
+    ck_assert_int_eq(out.ticket, 7);
+    craft(crafted, HS256_HDR,
+          "{\"bid\":\"shop1\",\"sub\":\"u\",\"iat\":1000,\"exp\":1300,\"tkt\":7,\"jat\":999,\"eta\":5}",
+          SECRET, EVP_sha256());
+    ck_assert_int_eq(gk_token_verify(k, crafted, 1000, &out), GK_TOKEN_VALID);
+    ck_assert_int_eq(out.eta, 5);
+    ck_assert_int_eq(out.joined, 999);
+    /* the join's ETA comes with its time, and only with a ticket */
+    craft(crafted, HS256_HDR,
+          "{\"bid\":\"shop1\",\"sub\":\"u\",\"iat\":1000,\"exp\":1300,\"tkt\":7,\"eta\":5}", SECRET,
+          EVP_sha256());
+    ck_assert_int_eq(gk_token_verify(k, crafted, 1000, &out), GK_TOKEN_INVALID);
+    craft(crafted, HS256_HDR,
+          "{\"bid\":\"shop1\",\"sub\":\"u\",\"iat\":1000,\"exp\":1300,\"eta\":5,\"jat\":9}", SECRET,
+          EVP_sha256());
+    ck_assert_int_eq(gk_token_verify(k, crafted, 1000, &out), GK_TOKEN_INVALID);
+    craft(crafted, HS256_HDR, "{\"bid\":\"shop1\",\"sub\":\"u\",\"iat\":1000,\"exp\":1300,\"tkt\":0}", SECRET,
+          EVP_sha256());
+    ck_assert_int_eq(gk_token_verify(k, crafted, 1000, &out), GK_TOKEN_INVALID);
+    craft(crafted, HS256_HDR, "{\"bid\":\"shop1\",\"sub\":\"u\",\"iat\":1000,\"exp\":1300,\"tkt\":\"7\"}",
+          SECRET, EVP_sha256());
+    ck_assert_int_eq(gk_token_verify(k, crafted, 1000, &out), GK_TOKEN_INVALID);
+    gk_token_keys_free(k);
+}
+END_TEST
+
 START_TEST(issue_longest_ids_fits)
 {
     struct gk_token_keys *k = gk_token_keys_new(SECRET, NULL);
@@ -128,6 +184,7 @@ START_TEST(issue_longest_ids_fits)
     in.business[GK_ID_MAX] = '\0';
     memset(in.user, 'u', GK_ID_MAX);
     in.user[GK_ID_MAX] = '\0';
+    in.ticket = 999999999999999999LL;
     ck_assert_int_eq(gk_token_issue(k, &in, tok, sizeof(tok)), GK_OK);
     ck_assert_int_eq(gk_token_verify(k, tok, INT64_MAX - 2, &out), GK_TOKEN_VALID);
     ck_assert_str_eq(out.business, in.business);
@@ -572,6 +629,7 @@ token_suite(void)
     tcase_add_test(tc, issued_tokens_verify_with_libjwt);
     tcase_add_test(tc, issue_verify_round_trip);
     tcase_add_test(tc, issue_longest_ids_fits);
+    tcase_add_test(tc, ticket_claim_round_trip);
     tcase_add_test(tc, issue_refuses_bad_ids_and_small_buffers);
     tcase_add_test(tc, expiry_boundary);
     tcase_add_test(tc, hand_crafted_hs256_verifies);
