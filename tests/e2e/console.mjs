@@ -279,6 +279,24 @@ export function registerConsoleTests(test, h) {
         equal(de.leave, "Warteschlange verlassen", "German button");
         check(de.accent !== "rgb(194, 24, 91)", "the default colour is back");
 
+        // Admissions paused: a waiting visitor reads a notice in the page's language, no ETA.
+        await h.configure(biz, { admission_paused: true });
+        {
+            const context = await ctx.browser.newContext({ locale: "fr-FR" });
+            const page = (ctx.page = await context.newPage());
+            await page.goto(`${h.gk()}/wait/${biz}`);
+            await page.waitForSelector("#gk-paused:not([hidden])", { timeout: STEP_MS });
+            equal(await page.textContent("#gk-paused"), "Der Einlass ist kurz angehalten. Ihr Platz bleibt erhalten.", "the German notice");
+            equal(await page.textContent("#gk-eta"), "\u2013", "no ETA while paused");
+            check(/\d/.test(await page.textContent("#gk-position")), "the place is still shown");
+            await shot(page, "wait-paused-de.png");
+            // Resumed: the notice goes at the next poll and the ETA is back.
+            await h.configure(biz, { admission_paused: false });
+            await page.waitForSelector("#gk-paused", { state: "hidden", timeout: STEP_MS });
+            check((await page.textContent("#gk-eta")) !== "\u2013", "an ETA again");
+            await context.close();
+        }
+
         // The error page speaks the visitor's language too.
         const context = await ctx.browser.newContext({ locale: "es-ES" });
         const page = (ctx.page = await context.newPage());
