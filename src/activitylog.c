@@ -75,7 +75,8 @@ static const char sql_prune_next[] =
 static const char sql_prune[] =
     "WITH cut AS MATERIALIZED (SELECT id, created_at FROM activity_log WHERE business_id = $1 "
     "ORDER BY business_id DESC, id LIMIT $3::integer), "
-    "lim AS MATERIALIZED (SELECT coalesce(min(id) FILTER (WHERE created_at >= now() - $2::integer * interval '1 day'), "
+    "lim AS MATERIALIZED (SELECT coalesce(min(id) FILTER (WHERE created_at >= now() - $2::integer * interval "
+    "'1 day'), "
     "max(id) + 1, 0) AS m FROM cut), "
     "del AS (DELETE FROM activity_log a USING lim WHERE a.business_id = $1 AND a.id < lim.m "
     "RETURNING a.id, a.hash), "
