@@ -15,6 +15,7 @@
 
 #include <json-c/json.h>
 
+#include "gk/qnode.h"
 #include "gk/schedule.h"
 #include "gk/token.h"
 #include "integration/suites.h"
@@ -256,6 +257,7 @@ START_TEST(prequeue_then_draw_then_fifo)
     /* The plain line keeps moving during the pre-queue. */
     advance(biz, 3600000);
     gktest_wait_ticks(biz, 2);
+    gktest_sleep_ms(3 * GK_QNODE_REFRESH_MS * gktest_slowdown()); /* the node's memory sees it too */
     ck_assert_int_eq(status_of(biz, first, "ready"), 0);
 
     advance(biz, 400000); /* open */
