@@ -51,7 +51,8 @@ draw_users(struct gk_store *st, struct gk_pg *db, const char *business, const st
                business, t->draw_event, gk_pg_errmsg(db));
         goto out;
     }
-    rc = gk_store_sched_place(st, business, t->draw_event, t->draw_last_ticket, placed, n);
+    rc = gk_store_sched_place(st, business, t->draw_event, t->draw_last_ticket, placed, n,
+                              GK_SCHED_PLACE_BATCH);
     if (rc == GK_OK)
         GK_LOG(GK_LOG_INFO, "worker", "msg=\"event drawn\" business=%s event=%s participants=%zu digest=%s",
                business, t->draw_event, n, digest);

@@ -15,7 +15,9 @@
 
 #include <json-c/json.h>
 
+#include "gk/config.h"
 #include "gk/schedule.h"
+#include "gk/store.h"
 #include "gk/token.h"
 #include "integration/suites.h"
 #include "support/gktest.h"
@@ -362,6 +364,61 @@ START_TEST(a_late_arrival_counts_the_block_before_the_draw)
 }
 END_TEST
 
+/* The placement in batches: a worker killed after its first batch, a stale batch that places
+ * nothing, and another worker that goes on from the event's record. The block's tickets go to the
+ * users in the order given, each once; placed is set, and the pre-queue deleted, only at the end. */
+START_TEST(placement_in_batches_resumes_after_a_worker_dies)
+{
+    static const char *const order[] = {"q3", "q1", "q4", "q0", "q2"};
+    char biz[64], id[GK_SCHED_ID_BUF], user[16], err[256];
+    struct gk_redis_addr addr;
+    struct gktest_resp r;
+    struct gk_store *st;
+    long long last;
+    size_t done;
+
+    gktest_new_business(gktest_srv.port, "{}", biz, sizeof(biz));
+    new_event(biz, 20, 4000, 0, id);
+    advance(biz, 30000);
+    for (int i = 0; i < 5; i++) {
+        snprintf(user, sizeof(user), "q%d", i);
+        gktest_enqueue(gktest_srv.port, biz, user, NULL, &r);
+        ck_assert_str_eq(gktest_json_str(&r, "state"), "prequeue");
+        gktest_resp_free(&r);
+    }
+    advance(biz, 4000000); /* open: the late arrival seals the block */
+    gktest_enqueue(gktest_srv.port, biz, "late", NULL, &r);
+    ck_assert_int_eq(gktest_json_int(&r, "position"), 6);
+    gktest_resp_free(&r);
+    last = gktest_redis_int("HGET 'gk:{%s}:ev:%s' sealed", biz, id);
+    ck_assert_int_eq(gk_redis_url_parse(gktest_env("GK_TEST_REDIS_URL"), &addr, err, sizeof(err)), GK_OK);
+    st = gk_store_open(&addr, true);
+
+    ck_assert_int_eq(gk_store_sched_place_batch(st, biz, id, last, order, 5, 0, 2, &done), GK_OK);
+    ck_assert_uint_eq(done, 2);
+    ck_assert_int_eq(gktest_redis_int("ZSCORE 'gk:{%s}:wait' q3", biz), last - 4);
+    ck_assert_int_eq(gktest_redis_int("ZSCORE 'gk:{%s}:wait' q1", biz), last - 3);
+    ck_assert_int_eq(gktest_redis_int("HGET 'gk:{%s}:ev:%s' placed", biz, id), 0);
+    ck_assert_int_eq(gktest_redis_int("EXISTS 'gk:{%s}:pq:%s'", biz, id), 1);
+    /* Killed here; a batch sent again (the first one) places nothing. */
+    ck_assert_int_eq(gk_store_sched_place_batch(st, biz, id, last, order, 5, 0, 2, &done), GK_OK);
+    ck_assert_uint_eq(done, 2);
+    ck_assert_int_eq(gktest_redis_int("ZCARD 'gk:{%s}:wait'", biz), 3);
+
+    ck_assert_int_eq(gk_store_sched_place(st, biz, id, last, order, 5, 2), GK_OK);
+    for (int i = 0; i < 5; i++)
+        ck_assert_int_eq(gktest_redis_int("ZSCORE 'gk:{%s}:wait' %s", biz, order[i]), last - 4 + i);
+    ck_assert_int_eq(gktest_redis_int("ZCARD 'gk:{%s}:wait'", biz), 6);
+    ck_assert_int_eq(gktest_redis_int("HGET 'gk:{%s}:stats' enqueued_total", biz), 6);
+    ck_assert_int_eq(gktest_redis_int("HGET 'gk:{%s}:ev:%s' placed", biz, id), 1);
+    ck_assert_int_eq(gktest_redis_int("EXISTS 'gk:{%s}:pq:%s'", biz, id), 0);
+    /* Done: again is a no-op. */
+    ck_assert_int_eq(gk_store_sched_place(st, biz, id, last, order, 5, 3), GK_OK);
+    ck_assert_int_eq(gktest_redis_int("ZCARD 'gk:{%s}:wait'", biz), 6);
+    gk_store_close(st);
+}
+END_TEST
+
 START_TEST(a_draw_forged_after_the_fact_fails_the_audit)
 {
     char path[512];
@@ -586,6 +643,7 @@ sched_it_suite(void)
     tcase_add_test(tc, creation_is_validated);
     tcase_add_test(tc, prequeue_then_draw_then_fifo);
     tcase_add_test(tc, a_late_arrival_counts_the_block_before_the_draw);
+    tcase_add_test(tc, placement_in_batches_resumes_after_a_worker_dies);
     tcase_add_test(tc, a_draw_forged_after_the_fact_fails_the_audit);
     tcase_add_test(tc, cancel_before_opening_puts_the_prequeue_in_line);
     tcase_add_test(tc, fifo_and_draw_order_hold_across_nodes_and_workers);
