@@ -419,6 +419,45 @@ START_TEST(placement_in_batches_resumes_after_a_worker_dies)
 }
 END_TEST
 
+/* Redis loses the events' mirror (a restart without persistence): the worker writes it again
+ * from PostgreSQL at its start (and every minute), and the event takes its pre-queue and opens
+ * with its draw. */
+START_TEST(a_lost_mirror_is_written_again_from_postgresql)
+{
+    struct gktest_server w;
+    struct gktest_resp r;
+    char biz[64], id[GK_SCHED_ID_BUF], path[64];
+    long long t0;
+
+    gktest_new_business(gktest_srv.port, "{}", biz, sizeof(biz));
+    new_event(biz, 20, 4000, 0, id);
+    if (getenv("GK_TEST_REDIS_CLUSTER_NODES") == NULL)
+        gktest_redis("FLUSHALL");
+    else /* FLUSHALL would reach one master only */
+        gktest_redis("DEL 'gk:{%s}:evs' 'gk:{%s}:ev:%s'", biz, biz, id);
+    ck_assert_int_eq(gktest_redis_int("EXISTS 'gk:{%s}:ev:%s'", biz, id), 0);
+    gktest_worker_start(&w, test_clock);
+    for (t0 = gktest_ms(); gktest_redis_int("EXISTS 'gk:{%s}:ev:%s'", biz, id) == 0; gktest_sleep_ms(50))
+        ck_assert_msg(gktest_ms() - t0 < 10000, "mirror not written again; see %s", w.log);
+    advance(biz, 30000);
+    gktest_enqueue(gktest_srv.port, biz, "q0", NULL, &r);
+    ck_assert_str_eq(gktest_json_str(&r, "state"), "prequeue");
+    gktest_resp_free(&r);
+    advance(biz, 4000000); /* open: the worker draws */
+    snprintf(path, sizeof(path), "/events/%s/draw", id);
+    for (t0 = gktest_ms();; gktest_sleep_ms(100)) {
+        admin("GET", path, biz, false, NULL, &r);
+        if (r.status == 200)
+            break;
+        gktest_resp_free(&r);
+        ck_assert_msg(gktest_ms() - t0 < 10000, "no draw; see %s", w.log);
+    }
+    ck_assert_int_eq(gktest_json_int(&r, "participants"), 1);
+    gktest_resp_free(&r);
+    gktest_server_stop(&w);
+}
+END_TEST
+
 START_TEST(a_draw_forged_after_the_fact_fails_the_audit)
 {
     char path[512];
@@ -644,6 +683,7 @@ sched_it_suite(void)
     tcase_add_test(tc, prequeue_then_draw_then_fifo);
     tcase_add_test(tc, a_late_arrival_counts_the_block_before_the_draw);
     tcase_add_test(tc, placement_in_batches_resumes_after_a_worker_dies);
+    tcase_add_test(tc, a_lost_mirror_is_written_again_from_postgresql);
     tcase_add_test(tc, a_draw_forged_after_the_fact_fails_the_audit);
     tcase_add_test(tc, cancel_before_opening_puts_the_prequeue_in_line);
     tcase_add_test(tc, fifo_and_draw_order_hold_across_nodes_and_workers);
