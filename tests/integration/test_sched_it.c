@@ -421,12 +421,12 @@ END_TEST
 
 /* Redis loses the events' mirror (a restart without persistence): the worker writes it again
  * from PostgreSQL at its start (and every minute), and the event takes its pre-queue and opens
- * with its draw. */
+ * with its draw, which the server then keeps. */
 START_TEST(a_lost_mirror_is_written_again_from_postgresql)
 {
     struct gktest_server w;
     struct gktest_resp r;
-    char biz[64], id[GK_SCHED_ID_BUF], path[64];
+    char biz[64], id[GK_SCHED_ID_BUF], path[64], body[4096], sql[256], out[64];
     long long t0;
 
     gktest_new_business(gktest_srv.port, "{}", biz, sizeof(biz));
@@ -453,8 +453,16 @@ START_TEST(a_lost_mirror_is_written_again_from_postgresql)
         ck_assert_msg(gktest_ms() - t0 < 10000, "no draw; see %s", w.log);
     }
     ck_assert_int_eq(gktest_json_int(&r, "participants"), 1);
+    snprintf(body, sizeof(body), "%s", r.body);
     gktest_resp_free(&r);
     gktest_server_stop(&w);
+    /* Once drawn, the draw is answered from the server's memory: not read again. */
+    snprintf(sql, sizeof(sql), "UPDATE events SET draw_seed = 'changed' WHERE id = '%s'", id);
+    gktest_psql(out, sizeof(out), sql);
+    admin("GET", path, biz, false, NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.body, body);
+    gktest_resp_free(&r);
 }
 END_TEST
 
