@@ -178,47 +178,29 @@ insert_rows(struct gk_pg *pg, char *sql, size_t k, const char *const *params)
     return rc;
 }
 
-/* A growing text (the array literals of the batch statements). */
-struct text {
-    char *s;
-    size_t len, cap;
-};
-
-static void
-text_add(struct text *t, const char *s, size_t n)
-{
-    if (t->len + n + 1 > t->cap) {
-        t->cap = (t->len + n + 1) * 2;
-        t->s = gk_xrealloc(t->s, t->cap);
-    }
-    memcpy(t->s + t->len, s, n);
-    t->len += n;
-    t->s[t->len] = '\0';
-}
-
 /* Appends s (NULL: a NULL element) to the text[] literal being built in t. */
 static void
-array_add(struct text *t, const char *s)
+array_add(struct gk_sbuf *t, const char *s)
 {
-    text_add(t, t->len > 1 ? "," : "", t->len > 1 ? 1 : 0);
+    gk_sbuf_add(t, t->len > 1 ? "," : "", t->len > 1 ? 1 : 0);
     if (s == NULL) {
-        text_add(t, "NULL", 4);
+        gk_sbuf_add(t, "NULL", 4);
         return;
     }
-    text_add(t, "\"", 1);
+    gk_sbuf_add(t, "\"", 1);
     for (const char *c = s; *c != '\0'; c++) {
         if (*c == '"' || *c == '\\')
-            text_add(t, "\\", 1);
-        text_add(t, c, 1);
+            gk_sbuf_add(t, "\\", 1);
+        gk_sbuf_add(t, c, 1);
     }
-    text_add(t, "\"", 1);
+    gk_sbuf_add(t, "\"", 1);
 }
 
 static void
-array_begin(struct text *t)
+array_begin(struct gk_sbuf *t)
 {
     t->len = 0;
-    text_add(t, "{", 1);
+    gk_sbuf_add(t, "{", 1);
 }
 
 /* One business of the batch: its chain head as locked, then as moved by the batch's rows. */
@@ -233,7 +215,7 @@ struct head {
 static enum gk_err
 lock_heads(struct gk_pg *pg, const struct gk_event *events, size_t n, struct head *heads, size_t *nheads)
 {
-    struct text arr = {0};
+    struct gk_sbuf arr = {0};
     struct gk_pg_res *res = NULL;
     const char *p[1];
     enum gk_err rc;
@@ -244,7 +226,7 @@ lock_heads(struct gk_pg *pg, const struct gk_event *events, size_t n, struct hea
         if (i == 0 || strcmp(events[i].business, events[i - 1].business) != 0)
             array_add(&arr, events[i].business);
     }
-    text_add(&arr, "}", 1);
+    gk_sbuf_add(&arr, "}", 1);
     p[0] = arr.s;
     rc = gk_pg_exec(pg, sql_lock_heads, 1, p, &res);
     *nheads = 0;
@@ -284,7 +266,7 @@ head_of(struct head *heads, size_t nheads, const char *business)
 static enum gk_err
 prep_rows(struct gk_pg *pg, const struct gk_event *events, size_t n, bool check, struct gk_pg_res **res)
 {
-    struct text a[3] = {{0}};
+    struct gk_sbuf a[3] = {{0}};
     const char *p[3];
     enum gk_err rc;
 
@@ -296,7 +278,7 @@ prep_rows(struct gk_pg *pg, const struct gk_event *events, size_t n, bool check,
         array_add(&a[2], gk_pg_inet_param(events[i].ip));
     }
     for (size_t k = 0; k < 3; k++) {
-        text_add(&a[k], "}", 1);
+        gk_sbuf_add(&a[k], "}", 1);
         p[k] = a[k].s;
     }
     rc = gk_pg_exec(pg, sql_prep[check], 3, p, res);
@@ -340,17 +322,17 @@ struct row {
  * scratch buffer the call may grow. */
 static void
 chain_row(struct head *head, const struct gk_event *e, const struct row *r, const char *host,
-          const char *details, struct text *canon, char hash_param[HASH_PARAM_BUF])
+          const char *details, struct gk_sbuf *canon, char hash_param[HASH_PARAM_BUF])
 {
     const char *parts[8] = {r->id, e->id, e->business, e->user, e->type, r->ts, host, details};
 
     canon->len = 0;
     if (!head->empty)
-        text_add(canon, (const char *)head->hash, GK_SHA256_LEN);
+        gk_sbuf_add(canon, (const char *)head->hash, GK_SHA256_LEN);
     for (size_t i = 0; i < GK_ARRAY_LEN(parts); i++) {
         if (i > 0)
-            text_add(canon, "\n", 1);
-        text_add(canon, parts[i], strlen(parts[i]));
+            gk_sbuf_add(canon, "\n", 1);
+        gk_sbuf_add(canon, parts[i], strlen(parts[i]));
     }
     gk_sha256(canon->s, canon->len, head->hash);
     head->empty = false;
@@ -363,7 +345,7 @@ chain_row(struct head *head, const struct gk_event *e, const struct row *r, cons
 static enum gk_err
 move_heads(struct gk_pg *pg, const struct head *heads, size_t nheads)
 {
-    struct text a[2] = {{0}};
+    struct gk_sbuf a[2] = {{0}};
     struct gk_pg_res *res = NULL;
     char hex[2 * GK_SHA256_LEN + 1];
     const char *p[2];
@@ -379,8 +361,8 @@ move_heads(struct gk_pg *pg, const struct head *heads, size_t nheads)
         array_add(&a[0], heads[i].business);
         array_add(&a[1], hex);
     }
-    text_add(&a[0], "}", 1);
-    text_add(&a[1], "}", 1);
+    gk_sbuf_add(&a[0], "}", 1);
+    gk_sbuf_add(&a[1], "}", 1);
     p[0] = a[0].s;
     p[1] = a[1].s;
     rc = gk_pg_exec(pg, sql_move_heads, 2, p, &res);
@@ -402,7 +384,7 @@ insert_chained(struct gk_pg *pg, const struct gk_event *events, size_t n, bool c
     int64_t *ids = gk_xmalloc(n * sizeof(*ids));
     char *sql = gk_xmalloc(sizeof(sql_events_head) + cap * EVENT_ROW_SQL_MAX);
     struct gk_pg_res *prep = NULL;
-    struct text canon = {0};
+    struct gk_sbuf canon = {0};
     int64_t now = gk_now_ms();
     enum gk_err rc;
 

@@ -332,16 +332,14 @@ memory_polls(void)
     return n;
 }
 
-/* Between the opening and the worker's draw (none runs here), a later arrival's place counts the
- * block reserved for the pre-queue, whether Redis answers the poll or the node's memory (whose
- * first view is built from the waiting set, where the block is not yet). */
-START_TEST(a_late_arrival_counts_the_block_before_the_draw)
+/* A new event (its id into id): five visitors q0..q4 join its pre-queue, it opens, and a late
+ * arrival (whose token goes into late) seals the block: it is 6th. */
+static void
+prequeue_then_open(const char *biz, char id[GK_SCHED_ID_BUF], char late[GK_TOKEN_BUF])
 {
     struct gktest_resp r;
-    char biz[64], id[GK_SCHED_ID_BUF], user[16], late[GK_TOKEN_BUF];
-    long long from_memory = memory_polls();
+    char user[16];
 
-    gktest_new_business(gktest_srv.port, "{}", biz, sizeof(biz));
     new_event(biz, 20, 4000, 0, id);
     advance(biz, 30000);
     for (int i = 0; i < 5; i++) {
@@ -354,8 +352,20 @@ START_TEST(a_late_arrival_counts_the_block_before_the_draw)
     gktest_enqueue(gktest_srv.port, biz, "late", NULL, &r);
     ck_assert_int_eq(r.status, 200);
     ck_assert_int_eq(gktest_json_int(&r, "position"), 6);
-    snprintf(late, sizeof(late), "%s", gktest_json_str(&r, "jwt"));
+    snprintf(late, GK_TOKEN_BUF, "%s", gktest_json_str(&r, "jwt"));
     gktest_resp_free(&r);
+}
+
+/* Between the opening and the worker's draw (none runs here), a later arrival's place counts the
+ * block reserved for the pre-queue, whether Redis answers the poll or the node's memory (whose
+ * first view is built from the waiting set, where the block is not yet). */
+START_TEST(a_late_arrival_counts_the_block_before_the_draw)
+{
+    char biz[64], id[GK_SCHED_ID_BUF], late[GK_TOKEN_BUF];
+    long long from_memory = memory_polls();
+
+    gktest_new_business(gktest_srv.port, "{}", biz, sizeof(biz));
+    prequeue_then_open(biz, id, late);
     for (int i = 0; i < 20; i++) {
         ck_assert_int_eq(status_of(biz, late, "waiting"), 6);
         gktest_sleep_ms(100);
@@ -370,26 +380,14 @@ END_TEST
 START_TEST(placement_in_batches_resumes_after_a_worker_dies)
 {
     static const char *const order[] = {"q3", "q1", "q4", "q0", "q2"};
-    char biz[64], id[GK_SCHED_ID_BUF], user[16], err[256];
+    char biz[64], id[GK_SCHED_ID_BUF], late[GK_TOKEN_BUF], err[256];
     struct gk_redis_addr addr;
-    struct gktest_resp r;
     struct gk_store *st;
     long long last;
     size_t done;
 
     gktest_new_business(gktest_srv.port, "{}", biz, sizeof(biz));
-    new_event(biz, 20, 4000, 0, id);
-    advance(biz, 30000);
-    for (int i = 0; i < 5; i++) {
-        snprintf(user, sizeof(user), "q%d", i);
-        gktest_enqueue(gktest_srv.port, biz, user, NULL, &r);
-        ck_assert_str_eq(gktest_json_str(&r, "state"), "prequeue");
-        gktest_resp_free(&r);
-    }
-    advance(biz, 4000000); /* open: the late arrival seals the block */
-    gktest_enqueue(gktest_srv.port, biz, "late", NULL, &r);
-    ck_assert_int_eq(gktest_json_int(&r, "position"), 6);
-    gktest_resp_free(&r);
+    prequeue_then_open(biz, id, late);
     last = gktest_redis_int("HGET 'gk:{%s}:ev:%s' sealed", biz, id);
     ck_assert_int_eq(gk_redis_url_parse(gktest_env("GK_TEST_REDIS_URL"), &addr, err, sizeof(err)), GK_OK);
     st = gk_store_open(&addr, true);
