@@ -230,7 +230,8 @@ lock_heads(struct gk_pg *pg, const struct gk_event *events, size_t n, struct hea
     p[0] = arr.s;
     rc = gk_pg_exec(pg, sql_lock_heads, 1, p, &res);
     *nheads = 0;
-    for (int r = 0; rc == GK_OK && r < gk_pg_res_rows(res); r++) {
+    /* One row per business named, so at most n. */
+    for (int r = 0; rc == GK_OK && r < gk_pg_res_rows(res) && (size_t)r < n; r++) {
         const char *b = gk_pg_res_value(res, r, 0), *h = gk_pg_res_value(res, r, 1);
         struct head *hd = &heads[*nheads];
 
@@ -239,7 +240,7 @@ lock_heads(struct gk_pg *pg, const struct gk_event *events, size_t n, struct hea
             if (strcmp(events[i].business, b) == 0)
                 hd->business = events[i].business;
         hd->empty = strcmp(h, "\\x") == 0;
-        if (hd->business == NULL || *nheads == n || strncmp(h, "\\x", 2) != 0 ||
+        if (hd->business == NULL || strncmp(h, "\\x", 2) != 0 ||
             (!hd->empty &&
              (strlen(h) != HASH_PARAM_BUF - 1 || gk_unhex(h + 2, hd->hash, GK_SHA256_LEN) != GK_OK))) {
             gk_pg_set_error(pg, "postgres: malformed activity_chain head of %s", b);
