@@ -60,15 +60,26 @@ static const char sql_events_head[] = "INSERT INTO activity_log (id, event_id, b
 static const char sql_move_heads[] =
     "UPDATE activity_chain h SET head = decode(x.head, 'hex') "
     "FROM unnest($1::text[], $2::text[]) AS x (business_id, head) WHERE h.business_id = x.business_id";
+/* The business of the oldest row past the retention: one step down the created_at index
+ * (sql/004), however many businesses there are, so that every pass starts where the oldest rows
+ * are and no business waits behind others for a turn. */
+static const char sql_prune_next[] =
+    "SELECT business_id FROM activity_log WHERE created_at < now() - $1::integer * interval '1 day' "
+    "AND business_id <> ALL($2::text[]) ORDER BY created_at LIMIT 1";
+/* Businesses a pass may pass over: their oldest row sits behind a newer one in chain order. */
+#define PRUNE_SKIP_MAX 32
 /* Retention keeps each business's hash chain checkable (sql/006): it deletes a prefix of the
- * business's rows in id order (chain order), up to its first row not old enough, and stores the
- * last deleted row's hash as the anchor the rest chains from, in the same statement. */
-static const char sql_prune_businesses[] =
-    "SELECT business_id FROM activity_chain UNION SELECT id FROM businesses";
+ * business's rows in id order (ORDER BY business_id DESC, id: exactly a backward walk of the
+ * (business_id, id DESC) index, which the planner cannot trade for a walk of the whole table in
+ * id order), up to its first row not old enough, and stores the last deleted row's hash as the
+ * anchor the rest chains from, in the same statement. cut and lim are MATERIALIZED: computed once,
+ * whatever the planner guesses of a business's rows (inlined, a nested loop may redo them per
+ * row deleted). */
 static const char sql_prune[] =
-    "WITH cut AS (SELECT id, created_at FROM activity_log WHERE business_id = $1 ORDER BY id LIMIT "
-    "$3::integer), "
-    "lim AS (SELECT coalesce(min(id) FILTER (WHERE created_at >= now() - $2::integer * interval '1 day'), "
+    "WITH cut AS MATERIALIZED (SELECT id, created_at FROM activity_log WHERE business_id = $1 "
+    "ORDER BY business_id DESC, id LIMIT $3::integer), "
+    "lim AS MATERIALIZED (SELECT coalesce(min(id) FILTER (WHERE created_at >= now() - $2::integer * interval "
+    "'1 day'), "
     "max(id) + 1, 0) AS m FROM cut), "
     "del AS (DELETE FROM activity_log a USING lim WHERE a.business_id = $1 AND a.id < lim.m "
     "RETURNING a.id, a.hash), "
@@ -551,9 +562,10 @@ prune_business(struct gk_pg *pg, const char *business, const char *days, int64_t
 enum gk_err
 gk_activitylog_prune(struct gk_pg *pg, uint32_t days, int64_t budget_ms, int64_t *deleted)
 {
-    char d[GK_PG_U32_BUF];
+    char d[GK_PG_U32_BUF], skip[PRUNE_SKIP_MAX * (GK_ID_MAX + 3) + 3];
     struct gk_pg_res *res = NULL, *biz = NULL;
     int64_t until = gk_mono_ms() + budget_ms;
+    int skipped = 0;
     enum gk_err rc;
 
     *deleted = 0;
@@ -561,9 +573,32 @@ gk_activitylog_prune(struct gk_pg *pg, uint32_t days, int64_t budget_ms, int64_t
     if (rc != GK_OK || strcmp(gk_pg_res_value(res, 0, 0), "t") != 0)
         goto out;
     snprintf(d, sizeof(d), "%" PRIu32, days);
-    rc = gk_pg_exec(pg, sql_prune_businesses, 0, NULL, &biz);
-    for (int i = 0; rc == GK_OK && i < gk_pg_res_rows(biz) && gk_mono_ms() < until; i++)
-        rc = prune_business(pg, gk_pg_res_value(biz, i, 0), d, until, deleted);
+    /* A business whose oldest row sits behind a newer one in chain order gives nothing now (its
+     * prefix stops there): the pass skips it, and a later pass finds its prefix old enough. */
+    skip[0] = '{';
+    skip[1] = '\0';
+    while (rc == GK_OK && gk_mono_ms() < until) {
+        const char *params[2] = {d, NULL};
+        int64_t before = *deleted;
+
+        strcat(skip, "}");
+        params[1] = skip;
+        gk_pg_res_free(biz);
+        biz = NULL;
+        rc = gk_pg_exec(pg, sql_prune_next, 2, params, &biz);
+        skip[strlen(skip) - 1] = '\0';
+        if (rc != GK_OK || gk_pg_res_rows(biz) == 0)
+            break;
+        rc = prune_business(pg, gk_pg_res_value(biz, 0, 0), d, until, deleted);
+        if (rc == GK_OK && *deleted == before) {
+            if (skipped == PRUNE_SKIP_MAX)
+                break;
+            /* Ids are [A-Za-z0-9._:@-]: nothing to escape inside the quotes. */
+            snprintf(skip + strlen(skip), sizeof(skip) - strlen(skip), "%s\"%s\"", skipped > 0 ? "," : "",
+                     gk_pg_res_value(biz, 0, 0));
+            skipped++;
+        }
+    }
     /* A connection that broke meanwhile took the lock with it. */
     if (gk_pg_connected(pg)) {
         gk_pg_res_free(res);

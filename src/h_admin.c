@@ -291,6 +291,7 @@ gk_h_stats(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp)
     json_object_object_add(o, "expired_total", json_object_new_int64(st.expired_total));
     json_object_object_add(o, "evicted_total", json_object_new_int64(st.evicted_total));
     json_object_object_add(o, "finished_total", json_object_new_int64(st.finished_total));
+    json_object_object_add(o, "left_total", json_object_new_int64(st.left_total));
     json_object_object_add(o, "fairness", fairness_json(&st));
     gk_reply_json(resp, 200, o);
 }

@@ -433,6 +433,7 @@ enqueue_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
         json_object_object_add(o, "ready", json_object_new_boolean(0));
         json_object_object_add(o, "eta_seconds", json_object_new_int64(eta.seconds));
         json_object_object_add(o, "eta_seconds_range", range);
+        json_object_object_add(o, "admission_paused", json_object_new_boolean(c->admission_paused));
         json_object_object_add(o, "poll_after_ms", json_object_new_int64(poll_ms));
         json_object_object_add(o, "poll_hidden_ms", json_object_new_int64(poll_hidden_ms(c, poll_ms)));
         json_object_object_add(o, "message",
@@ -590,6 +591,10 @@ status_reply(void *arg, const struct gk_req *req, struct gk_resp *resp)
         b = put(b, ",\"opens_in_seconds\":", opens_in, "");
     }
     b = put(b, ",\"eta_seconds_range\":", range_text, "");
+    /* Told to waiting visitors only: nobody else is held up by a pause. */
+    b = put(b,
+            ",\"admission_paused\":", st->state == GK_USER_WAITING && c->admission_paused ? "true" : "false",
+            "");
     b = put(b, ",\"poll_after_ms\":", poll_text, "");
     b = put(b, ",\"poll_hidden_ms\":", hidden_text, "}");
     gk_resp_body(resp, 200, NULL, body, (size_t)(b - body));

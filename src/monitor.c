@@ -54,6 +54,8 @@ static const struct {
      offsetof(struct gk_stats_out, expired_total)},
     {"gatekeeper_evicted_total", "counter", "Waiting users removed for not polling (abandon_after_seconds).",
      offsetof(struct gk_stats_out, evicted_total)},
+    {"gatekeeper_left_total", "counter", "Users who left the line, a pre-queue or the ready set (leave).",
+     offsetof(struct gk_stats_out, left_total)},
     {"gatekeeper_finished_total", "counter", "Ready users released by the business with finish.",
      offsetof(struct gk_stats_out, finished_total)},
     {"gatekeeper_admission_ticks_total", "counter", "Admission ticks run by the workers.",

@@ -614,12 +614,12 @@ parse_fairness(const redisReply *fair, const redisReply *waits, struct gk_stats_
 static bool
 parse_stats(struct gk_store *st, const redisReply *r, struct gk_stats_out *out)
 {
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 15 || r->element[5]->type != REDIS_REPLY_STRING ||
-        !parse_fairness(r->element[13], r->element[14], out)) {
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 16 || r->element[5]->type != REDIS_REPLY_STRING ||
+        !parse_fairness(r->element[14], r->element[15], out)) {
         gk_store_set_error(st, "stats", r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
         return false;
     }
-    for (size_t i = 0; i < 13; i++) {
+    for (size_t i = 0; i < 14; i++) {
         if (i != 5 && r->element[i]->type != REDIS_REPLY_INTEGER) {
             gk_store_set_error(st, "stats", "unexpected reply");
             return false;
@@ -638,6 +638,7 @@ parse_stats(struct gk_store *st, const redisReply *r, struct gk_stats_out *out)
     out->ticks_total = r->element[10]->integer;
     out->finished_total = r->element[11]->integer;
     out->rate_limited_total = r->element[12]->integer;
+    out->left_total = r->element[13]->integer;
     return true;
 }
 

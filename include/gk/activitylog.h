@@ -27,14 +27,15 @@ struct gk_pg;
  * round trip. */
 GK_MUSTCHECK enum gk_err gk_activitylog_insert(struct gk_pg *pg, const struct gk_event *events, size_t n);
 
-/* Deletes activity_log rows created more than days ago, business by business, each business's
- * oldest in chain (id) order up to its first newer row, so that the rest stays checkable from the
+/* Deletes activity_log rows created more than days ago, the business of the oldest such row
+ * first, each business's oldest in chain (id) order up to its first newer row, so that the rest
+ * stays checkable from the
  * stored anchor (sql/006_activity_hash.sql); GK_ACTIVITYLOG_PRUNE_BATCH rows per statement (so no
  * statement holds its locks for long), until a statement deletes fewer or budget_ms has passed;
  * *deleted gets the count. Under a session advisory lock: while another
  * process holds it (another worker pruning), nothing is deleted and the answer is GK_OK with
  * *deleted 0. GK_EPG on database failure (what was deleted so far stays deleted). */
-#define GK_ACTIVITYLOG_PRUNE_BATCH 10000
+#define GK_ACTIVITYLOG_PRUNE_BATCH 2000
 GK_MUSTCHECK enum gk_err gk_activitylog_prune(struct gk_pg *pg, uint32_t days, int64_t budget_ms,
                                               int64_t *deleted);
 

@@ -66,6 +66,7 @@ struct gk_stats_out {
     int64_t ticks_total;        /* admission ticks run */
     int64_t finished_total;     /* ready users the business released with finish */
     int64_t rate_limited_total; /* requests refused by a per-IP rate limit (429) */
+    int64_t left_total;         /* users who left the line, a pre-queue or the ready set (leave) */
     struct gk_fairness fair;    /* over the last GK_FAIR_WINDOW admissions */
     /* Waits of admitted users: wait_le[i] waited at most gk_wait_bound_s(i) (cumulative),
      * wait_le[GK_WAIT_BUCKETS] is all of them. */

@@ -135,6 +135,79 @@ export function registerConsoleTests(test, h) {
         }
     });
 
+    test("console: an event is scheduled, listed in local time, refused by the field the server names, and cancelled", async (ctx) => {
+        const biz = "e2e-console-events";
+        const key = await business(biz, { admission_frequency: 3600 });
+        const context = await ctx.browser.newContext({ viewport: { width: 1280, height: 900 } });
+        const page = (ctx.page = await context.newPage());
+        const dialogs = [];
+        page.on("dialog", (d) => {
+            dialogs.push(d.message());
+            d.accept();
+        });
+        try {
+            await page.goto(`${h.gk()}/admin`);
+            await page.fill("#in-business", biz);
+            await page.fill("#in-key", key);
+            await page.click("#signin-form button");
+            await page.waitForSelector("#app:not([hidden])");
+
+            // datetime-local values in the browser's own time zone, hours from now.
+            const local = (hours) =>
+                page.evaluate((hrs) => {
+                    const d = new Date(Date.now() + hrs * 3600000);
+                    d.setMilliseconds(0);
+                    const p = (n) => String(n).padStart(2, "0");
+                    return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+                }, hours);
+            const pre = await local(1), opens = await local(2);
+
+            // A refused field: the opening before the pre-queue; the message sits by opens_at.
+            await page.fill("#ev-name", "Console launch");
+            await page.fill("#ev-prequeue_opens_at", opens);
+            await page.fill("#ev-opens_at", pre);
+            await page.click("#event-save");
+            await page.waitForFunction(() => document.getElementById("ev-opens_at-err").textContent !== "");
+            equal(await page.textContent("#ev-opens_at-err"), "opens_at must come after prequeue_opens_at.", "the server's message by its field");
+            // A refused override is shown by its own input.
+            await page.fill("#ev-prequeue_opens_at", pre);
+            await page.fill("#ev-opens_at", opens);
+            await page.fill("#ev-admission_limit", "0");
+            await page.click("#event-save");
+            await page.waitForFunction(() => document.getElementById("ev-admission_limit-err").textContent.includes("admission_limit"));
+            equal(await page.textContent("#ev-opens_at-err"), "", "the earlier message is gone");
+
+            await page.fill("#ev-admission_limit", "50");
+            await page.click("#event-save");
+            await page.waitForFunction(() => document.getElementById("event-form-msg").textContent.includes("scheduled"));
+            await page.waitForSelector("#event-rows tr");
+            const listed = await http("GET", `${h.gk()}/events`, { "business-id": biz, Authorization: `Bearer ${key}` });
+            equal(listed.status, 200, "GET /events");
+            const ev = listed.json.events[0];
+            equal(ev.name, "Console launch", "the event was created");
+            equal(ev.config.admission_limit, 50, "with its override");
+            const row = await page.evaluate(() => [...document.querySelectorAll("#event-rows tr:first-child td")].map((td) => td.textContent));
+            equal(row[0], "Console launch", "listed by name");
+            equal(row[1], "scheduled", "its state");
+            const shown = await page.evaluate((iso) => new Date(iso).toLocaleString(), ev.opens_at);
+            equal(row[3], shown, "the opening in the operator's locale");
+            equal(row[6], ev.seed_commitment, "its seed commitment");
+            check(/^[0-9a-f]{64}$/.test(row[6]), "a 64-hex commitment");
+            equal(await page.evaluate(() => new Date(document.getElementById("ev-opens_at").value || 0).getTime()), 0, "the form is cleared");
+            await shot(page, "console-events.png");
+
+            // Cancelled after a confirmation.
+            await page.click("#event-rows tr:first-child button.cancel");
+            await page.waitForFunction(() => document.querySelector("#event-rows tr:first-child td:nth-child(2)").textContent === "cancelled");
+            check(dialogs.some((m) => m.includes("Console launch")), "cancelling asked first");
+            const after = await http("GET", `${h.gk()}/events/${ev.event_id}`, { "business-id": biz, Authorization: `Bearer ${key}` });
+            equal(after.json.state, "cancelled", "the server has it cancelled");
+            check(!(await page.$("#event-rows tr:first-child button.cancel")), "no cancel button on a cancelled event");
+        } finally {
+            await context.close();
+        }
+    });
+
     test("waiting page: translated by Accept-Language or the business's choice, branded, right-to-left in Arabic", async (ctx) => {
         const biz = "e2e-brand";
         await business(biz, {
@@ -205,6 +278,24 @@ export function registerConsoleTests(test, h) {
         equal(de.lang, "de", "the business's language");
         equal(de.leave, "Warteschlange verlassen", "German button");
         check(de.accent !== "rgb(194, 24, 91)", "the default colour is back");
+
+        // Admissions paused: a waiting visitor reads a notice in the page's language, no ETA.
+        await h.configure(biz, { admission_paused: true });
+        {
+            const context = await ctx.browser.newContext({ locale: "fr-FR" });
+            const page = (ctx.page = await context.newPage());
+            await page.goto(`${h.gk()}/wait/${biz}`);
+            await page.waitForSelector("#gk-paused:not([hidden])", { timeout: STEP_MS });
+            equal(await page.textContent("#gk-paused"), "Der Einlass ist kurz angehalten. Ihr Platz bleibt erhalten.", "the German notice");
+            equal(await page.textContent("#gk-eta"), "\u2013", "no ETA while paused");
+            check(/\d/.test(await page.textContent("#gk-position")), "the place is still shown");
+            await shot(page, "wait-paused-de.png");
+            // Resumed: the notice goes at the next poll and the ETA is back.
+            await h.configure(biz, { admission_paused: false });
+            await page.waitForSelector("#gk-paused", { state: "hidden", timeout: STEP_MS });
+            check((await page.textContent("#gk-eta")) !== "\u2013", "an ETA again");
+            await context.close();
+        }
 
         // The error page speaks the visitor's language too.
         const context = await ctx.browser.newContext({ locale: "es-ES" });

@@ -5,7 +5,8 @@
  * reload from PostgreSQL); a paused business admits nobody while ready users still expire;
  * GET /stats/history from the worker's points, the same on two nodes, bounded, and its 400s; the
  * waiting and error pages in the language Accept-Language or the business picks, with the brand
- * escaped; GET /admin served under its CSP.
+ * escaped; GET /admin served under its CSP; left_total counts each leave from the line, the ready
+ * set or a pre-queue, in /stats and /metrics.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,8 @@
 #include <hiredis/hiredis.h>
 #include <json-c/json.h>
 
+#include "gk/schedule.h"
+#include "gk/token.h"
 #include "integration/suites.h"
 #include "support/gktest.h"
 
@@ -423,6 +426,84 @@ START_TEST(admin_page_is_served)
 }
 END_TEST
 
+/* DELETE /queue/leave for tok's user (asserts 200). */
+static void
+leave(const char *biz, const char *tok)
+{
+    struct gktest_resp r;
+
+    gktest_queue_call("DELETE", "/queue/leave", biz, tok, &r);
+    ck_assert_int_eq(r.status, 200);
+    gktest_resp_free(&r);
+}
+
+/* Whether /metrics shows gatekeeper_left_total of biz at want within a few background passes. */
+static bool
+metrics_left_reaches(const char *biz, long long want)
+{
+    char name[128];
+    bool seen = false;
+
+    snprintf(name, sizeof(name), "gatekeeper_left_total{business=\"%s\"} ", biz);
+    for (long long t0 = gktest_ms(); !seen && gktest_ms() - t0 < 6000 * gktest_slowdown();
+         gktest_sleep_ms(100)) {
+        struct gktest_resp r;
+        const char *p;
+
+        gktest_http(gktest_srv.port, "GET", "/metrics", "", NULL, &r);
+        seen = r.status == 200 && (p = strstr(r.body, name)) != NULL &&
+               strtoll(p + strlen(name), NULL, 10) == want;
+        gktest_resp_free(&r);
+    }
+    return seen;
+}
+
+/* left_total: one for each user who left the line, the ready set or a pre-queue; none for a leave
+ * of someone in none of them. */
+START_TEST(left_total_counts_every_leave)
+{
+    struct gktest_server w;
+    struct gktest_resp r;
+    char biz[64], ready[GK_TOKEN_BUF], waiting[GK_TOKEN_BUF], pre[GK_TOKEN_BUF], pq[GK_SCHED_TIME_BUF],
+        op[GK_SCHED_TIME_BUF], body[256];
+    long long now;
+
+    gktest_new_business(gktest_srv.port, "{\"admission_frequency\": 1, \"admission_limit\": 1}", biz,
+                        sizeof(biz));
+    gktest_join(biz, "r", ready);
+    gktest_worker_start(&w, test_clock);
+    gktest_redis("INCRBY 'gk:{%s}:clock' 1000", biz);
+    gktest_wait_ticks(biz, 1);
+    gktest_server_stop(&w);
+    ck_assert_int_eq(gktest_redis_int("ZCARD 'gk:{%s}:ready'", biz), 1);
+    gktest_join(biz, "w", waiting);
+    leave(biz, waiting);
+    leave(biz, ready);
+    leave(biz, waiting); /* in neither any more: not counted */
+
+    now = (gktest_unix_s() + 1) * 1000 + gktest_redis_int("GET 'gk:{%s}:clock'", biz);
+    gk_sched_time_str(now + 10000, pq);
+    gk_sched_time_str(now + 60000, op);
+    snprintf(body, sizeof(body), "{\"name\": \"Sale\", \"prequeue_opens_at\": \"%s\", \"opens_at\": \"%s\"}",
+             pq, op);
+    admin("POST", "/events", biz, body, &r);
+    ck_assert_msg(r.status == 201, "%d %s", r.status, r.body);
+    gktest_resp_free(&r);
+    gktest_redis("INCRBY 'gk:{%s}:clock' 20000", biz);
+    gktest_enqueue(gktest_srv.port, biz, "p", NULL, &r);
+    ck_assert_str_eq(gktest_json_str(&r, "state"), "prequeue");
+    snprintf(pre, sizeof(pre), "%s", gktest_json_str(&r, "jwt"));
+    gktest_resp_free(&r);
+    leave(biz, pre);
+
+    admin("GET", "/stats", biz, NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_int_eq(gktest_json_int(&r, "left_total"), 3);
+    gktest_resp_free(&r);
+    ck_assert(metrics_left_reaches(biz, 3));
+}
+END_TEST
+
 Suite *
 console_it_suite(void)
 {
@@ -439,6 +520,7 @@ console_it_suite(void)
     tcase_add_test(tc, history_errors);
     tcase_add_test(tc, pages_speak_the_visitors_language_and_wear_the_brand);
     tcase_add_test(tc, admin_page_is_served);
+    tcase_add_test(tc, left_total_counts_every_leave);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -129,6 +129,7 @@ add_business(const char *id, enum gk_qmethod m, uint32_t abandon_s)
         b.conf.pow_mode = GK_POW_ON;
         b.conf.num[GK_BC_POW_MAX_NUMBER] = 1000;
     }
+    b.conf.admission_paused = strcmp(id, "paused") == 0;
     gk_confcache_put(fq_app.cache, &b);
 }
 
@@ -149,6 +150,7 @@ fq_setup(void)
     add_business("closed", GK_QM_REJECT, 0);
     add_business("lottery", GK_QM_RANDOM, 0);
     add_business("guarded", GK_QM_FIFO, 0);
+    add_business("paused", GK_QM_FIFO, 0);
     fq_cache_loaded = true;
 }
 

@@ -58,7 +58,8 @@ void fq_answer(void);
 void fq_expect_asked(enum fake_kind kind, const char *business, uint32_t limit, uint32_t interval_s);
 
 /* ---- the fq_app: businesses shop, polled (abandon_after_seconds 120), pass (passthrough), closed
- * (reject), lottery (random) and guarded (pow_mode on, pow_max_number 1000) in a config cache;
+ * (reject), lottery (random), guarded (pow_mode on, pow_max_number 1000) and paused
+ * (admission_paused) in a config cache;
  * token keys and proof-of-work keys (of the same secret) ---- */
 
 extern struct gk_app fq_app;

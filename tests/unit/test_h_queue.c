@@ -581,6 +581,42 @@ START_TEST(status_waiting_returns_a_young_token_as_is)
 }
 END_TEST
 
+/* While admissions are paused, waiting visitors are told (status and enqueue), with the ETA from
+ * the resumption at the held rate; ready visitors and other businesses' are not. */
+START_TEST(status_and_enqueue_tell_a_pause)
+{
+    char tok[GK_TOKEN_BUF];
+    struct gk_resp resp;
+    struct json_object *o;
+
+    fq_token("paused", "u1", 0, 300, tok);
+    fq_store.status =
+        (struct gk_status_out){.state = GK_USER_WAITING, .position = 20, .admit_rate = 2, .waiting = 30};
+    status("paused", tok, &resp, &o);
+    ck_assert(fq_boolean(o, "admission_paused"));
+    ck_assert_int_eq(num(o, "eta_seconds"), 10);
+    json_object_put(o);
+    gk_fake_resp_free(&resp);
+    fq_store.status = (struct gk_status_out){.state = GK_USER_READY, .ready_until_ms = gk_now_ms() + 60000};
+    status("paused", tok, &resp, &o);
+    ck_assert(!fq_boolean(o, "admission_paused"));
+    json_object_put(o);
+    gk_fake_resp_free(&resp);
+    fq_token("shop", "u1", 0, 300, tok);
+    fq_store.status = (struct gk_status_out){.state = GK_USER_WAITING, .position = 20, .waiting = 30};
+    status("shop", tok, &resp, &o);
+    ck_assert(!fq_boolean(o, "admission_paused"));
+    json_object_put(o);
+    gk_fake_resp_free(&resp);
+    fq_store.join = (struct gk_join_out){.result = GK_JOIN_NEW, .position = 5, .waiting = 5};
+    enqueue("paused", "u2", &resp);
+    o = fq_body(&resp);
+    ck_assert(fq_boolean(o, "admission_paused"));
+    json_object_put(o);
+    gk_fake_resp_free(&resp);
+}
+END_TEST
+
 /* A token past half its life is renewed, so a client polling as told never holds an expired
  * one; so is an expired (but genuine) one. */
 START_TEST(status_renews_an_old_token)
@@ -741,6 +777,7 @@ h_queue_suite(void)
     tcase_add_test(tc, answer_comes_later);
     tcase_add_test(tc, client_gone_before_the_answer);
     tcase_add_test(tc, status_waiting_returns_a_young_token_as_is);
+    tcase_add_test(tc, status_and_enqueue_tell_a_pause);
     tcase_add_test(tc, status_far_back_eta_range_and_poll_intervals);
     tcase_add_test(tc, status_ticket_and_eta_error_at_admission);
     tcase_add_test(tc, status_renews_an_old_token);
