@@ -389,7 +389,11 @@ START_TEST(placement_in_batches_resumes_after_a_worker_dies)
     gktest_new_business(gktest_srv.port, "{}", biz, sizeof(biz));
     prequeue_then_open(biz, id, late);
     last = gktest_redis_int("HGET 'gk:{%s}:ev:%s' sealed", biz, id);
-    ck_assert_int_eq(gk_redis_url_parse(gktest_env("GK_TEST_REDIS_URL"), &addr, err, sizeof(err)), GK_OK);
+    if (getenv("GK_TEST_REDIS_CLUSTER_NODES") != NULL)
+        ck_assert_int_eq(
+            gk_redis_cluster_parse(getenv("GK_TEST_REDIS_CLUSTER_NODES"), &addr, err, sizeof(err)), GK_OK);
+    else
+        ck_assert_int_eq(gk_redis_url_parse(gktest_env("GK_TEST_REDIS_URL"), &addr, err, sizeof(err)), GK_OK);
     st = gk_store_open(&addr, true);
 
     ck_assert_int_eq(gk_store_sched_place_batch(st, biz, id, last, order, 5, 0, 2, &done), GK_OK);
