@@ -12,9 +12,9 @@
 -- deleted older rows (anchor_id: the last deleted row's id).
 --
 -- The worker's activity consumer writes whole batches chained (src/activitylog.c): it locks the
--- heads of the batch's businesses, then one statement draws the ids, computes the hashes
--- (gk_chain, a running aggregate over the rows in id order) and moves the heads. Rows written
--- without a hash (PostgreSQL's own config_change and business_created) are chained one by one by
+-- heads of the batch's businesses, computes the hashes itself from the text PostgreSQL gives for
+-- each column, inserts the rows with them and moves the heads. gk_chain (a running aggregate over
+-- rows in id order) computes the same chain in SQL, for checks by hand. Rows written without a hash (PostgreSQL's own config_change and business_created) are chained one by one by
 -- a trigger under the same lock. Rows from before this migration have no hash.
 -- Idempotent: applying it again changes nothing.
 BEGIN;

@@ -13,50 +13,53 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "gk/crypto.h"
 #include "gk/jsonutil.h"
 #include "gk/pg.h"
 
-/* Parameters per activity row, and rows per INSERT: 7000 parameters, far below PostgreSQL's
+/* Parameters per activity row, and rows per INSERT: 9000 parameters, far below PostgreSQL's
  * limit of 65535 per statement, and a whole batch of the worker in one statement. A full-size
  * INSERT is prepared once per connection: parsing and planning 1000 rows costs as much as
  * inserting them. A backlog is drained in full batches, so the smaller ones, sent as they are,
  * only come when there is time to spare. */
-#define EVENT_PARAMS 7
+#define EVENT_PARAMS 9
 #define EVENTS_PER_STMT 1000
 #define EVENTS_STMT_NAME "gk_insert_events"
-/* Longest row of VALUES: the fixed text, its ordinal and 7 placeholders of up to 4 digits, and a
- * comma. */
+/* Longest row of VALUES: the fixed text and 9 placeholders of up to 4 digits, and a comma. */
 #define EVENT_ROW_SQL_MAX 128
 #define TS_MS_MAX INT64_C(253402300799999) /* 9999-12-31T23:59:59.999Z */
+#define TS_BUF 80 /* "YYYY-MM-DDTHH:MM:SS.ffffffZ", with room for any int the compiler sees */
+#define HASH_PARAM_BUF (2 + 2 * GK_SHA256_LEN + 1) /* "\x" + hex */
 
 /* A batch is written hash-chained (sql/006_activity_hash.sql) under its businesses' head locks,
  * taken first in the same transaction (sql_lock_heads, in a fixed order: no deadlock between two
- * workers). One statement then leaves out the events written already (a redelivered batch), draws
- * the ids in the batch's order, chains each business's rows from its head in id order (gk_chain)
- * and moves the heads; under the lock no other writer of the business can come in between. */
+ * workers), which answer the heads. Under the lock no other writer of the business comes in
+ * between, so the hashes are computed here, in C: a chain in SQL costs a function call per row
+ * (docs/BENCHMARKS.md). sql_prep answers, in the batch's order, whether each event is written
+ * already (a redelivered batch), the ids to draw and what the canonical content takes from
+ * PostgreSQL's own text forms: details as jsonb writes them (stored as that text, which jsonb
+ * reads back to the same value and writes back the same) and host(client_ip). created_at is sent
+ * as the exact text the canonical content has. The rows then go in with their hashes (the trigger
+ * leaves rows with a hash alone) and the heads move. */
 static const char sql_lock_heads[] =
     "INSERT INTO activity_chain (business_id) SELECT DISTINCT unnest($1::text[]) ORDER BY 1 "
-    "ON CONFLICT (business_id) DO UPDATE SET head = activity_chain.head";
-static const char sql_events_head[] =
-    "WITH v (ord, event_id, business_id, user_id, event, created_at, client_ip, details) AS (VALUES ";
-static const char sql_events_tail[] =
-    "), n AS (SELECT * FROM v WHERE (SELECT a.id FROM activity_log a WHERE a.event_id = v.event_id) IS NULL "
-    "ORDER BY ord), "
-    "i AS (SELECT nextval('activity_log_id_seq') AS id, n.* FROM n), "
-    "c AS (SELECT business_id, 0::bigint AS id, head AS x FROM activity_chain "
-    "WHERE business_id IN (SELECT business_id FROM i) UNION ALL "
-    "SELECT business_id, id, gk_activity_canon(id, event_id, business_id, user_id, event, created_at, "
-    "client_ip, "
-    "details) FROM i), "
-    "w AS (SELECT id, gk_chain(x) OVER (PARTITION BY business_id ORDER BY id) AS hash FROM c), "
-    "ins AS (INSERT INTO activity_log (id, event_id, business_id, user_id, event, created_at, client_ip, "
-    "details, "
-    "hash) SELECT i.id, i.event_id, i.business_id, i.user_id, i.event, i.created_at, i.client_ip, i.details, "
-    "w.hash FROM i JOIN w ON w.id = i.id RETURNING business_id, id, hash) "
-    "UPDATE activity_chain h SET head = x.hash FROM (SELECT DISTINCT ON (business_id) business_id, hash FROM "
-    "ins "
-    "ORDER BY business_id, id DESC) x WHERE h.business_id = x.business_id";
+    "ON CONFLICT (business_id) DO UPDATE SET head = activity_chain.head RETURNING business_id, head";
+/* Two forms: without the check (a unique violation then fails the batch, which is tried again with
+ * it: a redelivered batch is rare, the check costs an index lookup per row), and with it. */
+#define SQL_PREP(written)                                                                                    \
+    "SELECT nextval('activity_log_id_seq'), " written ", u.d::jsonb::text, host(u.ip::inet) "                \
+    "FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS u (e, d, ip, ord) ORDER BY u.ord"
+static const char *const sql_prep[2] = {
+    SQL_PREP("false"),
+    SQL_PREP("(SELECT a.id FROM activity_log a WHERE a.event_id = u.e) IS NOT NULL"),
+};
+static const char sql_events_head[] = "INSERT INTO activity_log (id, event_id, business_id, user_id, event, "
+                                      "created_at, client_ip, details, hash) VALUES ";
+static const char sql_move_heads[] =
+    "UPDATE activity_chain h SET head = decode(x.head, 'hex') "
+    "FROM unnest($1::text[], $2::text[]) AS x (business_id, head) WHERE h.business_id = x.business_id";
 /* The business of the oldest row past the retention: one step down the created_at index
  * (sql/004), however many businesses there are, so that every pass starts where the oldest rows
  * are and no business waits behind others for a turn. */
@@ -146,8 +149,7 @@ compact_json(const char *s, char *out, size_t outlen)
     return true;
 }
 
-/* "(0,$1,$2,...),(...) ..., the rest" for k rows into sql (room for k * EVENT_ROW_SQL_MAX bytes
- * and the tail). */
+/* "($1,...,$9),(...)" for k rows into sql (room for k * EVENT_ROW_SQL_MAX bytes). */
 static void
 events_values_sql(char *sql, size_t k)
 {
@@ -155,16 +157,13 @@ events_values_sql(char *sql, size_t k)
 
     for (size_t r = 0; r < k; r++) {
         int p = (int)(r * EVENT_PARAMS);
-        int w = snprintf(
-            sql + n, EVENT_ROW_SQL_MAX,
-            "%s(%zu,$%d::text,$%d::text,$%d::text,$%d::text,to_timestamp($%d::bigint/1000.0),$%d::inet,"
-            "$%d::jsonb)",
-            r > 0 ? "," : "", r, p + 1, p + 2, p + 3, p + 4, p + 5, p + 6, p + 7);
+        int w = snprintf(sql + n, EVENT_ROW_SQL_MAX,
+                         "%s($%d::bigint,$%d,$%d,$%d,$%d,$%d::timestamptz,$%d::inet,$%d::jsonb,$%d::bytea)",
+                         r > 0 ? "," : "", p + 1, p + 2, p + 3, p + 4, p + 5, p + 6, p + 7, p + 8, p + 9);
 
         GK_ASSERT(w > 0 && w < EVENT_ROW_SQL_MAX);
         n += (size_t)w;
     }
-    memcpy(sql + n, sql_events_tail, sizeof(sql_events_tail));
 }
 
 /* Sends one INSERT of k rows whose parameters are filled in; sql starts with sql_events_head and
@@ -190,80 +189,291 @@ insert_rows(struct gk_pg *pg, char *sql, size_t k, const char *const *params)
     return rc;
 }
 
-/* Locks the chain heads of the businesses of events[0..n) (sql_lock_heads). */
-static enum gk_err
-lock_heads(struct gk_pg *pg, const struct gk_event *events, size_t n)
+/* Appends s (NULL: a NULL element) to the text[] literal being built in t. */
+static void
+array_add(struct gk_sbuf *t, const char *s)
 {
-    size_t len = 3, o = 0;
+    gk_sbuf_add(t, t->len > 1 ? "," : "", t->len > 1 ? 1 : 0);
+    if (s == NULL) {
+        gk_sbuf_add(t, "NULL", 4);
+        return;
+    }
+    gk_sbuf_add(t, "\"", 1);
+    for (const char *c = s; *c != '\0'; c++) {
+        if (*c == '"' || *c == '\\')
+            gk_sbuf_add(t, "\\", 1);
+        gk_sbuf_add(t, c, 1);
+    }
+    gk_sbuf_add(t, "\"", 1);
+}
+
+static void
+array_begin(struct gk_sbuf *t)
+{
+    t->len = 0;
+    gk_sbuf_add(t, "{", 1);
+}
+
+/* One business of the batch: its chain head as locked, then as moved by the batch's rows. */
+struct head {
+    const char *business; /* borrowed from the events */
+    unsigned char hash[GK_SHA256_LEN];
+    bool empty; /* the chain starts here (head '') */
+};
+
+/* Locks the chain heads of the businesses of events[0..n) (sql_lock_heads) and reads them into
+ * heads (room for n), *nheads of them. */
+static enum gk_err
+lock_heads(struct gk_pg *pg, const struct gk_event *events, size_t n, struct head *heads, size_t *nheads)
+{
+    struct gk_sbuf arr = {0};
     struct gk_pg_res *res = NULL;
     const char *p[1];
     enum gk_err rc;
-    char *arr;
 
-    for (size_t i = 0; i < n; i++)
-        len += strlen(events[i].business) + 3;
-    arr = gk_xmalloc(len);
-    arr[o++] = '{';
+    array_begin(&arr);
     for (size_t i = 0; i < n; i++) {
         /* Consecutive events mostly share their business: each run is named once. */
-        if (i > 0 && strcmp(events[i].business, events[i - 1].business) == 0)
-            continue;
-        /* Quoted: ids hold no quote or backslash (gk_id_valid). */
-        o += (size_t)sprintf(arr + o, "%s\"%s\"", o > 1 ? "," : "", events[i].business);
+        if (i == 0 || strcmp(events[i].business, events[i - 1].business) != 0)
+            array_add(&arr, events[i].business);
     }
-    arr[o++] = '}';
-    arr[o] = '\0';
-    p[0] = arr;
+    gk_sbuf_add(&arr, "}", 1);
+    p[0] = arr.s;
     rc = gk_pg_exec(pg, sql_lock_heads, 1, p, &res);
+    *nheads = 0;
+    /* One row per business named, so at most n. */
+    for (int r = 0; rc == GK_OK && r < gk_pg_res_rows(res) && (size_t)r < n; r++) {
+        const char *b = gk_pg_res_value(res, r, 0), *h = gk_pg_res_value(res, r, 1);
+        struct head *hd = &heads[*nheads];
+
+        hd->business = NULL;
+        for (size_t i = 0; i < n && hd->business == NULL; i++)
+            if (strcmp(events[i].business, b) == 0)
+                hd->business = events[i].business;
+        hd->empty = strcmp(h, "\\x") == 0;
+        if (hd->business == NULL || strncmp(h, "\\x", 2) != 0 ||
+            (!hd->empty &&
+             (strlen(h) != HASH_PARAM_BUF - 1 || gk_unhex(h + 2, hd->hash, GK_SHA256_LEN) != GK_OK))) {
+            gk_pg_set_error(pg, "postgres: malformed activity_chain head of %s", b);
+            rc = GK_EPG;
+        }
+        (*nheads)++;
+    }
     gk_pg_res_free(res);
-    free(arr);
+    free(arr.s);
+    return rc;
+}
+
+static struct head *
+head_of(struct head *heads, size_t nheads, const char *business)
+{
+    for (size_t i = 0; i < nheads; i++)
+        if (strcmp(heads[i].business, business) == 0)
+            return &heads[i];
+    return NULL;
+}
+
+/* Runs sql_prep for events[0..n): n rows in their order (id, written already (false unless check),
+ * details, host). */
+static enum gk_err
+prep_rows(struct gk_pg *pg, const struct gk_event *events, size_t n, bool check, struct gk_pg_res **res)
+{
+    struct gk_sbuf a[3] = {{0}};
+    const char *p[3];
+    enum gk_err rc;
+
+    for (size_t k = 0; k < 3; k++)
+        array_begin(&a[k]);
+    for (size_t i = 0; i < n; i++) {
+        array_add(&a[0], events[i].id);
+        array_add(&a[1], details_param(events[i].details));
+        array_add(&a[2], gk_pg_inet_param(events[i].ip));
+    }
+    for (size_t k = 0; k < 3; k++) {
+        gk_sbuf_add(&a[k], "}", 1);
+        p[k] = a[k].s;
+    }
+    rc = gk_pg_exec(pg, sql_prep[check], 3, p, res);
+    if (rc == GK_OK && (gk_pg_res_rows(*res) != (int)n || gk_pg_res_cols(*res) != 4)) {
+        gk_pg_set_error(pg, "postgres: malformed answer to the activity batch");
+        rc = GK_EPG;
+    }
+    for (size_t k = 0; k < 3; k++)
+        free(a[k].s);
+    return rc;
+}
+
+static int
+cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+    return (x > y) - (x < y);
+}
+
+/* created_at as the canonical content writes it (and PostgreSQL reads it exactly). */
+static void
+ts_text(int64_t ms, char out[TS_BUF])
+{
+    time_t s = (time_t)(ms / 1000);
+    struct tm tm;
+
+    gmtime_r(&s, &tm);
+    snprintf(out, TS_BUF, "%04d-%02d-%02dT%02d:%02d:%02d.%03d000Z", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+}
+
+/* One row to insert: the texts its parameters point to. */
+struct row {
+    char id[GK_PG_I64_BUF];
+    char ts[TS_BUF];
+    char hash[HASH_PARAM_BUF];
+};
+
+/* hash = SHA-256(head || canonical content) (sql/006_activity_hash.sql); moves head. canon is a
+ * scratch buffer the call may grow. */
+static void
+chain_row(struct head *head, const struct gk_event *e, const struct row *r, const char *host,
+          const char *details, struct gk_sbuf *canon, char hash_param[HASH_PARAM_BUF])
+{
+    const char *parts[8] = {r->id, e->id, e->business, e->user, e->type, r->ts, host, details};
+
+    canon->len = 0;
+    if (!head->empty)
+        gk_sbuf_add(canon, (const char *)head->hash, GK_SHA256_LEN);
+    for (size_t i = 0; i < GK_ARRAY_LEN(parts); i++) {
+        if (i > 0)
+            gk_sbuf_add(canon, "\n", 1);
+        gk_sbuf_add(canon, parts[i], strlen(parts[i]));
+    }
+    gk_sha256(canon->s, canon->len, head->hash);
+    head->empty = false;
+    memcpy(hash_param, "\\x", 2);
+    gk_hex(head->hash, GK_SHA256_LEN, hash_param + 2);
+    hash_param[HASH_PARAM_BUF - 1] = '\0';
+}
+
+/* Moves the heads of the batch's businesses (sql_move_heads). */
+static enum gk_err
+move_heads(struct gk_pg *pg, const struct head *heads, size_t nheads)
+{
+    struct gk_sbuf a[2] = {{0}};
+    struct gk_pg_res *res = NULL;
+    char hex[2 * GK_SHA256_LEN + 1];
+    const char *p[2];
+    enum gk_err rc;
+
+    array_begin(&a[0]);
+    array_begin(&a[1]);
+    for (size_t i = 0; i < nheads; i++) {
+        if (heads[i].empty)
+            continue;
+        gk_hex(heads[i].hash, GK_SHA256_LEN, hex);
+        hex[2 * GK_SHA256_LEN] = '\0';
+        array_add(&a[0], heads[i].business);
+        array_add(&a[1], hex);
+    }
+    gk_sbuf_add(&a[0], "}", 1);
+    gk_sbuf_add(&a[1], "}", 1);
+    p[0] = a[0].s;
+    p[1] = a[1].s;
+    rc = gk_pg_exec(pg, sql_move_heads, 2, p, &res);
+    gk_pg_res_free(res);
+    free(a[0].s);
+    free(a[1].s);
+    return rc;
+}
+
+/* Writes events[0..n), chained, in the open transaction: with check, only those not written yet;
+ * else all, failing when one was. */
+static enum gk_err
+insert_chained(struct gk_pg *pg, const struct gk_event *events, size_t n, bool check)
+{
+    size_t cap = n < EVENTS_PER_STMT ? n : EVENTS_PER_STMT, nheads = 0, k = 0, next_id = 0;
+    const char **params = gk_xmalloc(cap * EVENT_PARAMS * sizeof(*params));
+    struct row *rows = gk_xmalloc(cap * sizeof(*rows));
+    struct head *heads = gk_xmalloc(n * sizeof(*heads));
+    int64_t *ids = gk_xmalloc(n * sizeof(*ids));
+    char *sql = gk_xmalloc(sizeof(sql_events_head) + cap * EVENT_ROW_SQL_MAX);
+    struct gk_pg_res *prep = NULL;
+    struct gk_sbuf canon = {0};
+    int64_t now = gk_now_ms();
+    enum gk_err rc;
+
+    memcpy(sql, sql_events_head, sizeof(sql_events_head) - 1);
+    rc = lock_heads(pg, events, n, heads, &nheads);
+    if (rc == GK_OK)
+        rc = prep_rows(pg, events, n, check, &prep);
+    for (size_t i = 0; rc == GK_OK && i < n; i++) {
+        if (gk_parse_i64(gk_pg_res_value(prep, (int)i, 0), 1, INT64_MAX, &ids[i]) != GK_OK) {
+            gk_pg_set_error(pg, "postgres: malformed activity id");
+            rc = GK_EPG;
+        }
+    }
+    /* The ids go to the new events in the batch's order, so id order is the batch's order. */
+    if (rc == GK_OK)
+        qsort(ids, n, sizeof(*ids), cmp_i64);
+    for (size_t i = 0; rc == GK_OK && i < n; i++) {
+        const struct gk_event *e = &events[i];
+        struct head *h = head_of(heads, nheads, e->business);
+        const char **p = &params[k * EVENT_PARAMS];
+        struct row *r = &rows[k];
+
+        if (strcmp(gk_pg_res_value(prep, (int)i, 1), "t") == 0)
+            continue;
+        if (h == NULL) {
+            gk_pg_set_error(pg, "postgres: no activity_chain head of %s", e->business);
+            rc = GK_EPG;
+            break;
+        }
+        snprintf(r->id, sizeof(r->id), "%" PRId64, ids[next_id++]);
+        ts_text(e->ts_ms >= 0 && e->ts_ms <= TS_MS_MAX ? e->ts_ms : now, r->ts);
+        chain_row(h, e, r, gk_pg_res_value(prep, (int)i, 3), gk_pg_res_value(prep, (int)i, 2), &canon,
+                  r->hash);
+        p[0] = r->id;
+        p[1] = e->id;
+        p[2] = e->business;
+        p[3] = e->user[0] != '\0' ? e->user : NULL;
+        p[4] = e->type;
+        p[5] = r->ts;
+        p[6] = gk_pg_inet_param(e->ip);
+        p[7] = gk_pg_res_value(prep, (int)i, 2);
+        p[8] = r->hash;
+        if (++k == cap) {
+            rc = insert_rows(pg, sql, k, params);
+            k = 0;
+        }
+    }
+    if (rc == GK_OK && k > 0)
+        rc = insert_rows(pg, sql, k, params);
+    if (rc == GK_OK && next_id > 0)
+        rc = move_heads(pg, heads, nheads);
+    gk_pg_res_free(prep);
+    free(canon.s);
+    free(sql);
+    free(ids);
+    free(heads);
+    free(rows);
+    free(params);
     return rc;
 }
 
 enum gk_err
 gk_activitylog_insert(struct gk_pg *pg, const struct gk_event *events, size_t n)
 {
-    size_t cap = n < EVENTS_PER_STMT ? n : EVENTS_PER_STMT;
-    const char **params = NULL;
-    char *ts = NULL; /* cap texts of GK_PG_I64_BUF bytes */
-    char *sql = NULL;
-    int64_t now = gk_now_ms();
     enum gk_err rc;
 
     if (n == 0)
         return GK_OK;
-    params = gk_xmalloc(cap * EVENT_PARAMS * sizeof(*params));
-    ts = gk_xmalloc(cap * GK_PG_I64_BUF);
-    sql = gk_xmalloc(sizeof(sql_events_head) + cap * EVENT_ROW_SQL_MAX + sizeof(sql_events_tail));
-    memcpy(sql, sql_events_head, sizeof(sql_events_head) - 1);
-
     rc = gk_pg_begin(pg);
-    if (rc != GK_OK)
-        goto out;
-    rc = lock_heads(pg, events, n);
-    for (size_t done = 0, k; rc == GK_OK && done < n; done += k) {
-        k = n - done < cap ? n - done : cap;
-        for (size_t r = 0; r < k; r++) {
-            const struct gk_event *e = &events[done + r];
-            const char **p = &params[r * EVENT_PARAMS];
-            char *t = ts + r * GK_PG_I64_BUF;
-
-            snprintf(t, GK_PG_I64_BUF, "%" PRId64, e->ts_ms >= 0 && e->ts_ms <= TS_MS_MAX ? e->ts_ms : now);
-            p[0] = e->id;
-            p[1] = e->business;
-            p[2] = e->user[0] != '\0' ? e->user : NULL;
-            p[3] = e->type;
-            p[4] = t;
-            p[5] = gk_pg_inet_param(e->ip);
-            p[6] = details_param(e->details);
-        }
-        rc = insert_rows(pg, sql, k, params);
+    if (rc == GK_OK)
+        rc = gk_pg_end(pg, insert_chained(pg, events, n, false));
+    /* Maybe written already (redelivered): once more, leaving those out. */
+    if (rc != GK_OK && gk_pg_connected(pg)) {
+        rc = gk_pg_begin(pg);
+        if (rc == GK_OK)
+            rc = gk_pg_end(pg, insert_chained(pg, events, n, true));
     }
-    rc = gk_pg_end(pg, rc);
-out:
-    free(sql);
-    free(ts);
-    free(params);
     /* Bad values (class 22) are no excuse here: the batch as a whole failed. */
     return rc == GK_OK ? GK_OK : GK_EPG;
 }

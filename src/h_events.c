@@ -7,6 +7,7 @@
  */
 #include "gk/handlers.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -237,6 +238,66 @@ reply_with_list(struct gk_resp *resp, struct json_object *o, const char *key, co
     gk_resp_body(resp, 200, NULL, body, len);
 }
 
+/* The public draw answers of drawn events, which never change once drawn: served from here
+ * rather than PostgreSQL on every call. Bounded: DRAW_CACHE_SLOTS answers of at most
+ * DRAW_CACHE_BODY_MAX bytes each (about 15,000 participants; larger draws are read each time),
+ * replaced oldest first. Shared by the loops' threads under one lock. */
+#define DRAW_CACHE_SLOTS 16
+#define DRAW_CACHE_BODY_MAX (1024 * 1024)
+static struct {
+    pthread_mutex_t lock;
+    struct {
+        char business[GK_ID_BUF];
+        char id[GK_SCHED_ID_BUF];
+        char *body; /* owned; NULL = free slot */
+        size_t len;
+    } slot[DRAW_CACHE_SLOTS];
+    size_t next; /* the slot to replace next */
+} draw_cache = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* Answers the cached draw of business's event id; false when it is not cached. */
+static bool
+draw_cache_reply(struct gk_resp *resp, const char *business, const char *id)
+{
+    char *body = NULL;
+    size_t len = 0;
+
+    pthread_mutex_lock(&draw_cache.lock);
+    for (size_t i = 0; i < DRAW_CACHE_SLOTS && body == NULL; i++) {
+        if (draw_cache.slot[i].body != NULL && strcmp(draw_cache.slot[i].id, id) == 0 &&
+            strcmp(draw_cache.slot[i].business, business) == 0) {
+            len = draw_cache.slot[i].len;
+            body = gk_xmalloc(len + 1);
+            memcpy(body, draw_cache.slot[i].body, len + 1);
+        }
+    }
+    pthread_mutex_unlock(&draw_cache.lock);
+    if (body != NULL)
+        gk_resp_body(resp, 200, NULL, body, len);
+    return body != NULL;
+}
+
+/* Keeps a copy of body[0..len) as business's event id's draw answer (when not too large). */
+static void
+draw_cache_put(const char *business, const char *id, const char *body, size_t len)
+{
+    char *copy;
+
+    if (len > DRAW_CACHE_BODY_MAX)
+        return;
+    copy = gk_xmalloc(len + 1);
+    memcpy(copy, body, len);
+    copy[len] = '\0';
+    pthread_mutex_lock(&draw_cache.lock);
+    free(draw_cache.slot[draw_cache.next].body);
+    gk_strlcpy(draw_cache.slot[draw_cache.next].business, business, GK_ID_BUF);
+    gk_strlcpy(draw_cache.slot[draw_cache.next].id, id, GK_SCHED_ID_BUF);
+    draw_cache.slot[draw_cache.next].body = copy;
+    draw_cache.slot[draw_cache.next].len = len;
+    draw_cache.next = (draw_cache.next + 1) % DRAW_CACHE_SLOTS;
+    pthread_mutex_unlock(&draw_cache.lock);
+}
+
 static void
 reply_draw(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp,
            const struct gk_sched_event *ev, bool users)
@@ -263,6 +324,8 @@ reply_draw(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *resp,
     json_object_object_add(o, "participants", json_object_new_int64(ev->participants));
     reply_with_list(resp, o, users ? "user_ids" : "order", list);
     free(list);
+    if (!users && resp->status == 200)
+        draw_cache_put(ctx->biz->id, ev->id, resp->body, strlen(resp->body));
 }
 
 void
@@ -280,6 +343,8 @@ gk_h_event_get(struct gk_ctx *ctx, const struct gk_req *req, struct gk_resp *res
         reply_unknown_event(resp);
         goto out;
     }
+    if (sub == SUB_DRAW && draw_cache_reply(resp, ctx->biz->id, id))
+        goto out;
     if (!need_event(ctx, req, resp, id, ev))
         goto out;
     if (sub == SUB_EVENT) {

@@ -50,6 +50,9 @@ static const char sql_get[] =
 static const char sql_list[] = "SELECT " EVENT_COLS " FROM events WHERE business_id = $1 "
                                "ORDER BY created_at DESC, id LIMIT 100";
 _Static_assert(GK_SCHED_LIST_MAX == 100, "sql_list's LIMIT");
+/* The worker's once a minute: events are few (admin-made), a scan is cheap. */
+static const char sql_ahead[] = "SELECT " EVENT_COLS " FROM events WHERE cancelled_at IS NULL AND "
+                                "drawn_at IS NULL AND opens_at > now() ORDER BY opens_at LIMIT $1::integer";
 static const char sql_cancel[] = "UPDATE events SET cancelled_at = coalesce(cancelled_at, now()) "
                                  "WHERE id = $1 AND business_id = $2";
 static const char sql_delete[] = "DELETE FROM events WHERE id = $1 AND business_id = $2";
@@ -438,6 +441,25 @@ gk_sched_list(struct gk_pg *pg, const char *business, struct gk_sched_event *out
     *n = 0;
     if (rc == GK_OK) {
         for (int i = 0; i < gk_pg_res_rows(res) && i < GK_SCHED_LIST_MAX; i++)
+            read_event(res, i, &out[(*n)++]);
+    }
+    gk_pg_res_free(res);
+    return rc;
+}
+
+enum gk_err
+gk_sched_ahead(struct gk_pg *pg, struct gk_sched_event *out, size_t max, size_t *n)
+{
+    char lim[GK_U64_BUF];
+    const char *p[1] = {lim};
+    struct gk_pg_res *res = NULL;
+    enum gk_err rc;
+
+    gk_u64_str(max, lim);
+    rc = gk_pg_exec(pg, sql_ahead, 1, p, &res);
+    *n = 0;
+    if (rc == GK_OK) {
+        for (int i = 0; i < gk_pg_res_rows(res) && (size_t)i < max; i++)
             read_event(res, i, &out[(*n)++]);
     }
     gk_pg_res_free(res);

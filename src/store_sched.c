@@ -160,12 +160,14 @@ out:
 }
 
 enum gk_err
-gk_store_sched_place(struct gk_store *st, const char *business, const char *id, int64_t last_ticket,
-                     const char *const *users, size_t n)
+gk_store_sched_place_batch(struct gk_store *st, const char *business, const char *id, int64_t last_ticket,
+                           const char *const *users, size_t n, size_t from, size_t batch, size_t *done)
 {
     static const char *const keys[] = {"wait", "hb", "stats", "events"};
+    size_t m = from < n ? (n - from < batch ? n - from : batch) : 0;
     struct gk_cmd c;
-    enum gk_err rc = GK_EREDIS;
+    int64_t placed = 0;
+    enum gk_err rc;
 
     gk_cmd_begin(&c, GK_SCRIPT_SCHED_PLACE, st->sha[GK_SCRIPT_SCHED_PLACE]);
     gk_cmd_keys(&c, 7);
@@ -177,9 +179,32 @@ gk_store_sched_place(struct gk_store *st, const char *business, const char *id, 
     gk_cmd_num(&c, (uint64_t)last_ticket);
     gk_cmd_num(&c, GK_EVENTS_STREAM_MAX);
     gk_cmd_clock_flag(&c, st->test_clock);
-    for (size_t i = 0; i < n; i++)
-        gk_cmd_arg(&c, users[i]);
-    rc = run_int(st, &c, "sched_place", NULL);
+    gk_cmd_num(&c, n);
+    gk_cmd_num(&c, from);
+    for (size_t i = 0; i < m; i++)
+        gk_cmd_arg(&c, users[from + i]);
+    rc = run_int(st, &c, "sched_place", &placed);
+    if (rc == GK_OK && (placed < 0 || (uint64_t)placed > n)) {
+        gk_store_set_error(st, "sched_place", "unexpected reply");
+        rc = GK_EREDIS;
+    }
+    *done = rc == GK_OK ? (size_t)placed : 0;
     /* An error reply from the script itself: the draw does not match what was sealed. */
     return rc != GK_OK && strstr(gk_store_errmsg(st), "does not match") != NULL ? GK_EINVAL : rc;
+}
+
+enum gk_err
+gk_store_sched_place(struct gk_store *st, const char *business, const char *id, int64_t last_ticket,
+                     const char *const *users, size_t n, size_t batch)
+{
+    size_t done = 0;
+    enum gk_err rc;
+
+    GK_ASSERT(batch > 0);
+    /* The first call asks from 0 and learns where the event stands; an empty pre-queue is one
+     * call, which marks it placed. */
+    do {
+        rc = gk_store_sched_place_batch(st, business, id, last_ticket, users, n, done, batch, &done);
+    } while (rc == GK_OK && done < n);
+    return rc;
 }

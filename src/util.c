@@ -68,6 +68,18 @@ gk_xstrndup(const char *s, size_t n)
     return d;
 }
 
+void
+gk_sbuf_add(struct gk_sbuf *b, const char *s, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        b->cap = (b->len + n + 1) * 2;
+        b->s = gk_xrealloc(b->s, b->cap);
+    }
+    memcpy(b->s + b->len, s, n);
+    b->len += n;
+    b->s[b->len] = '\0';
+}
+
 size_t
 gk_strlcpy(char *dst, const char *src, size_t dstlen)
 {

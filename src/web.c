@@ -8,29 +8,11 @@
 
 #include "gk/util.h"
 
-/* A growing output buffer; the owner frees .s. */
-struct sbuf {
-    char *s;
-    size_t len, cap;
-};
-
-static void
-sb_add(struct sbuf *b, const char *s, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        b->cap = (b->len + n + 1) * 2;
-        b->s = gk_xrealloc(b->s, b->cap);
-    }
-    memcpy(b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = '\0';
-}
-
 static char *
-sb_finish(struct sbuf *b)
+sb_finish(struct gk_sbuf *b)
 {
     if (b->s == NULL)
-        sb_add(b, "", 0);
+        gk_sbuf_add(b, "", 0);
     return b->s;
 }
 
@@ -70,27 +52,27 @@ gk_web_return_to_ok(const struct gk_bizconf *c, const char *url)
 char *
 gk_web_html_escape(const char *s)
 {
-    struct sbuf b = {0};
+    struct gk_sbuf b = {0};
 
     for (; *s != '\0'; s++) {
         switch (*s) {
         case '&':
-            sb_add(&b, "&amp;", 5);
+            gk_sbuf_add(&b, "&amp;", 5);
             break;
         case '<':
-            sb_add(&b, "&lt;", 4);
+            gk_sbuf_add(&b, "&lt;", 4);
             break;
         case '>':
-            sb_add(&b, "&gt;", 4);
+            gk_sbuf_add(&b, "&gt;", 4);
             break;
         case '"':
-            sb_add(&b, "&quot;", 6);
+            gk_sbuf_add(&b, "&quot;", 6);
             break;
         case '\'':
-            sb_add(&b, "&#39;", 5);
+            gk_sbuf_add(&b, "&#39;", 5);
             break;
         default:
-            sb_add(&b, s, 1);
+            gk_sbuf_add(&b, s, 1);
         }
     }
     return sb_finish(&b);
@@ -100,16 +82,16 @@ char *
 gk_web_query_escape(const char *s)
 {
     static const char hex[] = "0123456789ABCDEF";
-    struct sbuf b = {0};
+    struct gk_sbuf b = {0};
 
     for (; *s != '\0'; s++) {
         unsigned char ch = (unsigned char)*s;
         if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' ||
             ch == '.' || ch == '_' || ch == '~') {
-            sb_add(&b, s, 1);
+            gk_sbuf_add(&b, s, 1);
         } else {
             char e[3] = {'%', hex[ch >> 4], hex[ch & 15]};
-            sb_add(&b, e, 3);
+            gk_sbuf_add(&b, e, 3);
         }
     }
     return sb_finish(&b);
@@ -118,17 +100,17 @@ gk_web_query_escape(const char *s)
 char *
 gk_web_script_json(const char *json)
 {
-    struct sbuf b = {0};
+    struct gk_sbuf b = {0};
 
     for (; *json != '\0'; json++) {
         if (*json == '<')
-            sb_add(&b, "\\u003c", 6);
+            gk_sbuf_add(&b, "\\u003c", 6);
         else if (*json == '>')
-            sb_add(&b, "\\u003e", 6);
+            gk_sbuf_add(&b, "\\u003e", 6);
         else if (*json == '&')
-            sb_add(&b, "\\u0026", 6);
+            gk_sbuf_add(&b, "\\u0026", 6);
         else
-            sb_add(&b, json, 1);
+            gk_sbuf_add(&b, json, 1);
     }
     return sb_finish(&b);
 }
@@ -136,7 +118,7 @@ gk_web_script_json(const char *json)
 char *
 gk_web_render(const char *tmpl, size_t len, const struct gk_web_var *vars, size_t nvars, size_t *out_len)
 {
-    struct sbuf b = {0};
+    struct gk_sbuf b = {0};
     size_t i = 0;
 
     while (i < len) {
@@ -145,10 +127,10 @@ gk_web_render(const char *tmpl, size_t len, const struct gk_web_var *vars, size_
         size_t name_len, v;
 
         if (open == NULL) {
-            sb_add(&b, tmpl + i, len - i);
+            gk_sbuf_add(&b, tmpl + i, len - i);
             break;
         }
-        sb_add(&b, tmpl + i, (size_t)(open - (tmpl + i)));
+        gk_sbuf_add(&b, tmpl + i, (size_t)(open - (tmpl + i)));
         i = (size_t)(open - tmpl) + 2;
         close = memmem(tmpl + i, len - i, "}}", 2);
         name_len = close != NULL ? (size_t)(close - (tmpl + i)) : 0;
@@ -157,10 +139,10 @@ gk_web_render(const char *tmpl, size_t len, const struct gk_web_var *vars, size_
                 break;
         }
         if (close == NULL || v == nvars) {
-            sb_add(&b, "{{", 2);
+            gk_sbuf_add(&b, "{{", 2);
             continue;
         }
-        sb_add(&b, vars[v].value, strlen(vars[v].value));
+        gk_sbuf_add(&b, vars[v].value, strlen(vars[v].value));
         i += name_len + 2;
     }
     *out_len = b.len;

@@ -5,7 +5,8 @@
  * (gk/draw.h) with the event's server_seed from PostgreSQL, records it there (once: the draw is a
  * function of its inputs, so two workers record the same), and then places the visitors in
  * Redis on the reserved tickets in draw order. A worker that dies halfway leaves the pre-queue in
- * Redis, and the next tick asks again.
+ * Redis, and the next tick asks again. Also the mirror of the events still to open, written again
+ * from PostgreSQL for a Redis that lost it.
  */
 #include <stdlib.h>
 
@@ -51,7 +52,8 @@ draw_users(struct gk_store *st, struct gk_pg *db, const char *business, const st
                business, t->draw_event, gk_pg_errmsg(db));
         goto out;
     }
-    rc = gk_store_sched_place(st, business, t->draw_event, t->draw_last_ticket, placed, n);
+    rc = gk_store_sched_place(st, business, t->draw_event, t->draw_last_ticket, placed, n,
+                              GK_SCHED_PLACE_BATCH);
     if (rc == GK_OK)
         GK_LOG(GK_LOG_INFO, "worker", "msg=\"event drawn\" business=%s event=%s participants=%zu digest=%s",
                business, t->draw_event, n, digest);
@@ -80,4 +82,23 @@ gk_worker_draw(struct gk_store *st, struct gk_pg *db, const char *business, cons
         rc = draw_users(st, db, business, t, users, n);
     gk_store_strings_free(users, n);
     return rc;
+}
+
+void
+gk_worker_remirror(struct gk_store *st, struct gk_pg *db)
+{
+    struct gk_sched_event *evs = gk_xcalloc(GK_SCHED_AHEAD_MAX, sizeof(*evs));
+    size_t n = 0, put = 0;
+
+    if (gk_sched_ahead(db, evs, GK_SCHED_AHEAD_MAX, &n) != GK_OK) {
+        GK_LOG(GK_LOG_WARN, "worker", "msg=\"events not readable; mirror checked later\" err=\"%s\"",
+               gk_pg_errmsg(db));
+        n = 0;
+    }
+    for (size_t i = 0; i < n; i++)
+        put += gk_store_sched_put(st, &evs[i]) == GK_OK;
+    if (put < n)
+        GK_LOG(GK_LOG_WARN, "worker", "msg=\"events not mirrored; tried again later\" events=%zu failed=%zu",
+               n, n - put);
+    free(evs);
 }

@@ -55,7 +55,7 @@ main(void)
     atomic_bool activity_stop = false;
     struct gk_activity activity = {.cfg = &cfg, .stop = &activity_stop};
     pthread_t activity_thread;
-    int64_t next_history_ms = 0;
+    int64_t next_history_ms = 0, next_mirror_ms = 0;
     int rc;
 
     /* The helper threads start with SIGINT and SIGTERM blocked, so only this thread takes them and
@@ -92,6 +92,10 @@ main(void)
         if (redis_up && gk_mono_ms() >= next_history_ms) {
             gk_worker_history(store, cache, stop);
             next_history_ms = gk_mono_ms() + GK_WORKER_HISTORY_EVERY_MS;
+        }
+        if (redis_up && gk_mono_ms() >= next_mirror_ms) {
+            gk_worker_remirror(store, db);
+            next_mirror_ms = gk_mono_ms() + GK_WORKER_REMIRROR_EVERY_MS;
         }
         pause = (struct timespec){ms / 1000, (long)(ms % 1000) * 1000000L};
 

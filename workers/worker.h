@@ -31,6 +31,11 @@ enum gk_err gk_worker_draw(struct gk_store *st, struct gk_pg *db, const char *bu
 /* Offers every business a history point (GET /stats/history); called about once a second
  * (GK_WORKER_HISTORY_EVERY_MS). Stops early when *stop becomes non-zero. */
 #define GK_WORKER_HISTORY_EVERY_MS 1000
+/* Writes the Redis mirror of every event still to open from PostgreSQL again (it is the same
+ * each time: a no-op unless Redis lost it, e.g. restarted without persistence), at start and
+ * every GK_WORKER_REMIRROR_EVERY_MS. */
+#define GK_WORKER_REMIRROR_EVERY_MS 60000
+void gk_worker_remirror(struct gk_store *st, struct gk_pg *db);
 void gk_worker_history(struct gk_store *st, struct gk_confcache *cache, const volatile sig_atomic_t *stop);
 
 /* What the activity consumer thread needs; everything is borrowed for the thread's life. */

@@ -85,6 +85,11 @@ GK_MUSTCHECK enum gk_err gk_sched_get(struct gk_pg *pg, const char *business, co
 /* The newest GK_SCHED_LIST_MAX events of business into out[0..*n) (caller's array of that size). */
 GK_MUSTCHECK enum gk_err gk_sched_list(struct gk_pg *pg, const char *business, struct gk_sched_event *out,
                                        size_t *n);
+/* Up to max events of any business that are not cancelled and open later than now by
+ * PostgreSQL's clock (what Redis must mirror), soonest first, into out[0..*n) (caller's array of
+ * max). */
+#define GK_SCHED_AHEAD_MAX 1000
+GK_MUSTCHECK enum gk_err gk_sched_ahead(struct gk_pg *pg, struct gk_sched_event *out, size_t max, size_t *n);
 /* Marks the event cancelled (again is fine). GK_ENOTFOUND, GK_EPG. */
 GK_MUSTCHECK enum gk_err gk_sched_cancel(struct gk_pg *pg, const char *business, const char *id);
 /* Records the draw of event id once, in one transaction: the digest, the draw seed (hex) and the

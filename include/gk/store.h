@@ -129,10 +129,20 @@ GK_MUSTCHECK enum gk_err gk_store_now(struct gk_store *st, const char *business,
 GK_MUSTCHECK enum gk_err gk_store_sched_members(struct gk_store *st, const char *business, const char *id,
                                                 size_t max, char ***users, size_t *n);
 void gk_store_strings_free(char **strs, size_t n);
-/* Places users[0..n) (the pre-queue in draw order) on the tickets ending at last_ticket; a no-op
- * when another worker did it. GK_EINVAL when they do not match the sealed pre-queue. */
+/* Places users[0..n) (the whole pre-queue in draw order) on the tickets ending at last_ticket, in
+ * script calls of at most batch (>= 1) users each, so that Redis is never blocked for long. The
+ * event's hash records how many are placed: the calls continue where another worker, or one
+ * killed between batches, left off, and a pre-queue placed already is a no-op. GK_EINVAL when the
+ * users do not match the sealed pre-queue. */
+#define GK_SCHED_PLACE_BATCH 10000
 GK_MUSTCHECK enum gk_err gk_store_sched_place(struct gk_store *st, const char *business, const char *id,
-                                              int64_t last_ticket, const char *const *users, size_t n);
+                                              int64_t last_ticket, const char *const *users, size_t n,
+                                              size_t batch);
+/* One call of gk_store_sched_place: places users[from..from + batch) if from is where the event
+ * stands; *done gets how many are placed after it (n when all are). */
+GK_MUSTCHECK enum gk_err gk_store_sched_place_batch(struct gk_store *st, const char *business, const char *id,
+                                                    int64_t last_ticket, const char *const *users, size_t n,
+                                                    size_t from, size_t batch, size_t *done);
 
 /* Adds one tick's duration (as the worker measured it, round trip included) to the histogram all
  * workers share, the hash gk:metrics:worker: one field per bucket, HINCRBY, one round trip. */

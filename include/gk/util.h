@@ -46,6 +46,14 @@ void *gk_xrealloc(void *p, size_t n);
 char *gk_xstrdup(const char *s);
 char *gk_xstrndup(const char *s, size_t n);
 
+/* A growing text, NUL-terminated once anything was added; start with {0}, the owner frees .s. */
+struct gk_sbuf {
+    char *s;
+    size_t len, cap;
+};
+/* Appends s[0..n). */
+void gk_sbuf_add(struct gk_sbuf *b, const char *s, size_t n);
+
 /* Copies at most dstlen-1 bytes and always NUL-terminates (dstlen > 0). Returns strlen(src). */
 size_t gk_strlcpy(char *dst, const char *src, size_t dstlen);
 

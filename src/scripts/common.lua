@@ -113,11 +113,12 @@ end
 
 -- gk_sched: the business's scheduled event that applies at now, or nil (docs/EVENTS.md). evs is
 -- the index gk:{<business>}:evs (event id -> prequeue_opens_at ms); each event has a hash
--- gk:{<business>}:ev:<id> (open, end: ms, end 0 = none; sealed, n, placed once opened) and a
--- pre-queue set gk:{<business>}:pq:<id>, named from the index's prefix (same business, same
--- slot). The event that applies is the last whose pre-queue has opened (events never overlap);
--- older ones are gone once tick.lua drops them. phase: 'prequeue' before open, 'open' until end,
--- then 'closed' (new joins refused until the next event's pre-queue opens).
+-- gk:{<business>}:ev:<id> (open, end: ms, end 0 = none; sealed, n, placed once opened;
+-- place_next while the draw places it) and a pre-queue set gk:{<business>}:pq:<id>, named from
+-- the index's prefix (same business, same slot). The event that applies is the last whose
+-- pre-queue has opened (events never overlap); older ones are gone once tick.lua drops them.
+-- phase: 'prequeue' before open, 'open' until end, then 'closed' (new joins refused until the
+-- next event's pre-queue opens).
 local function gk_sched(evs, now)
   local ids = redis.call('ZRANGEBYSCORE', evs, '-inf', now)
   if #ids == 0 then return nil end

@@ -15,8 +15,10 @@
 
 #include <json-c/json.h>
 
+#include "gk/config.h"
 #include "gk/qnode.h"
 #include "gk/schedule.h"
+#include "gk/store.h"
 #include "gk/token.h"
 #include "integration/suites.h"
 #include "support/gktest.h"
@@ -332,16 +334,14 @@ memory_polls(void)
     return n;
 }
 
-/* Between the opening and the worker's draw (none runs here), a later arrival's place counts the
- * block reserved for the pre-queue, whether Redis answers the poll or the node's memory (whose
- * first view is built from the waiting set, where the block is not yet). */
-START_TEST(a_late_arrival_counts_the_block_before_the_draw)
+/* A new event (its id into id): five visitors q0..q4 join its pre-queue, it opens, and a late
+ * arrival (whose token goes into late) seals the block: it is 6th. */
+static void
+prequeue_then_open(const char *biz, char id[GK_SCHED_ID_BUF], char late[GK_TOKEN_BUF])
 {
     struct gktest_resp r;
-    char biz[64], id[GK_SCHED_ID_BUF], user[16], late[GK_TOKEN_BUF];
-    long long from_memory = memory_polls();
+    char user[16];
 
-    gktest_new_business(gktest_srv.port, "{}", biz, sizeof(biz));
     new_event(biz, 20, 4000, 0, id);
     advance(biz, 30000);
     for (int i = 0; i < 5; i++) {
@@ -354,13 +354,119 @@ START_TEST(a_late_arrival_counts_the_block_before_the_draw)
     gktest_enqueue(gktest_srv.port, biz, "late", NULL, &r);
     ck_assert_int_eq(r.status, 200);
     ck_assert_int_eq(gktest_json_int(&r, "position"), 6);
-    snprintf(late, sizeof(late), "%s", gktest_json_str(&r, "jwt"));
+    snprintf(late, GK_TOKEN_BUF, "%s", gktest_json_str(&r, "jwt"));
     gktest_resp_free(&r);
+}
+
+/* Between the opening and the worker's draw (none runs here), a later arrival's place counts the
+ * block reserved for the pre-queue, whether Redis answers the poll or the node's memory (whose
+ * first view is built from the waiting set, where the block is not yet). */
+START_TEST(a_late_arrival_counts_the_block_before_the_draw)
+{
+    char biz[64], id[GK_SCHED_ID_BUF], late[GK_TOKEN_BUF];
+    long long from_memory = memory_polls();
+
+    gktest_new_business(gktest_srv.port, "{}", biz, sizeof(biz));
+    prequeue_then_open(biz, id, late);
     for (int i = 0; i < 20; i++) {
         ck_assert_int_eq(status_of(biz, late, "waiting"), 6);
         gktest_sleep_ms(100);
     }
     ck_assert_int_gt(memory_polls(), from_memory);
+}
+END_TEST
+
+/* The placement in batches: a worker killed after its first batch, a stale batch that places
+ * nothing, and another worker that goes on from the event's record. The block's tickets go to the
+ * users in the order given, each once; placed is set, and the pre-queue deleted, only at the end. */
+START_TEST(placement_in_batches_resumes_after_a_worker_dies)
+{
+    static const char *const order[] = {"q3", "q1", "q4", "q0", "q2"};
+    char biz[64], id[GK_SCHED_ID_BUF], late[GK_TOKEN_BUF], err[256];
+    struct gk_redis_addr addr;
+    struct gk_store *st;
+    long long last;
+    size_t done;
+
+    gktest_new_business(gktest_srv.port, "{}", biz, sizeof(biz));
+    prequeue_then_open(biz, id, late);
+    last = gktest_redis_int("HGET 'gk:{%s}:ev:%s' sealed", biz, id);
+    if (getenv("GK_TEST_REDIS_CLUSTER_NODES") != NULL)
+        ck_assert_int_eq(
+            gk_redis_cluster_parse(getenv("GK_TEST_REDIS_CLUSTER_NODES"), &addr, err, sizeof(err)), GK_OK);
+    else
+        ck_assert_int_eq(gk_redis_url_parse(gktest_env("GK_TEST_REDIS_URL"), &addr, err, sizeof(err)), GK_OK);
+    st = gk_store_open(&addr, true);
+
+    ck_assert_int_eq(gk_store_sched_place_batch(st, biz, id, last, order, 5, 0, 2, &done), GK_OK);
+    ck_assert_uint_eq(done, 2);
+    ck_assert_int_eq(gktest_redis_int("ZSCORE 'gk:{%s}:wait' q3", biz), last - 4);
+    ck_assert_int_eq(gktest_redis_int("ZSCORE 'gk:{%s}:wait' q1", biz), last - 3);
+    ck_assert_int_eq(gktest_redis_int("HGET 'gk:{%s}:ev:%s' placed", biz, id), 0);
+    ck_assert_int_eq(gktest_redis_int("EXISTS 'gk:{%s}:pq:%s'", biz, id), 1);
+    /* Killed here; a batch sent again (the first one) places nothing. */
+    ck_assert_int_eq(gk_store_sched_place_batch(st, biz, id, last, order, 5, 0, 2, &done), GK_OK);
+    ck_assert_uint_eq(done, 2);
+    ck_assert_int_eq(gktest_redis_int("ZCARD 'gk:{%s}:wait'", biz), 3);
+
+    ck_assert_int_eq(gk_store_sched_place(st, biz, id, last, order, 5, 2), GK_OK);
+    for (int i = 0; i < 5; i++)
+        ck_assert_int_eq(gktest_redis_int("ZSCORE 'gk:{%s}:wait' %s", biz, order[i]), last - 4 + i);
+    ck_assert_int_eq(gktest_redis_int("ZCARD 'gk:{%s}:wait'", biz), 6);
+    ck_assert_int_eq(gktest_redis_int("HGET 'gk:{%s}:stats' enqueued_total", biz), 6);
+    ck_assert_int_eq(gktest_redis_int("HGET 'gk:{%s}:ev:%s' placed", biz, id), 1);
+    ck_assert_int_eq(gktest_redis_int("EXISTS 'gk:{%s}:pq:%s'", biz, id), 0);
+    /* Done: again is a no-op. */
+    ck_assert_int_eq(gk_store_sched_place(st, biz, id, last, order, 5, 3), GK_OK);
+    ck_assert_int_eq(gktest_redis_int("ZCARD 'gk:{%s}:wait'", biz), 6);
+    gk_store_close(st);
+}
+END_TEST
+
+/* Redis loses the events' mirror (a restart without persistence): the worker writes it again
+ * from PostgreSQL at its start (and every minute), and the event takes its pre-queue and opens
+ * with its draw, which the server then keeps. */
+START_TEST(a_lost_mirror_is_written_again_from_postgresql)
+{
+    struct gktest_server w;
+    struct gktest_resp r;
+    char biz[64], id[GK_SCHED_ID_BUF], path[64], body[4096], sql[256], out[64];
+    long long t0;
+
+    gktest_new_business(gktest_srv.port, "{}", biz, sizeof(biz));
+    new_event(biz, 20, 4000, 0, id);
+    if (getenv("GK_TEST_REDIS_CLUSTER_NODES") == NULL)
+        gktest_redis("FLUSHALL");
+    else /* FLUSHALL would reach one master only */
+        gktest_redis("DEL 'gk:{%s}:evs' 'gk:{%s}:ev:%s'", biz, biz, id);
+    ck_assert_int_eq(gktest_redis_int("EXISTS 'gk:{%s}:ev:%s'", biz, id), 0);
+    gktest_worker_start(&w, test_clock);
+    for (t0 = gktest_ms(); gktest_redis_int("EXISTS 'gk:{%s}:ev:%s'", biz, id) == 0; gktest_sleep_ms(50))
+        ck_assert_msg(gktest_ms() - t0 < 10000, "mirror not written again; see %s", w.log);
+    advance(biz, 30000);
+    gktest_enqueue(gktest_srv.port, biz, "q0", NULL, &r);
+    ck_assert_str_eq(gktest_json_str(&r, "state"), "prequeue");
+    gktest_resp_free(&r);
+    advance(biz, 4000000); /* open: the worker draws */
+    snprintf(path, sizeof(path), "/events/%s/draw", id);
+    for (t0 = gktest_ms();; gktest_sleep_ms(100)) {
+        admin("GET", path, biz, false, NULL, &r);
+        if (r.status == 200)
+            break;
+        gktest_resp_free(&r);
+        ck_assert_msg(gktest_ms() - t0 < 10000, "no draw; see %s", w.log);
+    }
+    ck_assert_int_eq(gktest_json_int(&r, "participants"), 1);
+    snprintf(body, sizeof(body), "%s", r.body);
+    gktest_resp_free(&r);
+    gktest_server_stop(&w);
+    /* Once drawn, the draw is answered from the server's memory: not read again. */
+    snprintf(sql, sizeof(sql), "UPDATE events SET draw_seed = 'changed' WHERE id = '%s'", id);
+    gktest_psql(out, sizeof(out), sql);
+    admin("GET", path, biz, false, NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.body, body);
+    gktest_resp_free(&r);
 }
 END_TEST
 
@@ -588,6 +694,8 @@ sched_it_suite(void)
     tcase_add_test(tc, creation_is_validated);
     tcase_add_test(tc, prequeue_then_draw_then_fifo);
     tcase_add_test(tc, a_late_arrival_counts_the_block_before_the_draw);
+    tcase_add_test(tc, placement_in_batches_resumes_after_a_worker_dies);
+    tcase_add_test(tc, a_lost_mirror_is_written_again_from_postgresql);
     tcase_add_test(tc, a_draw_forged_after_the_fact_fails_the_audit);
     tcase_add_test(tc, cancel_before_opening_puts_the_prequeue_in_line);
     tcase_add_test(tc, fifo_and_draw_order_hold_across_nodes_and_workers);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* test_util.c -- bounded parsing, identifiers, logfmt escaping. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "gk/log.h"
@@ -73,6 +74,21 @@ START_TEST(u64_str_writes_every_digit)
 }
 END_TEST
 
+START_TEST(sbuf_grows_and_stays_terminated)
+{
+    struct gk_sbuf b = {0};
+
+    gk_sbuf_add(&b, "", 0);
+    ck_assert_str_eq(b.s, "");
+    for (int i = 0; i < 1000; i++)
+        gk_sbuf_add(&b, "abc", 2);
+    ck_assert_uint_eq(b.len, 2000);
+    ck_assert_uint_eq(strlen(b.s), 2000);
+    ck_assert(strncmp(b.s + 1998, "ab", 3) == 0);
+    free(b.s);
+}
+END_TEST
+
 Suite *
 util_suite(void)
 {
@@ -84,6 +100,7 @@ util_suite(void)
     tcase_add_test(tc, log_escape_is_safe_and_bounded);
     tcase_add_test(tc, rfc3339_format);
     tcase_add_test(tc, u64_str_writes_every_digit);
+    tcase_add_test(tc, sbuf_grows_and_stays_terminated);
     suite_add_tcase(s, tc);
     return s;
 }
