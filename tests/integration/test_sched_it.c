@@ -491,7 +491,7 @@ END_TEST
 START_TEST(cancel_before_opening_puts_the_prequeue_in_line)
 {
     struct gktest_resp r;
-    char biz[64], id[GK_SCHED_ID_BUF], path[64], tok[3][GK_TOKEN_BUF], user[8], quitter[GK_TOKEN_BUF];
+    char biz[64], id[GK_SCHED_ID_BUF], path[64], tok[3][GK_TOKEN_BUF], user[16], quitter[GK_TOKEN_BUF];
 
     gktest_new_business(gktest_srv.port, "{}", biz, sizeof(biz));
     new_event(biz, 10, 60, 0, id);
