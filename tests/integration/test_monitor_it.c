@@ -731,8 +731,9 @@ START_TEST(polling_metrics_and_health_does_not_slow_config)
             LOAD_CLIENTS, answered, took[CONFIG_CALLS / 2], took[CONFIG_CALLS * 99 / 100],
             took[CONFIG_CALLS - 1]);
     ck_assert_int_gt(answered, 100);
-    ck_assert_msg(took[CONFIG_CALLS * 99 / 100] < 300, "GET /config p99 %lld ms under load",
-                  took[CONFIG_CALLS * 99 / 100]);
+    /* The bound stretches with the binaries' slowdown (sanitizers, valgrind), as timeouts do. */
+    ck_assert_msg(took[CONFIG_CALLS * 99 / 100] < 300 * gktest_slowdown(),
+                  "GET /config p99 %lld ms under load", took[CONFIG_CALLS * 99 / 100]);
 }
 END_TEST
 
