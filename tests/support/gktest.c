@@ -91,26 +91,49 @@ gktest_ends_with(const char *s, const char *suffix)
     return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
-/* Runs redis-cli with the formatted arguments; returns its first output line (trimmed) in out. */
-static void
-redis_cli(char *out, size_t outlen, const char *fmt, va_list ap)
+/* Runs cmd; its first output line (trimmed) into out, its exit status returned. */
+static int
+run_cli(const char *cmd, char *out, size_t outlen)
 {
-    char args[1024], cmd[1400];
-    FILE *p;
+    FILE *p = popen(cmd, "r");
 
-    vsnprintf(args, sizeof(args), fmt, ap);
-    /* -c: on a cluster, redis-cli follows the redirection to the node that holds the key. */
-    snprintf(cmd, sizeof(cmd), "redis-cli --no-raw %s -u '%s' %s 2>&1",
-             getenv("GK_TEST_REDIS_CLUSTER_NODES") != NULL ? "-c" : "", gktest_env("GK_TEST_REDIS_URL"),
-             args);
-    p = popen(cmd, "r");
     ck_assert_ptr_nonnull(p);
     if (fgets(out, (int)outlen, p) == NULL)
         out[0] = '\0';
     while (fgetc(p) != EOF)
         ;
-    ck_assert_msg(pclose(p) == 0, "%s failed: %s", cmd, out);
     out[strcspn(out, "\r\n")] = '\0';
+    return pclose(p);
+}
+
+/* Runs redis-cli with the formatted arguments; returns its first output line (trimmed) in out.
+ * On a cluster (-c: redis-cli follows the redirection to the node that holds the key) it asks
+ * the first node that answers, so that a test may kill any master. */
+static void
+redis_cli(char *out, size_t outlen, const char *fmt, va_list ap)
+{
+    const char *nodes = getenv("GK_TEST_REDIS_CLUSTER_NODES");
+    char args[1024], cmd[1400];
+    int rc;
+
+    vsnprintf(args, sizeof(args), fmt, ap);
+    if (nodes == NULL) {
+        snprintf(cmd, sizeof(cmd), "redis-cli --no-raw -u '%s' %s 2>&1", gktest_env("GK_TEST_REDIS_URL"),
+                 args);
+        rc = run_cli(cmd, out, outlen);
+    } else {
+        do {
+            size_t len = strcspn(nodes, ",");
+            const char *colon = memchr(nodes, ':', len);
+
+            ck_assert_ptr_nonnull(colon);
+            snprintf(cmd, sizeof(cmd), "redis-cli --no-raw -c -h %.*s -p %.*s %s 2>&1", (int)(colon - nodes),
+                     nodes, (int)(nodes + len - colon - 1), colon + 1, args);
+            rc = run_cli(cmd, out, outlen);
+            nodes += len + (nodes[len] == ',');
+        } while (rc != 0 && strncmp(out, "Could not connect", 17) == 0 && *nodes != '\0');
+    }
+    ck_assert_msg(rc == 0, "%s failed: %s", cmd, out);
 }
 
 void
