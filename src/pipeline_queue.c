@@ -39,25 +39,11 @@ limited(const char *kind, long long n, struct gk_op *op)
     return true;
 }
 
-/* The optional fourth element: an integer, else 0. */
+/* The optional element i (0-based): an integer, else 0. */
 static int64_t
-reply_int4(const redisReply *r)
+reply_int_at(const redisReply *r, size_t i)
 {
-    return r->elements >= 4 && r->element[3]->type == REDIS_REPLY_INTEGER ? r->element[3]->integer : 0;
-}
-
-/* The optional third element as an integer, else 0. */
-static int64_t
-reply_int3(const redisReply *r)
-{
-    return r->elements >= 3 && r->element[2]->type == REDIS_REPLY_INTEGER ? r->element[2]->integer : 0;
-}
-
-/* The optional fifth element (a ticket): an integer, else 0. */
-static int64_t
-reply_int5(const redisReply *r)
-{
-    return r->elements >= 5 && r->element[4]->type == REDIS_REPLY_INTEGER ? r->element[4]->integer : 0;
+    return r->elements > i && r->element[i]->type == REDIS_REPLY_INTEGER ? r->element[i]->integer : 0;
 }
 
 /* The optional third element: a decimal rate, or "" / absent for none. */
@@ -88,8 +74,8 @@ parse_join(const redisReply *r, struct gk_op *op)
         out->result = kind[0] == 'n' ? GK_JOIN_NEW : GK_JOIN_WAITING;
         out->position = n;
         out->admit_rate = reply_rate(r);
-        out->waiting = reply_int4(r);
-        out->ticket = reply_int5(r);
+        out->waiting = reply_int_at(r, 3);
+        out->ticket = reply_int_at(r, 4);
     } else if (strcmp(kind, "ready") == 0 || strcmp(kind, "admitted") == 0) {
         out->result = kind[0] == 'r' ? GK_JOIN_READY : GK_JOIN_ADMITTED;
         out->ready_until_ms = n;
@@ -100,8 +86,8 @@ parse_join(const redisReply *r, struct gk_op *op)
     } else if (strcmp(kind, "prequeue") == 0) {
         out->result = GK_JOIN_PREQUEUE;
         out->opens_at_ms = n;
-        out->joined_prequeue = reply_int3(r) == 1;
-        out->now_ms = reply_int4(r);
+        out->joined_prequeue = reply_int_at(r, 2) == 1;
+        out->now_ms = reply_int_at(r, 3);
     } else if (strcmp(kind, "pow_reused") == 0) {
         out->result = GK_JOIN_POW_REUSED;
     } else {
@@ -126,8 +112,8 @@ parse_status(const redisReply *r, struct gk_op *op)
         out->state = GK_USER_WAITING;
         out->position = n;
         out->admit_rate = reply_rate(r);
-        out->waiting = reply_int4(r);
-        out->ticket = reply_int5(r);
+        out->waiting = reply_int_at(r, 3);
+        out->ticket = reply_int_at(r, 4);
     } else if (strcmp(kind, "ready") == 0) {
         out->state = GK_USER_READY;
         out->ready_until_ms = n;
@@ -136,7 +122,7 @@ parse_status(const redisReply *r, struct gk_op *op)
     } else if (strcmp(kind, "prequeue") == 0) {
         out->state = GK_USER_PREQUEUE;
         out->opens_at_ms = n;
-        out->now_ms = reply_int3(r);
+        out->now_ms = reply_int_at(r, 2);
     } else if (strcmp(kind, "none") != 0) {
         return false;
     }
