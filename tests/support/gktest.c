@@ -253,6 +253,28 @@ gktest_lua(const char *name, const char *body)
     return out;
 }
 
+/* A connection to the first node of the cluster that answers, so that a test may kill any master. */
+static redisContext *
+connect_any_node(void)
+{
+    const char *nodes = gktest_env("GK_TEST_REDIS_CLUSTER_NODES");
+    redisContext *c = NULL;
+
+    while (*nodes != '\0') {
+        size_t len = strcspn(nodes, ",");
+        const char *colon = memchr(nodes, ':', len);
+
+        ck_assert_ptr_nonnull(colon);
+        redisFree(c);
+        c = redisConnect("127.0.0.1", atoi(colon + 1));
+        if (c != NULL && c->err == 0)
+            return c;
+        nodes += len + (nodes[len] == ',');
+    }
+    ck_abort_msg("no node of the cluster answers");
+    return NULL;
+}
+
 int
 gktest_redis_port_for(const char *key)
 {
@@ -267,8 +289,7 @@ gktest_redis_port_for(const char *key)
     m = malloc(sizeof(*m));
     ck_assert_ptr_nonnull(m);
     gk_cluster_map_clear(m);
-    c = redisConnect("127.0.0.1", port);
-    ck_assert_msg(c != NULL && c->err == 0, "redis connect failed");
+    c = connect_any_node();
     r = redisCommand(c, "CLUSTER SHARDS");
     ck_assert_ptr_nonnull(r);
     ck_assert_int_eq(gk_cluster_map_parse_shards(m, r, "127.0.0.1"), GK_OK);
