@@ -102,7 +102,10 @@ PIDS+=("$WORKER")
 run burst enqueue 64 PREFIX=burst | tee -a "$RESULTS"
 run flash_mix mix 64 | tee -a "$RESULTS"
 
-# Scale: the same status poll with 1,000 and with 10,000,000 users waiting (O(log n) rank).
+# Scale: the same status poll with 1,000 and with 10,000,000 users waiting (O(log n) rank). The
+# worker stops first, so that neither line moves while it is measured: it would otherwise admit
+# the polled visitors from the front of both lines, and a ready visitor's poll is a Redis call.
+kill "$WORKER" 2>/dev/null && wait "$WORKER" 2>/dev/null
 fill small 1000 u
 "$BUILD/gk-bench-tokens" small 1000 tickets >"$TMP/tokens.small"
 fill huge "${HUGE_USERS:-10000000}" u
@@ -118,7 +121,6 @@ warm huge "$TMP/tokens.huge" $((USERS + 1000 + ${HUGE_USERS:-10000000}))
 VIEW_HUGE=$(( $(metric gatekeeper_status_view_bytes) - VIEW0 ))
 run status_1k status 64 TOKENS="$TMP/tokens.small" BUSINESS=small | tee -a "$RESULTS"
 run status_10M status 64 TOKENS="$TMP/tokens.huge" BUSINESS=huge | tee -a "$RESULTS"
-kill "$WORKER" 2>/dev/null && wait "$WORKER" 2>/dev/null
 
 # Memory: bytes per waiting user at 1,000,000 users, beside a bare sorted-set entry of the same
 # member in the same Redis.

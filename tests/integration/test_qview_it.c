@@ -5,11 +5,14 @@
  * scripts: leave through the API, tick.lua called directly so that the test decides when),
  * every waiting visitor's position on every node equals Redis's own ZRANK + 1 once a refresh
  * has passed; those who left are answered from Redis (ready, not found); and the polls from
- * memory cost Redis no status script (no ZRANK).
+ * memory cost Redis no status script (no ZRANK). And the ETA range a visitor is shown at their
+ * first poll holds their actual wait, for most visitors, while the admission rate varies and a
+ * fifth of the line gives up.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <hiredis/hiredis.h>
 #include <json-c/json.h>
@@ -103,6 +106,36 @@ command_calls(const char *cmd)
     return n;
 }
 
+/* gatekeeper_eta_error_ratio_count of the node on port: admissions whose ETA error it measured. */
+static long long
+eta_ratio_count(uint16_t port)
+{
+    static const char name[] = "\ngatekeeper_eta_error_ratio_count ";
+    struct gktest_resp r;
+    const char *at;
+    long long n;
+
+    gktest_http(port, "GET", "/metrics", NULL, NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    at = strstr(r.body, name);
+    ck_assert_ptr_nonnull(at);
+    n = atoll(at + strlen(name));
+    gktest_resp_free(&r);
+    return n;
+}
+
+/* Wall-clock milliseconds, as Redis stamps an admission. */
+static long long
+wall_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+#define READY_TTL_MS "600000"
+
 /* One admission tick of biz now: admit up to `admit` from the front, evict whose heartbeat is
  * older than a minute (abandon 60 s), through tick.lua as the worker calls it. */
 static void
@@ -123,8 +156,8 @@ tick(const char *biz, int admit)
     }
     snprintf(limit, sizeof(limit), "%d", admit);
     argv[NKEYS] = limit;
-    argv[NKEYS + 1] = "1000";   /* frequency ms */
-    argv[NKEYS + 2] = "600000"; /* ready ttl ms */
+    argv[NKEYS + 1] = "1000"; /* frequency ms */
+    argv[NKEYS + 2] = READY_TTL_MS;
     argv[NKEYS + 3] = "0";      /* max active */
     argv[NKEYS + 4] = "60000";  /* abandon after ms */
     argv[NKEYS + 5] = "0";      /* fifo */
@@ -302,6 +335,122 @@ START_TEST(behind_the_trimmed_log_rebuilds)
 }
 END_TEST
 
+/* The ETA range is calibrated. Visitors join a line over 16 s (24 at once, then 4 a second);
+ * every second a tick admits 2 to 6 of them (4 on average, in an order nobody can predict from
+ * the last few), under a configured limit of 6; every fifth visitor gives up within 3 s of
+ * joining. Each visitor's actual wait (from their first poll to their admission, which Redis
+ * records to the millisecond) must fall within the range their first poll showed for at least
+ * 80 % of those admitted. Ticks are run by the test, as the worker runs them, so that the rate
+ * varies as chosen whatever the machine's load; 300 ms of slack covers a view's age. */
+#define ETA_USERS 88
+START_TEST(eta_ranges_hold_with_a_varying_rate_and_abandonment)
+{
+    static const int per_tick[] = {4, 6, 3, 5, 2, 6, 4, 3, 5, 2};
+    static char tok[ETA_USERS][GK_TOKEN_BUF];
+    static struct {
+        long long first_ms, leave_at_ms, low, high, joined_eta;
+        enum fate fate;
+    } u[ETA_USERS];
+    char biz[64], user[32], headers[GK_TOKEN_BUF + 200];
+    redisContext *rc = redisConnect("127.0.0.1", atoi(gktest_env("GK_TEST_REDIS_PORT")));
+    long long t0, next_tick, counted_before = 0, counted_after = 0;
+    int joined = 0, ticks = 0, admitted = 0, within = 0, gave_up = 0, with_eta = 0;
+    unsigned seed = 11;
+
+    ck_assert(rc != NULL && rc->err == 0);
+    new_business("{\"ip_enqueue_limit\": 1000000, \"ip_status_polling_limit\": 1000000, "
+                 "\"admission_limit\": 6, \"admission_frequency\": 1}",
+                 biz, sizeof(biz));
+    for (int i = 0; i < NODES; i++)
+        counted_before += eta_ratio_count(node[i].port);
+    t0 = wall_ms();
+    next_tick = t0 + 1000;
+    for (;;) {
+        long long now = wall_ms();
+        int due = now - t0 < 16000 ? 24 + (int)((now - t0) / 250) : ETA_USERS, waiting = 0;
+
+        /* Arrivals: join on any node, then the first poll, whose range is the one judged. */
+        for (; joined < ETA_USERS && joined < due; joined++) {
+            struct gktest_resp r;
+            struct json_object *range;
+
+            snprintf(user, sizeof(user), "e%d", joined);
+            gktest_enqueue(node[joined % NODES].port, biz, user, NULL, &r);
+            ck_assert_msg(r.status == 200, "enqueue: %d %s", r.status, r.body);
+            snprintf(tok[joined], GK_TOKEN_BUF, "%s", gktest_json_str(&r, "jwt"));
+            u[joined].joined_eta = gktest_json_int(&r, "eta_seconds");
+            gktest_resp_free(&r);
+            snprintf(headers, sizeof(headers), "X-Gatekeeper-Business: %s\r\njwt: %s\r\n", biz, tok[joined]);
+            gktest_http(node[(joined + 1) % NODES].port, "GET", "/queue/status", headers, NULL, &r);
+            u[joined].first_ms = wall_ms();
+            ck_assert_msg(r.status == 200 && json_object_object_get_ex(r.json, "eta_seconds_range", &range) &&
+                              json_object_array_length(range) == 2,
+                          "status: %d %s", r.status, r.body);
+            u[joined].low = json_object_get_int64(json_object_array_get_idx(range, 0));
+            u[joined].high = json_object_get_int64(json_object_array_get_idx(range, 1));
+            gktest_resp_free(&r);
+            u[joined].fate = WAITING;
+            u[joined].leave_at_ms = joined % 5 == 4 ? u[joined].first_ms + rand_r(&seed) % 3000 : -1;
+        }
+        /* Those who give up, if they are still waiting. */
+        for (int i = 0; i < joined; i++) {
+            redisReply *w;
+
+            if (u[i].fate != WAITING)
+                continue;
+            w = redisCommand(rc, "ZSCORE gk:{%s}:wait e%d", biz, i);
+            ck_assert_ptr_nonnull(w);
+            if (w->type == REDIS_REPLY_NIL)
+                u[i].fate = ADMITTED;
+            else if (u[i].leave_at_ms >= 0 && now >= u[i].leave_at_ms) {
+                leave_on(node[i % NODES].port, biz, tok[i]);
+                u[i].fate = LEFT;
+                gave_up++;
+            } else
+                waiting++;
+            freeReplyObject(w);
+        }
+        if (joined == ETA_USERS && waiting == 0)
+            break;
+        ck_assert_msg(now - t0 < 120000, "the line did not drain");
+        if (now >= next_tick) {
+            tick(biz, per_tick[ticks++ % (int)GK_ARRAY_LEN(per_tick)]);
+            next_tick = now + 1000; /* a late tick does not bring the next one forward */
+        }
+        gktest_sleep_ms(20);
+    }
+    gktest_sleep_ms(3 * GK_QNODE_REFRESH_MS * gktest_slowdown() +
+                    200); /* every node has seen the last tick */
+    for (int i = 0; i < ETA_USERS; i++) {
+        redisReply *r;
+        long long wait_ms;
+        char state[32];
+        long long pos;
+
+        if (u[i].fate != ADMITTED)
+            continue;
+        r = redisCommand(rc, "ZSCORE gk:{%s}:ready e%d", biz, i);
+        ck_assert(r != NULL && r->type == REDIS_REPLY_STRING);
+        wait_ms = atoll(r->str) - atoll(READY_TTL_MS) - u[i].first_ms;
+        freeReplyObject(r);
+        admitted++;
+        within += wait_ms >= u[i].low * 1000 - 300 && wait_ms <= u[i].high * 1000 + 300;
+        /* Its next poll sees it ready and records the ETA's error once. */
+        poll_on(node[i % NODES].port, biz, tok[i], state, sizeof(state), &pos);
+        ck_assert_str_eq(state, "ready");
+        with_eta += u[i].joined_eta > 0;
+    }
+    for (int i = 0; i < NODES; i++)
+        counted_after += eta_ratio_count(node[i].port);
+    redisFree(rc);
+    fprintf(stderr, "qview_it: %d of %d admitted within the ETA range of their first poll (%d gave up)\n",
+            within, admitted, gave_up);
+    ck_assert_int_ge(gave_up, ETA_USERS / 5 - 4);
+    ck_assert_int_ge(within * 10, admitted * 8);
+    ck_assert_int_eq(counted_after - counted_before, with_eta);
+}
+END_TEST
+
 Suite *
 qview_it_suite(void)
 {
@@ -313,6 +462,7 @@ qview_it_suite(void)
     tcase_add_test(tc, positions_equal_zrank_on_every_node);
     tcase_add_test(tc, polls_from_memory_run_no_status_script);
     tcase_add_test(tc, behind_the_trimmed_log_rebuilds);
+    tcase_add_test(tc, eta_ranges_hold_with_a_varying_rate_and_abandonment);
     suite_add_tcase(s, tc);
     return s;
 }
