@@ -3,10 +3,11 @@
  * tokens.c -- for `make bench`: prints N queue tokens, one per line, for users u0..u(N-1) of a
  * business, signed with JWT_SECRET from the environment, valid for an hour. With "tickets", each
  * carries its user's ticket as bench/run.sh's fill hands them out (u<i> holds ticket i + 1), so
- * that a node answers their polls from memory; without, the tokens carry none (users who join in
- * any order: their first status answer brings a token with their ticket). The users themselves
- * are put into Redis by bench/run.sh (or join through the API).
- * Usage: gk-bench-tokens BUSINESS N [tickets]
+ * that a node answers their polls from memory, and the place last shown (i + 1 in a fresh line),
+ * as the token a client keeps from its last answer does (wrk sends the same tokens again and
+ * again; without the place every answer would sign a new token); without, the tokens carry none (users who
+ * join in any order: their first status answer brings a token with their ticket). The users themselves are
+ * put into Redis by bench/run.sh (or join through the API). Usage: gk-bench-tokens BUSINESS N [tickets]
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,7 +30,8 @@ main(int argc, char **argv)
     }
     keys = gk_token_keys_new(secret, NULL);
     for (long i = 0; i < n; i++) {
-        struct gk_claims c = {.iat = gk_now_ms() / 1000, .ticket = argc == 4 ? i + 1 : 0};
+        struct gk_claims c = {
+            .iat = gk_now_ms() / 1000, .ticket = argc == 4 ? i + 1 : 0, .shown = argc == 4 ? i + 1 : 0};
 
         c.exp = c.iat + 3600;
         snprintf(c.business, sizeof(c.business), "%s", argv[1]);

@@ -43,8 +43,17 @@ enum gk_b64 {
     GK_B64_URL, /* base64url without padding, as in JWTs */
     GK_B64_ANY, /* the standard or the URL-safe alphabet, with or without padding */
 };
+extern const unsigned char gk_base64url_codes[256];
 /* The value 0..63 of the base64 character c in alphabet a, or -1. */
-int gk_base64_value(unsigned char c, enum gk_b64 a);
+static inline int
+gk_base64_value(unsigned char c, enum gk_b64 a)
+{
+    if (gk_base64url_codes[c] != 0)
+        return gk_base64url_codes[c] - 1;
+    if (a == GK_B64_ANY && (c == '+' || c == '/'))
+        return c == '+' ? 62 : 63;
+    return -1;
+}
 /* Decodes in[0..len) into out (outcap bytes) and sets *outlen. False for a character outside the
  * alphabet, a length of 1 mod 4 (padding aside), non-zero leftover bits (so only the canonical
  * spelling decodes), or more than outcap bytes. Thread-safe. */

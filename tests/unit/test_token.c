@@ -143,6 +143,19 @@ START_TEST(ticket_claim_round_trip)
     ck_assert_int_eq(out.ticket, 42);
     ck_assert_int_eq(out.eta, 90);
     ck_assert_int_eq(out.joined, 1000);
+    ck_assert_int_eq(out.shown, 0);
+    /* the place last shown, with and without the join's ETA */
+    in.shown = 17;
+    ck_assert_int_eq(gk_token_issue(k, &in, tok, sizeof(tok)), GK_OK);
+    ck_assert_int_eq(gk_token_verify(k, tok, 1000, &out), GK_TOKEN_VALID);
+    ck_assert_int_eq(out.shown, 17);
+    ck_assert_int_eq(out.joined, 1000);
+    in.eta = in.joined = 0;
+    ck_assert_int_eq(gk_token_issue(k, &in, tok, sizeof(tok)), GK_OK);
+    ck_assert_int_eq(gk_token_verify(k, tok, 1000, &out), GK_TOKEN_VALID);
+    ck_assert_int_eq(out.shown, 17);
+    ck_assert_int_eq(out.joined, 0);
+    in.shown = 0;
     in.ticket = -1;
     ck_assert_int_eq(gk_token_issue(k, &in, tok, sizeof(tok)), GK_EINVAL);
     craft(crafted, HS256_HDR, "{\"bid\":\"shop1\",\"sub\":\"u\",\"iat\":1000,\"exp\":1300,\"tkt\":7}", SECRET,
@@ -184,12 +197,14 @@ START_TEST(issue_longest_ids_fits)
     in.business[GK_ID_MAX] = '\0';
     memset(in.user, 'u', GK_ID_MAX);
     in.user[GK_ID_MAX] = '\0';
-    in.ticket = 999999999999999999LL;
+    in.ticket = in.eta = in.joined = in.shown = 999999999999999999LL;
+    in.iat = INT64_MAX - 2;
     ck_assert_int_eq(gk_token_issue(k, &in, tok, sizeof(tok)), GK_OK);
     ck_assert_int_eq(gk_token_verify(k, tok, INT64_MAX - 2, &out), GK_TOKEN_VALID);
     ck_assert_str_eq(out.business, in.business);
     ck_assert_str_eq(out.user, in.user);
     ck_assert_int_eq(out.exp, INT64_MAX - 1);
+    ck_assert_int_eq(out.shown, 999999999999999999LL);
     gk_token_keys_free(k);
 }
 END_TEST
