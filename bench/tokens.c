@@ -4,10 +4,12 @@
  * business, signed with JWT_SECRET from the environment, valid for an hour. With "tickets", each
  * carries its user's ticket as bench/run.sh's fill hands them out (u<i> holds ticket i + 1), so
  * that a node answers their polls from memory, and the place last shown (i + 1 in a fresh line),
- * as the token a client keeps from its last answer does (wrk sends the same tokens again and
- * again; without the place every answer would sign a new token); without, the tokens carry none (users who
- * join in any order: their first status answer brings a token with their ticket). The users themselves are
- * put into Redis by bench/run.sh (or join through the API). Usage: gk-bench-tokens BUSINESS N [tickets]
+ * as the token a client keeps from its last answer does: wrk sends the same tokens again and
+ * again, and without the place every answer would sign a new token. Without "tickets" the tokens
+ * carry neither (users who join in any order: their first status answer brings a token with
+ * their ticket). The users themselves are put into Redis by bench/run.sh (or join through the
+ * API).
+ * Usage: gk-bench-tokens BUSINESS N [tickets]
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -106,7 +106,7 @@ gk_hmac_sha256_hex(const void *key, size_t keylen, const void *data, size_t len,
 }
 
 /* 1 + the value of each base64url character, 0 for the rest: one load per character on the
- * token path, where the branches cost a tenth of a poll. */
+ * token path (a chain of branches there was about 4 % of a status poll's CPU). */
 const unsigned char gk_base64url_codes[256] = {
     ['A'] = 1,  ['B'] = 2,  ['C'] = 3,  ['D'] = 4,  ['E'] = 5,  ['F'] = 6,  ['G'] = 7,  ['H'] = 8,
     ['I'] = 9,  ['J'] = 10, ['K'] = 11, ['L'] = 12, ['M'] = 13, ['N'] = 14, ['O'] = 15, ['P'] = 16,
