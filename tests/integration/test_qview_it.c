@@ -419,8 +419,8 @@ START_TEST(eta_ranges_hold_with_a_varying_rate_and_abandonment)
         }
         gktest_sleep_ms(20);
     }
-    gktest_sleep_ms(3 * GK_QNODE_REFRESH_MS * gktest_slowdown() +
-                    200); /* every node has seen the last tick */
+    /* every node has seen the last tick */
+    gktest_sleep_ms(3 * GK_QNODE_REFRESH_MS * gktest_slowdown() + 200);
     for (int i = 0; i < ETA_USERS; i++) {
         redisReply *r;
         long long wait_ms;
