@@ -229,25 +229,12 @@ mac(const struct hmac_key *hk, const char *msg, size_t msglen, unsigned char md[
     EVP_MD_CTX_free(c);
 }
 
-/* lit then s at p; returns the end. */
-static char *
-put(char *p, const char *lit, const char *s)
-{
-    size_t a = strlen(lit), b = strlen(s);
-
-    memcpy(p, lit, a);
-    memcpy(p + a, s, b);
-    return p + a + b;
-}
-
-/* lit then v in decimal at p; returns the end. */
+/* lit then v in decimal at p; returns the end (at the NUL). */
 static char *
 put_int(char *p, const char *lit, int64_t v)
 {
-    size_t a = strlen(lit);
-
-    memcpy(p, lit, a);
-    return p + a + gk_u64_str((uint64_t)v, p + a);
+    p = stpcpy(p, lit);
+    return p + gk_u64_str((uint64_t)v, p);
 }
 
 /*
@@ -269,11 +256,10 @@ gk_token_issue(const struct gk_token_keys *k, const struct gk_claims *c, char *o
         c->shown >= 1000000000000000000LL)
         return GK_EINVAL;
     /* Written piece by piece: two checked ids and seven numbers, at most 428 bytes with the NUL. */
-    p = put(payload, "{\"bid\":\"", c->business);
+    p = stpcpy(stpcpy(payload, "{\"bid\":\""), c->business);
     p = put_int(p, "\",\"exp\":", c->exp);
     p = put_int(p, ",\"iat\":", c->iat);
-    p = put(p, ",\"sub\":\"", c->user);
-    p = put(p, "\"", "");
+    p = stpcpy(stpcpy(stpcpy(p, ",\"sub\":\""), c->user), "\"");
     if (c->ticket > 0) {
         p = put_int(p, ",\"tkt\":", c->ticket);
         if (c->joined > 0) {
@@ -283,7 +269,7 @@ gk_token_issue(const struct gk_token_keys *k, const struct gk_claims *c, char *o
         if (c->shown > 0)
             p = put_int(p, ",\"pos\":", c->shown);
     }
-    p = put(p, "}", "");
+    p = stpcpy(p, "}");
     plen = (size_t)(p - payload);
     GK_ASSERT(plen < sizeof(payload));
     /* header.payload.signature, each part at most 4/3 of its bytes */
