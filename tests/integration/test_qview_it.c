@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <hiredis/hiredis.h>
 #include <json-c/json.h>
@@ -122,16 +121,6 @@ eta_ratio_count(uint16_t port)
     n = atoll(at + strlen(name));
     gktest_resp_free(&r);
     return n;
-}
-
-/* Wall-clock milliseconds, as Redis stamps an admission. */
-static long long
-wall_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 #define READY_TTL_MS "600000"
@@ -363,10 +352,10 @@ START_TEST(eta_ranges_hold_with_a_varying_rate_and_abandonment)
                  biz, sizeof(biz));
     for (int i = 0; i < NODES; i++)
         counted_before += eta_ratio_count(node[i].port);
-    t0 = wall_ms();
+    t0 = gk_now_ms(); /* wall-clock milliseconds, as Redis stamps an admission */
     next_tick = t0 + 1000;
     for (;;) {
-        long long now = wall_ms();
+        long long now = gk_now_ms();
         int due = now - t0 < 16000 ? 24 + (int)((now - t0) / 250) : ETA_USERS, waiting = 0;
 
         /* Arrivals: join on any node, then the first poll, whose range is the one judged. */
@@ -382,7 +371,7 @@ START_TEST(eta_ranges_hold_with_a_varying_rate_and_abandonment)
             gktest_resp_free(&r);
             snprintf(headers, sizeof(headers), "X-Gatekeeper-Business: %s\r\njwt: %s\r\n", biz, tok[joined]);
             gktest_http(node[(joined + 1) % NODES].port, "GET", "/queue/status", headers, NULL, &r);
-            u[joined].first_ms = wall_ms();
+            u[joined].first_ms = gk_now_ms();
             ck_assert_msg(r.status == 200 && json_object_object_get_ex(r.json, "eta_seconds_range", &range) &&
                               json_object_array_length(range) == 2,
                           "status: %d %s", r.status, r.body);
