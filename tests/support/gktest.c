@@ -106,6 +106,19 @@ run_cli(const char *cmd, char *out, size_t outlen)
     return pclose(p);
 }
 
+/* The port of the next node of GK_TEST_REDIS_CLUSTER_NODES ("127.0.0.1:<port>,...") at *nodes,
+ * which moves past it; the caller stops at the terminating NUL. */
+static int
+next_node_port(const char **nodes)
+{
+    size_t len = strcspn(*nodes, ",");
+    const char *colon = memchr(*nodes, ':', len);
+
+    ck_assert_ptr_nonnull(colon);
+    *nodes += len + ((*nodes)[len] == ',');
+    return atoi(colon + 1);
+}
+
 /* Runs redis-cli with the formatted arguments; returns its first output line (trimmed) in out.
  * On a cluster (-c: redis-cli follows the redirection to the node that holds the key) it asks
  * the first node that answers, so that a test may kill any master. */
@@ -122,15 +135,12 @@ redis_cli(char *out, size_t outlen, const char *fmt, va_list ap)
                  args);
         rc = run_cli(cmd, out, outlen);
     } else {
-        do {
-            size_t len = strcspn(nodes, ",");
-            const char *colon = memchr(nodes, ':', len);
+        int port;
 
-            ck_assert_ptr_nonnull(colon);
-            snprintf(cmd, sizeof(cmd), "redis-cli --no-raw -c -h %.*s -p %.*s %s 2>&1", (int)(colon - nodes),
-                     nodes, (int)(nodes + len - colon - 1), colon + 1, args);
+        do {
+            port = next_node_port(&nodes);
+            snprintf(cmd, sizeof(cmd), "redis-cli --no-raw -c -h 127.0.0.1 -p %d %s 2>&1", port, args);
             rc = run_cli(cmd, out, outlen);
-            nodes += len + (nodes[len] == ',');
         } while (rc != 0 && strncmp(out, "Could not connect", 17) == 0 && *nodes != '\0');
     }
     ck_assert_msg(rc == 0, "%s failed: %s", cmd, out);
@@ -261,15 +271,10 @@ connect_any_node(void)
     redisContext *c = NULL;
 
     while (*nodes != '\0') {
-        size_t len = strcspn(nodes, ",");
-        const char *colon = memchr(nodes, ':', len);
-
-        ck_assert_ptr_nonnull(colon);
         redisFree(c);
-        c = redisConnect("127.0.0.1", atoi(colon + 1));
+        c = redisConnect("127.0.0.1", next_node_port(&nodes));
         if (c != NULL && c->err == 0)
             return c;
-        nodes += len + (nodes[len] == ',');
     }
     ck_abort_msg("no node of the cluster answers");
     return NULL;
